@@ -1,0 +1,15 @@
+"""climgen: adaptive multi-scale refinement of coarse climate fields.
+
+Importing climgen registers the ``.climgen`` accessor on xarray objects. Torch and the models
+are imported only when a refinement runs.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from climgen import accessor as _accessor  # noqa: E402,F401  (registers ds.climgen)
+from climgen.errors import ClimgenError  # noqa: E402
+from climgen.pipeline import complexity, synthesize  # noqa: E402
+
+__all__ = ["ClimgenError", "__version__", "complexity", "synthesize"]

@@ -1,0 +1,35 @@
+"""User-facing errors.
+
+Every error a user can cause derives from :class:`ClimgenError`. The CLI prints such errors as
+one line on stderr and exits non-zero; the accessor and library raise them unchanged.
+"""
+
+from __future__ import annotations
+
+
+class ClimgenError(Exception):
+    """Base class of the errors a user can fix (bad input, bad option, missing file...)."""
+
+
+class InputError(ClimgenError, ValueError):
+    """The input data cannot be used as given (missing variable, bad coordinates...)."""
+
+
+class GridError(InputError):
+    """The spatial grid is not one climgen understands (no x/y axes, non-monotonic...)."""
+
+
+class ConfigError(ClimgenError, ValueError):
+    """An option or configuration value is invalid (bad factor, bad budget...)."""
+
+
+class ModelError(ClimgenError):
+    """A model checkpoint is missing, unsafe (pickle) or inconsistent with its config."""
+
+
+class OutputExistsError(ClimgenError, FileExistsError):
+    """The output path exists and ``overwrite`` was not requested."""
+
+
+class MissingDependencyError(ClimgenError, ImportError):
+    """An optional dependency needed for this feature is not installed."""

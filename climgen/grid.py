@@ -1,0 +1,167 @@
+"""The grid convention: how a coarse grid is split into a fine one, and back.
+
+Every coarse cell is split into ``factor`` x ``factor`` equal cells. Cell edges come from the
+coordinate's ``bounds`` variable when it has one, else from midpoints between centres (the
+outer edges extrapolated by half a cell). Fine 1-D coordinates are the centres of the sub-cells,
+with their own bounds. This works on regular and irregular spacing, ascending or descending
+axes, and for ``lat``/``lon``, ``rlat``/``rlon`` (rotated pole) and projected ``y``/``x``.
+:func:`coarsen_dataset` is the exact inverse on the grid (block means of the data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from climgen.errors import ConfigError, GridError
+
+AXIS_STANDARD_NAMES = {
+    "latlon": ("latitude", "longitude"),
+    "rotated": ("grid_latitude", "grid_longitude"),
+    "projected": ("projection_y_coordinate", "projection_x_coordinate"),
+}
+AXIS_NAME_GUESSES = {
+    "latlon": (("lat", "latitude", "nav_lat"), ("lon", "longitude", "nav_lon")),
+    "rotated": (("rlat",), ("rlon",)),
+    "projected": (("y", "yc"), ("x", "xc")),
+}
+SUPPORTED_FACTORS = (2, 4, 8, 16)
+
+
+@dataclass(frozen=True)
+class SpatialAxes:
+    """Names of the spatial dimensions of a grid and what kind of grid it is."""
+
+    y: str
+    x: str
+    kind: str  # "latlon", "rotated" or "projected"
+
+
+def check_factor(factor: int) -> int:
+    """Return ``factor`` if it is a supported refinement factor, else raise :class:`ConfigError`."""
+    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or int(factor) not in SUPPORTED_FACTORS:
+        raise ConfigError(f"factor must be one of {', '.join(map(str, SUPPORTED_FACTORS))} (x2 stages), got {factor!r}")
+    return int(factor)
+
+
+def refinement_stages(factor: int) -> int:
+    """Number of x2 stages for a factor (4 -> 2)."""
+    return int(check_factor(factor)).bit_length() - 1
+
+
+def find_spatial_axes(obj: xr.Dataset | xr.DataArray) -> SpatialAxes:
+    """Find the y/x dimension coordinates by standard_name, then ``axis``, then by name."""
+    coords = {name: obj.coords[name] for name in obj.dims if name in obj.coords}
+    for kind, (y_name, x_name) in AXIS_STANDARD_NAMES.items():
+        ys = [n for n, c in coords.items() if c.attrs.get("standard_name") == y_name]
+        xs = [n for n, c in coords.items() if c.attrs.get("standard_name") == x_name]
+        if ys and xs:
+            return SpatialAxes(ys[0], xs[0], kind)
+    ys = [n for n, c in coords.items() if str(c.attrs.get("axis", "")).upper() == "Y"]
+    xs = [n for n, c in coords.items() if str(c.attrs.get("axis", "")).upper() == "X"]
+    if ys and xs:
+        return SpatialAxes(ys[0], xs[0], _guess_kind(ys[0]))
+    for kind, (y_names, x_names) in AXIS_NAME_GUESSES.items():
+        y = next((n for n in y_names if n in coords), None)
+        x = next((n for n in x_names if n in coords), None)
+        if y and x:
+            return SpatialAxes(y, x, kind)
+    raise GridError(
+        "no spatial axes found: expected 1-D coordinates lat/lon, rlat/rlon or y/x "
+        f"(by standard_name, axis or name); dimensions are {list(obj.dims)}"
+    )
+
+
+def _guess_kind(y_name: str) -> str:
+    for kind, (y_names, _) in AXIS_NAME_GUESSES.items():
+        if y_name in y_names:
+            return kind
+    return "projected"
+
+
+def cell_bounds(coordinate: xr.DataArray, dataset: xr.Dataset | None = None) -> np.ndarray:
+    """Edges of each cell as an (n, 2) array, from the ``bounds`` variable or from midpoints."""
+    values = np.asarray(coordinate.values, dtype=np.float64)
+    name = coordinate.name
+    if values.ndim != 1:
+        raise GridError(f"coordinate {name!r} must be 1-D")
+    if not np.isfinite(values).all():
+        raise GridError(f"coordinate {name!r} has missing values")
+    steps = np.diff(values)
+    if values.size > 1 and not ((steps > 0).all() or (steps < 0).all()):
+        raise GridError(f"coordinate {name!r} is not strictly monotonic; sort it first")
+    bounds_name = coordinate.attrs.get("bounds")
+    if dataset is not None and bounds_name in dataset.variables:
+        bounds = np.asarray(dataset[bounds_name].values, dtype=np.float64)
+        if bounds.shape == (values.size, 2) and np.isfinite(bounds).all():
+            return bounds
+    if values.size == 1:
+        raise GridError(f"coordinate {name!r} has a single value and no bounds: cell size unknown")
+    middles = (values[1:] + values[:-1]) / 2
+    edges = np.concatenate([[values[0] - (middles[0] - values[0])], middles, [values[-1] + (values[-1] - middles[-1])]])
+    if coordinate.attrs.get("standard_name") == "latitude" or name in ("lat", "latitude"):
+        edges = np.clip(edges, -90.0, 90.0)
+    return np.stack([edges[:-1], edges[1:]], axis=1)
+
+
+def refine_bounds(bounds: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split each cell into ``factor`` equal parts: returns (fine centres, fine bounds (n*f, 2))."""
+    fractions = np.arange(factor + 1) / factor
+    edges = bounds[:, :1] + (bounds[:, 1:] - bounds[:, :1]) * fractions[None, :]
+    fine_bounds = np.stack([edges[:, :-1].ravel(), edges[:, 1:].ravel()], axis=1)
+    return fine_bounds.mean(axis=1), fine_bounds
+
+
+def coarse_bounds(bounds: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Merge each run of ``factor`` cells: returns (coarse centres, coarse bounds)."""
+    n = bounds.shape[0] // factor * factor
+    merged = np.stack([bounds[:n:factor, 0], bounds[factor - 1 : n : factor, 1]], axis=1)
+    return merged.mean(axis=1), merged
+
+
+def bounds_name(coordinate_name: str) -> str:
+    """Name of the bounds variable climgen writes for a coordinate."""
+    return f"{coordinate_name}_bnds"
+
+
+def make_axis(name: str, centres: np.ndarray, bounds: np.ndarray, template: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+    """A 1-D coordinate with the template's attributes and dtype, and its bounds variable."""
+    dtype = template.dtype if np.issubdtype(template.dtype, np.floating) else np.float64
+    attrs = {k: v for k, v in template.attrs.items() if k != "bounds"} | {"bounds": bounds_name(name)}
+    coordinate = xr.DataArray(centres.astype(np.float64).astype(dtype), dims=(name,), attrs=attrs, name=name)
+    bounds_array = xr.DataArray(bounds.astype(np.float64).astype(dtype), dims=(name, "bnds"), name=bounds_name(name))
+    return coordinate, bounds_array
+
+
+def coarsen_dataset(ds: xr.Dataset, factor: int) -> xr.Dataset:
+    """Block-mean every spatial variable by ``factor`` (the inverse of refinement on the grid).
+
+    Used to build coarse/fine pairs from a real fine field for evaluation: coarsen the truth,
+    refine it, compare. Trailing rows/columns that do not fill a block are dropped. 2-D
+    auxiliary coordinates are block-averaged.
+    """
+    factor = check_factor(factor)
+    axes = find_spatial_axes(ds)
+    ny = ds.sizes[axes.y] // factor * factor
+    nx = ds.sizes[axes.x] // factor * factor
+    if ny == 0 or nx == 0:
+        raise GridError(f"domain {ds.sizes[axes.y]}x{ds.sizes[axes.x]} is smaller than one {factor}x{factor} block")
+    trimmed = ds.isel({axes.y: slice(0, ny), axes.x: slice(0, nx)})
+    y_centres, y_bounds = coarse_bounds(cell_bounds(trimmed[axes.y], ds), factor)
+    x_centres, x_bounds = coarse_bounds(cell_bounds(trimmed[axes.x], ds), factor)
+    spatial = [name for name, var in trimmed.variables.items() if axes.y in var.dims and axes.x in var.dims]
+    drop = [bounds_name_ for bounds_name_ in (trimmed[axes.y].attrs.get("bounds"), trimmed[axes.x].attrs.get("bounds")) if bounds_name_ in trimmed.variables]
+    blocks = trimmed.drop_vars(drop).coarsen({axes.y: factor, axes.x: factor}).mean(keep_attrs=True)
+    for name in spatial:
+        if name in blocks.variables:
+            blocks[name].attrs = dict(trimmed[name].attrs)
+            blocks[name].encoding = {}
+    y, y_b = make_axis(axes.y, y_centres, y_bounds, trimmed[axes.y])
+    x, x_b = make_axis(axes.x, x_centres, x_bounds, trimmed[axes.x])
+    blocks = blocks.assign_coords({axes.y: y, axes.x: x})
+    blocks[bounds_name(axes.y)] = y_b
+    blocks[bounds_name(axes.x)] = x_b
+    blocks.attrs = dict(ds.attrs)
+    return blocks

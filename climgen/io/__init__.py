@@ -1,0 +1,1 @@
+"""Reading inputs, writing outputs and CF metadata. No model code here."""

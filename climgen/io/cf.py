@@ -1,0 +1,246 @@
+"""CF conventions in one place: grid mappings, auxiliary coordinates, output metadata, encoding.
+
+The pipeline computes; this module decides what the result says about itself. Output follows
+CF-1.8 (the newest version the cfchecks tool knows).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import numpy as np
+import xarray as xr
+
+from climgen.grid import SpatialAxes, bounds_name
+
+CONVENTIONS = "CF-1.8"
+ANCILLARY_NAMES = ("complexity_score", "refinement_depth")
+FILL_VALUE = np.float32(1.0e20)
+LENGTH_TO_METRES = {"m": 1.0, "metre": 1.0, "meter": 1.0, "metres": 1.0, "meters": 1.0, "km": 1000.0, "kilometre": 1000.0, "kilometer": 1000.0}
+
+
+def grid_mapping_name(ds: xr.Dataset, variables: list[str]) -> str | None:
+    """The grid mapping variable the refined variables refer to, if any."""
+    for name in variables:
+        mapping = ds[name].attrs.get("grid_mapping")
+        if mapping and mapping in ds.variables:
+            return mapping
+    return None
+
+
+def auxiliary_latlon(ds: xr.Dataset, axes: SpatialAxes, mapping: str | None, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """2-D latitude/longitude of the (y, x) cell centres for rotated and projected grids.
+
+    Computed from the grid mapping with pyproj when possible; otherwise interpolated linearly in
+    index space from the input's own 2-D ``lat``/``lon``. ``None`` for true lat/lon grids.
+    """
+    if axes.kind == "latlon":
+        return None
+    if mapping is not None:
+        try:
+            from pyproj import CRS, Transformer
+
+            crs = CRS.from_cf(dict(ds[mapping].attrs))
+            scale = LENGTH_TO_METRES.get(str(ds[axes.x].attrs.get("units", "m")), 1.0) if axes.kind == "projected" else 1.0
+            transformer = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+            xx, yy = np.meshgrid(x * scale, y * scale)
+            lon, lat = transformer.transform(xx, yy)
+            if np.isfinite(lon).all() and np.isfinite(lat).all():
+                return lat, lon
+        except Exception:  # noqa: BLE001 - an unknown mapping falls back to interpolation
+            pass
+    return _interpolated_latlon(ds, axes, y, x)
+
+
+def _interpolated_latlon(ds: xr.Dataset, axes: SpatialAxes, y: np.ndarray, x: np.ndarray):
+    names = find_latlon_auxiliaries(ds, axes)
+    if names is None:
+        return None
+    from scipy.interpolate import RegularGridInterpolator
+
+    coarse_y = np.asarray(ds[axes.y].values, dtype=np.float64)
+    coarse_x = np.asarray(ds[axes.x].values, dtype=np.float64)
+    index_y = _extrapolate_index(y, coarse_y)
+    index_x = _extrapolate_index(x, coarse_x)
+    points = np.stack(np.meshgrid(index_y, index_x, indexing="ij"), axis=-1)
+    result = []
+    for name in names:
+        values = ds[name].transpose(axes.y, axes.x).values.astype(np.float64)
+        if name == names[1]:
+            values = np.rad2deg(np.unwrap(np.deg2rad(values), axis=1))
+        interpolator = RegularGridInterpolator(
+            (np.arange(coarse_y.size), np.arange(coarse_x.size)), values, bounds_error=False, fill_value=None
+        )
+        result.append(interpolator(points))
+    lat, lon = result
+    return np.clip(lat, -90, 90), (lon + 180) % 360 - 180 if (ds[names[1]].values < 0).any() else lon % 360
+
+
+def _extrapolate_index(fine: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+    """Fractional index of each fine centre, extrapolated linearly beyond the outer centres."""
+    positions = np.arange(coarse.size, dtype=np.float64)
+    if coarse.size == 1:
+        return np.zeros_like(fine)
+    order = np.argsort(coarse)
+    index = np.interp(fine, coarse[order], positions[order])
+    low, high = coarse[order][0], coarse[order][-1]
+    slope_low = (positions[order][1] - positions[order][0]) / (coarse[order][1] - coarse[order][0])
+    slope_high = (positions[order][-1] - positions[order][-2]) / (coarse[order][-1] - coarse[order][-2])
+    index = np.where(fine < low, positions[order][0] + (fine - low) * slope_low, index)
+    return np.where(fine > high, positions[order][-1] + (fine - high) * slope_high, index)
+
+
+def find_latlon_auxiliaries(ds: xr.Dataset, axes: SpatialAxes) -> tuple[str, str] | None:
+    """Names of 2-D latitude and longitude auxiliary coordinates on the (y, x) grid."""
+    lat = lon = None
+    for name, variable in ds.variables.items():
+        if set(variable.dims) != {axes.y, axes.x}:
+            continue
+        standard_name = variable.attrs.get("standard_name")
+        units = str(variable.attrs.get("units", ""))
+        if standard_name == "latitude" or (name in ("lat", "latitude") and units.startswith("degree")):
+            lat = name
+        elif standard_name == "longitude" or (name in ("lon", "longitude") and units.startswith("degree")):
+            lon = name
+    return (lat, lon) if lat and lon else None
+
+
+LATLON_ATTRS = {
+    "lat": {"standard_name": "latitude", "long_name": "latitude", "units": "degrees_north"},
+    "lon": {"standard_name": "longitude", "long_name": "longitude", "units": "degrees_east"},
+}
+
+ANCILLARY_ATTRS = {
+    "complexity_score": {
+        "long_name": "climgen complexity score of the coarse input per tile (0 smooth, 1 complex)",
+        "units": "1",
+        "valid_range": np.array([0.0, 1.0], dtype=np.float32),
+        "comment": "weighted mean of gradient, spectral, variance and covariate components; see climgen.complexity",
+    },
+    "refinement_depth": {
+        "long_name": "number of learned x2 refinement stages applied per tile",
+        "units": "1",
+        "comment": "0 means bicubic interpolation with exact coarse consistency only",
+    },
+}
+
+
+def history_line(command: str) -> str:
+    """One ``history`` entry: UTC time stamp and the exact command or call."""
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{stamp}: {command}"
+
+
+def tidy(ds: xr.Dataset, axes: SpatialAxes) -> xr.Dataset:
+    """CF housekeeping shared by every output: axis attributes, a scalar grid mapping,
+    bounds variables without attributes of their own, a standard_name on the time axis."""
+    ds[axes.y].attrs.setdefault("axis", "Y")
+    ds[axes.x].attrs.setdefault("axis", "X")
+    for name in list(ds.variables):
+        mapping_attrs = ds[name].attrs
+        if "grid_mapping_name" in mapping_attrs and (ds[name].ndim > 0 or ds[name].dtype.kind in "SU"):
+            ds[name] = xr.DataArray(np.int32(0), attrs=dict(mapping_attrs))
+    for name in list(ds.variables):
+        bounds = ds[name].attrs.get("bounds")
+        if bounds in ds.variables:
+            ds[bounds].attrs = {}
+    for name in ds.coords:
+        if _is_time(ds[name]) and ds[name].ndim == 1:
+            ds[name].attrs.setdefault("standard_name", "time")
+            ds[name].attrs.setdefault("long_name", "time")
+            ds[name].attrs.setdefault("axis", "T")
+    return ds
+
+
+def decorate(result: xr.Dataset, source: xr.Dataset, variables: list[str], axes: SpatialAxes, provenance: dict, command: str, full_depth: int) -> xr.Dataset:
+    """Attach CF metadata and provenance to a refined dataset (values are not touched)."""
+    ds = result
+    attrs = dict(source.attrs)
+    attrs["Conventions"] = CONVENTIONS
+    previous = str(source.attrs.get("history", "")).strip()
+    attrs["history"] = history_line(command) + ("\n" + previous if previous else "")
+    attrs.setdefault("title", "Refined fields")
+    attrs["title"] = f"{attrs['title']} (refined x{provenance['factor']} by climgen)"
+    attrs.setdefault("source", "climgen")
+    attrs.setdefault("references", "climgen user guide: docs/user-guide.md (grid convention and method)")
+    attrs["climgen_version"] = provenance["climgen_version"]
+    attrs["climgen_model"] = provenance["model"]
+    attrs["climgen_model_sha256"] = provenance["model_sha256"]
+    attrs["climgen_provenance"] = json.dumps(provenance, sort_keys=True)
+    ds.attrs = attrs
+
+    for name in variables:
+        variable = ds[name]
+        variable.attrs = dict(source[name].attrs)
+        ancillary = variable.attrs.get("ancillary_variables", "").split()
+        variable.attrs["ancillary_variables"] = " ".join(dict.fromkeys(ancillary + list(ANCILLARY_NAMES)))
+        for key in ("scale_factor", "add_offset", "_FillValue", "missing_value", "valid_range", "valid_min", "valid_max", "actual_range"):
+            variable.attrs.pop(key, None)
+    mapping = grid_mapping_name(source, variables)
+    for name in ANCILLARY_NAMES:
+        ds[name].attrs = dict(ANCILLARY_ATTRS[name])
+        if mapping:
+            ds[name].attrs["grid_mapping"] = mapping
+    ds["refinement_depth"].attrs["valid_range"] = np.array([0, full_depth], dtype=np.int8)
+    if axes.kind != "latlon" and "lat" in ds.coords:
+        for name in (*variables, *ANCILLARY_NAMES):
+            ds[name].attrs["coordinates"] = "lat lon"
+    ds = tidy(ds, axes)
+    if "realization" in ds.dims:
+        ds["realization"].attrs = {"standard_name": "realization", "long_name": "ensemble member", "units": "1"}
+    return ds
+
+
+def _is_time(variable: xr.DataArray) -> bool:
+    """True for decoded datetimes (numpy or cftime) and for undecoded 'UNITS since DATE'."""
+    if variable.dtype.kind == "M":
+        return True
+    if variable.dtype.kind == "O" and variable.size and hasattr(variable.values.flat[0], "calendar"):
+        return True
+    return " since " in str(variable.attrs.get("units", ""))
+
+
+def encoding_for(ds: xr.Dataset, variables: list[str], fine_chunks: tuple[int, int], netcdf: bool = True) -> dict:
+    """Per-variable encoding: compressed float32 data with a fill value, no fill on coordinates."""
+    encoding = encoding_for_plain(ds, exclude=variables)
+    for name in variables:
+        spec = {"dtype": "float32", "_FillValue": FILL_VALUE}
+        if netcdf:
+            spec |= {"zlib": True, "complevel": 4, "chunksizes": _chunks(ds[name], fine_chunks)}
+        encoding[name] = spec
+    encoding["complexity_score"] = {"dtype": "float32", "_FillValue": FILL_VALUE} | ({"zlib": True, "complevel": 4} if netcdf else {})
+    encoding["refinement_depth"] = {"dtype": "int8", "_FillValue": None} | ({"zlib": True, "complevel": 4} if netcdf else {})
+    return encoding
+
+
+def encoding_for_plain(ds: xr.Dataset, exclude: list[str] | tuple = ()) -> dict:
+    """Encoding of everything but the refined data: no fill values, float64 time with the
+    source's units and calendar, shared by time and its bounds."""
+    encoding: dict[str, dict] = {}
+    bounds = {variable.attrs.get("bounds") for variable in ds.variables.values()}
+    for name, variable in ds.variables.items():
+        if name in exclude:
+            continue
+        kept = {key: value for key, value in variable.encoding.items() if key in ("units", "calendar", "dtype")}
+        if _is_time(variable) and variable.dtype.kind in "MO":
+            kept["dtype"] = "float64"  # CF-1.8 has no 64-bit integers
+        gridded_data = name in ds.data_vars and name not in bounds and variable.dtype.kind == "f"
+        encoding[name] = kept | {"_FillValue": FILL_VALUE if gridded_data else None}
+    for name, variable in ds.variables.items():
+        bounds_var = variable.attrs.get("bounds")
+        if bounds_var in encoding and _is_time(variable) and variable.dtype.kind in "MO":
+            encoding[bounds_var] |= {key: encoding[name][key] for key in ("units", "calendar") if key in encoding[name]}
+    return encoding
+
+
+def _chunks(variable: xr.DataArray, fine_chunks: tuple[int, int]) -> tuple[int, ...]:
+    leading = [1] * (variable.ndim - 2)
+    return (*leading, min(fine_chunks[0], variable.shape[-2]), min(fine_chunks[1], variable.shape[-1]))
+
+
+def add_bounds_attrs(ds: xr.Dataset, axes: SpatialAxes) -> xr.Dataset:
+    """Point the fine axes at their bounds variables (already present in ``ds``)."""
+    for name in (axes.y, axes.x):
+        ds[name].attrs["bounds"] = bounds_name(name)
+    return ds

@@ -1,0 +1,44 @@
+"""Open NetCDF or zarr inputs and covariates with clear errors for unusable files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import xarray as xr
+
+from climgen.errors import InputError
+
+
+def open_input(path: str | Path) -> xr.Dataset:
+    """Open a NetCDF file or zarr store (decoding CF: fill values, packing, calendars)."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InputError(f"input not found: {path}")
+    try:
+        if path.is_dir() or path.suffix == ".zarr":
+            return xr.open_dataset(path, engine="zarr", chunks=None)
+        return xr.open_dataset(path)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise InputError(f"cannot read {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+
+
+def parse_covariate(spec: str) -> tuple[str, Path, str | None]:
+    """Parse ``NAME=FILE[:VAR]`` from the command line."""
+    name, separator, rest = spec.partition("=")
+    if not separator or not name or not rest:
+        raise InputError(f"covariate must look like NAME=FILE[:VAR], got {spec!r}")
+    file_part, _, variable = rest.rpartition(":") if ":" in Path(rest).name else (rest, "", "")
+    return name.strip(), Path(file_part or rest), variable or None
+
+
+def open_covariate(path: str | Path, variable: str | None = None) -> xr.DataArray:
+    """One variable from a covariate file (the only spatial data variable when not named)."""
+    ds = open_input(path)
+    if variable is not None:
+        if variable not in ds.data_vars:
+            raise InputError(f"covariate variable {variable!r} not in {path}; it has {sorted(ds.data_vars)}")
+        return ds[variable]
+    candidates = [name for name, var in ds.data_vars.items() if var.ndim >= 2 and var.dtype.kind in "fiu"]
+    if len(candidates) != 1:
+        raise InputError(f"name the covariate variable in {path} as FILE:VAR (candidates: {candidates})")
+    return ds[candidates[0]]

@@ -1,0 +1,70 @@
+"""Atomic output: write to a temporary name beside the target, rename when complete.
+
+A failed or killed run never leaves a file at the final path that looks complete, and an
+existing output is replaced only with ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import xarray as xr
+
+from climgen.errors import ConfigError, OutputExistsError
+
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
+ZARR_SUFFIXES = (".zarr",)
+
+
+def output_format(path: str | Path) -> str:
+    """``"netcdf"`` or ``"zarr"`` from the output path's suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix in NETCDF_SUFFIXES:
+        return "netcdf"
+    if suffix in ZARR_SUFFIXES:
+        return "zarr"
+    raise ConfigError(f"output must end in .nc or .zarr, got {Path(path).name!r}")
+
+
+def check_output(path: str | Path, overwrite: bool) -> Path:
+    """Validate the output path before any work starts."""
+    path = Path(path).expanduser()
+    output_format(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"output {path} exists; pass --overwrite (overwrite=True) to replace it")
+    if not path.parent.exists():
+        raise ConfigError(f"output folder {path.parent} does not exist")
+    return path
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+
+
+def write_dataset(ds: xr.Dataset, path: str | Path, encoding: dict, overwrite: bool = False) -> Path:
+    """Write ``ds`` to ``path`` (.nc or .zarr) atomically."""
+    path = check_output(path, overwrite)
+    kind = output_format(path)
+    temporary = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+    try:
+        if kind == "netcdf":
+            ds.to_netcdf(temporary, encoding=encoding, format="NETCDF4")
+        else:
+            ds.to_zarr(temporary, encoding=encoding, mode="w", consolidated=True)
+        if path.exists():
+            retired = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(path, retired)
+            os.replace(temporary, path)
+            _remove(retired)
+        else:
+            os.replace(temporary, path)
+    except BaseException:
+        _remove(temporary)
+        raise
+    return path

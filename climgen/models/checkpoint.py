@@ -1,0 +1,141 @@
+"""Checkpoints: weights in safetensors, everything else in a JSON file beside them.
+
+Pickle-based formats (``.pt``, ``.pth``, ``.ckpt``, ``.pkl``) are refused: loading them can run
+arbitrary code. The JSON is validated and every tensor shape checked before weights are used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from climgen.errors import ModelError
+
+FORMAT = "climgen-checkpoint"
+FORMAT_VERSION = 1
+PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".tar"}
+DEFAULT_MODEL = "default"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded model with the metadata that identifies it."""
+
+    name: str
+    architecture: str
+    module: object  # torch.nn.Module; typed loosely so this module imports without torch
+    sha256: str
+    metadata: dict = field(default_factory=dict)
+    path: str = ""
+
+
+def default_checkpoint_path() -> Path:
+    """Path of the shipped default model's weights."""
+    return Path(str(resources.files("climgen.models") / "weights" / "amsgm-default.safetensors"))
+
+
+def resolve_checkpoint_path(model: str | Path) -> Path:
+    """Map ``"default"`` or a user path (weights, JSON or stem) to the weights file."""
+    if str(model) == DEFAULT_MODEL:
+        return default_checkpoint_path()
+    path = Path(model).expanduser()
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise ModelError(
+            f"refusing to load {path.name}: pickle-based checkpoints can run code; "
+            "climgen loads only safetensors + JSON checkpoints"
+        )
+    if path.suffix == ".json":
+        path = path.with_suffix(".safetensors")
+    elif path.suffix != ".safetensors":
+        path = path.with_name(path.name + ".safetensors")
+    if not path.is_file():
+        raise ModelError(f"model checkpoint not found: {path}")
+    if not path.with_suffix(".json").is_file():
+        raise ModelError(f"model config not found beside the weights: {path.with_suffix('.json')}")
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (recorded in every output for provenance)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint(module, path: str | Path, architecture: str, metadata: dict | None = None) -> Path:
+    """Write ``module``'s weights to ``path`` (.safetensors) and its config to the JSON beside it."""
+    from safetensors.torch import save_file
+
+    path = Path(path).with_suffix(".safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in module.state_dict().items()}
+    save_file(state, str(path))
+    document = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": architecture,
+        "config": module.config.to_dict(),
+        "weights_sha256": file_sha256(path),
+        **(metadata or {}),
+    }
+    path.with_suffix(".json").write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def _read_document(path: Path) -> dict:
+    try:
+        document = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ModelError(f"model config {path.with_suffix('.json')} is not valid JSON: {err}") from err
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise ModelError(f"{path.with_suffix('.json')} is not a climgen checkpoint config")
+    if document.get("format_version") != FORMAT_VERSION:
+        raise ModelError(f"unsupported checkpoint format_version {document.get('format_version')!r}")
+    return document
+
+
+def load_checkpoint(model: str | Path = DEFAULT_MODEL) -> Checkpoint:
+    """Load a generator from safetensors + JSON, validating config and tensor shapes first."""
+    path = resolve_checkpoint_path(model)
+    return _load_cached(str(path), file_sha256(path))
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path_text: str, sha256: str) -> Checkpoint:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from climgen.models.generator import AdaptiveMultiScaleGenerator, GeneratorConfig
+
+    path = Path(path_text)
+    document = _read_document(path)
+    recorded = document.get("weights_sha256")
+    if recorded and recorded != sha256:
+        raise ModelError(f"{path.name} does not match the checksum in its JSON (corrupt or replaced file)")
+    architecture = document.get("architecture")
+    if architecture != "amsgm":
+        raise ModelError(f"unknown architecture {architecture!r} in {path.with_suffix('.json').name}")
+    try:
+        config = GeneratorConfig.from_dict(document.get("config", {}))
+    except (TypeError, ValueError) as err:
+        raise ModelError(f"invalid generator config in {path.with_suffix('.json').name}: {err}") from err
+    module = AdaptiveMultiScaleGenerator(config)
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise ModelError(f"cannot read weights {path.name}: {err}") from err
+    expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in state.items()}
+    if expected != found:
+        mismatched = sorted(set(expected.items()) ^ set(found.items()))[:3]
+        raise ModelError(f"weights in {path.name} do not match the config: {mismatched}")
+    module.load_state_dict(state, strict=True)
+    module.eval()
+    name = document.get("name", path.stem)
+    return Checkpoint(name=name, architecture=architecture, module=module, sha256=sha256, metadata=document, path=str(path))

@@ -1,0 +1,347 @@
+"""The refinement workflow: coarse dataset in, refined CF dataset out.
+
+:func:`synthesize` is what the CLI (``climgen synthesize``) and the accessor
+(``ds.climgen.synthesize``) both call. It validates the request, scores tile complexity, picks
+a refinement depth per tile, refines every variable and time step, and attaches CF metadata.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import xarray as xr
+
+from climgen import __version__
+from climgen.complexity import ComplexityScores, choose_depth, combine_scores, tile_components
+from climgen.errors import ConfigError, InputError
+from climgen.grid import SpatialAxes, bounds_name, cell_bounds, check_factor, find_spatial_axes, make_axis, refine_bounds
+from climgen.io import cf
+from climgen.tiling import TileLayout
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """Options of one refinement run (saved as provenance in every output)."""
+
+    factor: int = 4
+    variables: tuple[str, ...] | None = None
+    model: str = "default"
+    seed: int = 0
+    members: int = 1
+    adaptive: bool = True
+    budget: float | None = None
+    tile_size: int | None = None
+    halo: int | None = None
+
+    def validate(self) -> SynthesisConfig:
+        check_factor(self.factor)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.members, (int, np.integer)) or not 1 <= self.members <= 1000:
+            raise ConfigError(f"members must be between 1 and 1000, got {self.members!r}")
+        if self.budget is not None and not 0 < self.budget <= 1:
+            raise ConfigError(f"budget must be in (0, 1], got {self.budget}")
+        if self.budget is not None and not self.adaptive:
+            raise ConfigError("budget applies to adaptive refinement; drop it or drop uniform")
+        if (self.tile_size is not None and self.tile_size < 4) or (self.halo is not None and self.halo < 0):
+            raise ConfigError(f"tile_size must be >= 4 and halo >= 0, got {self.tile_size}, {self.halo}")
+        return self
+
+    def layout(self, shape: tuple[int, int]) -> TileLayout:
+        """Tiles for a coarse domain: ``tile_size`` if given, else the largest of 32, 16, 8
+        coarse cells that gives at least three tiles along the shorter side."""
+        tile = self.tile_size or next((size for size in (32, 16) if min(shape) >= 3 * size), 8)
+        halo = self.halo if self.halo is not None else min(8, tile // 2)
+        return TileLayout(shape, tile, halo)
+
+
+@dataclass
+class _Prepared:
+    axes: SpatialAxes
+    variables: list[str]
+    layout: TileLayout
+    covariates: np.ndarray | None
+    covariate_names: list[str] = field(default_factory=list)
+
+
+def _as_dataset(data: xr.Dataset | xr.DataArray) -> xr.Dataset:
+    if isinstance(data, xr.DataArray):
+        return data.to_dataset(name=data.name or "data")
+    if not isinstance(data, xr.Dataset):
+        raise InputError(f"expected an xarray Dataset or DataArray, got {type(data).__name__}")
+    return data
+
+
+def select_variables(ds: xr.Dataset, axes: SpatialAxes, variables) -> list[str]:
+    """The variables to refine: those named, else every numeric variable on the (y, x) grid."""
+    if isinstance(variables, str):
+        variables = [v for v in variables.split(",") if v]
+    auxiliaries = cf.find_latlon_auxiliaries(ds, axes) or ()
+    if variables:
+        missing = [name for name in variables if name not in ds.data_vars]
+        if missing:
+            raise InputError(f"variables not found: {missing}; the input has {sorted(ds.data_vars)}")
+        chosen = list(variables)
+    else:
+        chosen = [name for name, var in ds.data_vars.items() if axes.y in var.dims and axes.x in var.dims and name not in auxiliaries]
+    if not chosen:
+        raise InputError(f"no variable on the ({axes.y}, {axes.x}) grid to refine")
+    for name in chosen:
+        var = ds[name]
+        if axes.y not in var.dims or axes.x not in var.dims:
+            raise InputError(f"variable {name!r} does not span the spatial dimensions ({axes.y}, {axes.x})")
+        if var.dtype.kind not in "fiu":
+            raise InputError(f"variable {name!r} is not numeric ({var.dtype})")
+    return chosen
+
+
+def _fine_axes(ds: xr.Dataset, axes: SpatialAxes, factor: int) -> dict[str, tuple[xr.DataArray, xr.DataArray]]:
+    result = {}
+    for name in (axes.y, axes.x):
+        centres, bounds = refine_bounds(cell_bounds(ds[name], ds), factor)
+        result[name] = make_axis(name, centres, bounds, ds[name])
+    return result
+
+
+def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_axes: dict) -> np.ndarray:
+    """Resample a covariate to the fine grid (linear interpolation on shared axis names).
+
+    Longitudes in 0..360 and -180..180 are matched to the input's convention. Cells outside the
+    covariate's coverage are missing (the model then ignores the covariate there).
+    """
+    if isinstance(covariate, xr.Dataset):
+        if len(covariate.data_vars) != 1:
+            raise InputError(f"covariate {name!r}: pass a DataArray or a Dataset with one variable")
+        covariate = next(iter(covariate.data_vars.values()))
+    try:
+        cov_axes = find_spatial_axes(covariate)
+    except InputError as err:
+        raise InputError(f"covariate {name!r}: {err}") from err
+    if cov_axes.kind != axes.kind:
+        raise InputError(
+            f"covariate {name!r} is on a {cov_axes.kind} grid ({cov_axes.y}, {cov_axes.x}) but the input is on a "
+            f"{axes.kind} grid ({axes.y}, {axes.x}); regrid the covariate to the input's grid first"
+        )
+    extra = [dim for dim in covariate.dims if dim not in (cov_axes.y, cov_axes.x)]
+    for dim in extra:
+        if covariate.sizes[dim] != 1:
+            raise InputError(f"covariate {name!r} must be static (2-D); it has dimension {dim!r} of size {covariate.sizes[dim]}")
+    covariate = covariate.squeeze([d for d in extra], drop=True).rename({cov_axes.y: axes.y, cov_axes.x: axes.x})
+    covariate = covariate.reset_coords(drop=True).astype(np.float64)
+    target_y = fine_axes[axes.y][0].values
+    target_x = fine_axes[axes.x][0].values
+    if axes.kind == "latlon":
+        source_x = covariate[axes.x].values
+        if (target_x > 180).any() and (source_x < 0).any():
+            covariate = covariate.assign_coords({axes.x: source_x % 360})
+        elif (target_x < 0).any() and (source_x > 180).any():
+            covariate = covariate.assign_coords({axes.x: (source_x + 180) % 360 - 180})
+        covariate = covariate.sortby(axes.x)
+    covariate = covariate.sortby(axes.y)
+    if covariate.sizes[axes.y] == target_y.size and covariate.sizes[axes.x] == target_x.size and np.allclose(np.sort(covariate[axes.y].values), np.sort(target_y)) and np.allclose(np.sort(covariate[axes.x].values), np.sort(target_x)):
+        values = covariate.reindex({axes.y: target_y, axes.x: target_x}, method="nearest")
+    else:
+        values = covariate.interp({axes.y: target_y, axes.x: target_x}, method="linear")
+    values = values.transpose(axes.y, axes.x).values
+    if not np.isfinite(values).any():
+        raise InputError(f"covariate {name!r} does not overlap the input domain")
+    return values
+
+
+def _prepare(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None) -> _Prepared:
+    axes = find_spatial_axes(ds)
+    variables = select_variables(ds, axes, config.variables)
+    for name in (axes.y, axes.x):
+        cell_bounds(ds[name], ds)  # validates monotonic, finite coordinates
+    layout = config.layout((ds.sizes[axes.y], ds.sizes[axes.x]))
+    stacked = None
+    names: list[str] = []
+    if covariates:
+        fine_axes = _fine_axes(ds, axes, config.factor)
+        stacked = np.stack([align_covariate(value, key, axes, fine_axes) for key, value in covariates.items()])
+        names = list(covariates)
+    return _Prepared(axes, variables, layout, stacked, names)
+
+
+def _fields(ds: xr.Dataset, name: str, axes: SpatialAxes) -> tuple[xr.DataArray, np.ndarray]:
+    variable = ds[name]
+    leading = [dim for dim in variable.dims if dim not in (axes.y, axes.x)]
+    ordered = variable.transpose(*leading, axes.y, axes.x)
+    values = np.asarray(ordered.values, dtype=np.float64).reshape(-1, ds.sizes[axes.y], ds.sizes[axes.x])
+    return ordered, values
+
+
+def _scores(ds: xr.Dataset, prepared: _Prepared, factor: int) -> ComplexityScores:
+    scores = []
+    for name in prepared.variables:
+        _, values = _fields(ds, name, prepared.axes)
+        for field_values in values:
+            scores.append(tile_components(field_values, prepared.layout, prepared.covariates, factor))
+    return combine_scores(scores)
+
+
+def complexity(
+    data: xr.Dataset | xr.DataArray,
+    factor: int = 4,
+    variables=None,
+    covariates: Mapping | None = None,
+    tile_size: int | None = None,
+) -> xr.DataArray:
+    """Complexity score of each tile, on the coarse grid (for plotting and depth decisions)."""
+    ds = _as_dataset(data)
+    config = SynthesisConfig(factor=factor, variables=variables, tile_size=tile_size).validate()
+    prepared = _prepare(ds, config, covariates)
+    scores = _scores(ds, prepared, config.factor)
+    axes = prepared.axes
+    values = prepared.layout.tile_map(scores.score).astype(np.float32)
+    coords = {axes.y: ds[axes.y], axes.x: ds[axes.x]}
+    return xr.DataArray(values, dims=(axes.y, axes.x), coords=coords, name="complexity_score", attrs=dict(cf.ANCILLARY_ATTRS["complexity_score"]))
+
+
+def synthesize(
+    data: xr.Dataset | xr.DataArray,
+    factor: int = 4,
+    variables=None,
+    covariates: Mapping | None = None,
+    model: str = "default",
+    seed: int = 0,
+    members: int = 1,
+    adaptive: bool = True,
+    budget: float | None = None,
+    tile_size: int | None = None,
+    halo: int | None = None,
+    command: str | None = None,
+) -> xr.Dataset:
+    """Refine coarse fields by ``factor`` with the adaptive multi-scale generator.
+
+    Parameters
+    ----------
+    data : Dataset or DataArray
+        Coarse input on a lat/lon, rotated-pole (rlat/rlon) or projected (y/x) grid.
+    factor : int
+        Refinement factor, one of 2, 4, 8, 16 (that many x2 stages: 1..4).
+    variables : list of str, optional
+        Variables to refine (default: every numeric variable on the grid).
+    covariates : mapping of name to DataArray, optional
+        Static fine covariates (elevation, land fraction...) on any grid covering the domain.
+    model : str
+        ``"default"`` (the shipped checkpoint) or a path to a safetensors + JSON checkpoint.
+    seed, members : int
+        Seed of every noise map, and number of ensemble members (``realization`` dimension).
+    adaptive, budget : bool, float
+        ``adaptive=False`` refines every tile to full depth; ``budget`` caps the cost at that
+        fraction of full depth.
+
+    Returns
+    -------
+    Dataset
+        The refined variables on the fine grid (names, attributes and other dimensions kept),
+        with ``complexity_score`` and ``refinement_depth`` and CF metadata.
+    """
+    from climgen.models.checkpoint import load_checkpoint
+    from climgen.refine import TileRefiner
+
+    started = time.perf_counter()
+    ds = _as_dataset(data)
+    if isinstance(variables, str):
+        variables = tuple(v for v in variables.split(",") if v)
+    config = SynthesisConfig(
+        factor=factor,
+        variables=tuple(variables) if variables else None,
+        model=str(model),
+        seed=seed,
+        members=members,
+        adaptive=adaptive,
+        budget=budget,
+        tile_size=tile_size,
+        halo=halo,
+    ).validate()
+    prepared = _prepare(ds, config, covariates)
+    checkpoint = load_checkpoint(config.model)
+    slots = checkpoint.module.config.covariate_slots
+    if prepared.covariates is not None and prepared.covariates.shape[0] > slots:
+        raise ConfigError(f"model {checkpoint.name!r} takes at most {slots} covariates, got {prepared.covariates.shape[0]}")
+    axes, layout = prepared.axes, prepared.layout
+    full_depth = config.factor.bit_length() - 1
+    scores = _scores(ds, prepared, config.factor)
+    depth = choose_depth(scores, full_depth, config.adaptive, config.budget)
+    refiner = TileRefiner(checkpoint.module, config.factor, layout)
+
+    fine_axes = _fine_axes(ds, axes, config.factor)
+    coords = {name: axis for name, (axis, _) in fine_axes.items()}
+    result = xr.Dataset(coords=coords)
+    for name, (_, bounds) in fine_axes.items():
+        result[bounds_name(name)] = bounds
+    for name in prepared.variables:
+        ordered, values = _fields(ds, name, axes)
+        member_arrays = []
+        for member in range(config.members):
+            keys = [(config.seed, name, index, member) for index in range(values.shape[0])]
+            fine = refiner.refine(values, depth, prepared.covariates, keys)
+            member_arrays.append(fine.reshape(*ordered.shape[:-2], *fine.shape[-2:]))
+        leading = list(ordered.dims[:-2])
+        stacked = np.stack(member_arrays) if config.members > 1 else member_arrays[0]
+        dims = (["realization"] if config.members > 1 else []) + leading + [axes.y, axes.x]
+        array = xr.DataArray(stacked, dims=dims, coords={dim: ds[dim] for dim in leading if dim in ds.coords})
+        original_order = (["realization"] if config.members > 1 else []) + list(ds[name].dims)
+        result[name] = array.transpose(*original_order)
+    fine_scores = np.kron(layout.tile_map(scores.score), np.ones((config.factor, config.factor)))
+    fine_depth = np.kron(layout.tile_map(depth), np.ones((config.factor, config.factor), dtype=np.int8))
+    result["complexity_score"] = ((axes.y, axes.x), fine_scores.astype(np.float32))
+    result["refinement_depth"] = ((axes.y, axes.x), fine_depth.astype(np.int8))
+    if config.members > 1:
+        result = result.assign_coords(realization=np.arange(config.members, dtype=np.int32))
+    result = _carry_over(ds, result, prepared)
+    provenance = {
+        "climgen_version": __version__,
+        "model": checkpoint.name,
+        "model_sha256": checkpoint.sha256,
+        **{k: v for k, v in asdict(config).items() if k != "model"},
+        "model_argument": config.model,
+        "covariates": prepared.covariate_names,
+        "depth_histogram": {str(k): int((depth == k).sum()) for k in range(full_depth + 1)},
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    call = command or _call_text(config, prepared.covariate_names)
+    return cf.decorate(result, ds, prepared.variables, axes, provenance, call, full_depth)
+
+
+def _carry_over(ds: xr.Dataset, result: xr.Dataset, prepared: _Prepared) -> xr.Dataset:
+    """Non-spatial variables and coordinates, the grid mapping, and fine 2-D lat/lon."""
+    axes = prepared.axes
+    spatial = {axes.y, axes.x}
+    auxiliaries = cf.find_latlon_auxiliaries(ds, axes) or ()
+    old_bounds = {ds[axes.y].attrs.get("bounds"), ds[axes.x].attrs.get("bounds")}
+    for name, variable in ds.variables.items():
+        if name in result.variables or name in old_bounds or name in auxiliaries:
+            continue
+        if spatial & set(variable.dims):
+            continue  # other gridded fields are not refined unless asked for
+        if name in ds.coords:
+            result = result.assign_coords({name: variable})
+        elif name not in prepared.variables:
+            result[name] = variable
+    mapping = cf.grid_mapping_name(ds, prepared.variables)
+    latlon = cf.auxiliary_latlon(ds, axes, mapping, result[axes.y].values, result[axes.x].values)
+    if latlon is not None:
+        lat, lon = latlon
+        result = result.assign_coords(
+            lat=((axes.y, axes.x), lat.astype(np.float32), cf.LATLON_ATTRS["lat"]),
+            lon=((axes.y, axes.x), lon.astype(np.float32), cf.LATLON_ATTRS["lon"]),
+        )
+    return result
+
+
+def _call_text(config: SynthesisConfig, covariate_names: list[str]) -> str:
+    arguments = [f"factor={config.factor}", f"seed={config.seed}", f"members={config.members}", f"adaptive={config.adaptive}"]
+    if config.variables:
+        arguments.append(f"variables={list(config.variables)}")
+    if covariate_names:
+        arguments.append(f"covariates={covariate_names}")
+    if config.budget is not None:
+        arguments.append(f"budget={config.budget}")
+    arguments.append(f"model={config.model!r}")
+    return f"climgen {__version__}: ds.climgen.synthesize({', '.join(arguments)})"

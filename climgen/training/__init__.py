@@ -1,0 +1,1 @@
+"""Training of generators (the only place optimisers exist). Needs torch and pytorch-msssim."""

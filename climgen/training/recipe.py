@@ -1,0 +1,89 @@
+"""Typed training recipes, read from YAML (``climgen train RECIPE.yaml``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from climgen.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FieldSource(_Strict):
+    """A real 2-D field used for training or validation (paths relative to the recipe)."""
+
+    path: str
+    variable: str
+    covariate_path: str | None = None
+    covariate_variable: str | None = None
+    sel: dict[str, tuple[float | None, float | None]] | None = None
+
+
+class ModelSection(_Strict):
+    channels: int = Field(32, ge=4, le=256)
+    blocks: int = Field(3, ge=1, le=16)
+    covariate_slots: int = Field(2, ge=0, le=8)
+    kernel_sizes: tuple[int, ...] = (3, 5, 7)
+    norm_window: int = Field(7, ge=3)
+    context_window: int = Field(15, ge=3)
+    max_stages: int = Field(4, ge=1, le=6)
+
+
+class DataSection(_Strict):
+    crop_size: int = Field(64, ge=16)
+    real_fraction: float = Field(0.4, ge=0, le=1)
+    real_fields: list[FieldSource] = []
+    validation_fields: list[FieldSource] = []
+
+
+class PretrainSection(_Strict):
+    steps: int = Field(1500, ge=1)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(2e-3, gt=0)
+    max_stages: int = Field(2, ge=1, le=4)
+    msssim_weight: float = Field(0.2, ge=0)
+    validate_every: int = Field(250, ge=1)
+
+
+class TrainRecipe(_Strict):
+    """Everything needed to reproduce a trained generator."""
+
+    name: str
+    seed: int = 0
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    threads: int | None = None
+    output: str
+    model: ModelSection = ModelSection()
+    data: DataSection = DataSection()
+    pretrain: PretrainSection = PretrainSection()
+    base_dir: Path = Path(".")
+
+    def resolve(self, path: str) -> str:
+        """A path from the recipe, relative to the recipe file's folder."""
+        candidate = Path(path).expanduser()
+        return str(candidate if candidate.is_absolute() else (self.base_dir / candidate).resolve())
+
+
+def load_recipe(path: str | Path) -> TrainRecipe:
+    """Read and validate a training recipe; errors name the offending field."""
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read recipe {path}: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"recipe {path} is not valid YAML: {err}") from err
+    if not isinstance(document, dict):
+        raise ConfigError(f"recipe {path} must be a mapping")
+    try:
+        return TrainRecipe(**document, base_dir=path.resolve().parent)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"recipe {path}: {where}: {first['msg']}") from err
