@@ -12,7 +12,5 @@ def import_torch() -> ModuleType:
     try:
         import torch
     except ImportError as err:  # pragma: no cover - exercised only without torch
-        raise MissingDependencyError(
-            "climgen needs PyTorch for refinement: pip install 'torch>=2.13'"
-        ) from err
+        raise MissingDependencyError("climgen needs PyTorch for refinement: pip install 'torch>=2.13'") from err
     return torch

@@ -9,11 +9,33 @@ class _ClimgenAccessor:
     def __init__(self, obj: xr.Dataset | xr.DataArray):
         self._obj = obj
 
-    def synthesize(self, factor: int = 4, variables=None, covariates=None, model: str = "default", seed: int = 0, members: int = 1, adaptive: bool = True, budget: float | None = None, **options) -> xr.Dataset:
+    def synthesize(
+        self,
+        factor: int = 4,
+        variables=None,
+        covariates=None,
+        model: str = "default",
+        seed: int = 0,
+        members: int = 1,
+        adaptive: bool = True,
+        budget: float | None = None,
+        **options,
+    ) -> xr.Dataset:
         """Refine by ``factor``; see :func:`climgen.pipeline.synthesize`."""
         from climgen.pipeline import synthesize
 
-        return synthesize(self._obj, factor=factor, variables=variables, covariates=covariates, model=model, seed=seed, members=members, adaptive=adaptive, budget=budget, **options)
+        return synthesize(
+            self._obj,
+            factor=factor,
+            variables=variables,
+            covariates=covariates,
+            model=model,
+            seed=seed,
+            members=members,
+            adaptive=adaptive,
+            budget=budget,
+            **options,
+        )
 
     def complexity(self, factor: int = 4, variables=None, covariates=None, **options) -> xr.DataArray:
         """Complexity score per tile on the coarse grid; see :func:`climgen.pipeline.complexity`."""

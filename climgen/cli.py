@@ -11,7 +11,7 @@ import sys
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -49,7 +49,7 @@ def _summary(result, seconds: float, source_shape: tuple[int, int]) -> str:
     import numpy as np
 
     depth = result["refinement_depth"].values
-    counts = {int(k): int(v) for k, v in zip(*np.unique(depth, return_counts=True))}
+    counts = {int(k): int(v) for k, v in zip(*np.unique(depth, return_counts=True), strict=True)}
     total = sum(counts.values())
     histogram = ", ".join(f"depth {k}: {100 * v / total:.0f}%" for k, v in sorted(counts.items()))
     fine_shape = result["refinement_depth"].shape
@@ -64,17 +64,17 @@ def synthesize(
     input: Annotated[Path, typer.Argument(help="Coarse NetCDF file or zarr store.")],
     output: Annotated[Path, typer.Argument(help="Output path ending in .nc or .zarr.")],
     factor: Annotated[int, typer.Option("--factor", "-f", help="Refinement factor: 2, 4, 8 or 16.")] = 4,
-    variables: Annotated[Optional[str], typer.Option(help="Comma-separated variables (default: all on the grid).")] = None,
-    covariate: Annotated[Optional[list[str]], typer.Option(help="Static fine covariate NAME=FILE[:VAR]; repeatable.")] = None,
+    variables: Annotated[str | None, typer.Option(help="Comma-separated variables (default: all on the grid).")] = None,
+    covariate: Annotated[list[str] | None, typer.Option(help="Static fine covariate NAME=FILE[:VAR]; repeatable.")] = None,
     model: Annotated[str, typer.Option(help="'default' or a safetensors checkpoint path.")] = "default",
     seed: Annotated[int, typer.Option(help="Seed of every noise map.")] = 0,
     members: Annotated[int, typer.Option(help="Ensemble members (realization dimension).")] = 1,
     uniform: Annotated[bool, typer.Option("--uniform", help="Refine every tile to full depth.")] = False,
-    budget: Annotated[Optional[float], typer.Option(help="Compute budget as a fraction of full depth (0, 1].")] = None,
+    budget: Annotated[float | None, typer.Option(help="Compute budget as a fraction of full depth (0, 1].")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ) -> None:
     """Refine INPUT by FACTOR and write a CF-compliant OUTPUT."""
-    from climgen.io.cf import encoding_for
+    from climgen.io.cf import encoding_for, refined_variables
     from climgen.io.open import open_input
     from climgen.io.write import check_output, output_format, write_dataset
     from climgen.pipeline import synthesize as run
@@ -83,12 +83,25 @@ def synthesize(
     started = time.perf_counter()
     with open_input(input) as ds:
         covariates = _parse_covariates(covariate)
-        result = run(ds, factor=factor, variables=variables, covariates=covariates, model=model, seed=seed, members=members, adaptive=not uniform, budget=budget, command=_command_line())
-        refined = [name for name in result.data_vars if name in ds.data_vars and "refinement_depth" not in name]
-        refined = [name for name in refined if result[name].attrs.get("ancillary_variables")]
+        result = run(
+            ds,
+            factor=factor,
+            variables=variables,
+            covariates=covariates,
+            model=model,
+            seed=seed,
+            members=members,
+            adaptive=not uniform,
+            budget=budget,
+            command=_command_line(),
+        )
+        refined = refined_variables(result)
         encoding = encoding_for(result, refined, (32 * factor, 32 * factor), netcdf=output_format(output) == "netcdf")
         write_dataset(result, output, encoding, overwrite=overwrite)
-        typer.echo(f"wrote {output}: " + _summary(result, time.perf_counter() - started, (ds.sizes[_axis(result, 0)], ds.sizes[_axis(result, 1)])))
+        typer.echo(
+            f"wrote {output}: "
+            + _summary(result, time.perf_counter() - started, (ds.sizes[_axis(result, 0)], ds.sizes[_axis(result, 1)]))
+        )
 
 
 def _axis(result, position: int) -> str:
@@ -114,12 +127,20 @@ def demo(
     out.mkdir(parents=True, exist_ok=True)
     target = check_output(out / f"africa_tas_x{factor}.nc", overwrite)
     started = time.perf_counter()
-    with xr.open_dataset(str(data / "africa_tas_monthly_2005.nc")) as ds, xr.open_dataset(str(data / "africa_orography_0.44deg.nc")) as orography:
-        result = run(ds, factor=factor, variables=["tas"], covariates={"elevation": orography["orog"]}, seed=seed, command=_command_line())
+    with (
+        xr.open_dataset(str(data / "africa_tas_monthly_2005.nc")) as ds,
+        xr.open_dataset(str(data / "africa_orography_0.44deg.nc")) as orography,
+    ):
+        result = run(
+            ds, factor=factor, variables=["tas"], covariates={"elevation": orography["orog"]}, seed=seed, command=_command_line()
+        )
         seconds = time.perf_counter() - started
         write_dataset(result, target, encoding_for(result, ["tas"], (32 * factor, 32 * factor)), overwrite=overwrite)
         picture = plot_refinement(
-            ds["tas"].isel(time=0), result["tas"].isel(time=0), result["refinement_depth"], out / f"africa_tas_x{factor}.png",
+            ds["tas"].isel(time=0),
+            result["tas"].isel(time=0),
+            result["refinement_depth"],
+            out / f"africa_tas_x{factor}.png",
             title=f"Near-surface air temperature, {str(ds.time.values[0])[:7]}: MPI-ESM-LR refined x{factor} by climgen",
         )
         typer.echo(f"climgen demo: tas {dict(ds['tas'].sizes)} -> {dict(result['tas'].sizes)}")
@@ -153,9 +174,9 @@ def coarsen(
 @app.command()
 def train(
     recipe: Annotated[Path, typer.Argument(help="Training recipe (YAML).")],
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto (overrides the recipe).")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Override the pre-training steps.")] = None,
-    output: Annotated[Optional[str], typer.Option(help="Override the checkpoint path (no suffix).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (overrides the recipe).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Override the pre-training steps.")] = None,
+    output: Annotated[str | None, typer.Option(help="Override the checkpoint path (no suffix).")] = None,
 ) -> None:
     """Train a generator as RECIPE says (stage 1: content pre-training) and save it."""
     from climgen.training.recipe import load_recipe
@@ -169,7 +190,9 @@ def train(
     if output:
         updates["output"] = str(Path(output).resolve())
     if steps:
-        updates["pretrain"] = loaded.pretrain.model_copy(update={"steps": steps, "validate_every": min(steps, loaded.pretrain.validate_every)})
+        updates["pretrain"] = loaded.pretrain.model_copy(
+            update={"steps": steps, "validate_every": min(steps, loaded.pretrain.validate_every)}
+        )
     loaded = loaded.model_copy(update=updates)
     for source in loaded.data.real_fields + loaded.data.validation_fields:
         if not Path(loaded.resolve(source.path)).exists():

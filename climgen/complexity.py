@@ -42,6 +42,8 @@ def _spectral_fraction(tile: np.ndarray) -> float:
     design = np.stack([np.ones(tile.size), yy.ravel(), xx.ravel()], axis=1)
     coefficients, *_ = np.linalg.lstsq(design, tile.ravel(), rcond=None)
     residual = tile - (design @ coefficients).reshape(tile.shape)
+    if (residual**2).sum() <= 1e-10 * ((tile - tile.mean()) ** 2).sum():
+        return 0.0  # a plane: whatever is left is rounding noise
     power = np.abs(np.fft.fft2(residual)) ** 2
     ky = np.abs(np.fft.fftfreq(ny))[:, None] * 2
     kx = np.abs(np.fft.fftfreq(nx))[None, :] * 2
@@ -55,7 +57,9 @@ def _fill_missing(field: np.ndarray) -> np.ndarray:
     return field if valid.all() else np.where(valid, field, np.nanmean(field))
 
 
-def tile_components(field: np.ndarray, layout: TileLayout, covariates: np.ndarray | None = None, factor: int = 1) -> ComplexityScores:
+def tile_components(
+    field: np.ndarray, layout: TileLayout, covariates: np.ndarray | None = None, factor: int = 1
+) -> ComplexityScores:
     """Scores for one 2-D coarse field (NaN = missing) and optional fine covariates (K, Y, X)."""
     rows, cols = layout.grid_shape
     names = ["gradient", "spectral", "variance"] + (["covariate"] if covariates is not None else [])

@@ -152,7 +152,11 @@ def coarsen_dataset(ds: xr.Dataset, factor: int) -> xr.Dataset:
     y_centres, y_bounds = coarse_bounds(cell_bounds(trimmed[axes.y], ds), factor)
     x_centres, x_bounds = coarse_bounds(cell_bounds(trimmed[axes.x], ds), factor)
     spatial = [name for name, var in trimmed.variables.items() if axes.y in var.dims and axes.x in var.dims]
-    drop = [bounds_name_ for bounds_name_ in (trimmed[axes.y].attrs.get("bounds"), trimmed[axes.x].attrs.get("bounds")) if bounds_name_ in trimmed.variables]
+    drop = [
+        bounds_name_
+        for bounds_name_ in (trimmed[axes.y].attrs.get("bounds"), trimmed[axes.x].attrs.get("bounds"))
+        if bounds_name_ in trimmed.variables
+    ]
     blocks = trimmed.drop_vars(drop).coarsen({axes.y: factor, axes.x: factor}).mean(keep_attrs=True)
     for name in spatial:
         if name in blocks.variables:

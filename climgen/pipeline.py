@@ -16,7 +16,7 @@ import xarray as xr
 
 from climgen import __version__
 from climgen.complexity import ComplexityScores, choose_depth, combine_scores, tile_components
-from climgen.errors import ConfigError, InputError
+from climgen.errors import ConfigError, GridError, InputError
 from climgen.grid import SpatialAxes, bounds_name, cell_bounds, check_factor, find_spatial_axes, make_axis, refine_bounds
 from climgen.io import cf
 from climgen.tiling import TileLayout
@@ -86,7 +86,9 @@ def select_variables(ds: xr.Dataset, axes: SpatialAxes, variables) -> list[str]:
             raise InputError(f"variables not found: {missing}; the input has {sorted(ds.data_vars)}")
         chosen = list(variables)
     else:
-        chosen = [name for name, var in ds.data_vars.items() if axes.y in var.dims and axes.x in var.dims and name not in auxiliaries]
+        chosen = [
+            name for name, var in ds.data_vars.items() if axes.y in var.dims and axes.x in var.dims and name not in auxiliaries
+        ]
     if not chosen:
         raise InputError(f"no variable on the ({axes.y}, {axes.x}) grid to refine")
     for name in chosen:
@@ -141,7 +143,12 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
             covariate = covariate.assign_coords({axes.x: (source_x + 180) % 360 - 180})
         covariate = covariate.sortby(axes.x)
     covariate = covariate.sortby(axes.y)
-    if covariate.sizes[axes.y] == target_y.size and covariate.sizes[axes.x] == target_x.size and np.allclose(np.sort(covariate[axes.y].values), np.sort(target_y)) and np.allclose(np.sort(covariate[axes.x].values), np.sort(target_x)):
+    if (
+        covariate.sizes[axes.y] == target_y.size
+        and covariate.sizes[axes.x] == target_x.size
+        and np.allclose(np.sort(covariate[axes.y].values), np.sort(target_y))
+        and np.allclose(np.sort(covariate[axes.x].values), np.sort(target_x))
+    ):
         values = covariate.reindex({axes.y: target_y, axes.x: target_x}, method="nearest")
     else:
         values = covariate.interp({axes.y: target_y, axes.x: target_x}, method="linear")
@@ -151,9 +158,25 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
     return values
 
 
+def _check_longitude_seam(ds: xr.Dataset, axes: SpatialAxes) -> None:
+    """A lat/lon domain that crosses the 0/360 (or +-180) seam inside its longitudes."""
+    if axes.kind != "latlon":
+        return
+    steps = np.diff(np.asarray(ds[axes.x].values, dtype=np.float64))
+    if steps.size < 2:
+        return
+    typical = np.median(np.abs(steps))
+    if np.abs(steps).max() > max(90.0, 5 * typical):
+        raise GridError(
+            f"longitude {axes.x!r} jumps by {np.abs(steps).max():.0f} degrees: the domain wraps across the 0/360 seam; "
+            "convert longitudes to -180..180 and sort them first (ds.assign_coords(lon=(ds.lon + 180) % 360 - 180).sortby('lon'))"
+        )
+
+
 def _prepare(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None) -> _Prepared:
     axes = find_spatial_axes(ds)
     variables = select_variables(ds, axes, config.variables)
+    _check_longitude_seam(ds, axes)
     for name in (axes.y, axes.x):
         cell_bounds(ds[name], ds)  # validates monotonic, finite coordinates
     layout = config.layout((ds.sizes[axes.y], ds.sizes[axes.x]))
@@ -198,7 +221,9 @@ def complexity(
     axes = prepared.axes
     values = prepared.layout.tile_map(scores.score).astype(np.float32)
     coords = {axes.y: ds[axes.y], axes.x: ds[axes.x]}
-    return xr.DataArray(values, dims=(axes.y, axes.x), coords=coords, name="complexity_score", attrs=dict(cf.ANCILLARY_ATTRS["complexity_score"]))
+    return xr.DataArray(
+        values, dims=(axes.y, axes.x), coords=coords, name="complexity_score", attrs=dict(cf.ANCILLARY_ATTRS["complexity_score"])
+    )
 
 
 def synthesize(

@@ -45,7 +45,9 @@ def plot_refinement(coarse: xr.DataArray, fine: xr.DataArray, depth: xr.DataArra
     except ImportError as err:
         raise MissingDependencyError("maps need cartopy and matplotlib: pip install cartopy matplotlib") from err
     use_shipped_shapes()
-    borders = cfeature.NaturalEarthFeature("cultural", "admin_0_countries", "110m", facecolor="none", edgecolor="0.2", linewidth=0.5)
+    borders = cfeature.NaturalEarthFeature(
+        "cultural", "admin_0_countries", "110m", facecolor="none", edgecolor="0.2", linewidth=0.5
+    )
     figure, axes_list = plt.subplots(1, 3, figsize=(15, 5), subplot_kw={"projection": ccrs.PlateCarree()}, layout="constrained")
     low = float(np.nanmin(fine.values))
     high = float(np.nanmax(fine.values))
@@ -56,9 +58,11 @@ def plot_refinement(coarse: xr.DataArray, fine: xr.DataArray, depth: xr.DataArra
         (fine, f"refined {fine.shape[-2]}x{fine.shape[-1]}", "viridis", (low, high)),
         (depth, "refinement depth (x2 stages)", "magma", (-0.5, float(depth.max()) + 0.5)),
     ]
-    for axis, (data, panel_title, cmap, (vmin, vmax)) in zip(axes_list, panels):
+    for axis, (data, panel_title, cmap, (vmin, vmax)) in zip(axes_list, panels, strict=True):
         lon, lat = _lonlat(data)
-        mesh = axis.pcolormesh(lon, lat, data.values, transform=ccrs.PlateCarree(), cmap=cmap, vmin=vmin, vmax=vmax, shading="nearest")
+        mesh = axis.pcolormesh(
+            lon, lat, data.values, transform=ccrs.PlateCarree(), cmap=cmap, vmin=vmin, vmax=vmax, shading="nearest"
+        )
         axis.add_feature(borders)
         axis.set_extent([float(lon.min()), float(lon.max()), float(lat.min()), float(lat.max())], crs=ccrs.PlateCarree())
         axis.set_title(panel_title)

@@ -50,7 +50,9 @@ class TileRefiner:
     noise)`` returning one tensor per stage); ``covariates`` are (K, NY, NX) on the fine grid.
     """
 
-    def __init__(self, model, factor: int, layout: TileLayout, batch_size: int = 64, device: str | None = None, fields_per_pass: int = 16):
+    def __init__(
+        self, model, factor: int, layout: TileLayout, batch_size: int = 64, device: str | None = None, fields_per_pass: int = 16
+    ):
         self.torch = import_torch()
         self.model = model
         self.factor = factor
@@ -93,7 +95,7 @@ class TileRefiner:
                 for start in range(0, len(work), self.batch_size):
                     batch = work[start : start + self.batch_size]
                     outputs = self._run_batch(batch, filled, noise, tile_depth, cov_tensor, cov_mask)
-                    for (i, tile), output in zip(batch, outputs):
+                    for (i, tile), output in zip(batch, outputs, strict=True):
                         self._blend(tile, output, accumulated[i], weights if i == indices[0] else None)
             for i in indices:
                 projected = project_blocks(accumulated[i] / weights, filled[i], factor)
@@ -110,7 +112,9 @@ class TileRefiner:
         mask = torch.isfinite(values).to(torch.float32)
         return torch.nan_to_num(values), mask
 
-    def _run_batch(self, batch: list[tuple[int, Tile]], fields: dict, noise: dict, depth: int, cov_tensor, cov_mask) -> list[np.ndarray]:
+    def _run_batch(
+        self, batch: list[tuple[int, Tile]], fields: dict, noise: dict, depth: int, cov_tensor, cov_mask
+    ) -> list[np.ndarray]:
         torch = self.torch
         factor = self.factor
         coarse = torch.as_tensor(np.stack([fields[i][tile.padded] for i, tile in batch]), dtype=torch.float32)[:, None]

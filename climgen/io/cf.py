@@ -17,7 +17,16 @@ from climgen.grid import SpatialAxes, bounds_name
 CONVENTIONS = "CF-1.8"
 ANCILLARY_NAMES = ("complexity_score", "refinement_depth")
 FILL_VALUE = np.float32(1.0e20)
-LENGTH_TO_METRES = {"m": 1.0, "metre": 1.0, "meter": 1.0, "metres": 1.0, "meters": 1.0, "km": 1000.0, "kilometre": 1000.0, "kilometer": 1000.0}
+LENGTH_TO_METRES = {
+    "m": 1.0,
+    "metre": 1.0,
+    "meter": 1.0,
+    "metres": 1.0,
+    "meters": 1.0,
+    "km": 1000.0,
+    "kilometre": 1000.0,
+    "kilometer": 1000.0,
+}
 
 
 def grid_mapping_name(ds: xr.Dataset, variables: list[str]) -> str | None:
@@ -29,7 +38,9 @@ def grid_mapping_name(ds: xr.Dataset, variables: list[str]) -> str | None:
     return None
 
 
-def auxiliary_latlon(ds: xr.Dataset, axes: SpatialAxes, mapping: str | None, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def auxiliary_latlon(
+    ds: xr.Dataset, axes: SpatialAxes, mapping: str | None, y: np.ndarray, x: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
     """2-D latitude/longitude of the (y, x) cell centres for rotated and projected grids.
 
     Computed from the grid mapping with pyproj when possible; otherwise interpolated linearly in
@@ -153,7 +164,15 @@ def tidy(ds: xr.Dataset, axes: SpatialAxes) -> xr.Dataset:
     return ds
 
 
-def decorate(result: xr.Dataset, source: xr.Dataset, variables: list[str], axes: SpatialAxes, provenance: dict, command: str, full_depth: int) -> xr.Dataset:
+def decorate(
+    result: xr.Dataset,
+    source: xr.Dataset,
+    variables: list[str],
+    axes: SpatialAxes,
+    provenance: dict,
+    command: str,
+    full_depth: int,
+) -> xr.Dataset:
     """Attach CF metadata and provenance to a refined dataset (values are not touched)."""
     ds = result
     attrs = dict(source.attrs)
@@ -175,7 +194,16 @@ def decorate(result: xr.Dataset, source: xr.Dataset, variables: list[str], axes:
         variable.attrs = dict(source[name].attrs)
         ancillary = variable.attrs.get("ancillary_variables", "").split()
         variable.attrs["ancillary_variables"] = " ".join(dict.fromkeys(ancillary + list(ANCILLARY_NAMES)))
-        for key in ("scale_factor", "add_offset", "_FillValue", "missing_value", "valid_range", "valid_min", "valid_max", "actual_range"):
+        for key in (
+            "scale_factor",
+            "add_offset",
+            "_FillValue",
+            "missing_value",
+            "valid_range",
+            "valid_min",
+            "valid_max",
+            "actual_range",
+        ):
             variable.attrs.pop(key, None)
     mapping = grid_mapping_name(source, variables)
     for name in ANCILLARY_NAMES:
@@ -190,6 +218,15 @@ def decorate(result: xr.Dataset, source: xr.Dataset, variables: list[str], axes:
     if "realization" in ds.dims:
         ds["realization"].attrs = {"standard_name": "realization", "long_name": "ensemble member", "units": "1"}
     return ds
+
+
+def refined_variables(ds: xr.Dataset) -> list[str]:
+    """Names of the refined variables in a climgen result (those linked to the depth map)."""
+    return [
+        name
+        for name, variable in ds.data_vars.items()
+        if "refinement_depth" in str(variable.attrs.get("ancillary_variables", "")).split()
+    ]
 
 
 def _is_time(variable: xr.DataArray) -> bool:
@@ -209,7 +246,9 @@ def encoding_for(ds: xr.Dataset, variables: list[str], fine_chunks: tuple[int, i
         if netcdf:
             spec |= {"zlib": True, "complevel": 4, "chunksizes": _chunks(ds[name], fine_chunks)}
         encoding[name] = spec
-    encoding["complexity_score"] = {"dtype": "float32", "_FillValue": FILL_VALUE} | ({"zlib": True, "complevel": 4} if netcdf else {})
+    encoding["complexity_score"] = {"dtype": "float32", "_FillValue": FILL_VALUE} | (
+        {"zlib": True, "complevel": 4} if netcdf else {}
+    )
     encoding["refinement_depth"] = {"dtype": "int8", "_FillValue": None} | ({"zlib": True, "complevel": 4} if netcdf else {})
     return encoding
 

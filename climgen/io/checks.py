@@ -56,10 +56,17 @@ def run_cfchecks(path: str | Path) -> CheckResult:
     """cfchecks with local tables; counts ERROR and WARN lines."""
     tables = resources.files("climgen") / "data" / "cf"
     command = [
-        sys.executable, "-m", "cfchecker.cfchecks", "-v", CF_VERSION,
-        "-s", str(standard_name_table()),
-        "-a", str(tables / "area-type-table.xml"),
-        "-r", str(tables / "standardized-region-list.xml"),
+        sys.executable,
+        "-m",
+        "cfchecker.cfchecks",
+        "-v",
+        CF_VERSION,
+        "-s",
+        str(standard_name_table()),
+        "-a",
+        str(tables / "area-type-table.xml"),
+        "-r",
+        str(tables / "standardized-region-list.xml"),
         str(path),
     ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -87,14 +94,18 @@ def run_compliance_checker(path: str | Path) -> CheckResult:
             command[0] = str(executable)
         completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
         if not report.exists():
-            raise MissingDependencyError(f"compliance-checker did not run: {(completed.stderr or completed.stdout).strip()[-300:]}")
+            raise MissingDependencyError(
+                f"compliance-checker did not run: {(completed.stderr or completed.stdout).strip()[-300:]}"
+            )
         document = json.loads(report.read_text())
     results = document[f"cf:{CF_VERSION}"]
     findings = {}
     for priority in ("high", "medium"):
         failed = [item for item in results.get(f"{priority}_priorities", []) if item["value"][0] < item["value"][1]]
         findings[priority] = failed
-    messages = [f"{priority}: {item['name']}: {'; '.join(item.get('msgs', []))}" for priority, items in findings.items() for item in items]
+    messages = [
+        f"{priority}: {item['name']}: {'; '.join(item.get('msgs', []))}" for priority, items in findings.items() for item in items
+    ]
     return CheckResult("compliance-checker cf:1.8", len(findings["high"]), len(findings["medium"]), messages)
 
 

@@ -68,10 +68,16 @@ def _validation_windows(recipe: TrainRecipe, size: int) -> list[np.ndarray]:
     pool = load_real_pool(sources)
     windows = []
     for target in pool.targets:
-        for y0 in range(0, target.shape[0] - size + 1, size):
-            for x0 in range(0, target.shape[1] - size + 1, size):
-                windows.append(target[y0 : y0 + size, x0 : x0 + size])
-    return windows
+        side = min(size, min(target.shape) // 16 * 16)  # regions narrower than a crop still count
+        if side == 0:
+            continue
+        for y0 in range(0, target.shape[0] - side + 1, side):
+            for x0 in range(0, target.shape[1] - side + 1, side):
+                windows.append(target[y0 : y0 + side, x0 : x0 + side])
+    by_side: dict[int, list] = {}
+    for window in windows:
+        by_side.setdefault(window.shape[0], []).append(window)
+    return max(by_side.values(), key=len) if by_side else []
 
 
 @torch.no_grad()

@@ -23,7 +23,13 @@ NO_FILL = {"_FillValue": None}
 
 def _lon_to_180(ds: xr.Dataset) -> xr.Dataset:
     ds = ds.assign_coords(lon=((ds.lon + 180) % 360) - 180)
-    ds["lon"].attrs = {"standard_name": "longitude", "long_name": "longitude", "units": "degrees_east", "axis": "X", "bounds": "lon_bnds"}
+    ds["lon"].attrs = {
+        "standard_name": "longitude",
+        "long_name": "longitude",
+        "units": "degrees_east",
+        "axis": "X",
+        "bounds": "lon_bnds",
+    }
     ds["lon_bnds"] = ((ds.lon_bnds + 180) % 360) - 180
     return ds.sortby("lon")
 
@@ -49,8 +55,15 @@ def make_sample(ncl: Path) -> None:
         lat=("lat", orog.rlat.values.astype(np.float64), {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"}),
         lon=("lon", orog.rlon.values.astype(np.float64), {"standard_name": "longitude", "units": "degrees_east", "axis": "X"}),
     )
-    out.attrs = {"Conventions": "CF-1.8", "title": "Regional model orography over Africa (0.44 deg)", "source": "NCL sample data orog_mod2_rectilinear_grid_2D.nc (UCAR)"}
-    out.to_netcdf(PACKAGE_DATA / "africa_orography_0.44deg.nc", encoding={"orog": {"zlib": True, "complevel": 4}, "lat": NO_FILL, "lon": NO_FILL})
+    out.attrs = {
+        "Conventions": "CF-1.8",
+        "title": "Regional model orography over Africa (0.44 deg)",
+        "source": "NCL sample data orog_mod2_rectilinear_grid_2D.nc (UCAR)",
+    }
+    out.to_netcdf(
+        PACKAGE_DATA / "africa_orography_0.44deg.nc",
+        encoding={"orog": {"zlib": True, "complevel": 4}, "lat": NO_FILL, "lon": NO_FILL},
+    )
     shutil.copy(ncl / "COPYRIGHT-UCAR", PACKAGE_DATA / "COPYRIGHT-UCAR")
 
 
@@ -58,7 +71,11 @@ def make_fixtures(ncl: Path) -> None:
     """A rotated-pole terrain field (east Africa, held out from training) for end-to-end tests."""
     hsurf = xr.open_dataset(ncl / "HSURF_regional_model_0.44deg.nc", decode_times=False)
     east = hsurf.isel(rlat=slice(100, 196), rlon=slice(110, 206))  # 96 x 96, rlon > 19
-    east.attrs = {"Conventions": "CF-1.8", "title": "Regional model surface height, east Africa subset", "source": "NCL sample data HSURF_regional_model_0.44deg.nc (UCAR)"}
+    east.attrs = {
+        "Conventions": "CF-1.8",
+        "title": "Regional model surface height, east Africa subset",
+        "source": "NCL sample data HSURF_regional_model_0.44deg.nc (UCAR)",
+    }
     encoding = {name: NO_FILL for name in east.variables if name != "HSURF"}
     east.to_netcdf(TEST_DATA / "hsurf_east_africa.nc", encoding=encoding)
 

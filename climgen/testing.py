@@ -1,0 +1,121 @@
+"""Helpers for testing code that uses climgen: small CF datasets and result assertions.
+
+Public and stable, like ``xarray.testing``: downstream projects can build fixtures with
+:func:`make_dataset` and check outputs with :func:`assert_coarse_consistent`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from climgen.grid import find_spatial_axes
+
+
+def rough_field(shape: tuple[int, int], seed: int = 0, smoothness: float = 3.0) -> np.ndarray:
+    """A Gaussian random field with power ~ k**-smoothness (zero mean, unit variance)."""
+    rng = np.random.default_rng(seed)
+    ky = np.fft.fftfreq(shape[0])[:, None]
+    kx = np.fft.fftfreq(shape[1])[None, :]
+    k = np.hypot(ky, kx)
+    k[0, 0] = np.inf
+    spectrum = k ** (-smoothness / 2) * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
+    field = np.real(np.fft.ifft2(spectrum))
+    return (field - field.mean()) / field.std()
+
+
+def make_dataset(
+    kind: str = "latlon",
+    shape: tuple[int, int] = (24, 32),
+    times: int = 0,
+    seed: int = 0,
+    name: str = "tas",
+    descending_y: bool = False,
+    lon_0_360: bool = False,
+) -> xr.Dataset:
+    """A small CF dataset on a ``latlon``, ``rotated`` (rlat/rlon) or ``projected`` (y/x) grid.
+
+    The field is a temperature-like mixture of a smooth gradient, a rough patch (mountains on
+    the east half) and flat west half, so complexity and depth vary across the domain.
+    """
+    ny, nx = shape
+    smooth = np.linspace(-5, 5, ny)[:, None] + np.zeros((1, nx))
+    rough = rough_field(shape, seed, 2.0) * np.where(np.arange(nx) >= nx // 2, 4.0, 0.05)[None, :]
+    field = (280 + smooth + rough).astype(np.float32)
+    if times:
+        field = np.stack([field + 0.5 * t for t in range(times)])
+    dims = ("time",) if times else ()
+    y = np.linspace(-10, 10, ny) if kind != "projected" else np.arange(ny) * 12_000.0
+    x = np.linspace(10, 40, nx) if kind != "projected" else np.arange(nx) * 12_000.0
+    if lon_0_360 and kind == "latlon":
+        x = np.linspace(200, 230, nx)  # east of 180: only valid in the 0..360 convention
+    if descending_y:
+        y = y[::-1]
+        field = field[..., ::-1, :]
+    names = {"latlon": ("lat", "lon"), "rotated": ("rlat", "rlon"), "projected": ("y", "x")}[kind]
+    standard = {
+        "latlon": (("latitude", "degrees_north"), ("longitude", "degrees_east")),
+        "rotated": (("grid_latitude", "degrees"), ("grid_longitude", "degrees")),
+        "projected": (("projection_y_coordinate", "m"), ("projection_x_coordinate", "m")),
+    }[kind]
+    coords = {
+        names[0]: (names[0], y, {"standard_name": standard[0][0], "units": standard[0][1], "axis": "Y"}),
+        names[1]: (names[1], x, {"standard_name": standard[1][0], "units": standard[1][1], "axis": "X"}),
+    }
+    if times:
+        coords["time"] = (
+            "time",
+            np.arange(times, dtype=float) * 30 + 15,
+            {"standard_name": "time", "units": "days since 2000-01-01", "calendar": "noleap"},
+        )
+    attrs = {"standard_name": "air_temperature", "long_name": "near-surface air temperature", "units": "K"}
+    ds = xr.Dataset(coords=coords)
+    ds[name] = (dims + names, field, attrs)
+    if kind == "rotated":
+        ds["rotated_pole"] = xr.DataArray(
+            np.int32(0),
+            attrs={
+                "grid_mapping_name": "rotated_latitude_longitude",
+                "grid_north_pole_latitude": 39.25,
+                "grid_north_pole_longitude": -162.0,
+            },
+        )
+        ds[name].attrs["grid_mapping"] = "rotated_pole"
+    elif kind == "projected":
+        ds["crs"] = xr.DataArray(
+            np.int32(0),
+            attrs={
+                "grid_mapping_name": "lambert_conformal_conic",
+                "standard_parallel": [30.0, 60.0],
+                "longitude_of_central_meridian": 10.0,
+                "latitude_of_projection_origin": 45.0,
+            },
+        )
+        ds[name].attrs["grid_mapping"] = "crs"
+    ds.attrs = {
+        "Conventions": "CF-1.8",
+        "title": f"climgen test data ({kind})",
+        "history": "made by climgen.testing.make_dataset",
+    }
+    return xr.decode_cf(ds)
+
+
+def assert_coarse_consistent(fine: xr.DataArray, coarse: xr.DataArray, factor: int, rtol: float = 2e-6) -> None:
+    """Assert every factor x factor block of ``fine`` averages to the ``coarse`` value.
+
+    Missing coarse cells must be missing at exactly their fine cells and nowhere else.
+    """
+    axes = find_spatial_axes(coarse)
+    ny, nx = coarse.sizes[axes.y], coarse.sizes[axes.x]
+    fine_values = fine.transpose(..., axes.y, axes.x).values.astype(np.float64)
+    coarse_values = coarse.transpose(..., axes.y, axes.x).values.astype(np.float64)
+    blocks = fine_values.reshape(*fine_values.shape[:-2], ny, factor, nx, factor)
+    means = blocks.mean(axis=(-3, -1))
+    missing = ~np.isfinite(coarse_values)
+    fine_missing = ~np.isfinite(blocks)
+    np.testing.assert_array_equal(
+        fine_missing.all(axis=(-3, -1)), missing, err_msg="missing coarse cells not missing on the fine grid"
+    )
+    np.testing.assert_array_equal(fine_missing.any(axis=(-3, -1)), missing, err_msg="missing values leaked into valid cells")
+    scale = np.nanmax(np.abs(coarse_values)) if np.isfinite(coarse_values).any() else 1.0
+    np.testing.assert_allclose(means[~missing], coarse_values[~missing], rtol=0, atol=rtol * max(scale, 1.0))

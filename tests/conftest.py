@@ -1,0 +1,37 @@
+"""Shared fixtures: small real and generated fields, all offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import xarray as xr
+
+import climgen  # noqa: F401  (registers the accessor)
+from climgen.grid import coarsen_dataset
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def hsurf_truth() -> xr.Dataset:
+    """Real rotated-pole surface height over east Africa (held out from model training)."""
+    with xr.open_dataset(DATA / "hsurf_east_africa.nc") as ds:
+        return ds.load()
+
+
+@pytest.fixture(scope="session")
+def hsurf_coarse(hsurf_truth) -> xr.Dataset:
+    """The real field coarsened by 4 (block means): what climgen must refine back."""
+    return coarsen_dataset(hsurf_truth, 4)
+
+
+@pytest.fixture
+def hsurf_coarse_file(hsurf_coarse, tmp_path) -> Path:
+    from climgen.grid import find_spatial_axes
+    from climgen.io.cf import encoding_for_plain, tidy
+
+    path = tmp_path / "hsurf_coarse.nc"
+    ds = tidy(hsurf_coarse.copy(), find_spatial_axes(hsurf_coarse))
+    ds.to_netcdf(path, encoding=encoding_for_plain(ds))
+    return path

@@ -1,0 +1,115 @@
+"""The climgen command line, run as a real subprocess."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from climgen import pipeline
+
+
+def climgen(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "climgen.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
+
+
+def test_synthesize_writes_the_same_values_as_the_accessor(hsurf_coarse_file, tmp_path):
+    output = tmp_path / "refined.nc"
+    result = climgen("synthesize", hsurf_coarse_file, output, "--factor", 4, "--seed", 11)
+    assert result.returncode == 0, result.stderr
+    assert "refinement depth" in result.stdout
+    with xr.open_dataset(hsurf_coarse_file) as coarse, xr.open_dataset(output) as written:
+        expected = pipeline.synthesize(coarse, factor=4, seed=11)
+        np.testing.assert_array_equal(written["HSURF"].values, expected["HSURF"].values)
+        np.testing.assert_array_equal(written["refinement_depth"].values, expected["refinement_depth"].values)
+        assert written.attrs["history"].startswith(written.attrs["history"][:20])
+        assert "climgen synthesize" in written.attrs["history"].splitlines()[0]
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_same_seed_gives_bit_identical_files(hsurf_coarse_file, tmp_path):
+    first, second = tmp_path / "a.nc", tmp_path / "b.nc"
+    for path in (first, second):
+        assert climgen("synthesize", hsurf_coarse_file, path, "--factor", 4, "--seed", 2).returncode == 0
+    with xr.open_dataset(first) as a, xr.open_dataset(second) as b:
+        np.testing.assert_array_equal(a["HSURF"].values, b["HSURF"].values)
+
+
+def test_zarr_output_uniform_and_members(hsurf_coarse_file, tmp_path):
+    output = tmp_path / "refined.zarr"
+    result = climgen("synthesize", hsurf_coarse_file, output, "--factor", 2, "--uniform", "--members", 2)
+    assert result.returncode == 0, result.stderr
+    with xr.open_zarr(output) as ds:
+        assert ds["HSURF"].dims == ("realization", "time", "rlat", "rlon")
+        assert int(ds["refinement_depth"].min()) == 1
+        assert ds.attrs["Conventions"] == "CF-1.8"
+
+
+def test_covariate_option(tmp_path):
+    from climgen.testing import make_dataset
+
+    coarse = make_dataset("latlon", shape=(12, 16))
+    covariate = make_dataset("latlon", shape=(48, 64), name="orog")
+    coarse.to_netcdf(tmp_path / "in.nc")
+    covariate.to_netcdf(tmp_path / "orog.nc")
+    result = climgen(
+        "synthesize", tmp_path / "in.nc", tmp_path / "out.nc", "--covariate", f"elevation={tmp_path / 'orog.nc'}:orog"
+    )
+    assert result.returncode == 0, result.stderr
+    with xr.open_dataset(tmp_path / "out.nc") as out:
+        assert '"covariates": ["elevation"]' in out.attrs["climgen_provenance"]
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["synthesize", "missing.nc", "out.nc"], "input not found"),
+        (["synthesize", "{input}", "out.nc", "--factor", "3"], "factor must be one of"),
+        (["synthesize", "{input}", "out.txt"], "must end in .nc or .zarr"),
+        (["synthesize", "{input}", "out.nc", "--factor", "four"], "Invalid value for '--factor'"),
+        (["synthesize", "{input}", "out.nc", "--variables", "pr"], "variables not found"),
+        (["synthesize", "{input}", "out.nc", "--covariate", "elevation"], "NAME=FILE"),
+        (["synthesize", "{input}", "out.nc", "--model", "weights.pt"], "pickle"),
+        (["synthesize", "{input}", "out.nc", "--budget", "2"], "budget must be in"),
+        (["synthesize"], "Missing argument"),
+        (["check", "missing.nc"], "file not found"),
+        (["train", "missing.yaml"], "cannot read recipe"),
+    ],
+)
+def test_user_errors_are_one_line_with_nothing_written(arguments, message, hsurf_coarse_file, tmp_path):
+    arguments = [str(hsurf_coarse_file) if a == "{input}" else a for a in arguments]
+    result = climgen(*arguments, cwd=tmp_path)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out.nc").exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_existing_output_is_kept_without_overwrite(hsurf_coarse_file, tmp_path):
+    output = tmp_path / "out.nc"
+    output.write_text("precious")
+    result = climgen("synthesize", hsurf_coarse_file, output)
+    assert result.returncode == 2 and "--overwrite" in result.stderr
+    assert output.read_text() == "precious"
+    assert climgen("synthesize", hsurf_coarse_file, output, "--overwrite").returncode == 0
+    with xr.open_dataset(output) as ds:
+        assert "HSURF" in ds
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = climgen("--debug", "synthesize", "missing.nc", "out.nc", cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_coarsen_command_inverts_the_grid(tmp_path):
+    from pathlib import Path
+
+    truth = Path(__file__).parent / "data" / "hsurf_east_africa.nc"
+    assert climgen("coarsen", truth, tmp_path / "c.nc", "--factor", 4).returncode == 0
+    assert climgen("synthesize", tmp_path / "c.nc", tmp_path / "f.nc", "--factor", 4).returncode == 0
+    with xr.open_dataset(truth) as t, xr.open_dataset(tmp_path / "f.nc") as f:
+        np.testing.assert_allclose(f["rlat"], t["rlat"], atol=1e-5)
+        np.testing.assert_allclose(f["rlon"], t["rlon"], atol=1e-5)

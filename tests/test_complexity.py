@@ -1,0 +1,71 @@
+"""Complexity scores and the depth policy."""
+
+import numpy as np
+import pytest
+
+from climgen.complexity import choose_depth, stage_cost, tile_components
+from climgen.errors import ConfigError
+from climgen.testing import rough_field
+from climgen.tiling import TileLayout
+
+
+def _mixed_field():
+    field = np.zeros((32, 32)) + np.linspace(0, 1, 32)[None, :]
+    field[:, 16:] += 5 * rough_field((32, 16), seed=3, smoothness=1.5)
+    return field
+
+
+def test_rough_tiles_score_higher_than_smooth_ones():
+    scores = tile_components(_mixed_field(), TileLayout((32, 32), 16, 4))
+    assert scores.score[:, 1].min() > scores.score[:, 0].max()
+    for name in ("gradient", "spectral", "variance"):
+        assert scores.components[name][:, 1].mean() > scores.components[name][:, 0].mean()
+    assert ((scores.score >= 0) & (scores.score < 1)).all()
+
+
+def test_scores_do_not_depend_on_units():
+    layout = TileLayout((32, 32), 16, 4)
+    kelvin = tile_components(_mixed_field() + 273.15, layout).score
+    scaled = tile_components(_mixed_field() * 1000 - 50, layout).score
+    np.testing.assert_allclose(kelvin, scaled, rtol=1e-6, atol=1e-9)
+
+
+def test_constant_and_missing_tiles_get_depth_zero():
+    field = _mixed_field()
+    field[:16, :16] = 7.0
+    field[16:, :16] = np.nan
+    scores = tile_components(field, TileLayout((32, 32), 16, 4))
+    depth = choose_depth(scores, full_depth=3)
+    assert depth[0, 0] == 0 and depth[1, 0] == 0
+    assert depth[:, 1].min() > 0
+    assert choose_depth(scores, 3, adaptive=False)[0, 0] == 0
+
+
+def test_covariate_roughness_raises_the_score():
+    field = np.tile(np.linspace(0, 1, 32), (32, 1))
+    covariate = np.zeros((1, 64, 64))
+    covariate[0, :, 32:] = 1000 * rough_field((64, 32), seed=1, smoothness=1.0)
+    scores = tile_components(field, TileLayout((32, 32), 16, 4), covariate, factor=2)
+    assert scores.components["covariate"][:, 1].min() > scores.components["covariate"][:, 0].max()
+
+
+@pytest.mark.parametrize("budget", [0.1, 0.3, 0.6, 1.0])
+def test_budget_caps_the_cost_and_follows_the_score(budget):
+    rng = np.random.default_rng(0)
+    field = rough_field((64, 64), seed=5) * np.linspace(0, 3, 64)[None, :] ** 2
+    scores = tile_components(field + rng.normal(0, 1e-3, field.shape), TileLayout((64, 64), 8, 4))
+    depth = choose_depth(scores, full_depth=3, budget=budget)
+    assert stage_cost(depth).sum() <= budget * stage_cost(3) * depth.size + 1e-9
+    order = np.argsort(scores.score.ravel())
+    assert (np.diff(depth.ravel()[order]) >= 0).all(), "depth must not decrease as score rises"
+    if budget == 1.0:
+        assert (depth == 3).all()
+
+
+def test_uniform_is_full_depth_and_bad_budget_is_rejected():
+    scores = tile_components(rough_field((32, 32)), TileLayout((32, 32), 8, 4))
+    assert (choose_depth(scores, 2, adaptive=False) == 2).all()
+    with pytest.raises(ConfigError):
+        choose_depth(scores, 2, budget=0.0)
+    with pytest.raises(ConfigError):
+        choose_depth(scores, 2, budget=1.5)

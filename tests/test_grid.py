@@ -1,0 +1,96 @@
+"""The grid convention: refine and coarsen are inverse on coordinates and bounds."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from climgen.errors import ConfigError, GridError
+from climgen.grid import (
+    cell_bounds,
+    check_factor,
+    coarse_bounds,
+    coarsen_dataset,
+    find_spatial_axes,
+    refine_bounds,
+    refinement_stages,
+)
+from climgen.testing import make_dataset
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    start=st.floats(-170, 170),
+    steps=st.lists(st.floats(0.01, 5.0), min_size=1, max_size=12),
+    factor=st.sampled_from([2, 4, 8, 16]),
+    descending=st.booleans(),
+)
+def test_refine_then_coarsen_returns_the_coarse_cells(start, steps, factor, descending):
+    edges = start + np.concatenate([[0.0], np.cumsum(steps)])
+    if descending:
+        edges = edges[::-1]
+    bounds = np.stack([edges[:-1], edges[1:]], axis=1)
+    centres, fine_bounds = refine_bounds(bounds, factor)
+    assert centres.shape == (bounds.shape[0] * factor,)
+    # fine cells tile each coarse cell exactly, in order, with equal widths
+    np.testing.assert_allclose(fine_bounds[1:, 0], fine_bounds[:-1, 1])
+    widths = (fine_bounds[:, 1] - fine_bounds[:, 0]).reshape(-1, factor)
+    np.testing.assert_allclose(widths, np.repeat((bounds[:, 1] - bounds[:, 0])[:, None] / factor, factor, 1), atol=1e-9)
+    back_centres, back_bounds = coarse_bounds(fine_bounds, factor)
+    np.testing.assert_allclose(back_bounds, bounds, atol=1e-9)
+    np.testing.assert_allclose(back_centres, bounds.mean(axis=1), atol=1e-9)
+
+
+def test_fine_centres_split_regular_cells():
+    ds = make_dataset("latlon", shape=(4, 6))
+    bounds = cell_bounds(ds["lon"])
+    centres, _ = refine_bounds(bounds, 2)
+    spacing = float(ds.lon[1] - ds.lon[0])
+    np.testing.assert_allclose(centres[:2], [float(ds.lon[0]) - spacing / 4, float(ds.lon[0]) + spacing / 4])
+
+
+def test_bounds_variable_is_used_when_present(hsurf_coarse):
+    bounds = cell_bounds(hsurf_coarse["rlat"], hsurf_coarse)
+    np.testing.assert_array_equal(bounds, hsurf_coarse["rlat_bnds"].values)
+
+
+def test_latitude_edges_are_clipped_to_the_poles():
+    ds = make_dataset("latlon", shape=(4, 4)).assign_coords(lat=[-89.0, -30.0, 30.0, 89.5])
+    ds["lat"].attrs["standard_name"] = "latitude"
+    bounds = cell_bounds(ds["lat"])
+    assert bounds.min() >= -90 and bounds.max() <= 90
+
+
+def test_non_monotonic_coordinate_is_a_grid_error():
+    ds = make_dataset("latlon", shape=(4, 4)).assign_coords(lon=[10.0, 12.0, 11.0, 13.0])
+    with pytest.raises(GridError, match="not strictly monotonic"):
+        cell_bounds(ds["lon"])
+
+
+@pytest.mark.parametrize("kind, names", [("latlon", ("lat", "lon")), ("rotated", ("rlat", "rlon")), ("projected", ("y", "x"))])
+def test_spatial_axes_are_found_for_each_grid_kind(kind, names):
+    axes = find_spatial_axes(make_dataset(kind))
+    assert (axes.y, axes.x, axes.kind) == (*names, kind)
+
+
+def test_missing_spatial_axes_is_a_grid_error():
+    with pytest.raises(GridError, match="no spatial axes"):
+        find_spatial_axes(make_dataset().rename(lat="a", lon="b").drop_vars(["a", "b"]))
+
+
+@pytest.mark.parametrize("factor", [0, 1, 3, 6, 32, 2.0, True, "4"])
+def test_unsupported_factors_are_rejected(factor):
+    with pytest.raises(ConfigError, match="factor must be one of"):
+        check_factor(factor)
+
+
+def test_stages_per_factor():
+    assert [refinement_stages(f) for f in (2, 4, 8, 16)] == [1, 2, 3, 4]
+
+
+def test_coarsen_dataset_block_means_and_keeps_attributes(hsurf_truth):
+    coarse = coarsen_dataset(hsurf_truth, 4)
+    assert coarse.sizes["rlat"] == hsurf_truth.sizes["rlat"] // 4
+    np.testing.assert_allclose(coarse["HSURF"].values[0, 0, 0], hsurf_truth["HSURF"].values[0, :4, :4].mean(), rtol=1e-6)
+    assert coarse["HSURF"].attrs["units"] == "m"
+    assert coarse["HSURF"].attrs["grid_mapping"] == "rotated_pole"

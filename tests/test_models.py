@@ -1,0 +1,120 @@
+"""The generator as a plain nn.Module, and safetensors + JSON checkpoints."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from climgen.errors import ModelError
+from climgen.models.checkpoint import default_checkpoint_path, file_sha256, load_checkpoint, save_checkpoint
+from climgen.models.generator import AdaptiveMultiScaleGenerator, GeneratorConfig, coarsen
+
+SMALL = GeneratorConfig(channels=8, blocks=1)
+
+
+@pytest.mark.parametrize("stages", [1, 2, 3, 4])
+def test_every_stage_doubles_and_stays_coarse_consistent(stages):
+    torch.manual_seed(0)
+    model = AdaptiveMultiScaleGenerator(SMALL)
+    torch.nn.init.normal_(model.tail.weight, std=0.1)  # non-trivial residuals
+    coarse = torch.randn(2, 1, 5, 7) * 10 + 280
+    outputs = model(coarse, stages=stages, generator=torch.Generator().manual_seed(1))
+    assert [o.shape[-2:] for o in outputs] == [(5 * 2**s, 7 * 2**s) for s in range(1, stages + 1)]
+    for level, output in enumerate(outputs, start=1):
+        torch.testing.assert_close(coarsen(output, 2**level), coarse, rtol=0, atol=1e-3)
+
+
+def test_same_noise_gives_identical_output_and_other_noise_differs():
+    torch.manual_seed(0)
+    model = AdaptiveMultiScaleGenerator(SMALL).eval()
+    torch.nn.init.normal_(model.tail.weight, std=0.1)
+    coarse = torch.randn(1, 1, 8, 8)
+    first = model(coarse, stages=2, generator=torch.Generator().manual_seed(7))[-1]
+    again = model(coarse, stages=2, generator=torch.Generator().manual_seed(7))[-1]
+    other = model(coarse, stages=2, generator=torch.Generator().manual_seed(8))[-1]
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_output_scales_with_the_input():
+    """Local normalisation makes refinement affine-equivariant (K vs degC, m vs km)."""
+    torch.manual_seed(0)
+    model = AdaptiveMultiScaleGenerator(SMALL).eval()
+    torch.nn.init.normal_(model.tail.weight, std=0.1)
+    coarse = torch.randn(1, 1, 8, 8, dtype=torch.float64)
+    model = model.double()
+    base = model(coarse, stages=1, generator=torch.Generator().manual_seed(3))[-1]
+    shifted = model(coarse * 1000 + 273.15, stages=1, generator=torch.Generator().manual_seed(3))[-1]
+    torch.testing.assert_close(shifted, base * 1000 + 273.15, rtol=1e-6, atol=1e-4)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = AdaptiveMultiScaleGenerator(SMALL)
+    torch.nn.init.normal_(model.tail.weight, std=0.1)
+    path = save_checkpoint(model, tmp_path / "tiny", "amsgm", {"name": "tiny"})
+    loaded = load_checkpoint(path)
+    assert loaded.name == "tiny" and loaded.sha256 == file_sha256(path)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, loaded.module.state_dict()[name])
+    assert load_checkpoint(path.with_suffix(".json")).sha256 == loaded.sha256
+
+
+def test_default_checkpoint_is_trained_and_described():
+    checkpoint = load_checkpoint("default")
+    document = json.loads(default_checkpoint_path().with_suffix(".json").read_text())
+    assert document["architecture"] == "amsgm" and document["weights_sha256"] == checkpoint.sha256
+    assert document["validation"], "the shipped model records its validation history"
+    tail = checkpoint.module.tail.weight
+    assert tail.abs().sum() > 0, "an untrained generator has a zero tail (plain bicubic)"
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pth", ".ckpt", ".pkl"])
+def test_pickle_checkpoints_are_refused(tmp_path, suffix):
+    path = tmp_path / f"model{suffix}"
+    path.write_bytes(b"not loaded")
+    with pytest.raises(ModelError, match="pickle"):
+        load_checkpoint(path)
+
+
+def test_missing_checkpoint_and_missing_json(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        load_checkpoint(tmp_path / "absent.safetensors")
+    path = save_checkpoint(AdaptiveMultiScaleGenerator(SMALL), tmp_path / "lonely", "amsgm")
+    path.with_suffix(".json").unlink()
+    with pytest.raises(ModelError, match="config not found"):
+        load_checkpoint(path)
+
+
+def test_shape_mismatch_and_bad_config_are_caught(tmp_path):
+    path = save_checkpoint(AdaptiveMultiScaleGenerator(SMALL), tmp_path / "m", "amsgm")
+    document = json.loads(path.with_suffix(".json").read_text())
+    document["config"]["channels"] = 16
+    path.with_suffix(".json").write_text(json.dumps(document))
+    with pytest.raises(ModelError, match="do not match the config"):
+        load_checkpoint(path)
+    document["config"]["unknown_option"] = 1
+    path.with_suffix(".json").write_text(json.dumps(document))
+    with pytest.raises(ModelError, match="invalid generator config"):
+        load_checkpoint(path)
+
+
+def test_replaced_weights_fail_the_checksum(tmp_path):
+    first = save_checkpoint(AdaptiveMultiScaleGenerator(SMALL), tmp_path / "a", "amsgm")
+    second_model = AdaptiveMultiScaleGenerator(SMALL)
+    torch.nn.init.normal_(second_model.tail.weight)
+    second = save_checkpoint(second_model, tmp_path / "b", "amsgm")
+    shutil.copy(second, first)
+    with pytest.raises(ModelError, match="checksum"):
+        load_checkpoint(first)
+
+
+def test_no_pickle_loading_anywhere_in_the_package():
+    from pathlib import Path
+
+    import climgen
+
+    for source in Path(climgen.__file__).parent.rglob("*.py"):
+        text = source.read_text()
+        assert "torch.load(" not in text or "weights_only=True" in text, source
+        assert "import pickle" not in text, source

@@ -1,0 +1,200 @@
+"""synthesize(): grid, consistency, determinism, adaptivity, bad input, metadata."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from climgen import pipeline
+from climgen.errors import ConfigError, GridError, InputError
+from climgen.testing import assert_coarse_consistent, make_dataset
+
+
+@pytest.fixture(scope="module")
+def refined_hsurf(hsurf_coarse):
+    return pipeline.synthesize(hsurf_coarse, factor=4, seed=3)
+
+
+def test_returns_the_truth_grid_exactly(refined_hsurf, hsurf_truth):
+    for name in ("rlat", "rlon"):
+        np.testing.assert_allclose(refined_hsurf[name].values, hsurf_truth[name].values, atol=1e-5)
+    np.testing.assert_allclose(refined_hsurf["lat"].values, hsurf_truth["lat"].values, atol=1e-4)
+    np.testing.assert_allclose(refined_hsurf["lon"].values, hsurf_truth["lon"].values, atol=1e-4)
+    assert refined_hsurf["HSURF"].dims == hsurf_truth["HSURF"].dims
+    assert refined_hsurf["HSURF"].attrs["units"] == "m"
+    assert refined_hsurf["HSURF"].attrs["grid_mapping"] == "rotated_pole"
+    assert "rotated_pole" in refined_hsurf
+
+
+def test_is_coarse_consistent(refined_hsurf, hsurf_coarse):
+    assert_coarse_consistent(refined_hsurf["HSURF"], hsurf_coarse["HSURF"], 4)
+
+
+def test_depth_map_varies_over_mixed_terrain(refined_hsurf):
+    depth = refined_hsurf["refinement_depth"]
+    assert depth.dtype == np.int8 and len(np.unique(depth)) > 1
+    assert set(np.unique(depth)) <= {0, 1, 2}
+    assert "refinement_depth" in refined_hsurf["HSURF"].attrs["ancillary_variables"]
+
+
+def test_same_seed_is_bit_identical(refined_hsurf, hsurf_coarse):
+    again = pipeline.synthesize(hsurf_coarse, factor=4, seed=3)
+    np.testing.assert_array_equal(again["HSURF"].values, refined_hsurf["HSURF"].values)
+
+
+def test_beats_bicubic_on_a_held_out_real_field(refined_hsurf, hsurf_truth, hsurf_coarse):
+    """Behaviour of the shipped model (figures live in benchmarks/): trained, not random."""
+    import torch
+
+    from climgen.models.generator import bicubic_upsample
+
+    truth = hsurf_truth["HSURF"].values[0]
+    bicubic = bicubic_upsample(torch.tensor(hsurf_coarse["HSURF"].values)[None], 4)[0, 0].numpy()
+
+    def rmse(field):
+        return float(np.sqrt(np.mean((field - truth) ** 2)))
+
+    assert rmse(refined_hsurf["HSURF"].values[0]) < rmse(bicubic)
+
+
+def test_uniform_refines_everything_to_full_depth(hsurf_coarse):
+    uniform = pipeline.synthesize(hsurf_coarse, factor=4, adaptive=False)
+    assert (uniform["refinement_depth"].values == 2).all()
+    assert_coarse_consistent(uniform["HSURF"], hsurf_coarse["HSURF"], 4)
+
+
+def test_budget_lowers_the_depth(hsurf_coarse):
+    cheap = pipeline.synthesize(hsurf_coarse, factor=4, budget=0.2)
+    assert cheap["refinement_depth"].mean() < 2
+    with pytest.raises(ConfigError, match="budget"):
+        pipeline.synthesize(hsurf_coarse, factor=4, budget=0.5, adaptive=False)
+
+
+@pytest.mark.parametrize("kind", ["latlon", "rotated", "projected"])
+@pytest.mark.parametrize("factor", [2, 8])
+def test_each_grid_kind_and_factor(kind, factor):
+    ds = make_dataset(kind, shape=(12, 16), times=2)
+    out = ds.climgen.synthesize(factor=factor)
+    axes = {"latlon": ("lat", "lon"), "rotated": ("rlat", "rlon"), "projected": ("y", "x")}[kind]
+    assert out["tas"].dims == ("time", *axes)
+    assert out["tas"].shape == (2, 12 * factor, 16 * factor)
+    assert_coarse_consistent(out["tas"], ds["tas"], factor)
+    if kind != "latlon":
+        assert out["lat"].dims == axes and np.isfinite(out["lat"]).all()
+
+
+def test_descending_latitude_and_0_360_longitude_are_kept():
+    ds = make_dataset("latlon", shape=(12, 16), descending_y=True, lon_0_360=True)
+    out = ds.climgen.synthesize(factor=2)
+    assert (np.diff(out["lat"].values) < 0).all()
+    assert out["lon"].min() > 180
+    assert_coarse_consistent(out["tas"], ds["tas"], 2)
+
+
+def test_missing_cells_stay_missing_and_do_not_leak():
+    ds = make_dataset("latlon", shape=(16, 16))
+    ds["tas"][3:6, 4:9] = np.nan
+    ds["tas"][0, 0] = np.nan
+    out = ds.climgen.synthesize(factor=4)
+    assert_coarse_consistent(out["tas"], ds["tas"], 4)
+
+
+def test_all_missing_and_constant_fields_are_handled():
+    ds = make_dataset("latlon", shape=(8, 8), times=2)
+    ds["tas"][0] = np.nan
+    ds["tas"][1] = 250.0
+    out = ds.climgen.synthesize(factor=2)
+    assert np.isnan(out["tas"][0]).all()
+    np.testing.assert_allclose(out["tas"][1], 250.0, rtol=1e-6)
+    assert (out["refinement_depth"] == 0).all()
+
+
+def test_domain_smaller_than_a_tile():
+    ds = make_dataset("latlon", shape=(3, 2))
+    out = ds.climgen.synthesize(factor=4)
+    assert out["tas"].shape == (12, 8)
+    assert_coarse_consistent(out["tas"], ds["tas"], 4)
+
+
+def test_extra_dimensions_are_kept_in_order():
+    base = make_dataset("latlon", shape=(8, 8), times=2)
+    ds = xr.concat([base, base + 1], dim="height").assign_coords(height=[2.0, 10.0])
+    ds["tas"] = ds["tas"].transpose("time", "height", "lat", "lon")
+    out = ds.climgen.synthesize(factor=2)
+    assert out["tas"].dims == ("time", "height", "lat", "lon")
+    np.testing.assert_array_equal(out["height"].values, [2.0, 10.0])
+    assert_coarse_consistent(out["tas"], ds["tas"], 2)
+
+
+def test_members_form_a_realization_dimension():
+    ds = make_dataset("latlon", shape=(8, 8))
+    out = ds.climgen.synthesize(factor=2, members=3, seed=5)
+    assert out["tas"].dims == ("realization", "lat", "lon")
+    assert out["realization"].attrs["standard_name"] == "realization"
+    for member in range(3):
+        assert_coarse_consistent(out["tas"].isel(realization=member), ds["tas"], 2)
+
+
+def test_covariate_on_another_lat_lon_grid_and_longitude_convention():
+    ds = make_dataset("latlon", shape=(12, 16), lon_0_360=True)
+    fine = make_dataset("latlon", shape=(48, 64), name="orog")["orog"]
+    fine = fine.assign_coords(lon=np.linspace(-161, -129, 64), lat=np.linspace(-11, 11, 48))
+    out = ds.climgen.synthesize(factor=4, covariates={"elevation": fine})
+    assert_coarse_consistent(out["tas"], ds["tas"], 4)
+    provenance = out.attrs["climgen_provenance"]
+    assert "elevation" in provenance
+
+
+def test_covariate_errors_are_clear():
+    ds = make_dataset("latlon", shape=(8, 8))
+    far = make_dataset("latlon", shape=(8, 8))["tas"].assign_coords(lat=np.linspace(60, 70, 8))
+    with pytest.raises(InputError, match="does not overlap"):
+        ds.climgen.synthesize(factor=2, covariates={"elevation": far})
+    rotated = make_dataset("rotated", shape=(8, 8))["tas"]
+    with pytest.raises(InputError, match="regrid the covariate"):
+        ds.climgen.synthesize(factor=2, covariates={"elevation": rotated})
+    many = {f"c{i}": make_dataset("latlon", shape=(8, 8))["tas"] for i in range(3)}
+    with pytest.raises(ConfigError, match="at most 2 covariates"):
+        ds.climgen.synthesize(factor=2, covariates=many)
+
+
+def test_bad_requests_raise_typed_errors():
+    ds = make_dataset("latlon", shape=(8, 8))
+    with pytest.raises(ConfigError, match="factor"):
+        ds.climgen.synthesize(factor=3)
+    with pytest.raises(InputError, match="variables not found"):
+        ds.climgen.synthesize(variables=["pr"])
+    with pytest.raises(ConfigError, match="seed"):
+        ds.climgen.synthesize(seed=-1)
+    with pytest.raises(ConfigError, match="members"):
+        ds.climgen.synthesize(members=0)
+    wrapped = ds.assign_coords(lon=np.concatenate([np.linspace(350, 359, 4), np.linspace(0, 9, 4)]))
+    with pytest.raises(GridError, match="0/360 seam"):
+        wrapped.climgen.synthesize(factor=2)
+
+
+def test_accessor_forwards_to_the_pipeline(hsurf_coarse, refined_hsurf):
+    via_accessor = hsurf_coarse.climgen.synthesize(factor=4, seed=3)
+    np.testing.assert_array_equal(via_accessor["HSURF"].values, refined_hsurf["HSURF"].values)
+    scores = hsurf_coarse.climgen.complexity(factor=4)
+    assert scores.dims == ("rlat", "rlon") and scores.shape == hsurf_coarse["HSURF"].shape[1:]
+    assert float(scores.max()) > float(scores.min())
+
+
+def test_dataarray_accessor():
+    da = make_dataset("latlon", shape=(8, 8))["tas"]
+    out = da.climgen.synthesize(factor=2)
+    assert "tas" in out and out["tas"].shape == (16, 16)
+
+
+def test_provenance_and_history(refined_hsurf, hsurf_coarse):
+    import json
+
+    provenance = json.loads(refined_hsurf.attrs["climgen_provenance"])
+    assert provenance["factor"] == 4 and provenance["seed"] == 3
+    assert len(provenance["model_sha256"]) == 64
+    assert refined_hsurf.attrs["Conventions"] == "CF-1.8"
+    assert (
+        refined_hsurf.attrs["history"]
+        .splitlines()[0]
+        .endswith("ds.climgen.synthesize(factor=4, seed=3, members=1, adaptive=True, model='default')")
+    )
