@@ -157,7 +157,7 @@ def coarsen(
 ) -> None:
     """Block-mean a fine field onto the grid that refining by FACTOR maps back to it."""
     from climgen.grid import coarsen_dataset, find_spatial_axes
-    from climgen.io.cf import encoding_for_plain, history_line, tidy
+    from climgen.io.cf import describe_block_mean, encoding_for_plain, history_line, tidy
     from climgen.io.open import open_input
     from climgen.io.write import check_output, write_dataset
 
@@ -166,7 +166,8 @@ def coarsen(
         coarse = coarsen_dataset(ds, factor)
         previous = str(ds.attrs.get("history", "")).strip()
         coarse.attrs["history"] = history_line(_command_line()) + ("\n" + previous if previous else "")
-        coarse = tidy(coarse, find_spatial_axes(coarse))
+        axes = find_spatial_axes(coarse)
+        coarse = describe_block_mean(tidy(coarse, axes), axes, factor)
         write_dataset(coarse, output, encoding_for_plain(coarse), overwrite=overwrite)
     typer.echo(f"wrote {output}")
 

@@ -61,6 +61,7 @@ def tile_components(
     field: np.ndarray, layout: TileLayout, covariates: np.ndarray | None = None, factor: int = 1
 ) -> ComplexityScores:
     """Scores for one 2-D coarse field (NaN = missing) and optional fine covariates (K, Y, X)."""
+    field = np.where(np.isfinite(field), field, np.nan)  # +-inf counts as missing
     rows, cols = layout.grid_shape
     names = ["gradient", "spectral", "variance"] + (["covariate"] if covariates is not None else [])
     raw = {name: np.zeros((rows, cols)) for name in names}

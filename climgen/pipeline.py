@@ -193,8 +193,13 @@ def _fields(ds: xr.Dataset, name: str, axes: SpatialAxes) -> tuple[xr.DataArray,
     variable = ds[name]
     leading = [dim for dim in variable.dims if dim not in (axes.y, axes.x)]
     ordered = variable.transpose(*leading, axes.y, axes.x)
-    values = np.asarray(ordered.values, dtype=np.float64).reshape(-1, ds.sizes[axes.y], ds.sizes[axes.x])
-    return ordered, values
+    try:
+        values = np.asarray(ordered.values, dtype=np.float64)
+    except (OSError, RuntimeError, ValueError) as err:  # truncated or corrupt files fail on read
+        raise InputError(
+            f"cannot read variable {name!r}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        ) from err
+    return ordered, values.reshape(-1, ds.sizes[axes.y], ds.sizes[axes.x])
 
 
 def _scores(ds: xr.Dataset, prepared: _Prepared, factor: int) -> ComplexityScores:

@@ -146,6 +146,7 @@ def history_line(command: str) -> str:
 def tidy(ds: xr.Dataset, axes: SpatialAxes) -> xr.Dataset:
     """CF housekeeping shared by every output: axis attributes, a scalar grid mapping,
     bounds variables without attributes of their own, a standard_name on the time axis."""
+    ds.attrs["Conventions"] = CONVENTIONS
     ds[axes.y].attrs.setdefault("axis", "Y")
     ds[axes.x].attrs.setdefault("axis", "X")
     for name in list(ds.variables):
@@ -161,6 +162,16 @@ def tidy(ds: xr.Dataset, axes: SpatialAxes) -> xr.Dataset:
             ds[name].attrs.setdefault("standard_name", "time")
             ds[name].attrs.setdefault("long_name", "time")
             ds[name].attrs.setdefault("axis", "T")
+    return ds
+
+
+def describe_block_mean(ds: xr.Dataset, axes: SpatialAxes, factor: int) -> xr.Dataset:
+    """Extend ``cell_methods`` of gridded variables after block-mean coarsening."""
+    for variable in ds.data_vars.values():
+        if axes.y in variable.dims and axes.x in variable.dims and variable.dtype.kind == "f":
+            previous = str(variable.attrs.get("cell_methods", "")).strip()
+            method = f"area: mean (unweighted mean of {factor}x{factor} cells by climgen coarsen)"
+            variable.attrs["cell_methods"] = f"{previous} {method}".strip()
     return ds
 
 

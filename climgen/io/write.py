@@ -47,11 +47,33 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(path: Path) -> list[Path]:
+    """Delete temporary outputs left beside ``path`` by runs that were killed."""
+    removed = []
+    for candidate in path.parent.glob(f".{path.name}.partial-*"):
+        owner = candidate.name.rsplit(".partial-", 1)[1].split("-")[0]
+        if owner.isdigit() and not _process_alive(int(owner)):
+            _remove(candidate)
+            removed.append(candidate)
+    return removed
+
+
 def write_dataset(ds: xr.Dataset, path: str | Path, encoding: dict, overwrite: bool = False) -> Path:
     """Write ``ds`` to ``path`` (.nc or .zarr) atomically."""
     path = check_output(path, overwrite)
     kind = output_format(path)
-    temporary = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+    remove_stale_partials(path)
+    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         if kind == "netcdf":
             ds.to_netcdf(temporary, encoding=encoding, format="NETCDF4")

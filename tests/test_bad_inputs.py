@@ -1,0 +1,300 @@
+"""A catalogue of bad or odd inputs, each with its exact behaviour.
+
+Every case is documented in docs/troubleshooting.md (same ids). Cases that are errors assert
+the error class and message; cases that are handled assert the correct output.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from climgen import pipeline
+from climgen.errors import ConfigError, GridError, InputError, ModelError, OutputExistsError
+from climgen.io.open import open_covariate, open_input, parse_covariate
+from climgen.io.write import check_output
+from climgen.testing import assert_coarse_consistent, make_dataset
+
+# --- errors: (id, how to provoke it, error class, message) ----------------------------------
+
+
+def _small(**kwargs) -> xr.Dataset:
+    return make_dataset("latlon", shape=(8, 8), **kwargs)
+
+
+def _not_netcdf(tmp: Path):
+    (tmp / "notes.nc").write_text("this is not a NetCDF file")
+    return open_input(tmp / "notes.nc")
+
+
+def _truncated(tmp: Path):
+    source = Path(__file__).parent / "data" / "hsurf_east_africa.nc"
+    (tmp / "cut.nc").write_bytes(source.read_bytes()[: source.stat().st_size // 3])
+    with open_input(tmp / "cut.nc") as ds:
+        return pipeline.synthesize(ds, factor=2)
+
+
+def _empty_dir(tmp: Path):
+    (tmp / "store.zarr").mkdir()
+    return open_input(tmp / "store.zarr")
+
+
+def _with_lon(values):
+    return _small().assign_coords(lon=np.asarray(values, dtype=float))
+
+
+def _string_variable():
+    ds = _small()
+    ds["label"] = (("lat", "lon"), np.full((8, 8), "a"))
+    return pipeline.synthesize(ds, variables=["label"])
+
+
+def _timeseries_variable():
+    ds = make_dataset("latlon", shape=(8, 8), times=2)
+    ds["index"] = ("time", [1.0, 2.0])
+    return pipeline.synthesize(ds, variables=["index"])
+
+
+def _single_cell_no_bounds():
+    return pipeline.synthesize(_small().isel(lat=[0]), factor=2)
+
+
+def _covariate_with_time():
+    covariate = make_dataset("latlon", shape=(16, 16), times=3)["tas"]
+    return pipeline.synthesize(_small(), factor=2, covariates={"elevation": covariate})
+
+
+def _checkpoint_json_garbage(tmp: Path):
+    from climgen.models.checkpoint import load_checkpoint, save_checkpoint
+    from climgen.models.generator import AdaptiveMultiScaleGenerator, GeneratorConfig
+
+    path = save_checkpoint(AdaptiveMultiScaleGenerator(GeneratorConfig(channels=4, blocks=1)), tmp / "m", "amsgm")
+    path.with_suffix(".json").write_text("{not json")
+    return load_checkpoint(path)
+
+
+def _checkpoint_wrong_architecture(tmp: Path):
+    from climgen.models.checkpoint import load_checkpoint, save_checkpoint
+    from climgen.models.generator import AdaptiveMultiScaleGenerator, GeneratorConfig
+
+    path = save_checkpoint(AdaptiveMultiScaleGenerator(GeneratorConfig(channels=4, blocks=1)), tmp / "m", "amsgm")
+    document = json.loads(path.with_suffix(".json").read_text())
+    document["architecture"] = "mystery"
+    path.with_suffix(".json").write_text(json.dumps(document))
+    return load_checkpoint(path)
+
+
+def _existing_output(tmp: Path):
+    (tmp / "out.nc").write_text("keep me")
+    return check_output(tmp / "out.nc", overwrite=False)
+
+
+ERRORS = [
+    ("missing-input", lambda tmp: open_input(tmp / "absent.nc"), InputError, "input not found"),
+    ("not-netcdf", _not_netcdf, InputError, "cannot read"),
+    ("truncated-netcdf", _truncated, InputError, "cannot read"),
+    ("empty-zarr-folder", _empty_dir, InputError, "cannot read"),
+    (
+        "no-spatial-axes",
+        lambda tmp: pipeline.synthesize(_small().rename(lat="a", lon="b").drop_vars(["a", "b"])),
+        GridError,
+        "no spatial axes",
+    ),
+    ("unknown-variable", lambda tmp: pipeline.synthesize(_small(), variables=["pr"]), InputError, "variables not found"),
+    ("non-numeric-variable", lambda tmp: _string_variable(), InputError, "not numeric"),
+    ("variable-without-grid", lambda tmp: _timeseries_variable(), InputError, "does not span"),
+    ("factor-3", lambda tmp: pipeline.synthesize(_small(), factor=3), ConfigError, "factor must be one of"),
+    ("factor-1", lambda tmp: pipeline.synthesize(_small(), factor=1), ConfigError, "factor must be one of"),
+    ("factor-32", lambda tmp: pipeline.synthesize(_small(), factor=32), ConfigError, "factor must be one of"),
+    (
+        "non-monotonic-lon",
+        lambda tmp: pipeline.synthesize(_with_lon([0, 1, 3, 2, 4, 5, 6, 7])),
+        GridError,
+        "not strictly monotonic",
+    ),
+    ("duplicate-lon", lambda tmp: pipeline.synthesize(_with_lon([0, 1, 2, 2, 4, 5, 6, 7])), GridError, "not strictly monotonic"),
+    ("nan-in-coordinate", lambda tmp: pipeline.synthesize(_with_lon([0, 1, 2, np.nan, 4, 5, 6, 7])), GridError, "missing values"),
+    ("lon-wraps-0-360", lambda tmp: pipeline.synthesize(_with_lon([354, 356, 358, 0, 2, 4, 6, 8])), GridError, "0/360 seam"),
+    ("single-cell-no-bounds", lambda tmp: _single_cell_no_bounds(), GridError, "single value and no bounds"),
+    ("negative-seed", lambda tmp: pipeline.synthesize(_small(), seed=-1), ConfigError, "seed"),
+    ("zero-members", lambda tmp: pipeline.synthesize(_small(), members=0), ConfigError, "members"),
+    ("budget-above-one", lambda tmp: pipeline.synthesize(_small(), budget=1.5), ConfigError, "budget must be in"),
+    ("budget-with-uniform", lambda tmp: pipeline.synthesize(_small(), budget=0.5, adaptive=False), ConfigError, "budget applies"),
+    (
+        "covariate-elsewhere",
+        lambda tmp: pipeline.synthesize(_small(), covariates={"e": _small()["tas"].assign_coords(lat=np.linspace(60, 70, 8))}),
+        InputError,
+        "does not overlap",
+    ),
+    (
+        "covariate-other-grid-kind",
+        lambda tmp: pipeline.synthesize(_small(), covariates={"e": make_dataset("rotated")["tas"]}),
+        InputError,
+        "regrid the covariate",
+    ),
+    ("covariate-not-static", lambda tmp: _covariate_with_time(), InputError, "must be static"),
+    ("covariate-spec", lambda tmp: parse_covariate("elevation"), InputError, "NAME=FILE"),
+    (
+        "covariate-variable-unknown",
+        lambda tmp: open_covariate(Path(__file__).parent / "data" / "hsurf_east_africa.nc", "orog"),
+        InputError,
+        "not in",
+    ),
+    ("pickle-checkpoint", lambda tmp: pipeline.synthesize(_small(), model=str(tmp / "model.pth")), ModelError, "pickle"),
+    (
+        "checkpoint-missing",
+        lambda tmp: pipeline.synthesize(_small(), model=str(tmp / "none.safetensors")),
+        ModelError,
+        "not found",
+    ),
+    ("checkpoint-json-garbage", _checkpoint_json_garbage, ModelError, "not valid JSON"),
+    ("checkpoint-architecture", _checkpoint_wrong_architecture, ModelError, "unknown architecture"),
+    ("output-exists", _existing_output, OutputExistsError, "--overwrite"),
+    ("output-suffix", lambda tmp: check_output(tmp / "out.csv", overwrite=False), ConfigError, "must end in .nc or .zarr"),
+    ("output-folder-missing", lambda tmp: check_output(tmp / "no" / "out.nc", overwrite=False), ConfigError, "does not exist"),
+]
+
+
+@pytest.mark.parametrize("case, provoke, error, message", ERRORS, ids=[case[0] for case in ERRORS])
+def test_error_cases(case, provoke, error, message, tmp_path):
+    with pytest.raises(error, match=message.replace("(", r"\(")):
+        provoke(tmp_path)
+
+
+# --- handled cases: (id, input, check of the output) ---------------------------------------
+
+
+def _fill_value_file(tmp: Path) -> xr.Dataset:
+    ds = _small()
+    ds["tas"][2:4, 2:4] = np.nan
+    ds.to_netcdf(tmp / "fill.nc", encoding={"tas": {"_FillValue": -999.0}})
+    with xr.open_dataset(tmp / "fill.nc", mask_and_scale=False) as raw:
+        assert (raw["tas"].values == -999.0).sum() == 4  # really stored as fill values
+    return xr.open_dataset(tmp / "fill.nc")
+
+
+def _missing_value_file(tmp: Path) -> xr.Dataset:
+    ds = _small()
+    values = ds["tas"].values.copy()
+    values[0, :3] = -1.0e30
+    ds["tas"] = (("lat", "lon"), values, {**ds["tas"].attrs, "missing_value": np.float32(-1.0e30)})
+    ds.to_netcdf(tmp / "missing.nc")
+    return xr.open_dataset(tmp / "missing.nc")
+
+
+def _packed_file(tmp: Path) -> xr.Dataset:
+    ds = _small()
+    ds.to_netcdf(
+        tmp / "packed.nc",
+        encoding={"tas": {"dtype": "int16", "scale_factor": 0.01, "add_offset": 280.0, "_FillValue": np.int16(-32768)}},
+    )
+    with xr.open_dataset(tmp / "packed.nc", mask_and_scale=False) as raw:
+        assert raw["tas"].dtype == np.int16
+    return xr.open_dataset(tmp / "packed.nc")
+
+
+def _inf_cells(tmp: Path) -> xr.Dataset:
+    ds = _small()
+    ds["tas"][1, 1] = np.inf
+    return ds
+
+
+def _calendar(name: str):
+    def build(tmp: Path) -> xr.Dataset:
+        ds = make_dataset("latlon", shape=(8, 8), times=2)
+        ds["time"].encoding["calendar"] = name
+        ds.to_netcdf(tmp / f"{name}.nc")
+        return xr.open_dataset(tmp / f"{name}.nc", decode_times=xr.coders.CFDatetimeCoder(use_cftime=True))
+
+    return build
+
+
+def _no_units(tmp: Path) -> xr.Dataset:
+    ds = _small()
+    del ds["tas"].attrs["units"]
+    return ds
+
+
+def _integer_data(tmp: Path) -> xr.Dataset:
+    ds = _small()
+    ds["tas"] = ds["tas"].round().astype(np.int32)
+    return ds
+
+
+def _single_cell_with_bounds(tmp: Path) -> xr.Dataset:
+    ds = _small().isel(lat=[3], lon=[4])
+    ds["lat"].attrs["bounds"] = "lat_bnds"
+    ds["lon"].attrs["bounds"] = "lon_bnds"
+    ds["lat_bnds"] = (("lat", "bnds"), [[-1.0, 1.0]])
+    ds["lon_bnds"] = (("lon", "bnds"), [[20.0, 22.0]])
+    return ds
+
+
+def _wrong_bounds_shape(tmp: Path) -> xr.Dataset:
+    ds = _small()
+    ds["lat"].attrs["bounds"] = "lat_bnds"
+    ds["lat_bnds"] = (("lat", "three"), np.zeros((8, 3)))
+    return ds
+
+
+def _member_dim(tmp: Path) -> xr.Dataset:
+    base = make_dataset("latlon", shape=(8, 8), times=2)
+    return xr.concat([base, base + 1, base + 2], dim="member").transpose("member", "time", "lat", "lon")
+
+
+HANDLED = [
+    ("fill-value-cells", _fill_value_file, lambda ds, out: np.isnan(out["tas"]).sum() == 4 * 4),
+    ("missing-value-attribute", _missing_value_file, lambda ds, out: np.isnan(out["tas"]).sum() == 3 * 4),
+    ("packed-int16", _packed_file, lambda ds, out: out["tas"].dtype == np.float32 and "scale_factor" not in out["tas"].attrs),
+    (
+        "infinite-cells",
+        _inf_cells,
+        lambda ds, out: np.isnan(out["tas"]).sum() == 4 and np.isfinite(out["tas"]).sum() == 64 * 4 - 4,
+    ),
+    ("noleap-calendar", _calendar("noleap"), lambda ds, out: out["time"].values[0].calendar == "noleap"),
+    ("360-day-calendar", _calendar("360_day"), lambda ds, out: out["time"].values[0].calendar == "360_day"),
+    ("no-units", _no_units, lambda ds, out: "units" not in out["tas"].attrs),
+    ("integer-data", _integer_data, lambda ds, out: out["tas"].dtype.kind == "f"),
+    (
+        "one-cell-domain-with-bounds",
+        _single_cell_with_bounds,
+        lambda ds, out: out["tas"].shape == (2, 2) and np.allclose(out["lat"], [-0.5, 0.5]),
+    ),
+    ("bounds-of-wrong-shape", _wrong_bounds_shape, lambda ds, out: out.sizes["lat"] == 16),
+    ("member-dimension", _member_dim, lambda ds, out: out["tas"].dims == ("member", "time", "lat", "lon")),
+    (
+        "descending-latitude",
+        lambda tmp: make_dataset("latlon", shape=(8, 8), descending_y=True),
+        lambda ds, out: (np.diff(out["lat"]) < 0).all(),
+    ),
+    (
+        "longitude-0-360",
+        lambda tmp: make_dataset("latlon", shape=(8, 8), lon_0_360=True),
+        lambda ds, out: float(out["lon"].min()) > 180,
+    ),
+    ("tiny-domain", lambda tmp: make_dataset("latlon", shape=(2, 3)), lambda ds, out: out["tas"].shape == (4, 6)),
+    (
+        "all-missing",
+        lambda tmp: _small().where(False),
+        lambda ds, out: bool(np.isnan(out["tas"]).all()) and int(out["refinement_depth"].max()) == 0,
+    ),
+    (
+        "constant-field",
+        lambda tmp: _small() * 0 + 5,
+        lambda ds, out: np.allclose(out["tas"], 5) and int(out["refinement_depth"].max()) == 0,
+    ),
+]
+
+
+@pytest.mark.parametrize("case, build, check", HANDLED, ids=[case[0] for case in HANDLED])
+def test_handled_cases(case, build, check, tmp_path):
+    ds = build(tmp_path)
+    out = pipeline.synthesize(ds, factor=2, variables=["tas"])
+    assert check(ds, out), case
+    assert_coarse_consistent(
+        out["tas"].astype(np.float64), ds["tas"].astype(np.float64).where(np.isfinite(ds["tas"])), 2, rtol=1e-5
+    )
