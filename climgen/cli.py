@@ -221,7 +221,7 @@ def check(file: Annotated[Path, typer.Argument(help="NetCDF file to check agains
 def main() -> None:
     """Entry point: run the app, turning user errors into one line on stderr."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns the code of typer.Exit instead of raising
     except ClimgenError as err:
         if _state["debug"]:
             raise
@@ -235,6 +235,7 @@ def main() -> None:
             typer.echo(f"climgen: error: {err.format_message()} (see climgen --help)", err=True)
             sys.exit(err.exit_code)
         raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

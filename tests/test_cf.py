@@ -75,3 +75,44 @@ def test_noleap_calendar_is_kept(tmp_path, checker_ready):
     _assert_clean(path)
     with xr.open_dataset(path, decode_times=xr.coders.CFDatetimeCoder(use_cftime=True)) as out:
         assert out["time"].encoding["calendar"] == "noleap"
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "climgen.cli", *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def test_check_command_passes_clean_and_fails_broken_files(tmp_path, checker_ready):
+    clean = _write(make_dataset("latlon", shape=(8, 8)).climgen.synthesize(factor=2), tmp_path / "clean.nc")
+    result = _cli("check", clean)
+    assert result.returncode == 0 and result.stdout.count("PASS") == 2, result.stdout
+    broken = make_dataset("latlon", shape=(8, 8))
+    broken["tas"].attrs["standard_name"] = "not_a_cf_standard_name"
+    broken.to_netcdf(tmp_path / "broken.nc")
+    result = _cli("check", tmp_path / "broken.nc")
+    assert result.returncode == 1 and "FAIL" in result.stdout
+    assert "not_a_cf_standard_name" in result.stdout
+
+
+def test_coarsened_truth_is_cf_clean(tmp_path, checker_ready):
+    from importlib import resources
+
+    truth = resources.files("climgen") / "data" / "africa_tas_monthly_2005.nc"
+    assert _cli("coarsen", str(truth), tmp_path / "coarse.nc", "--factor", 2).returncode == 0
+    _assert_clean(tmp_path / "coarse.nc")
+    with xr.open_dataset(tmp_path / "coarse.nc") as coarse:
+        assert coarse["tas"].attrs["cell_methods"].startswith("time: mean area: mean")
+
+
+def test_zarr_output_carries_the_same_metadata(hsurf_coarse, tmp_path):
+    result = hsurf_coarse.climgen.synthesize(factor=2)
+    write_dataset(result, tmp_path / "out.zarr", encoding_for(result, refined_variables(result), (64, 64), netcdf=False))
+    assert (tmp_path / "out.zarr" / "zarr.json").exists() or (tmp_path / "out.zarr" / ".zmetadata").exists()
+    with xr.open_zarr(tmp_path / "out.zarr", consolidated=True) as ds:
+        assert ds.attrs["Conventions"] == "CF-1.8"
+        assert ds["HSURF"].attrs["grid_mapping"] == "rotated_pole"
+        assert ds["HSURF"].attrs["ancillary_variables"] == "complexity_score refinement_depth"
+        assert ds["rlat"].attrs["bounds"] == "rlat_bnds" and "lat" in ds.coords
+        assert ds.attrs["climgen_model_sha256"] == result.attrs["climgen_model_sha256"]

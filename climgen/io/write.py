@@ -78,7 +78,7 @@ def write_dataset(ds: xr.Dataset, path: str | Path, encoding: dict, overwrite: b
         if kind == "netcdf":
             ds.to_netcdf(temporary, encoding=encoding, format="NETCDF4")
         else:
-            ds.to_zarr(temporary, encoding=encoding, mode="w", consolidated=True)
+            ds.to_zarr(temporary, encoding=encoding, mode="w", consolidated=True, zarr_format=2)
         if path.exists():
             retired = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
             os.replace(path, retired)
