@@ -5,6 +5,7 @@ Each truth field is coarsened by block mean (``climgen.grid.coarsen_dataset``), 
 of the same coarse field. Prints a markdown table; ``--json`` saves the rows.
 
     python benchmarks/quality_vs_bicubic.py [--shared ../shared] [--factors 4 8] [--json out.json]
+        [--model default|CHECKPOINT] [--only HSURF tas ...]
 
 Fields (from shared/data/ncl): the eastern halves (rlon >= 18) of two regional-model fields
 (the default model trains only on the western half of another model's orography and land
@@ -47,7 +48,7 @@ def _spectrum_top_octave(field: np.ndarray) -> float:
     return float(power[..., np.maximum(ky, kx) > 0.5].mean())
 
 
-def evaluate(truth_ds: xr.Dataset, variable: str, factor: int) -> dict:
+def evaluate(truth_ds: xr.Dataset, variable: str, factor: int, model: str = "default") -> dict:
     axes = find_spatial_axes(truth_ds)
     truth_ds = truth_ds.isel(
         {axes.y: slice(0, truth_ds.sizes[axes.y] // factor * factor), axes.x: slice(0, truth_ds.sizes[axes.x] // factor * factor)}
@@ -63,9 +64,9 @@ def evaluate(truth_ds: xr.Dataset, variable: str, factor: int) -> dict:
     consistent = project_to_coarse(bicubic, coarse)
     row = {}
     started = time.perf_counter()
-    adaptive = synthesize(coarse_ds, factor=factor, variables=[variable], seed=0)
+    adaptive = synthesize(coarse_ds, factor=factor, variables=[variable], seed=0, model=model)
     row["seconds_adaptive"] = time.perf_counter() - started
-    uniform = synthesize(coarse_ds, factor=factor, variables=[variable], seed=0, adaptive=False)
+    uniform = synthesize(coarse_ds, factor=factor, variables=[variable], seed=0, adaptive=False, model=model)
     depth = adaptive["refinement_depth"].values
     full = factor.bit_length() - 1
     row["adaptive_cost"] = float(((4.0**depth - 1) / 3).mean() / ((4.0**full - 1) / 3))
@@ -90,6 +91,8 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--factors", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--model", default="default", help="'default' or a checkpoint path")
+    parser.add_argument("--only", nargs="+", help="variables to evaluate (default: all)")
     arguments = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = []
@@ -98,10 +101,12 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for filename, variable, label, selection in FIELDS:
+        if arguments.only and variable not in arguments.only:
+            continue
         with xr.open_dataset(arguments.shared / "data" / "ncl" / filename) as ds:
             truth = ds.sel(selection).load()
         for factor in arguments.factors:
-            row = {"field": f"{variable} ({label})", "factor": factor, **evaluate(truth, variable, factor)}
+            row = {"field": f"{variable} ({label})", "factor": factor, **evaluate(truth, variable, factor, arguments.model)}
             rows.append(row)
             print(
                 f"| {row['field']} | x{factor} | {row['rmse_bicubic']:.4g} | {row['rmse_bicubic_consistent']:.4g} | {row['rmse_uniform']:.4g} | "

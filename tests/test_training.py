@@ -59,3 +59,95 @@ def test_bad_recipe_names_the_field(tmp_path):
     (tmp_path / "bad.yaml").write_text("name: x\noutput: y\npretrain: {steps: 0}\n")
     with pytest.raises(ConfigError, match="pretrain.steps"):
         load_recipe(tmp_path / "bad.yaml")
+
+
+def _recipe(tmp_path, **overrides):
+    from climgen.training.recipe import TrainRecipe
+
+    terrain = make_dataset("rotated", shape=(64, 64), times=3, name="orog")
+    terrain.to_netcdf(tmp_path / "terrain.nc")
+    document = {
+        "name": "tiny",
+        "seed": 4,
+        "device": "cpu",
+        "output": "tiny-model",
+        "model": {"channels": 8, "blocks": 1},
+        "data": {"crop_size": 32, "real_fraction": 0.5, "real_fields": [{"path": "terrain.nc", "variable": "orog"}]},
+        "pretrain": {"steps": 6, "batch_size": 2, "validate_every": 2, "checkpoint_every": 2},
+    } | overrides
+    return TrainRecipe(**document, base_dir=tmp_path)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    import torch
+
+    from climgen.training.pretrain import pretrain
+    from climgen.training.state import state_paths
+
+    reference_dir = tmp_path / "reference"
+    reference_dir.mkdir()
+    reference = load_checkpoint(pretrain(_recipe(reference_dir), log=lambda line: None))
+
+    def stop_at_step_4(line):
+        if line.startswith("step=4"):
+            raise _Interrupt
+
+    interrupted = _recipe(tmp_path)
+    import pytest
+
+    with pytest.raises(_Interrupt):
+        pretrain(interrupted, log=stop_at_step_4)
+    assert all(path.exists() for path in state_paths(interrupted.resolve(interrupted.output)))
+    lines = []
+    resumed = load_checkpoint(pretrain(interrupted, log=lines.append))
+    assert lines[0] == "resuming from step 2 of 6"
+    for name, tensor in reference.module.state_dict().items():
+        assert torch.equal(tensor, resumed.module.state_dict()[name]), name
+    assert not any(path.exists() for path in state_paths(interrupted.resolve(interrupted.output)))
+
+
+def test_fine_tuning_starts_from_a_checkpoint(tmp_path):
+    import torch
+
+    from climgen.training.pretrain import pretrain
+
+    recipe = _recipe(
+        tmp_path,
+        init_from="default",
+        model={},
+        pretrain={"steps": 2, "batch_size": 2, "validate_every": 2, "learning_rate": 1e-4},
+    )
+    tuned = load_checkpoint(pretrain(recipe, log=lambda line: None))
+    default = load_checkpoint("default")
+    assert tuned.module.config == default.module.config
+    assert tuned.metadata["initialised_from"].startswith(default.name)
+    difference = sum(
+        (a - b).abs().sum() for a, b in zip(tuned.module.state_dict().values(), default.module.state_dict().values(), strict=True)
+    )
+    assert 0 < float(difference) < float(sum(t.abs().sum() for t in default.module.state_dict().values()))
+    assert isinstance(torch.get_num_threads(), int)
+
+
+def test_every_time_step_is_a_training_target(tmp_path):
+    from climgen.errors import InputError
+    from climgen.training.data import load_real_pool
+
+    data = make_dataset("latlon", shape=(40, 40), times=5)
+    data["tas"][1, 0, 0] = np.nan  # one slice with a gap is skipped
+    data.to_netcdf(tmp_path / "series.nc")
+    pool = load_real_pool([{"path": str(tmp_path / "series.nc"), "variable": "tas"}], crop_size=32)
+    assert len(pool.targets) == 4 and all(t.shape == (40, 40) for t in pool.targets)
+    import pytest
+
+    with pytest.raises(InputError, match="at least 64 cells"):
+        load_real_pool([{"path": str(tmp_path / "series.nc"), "variable": "tas"}], crop_size=64)
+
+
+def test_shipped_recipes_validate():
+    for path in sorted((ROOT / "recipes").glob("*.yaml")):
+        recipe = load_recipe(path)
+        assert recipe.name and recipe.output, path

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from climgen.errors import InputError
+
 
 def fractal_field(rng: np.random.Generator, size: int, beta: float) -> np.ndarray:
     """Gaussian random field with power spectrum ~ k**-beta, zero mean and unit variance."""
@@ -49,11 +51,13 @@ class RealFieldPool:
         return target[window].copy(), None if covariate is None else covariate[window].copy()
 
 
-def load_real_pool(sources: list[dict]) -> RealFieldPool:
+def load_real_pool(sources: list[dict], crop_size: int = 0) -> RealFieldPool:
     """Read real fields listed as ``{path, variable, covariate_path?, covariate_variable?, sel?}``.
 
     ``sel`` is a mapping of coordinate slices (``{"rlon": [null, 18.0]}``) that keeps a training
-    region, so a different region can be held out for validation.
+    region, so a different region can be held out for validation. Every 2-D slice (time step,
+    level) of a variable with spatial dimensions last is a separate target; slices with missing
+    values are skipped.
     """
     import xarray as xr
 
@@ -61,17 +65,22 @@ def load_real_pool(sources: list[dict]) -> RealFieldPool:
     covariates: list[np.ndarray | None] = []
     for source in sources:
         with xr.open_dataset(source["path"]) as ds:
-            data = _select(ds[source["variable"]], source.get("sel"))
-            target = np.asarray(data.squeeze(drop=True).values, dtype=np.float64)
+            values = np.asarray(_select(ds[source["variable"]], source.get("sel")).values, dtype=np.float64)
             covariate = None
             if source.get("covariate_path"):
                 with xr.open_dataset(source["covariate_path"]) as cov_ds:
                     cov = _select(cov_ds[source["covariate_variable"]], source.get("sel"))
                     covariate = np.asarray(cov.squeeze(drop=True).values, dtype=np.float64)
-        if target.ndim != 2 or not np.isfinite(target).all():
-            raise ValueError(f"training field {source['path']}:{source['variable']} must be 2-D and finite")
-        targets.append(target)
-        covariates.append(covariate)
+        name = f"{source['path']}:{source['variable']}"
+        if values.ndim < 2 or min(values.shape[-2:]) < crop_size:
+            raise InputError(
+                f"training field {name} must have 2 spatial dimensions of at least {crop_size} cells, got {values.shape}"
+            )
+        kept = [field for field in values.reshape(-1, *values.shape[-2:]) if np.isfinite(field).all()]
+        if not kept:
+            raise InputError(f"training field {name} has no 2-D slice without missing values")
+        targets.extend(kept)
+        covariates.extend([covariate] * len(kept))
     return RealFieldPool(targets, covariates)
 
 

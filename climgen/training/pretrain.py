@@ -96,20 +96,40 @@ def validate(model: AdaptiveMultiScaleGenerator, windows: list[np.ndarray], devi
     return {"factor": 2**stages, "rmse": rmse, "rmse_bicubic": rmse_bicubic, "ratio": rmse / rmse_bicubic}
 
 
+def _initial_model(recipe: TrainRecipe, device: torch.device) -> tuple[AdaptiveMultiScaleGenerator, str | None]:
+    """A fresh generator, or a copy of a checkpoint to fine-tune (stage 3)."""
+    if recipe.init_from is None:
+        return AdaptiveMultiScaleGenerator(GeneratorConfig.from_dict(recipe.model.model_dump())).to(device), None
+    from climgen.models.checkpoint import DEFAULT_MODEL, load_checkpoint
+
+    source = recipe.init_from if recipe.init_from == DEFAULT_MODEL else recipe.resolve(recipe.init_from)
+    checkpoint = load_checkpoint(source)
+    model = AdaptiveMultiScaleGenerator(checkpoint.module.config)
+    model.load_state_dict(checkpoint.module.state_dict())
+    return model.to(device), f"{checkpoint.name} (sha256 {checkpoint.sha256})"
+
+
 def pretrain(recipe: TrainRecipe, log=print) -> Path:
-    """Train a generator from scratch as the recipe says and save it; returns the weights path."""
+    """Train (or fine-tune, with ``init_from``) a generator as the recipe says and save it.
+
+    Every ``checkpoint_every`` steps the full training state is saved beside the output; run
+    the same recipe again after an interruption and it continues from there, ending with the
+    same weights as an uninterrupted run. Returns the weights path.
+    """
+    from climgen.training.state import clear_state, load_state, recipe_fingerprint, save_state
+
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
     device = pick_device(recipe.device)
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
-    config = GeneratorConfig.from_dict(recipe.model.model_dump())
-    model = AdaptiveMultiScaleGenerator(config).to(device)
+    model, initial = _initial_model(recipe, device)
+    config = model.config
     real_sources = [source.model_dump() | {"path": recipe.resolve(source.path)} for source in recipe.data.real_fields]
     for source in real_sources:
         if source.get("covariate_path"):
             source["covariate_path"] = recipe.resolve(source["covariate_path"])
-    real_pool = load_real_pool(real_sources) if real_sources else None
+    real_pool = load_real_pool(real_sources, recipe.data.crop_size) if real_sources else None
     sampler = SampleGenerator(recipe.data.crop_size, config.covariate_slots, real_pool, recipe.data.real_fraction)
     windows = _validation_windows(recipe, recipe.data.crop_size)
     settings = recipe.pretrain
@@ -119,9 +139,17 @@ def pretrain(recipe: TrainRecipe, log=print) -> Path:
         optimiser, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * step / settings.steps))
     )
     noise_generator = torch.Generator(device=device).manual_seed(recipe.seed)
-    history = []
+    output = recipe.resolve(recipe.output)
+    fingerprint = recipe_fingerprint(recipe.model_dump(mode="json", exclude={"base_dir", "device", "threads"}))
+    history: list[dict] = []
+    first_step = 1
+    resumed = load_state(output, fingerprint, model, optimiser, schedule, rng, noise_generator)
+    if resumed is not None:
+        done, history = resumed
+        first_step = done + 1
+        log(f"resuming from step {done} of {settings.steps}")
     started = time.perf_counter()
-    for step in range(1, settings.steps + 1):
+    for step in range(first_step, settings.steps + 1):
         samples = [sampler(rng) for _ in range(settings.batch_size)]
         target = torch.tensor(np.stack([s[0] for s in samples]), dtype=torch.float32, device=device)[:, None]
         covariates = torch.tensor(np.stack([s[1] for s in samples]), dtype=torch.float32, device=device)
@@ -139,6 +167,8 @@ def pretrain(recipe: TrainRecipe, log=print) -> Path:
             record = {"step": step, "loss": round(loss.item(), 5), **scores, "seconds": round(time.perf_counter() - started, 1)}
             history.append(record)
             log(" ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}" for key, value in record.items()))
+        if step % settings.checkpoint_every == 0 and step < settings.steps:
+            save_state(output, step, fingerprint, model, optimiser, schedule, rng, noise_generator, history)
     metadata = {
         "name": recipe.name,
         "climgen_version": __version__,
@@ -152,5 +182,8 @@ def pretrain(recipe: TrainRecipe, log=print) -> Path:
             "real_fields": [f"{Path(s['path']).name}:{s['variable']} sel={s.get('sel')}" for s in real_sources],
         },
         "validation": history,
+        "initialised_from": initial,
     }
-    return save_checkpoint(model, recipe.resolve(recipe.output), "amsgm", metadata)
+    path = save_checkpoint(model, output, "amsgm", metadata)
+    clear_state(output)
+    return path

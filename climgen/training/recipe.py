@@ -49,6 +49,7 @@ class PretrainSection(_Strict):
     max_stages: int = Field(2, ge=1, le=4)
     msssim_weight: float = Field(0.2, ge=0)
     validate_every: int = Field(250, ge=1)
+    checkpoint_every: int = Field(100, ge=1)
 
 
 class TrainRecipe(_Strict):
@@ -59,6 +60,7 @@ class TrainRecipe(_Strict):
     device: Literal["cpu", "cuda", "auto"] = "auto"
     threads: int | None = None
     output: str
+    init_from: str | None = None  # "default" or a checkpoint: fine-tune instead of training from scratch
     model: ModelSection = ModelSection()
     data: DataSection = DataSection()
     pretrain: PretrainSection = PretrainSection()

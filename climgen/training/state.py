@@ -1,0 +1,84 @@
+"""Resumable training state: model, optimiser, schedule and random streams, without pickle.
+
+Tensors go to ``OUTPUT.train-state.safetensors``; counters and the numpy random state to the
+JSON beside it. A run that finds a state written by the same recipe continues from it and ends
+with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def recipe_fingerprint(recipe_document: dict) -> str:
+    """Hash of everything in a recipe that shapes the training trajectory."""
+    return hashlib.sha256(json.dumps(recipe_document, sort_keys=True).encode()).hexdigest()
+
+
+def state_paths(output: str | Path) -> tuple[Path, Path]:
+    base = Path(str(output) + ".train-state")
+    return base.with_name(base.name + ".safetensors"), base.with_name(base.name + ".json")
+
+
+def save_state(
+    output, step: int, fingerprint: str, model, optimiser, schedule, rng: np.random.Generator, noise_generator, history: list
+) -> None:
+    """Write the state atomically (temporary names, then rename), tensors first."""
+    tensors = {f"model.{name}": tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    optimiser_state = optimiser.state_dict()
+    for index, values in optimiser_state["state"].items():
+        for key, value in values.items():
+            tensors[f"optimiser.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    tensors["noise_generator"] = noise_generator.get_state()
+    tensor_path, json_path = state_paths(output)
+    tensor_path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(tensor_path) + ".tmp")
+    document = {
+        "step": step,
+        "fingerprint": fingerprint,
+        "schedule": schedule.state_dict() | {"lr_lambdas": None},
+        "param_groups": optimiser_state["param_groups"],
+        "numpy_rng": rng.bit_generator.state,
+        "history": history,
+    }
+    Path(str(json_path) + ".tmp").write_text(json.dumps(document))
+    os.replace(str(tensor_path) + ".tmp", tensor_path)
+    os.replace(str(json_path) + ".tmp", json_path)
+
+
+def load_state(
+    output, fingerprint: str, model, optimiser, schedule, rng: np.random.Generator, noise_generator
+) -> tuple[int, list] | None:
+    """Restore a state written by the same recipe; returns (step, history) or None."""
+    tensor_path, json_path = state_paths(output)
+    if not (tensor_path.exists() and json_path.exists()):
+        return None
+    document = json.loads(json_path.read_text())
+    if document.get("fingerprint") != fingerprint:
+        return None
+    tensors = load_file(str(tensor_path))
+    model.load_state_dict({name[len("model.") :]: tensor for name, tensor in tensors.items() if name.startswith("model.")})
+    restored: dict[int, dict] = {}
+    for name, tensor in tensors.items():
+        if name.startswith("optimiser."):
+            _, index, key = name.split(".", 2)
+            restored.setdefault(int(index), {})[key] = tensor
+    optimiser.load_state_dict({"state": restored, "param_groups": document["param_groups"]})
+    schedule_state = {key: value for key, value in document["schedule"].items() if key != "lr_lambdas"}
+    schedule.__dict__.update(schedule_state)
+    rng.bit_generator.state = document["numpy_rng"]
+    noise_generator.set_state(tensors["noise_generator"])
+    return int(document["step"]), list(document["history"])
+
+
+def clear_state(output) -> None:
+    """Remove the state once the final checkpoint is written."""
+    for path in state_paths(output):
+        path.unlink(missing_ok=True)
