@@ -173,6 +173,36 @@ def coarsen(
 
 
 @app.command()
+def evaluate(
+    truth: Annotated[Path, typer.Option("--truth", help="Fine truth (NetCDF or zarr).")],
+    pred: Annotated[Path, typer.Option("--pred", help="Refined output on the same fine grid.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for scores.json and plots.")] = None,
+    variables: Annotated[str | None, typer.Option(help="Comma-separated variables (default: the refined ones).")] = None,
+    factor: Annotated[int | None, typer.Option(help="Also score bicubic from the truth coarsened by FACTOR.")] = None,
+) -> None:
+    """Score a refined field against the truth: table on stdout, JSON and plots with --out."""
+    import json
+
+    from climgen.evaluation import evaluate as run
+    from climgen.evaluation import format_table
+    from climgen.io.open import open_input
+
+    with open_input(truth) as truth_ds, open_input(pred) as pred_ds:
+        names = [v for v in variables.split(",") if v] if variables else None
+        rows = run(truth_ds, pred_ds, names, factor)
+        typer.echo(format_table(rows))
+        if out is not None:
+            from climgen.plotting import plot_evaluation
+
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "scores.json").write_text(json.dumps(rows, indent=2) + "\n")
+            pictures = plot_evaluation(
+                truth_ds, pred_ds, [row["variable"] for row in rows if row["method"] == "prediction"], out, factor
+            )
+            typer.echo(f"wrote {out / 'scores.json'}" + "".join(f"\nwrote {p}" for p in pictures))
+
+
+@app.command()
 def train(
     recipe: Annotated[Path, typer.Argument(help="Training recipe (YAML).")],
     device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (overrides the recipe).")] = None,

@@ -76,3 +76,60 @@ def plot_refinement(coarse: xr.DataArray, fine: xr.DataArray, depth: xr.DataArra
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def plot_evaluation(
+    truth: xr.Dataset, prediction: xr.Dataset, variables: list[str], folder: str | Path, factor: int | None = None
+) -> list[Path]:
+    """Per variable: power spectra (log axes) of truth, prediction (and bicubic), and a map of
+    the error of the first field (and the refinement depth when present)."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from climgen import metrics
+    from climgen.evaluation import _values, bicubic_reference
+
+    axes = find_spatial_axes(truth)
+    written = []
+    for name in variables:
+        true_values = _values(truth[name], axes)
+        predicted = prediction[name]
+        if "realization" in predicted.dims:
+            predicted = predicted.mean("realization")
+        predicted_values = _values(predicted, axes)
+        figure, (spectrum_axis, error_axis, depth_axis) = plt.subplots(1, 3, figsize=(16, 4.8), layout="constrained")
+        curves = [("truth", true_values, "k"), ("climgen", predicted_values, "tab:blue")]
+        if factor:
+            curves.append(("bicubic", bicubic_reference(true_values, factor), "tab:orange"))
+        for label, values, colour in curves:
+            k, power = metrics.power_spectrum(values)
+            spectrum_axis.loglog(k, power, label=label, color=colour)
+        spectrum_axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        spectrum_axis.set_xlabel("wavenumber (cycles per fine cell)")
+        spectrum_axis.set_ylabel("power")
+        spectrum_axis.set_title(f"{name}: radially averaged power spectrum")
+        spectrum_axis.legend()
+        error = (predicted_values - true_values).reshape(-1, *true_values.shape[-2:])[0]
+        limit = float(np.nanmax(np.abs(error))) or 1.0
+        mesh = error_axis.pcolormesh(
+            truth[axes.x].values, truth[axes.y].values, error, cmap="RdBu_r", vmin=-limit, vmax=limit, shading="nearest"
+        )
+        figure.colorbar(mesh, ax=error_axis, label=f"climgen - truth ({truth[name].attrs.get('units', '')})")
+        error_axis.set_title("error of the first field")
+        if "refinement_depth" in prediction:
+            depth = prediction["refinement_depth"]
+            mesh = depth_axis.pcolormesh(
+                truth[axes.x].values, truth[axes.y].values, depth.values, cmap="magma", shading="nearest"
+            )
+            figure.colorbar(mesh, ax=depth_axis, label="refinement depth", ticks=range(int(depth.max()) + 1))
+            depth_axis.set_title("refinement depth")
+        else:
+            depth_axis.set_visible(False)
+        path = Path(folder) / f"evaluation_{name}.png"
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+        written.append(path)
+    return written

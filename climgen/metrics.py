@@ -1,0 +1,157 @@
+"""Quality against truth: pointwise errors, structure, spectra, conservation, ensembles.
+
+Functions take numpy arrays shaped (..., y, x) (ensembles: (member, ..., y, x)); missing
+cells (NaN in either field) are left out. No xarray here: ``climgen evaluate`` maps datasets
+onto these functions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _valid(prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    return np.isfinite(prediction) & np.isfinite(truth)
+
+
+def rmse(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Root-mean-square error over valid cells."""
+    valid = _valid(prediction, truth)
+    return float(np.sqrt(np.mean((prediction[valid] - truth[valid]) ** 2)))
+
+
+def bias(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Mean of prediction minus truth."""
+    valid = _valid(prediction, truth)
+    return float(np.mean(prediction[valid] - truth[valid]))
+
+
+def mae(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Mean absolute error."""
+    valid = _valid(prediction, truth)
+    return float(np.mean(np.abs(prediction[valid] - truth[valid])))
+
+
+def psnr(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB, with the truth's range as the peak."""
+    valid = _valid(prediction, truth)
+    data_range = float(truth[valid].max() - truth[valid].min())
+    error = rmse(prediction, truth)
+    return float("inf") if error == 0 else float(20 * np.log10(data_range / error))
+
+
+def _as_images(prediction: np.ndarray, truth: np.ndarray):
+    import torch
+
+    fill = np.nanmean(truth)
+    shape = truth.shape[-2:]
+    to_tensor = lambda values: torch.as_tensor(np.nan_to_num(values, nan=fill).reshape(-1, 1, *shape), dtype=torch.float64)  # noqa: E731
+    return to_tensor(prediction), to_tensor(truth), float(np.nanmax(truth) - np.nanmin(truth)) or 1.0
+
+
+def ssim(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Structural similarity (pytorch-msssim, 7-cell window, ``data_range`` from the truth)."""
+    from pytorch_msssim import ssim as ssim_torch
+
+    x, y, data_range = _as_images(prediction, truth)
+    window = min(7, min(truth.shape[-2:]) // 2 * 2 - 1)
+    if window < 3:
+        return float("nan")
+    return float(ssim_torch(x, y, data_range=data_range, win_size=window, size_average=True))
+
+
+def ms_ssim(prediction: np.ndarray, truth: np.ndarray) -> float | None:
+    """Multi-scale SSIM with the standard 11-cell window and five scales; ``None`` when the
+    field is too small (that needs more than 160 cells a side)."""
+    from pytorch_msssim import ms_ssim as ms_ssim_torch
+
+    if min(truth.shape[-2:]) <= 160:
+        return None
+    x, y, data_range = _as_images(prediction, truth)
+    return float(ms_ssim_torch(x, y, data_range=data_range, size_average=True))
+
+
+def power_spectrum(field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Radially averaged power spectrum: (wavenumber in cycles per cell, power), averaged over
+    leading dimensions. Missing cells are replaced by the field mean; the mean is removed."""
+    values = np.asarray(field, dtype=np.float64)
+    values = values.reshape(-1, *values.shape[-2:])
+    values = np.where(np.isfinite(values), values, np.nanmean(values))
+    values = values - values.mean(axis=(-2, -1), keepdims=True)
+    ny, nx = values.shape[-2:]
+    power = (np.abs(np.fft.fft2(values)) ** 2).mean(axis=0) / (ny * nx)
+    k = np.hypot(np.fft.fftfreq(ny)[:, None], np.fft.fftfreq(nx)[None, :])
+    edges = np.arange(1, min(ny, nx) // 2 + 1) / min(ny, nx)
+    index = np.digitize(k.ravel(), edges)
+    sums = np.bincount(index, weights=power.ravel(), minlength=edges.size + 1)
+    counts = np.bincount(index, minlength=edges.size + 1)
+    centres = np.concatenate([[edges[0] / 2], (edges[1:] + edges[:-1]) / 2])
+    radial = sums[: edges.size] / np.maximum(counts[: edges.size], 1)
+    return centres[1:], radial[1:]
+
+
+def spectral_error_per_octave(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Mean absolute log10 ratio of the prediction's to the truth's power, per octave of
+    wavenumber (highest octave last). 0 is a perfect spectrum; 0.3 is a factor of 2."""
+    k, truth_power = power_spectrum(truth)
+    _, predicted_power = power_spectrum(prediction)
+    nyquist = 0.5
+    result = {}
+    for octave in range(int(np.log2(nyquist / k[0])), 0, -1):
+        low, high = nyquist / 2**octave, nyquist / 2 ** (octave - 1)
+        band = (k > low) & (k <= high) & (truth_power > 0) & (predicted_power > 0)
+        if band.any():
+            result[f"{low:.3g}-{high:.3g}"] = float(np.mean(np.abs(np.log10(predicted_power[band] / truth_power[band]))))
+    return result
+
+
+def coarse_consistency_error(prediction: np.ndarray, coarse: np.ndarray, factor: int) -> float:
+    """Largest absolute difference between block means of the prediction and the coarse input."""
+    ny, nx = coarse.shape[-2:]
+    blocks = prediction.reshape(*prediction.shape[:-2], ny, factor, nx, factor).mean(axis=(-3, -1))
+    valid = _valid(blocks, coarse)
+    return float(np.max(np.abs(blocks[valid] - coarse[valid]))) if valid.any() else 0.0
+
+
+def crps(members: np.ndarray, truth: np.ndarray) -> float:
+    """Continuous ranked probability score of an ensemble (members on axis 0), fair estimator
+    averaged over valid cells. With one member it equals the MAE."""
+    members = np.asarray(members, dtype=np.float64)
+    count = members.shape[0]
+    valid = np.isfinite(truth) & np.isfinite(members).all(axis=0)
+    skill = np.abs(members - truth[None]).mean(axis=0)
+    if count == 1:
+        return float(skill[valid].mean())
+    spread = np.abs(members[:, None] - members[None, :]).sum(axis=(0, 1)) / (2 * count * (count - 1))
+    return float((skill - spread)[valid].mean())
+
+
+def spread_skill(members: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Ensemble spread (mean member standard deviation) against the RMSE of the ensemble mean;
+    a calibrated ensemble has a ratio near 1."""
+    members = np.asarray(members, dtype=np.float64)
+    spread = float(np.sqrt(np.nanmean(members.var(axis=0, ddof=1)))) if members.shape[0] > 1 else 0.0
+    skill = rmse(members.mean(axis=0), truth)
+    return {"spread": spread, "rmse_of_mean": skill, "ratio": spread / skill if skill else float("nan")}
+
+
+def diversity(members: np.ndarray) -> float:
+    """Mean pairwise RMS distance between ensemble members (0 when all members are equal)."""
+    members = np.asarray(members, dtype=np.float64)
+    count = members.shape[0]
+    if count < 2:
+        return 0.0
+    distances = [np.sqrt(np.nanmean((members[i] - members[j]) ** 2)) for i in range(count) for j in range(i + 1, count)]
+    return float(np.mean(distances))
+
+
+def summary(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float | None]:
+    """The pointwise and structural scores of one deterministic field."""
+    return {
+        "rmse": rmse(prediction, truth),
+        "bias": bias(prediction, truth),
+        "mae": mae(prediction, truth),
+        "psnr": psnr(prediction, truth),
+        "ssim": ssim(prediction, truth),
+        "ms_ssim": ms_ssim(prediction, truth),
+    }

@@ -1,0 +1,96 @@
+"""Metrics against hand-checkable cases, and the evaluate workflow and command."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from climgen import metrics
+from climgen.errors import InputError
+from climgen.evaluation import evaluate
+from climgen.testing import make_dataset, rough_field
+
+
+def test_pointwise_scores():
+    truth = np.zeros((4, 4))
+    prediction = np.full((4, 4), 2.0)
+    prediction[0, 0] = np.nan  # missing cells are left out
+    assert metrics.rmse(prediction, truth) == 2.0
+    assert metrics.bias(prediction, truth) == 2.0
+    assert metrics.mae(-prediction, truth) == 2.0
+    truth[0, 1] = 10.0
+    assert metrics.psnr(prediction, truth) == pytest.approx(20 * np.log10(10 / metrics.rmse(prediction, truth)))
+
+
+def test_structural_similarity_ranks_a_blurred_field_below_the_truth():
+    truth = rough_field((64, 64), seed=1, smoothness=2.0)
+    assert metrics.ssim(truth, truth) == pytest.approx(1.0)
+    from scipy.ndimage import uniform_filter
+
+    assert metrics.ssim(uniform_filter(truth, 5), truth) < 0.9
+    assert metrics.ms_ssim(truth, truth) is None  # too small for five scales
+    big = rough_field((176, 176), seed=2)
+    assert metrics.ms_ssim(big, big) == pytest.approx(1.0)
+
+
+def test_power_spectrum_slope_and_spectral_error():
+    field = rough_field((128, 128), seed=3, smoothness=3.0)
+    k, power = metrics.power_spectrum(field)
+    slope = np.polyfit(np.log(k[2:40]), np.log(power[2:40]), 1)[0]
+    assert -3.6 < slope < -2.4
+    errors = metrics.spectral_error_per_octave(field, field)
+    assert errors and all(value == pytest.approx(0.0) for value in errors.values())
+    from scipy.ndimage import uniform_filter
+
+    blurred = metrics.spectral_error_per_octave(uniform_filter(field, 4), field)
+    assert list(blurred.values())[-1] > list(blurred.values())[0]  # blur hurts the top octave most
+
+
+def test_coarse_consistency_error():
+    coarse = np.arange(4.0).reshape(2, 2)
+    fine = np.kron(coarse, np.ones((2, 2)))
+    assert metrics.coarse_consistency_error(fine, coarse, 2) == 0.0
+    fine[0, 0] += 4
+    assert metrics.coarse_consistency_error(fine, coarse, 2) == 1.0
+
+
+def test_ensemble_scores():
+    truth = np.zeros((8, 8))
+    identical = np.stack([np.ones((8, 8))] * 3)
+    assert metrics.crps(identical, truth) == pytest.approx(1.0)  # equals MAE when members agree
+    assert metrics.diversity(identical) == 0.0
+    spread = np.stack([np.full((8, 8), v) for v in (-1.0, 1.0)])
+    assert metrics.crps(spread, truth) == pytest.approx(1.0 - 1.0)  # fair CRPS of a +-1 pair around 0
+    assert metrics.diversity(spread) == pytest.approx(2.0)
+    scores = metrics.spread_skill(spread, truth)
+    assert scores["rmse_of_mean"] == 0.0 and scores["spread"] == pytest.approx(np.sqrt(2.0))
+
+
+def test_evaluate_rows_and_grid_check(hsurf_truth, hsurf_coarse):
+    refined = hsurf_coarse.climgen.synthesize(factor=4, members=2)
+    rows = evaluate(hsurf_truth, refined, factor=4)
+    assert [row["method"] for row in rows] == ["prediction", "bicubic"]
+    assert rows[0]["rmse"] < rows[1]["rmse"]
+    assert "crps" in rows[0] and rows[0]["diversity"] >= 0
+    with pytest.raises(InputError, match="grids differ"):
+        evaluate(hsurf_truth.isel(rlat=slice(0, 40)), refined)
+    with pytest.raises(InputError, match="no variable to compare"):
+        evaluate(make_dataset("latlon", shape=(8, 8)), make_dataset("latlon", shape=(8, 8)))
+
+
+def test_evaluate_command(hsurf_coarse_file, tmp_path):
+    from pathlib import Path
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "climgen.cli", *map(str, args)], capture_output=True, text=True, timeout=600)
+
+    assert run("synthesize", hsurf_coarse_file, tmp_path / "fine.nc", "--factor", 4).returncode == 0
+    truth = Path(__file__).parent / "data" / "hsurf_east_africa.nc"
+    result = run("evaluate", "--truth", truth, "--pred", tmp_path / "fine.nc", "--factor", 4, "--out", tmp_path / "scores")
+    assert result.returncode == 0, result.stderr
+    assert "| HSURF | prediction |" in result.stdout and "| HSURF | bicubic |" in result.stdout
+    rows = json.loads((tmp_path / "scores" / "scores.json").read_text())
+    assert {row["method"] for row in rows} == {"prediction", "bicubic"}
+    assert (tmp_path / "scores" / "evaluation_HSURF.png").stat().st_size > 20_000
