@@ -330,6 +330,8 @@ def synthesize(
         "model": checkpoint.name,
         "model_sha256": checkpoint.sha256,
         **{k: v for k, v in asdict(config).items() if k != "model"},
+        "tile_size": layout.tile,
+        "halo": layout.halo,
         "model_argument": config.model,
         "covariates": prepared.covariate_names,
         "depth_histogram": {str(k): int((depth == k).sum()) for k in range(full_depth + 1)},

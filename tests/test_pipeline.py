@@ -198,3 +198,20 @@ def test_provenance_and_history(refined_hsurf, hsurf_coarse):
         .splitlines()[0]
         .endswith("ds.climgen.synthesize(factor=4, seed=3, members=1, adaptive=True, model='default')")
     )
+
+
+def test_unknown_grid_mapping_interpolates_the_input_latlon():
+    from climgen.grid import find_spatial_axes
+    from climgen.io.cf import auxiliary_latlon
+
+    ds = make_dataset("rotated", shape=(12, 16))
+    exact = ds.climgen.synthesize(factor=2)
+    lat, lon = auxiliary_latlon(ds, find_spatial_axes(ds), "rotated_pole", ds["rlat"].values, ds["rlon"].values)
+    ds = ds.assign_coords(
+        lat=(("rlat", "rlon"), lat, {"standard_name": "latitude", "units": "degrees_north"}),
+        lon=(("rlat", "rlon"), lon, {"standard_name": "longitude", "units": "degrees_east"}),
+    )
+    ds["rotated_pole"].attrs = {"grid_mapping_name": "not_a_known_mapping"}
+    out = ds.climgen.synthesize(factor=2)
+    np.testing.assert_allclose(out["lat"], exact["lat"], atol=0.05)
+    np.testing.assert_allclose(out["lon"], exact["lon"], atol=0.1)

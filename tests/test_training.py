@@ -21,22 +21,9 @@ def test_default_recipe_is_valid():
 
 
 def test_tiny_training_run_produces_a_loadable_model(tmp_path):
-    terrain = make_dataset("rotated", shape=(80, 80), name="orog")
-    terrain.to_netcdf(tmp_path / "terrain.nc")
-    recipe = {
-        "name": "tiny",
-        "seed": 1,
-        "device": "cpu",
-        "output": "tiny-model",
-        "model": {"channels": 8, "blocks": 1},
-        "data": {
-            "crop_size": 48,
-            "real_fraction": 0.5,
-            "real_fields": [{"path": "terrain.nc", "variable": "orog", "sel": {"rlon": [None, 30.0]}}],
-            "validation_fields": [{"path": "terrain.nc", "variable": "orog", "sel": {"rlon": [30.0, None]}}],
-        },
-        "pretrain": {"steps": 4, "batch_size": 2, "validate_every": 2},
-    }
+    recipe = _recipe_document(tmp_path, pretrain={"steps": 4, "batch_size": 2, "validate_every": 2})
+    recipe["data"]["validation_fields"] = [{"path": "terrain.nc", "variable": "orog", "sel": {"rlon": [30.0, None]}}]
+    recipe["data"]["real_fields"][0]["sel"] = {"rlon": [None, 30.0]}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(recipe))
     result = subprocess.run(
         [sys.executable, "-m", "climgen.cli", "train", str(tmp_path / "tiny.yaml")], capture_output=True, text=True, timeout=600
@@ -61,12 +48,11 @@ def test_bad_recipe_names_the_field(tmp_path):
         load_recipe(tmp_path / "bad.yaml")
 
 
-def _recipe(tmp_path, **overrides):
-    from climgen.training.recipe import TrainRecipe
-
-    terrain = make_dataset("rotated", shape=(64, 64), times=3, name="orog")
+def _recipe_document(tmp_path, **overrides) -> dict:
+    """A tiny recipe on a generated rotated-pole terrain written to ``tmp_path``."""
+    terrain = make_dataset("rotated", shape=(80, 80), times=3, name="orog")
     terrain.to_netcdf(tmp_path / "terrain.nc")
-    document = {
+    return {
         "name": "tiny",
         "seed": 4,
         "device": "cpu",
@@ -75,7 +61,12 @@ def _recipe(tmp_path, **overrides):
         "data": {"crop_size": 32, "real_fraction": 0.5, "real_fields": [{"path": "terrain.nc", "variable": "orog"}]},
         "pretrain": {"steps": 6, "batch_size": 2, "validate_every": 2, "checkpoint_every": 2},
     } | overrides
-    return TrainRecipe(**document, base_dir=tmp_path)
+
+
+def _recipe(tmp_path, **overrides):
+    from climgen.training.recipe import TrainRecipe
+
+    return TrainRecipe(**_recipe_document(tmp_path, **overrides), base_dir=tmp_path)
 
 
 class _Interrupt(Exception):
