@@ -46,6 +46,8 @@ def _parse_covariates(specs: list[str] | None) -> dict:
 
 
 def _summary(result, seconds: float, source_shape: tuple[int, int]) -> str:
+    import json
+
     import numpy as np
 
     depth = result["refinement_depth"].values
@@ -53,9 +55,11 @@ def _summary(result, seconds: float, source_shape: tuple[int, int]) -> str:
     total = sum(counts.values())
     histogram = ", ".join(f"depth {k}: {100 * v / total:.0f}%" for k, v in sorted(counts.items()))
     fine_shape = result["refinement_depth"].shape
+    compute = json.loads(result.attrs["climgen_provenance"])["compute"]
     return (
         f"grid {source_shape[0]}x{source_shape[1]} -> {fine_shape[0]}x{fine_shape[1]}; "
-        f"refinement depth (share of fine cells): {histogram}; {seconds:.1f} s"
+        f"refinement depth (share of fine cells): {histogram}; "
+        f"compute {compute['macs'] / 1e9:.2f} GMAC ({100 * compute['fraction_of_uniform']:.0f}% of uniform); {seconds:.1f} s"
     )
 
 

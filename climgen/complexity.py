@@ -117,12 +117,19 @@ def stage_cost(depth: np.ndarray | int) -> np.ndarray:
     return (4 ** np.asarray(depth) - 1) / 3
 
 
-def choose_depth(scores: ComplexityScores, full_depth: int, adaptive: bool = True, budget: float | None = None) -> np.ndarray:
+def choose_depth(
+    scores: ComplexityScores,
+    full_depth: int,
+    adaptive: bool = True,
+    budget: float | None = None,
+    tile_weights: np.ndarray | None = None,
+) -> np.ndarray:
     """Refinement depth per tile.
 
     ``adaptive=False``: full depth everywhere (the non-adaptive reference). ``budget`` in (0, 1]:
     the deepest assignment, monotone in score, whose cost is at most that fraction of full-depth
-    cost. Otherwise fixed thresholds: depth = floor(score * (full_depth + 1)) capped at
+    cost (``tile_weights``, e.g. each tile's padded area, make the cost that of the real work).
+    Otherwise fixed thresholds: depth = floor(score * (full_depth + 1)) capped at
     ``full_depth`` (score 0.5 at x4 gives depth 1, >= 2/3 depth 2). Constant tiles get 0.
     """
     if budget is not None and not (0 < budget <= 1):
@@ -133,12 +140,13 @@ def choose_depth(scores: ComplexityScores, full_depth: int, adaptive: bool = Tru
     elif budget is None:
         depth = np.minimum(np.floor(score * (full_depth + 1)), full_depth)
     else:
-        depth = _budgeted_depth(score, full_depth, budget)
+        weights = np.ones(score.shape) if tile_weights is None else np.asarray(tile_weights, dtype=np.float64)
+        depth = _budgeted_depth(score, full_depth, budget, weights)
     return np.where(scores.constant, 0, depth).astype(np.int8)
 
 
-def _budgeted_depth(score: np.ndarray, full_depth: int, budget: float) -> np.ndarray:
-    allowed = budget * stage_cost(full_depth) * score.size
+def _budgeted_depth(score: np.ndarray, full_depth: int, budget: float, weights: np.ndarray) -> np.ndarray:
+    allowed = budget * stage_cost(full_depth) * weights.sum()
 
     def depth_for(scale: float) -> np.ndarray:
         return np.minimum(np.floor(score * scale), full_depth)
@@ -146,7 +154,7 @@ def _budgeted_depth(score: np.ndarray, full_depth: int, budget: float) -> np.nda
     low, high = 0.0, (full_depth + 1) / max(float(score[score > 0].min(initial=1.0)), 1e-6)
     for _ in range(60):
         middle = (low + high) / 2
-        if stage_cost(depth_for(middle)).sum() <= allowed:
+        if (weights * stage_cost(depth_for(middle))).sum() <= allowed:
             low = middle
         else:
             high = middle

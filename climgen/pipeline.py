@@ -16,6 +16,7 @@ import xarray as xr
 
 from climgen import __version__
 from climgen.complexity import ComplexityScores, choose_depth, combine_scores, tile_components
+from climgen.compute import compute_report
 from climgen.errors import ConfigError, GridError, InputError
 from climgen.grid import SpatialAxes, bounds_name, cell_bounds, check_factor, find_spatial_axes, make_axis, refine_bounds
 from climgen.io import cf
@@ -297,7 +298,7 @@ def synthesize(
     axes, layout = prepared.axes, prepared.layout
     full_depth = config.factor.bit_length() - 1
     scores = _scores(ds, prepared, config.factor)
-    depth = choose_depth(scores, full_depth, config.adaptive, config.budget)
+    depth = choose_depth(scores, full_depth, config.adaptive, config.budget, layout.padded_areas())
     refiner = TileRefiner(checkpoint.module, config.factor, layout)
 
     fine_axes = _fine_axes(ds, axes, config.factor)
@@ -305,8 +306,10 @@ def synthesize(
     result = xr.Dataset(coords=coords)
     for name, (_, bounds) in fine_axes.items():
         result[bounds_name(name)] = bounds
+    fields_refined = 0
     for name in prepared.variables:
         ordered, values = _fields(ds, name, axes)
+        fields_refined += values.shape[0] * config.members
         member_arrays = []
         for member in range(config.members):
             keys = [(config.seed, name, index, member) for index in range(values.shape[0])]
@@ -335,6 +338,7 @@ def synthesize(
         "model_argument": config.model,
         "covariates": prepared.covariate_names,
         "depth_histogram": {str(k): int((depth == k).sum()) for k in range(full_depth + 1)},
+        "compute": compute_report(checkpoint.module, layout, depth, full_depth, fields_refined),
         "seconds": round(time.perf_counter() - started, 3),
     }
     call = command or _call_text(config, prepared.covariate_names)

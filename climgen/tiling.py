@@ -64,6 +64,15 @@ class TileLayout:
                     blend=(self._window(y0, y1, blend, ny), self._window(x0, x1, blend, nx)),
                 )
 
+    def padded_areas(self) -> np.ndarray:
+        """Coarse cells in each tile's padded window (what refining the tile processes)."""
+        areas = np.zeros(self.grid_shape)
+        for tile in self:
+            areas[tile.row, tile.col] = (tile.padded[0].stop - tile.padded[0].start) * (
+                tile.padded[1].stop - tile.padded[1].start
+            )
+        return areas
+
     def tile_map(self, values: np.ndarray) -> np.ndarray:
         """Expand one value per tile (tile-grid shaped) to the coarse domain."""
         expanded = np.repeat(np.repeat(values, self.tile, axis=0), self.tile, axis=1)

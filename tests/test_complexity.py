@@ -69,3 +69,10 @@ def test_uniform_is_full_depth_and_bad_budget_is_rejected():
         choose_depth(scores, 2, budget=0.0)
     with pytest.raises(ConfigError):
         choose_depth(scores, 2, budget=1.5)
+
+
+def test_budget_weighted_by_tile_area():
+    scores = tile_components(rough_field((40, 40), seed=2) * np.linspace(0, 2, 40)[None, :], TileLayout((40, 40), 16, 4))
+    weights = TileLayout((40, 40), 16, 4).padded_areas()
+    depth = choose_depth(scores, 2, budget=0.4, tile_weights=weights)
+    assert (weights * stage_cost(depth)).sum() <= 0.4 * stage_cost(2) * weights.sum() + 1e-9

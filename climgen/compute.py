@@ -1,0 +1,59 @@
+"""Compute accounting: multiply-accumulates (MACs) spent by the generator per tile.
+
+The generator is fully convolutional, so one stage costs a fixed number of MACs per cell of
+its input. That number is measured once per model by counting every convolution's MACs with
+forward hooks on a small input; a tile refined to depth d with a padded window of h x w coarse
+cells then costs ``macs_per_cell * h * w * (1 + 4 + ... + 4**(d - 1))``. Pooling and
+element-wise operations are not counted (they are a small share of the work).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from climgen.complexity import stage_cost
+from climgen.tiling import TileLayout
+
+
+def _conv_macs(module, inputs, output) -> int:
+    kernel = module.kernel_size[0] * module.kernel_size[1]
+    return int(output.numel() * (module.in_channels // module.groups) * kernel)
+
+
+@lru_cache(maxsize=8)
+def _macs_per_cell(model_id: int, model) -> float:
+    import torch
+
+    counted = [0]
+    hooks = [
+        module.register_forward_hook(lambda m, i, o: counted.__setitem__(0, counted[0] + _conv_macs(m, i, o)))
+        for module in model.modules()
+        if isinstance(module, torch.nn.Conv2d)
+    ]
+    try:
+        with torch.inference_mode():
+            side = 8
+            model(torch.zeros(1, 1, side, side), stages=1, noise=[torch.zeros(1, 1, 2 * side, 2 * side)])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return counted[0] / (side * side)
+
+
+def macs_per_cell(model) -> float:
+    """MACs of one x2 stage per cell of its input, for this model."""
+    return _macs_per_cell(id(model), model)
+
+
+def tile_macs(model, layout: TileLayout, depth: np.ndarray) -> np.ndarray:
+    """MACs spent on each tile (tile-grid shaped) at the given depths."""
+    return macs_per_cell(model) * layout.padded_areas() * stage_cost(depth)
+
+
+def compute_report(model, layout: TileLayout, depth: np.ndarray, full_depth: int, fields: int) -> dict:
+    """Total MACs spent on ``fields`` 2-D fields, against uniform full depth."""
+    spent = float(tile_macs(model, layout, depth).sum()) * fields
+    uniform = float(tile_macs(model, layout, np.full(layout.grid_shape, full_depth)).sum()) * fields
+    return {"macs": spent, "macs_uniform": uniform, "fraction_of_uniform": spent / uniform if uniform else 0.0}
