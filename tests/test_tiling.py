@@ -62,3 +62,25 @@ def test_domain_smaller_than_a_tile_is_one_tile():
     layout = TileLayout((3, 2), 32, 8)
     tiles = list(layout)
     assert len(tiles) == 1 and tiles[0].core == (slice(0, 3), slice(0, 2))
+
+
+@pytest.mark.parametrize("tile", [8, 16])
+def test_no_seams_at_tile_borders_with_the_shipped_model(tile):
+    """Curvature across tile borders is no larger than across other coarse-cell edges."""
+    import xarray as xr
+
+    from climgen import pipeline
+
+    factor = 4
+    field = rough_field((64, 64), seed=11, smoothness=2.5) * 100
+    ds = xr.Dataset(
+        {"v": (("lat", "lon"), field.astype(np.float32))}, coords={"lat": np.linspace(0, 10, 64), "lon": np.linspace(0, 10, 64)}
+    )
+    out = pipeline.synthesize(ds, factor=factor, tile_size=tile, adaptive=False)["v"].values.astype(np.float64)
+    for values in (out, out.T):
+        curvature = np.abs(values[:, 2:] - 2 * values[:, 1:-1] + values[:, :-2])
+        edge = np.arange(1, values.shape[1] - 1)  # curvature column k sits at fine column k + 1
+        cell_edges = np.isin(edge % factor, [0, factor - 1])
+        tile_edges = np.isin(edge % (tile * factor), [0, tile * factor - 1])
+        ratio = curvature[:, tile_edges].mean() / curvature[:, cell_edges & ~tile_edges].mean()
+        assert ratio < 1.25, ratio
