@@ -43,7 +43,7 @@ def test_bad_recipe_names_the_field(tmp_path):
 
     from climgen.errors import ConfigError
 
-    (tmp_path / "bad.yaml").write_text("name: x\noutput: y\npretrain: {steps: 0}\n")
+    (tmp_path / "bad.yaml").write_text("name: x\noutput: y\npretrain: {steps: -1}\n")
     with pytest.raises(ConfigError, match="pretrain.steps"):
         load_recipe(tmp_path / "bad.yaml")
 

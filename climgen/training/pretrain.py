@@ -135,8 +135,9 @@ def pretrain(recipe: TrainRecipe, log=print) -> Path:
     settings = recipe.pretrain
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=1e-4)
     warmup = max(1, settings.steps // 20)
+    total = max(1, settings.steps)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * step / settings.steps))
+        optimiser, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * step / total))
     )
     noise_generator = torch.Generator(device=device).manual_seed(recipe.seed)
     output = recipe.resolve(recipe.output)
@@ -169,6 +170,15 @@ def pretrain(recipe: TrainRecipe, log=print) -> Path:
             log(" ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}" for key, value in record.items()))
         if step % settings.checkpoint_every == 0 and step < settings.steps:
             save_state(output, step, fingerprint, model, optimiser, schedule, rng, noise_generator, history)
+    adversarial_history: list[dict] = []
+    adjustments: list[dict] = []
+    if recipe.adversarial.steps:
+        from climgen.training.adversarial import adversarial_stage
+
+        log(f"stage 2: {recipe.adversarial.steps} adversarial steps")
+        adversarial_history, adjustments = adversarial_stage(
+            model, sampler, windows, recipe.adversarial, rng, device, content_loss, log
+        )
     metadata = {
         "name": recipe.name,
         "climgen_version": __version__,
@@ -182,6 +192,9 @@ def pretrain(recipe: TrainRecipe, log=print) -> Path:
             "real_fields": [f"{Path(s['path']).name}:{s['variable']} sel={s.get('sel')}" for s in real_sources],
         },
         "validation": history,
+        "adversarial_validation": adversarial_history,
+        "feedback_adjustments": adjustments,
+        "stages": ["pretrain"] * bool(settings.steps) + ["adversarial"] * bool(recipe.adversarial.steps),
         "initialised_from": initial,
     }
     path = save_checkpoint(model, output, "amsgm", metadata)

@@ -43,13 +43,31 @@ class DataSection(_Strict):
 
 
 class PretrainSection(_Strict):
-    steps: int = Field(1500, ge=1)
+    steps: int = Field(1500, ge=0)
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(2e-3, gt=0)
     max_stages: int = Field(2, ge=1, le=4)
     msssim_weight: float = Field(0.2, ge=0)
     validate_every: int = Field(250, ge=1)
     checkpoint_every: int = Field(100, ge=1)
+
+
+class AdversarialSection(_Strict):
+    """Stage 2: adversarial + feature-matching + spectral losses with a feedback controller."""
+
+    steps: int = Field(0, ge=0)
+    batch_size: int = Field(8, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    discriminator_learning_rate: float = Field(2e-4, gt=0)
+    discriminator_channels: int = Field(32, ge=4)
+    max_stages: int = Field(2, ge=1, le=4)
+    msssim_weight: float = Field(0.2, ge=0)
+    adversarial_weight: float = Field(0.01, ge=0)
+    feature_matching_weight: float = Field(0.1, ge=0)
+    spectral_weight: float = Field(0.05, ge=0)
+    tolerance: float = Field(0.02, ge=0)
+    spectral_target: float = Field(0.1, ge=0)
+    validate_every: int = Field(100, ge=1)
 
 
 class TrainRecipe(_Strict):
@@ -64,6 +82,7 @@ class TrainRecipe(_Strict):
     model: ModelSection = ModelSection()
     data: DataSection = DataSection()
     pretrain: PretrainSection = PretrainSection()
+    adversarial: AdversarialSection = AdversarialSection()
     base_dir: Path = Path(".")
 
     def resolve(self, path: str) -> str:
