@@ -19,6 +19,7 @@ class _ClimgenAccessor:
         members: int = 1,
         adaptive: bool = True,
         budget: float | None = None,
+        quality: float | None = None,
         **options,
     ) -> xr.Dataset:
         """Refine by ``factor``; see :func:`climgen.pipeline.synthesize`."""
@@ -34,6 +35,7 @@ class _ClimgenAccessor:
             members=members,
             adaptive=adaptive,
             budget=budget,
+            quality=quality,
             **options,
         )
 

@@ -75,6 +75,7 @@ def synthesize(
     members: Annotated[int, typer.Option(help="Ensemble members (realization dimension).")] = 1,
     uniform: Annotated[bool, typer.Option("--uniform", help="Refine every tile to full depth.")] = False,
     budget: Annotated[float | None, typer.Option(help="Compute budget as a fraction of full depth (0, 1].")] = None,
+    quality: Annotated[float | None, typer.Option(help="Calibrate depth to this SSIM quality target, e.g. 0.995.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ) -> None:
     """Refine INPUT by FACTOR and write a CF-compliant OUTPUT."""
@@ -97,6 +98,7 @@ def synthesize(
             members=members,
             adaptive=not uniform,
             budget=budget,
+            quality=quality,
             command=_command_line(),
         )
         refined = refined_variables(result)

@@ -34,6 +34,7 @@ class SynthesisConfig:
     members: int = 1
     adaptive: bool = True
     budget: float | None = None
+    quality: float | None = None
     tile_size: int | None = None
     halo: int | None = None
 
@@ -47,6 +48,10 @@ class SynthesisConfig:
             raise ConfigError(f"budget must be in (0, 1], got {self.budget}")
         if self.budget is not None and not self.adaptive:
             raise ConfigError("budget applies to adaptive refinement; drop it or drop uniform")
+        if self.quality is not None and not 0 < self.quality < 1:
+            raise ConfigError(f"quality must be in (0, 1), e.g. 0.995, got {self.quality}")
+        if self.quality is not None and (self.budget is not None or not self.adaptive):
+            raise ConfigError("quality sets the depth itself: use it without budget and without uniform")
         if (self.tile_size is not None and self.tile_size < 4) or (self.halo is not None and self.halo < 0):
             raise ConfigError(f"tile_size must be >= 4 and halo >= 0, got {self.tile_size}, {self.halo}")
         return self
@@ -242,6 +247,7 @@ def synthesize(
     members: int = 1,
     adaptive: bool = True,
     budget: float | None = None,
+    quality: float | None = None,
     tile_size: int | None = None,
     halo: int | None = None,
     command: str | None = None,
@@ -265,6 +271,9 @@ def synthesize(
     adaptive, budget : bool, float
         ``adaptive=False`` refines every tile to full depth; ``budget`` caps the cost at that
         fraction of full depth.
+    quality : float, optional
+        Depth thresholds calibrated on sampled tiles so that skipped stages would change a tile
+        by less than ``1 - quality`` in SSIM (see :mod:`climgen.calibration`).
 
     Returns
     -------
@@ -287,6 +296,7 @@ def synthesize(
         members=members,
         adaptive=adaptive,
         budget=budget,
+        quality=quality,
         tile_size=tile_size,
         halo=halo,
     ).validate()
@@ -298,8 +308,18 @@ def synthesize(
     axes, layout = prepared.axes, prepared.layout
     full_depth = config.factor.bit_length() - 1
     scores = _scores(ds, prepared, config.factor)
-    depth = choose_depth(scores, full_depth, config.adaptive, config.budget, layout.padded_areas())
     refiner = TileRefiner(checkpoint.module, config.factor, layout)
+    calibration = None
+    if config.quality is not None:
+        from climgen.calibration import calibrate
+
+        first = prepared.variables[0]
+        _, sample = _fields(ds, first, axes)
+        usable = next((field for field in sample if np.isfinite(field).any()), sample[0])
+        calibration = calibrate(refiner, usable, scores, config.quality, prepared.covariates, (config.seed, first, "calibration"))
+        depth = calibration.depth(scores)
+    else:
+        depth = choose_depth(scores, full_depth, config.adaptive, config.budget, layout.padded_areas())
 
     fine_axes = _fine_axes(ds, axes, config.factor)
     coords = {name: axis for name, (axis, _) in fine_axes.items()}
@@ -339,6 +359,7 @@ def synthesize(
         "covariates": prepared.covariate_names,
         "depth_histogram": {str(k): int((depth == k).sum()) for k in range(full_depth + 1)},
         "compute": compute_report(checkpoint.module, layout, depth, full_depth, fields_refined),
+        "calibration": None if calibration is None else calibration.as_dict(),
         "seconds": round(time.perf_counter() - started, 3),
     }
     call = command or _call_text(config, prepared.covariate_names)
@@ -379,5 +400,7 @@ def _call_text(config: SynthesisConfig, covariate_names: list[str]) -> str:
         arguments.append(f"covariates={covariate_names}")
     if config.budget is not None:
         arguments.append(f"budget={config.budget}")
+    if config.quality is not None:
+        arguments.append(f"quality={config.quality}")
     arguments.append(f"model={config.model!r}")
     return f"climgen {__version__}: ds.climgen.synthesize({', '.join(arguments)})"
