@@ -4,8 +4,9 @@ For each 2-D field: missing cells are filled from their nearest valid neighbour 
 sake; tiles are refined to their own depth in batches (the remaining factor by bicubic
 interpolation); the tiles are blended; a final projection makes every factor x factor block
 average exactly to the coarse value; missing coarse cells are missing again on the fine grid.
-Noise is drawn for the whole domain per (seed, field, member, stage), then cropped per tile,
-so results do not depend on the tiling or batching.
+Noise comes in fixed blocks on each stage's global grid, seeded per (seed, variable, field,
+member, stage, block), so results do not depend on the tiling or batching and memory follows
+the tile, not the domain.
 """
 
 from __future__ import annotations
@@ -24,6 +25,32 @@ def stream_seed(*parts: object) -> int:
     """A 63-bit seed derived from any parts (seed, variable, index, member, stage)."""
     digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
+
+
+NOISE_BLOCK = 64  # fine cells per side of one independently seeded noise block
+
+
+def noise_window(keys: tuple, stage: int, rows: slice, cols: slice) -> np.ndarray:
+    """Standard normal noise for a window of a stage's grid, the same whatever the tiling.
+
+    The stage grid is cut into NOISE_BLOCK-sized blocks, each drawn from its own generator
+    seeded by (keys, stage, block row, block column); a window assembles the blocks it touches,
+    so memory follows the window, not the domain.
+    """
+    import torch
+
+    out = np.empty((rows.stop - rows.start, cols.stop - cols.start), dtype=np.float32)
+    for block_row in range(rows.start // NOISE_BLOCK, (rows.stop - 1) // NOISE_BLOCK + 1):
+        for block_col in range(cols.start // NOISE_BLOCK, (cols.stop - 1) // NOISE_BLOCK + 1):
+            generator = torch.Generator().manual_seed(stream_seed(*keys, stage, block_row, block_col))
+            block = torch.randn((NOISE_BLOCK, NOISE_BLOCK), generator=generator).numpy()
+            y0, x0 = block_row * NOISE_BLOCK, block_col * NOISE_BLOCK
+            ys = slice(max(rows.start, y0), min(rows.stop, y0 + NOISE_BLOCK))
+            xs = slice(max(cols.start, x0), min(cols.stop, x0 + NOISE_BLOCK))
+            out[ys.start - rows.start : ys.stop - rows.start, xs.start - cols.start : xs.stop - cols.start] = block[
+                ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0
+            ]
+    return out
 
 
 def fill_nearest(field: np.ndarray) -> np.ndarray:
@@ -62,15 +89,6 @@ class TileRefiner:
         self.fields_per_pass = fields_per_pass
         self.device = self.torch.device(device or "cpu")
 
-    def _noise(self, keys: tuple, shape: tuple[int, int]) -> list:
-        torch = self.torch
-        maps = []
-        for stage in range(1, self.full_depth + 1):
-            generator = torch.Generator().manual_seed(stream_seed(*keys, stage))
-            size = (shape[0] * 2**stage, shape[1] * 2**stage)
-            maps.append(torch.randn(size, generator=generator))
-        return maps
-
     def refine(self, coarse: np.ndarray, depth: np.ndarray, covariates: np.ndarray | None, seed_keys: list[tuple]) -> np.ndarray:
         """Refine each field ``coarse[n]`` with noise keyed by ``seed_keys[n]``; returns float32.
 
@@ -84,17 +102,19 @@ class TileRefiner:
             shape = tuple(part.stop - part.start for part in tile.padded)
             groups[(int(depth[tile.row, tile.col]), shape)].append(tile)
         cov_tensor, cov_mask = self._covariates(covariates)
-        for first in range(0, count, self.fields_per_pass):
-            indices = [i for i in range(first, min(count, first + self.fields_per_pass)) if np.isfinite(coarse[i]).any()]
+        # fine float64 accumulators per field in a pass: keep them under about 1 GiB
+        per_pass = max(1, min(self.fields_per_pass, (1 << 30) // (8 * ny * nx * factor * factor)))
+        for first in range(0, count, per_pass):
+            indices = [i for i in range(first, min(count, first + per_pass)) if np.isfinite(coarse[i]).any()]
             filled = {i: fill_nearest(coarse[i].astype(np.float64)) for i in indices}
-            noise = {i: self._noise(seed_keys[i], (ny, nx)) for i in indices}
+            noise_keys = {i: seed_keys[i] for i in indices}
             accumulated = {i: np.zeros((ny * factor, nx * factor)) for i in indices}
             weights = np.zeros((ny * factor, nx * factor))
             for (tile_depth, _), tiles in groups.items():
                 work = [(i, tile) for tile in tiles for i in indices]
                 for start in range(0, len(work), self.batch_size):
                     batch = work[start : start + self.batch_size]
-                    outputs = self._run_batch(batch, filled, noise, tile_depth, cov_tensor, cov_mask)
+                    outputs = self._run_batch(batch, filled, noise_keys, tile_depth, cov_tensor, cov_mask)
                     for (i, tile), output in zip(batch, outputs, strict=True):
                         self._blend(tile, output, accumulated[i], weights if i == indices[0] else None)
             for i in indices:
@@ -113,7 +133,7 @@ class TileRefiner:
         return torch.nan_to_num(values), mask
 
     def _run_batch(
-        self, batch: list[tuple[int, Tile]], fields: dict, noise: dict, depth: int, cov_tensor, cov_mask
+        self, batch: list[tuple[int, Tile]], fields: dict, noise_keys: dict, depth: int, cov_tensor, cov_mask
     ) -> list[np.ndarray]:
         torch = self.torch
         factor = self.factor
@@ -124,7 +144,11 @@ class TileRefiner:
             else:
                 level = 2**depth
                 stage_noise = [
-                    torch.stack([noise[i][s][fine_slices(tile.padded, 2 ** (s + 1))] for i, tile in batch])[:, None]
+                    torch.from_numpy(
+                        np.stack(
+                            [noise_window(noise_keys[i], s + 1, *fine_slices(tile.padded, 2 ** (s + 1))) for i, tile in batch]
+                        )
+                    )[:, None]
                     for s in range(depth)
                 ]
                 covariates = mask = None

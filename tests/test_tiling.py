@@ -84,3 +84,15 @@ def test_no_seams_at_tile_borders_with_the_shipped_model(tile):
         tile_edges = np.isin(edge % (tile * factor), [0, tile * factor - 1])
         ratio = curvature[:, tile_edges].mean() / curvature[:, cell_edges & ~tile_edges].mean()
         assert ratio < 1.25, ratio
+
+
+def test_noise_windows_do_not_depend_on_how_the_domain_is_cut():
+    from climgen.refine import NOISE_BLOCK, noise_window
+
+    whole = noise_window((1, "tas", 0, 0), 2, slice(0, 3 * NOISE_BLOCK), slice(10, 150))
+    part = noise_window((1, "tas", 0, 0), 2, slice(50, 140), slice(70, 133))
+    np.testing.assert_array_equal(part, whole[50:140, 60:123])
+    other_member = noise_window((1, "tas", 0, 1), 2, slice(50, 140), slice(70, 133))
+    other_stage = noise_window((1, "tas", 0, 0), 3, slice(50, 140), slice(70, 133))
+    assert not np.array_equal(part, other_member) and not np.array_equal(part, other_stage)
+    assert abs(whole.mean()) < 0.05 and abs(whole.std() - 1) < 0.05
