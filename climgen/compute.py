@@ -9,6 +9,8 @@ element-wise operations are not counted (they are a small share of the work).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -22,24 +24,32 @@ def _conv_macs(module, inputs, output) -> int:
     return int(output.numel() * (module.in_channels // module.groups) * kernel)
 
 
-@lru_cache(maxsize=8)
-def _macs_per_cell(model_id: int, model) -> float:
+@contextmanager
+def counting_macs(model) -> Iterator[list[int]]:
+    """Count the MACs of every convolution ``model`` runs inside the block (in ``counter[0]``)."""
     import torch
 
-    counted = [0]
+    counter = [0]
     hooks = [
-        module.register_forward_hook(lambda m, i, o: counted.__setitem__(0, counted[0] + _conv_macs(m, i, o)))
+        module.register_forward_hook(lambda m, i, o: counter.__setitem__(0, counter[0] + _conv_macs(m, i, o)))
         for module in model.modules()
         if isinstance(module, torch.nn.Conv2d)
     ]
     try:
-        with torch.inference_mode():
-            side = 8
-            model(torch.zeros(1, 1, side, side), stages=1, noise=[torch.zeros(1, 1, 2 * side, 2 * side)])
+        yield counter
     finally:
         for hook in hooks:
             hook.remove()
-    return counted[0] / (side * side)
+
+
+@lru_cache(maxsize=8)
+def _macs_per_cell(model_id: int, model) -> float:
+    import torch
+
+    side = 8
+    with counting_macs(model) as counter, torch.inference_mode():
+        model(torch.zeros(1, 1, side, side), stages=1, noise=[torch.zeros(1, 1, 2 * side, 2 * side)])
+    return counter[0] / (side * side)
 
 
 def macs_per_cell(model) -> float:
