@@ -104,14 +104,8 @@ def synthesize(
         refined = refined_variables(result)
         encoding = encoding_for(result, refined, (32 * factor, 32 * factor), netcdf=output_format(output) == "netcdf")
         write_dataset(result, output, encoding, overwrite=overwrite)
-        typer.echo(
-            f"wrote {output}: "
-            + _summary(result, time.perf_counter() - started, (ds.sizes[_axis(result, 0)], ds.sizes[_axis(result, 1)]))
-        )
-
-
-def _axis(result, position: int) -> str:
-    return result["refinement_depth"].dims[position]
+        coarse_shape = tuple(ds.sizes[dim] for dim in result["refinement_depth"].dims)
+        typer.echo(f"wrote {output}: " + _summary(result, time.perf_counter() - started, coarse_shape))
 
 
 @app.command()
