@@ -58,12 +58,13 @@ def calibrate(
     """Measure per-stage changes on sampled tiles of one coarse 2-D field and set thresholds."""
     factor, full = refiner.factor, refiner.full_depth
     tiles = sample_tiles(scores, list(refiner.layout), count)
-    filled = {0: fill_nearest(np.asarray(field, dtype=np.float64))}
-    noise_keys = {0: seed_key}
+    field = np.asarray(field, dtype=np.float64)
     cov_tensor, cov_mask = refiner._covariates(covariates)
-    # tiles at the domain edge have smaller padded windows, so each tile is its own batch
     outputs = {
-        depth: [refiner._run_batch([(0, tile)], filled, noise_keys, depth, cov_tensor, cov_mask)[0] for tile in tiles]
+        depth: [
+            refiner.run_tile(tile, fill_nearest(field[tile.padded])[None], [seed_key], depth, cov_tensor, cov_mask)[0]
+            for tile in tiles
+        ]
         for depth in range(full + 1)
     }
     samples = []

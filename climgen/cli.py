@@ -1,4 +1,4 @@
-"""The ``climgen`` command line: demo, synthesize, coarsen, train, check.
+"""The ``climgen`` command line: demo, synthesize, run, fetch, coarsen, evaluate, train, check.
 
 User errors (:class:`climgen.errors.ClimgenError`) print one line on stderr and exit with 2;
 ``--debug`` shows the traceback instead.
@@ -63,6 +63,32 @@ def _summary(result, seconds: float, source_shape: tuple[int, int]) -> str:
     )
 
 
+_Workers = Annotated[int | None, typer.Option(help="Start a local dask cluster of N worker processes.")]
+_Scheduler = Annotated[str | None, typer.Option(help="Attach to a running dask scheduler (tcp://host:port).")]
+_RegionTiles = Annotated[int, typer.Option(help="Tiles per dask task side.")]
+_TimeChunk = Annotated[int, typer.Option(help="Time steps per dask task.")]
+_Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+def _stream(ds, output: Path, config, covariates: dict, options, overwrite: bool, dry_run: bool = False) -> None:
+    """Run (or with ``dry_run`` only plan) a streaming job and print what it did."""
+    import xarray as xr
+
+    from climgen.streaming import run
+
+    started = time.perf_counter()
+    job = run(ds, output, config, covariates, options, overwrite=overwrite, command=_command_line(), dry_run=dry_run)
+    if dry_run:
+        typer.echo(job.describe())
+        return
+    if not job.tasks:
+        typer.echo(f"{output} is already complete (job {job.job_id[:16]}); nothing to do")
+        return
+    with xr.open_dataset(output, engine="zarr" if output.suffix == ".zarr" else None) as result:
+        coarse_shape = job.plan.prepared.layout.shape
+        typer.echo(f"wrote {output}: " + _summary(result, time.perf_counter() - started, coarse_shape))
+
+
 @app.command()
 def synthesize(
     input: Annotated[Path, typer.Argument(help="Coarse NetCDF file or zarr store.")],
@@ -77,35 +103,77 @@ def synthesize(
     budget: Annotated[float | None, typer.Option(help="Compute budget as a fraction of full depth (0, 1].")] = None,
     quality: Annotated[float | None, typer.Option(help="Calibrate depth to this SSIM quality target, e.g. 0.995.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    workers: _Workers = None,
+    scheduler: _Scheduler = None,
+    region_tiles: _RegionTiles = 4,
+    time_chunk: _TimeChunk = 8,
+    quiet: _Quiet = False,
 ) -> None:
-    """Refine INPUT by FACTOR and write a CF-compliant OUTPUT."""
-    from climgen.io.cf import encoding_for, refined_variables
-    from climgen.io.open import open_input
-    from climgen.io.write import check_output, output_format, write_dataset
-    from climgen.pipeline import synthesize as run
+    """Refine INPUT by FACTOR and write a CF-compliant OUTPUT.
 
-    check_output(output, overwrite)
-    started = time.perf_counter()
+    The work streams through dask tasks into the output; rerun the same command after an
+    interruption to finish only what is missing.
+    """
+    from climgen.io.open import open_input
+    from climgen.pipeline import make_config
+    from climgen.streaming import StreamOptions
+
+    config = make_config(
+        variables=variables,
+        model=model,
+        factor=factor,
+        seed=seed,
+        members=members,
+        adaptive=not uniform,
+        budget=budget,
+        quality=quality,
+    )
+    options = StreamOptions(region_tiles, time_chunk, workers, scheduler, progress=not quiet)
     with open_input(input) as ds:
-        covariates = _parse_covariates(covariate)
-        result = run(
-            ds,
-            factor=factor,
-            variables=variables,
-            covariates=covariates,
-            model=model,
-            seed=seed,
-            members=members,
-            adaptive=not uniform,
-            budget=budget,
-            quality=quality,
-            command=_command_line(),
-        )
-        refined = refined_variables(result)
-        encoding = encoding_for(result, refined, (32 * factor, 32 * factor), netcdf=output_format(output) == "netcdf")
-        write_dataset(result, output, encoding, overwrite=overwrite)
-        coarse_shape = tuple(ds.sizes[dim] for dim in result["refinement_depth"].dims)
-        typer.echo(f"wrote {output}: " + _summary(result, time.perf_counter() - started, coarse_shape))
+        _stream(ds, output, config, _parse_covariates(covariate), options, overwrite)
+
+
+@app.command()
+def run(
+    recipe: Annotated[Path, typer.Argument(help="Batch recipe (YAML): input, output, options, chunks, cluster.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (tiles, depths, cost, size) and stop.")] = False,
+    workers: _Workers = None,
+    scheduler: _Scheduler = None,
+    quiet: _Quiet = False,
+) -> None:
+    """Run a batch refinement recipe (resumable: rerun it to finish an interrupted job)."""
+    from climgen.io.open import open_covariate, open_inputs, parse_covariate
+    from climgen.jobs import load_run_recipe
+    from climgen.pipeline import make_config
+    from climgen.streaming import StreamOptions
+
+    job = load_run_recipe(recipe)
+    config = make_config(
+        variables=job.variables,
+        model=str(job.resolve(job.model)) if job.model != "default" else "default",
+        factor=job.factor,
+        seed=job.seed,
+        members=job.members,
+        adaptive=job.adaptive,
+        budget=job.budget,
+        quality=job.quality,
+        tile_size=job.tile_size,
+        halo=job.halo,
+    )
+    covariates = {}
+    for name, spec in job.covariates.items():
+        _, path, variable = parse_covariate(f"{name}={spec}")
+        covariates[name] = open_covariate(job.resolve(str(path)), variable)
+    cluster = job.cluster
+    options = StreamOptions(
+        job.chunks.region_tiles,
+        job.chunks.time_chunk,
+        workers or (None if scheduler else cluster.workers),
+        scheduler or (None if workers else cluster.scheduler),
+        progress=not quiet,
+    )
+    with open_inputs(job.input_paths()) as ds:
+        _stream(ds, job.resolve(job.output), config, covariates, options, job.overwrite, dry_run)
 
 
 @app.command()
@@ -146,6 +214,47 @@ def demo(
         typer.echo(f"climgen demo: tas {dict(ds['tas'].sizes)} -> {dict(result['tas'].sizes)}")
         typer.echo(_summary(result, seconds, (ds.sizes["lat"], ds.sizes["lon"])))
         typer.echo(f"wrote {target}\nwrote {picture}")
+
+
+@app.command()
+def fetch(
+    collection: Annotated[str | None, typer.Option(help="Catalog name or short name (see --list).")] = None,
+    variables: Annotated[str | None, typer.Option(help="Comma-separated variables, e.g. T2M,U10M.")] = None,
+    bbox: Annotated[str | None, typer.Option(help="W,S,E,N in degrees (write --bbox=W,S,E,N when W < 0).")] = None,
+    start: Annotated[str | None, typer.Option(help="First day, YYYY-MM-DD.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last day, YYYY-MM-DD (default: start).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Cube to write (.zarr); granules are cached beside it.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a different cube at --out.")] = False,
+    list_collections: Annotated[bool, typer.Option("--list", help="List the catalog of collections and stop.")] = False,
+) -> None:
+    """Fetch NASA Earthdata granules into a chunked zarr cube (login from env vars or ~/.netrc)."""
+    import datetime as dt
+
+    from climgen.io import earthdata
+
+    if list_collections:
+        for key, entry in earthdata.CATALOG.items():
+            typer.echo(f"{key:14} {entry.short_name} v{entry.version}: {entry.title}")
+            typer.echo(f"{'':14} variables {', '.join(f'{k} [{u}]' for k, (u, _) in entry.variables.items())}; {entry.grid}")
+        return
+    needed = {"--collection": collection, "--variables": variables, "--bbox": bbox, "--start": start, "--out": out}
+    absent = [name for name, value in needed.items() if not value]
+    if absent:
+        raise ConfigError(f"fetch needs {', '.join(absent)} (or --list)")
+    try:
+        first = dt.date.fromisoformat(start)
+        last = dt.date.fromisoformat(end) if end else first
+    except ValueError as err:
+        raise ConfigError(f"dates must be YYYY-MM-DD: {err}") from err
+    request = earthdata.Request(
+        earthdata.find_collection(collection),
+        tuple(v for v in variables.split(",") if v),
+        earthdata.parse_bbox(bbox),
+        first,
+        last,
+    )
+    report = earthdata.fetch(request, out, overwrite=overwrite, log=lambda message: typer.echo(message, err=True))
+    typer.echo(report.summary())
 
 
 @app.command()

@@ -237,6 +237,118 @@ def complexity(
     )
 
 
+@dataclass
+class Plan:
+    """Everything decided before any tile is refined: grid, model, scores and depth per tile."""
+
+    config: SynthesisConfig
+    prepared: _Prepared
+    checkpoint: object
+    scores: ComplexityScores
+    depth: np.ndarray
+    calibration: object | None
+    fine_axes: dict
+
+    @property
+    def full_depth(self) -> int:
+        return self.config.factor.bit_length() - 1
+
+    def refiner(self, batch_size: int = 1):
+        from climgen.refine import TileRefiner
+
+        return TileRefiner(self.checkpoint.module, self.config.factor, self.prepared.layout, batch_size=batch_size)
+
+    def seed_keys(self, name: str, indices, member: int) -> list[tuple]:
+        """Noise keys of fields ``indices`` (flat indices over the leading dimensions)."""
+        return [(self.config.seed, name, int(index), member) for index in indices]
+
+    def provenance(self, fields_refined: int, seconds: float) -> dict:
+        config, layout = self.config, self.prepared.layout
+        return {
+            "climgen_version": __version__,
+            "model": self.checkpoint.name,
+            "model_sha256": self.checkpoint.sha256,
+            **{k: v for k, v in asdict(config).items() if k != "model"},
+            "tile_size": layout.tile,
+            "halo": layout.halo,
+            "model_argument": config.model,
+            "covariates": self.prepared.covariate_names,
+            "depth_histogram": {str(k): int((self.depth == k).sum()) for k in range(self.full_depth + 1)},
+            "compute": compute_report(self.checkpoint.module, layout, self.depth, self.full_depth, fields_refined),
+            "calibration": None if self.calibration is None else self.calibration.as_dict(),
+            "seconds": round(seconds, 3),
+        }
+
+
+def make_config(variables=None, model="default", **options) -> SynthesisConfig:
+    """A validated :class:`SynthesisConfig` from keyword arguments (variables as list or "a,b")."""
+    if isinstance(variables, str):
+        variables = tuple(v for v in variables.split(",") if v)
+    return SynthesisConfig(variables=tuple(variables) if variables else None, model=str(model), **options).validate()
+
+
+def plan(
+    ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = None, scores: ComplexityScores | None = None
+) -> Plan:
+    """Validate the request, load the model, score the tiles and choose their depth.
+
+    ``scores`` may be given when computed elsewhere (the streaming path scores time chunks as
+    dask tasks); otherwise every field is read and scored here.
+    """
+    from climgen.models.checkpoint import load_checkpoint
+
+    prepared = _prepare(ds, config, covariates)
+    checkpoint = load_checkpoint(config.model)
+    slots = checkpoint.module.config.covariate_slots
+    if prepared.covariates is not None and prepared.covariates.shape[0] > slots:
+        raise ConfigError(f"model {checkpoint.name!r} takes at most {slots} covariates, got {prepared.covariates.shape[0]}")
+    if scores is None:
+        scores = _scores(ds, prepared, config.factor)
+    full_depth = config.factor.bit_length() - 1
+    result = Plan(config, prepared, checkpoint, scores, np.zeros(1), None, _fine_axes(ds, prepared.axes, config.factor))
+    if config.quality is not None:
+        from climgen.calibration import calibrate
+
+        first = prepared.variables[0]
+        variable = ds[first].transpose(..., prepared.axes.y, prepared.axes.x)
+        sample = None
+        for index in np.ndindex(*variable.shape[:-2]):
+            sample = np.asarray(variable[index].values, dtype=np.float64)
+            if np.isfinite(sample).any():
+                break
+        result.calibration = calibrate(
+            result.refiner(), sample, scores, config.quality, prepared.covariates, (config.seed, first, "calibration")
+        )
+        result.depth = result.calibration.depth(scores)
+    else:
+        result.depth = choose_depth(scores, full_depth, config.adaptive, config.budget, prepared.layout.padded_areas())
+    return result
+
+
+def assemble(ds: xr.Dataset, plan: Plan, refined: Mapping, provenance: dict, command: str | None = None) -> xr.Dataset:
+    """The output dataset: refined arrays (numpy or dask, shaped like the fine variables with
+    an optional leading ``realization``), fine axes and bounds, complexity and depth maps,
+    carried-over variables and CF metadata."""
+    config, prepared = plan.config, plan.prepared
+    axes, layout, factor = prepared.axes, prepared.layout, config.factor
+    result = xr.Dataset(coords={name: axis for name, (axis, _) in plan.fine_axes.items()})
+    for name, (_, bounds) in plan.fine_axes.items():
+        result[bounds_name(name)] = bounds
+    for name in prepared.variables:
+        dims = (["realization"] if config.members > 1 else []) + list(ds[name].dims)
+        leading = [dim for dim in ds[name].dims if dim not in (axes.y, axes.x)]
+        result[name] = xr.DataArray(refined[name], dims=dims, coords={dim: ds[dim] for dim in leading if dim in ds.coords})
+    fine_scores = np.repeat(np.repeat(layout.tile_map(plan.scores.score), factor, 0), factor, 1)
+    fine_depth = np.repeat(np.repeat(layout.tile_map(plan.depth), factor, 0), factor, 1)
+    result["complexity_score"] = ((axes.y, axes.x), fine_scores.astype(np.float32))
+    result["refinement_depth"] = ((axes.y, axes.x), fine_depth.astype(np.int8))
+    if config.members > 1:
+        result = result.assign_coords(realization=np.arange(config.members, dtype=np.int32))
+    result = _carry_over(ds, result, prepared)
+    call = command or _call_text(config, prepared.covariate_names)
+    return cf.decorate(result, ds, prepared.variables, axes, provenance, call, plan.full_depth)
+
+
 def synthesize(
     data: xr.Dataset | xr.DataArray,
     factor: int = 4,
@@ -279,19 +391,19 @@ def synthesize(
     -------
     Dataset
         The refined variables on the fine grid (names, attributes and other dimensions kept),
-        with ``complexity_score`` and ``refinement_depth`` and CF metadata.
+        with ``complexity_score`` and ``refinement_depth`` and CF metadata. The whole result is
+        computed in memory; for domains or time series that do not fit, write to a store with
+        :func:`climgen.streaming.run` (``climgen synthesize``/``climgen run``), which gives
+        the same numbers.
     """
-    from climgen.models.checkpoint import load_checkpoint
-    from climgen.refine import TileRefiner
+    from climgen.refine import refine_domain
 
     started = time.perf_counter()
     ds = _as_dataset(data)
-    if isinstance(variables, str):
-        variables = tuple(v for v in variables.split(",") if v)
-    config = SynthesisConfig(
+    config = make_config(
+        variables=variables,
+        model=model,
         factor=factor,
-        variables=tuple(variables) if variables else None,
-        model=str(model),
         seed=seed,
         members=members,
         adaptive=adaptive,
@@ -299,71 +411,24 @@ def synthesize(
         quality=quality,
         tile_size=tile_size,
         halo=halo,
-    ).validate()
-    prepared = _prepare(ds, config, covariates)
-    checkpoint = load_checkpoint(config.model)
-    slots = checkpoint.module.config.covariate_slots
-    if prepared.covariates is not None and prepared.covariates.shape[0] > slots:
-        raise ConfigError(f"model {checkpoint.name!r} takes at most {slots} covariates, got {prepared.covariates.shape[0]}")
-    axes, layout = prepared.axes, prepared.layout
-    full_depth = config.factor.bit_length() - 1
-    scores = _scores(ds, prepared, config.factor)
-    refiner = TileRefiner(checkpoint.module, config.factor, layout)
-    calibration = None
-    if config.quality is not None:
-        from climgen.calibration import calibrate
-
-        first = prepared.variables[0]
-        _, sample = _fields(ds, first, axes)
-        usable = next((field for field in sample if np.isfinite(field).any()), sample[0])
-        calibration = calibrate(refiner, usable, scores, config.quality, prepared.covariates, (config.seed, first, "calibration"))
-        depth = calibration.depth(scores)
-    else:
-        depth = choose_depth(scores, full_depth, config.adaptive, config.budget, layout.padded_areas())
-
-    fine_axes = _fine_axes(ds, axes, config.factor)
-    coords = {name: axis for name, (axis, _) in fine_axes.items()}
-    result = xr.Dataset(coords=coords)
-    for name, (_, bounds) in fine_axes.items():
-        result[bounds_name(name)] = bounds
-    fields_refined = 0
-    for name in prepared.variables:
-        ordered, values = _fields(ds, name, axes)
+    )
+    job = plan(ds, config, covariates)
+    refiner = job.refiner()
+    refined, fields_refined = {}, 0
+    for name in job.prepared.variables:
+        ordered, values = _fields(ds, name, job.prepared.axes)
         fields_refined += values.shape[0] * config.members
         member_arrays = []
         for member in range(config.members):
-            keys = [(config.seed, name, index, member) for index in range(values.shape[0])]
-            fine = refiner.refine(values, depth, prepared.covariates, keys)
+            keys = job.seed_keys(name, range(values.shape[0]), member)
+            fine = refine_domain(refiner, values, job.depth, job.prepared.covariates, keys)
             member_arrays.append(fine.reshape(*ordered.shape[:-2], *fine.shape[-2:]))
-        leading = list(ordered.dims[:-2])
         stacked = np.stack(member_arrays) if config.members > 1 else member_arrays[0]
-        dims = (["realization"] if config.members > 1 else []) + leading + [axes.y, axes.x]
-        array = xr.DataArray(stacked, dims=dims, coords={dim: ds[dim] for dim in leading if dim in ds.coords})
-        original_order = (["realization"] if config.members > 1 else []) + list(ds[name].dims)
-        result[name] = array.transpose(*original_order)
-    fine_scores = np.kron(layout.tile_map(scores.score), np.ones((config.factor, config.factor)))
-    fine_depth = np.kron(layout.tile_map(depth), np.ones((config.factor, config.factor), dtype=np.int8))
-    result["complexity_score"] = ((axes.y, axes.x), fine_scores.astype(np.float32))
-    result["refinement_depth"] = ((axes.y, axes.x), fine_depth.astype(np.int8))
-    if config.members > 1:
-        result = result.assign_coords(realization=np.arange(config.members, dtype=np.int32))
-    result = _carry_over(ds, result, prepared)
-    provenance = {
-        "climgen_version": __version__,
-        "model": checkpoint.name,
-        "model_sha256": checkpoint.sha256,
-        **{k: v for k, v in asdict(config).items() if k != "model"},
-        "tile_size": layout.tile,
-        "halo": layout.halo,
-        "model_argument": config.model,
-        "covariates": prepared.covariate_names,
-        "depth_histogram": {str(k): int((depth == k).sum()) for k in range(full_depth + 1)},
-        "compute": compute_report(checkpoint.module, layout, depth, full_depth, fields_refined),
-        "calibration": None if calibration is None else calibration.as_dict(),
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    call = command or _call_text(config, prepared.covariate_names)
-    return cf.decorate(result, ds, prepared.variables, axes, provenance, call, full_depth)
+        order = [ordered.dims.index(dim) for dim in ds[name].dims]
+        offset = 1 if config.members > 1 else 0
+        refined[name] = stacked.transpose(*range(offset), *(i + offset for i in order))
+    provenance = job.provenance(fields_refined, time.perf_counter() - started)
+    return assemble(ds, job, refined, provenance, command)
 
 
 def _carry_over(ds: xr.Dataset, result: xr.Dataset, prepared: _Prepared) -> xr.Dataset:

@@ -1,12 +1,13 @@
 """Tiled, adaptive refinement of numpy arrays with a generator (no xarray here).
 
-For each 2-D field: missing cells are filled from their nearest valid neighbour for the model's
-sake; tiles are refined to their own depth in batches (the remaining factor by bicubic
-interpolation); the tiles are blended; a final projection makes every factor x factor block
-average exactly to the coarse value; missing coarse cells are missing again on the fine grid.
-Noise comes in fixed blocks on each stage's global grid, seeded per (seed, variable, field,
-member, stage, block), so results do not depend on the tiling or batching and memory follows
-the tile, not the domain.
+For each 2-D field: each tile's padded window has its missing cells filled from the nearest
+valid neighbour for the model's sake; tiles are refined to their own depth (the remaining
+factor by bicubic interpolation); the tiles are blended in a fixed order; a final projection
+makes every factor x factor block average exactly to the coarse value; missing coarse cells are
+missing again on the fine grid. Noise comes in fixed blocks on each stage's global grid, seeded
+per (seed, variable, field, member, stage, block). A region of the output therefore depends
+only on the coarse cells around it: refining the domain whole or region by region (dask tasks)
+gives the same numbers, and memory follows the region, not the domain.
 """
 
 from __future__ import annotations
@@ -74,54 +75,107 @@ class TileRefiner:
     """Refines (N, ny, nx) coarse arrays tile by tile at per-tile depths.
 
     ``model`` follows the generator interface (``model(coarse, covariates, mask, stages,
-    noise)`` returning one tensor per stage); ``covariates`` are (K, NY, NX) on the fine grid.
+    noise)`` returning one tensor per stage). Every tile is refined from its own padded window
+    (missing cells filled from the nearest valid cell in that window), with noise keyed on the
+    global grid, and blended in tile order; so any region of the output is the same whether the
+    domain is refined whole or in pieces (by dask tasks, in any order, on any worker).
+    ``batch_size`` fields of one tile go through the model together; with the default 1 the
+    result does not depend on how the fields are grouped either.
     """
 
-    def __init__(
-        self, model, factor: int, layout: TileLayout, batch_size: int = 64, device: str | None = None, fields_per_pass: int = 16
-    ):
+    def __init__(self, model, factor: int, layout: TileLayout, batch_size: int = 1, device: str | None = None):
         self.torch = import_torch()
         self.model = model
         self.factor = factor
         self.full_depth = factor.bit_length() - 1
         self.layout = layout
         self.batch_size = batch_size
-        self.fields_per_pass = fields_per_pass
         self.device = self.torch.device(device or "cpu")
 
-    def refine(self, coarse: np.ndarray, depth: np.ndarray, covariates: np.ndarray | None, seed_keys: list[tuple]) -> np.ndarray:
+    def tiles_for(self, region: tuple[slice, slice], owned: bool = False) -> list[Tile]:
+        """The tiles whose blend windows reach into ``region`` (coarse cells), in layout order;
+        with ``owned``, those whose core lies in it."""
+        window = "core" if owned else "blend"
+        return [tile for tile in self.layout if all(_overlap(a, b) for a, b in zip(getattr(tile, window), region, strict=True))]
+
+    def context_for(self, region: tuple[slice, slice], tiles: list[Tile] | None = None) -> tuple[slice, slice]:
+        """The coarse window a region's tiles (or the given ones) read: their padded windows together."""
+        tiles = self.tiles_for(region) if tiles is None else tiles
+        return tuple(slice(min(t.padded[a].start for t in tiles), max(t.padded[a].stop for t in tiles)) for a in (0, 1))
+
+    def refine(
+        self,
+        coarse: np.ndarray,
+        depth: np.ndarray,
+        covariates: np.ndarray | None,
+        seed_keys: list[tuple],
+        region: tuple[slice, slice] | None = None,
+        origin: tuple[int, int] = (0, 0),
+    ) -> np.ndarray:
         """Refine each field ``coarse[n]`` with noise keyed by ``seed_keys[n]``; returns float32.
 
-        Tiles of the same depth and shape are batched across fields (time steps, levels).
+        ``coarse`` (N, H, W) and ``covariates`` (K, H*f, W*f) cover the domain from coarse cell
+        ``origin``; the output covers ``region`` (global coarse slices, default all of
+        ``coarse``), which needs ``coarse`` to include :meth:`context_for` of it.
+        """
+        count, height, width = coarse.shape
+        if region is None:
+            region = (slice(origin[0], origin[0] + height), slice(origin[1], origin[1] + width))
+        outputs = self.refine_tiles(coarse, depth, covariates, seed_keys, self.tiles_for(region), origin)
+        target = coarse[(slice(None), *(slice(r.start - o, r.stop - o) for r, o in zip(region, origin, strict=True)))]
+        return self.blend(outputs, region, target)
+
+    def refine_tiles(
+        self,
+        coarse: np.ndarray,
+        depth: np.ndarray,
+        covariates: np.ndarray | None,
+        seed_keys: list[tuple],
+        tiles: list[Tile],
+        origin: tuple[int, int] = (0, 0),
+    ) -> dict[tuple[int, int], np.ndarray]:
+        """Each tile's refined fields over its blend window, (N, h*f, w*f) float64, by (row, col).
+
+        ``coarse`` (N, H, W) from coarse cell ``origin`` must hold the tiles' padded windows.
         """
         factor = self.factor
-        count, ny, nx = coarse.shape
-        fine = np.full((count, ny * factor, nx * factor), np.nan, dtype=np.float32)
-        groups: dict[tuple, list[Tile]] = defaultdict(list)
-        for tile in self.layout:
-            shape = tuple(part.stop - part.start for part in tile.padded)
-            groups[(int(depth[tile.row, tile.col]), shape)].append(tile)
+        count, height, width = coarse.shape
+        for tile in tiles:
+            if any(p.start < o or p.stop > o + n for p, o, n in zip(tile.padded, origin, (height, width), strict=True)):
+                raise ValueError(f"coarse window from {origin} of shape {(height, width)} does not hold tile {tile.padded}")
         cov_tensor, cov_mask = self._covariates(covariates)
-        # fine float64 accumulators per field in a pass: keep them under about 1 GiB
-        per_pass = max(1, min(self.fields_per_pass, (1 << 30) // (8 * ny * nx * factor * factor)))
-        for first in range(0, count, per_pass):
-            indices = [i for i in range(first, min(count, first + per_pass)) if np.isfinite(coarse[i]).any()]
-            filled = {i: fill_nearest(coarse[i].astype(np.float64)) for i in indices}
-            noise_keys = {i: seed_keys[i] for i in indices}
-            accumulated = {i: np.zeros((ny * factor, nx * factor)) for i in indices}
-            weights = np.zeros((ny * factor, nx * factor))
-            for (tile_depth, _), tiles in groups.items():
-                work = [(i, tile) for tile in tiles for i in indices]
-                for start in range(0, len(work), self.batch_size):
-                    batch = work[start : start + self.batch_size]
-                    outputs = self._run_batch(batch, filled, noise_keys, tile_depth, cov_tensor, cov_mask)
-                    for (i, tile), output in zip(batch, outputs, strict=True):
-                        self._blend(tile, output, accumulated[i], weights if i == indices[0] else None)
-            for i in indices:
-                projected = project_blocks(accumulated[i] / weights, filled[i], factor)
-                missing = ~np.isfinite(coarse[i])
-                projected[np.repeat(np.repeat(missing, factor, 0), factor, 1)] = np.nan
-                fine[i] = projected
+        results = {}
+        for tile in tiles:
+            local = tuple(slice(p.start - o, p.stop - o) for p, o in zip(tile.padded, origin, strict=True))
+            windows = coarse[(slice(None), *local)]
+            usable = [i for i in range(count) if np.isfinite(windows[i]).any()]
+            outputs = np.zeros((count, *(n * factor for n in windows.shape[1:])))
+            for start in range(0, len(usable), self.batch_size):
+                batch = usable[start : start + self.batch_size]
+                inputs = np.stack([fill_nearest(windows[i].astype(np.float64)) for i in batch])
+                keys = [seed_keys[i] for i in batch]
+                outputs[batch] = self.run_tile(tile, inputs, keys, int(depth[tile.row, tile.col]), cov_tensor, cov_mask, origin)
+            blend = tuple(
+                slice((b.start - p.start) * factor, (b.stop - p.start) * factor)
+                for b, p in zip(tile.blend, tile.padded, strict=True)
+            )
+            results[(tile.row, tile.col)] = outputs[(slice(None), *blend)]
+        return results
+
+    def blend(self, outputs: dict, region: tuple[slice, slice], target: np.ndarray) -> np.ndarray:
+        """Blend tile outputs (from :meth:`refine_tiles`, holding every tile of
+        :meth:`tiles_for` ``region``) over ``region`` in tile order, then project each
+        factor x factor block onto the coarse ``target`` (N, h, w); missing cells stay missing."""
+        factor = self.factor
+        out_shape = ((region[0].stop - region[0].start) * factor, (region[1].stop - region[1].start) * factor)
+        accumulated = np.zeros((target.shape[0], *out_shape))
+        weights = np.zeros(out_shape)
+        for tile in self.tiles_for(region):
+            self._blend(tile, outputs[(tile.row, tile.col)], region, accumulated, weights)
+        fine = np.empty(accumulated.shape, dtype=np.float32)
+        for i in range(target.shape[0]):
+            values = np.where(np.isfinite(target[i]), target[i], np.nan)
+            fine[i] = project_blocks(accumulated[i] / weights, values, factor)
         return fine
 
     def _covariates(self, covariates: np.ndarray | None):
@@ -132,12 +186,16 @@ class TileRefiner:
         mask = torch.isfinite(values).to(torch.float32)
         return torch.nan_to_num(values), mask
 
-    def _run_batch(
-        self, batch: list[tuple[int, Tile]], fields: dict, noise_keys: dict, depth: int, cov_tensor, cov_mask
-    ) -> list[np.ndarray]:
+    def run_tile(
+        self, tile: Tile, inputs: np.ndarray, keys: list[tuple], depth: int, cov_tensor, cov_mask, origin=(0, 0)
+    ) -> np.ndarray:
+        """Refine a batch of one tile's padded windows (B, h, w) to the full factor (float64).
+
+        Covariates are (K, H*f, W*f) from coarse cell ``origin``; noise is keyed on the global grid.
+        """
         torch = self.torch
         factor = self.factor
-        coarse = torch.as_tensor(np.stack([fields[i][tile.padded] for i, tile in batch]), dtype=torch.float32)[:, None]
+        coarse = torch.as_tensor(inputs, dtype=torch.float32)[:, None]
         with torch.inference_mode():
             if depth == 0:
                 refined = coarse
@@ -145,24 +203,23 @@ class TileRefiner:
                 level = 2**depth
                 stage_noise = [
                     torch.from_numpy(
-                        np.stack(
-                            [noise_window(noise_keys[i], s + 1, *fine_slices(tile.padded, 2 ** (s + 1))) for i, tile in batch]
-                        )
+                        np.stack([noise_window(key, s + 1, *fine_slices(tile.padded, 2 ** (s + 1))) for key in keys])
                     )[:, None]
                     for s in range(depth)
                 ]
                 covariates = mask = None
                 if cov_tensor is not None:
                     # covariates on the depth's grid: block means of the final-grid values
-                    windows = [fine_slices(tile.padded, factor) for _, tile in batch]
-                    values = torch.stack([cov_tensor[(slice(None), *w)] for w in windows])
-                    valid = torch.stack([cov_mask[(slice(None), *w)] for w in windows])
+                    local = tuple(slice(p.start - o, p.stop - o) for p, o in zip(tile.padded, origin, strict=True))
+                    window = (slice(None), *fine_slices(local, factor))
+                    values = cov_tensor[window][None].expand(len(keys), -1, -1, -1)
+                    valid = cov_mask[window][None].expand(len(keys), -1, -1, -1)
                     down = factor // level
                     if down > 1:
                         pooled = torch.nn.functional.avg_pool2d(values * valid, down)
                         valid = torch.nn.functional.avg_pool2d(valid, down)
                         values = torch.where(valid > 0, pooled / valid.clamp_min(1e-12), torch.zeros_like(pooled))
-                    covariates, mask = values.to(self.device), valid.to(self.device)
+                    covariates, mask = values.contiguous().to(self.device), valid.contiguous().to(self.device)
                 refined = self.model(
                     coarse.to(self.device), covariates, mask, stages=depth, noise=[n.to(self.device) for n in stage_noise]
                 )[-1].cpu()
@@ -171,16 +228,61 @@ class TileRefiner:
                 from climgen.models.generator import bicubic_upsample, project_to_coarse
 
                 refined = project_to_coarse(bicubic_upsample(refined, remaining), refined)
-        return [output[0].double().numpy() for output in refined]
+        return refined[:, 0].double().numpy()
 
-    def _blend(self, tile: Tile, output: np.ndarray, accumulated: np.ndarray, weights: np.ndarray | None) -> None:
+    def _blend(self, tile: Tile, outputs: np.ndarray, region, accumulated: np.ndarray, weights: np.ndarray) -> None:
+        """Add a tile's weighted outputs (N, h*f, w*f over its blend window) inside ``region``."""
         factor = self.factor
-        offset_y = (tile.blend[0].start - tile.padded[0].start) * factor
-        offset_x = (tile.blend[1].start - tile.padded[1].start) * factor
         window = blend_weights(tile, self.layout, factor)
-        height, width = window.shape
-        part = output[offset_y : offset_y + height, offset_x : offset_x + width]
-        target = fine_slices(tile.blend, factor)
-        accumulated[target] += window * part
-        if weights is not None:  # the same for every field: accumulate once
-            weights[target] += window
+        part = tuple(slice(max(b.start, r.start), min(b.stop, r.stop)) for b, r in zip(tile.blend, region, strict=True))
+        in_window = tuple(
+            slice((p.start - b.start) * factor, (p.stop - b.start) * factor) for p, b in zip(part, tile.blend, strict=True)
+        )
+        in_region = tuple(
+            slice((p.start - r.start) * factor, (p.stop - r.start) * factor) for p, r in zip(part, region, strict=True)
+        )
+        ramp_part = window[in_window]
+        accumulated[(slice(None), *in_region)] += ramp_part * outputs[(slice(None), *in_window)]
+        weights[in_region] += ramp_part
+
+
+def _overlap(a: slice, b: slice) -> bool:
+    return a.start < b.stop and b.start < a.stop
+
+
+def refine_domain(
+    refiner: TileRefiner,
+    coarse: np.ndarray,
+    depth: np.ndarray,
+    covariates: np.ndarray | None,
+    seed_keys: list[tuple],
+    memory_bytes: int = 1 << 30,
+) -> np.ndarray:
+    """Refine whole (N, ny, nx) fields in memory: rows of tiles run as parallel dask tasks
+    on one torch thread each (the streaming path does the same, so both give the same bits),
+    then blend; fields go in passes that keep the tile outputs under ``memory_bytes``."""
+    import os
+
+    import dask
+
+    from climgen._torch import torch_threads
+
+    count, ny, nx = coarse.shape
+    factor = refiner.factor
+    rows: dict[int, list[Tile]] = defaultdict(list)
+    for tile in refiner.layout:
+        rows[tile.row].append(tile)
+    output_cells = sum((t.blend[0].stop - t.blend[0].start) * (t.blend[1].stop - t.blend[1].start) for t in refiner.layout)
+    per_pass = max(1, min(count, memory_bytes // (8 * factor * factor * (output_cells + ny * nx))))
+    whole = (slice(0, ny), slice(0, nx))
+    fine = np.empty((count, ny * factor, nx * factor), dtype=np.float32)
+    for first in range(0, count, per_pass):
+        fields = slice(first, min(count, first + per_pass))
+        tasks = [
+            dask.delayed(refiner.refine_tiles)(coarse[fields], depth, covariates, seed_keys[fields], row) for row in rows.values()
+        ]
+        with torch_threads(1):
+            groups = dask.compute(*tasks, scheduler="threads", num_workers=os.cpu_count() or 1)
+        outputs = {key: value for group in groups for key, value in group.items()}
+        fine[fields] = refiner.blend(outputs, whole, coarse[fields])
+    return fine

@@ -42,3 +42,26 @@ def open_covariate(path: str | Path, variable: str | None = None) -> xr.DataArra
     if len(candidates) != 1:
         raise InputError(f"name the covariate variable in {path} as FILE:VAR (candidates: {candidates})")
     return ds[candidates[0]]
+
+
+def open_inputs(paths: list[str | Path]) -> xr.Dataset:
+    """One dataset from several files combined by their coordinates (e.g. one file per year),
+    opened lazily with dask; a single path is opened with :func:`open_input`."""
+    if len(paths) == 1:
+        return open_input(paths[0])
+    missing = [str(path) for path in paths if not Path(path).exists()]
+    if missing:
+        raise InputError(f"input not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    try:
+        return xr.open_mfdataset(
+            [str(path) for path in paths],
+            combine="by_coords",
+            chunks={},
+            data_vars="minimal",
+            coords="minimal",
+            compat="override",
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise InputError(
+            f"cannot combine {len(paths)} inputs: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        ) from err

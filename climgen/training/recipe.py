@@ -5,17 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from climgen.errors import ConfigError
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from climgen.yamlconfig import Strict, load_yaml_model
 
 
-class FieldSource(_Strict):
+class FieldSource(Strict):
     """A real 2-D field used for training or validation (paths relative to the recipe)."""
 
     path: str
@@ -25,7 +20,7 @@ class FieldSource(_Strict):
     sel: dict[str, tuple[float | None, float | None]] | None = None
 
 
-class ModelSection(_Strict):
+class ModelSection(Strict):
     channels: int = Field(32, ge=4, le=256)
     blocks: int = Field(3, ge=1, le=16)
     covariate_slots: int = Field(2, ge=0, le=8)
@@ -35,14 +30,14 @@ class ModelSection(_Strict):
     max_stages: int = Field(4, ge=1, le=6)
 
 
-class DataSection(_Strict):
+class DataSection(Strict):
     crop_size: int = Field(64, ge=16)
     real_fraction: float = Field(0.4, ge=0, le=1)
     real_fields: list[FieldSource] = []
     validation_fields: list[FieldSource] = []
 
 
-class PretrainSection(_Strict):
+class PretrainSection(Strict):
     steps: int = Field(1500, ge=0)
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(2e-3, gt=0)
@@ -52,7 +47,7 @@ class PretrainSection(_Strict):
     checkpoint_every: int = Field(100, ge=1)
 
 
-class AdversarialSection(_Strict):
+class AdversarialSection(Strict):
     """Stage 2: adversarial + feature-matching + spectral losses with a feedback controller."""
 
     steps: int = Field(0, ge=0)
@@ -70,7 +65,7 @@ class AdversarialSection(_Strict):
     validate_every: int = Field(100, ge=1)
 
 
-class TrainRecipe(_Strict):
+class TrainRecipe(Strict):
     """Everything needed to reproduce a trained generator."""
 
     name: str
@@ -93,18 +88,4 @@ class TrainRecipe(_Strict):
 
 def load_recipe(path: str | Path) -> TrainRecipe:
     """Read and validate a training recipe; errors name the offending field."""
-    path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"cannot read recipe {path}: {err.strerror}") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"recipe {path} is not valid YAML: {err}") from err
-    if not isinstance(document, dict):
-        raise ConfigError(f"recipe {path} must be a mapping")
-    try:
-        return TrainRecipe(**document, base_dir=path.resolve().parent)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"recipe {path}: {where}: {first['msg']}") from err
+    return load_yaml_model(path, TrainRecipe, base_dir=Path(path).resolve().parent)

@@ -1,0 +1,533 @@
+"""Streaming, resumable refinement into a zarr store (and from it to NetCDF), run by dask.
+
+The domain is cut into *regions* of ``region_tiles`` x ``region_tiles`` tiles and the leading
+(time) dimension into chunks of ``time_chunk`` steps. Each (variable, member, time chunk,
+region) is one dask task: it reads its coarse window (the region plus the tiles' halos) from
+the lazily opened input, refines it with :class:`climgen.refine.TileRefiner`, writes the result
+into its own zarr chunks with an xarray region write, then records itself in the store's
+manifest. Because a region's numbers depend only on the coarse cells around it and noise is
+keyed on the global grid, results are identical whatever the chunking, worker count or
+scheduling, and a rerun after a crash (even ``kill -9``) only does what the manifest lacks.
+
+The store is built beside the output as ``.NAME.partial-job-ID`` (ID: a hash of the input,
+options and model), marked complete when every task is done, and only then renamed (or, for a
+``.nc`` output, converted chunk by chunk to a NetCDF file that is renamed in turn).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from climgen import __version__
+from climgen._torch import torch_threads
+from climgen.complexity import combine_scores, tile_components
+from climgen.errors import ConfigError, OutputExistsError
+from climgen.io import cf
+from climgen.io.write import check_output, output_format
+from climgen.pipeline import Plan, SynthesisConfig, _prepare, assemble, plan
+from climgen.tiling import TileLayout, fine_slices
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How a job is cut into tasks and where they run (not part of the numbers it produces)."""
+
+    region_tiles: int = 4
+    time_chunk: int = 8
+    workers: int | None = None
+    scheduler: str | None = None
+    progress: bool = True
+
+    def validate(self) -> StreamOptions:
+        if self.region_tiles < 1 or self.time_chunk < 1:
+            raise ConfigError(f"region_tiles and time_chunk must be >= 1, got {self.region_tiles}, {self.time_chunk}")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if self.workers and self.scheduler:
+            raise ConfigError("give either workers (start a local cluster) or scheduler (attach to one), not both")
+        return self
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work: a variable, a member, a block of fields and a region of tiles."""
+
+    variable: str
+    member: int
+    leading: tuple[slice, ...]  # on the variable's leading dimensions (time chunk first)
+    region: tuple[slice, slice]  # coarse cells
+
+    @property
+    def key(self) -> str:
+        parts = [self.variable, f"m{self.member}"] + [f"{s.start}-{s.stop}" for s in (*self.leading, *self.region)]
+        return "_".join(parts)
+
+
+@dataclass
+class Job:
+    """A planned streaming job: the refinement plan, its tasks, and the store it fills."""
+
+    plan: Plan
+    options: StreamOptions
+    output: Path
+    job_id: str
+    tasks: list[Task]
+    field_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def store(self) -> Path:
+        return self.output.with_name(f".{self.output.name}.partial-job-{self.job_id[:16]}.zarr")
+
+    @property
+    def manifest(self) -> Path:
+        """One empty file per finished task, beside the store (zarr ignores nothing inside it)."""
+        return self.store.with_suffix(".manifest")
+
+    def done(self) -> set[str]:
+        folder = self.manifest
+        return {path.name for path in folder.iterdir()} if folder.is_dir() else set()
+
+    def output_bytes(self) -> int:
+        factor = self.plan.config.factor
+        return sum(count * self.plan.config.members for count in self.field_counts.values()) * (
+            int(np.prod(self.plan.prepared.layout.shape)) * factor * factor * 4
+        )
+
+    def describe(self) -> str:
+        """The plan as text (``climgen run --dry-run``)."""
+        plan_, layout = self.plan, self.plan.prepared.layout
+        factor, full = plan_.config.factor, plan_.full_depth
+        compute = plan_.provenance(sum(self.field_counts.values()) * plan_.config.members, 0.0)["compute"]
+        histogram = ", ".join(f"depth {k}: {int((plan_.depth == k).sum())}" for k in range(full + 1))
+        done = len(self.done() & {task.key for task in self.tasks})
+        ny, nx = layout.shape
+        lines = [
+            f"output      {self.output} ({output_format(self.output)}), job {self.job_id[:16]}",
+            f"grid        {ny}x{nx} -> {ny * factor}x{nx * factor} (x{factor}); variables {', '.join(plan_.prepared.variables)}",
+            f"fields      {sum(self.field_counts.values())} per member, {plan_.config.members} member(s)",
+            f"tiles       {layout.grid_shape[0]}x{layout.grid_shape[1]} of {layout.tile} cells, halo {layout.halo}; {histogram}",
+            f"tasks       {len(self.tasks)} ({self.options.region_tiles}x{self.options.region_tiles} tiles, "
+            f"{self.options.time_chunk} steps each); {done} already done",
+            f"compute     {compute['macs'] / 1e9:.1f} GMAC ({100 * compute['fraction_of_uniform']:.0f}% of uniform depth)",
+            f"output size {self.output_bytes() / 2**20:.1f} MiB uncompressed float32",
+        ]
+        return "\n".join(lines)
+
+
+def _score_block(values: np.ndarray, layout, covariates, factor: int):
+    fields = np.asarray(values, dtype=np.float64).reshape(-1, *values.shape[-2:])
+    return combine_scores([tile_components(f, layout, covariates, factor) for f in fields])
+
+
+def stream_scores(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None, time_chunk: int):
+    """Complexity scores of every field, computed by dask one time chunk at a time."""
+    import dask
+
+    prepared = _prepare(ds, config, covariates)
+    axes, layout = prepared.axes, prepared.layout
+    parts = []
+    for name in prepared.variables:
+        variable = ds[name].transpose(..., axes.y, axes.x)
+        leading = variable.shape[:-2]
+        steps = leading[0] if leading else 1
+        for start in range(0, steps, time_chunk):
+            block = variable[slice(start, start + time_chunk)] if leading else variable
+            parts.append(dask.delayed(_score_block)(block.data, layout, prepared.covariates, config.factor))
+    return combine_scores(list(dask.compute(*parts)))
+
+
+def _input_identity(ds: xr.Dataset, variables: list[str]) -> dict:
+    """What makes two inputs the same job: source files (size, mtime), shapes, coordinates."""
+    source = ds.encoding.get("source")
+    identity: dict = {"sizes": dict(ds.sizes), "variables": variables}
+    if source and os.path.exists(source):
+        stat = os.stat(source)
+        identity["source"] = [os.path.abspath(source), stat.st_size, stat.st_mtime_ns]
+    digest = hashlib.sha256()
+    for name in sorted(ds.coords):
+        values = ds[name].values
+        values = values.astype(str) if values.dtype.kind == "O" else values  # cftime dates: by value, not address
+        digest.update(name.encode() + np.ascontiguousarray(values).tobytes())
+    identity["coordinates_sha256"] = digest.hexdigest()
+    return identity
+
+
+def _job_id(plan_: Plan, options: StreamOptions, ds: xr.Dataset, output: Path) -> str:
+    covariates = plan_.prepared.covariates
+    document = {
+        "climgen_version": __version__,
+        "config": asdict(plan_.config),
+        "model_sha256": plan_.checkpoint.sha256,
+        "input": _input_identity(ds, plan_.prepared.variables),
+        "covariates": plan_.prepared.covariate_names,
+        "covariates_sha256": None if covariates is None else hashlib.sha256(covariates.tobytes()).hexdigest(),
+        "region_tiles": options.region_tiles,
+        "time_chunk": options.time_chunk,
+        "format": output_format(output),
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _tasks(ds: xr.Dataset, plan_: Plan, options: StreamOptions) -> tuple[list[Task], dict[str, int]]:
+    axes, layout = plan_.prepared.axes, plan_.prepared.layout
+    step = options.region_tiles * layout.tile
+    ny, nx = layout.shape
+    regions = [
+        (slice(y0, min(ny, y0 + step)), slice(x0, min(nx, x0 + step))) for y0 in range(0, ny, step) for x0 in range(0, nx, step)
+    ]
+    tasks, counts = [], {}
+    for name in plan_.prepared.variables:
+        leading = [ds.sizes[dim] for dim in ds[name].dims if dim not in (axes.y, axes.x)]
+        counts[name] = int(np.prod(leading)) if leading else 1
+        if leading:
+            blocks = [
+                (slice(t, min(leading[0], t + options.time_chunk)), *(slice(0, n) for n in leading[1:]))
+                for t in range(0, leading[0], options.time_chunk)
+            ]
+        else:
+            blocks = [()]
+        for member in range(plan_.config.members):
+            tasks += [Task(name, member, block, region) for block in blocks for region in regions]
+    return tasks, counts
+
+
+def prepare_job(
+    ds: xr.Dataset,
+    output: str | Path,
+    config: SynthesisConfig,
+    covariates: Mapping | None = None,
+    options: StreamOptions | None = None,
+) -> Job:
+    """Plan a streaming job (reads the input once, by time chunks, to score the tiles)."""
+    options = (options or StreamOptions()).validate()
+    output = Path(output).expanduser()
+    output_format(output)
+    scores = None if config.quality is not None else stream_scores(ds, config, covariates, options.time_chunk)
+    plan_ = plan(ds, config, covariates, scores=scores)
+    for name in plan_.prepared.variables:
+        leading, _ = _variable_layout(ds, plan_, name)
+        if list(ds[name].dims) != [*leading, plan_.prepared.axes.y, plan_.prepared.axes.x]:
+            raise ConfigError(f"streaming needs {name!r} with its spatial dimensions last; transpose the input first")
+    tasks, counts = _tasks(ds, plan_, options)
+    return Job(plan_, options, output, _job_id(plan_, options, ds, output), tasks, counts)
+
+
+def _variable_layout(ds: xr.Dataset, plan_: Plan, name: str) -> tuple[list[str], list[str]]:
+    axes = plan_.prepared.axes
+    leading = [dim for dim in ds[name].dims if dim not in (axes.y, axes.x)]
+    members = ["realization"] if plan_.config.members > 1 else []
+    return leading, members + leading + [axes.y, axes.x]
+
+
+def _template(ds: xr.Dataset, job: Job, command: str | None) -> tuple[xr.Dataset, dict]:
+    """The output dataset with the refined variables as lazy placeholders, and its encoding."""
+    import dask.array as da
+
+    plan_, options = job.plan, job.options
+    factor = plan_.config.factor
+    fine_chunk = options.region_tiles * plan_.prepared.layout.tile * factor
+    placeholders = {}
+    for name in plan_.prepared.variables:
+        leading, _ = _variable_layout(ds, plan_, name)
+        ordered = ds[name].transpose(*leading, plan_.prepared.axes.y, plan_.prepared.axes.x)
+        shape = [ordered.shape[i] for i in range(len(leading))] + [n * factor for n in ordered.shape[-2:]]
+        chunks = [options.time_chunk] + [1] * (len(leading) - 1) if leading else []
+        chunks = chunks[: len(leading)] + [fine_chunk, fine_chunk]
+        if plan_.config.members > 1:
+            shape, chunks = [plan_.config.members, *shape], [1, *chunks]
+        placeholders[name] = da.empty(shape, chunks=chunks, dtype=np.float32)
+    fields = sum(job.field_counts.values()) * plan_.config.members
+    provenance = plan_.provenance(fields, 0.0) | {"seconds": None, "job": job.job_id, "region_tiles": options.region_tiles}
+    result = assemble(ds, plan_, placeholders, provenance, command)
+    encoding = cf.encoding_for(result, plan_.prepared.variables, (fine_chunk, fine_chunk), netcdf=False)
+    for name in plan_.prepared.variables:
+        encoding[name]["chunks"] = placeholders[name].chunksize
+    return result, encoding
+
+
+def _start_store(ds: xr.Dataset, job: Job, command: str | None) -> None:
+    template, encoding = _template(ds, job, command)
+    template.attrs["climgen_job"] = job.job_id
+    template.attrs["climgen_complete"] = "no"
+    template.to_zarr(job.store, mode="w", compute=False, encoding=encoding, zarr_format=2, consolidated=False)
+    job.manifest.mkdir()
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What every task needs besides its data: small, sent to each worker once."""
+
+    store: str
+    model: str
+    model_sha256: str
+    factor: int
+    layout: TileLayout
+    depth: np.ndarray
+    seed: int
+    members: int
+
+
+def _refiner(context: TaskContext):
+    from climgen.models.checkpoint import load_checkpoint
+    from climgen.refine import TileRefiner
+
+    checkpoint = load_checkpoint(context.model)  # cached per process: loaded once per worker
+    if checkpoint.sha256 != context.model_sha256:
+        raise ConfigError(f"model {context.model!r} changed while the job ran; start it again")
+    return TileRefiner(checkpoint.module, context.factor, context.layout)
+
+
+def refine_group(
+    coarse: np.ndarray, covariates: np.ndarray | None, task: Task, context: TaskContext, origin: tuple[int, int]
+) -> dict:
+    """Refine the tiles whose cores lie in ``task.region`` (a dask task; its outputs feed the
+    writes of this region and of its neighbours)."""
+    refiner = _refiner(context)
+    fields = np.asarray(coarse, dtype=np.float64).reshape(-1, *coarse.shape[-2:])
+    rest = int(np.prod(coarse.shape[1:-2])) if coarse.ndim > 3 else 1
+    first = task.leading[0].start * rest if task.leading else 0
+    keys = [(context.seed, task.variable, index, task.member) for index in range(first, first + fields.shape[0])]
+    return refiner.refine_tiles(fields, context.depth, covariates, keys, refiner.tiles_for(task.region, owned=True), origin)
+
+
+def write_region(target: np.ndarray, groups: list[dict], task: Task, context: TaskContext, dims: list[str]) -> str:
+    """Blend the tile outputs over ``task.region``, write them to the store, record the task."""
+    refiner = _refiner(context)
+    outputs = {key: value for group in groups for key, value in group.items()}
+    leading_shape = target.shape[:-2]
+    fields = np.asarray(target, dtype=np.float64).reshape(-1, *target.shape[-2:])
+    fine = refiner.blend(outputs, task.region, fields).reshape(*leading_shape, *(n * context.factor for n in target.shape[-2:]))
+    region = dict(zip(dims[-2:], fine_slices(task.region, context.factor), strict=True))
+    leading_dims = [dim for dim in dims[:-2] if dim != "realization"]
+    region |= dict(zip(leading_dims, task.leading, strict=True))
+    if context.members > 1:
+        fine = fine[None]
+        region["realization"] = slice(task.member, task.member + 1)
+    xr.Dataset({task.variable: (dims, fine)}).to_zarr(context.store, region=region, mode="r+", zarr_format=2, consolidated=False)
+    (Path(context.store).with_suffix(".manifest") / task.key).touch()
+    return task.key
+
+
+def _delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
+    """Two task layers: refine the tiles each region owns, then blend and write each region
+    from its own and its neighbours' tiles (every tile is refined once)."""
+    import dask
+    import dask.array as da
+
+    plan_ = job.plan
+    axes, factor, layout = plan_.prepared.axes, plan_.config.factor, plan_.prepared.layout
+    step = job.options.region_tiles * layout.tile
+    refiner = plan_.refiner()
+    covariates = plan_.prepared.covariates
+    if covariates is not None:
+        covariates = da.from_array(covariates, chunks=(covariates.shape[0], 512, 512))
+    context = dask.delayed(
+        TaskContext(
+            str(job.store),
+            plan_.config.model,
+            plan_.checkpoint.sha256,
+            factor,
+            layout,
+            plan_.depth,
+            plan_.config.seed,
+            plan_.config.members,
+        ),
+        name=f"context-{job.job_id[:16]}",
+    )
+    inputs = {}
+    for name in plan_.prepared.variables:
+        leading, _ = _variable_layout(ds, plan_, name)
+        rechunk = {dim: -1 for dim in leading[1:]} | ({leading[0]: job.options.time_chunk} if leading else {})
+        inputs[name] = ds[name].chunk(rechunk | {axes.y: -1, axes.x: -1}).data
+    ny, nx = layout.shape
+    groups: dict[str, object] = {}
+
+    def group(task: Task, origin_cell: tuple[int, int]):
+        region = (slice(origin_cell[0], min(ny, origin_cell[0] + step)), slice(origin_cell[1], min(nx, origin_cell[1] + step)))
+        owner = Task(task.variable, task.member, task.leading, region)
+        if owner.key not in groups:
+            window = refiner.context_for(region, refiner.tiles_for(region, owned=True))
+            cov_window = None if covariates is None else covariates[(slice(None), *fine_slices(window, factor))]
+            groups[owner.key] = dask.delayed(refine_group, pure=False)(
+                inputs[task.variable][(*task.leading, *window)],
+                cov_window,
+                owner,
+                context,
+                (window[0].start, window[1].start),
+                dask_key_name=f"tiles-{owner.key}",
+            )
+        return groups[owner.key]
+
+    writes = []
+    for task in pending:
+        owners = sorted(
+            {(t.core[0].start // step * step, t.core[1].start // step * step) for t in refiner.tiles_for(task.region)}
+        )
+        _, dims = _variable_layout(ds, plan_, task.variable)
+        writes.append(
+            dask.delayed(write_region, pure=False)(
+                inputs[task.variable][(*task.leading, *task.region)],
+                [group(task, owner) for owner in owners],
+                task,
+                context,
+                dims,
+                dask_key_name=f"refine-{task.key}",
+            )
+        )
+    return writes
+
+
+def _execute(delayed: list, job: Job) -> None:
+    """Run the tasks on the local threads (no cluster) or on a dask.distributed cluster."""
+    import dask
+
+    options = job.options
+    total, already = len(job.tasks), len(job.tasks) - len(delayed)
+    bar = _progress_bar(total, already, options.progress)
+    try:
+        if options.workers or options.scheduler:
+            from climgen.workers import attach_client
+
+            with attach_client(options, job.plan.config.model) as client:
+                from distributed import as_completed
+
+                futures = client.compute(delayed)
+                for future in as_completed(futures):
+                    future.result()
+                    bar.update(1)
+        else:
+            from dask.callbacks import Callback
+
+            class _Ticks(Callback):
+                def _posttask(self, key, result, dsk, state, worker_id):
+                    if str(key).startswith("refine-"):
+                        bar.update(1)
+
+            with _Ticks():
+                with torch_threads(1):  # one thread per task, tasks in parallel: same bits as on any cluster
+                    dask.compute(*delayed, scheduler="threads", num_workers=os.cpu_count() or 1)
+    finally:
+        bar.close()
+
+
+def _progress_bar(total: int, done: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, unit="task", desc="refining", disable=not enabled, smoothing=0.1)
+
+
+def _finish(job: Job, seconds: float) -> Path:
+    """Mark the store complete and move it (or a NetCDF made from it) to the output path."""
+    import zarr
+
+    group = zarr.open_group(str(job.store), mode="r+", zarr_format=2)
+    provenance = json.loads(group.attrs["climgen_provenance"])
+    provenance["seconds"] = round(seconds, 3)
+    group.attrs["climgen_provenance"] = json.dumps(provenance, sort_keys=True)
+    group.attrs["climgen_complete"] = "yes"
+    zarr.consolidate_metadata(str(job.store))
+    shutil.rmtree(job.manifest, ignore_errors=True)
+    _replace(job)
+    return job.output
+
+
+def _replace(job: Job) -> None:
+    output = job.output
+    if output_format(output) == "zarr":
+        source = job.store
+    else:
+        source = job.store.with_suffix(".nc")
+        with xr.open_zarr(job.store, consolidated=True, chunks={}) as stored:
+            variables = cf.refined_variables(stored)
+            factor = job.plan.config.factor
+            fine_chunk = job.options.region_tiles * job.plan.prepared.layout.tile * factor
+            encoding = cf.encoding_for(stored, variables, (fine_chunk, fine_chunk), netcdf=True)
+            for variable in stored.variables.values():
+                variable.encoding = {}
+            stored.to_netcdf(source, encoding=encoding, format="NETCDF4")
+    if output.exists():
+        retired = output.with_name(f".{output.name}.old-{job.job_id[:8]}")
+        os.replace(output, retired)
+        os.replace(source, output)
+        shutil.rmtree(retired, ignore_errors=True) if retired.is_dir() else retired.unlink()
+    else:
+        os.replace(source, output)
+    if job.store.exists():
+        shutil.rmtree(job.store)
+
+
+def _finished_job(output: Path) -> str | None:
+    """The job id recorded in a finished output (None when there is none or it is not ours)."""
+    if not output.exists():
+        return None
+    try:
+        with xr.open_dataset(output, engine="zarr" if output.is_dir() else None) as done:
+            return done.attrs.get("climgen_job")
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _other_partials(job: Job) -> list[Path]:
+    pattern = f".{job.output.name}.partial-job-*"
+    return [path for path in job.output.parent.glob(pattern) if not path.name.startswith(job.store.name.rsplit(".", 1)[0])]
+
+
+def run(
+    ds: xr.Dataset,
+    output: str | Path,
+    config: SynthesisConfig,
+    covariates: Mapping | None = None,
+    options: StreamOptions | None = None,
+    overwrite: bool = False,
+    command: str | None = None,
+    dry_run: bool = False,
+) -> Job:
+    """Refine ``ds`` into ``output`` (.zarr or .nc), resuming a killed run of the same job.
+
+    Rerunning a finished job does nothing; a different job on an existing output, or on the
+    leftovers of an unfinished different job, fails unless ``overwrite``.
+    """
+    started = time.perf_counter()
+    output = Path(output).expanduser()
+    job = prepare_job(ds, output, config, covariates, options)
+    if dry_run:
+        return job
+    if _finished_job(output) == job.job_id and not overwrite:
+        job.tasks = []
+        return job
+    check_output(output, overwrite)
+    others = _other_partials(job)
+    if others and not overwrite:
+        raise OutputExistsError(
+            f"an unfinished different job left {others[0].name} beside {output.name}; rerun that job to finish it, "
+            "or pass --overwrite (overwrite=True) to discard it"
+        )
+    for other in others:
+        shutil.rmtree(other, ignore_errors=True) if other.is_dir() else other.unlink()
+    if _store_complete(job.store):  # killed while converting or renaming: only that is left
+        _replace(job)
+        return job
+    if not job.manifest.is_dir():
+        if job.store.exists():
+            shutil.rmtree(job.store)
+        _start_store(ds, job, command)
+    done = job.done()
+    pending = [task for task in job.tasks if task.key not in done]
+    _execute(_delayed_tasks(ds, job, pending), job)
+    _finish(job, time.perf_counter() - started)
+    return job
+
+
+def _store_complete(store: Path) -> bool:
+    attributes = store / ".zattrs"
+    return attributes.exists() and json.loads(attributes.read_text()).get("climgen_complete") == "yes"

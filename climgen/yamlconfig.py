@@ -1,0 +1,38 @@
+"""Typed configuration read from YAML: one loader with errors that name the offending field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from climgen.errors import ConfigError
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class Strict(BaseModel):
+    """Base of every recipe section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def load_yaml_model(path: str | Path, schema: type[Model], **extra) -> Model:
+    """Read ``path`` and validate it against ``schema`` (``extra`` fields are added)."""
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read recipe {path}: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"recipe {path} is not valid YAML: {err}") from err
+    if not isinstance(document, dict):
+        raise ConfigError(f"recipe {path} must be a mapping")
+    try:
+        return schema(**document, **extra)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"recipe {path}: {where}: {first['msg']}") from err

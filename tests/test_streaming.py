@@ -1,0 +1,169 @@
+"""Streaming refinement through dask tasks into zarr: same numbers as in memory, whatever the
+chunking or workers; resumable after kill -9; reruns and other jobs handled."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+
+from climgen import pipeline, streaming
+from climgen.errors import ConfigError, OutputExistsError
+from climgen.testing import make_dataset
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """Three time steps with missing cells, written to NetCDF and opened lazily."""
+    ds = make_dataset("latlon", shape=(40, 36), times=3, seed=4)
+    ds["tas"][1, 5:12, 3:9] = np.nan
+    path = tmp_path_factory.mktemp("stream") / "in.nc"
+    ds.to_netcdf(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def in_memory(source):
+    with xr.open_dataset(source) as ds:
+        return pipeline.synthesize(ds, factor=4, seed=5, members=2, tile_size=8)
+
+
+def _stream(source, output, **options):
+    config = pipeline.make_config(factor=4, seed=5, members=2, tile_size=8)
+    with xr.open_dataset(source) as ds:
+        return streaming.run(ds, output, config, options=streaming.StreamOptions(progress=False, **options))
+
+
+@pytest.mark.parametrize("region_tiles, time_chunk", [(1, 1), (2, 2), (8, 3)])
+def test_streamed_output_equals_in_memory_for_any_chunking(source, in_memory, tmp_path, region_tiles, time_chunk):
+    output = tmp_path / "out.zarr"
+    job = _stream(source, output, region_tiles=region_tiles, time_chunk=time_chunk)
+    assert len(job.tasks) == 2 * -(-3 // time_chunk) * (-(-5 // region_tiles)) * (-(-5 // region_tiles))
+    with xr.open_zarr(output) as got:
+        assert got["tas"].dims == in_memory["tas"].dims
+        for name in ("tas", "complexity_score", "refinement_depth"):
+            np.testing.assert_array_equal(got[name].values, in_memory[name].values)
+        assert np.isnan(got["tas"].values[:, 1, 20:48, 12:36]).all()
+        assert got.attrs["climgen_complete"] == "yes"
+        assert got["tas"].encoding["chunks"] == (1, min(3, time_chunk), min(160, 32 * region_tiles), min(144, 32 * region_tiles))
+    assert not list(tmp_path.glob(".out.zarr.partial-*")), "the partial store and manifest are moved or removed"
+
+
+def test_netcdf_output_is_converted_from_the_finished_store(source, in_memory, tmp_path):
+    output = tmp_path / "out.nc"
+    _stream(source, output, region_tiles=2)
+    with xr.open_dataset(output) as got:
+        np.testing.assert_array_equal(got["tas"].values, in_memory["tas"].values)
+        assert got["tas"].encoding["zlib"] and got["tas"].attrs["units"] == "K"
+        assert got.attrs["Conventions"] == "CF-1.8"
+
+
+def test_local_cluster_with_two_workers_gives_the_same_numbers(source, in_memory, tmp_path):
+    pytest.importorskip("distributed")
+    output = tmp_path / "out.zarr"
+    _stream(source, output, region_tiles=2, time_chunk=2, workers=2)
+    with xr.open_zarr(output) as got:
+        np.testing.assert_array_equal(got["tas"].values, in_memory["tas"].values)
+
+
+def test_rerunning_a_finished_job_does_nothing_and_other_jobs_need_overwrite(source, tmp_path):
+    output = tmp_path / "out.zarr"
+    _stream(source, output, region_tiles=2)
+    stamp = (output / ".zattrs").stat().st_mtime_ns
+    again = _stream(source, output, region_tiles=2)
+    assert again.tasks == [] and (output / ".zattrs").stat().st_mtime_ns == stamp
+    config = pipeline.make_config(factor=4, seed=6, members=2, tile_size=8)  # another seed: another job
+    with xr.open_dataset(source) as ds:
+        with pytest.raises(OutputExistsError, match="exists"):
+            streaming.run(ds, output, config, options=streaming.StreamOptions(progress=False))
+        streaming.run(ds, output, config, options=streaming.StreamOptions(progress=False), overwrite=True)
+    with xr.open_zarr(output) as got:
+        assert '"seed": 6' in got.attrs["climgen_provenance"]
+
+
+def test_options_are_validated():
+    with pytest.raises(ConfigError, match="not both"):
+        streaming.StreamOptions(workers=2, scheduler="tcp://localhost:8786").validate()
+    with pytest.raises(ConfigError, match=">= 1"):
+        streaming.StreamOptions(time_chunk=0).validate()
+
+
+def _cli(*arguments):
+    return [sys.executable, "-m", "climgen.cli", *map(str, arguments)]
+
+
+def test_kill_9_then_rerun_finishes_only_what_is_missing_and_matches(tmp_path):
+    source = tmp_path / "in.nc"
+    make_dataset("latlon", shape=(48, 48), times=6, seed=2).to_netcdf(source)
+    options = ["--factor", "4", "--seed", "9", "--region-tiles", "1", "--time-chunk", "1", "--quiet"]
+    reference = tmp_path / "reference.zarr"
+    assert subprocess.run(_cli("synthesize", source, reference, *options), capture_output=True, timeout=600).returncode == 0
+
+    target = tmp_path / "killed.zarr"
+    job = subprocess.Popen(_cli("synthesize", source, target, *options), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, done = time.monotonic() + 300, []
+    while time.monotonic() < deadline and len(done) < 5 and job.poll() is None:
+        time.sleep(0.05)
+        done = [path for folder in tmp_path.glob(".killed.zarr.partial-job-*.manifest") for path in folder.iterdir()]
+    os.kill(job.pid, signal.SIGKILL)
+    job.wait(timeout=60)
+    assert job.returncode == -signal.SIGKILL, "the job finished before it could be killed: use a larger input"
+    assert not target.exists(), "a killed job must not leave anything at the final path"
+    manifest = next(tmp_path.glob(".killed.zarr.partial-job-*.manifest"))
+    finished = len(list(manifest.iterdir()))
+    assert 5 <= finished < 54
+
+    rerun = subprocess.run(_cli("synthesize", source, target, *options), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert not list(tmp_path.glob(".killed.zarr.partial-*"))
+    with xr.open_zarr(reference) as expected, xr.open_zarr(target) as got:
+        for name in ("tas", "complexity_score", "refinement_depth"):
+            np.testing.assert_array_equal(got[name].values, expected[name].values)
+
+    again = subprocess.run(_cli("synthesize", source, target, *options), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+def test_unfinished_other_job_blocks_until_overwrite(tmp_path):
+    source = tmp_path / "in.nc"
+    make_dataset("latlon", shape=(24, 24), times=1).to_netcdf(source)
+    leftover = tmp_path / ".out.zarr.partial-job-0123456789abcdef.zarr"
+    leftover.mkdir()
+    command = _cli("synthesize", source, tmp_path / "out.zarr", "--quiet")
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "unfinished different job" in refused.stderr
+    assert subprocess.run([*command, "--overwrite"], capture_output=True, timeout=300).returncode == 0
+    assert not leftover.exists() and (tmp_path / "out.zarr").is_dir()
+
+
+def test_run_recipe_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+    make_dataset("latlon", shape=(40, 40), times=4).to_netcdf(tmp_path / "in.nc")
+    recipe = tmp_path / "job.yaml"
+    recipe.write_text(yaml.safe_dump({"input": "in.nc", "output": "out.zarr", "factor": 2, "chunks": {"time_chunk": 2}}))
+    result = subprocess.run(_cli("run", recipe, "--dry-run"), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "40x40 -> 80x80 (x2)" in result.stdout and "tasks       8 " in result.stdout
+    assert "0.1 MiB" in result.stdout and "GMAC" in result.stdout
+    assert not list(tmp_path.glob("*out.zarr*"))
+
+    ran = subprocess.run(_cli("run", recipe, "--quiet"), capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    with xr.open_zarr(tmp_path / "out.zarr") as got:
+        assert got["tas"].shape == (4, 80, 80)
+
+
+def test_run_recipe_errors_name_the_field(tmp_path):
+    recipe = tmp_path / "job.yaml"
+    recipe.write_text(yaml.safe_dump({"input": "in.nc", "output": "out.zarr", "factr": 2}))
+    result = subprocess.run(_cli("run", recipe), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "factr" in result.stderr and "Traceback" not in result.stderr
+    recipe.write_text(yaml.safe_dump({"input": "missing-*.nc", "output": "out.zarr"}))
+    result = subprocess.run(_cli("run", recipe), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "no input matches" in result.stderr
