@@ -1,0 +1,424 @@
+"""NASA Earthdata in: search, download and cache granules as one chunked zarr cube.
+
+Built on ``earthaccess``: login from environment variables or ``.netrc`` (never interactive),
+granule search in CMR by short name, version, time range and bounding box, download into a
+cache folder beside the cube, and assembly of the requested variables over the bounding box
+into a zarr store. The cache keeps a manifest of granules; each file is checked (size and
+checksum from CMR when given, and that it opens) so a rerun downloads only what is missing,
+corrupt or partial. The cube is written atomically and records the granules it came from.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import netrc
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from climgen.errors import ClimgenError, ConfigError, InputError, MissingDependencyError, OutputExistsError
+from climgen.io.cf import CONVENTIONS, FILL_VALUE, encoding_for_plain, history_line
+
+EDL_HOST = "urs.earthdata.nasa.gov"
+
+
+class CredentialsError(ClimgenError):
+    """No Earthdata Login credentials where earthaccess looks for them."""
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A collection commonly used for downscaling: what to search for and what it holds."""
+
+    short_name: str
+    version: str
+    title: str
+    variables: dict[str, tuple[str, str]]  # name -> (units as the files give them, CF standard_name)
+    grid: str
+    time_step: str
+    file_format: str = "netCDF-4"
+    notes: str = ""
+
+
+CATALOG: dict[str, Collection] = {
+    "merra2-hourly": Collection(
+        "M2T1NXSLV",
+        "5.12.4",
+        "MERRA-2 tavg1_2d_slv_Nx: hourly single-level diagnostics",
+        {
+            "T2M": ("K", "air_temperature"),
+            "U10M": ("m s-1", "eastward_wind"),
+            "V10M": ("m s-1", "northward_wind"),
+            "SLP": ("Pa", "air_pressure_at_mean_sea_level"),
+            "QV2M": ("kg kg-1", "specific_humidity"),
+            "PS": ("Pa", "surface_air_pressure"),
+        },
+        "global 0.5 deg lat x 0.625 deg lon, lon -180..179.375",
+        "1 hour (24 per daily file)",
+    ),
+    "imerg-daily": Collection(
+        "GPM_3IMERGDF",
+        "07",
+        "GPM IMERG Final Precipitation L3 1 day 0.1 deg",
+        {"precipitation": ("mm/day", "lwe_precipitation_rate")},
+        "global 0.1 deg, lat -90..90, lon -180..180 (dimensions time, lon, lat)",
+        "1 day",
+    ),
+    "daymet-daily": Collection(
+        "Daymet_Daily_V4R1_2129",
+        "4.1",
+        "Daymet V4 R1 daily surface weather on a 1 km grid for North America",
+        {
+            "tmax": ("degrees_C", "air_temperature"),
+            "tmin": ("degrees_C", "air_temperature"),
+            "prcp": ("mm/day", "lwe_precipitation_rate"),
+        },
+        "1 km Lambert conformal conic (y/x in m) with 2-D lat/lon",
+        "1 day (one file per variable and year)",
+    ),
+    "nasadem": Collection(
+        "NASADEM_HGT",
+        "001",
+        "NASADEM merged DEM global 1 arc second (elevation covariate)",
+        {"elevation": ("m", "surface_altitude")},
+        "1 arc second tiles (1 x 1 deg)",
+        "static",
+        file_format="zip of HGT",
+        notes="download only (zip archives); unpack and mosaic before use as a covariate",
+    ),
+    "srtm-gl3": Collection(
+        "SRTMGL3",
+        "003",
+        "SRTM global 3 arc second elevation (elevation covariate)",
+        {"elevation": ("m", "surface_altitude")},
+        "3 arc second tiles (1 x 1 deg)",
+        "static",
+        file_format="zip of HGT",
+        notes="download only (zip archives); unpack and mosaic before use as a covariate",
+    ),
+}
+
+
+def find_collection(name: str) -> Collection:
+    """A catalog entry by its name (``merra2-hourly``) or short name (``M2T1NXSLV``)."""
+    for key, entry in CATALOG.items():
+        if name.lower() in (key, entry.short_name.lower()):
+            return entry
+    raise ConfigError(f"unknown collection {name!r}; the catalog has {', '.join(CATALOG)}")
+
+
+def credentials_strategy(hostname: str = EDL_HOST) -> str | None:
+    """``"environment"`` or ``"netrc"``: where earthaccess will find credentials, or None."""
+    if os.environ.get("EARTHDATA_TOKEN") or (os.environ.get("EARTHDATA_USERNAME") and os.environ.get("EARTHDATA_PASSWORD")):
+        return "environment"
+    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
+    try:
+        if path.is_file() and netrc.netrc(path).authenticators(hostname):
+            return "netrc"
+    except (netrc.NetrcParseError, OSError):
+        return None
+    return None
+
+
+def _earthaccess():
+    try:
+        import earthaccess
+    except ImportError as err:  # pragma: no cover - earthaccess is a dependency
+        raise MissingDependencyError("fetching from NASA Earthdata needs earthaccess: pip install earthaccess") from err
+    return earthaccess
+
+
+def login(system=None):
+    """Log in to Earthdata Login without prompting; fail at once, in one line, without credentials."""
+    earthaccess = _earthaccess()
+    system = system or earthaccess.PROD
+    hostname = str(system.edl_hostname).split(":")[0]
+    strategy = credentials_strategy(EDL_HOST if system is earthaccess.PROD else hostname)
+    if strategy is None:
+        raise CredentialsError(
+            "no NASA Earthdata credentials: set EARTHDATA_USERNAME and EARTHDATA_PASSWORD (or EARTHDATA_TOKEN), "
+            f"or add 'machine {EDL_HOST} login USER password PASS' to ~/.netrc"
+        )
+    try:
+        auth = earthaccess.login(strategy=strategy, system=system)
+    except Exception as err:  # earthaccess raises its own LoginAttemptFailure, or requests errors
+        raise CredentialsError(f"Earthdata login ({strategy}) failed: {str(err).splitlines()[0]}") from err
+    if not getattr(auth, "authenticated", False):
+        raise CredentialsError(f"Earthdata login ({strategy}) was refused; check the credentials")
+    return auth
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to fetch: a collection, variables, a bounding box (W, S, E, N) and dates."""
+
+    collection: Collection
+    variables: tuple[str, ...]
+    bbox: tuple[float, float, float, float]
+    start: dt.date
+    end: dt.date
+
+    def validate(self) -> Request:
+        west, south, east, north = self.bbox
+        if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
+            raise ConfigError(f"bbox must be W,S,E,N with -180 <= W < E <= 180 and -90 <= S < N <= 90, got {self.bbox}")
+        if self.end < self.start:
+            raise ConfigError(f"end {self.end} is before start {self.start}")
+        if not self.variables:
+            raise ConfigError(f"name the variables to fetch, e.g. {','.join(list(self.collection.variables)[:2])}")
+        return self
+
+    @property
+    def temporal(self) -> tuple[str, str]:
+        return f"{self.start.isoformat()}T00:00:00Z", f"{self.end.isoformat()}T23:59:59Z"
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    """``"W,S,E,N"`` as four floats."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise ConfigError(f"bbox must be four numbers W,S,E,N, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def search(request: Request, system=None) -> list:
+    """Granules of the collection that intersect the request (after :func:`login`)."""
+    earthaccess = _earthaccess()
+    collection = request.collection
+    try:
+        return earthaccess.search_data(
+            short_name=collection.short_name,
+            version=collection.version,
+            temporal=request.temporal,
+            bounding_box=request.bbox,
+            count=-1,
+        )
+    except Exception as err:  # CMR errors come back as RuntimeError with the response text
+        raise InputError(f"CMR search for {collection.short_name} failed: {str(err).splitlines()[0]}") from err
+
+
+@dataclass(frozen=True)
+class GranuleFile:
+    """One granule's file as CMR describes it (for checking what was downloaded)."""
+
+    granule_id: str
+    url: str
+    size: int | None
+    checksum: tuple[str, str] | None  # (algorithm, hex value)
+
+    @property
+    def name(self) -> str:
+        return self.url.rstrip("/").split("/")[-1]
+
+    @classmethod
+    def from_granule(cls, granule) -> GranuleFile:
+        umm = granule["umm"]
+        links = granule.data_links()
+        if not links:
+            raise InputError(f"granule {umm.get('GranuleUR')} has no download link")
+        url = links[0]
+        name = url.rstrip("/").split("/")[-1]
+        size = checksum = None
+        for item in umm.get("DataGranule", {}).get("ArchiveAndDistributionInformation", []):
+            if item.get("Name") in (name, None):
+                size = item.get("SizeInBytes")
+                if "Checksum" in item:
+                    checksum = (item["Checksum"]["Algorithm"], item["Checksum"]["Value"].lower())
+        return cls(umm.get("GranuleUR", name), url, int(size) if size else None, checksum)
+
+    def check(self, path: Path) -> str | None:
+        """Why ``path`` is not this granule's complete file (None when it is)."""
+        if not path.is_file():
+            return "missing"
+        if self.size is not None and path.stat().st_size != self.size:
+            return f"size {path.stat().st_size} != {self.size}"
+        if self.checksum is not None:
+            algorithm = self.checksum[0].lower().replace("-", "")
+            if algorithm in hashlib.algorithms_available:
+                digest = hashlib.new(algorithm, path.read_bytes()).hexdigest()
+                if digest != self.checksum[1]:
+                    return f"{self.checksum[0]} checksum mismatch"
+        try:
+            with xr.open_dataset(path, engine="netcdf4"):
+                pass
+        except (OSError, ValueError) as err:
+            return f"unreadable ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+        return None
+
+
+@dataclass
+class FetchReport:
+    """What a fetch did."""
+
+    cube: Path
+    granules: int
+    downloaded: list[str] = field(default_factory=list)
+    refetched: list[str] = field(default_factory=list)
+    cube_written: bool = True
+
+    def summary(self) -> str:
+        cached = self.granules - len(self.downloaded)
+        return (
+            f"{self.granules} granules ({len(self.downloaded)} downloaded, {cached} from the cache"
+            + (f", {len(self.refetched)} corrupt or partial ones fetched again" if self.refetched else "")
+            + ("); wrote " if self.cube_written else "); up to date: ")
+            + str(self.cube)
+        )
+
+
+def cache_folder(cube: Path) -> Path:
+    """Where the granules of a cube are kept (beside it, so reruns find them)."""
+    return cube.with_name(cube.name + ".granules")
+
+
+def _download(files: list[GranuleFile], granules: list, folder: Path, log: Callable[[str], None]) -> tuple[list, list]:
+    earthaccess = _earthaccess()
+    downloaded, refetched = [], []
+    pending = []
+    for granule_file, granule in zip(files, granules, strict=True):
+        reason = granule_file.check(folder / granule_file.name)
+        if reason is None:
+            continue
+        if reason != "missing":
+            log(f"{granule_file.name}: {reason}; fetching it again")
+            refetched.append(granule_file.granule_id)
+            (folder / granule_file.name).unlink()
+        pending.append((granule_file, granule))
+    if pending:
+        earthaccess.download([granule for _, granule in pending], local_path=str(folder), show_progress=False)
+        for granule_file, _ in pending:
+            reason = granule_file.check(folder / granule_file.name)
+            if reason is not None:
+                raise InputError(f"download of {granule_file.name} failed: {reason}")
+            downloaded.append(granule_file.granule_id)
+    return downloaded, refetched
+
+
+def subset(ds: xr.Dataset, variables: tuple[str, ...], bbox: tuple[float, float, float, float]) -> xr.Dataset:
+    """The variables over the bounding box, on ascending lat and -180..180 lon."""
+    from climgen.grid import find_spatial_axes
+
+    missing = [name for name in variables if name not in ds.data_vars]
+    if missing:
+        raise InputError(f"variables {missing} not in the granule; it has {sorted(ds.data_vars)}")
+    ds = ds[list(variables)]
+    axes = find_spatial_axes(ds)
+    if axes.kind != "latlon":
+        raise InputError(f"subsetting by bbox needs a lat/lon grid; this collection is on {axes.kind} ({axes.y}, {axes.x})")
+    lon = ds[axes.x]
+    if float(lon.max()) > 180:
+        ds = ds.assign_coords({axes.x: ((lon + 180) % 360 - 180).assign_attrs(lon.attrs)})
+    ds = ds.sortby([axes.y, axes.x])
+    west, south, east, north = bbox
+    return ds.sel({axes.y: slice(south, north), axes.x: slice(west, east)})
+
+
+def assemble_cube(paths: list[Path], request: Request) -> xr.Dataset:
+    """One dataset from the granule files: subset, concatenated and sorted along time."""
+    parts = []
+    for path in paths:
+        with xr.open_dataset(path, engine="netcdf4") as granule:
+            parts.append(subset(granule, request.variables, request.bbox).load())
+    if not parts:
+        raise InputError("no granule to assemble")
+    cube = xr.concat(parts, dim="time") if "time" in parts[0].dims else parts[0]
+    if "time" in cube.dims:
+        cube = cube.sortby("time")
+        cube = cube.isel(time=np.unique(cube["time"].values, return_index=True)[1])
+    for name in request.variables:
+        units, standard_name = request.collection.variables.get(name, (None, None))
+        if not cube[name].attrs.get("units"):
+            if units is None:
+                raise InputError(f"variable {name!r} has no units in the files or the catalog")
+            cube[name].attrs["units"] = units
+        if standard_name and "standard_name" not in cube[name].attrs:
+            cube[name].attrs["standard_name"] = standard_name
+    for axis, standard_name in (("lat", "latitude"), ("lon", "longitude")):
+        if axis in cube.coords:
+            cube[axis].attrs.setdefault("standard_name", standard_name)
+    return cube
+
+
+def fetch(
+    request: Request,
+    cube: str | Path,
+    system=None,
+    overwrite: bool = False,
+    log: Callable[[str], None] = lambda message: None,
+) -> FetchReport:
+    """Search, download what the cache lacks, and write the zarr cube (see module docs)."""
+    from climgen.io.write import write_dataset
+
+    request.validate()
+    cube = Path(cube).expanduser()
+    if cube.suffix != ".zarr":
+        raise ConfigError(f"the cube must be a .zarr store, got {cube.name!r}")
+    login(system)
+    granules = search(request, system)
+    if not granules:
+        raise InputError(
+            f"no {request.collection.short_name} {request.collection.version} granules in {request.bbox} "
+            f"between {request.start} and {request.end}"
+        )
+    files = [GranuleFile.from_granule(granule) for granule in granules]
+    folder = cache_folder(cube)
+    folder.mkdir(parents=True, exist_ok=True)
+    downloaded, refetched = _download(files, granules, folder, log)
+    manifest = {f.granule_id: {"file": f.name, "url": f.url, "size": f.size, "checksum": f.checksum} for f in files}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    report = FetchReport(cube, len(files), downloaded, refetched)
+    identity = json.dumps(
+        {
+            "collection": request.collection.short_name,
+            "version": request.collection.version,
+            "variables": request.variables,
+            "bbox": request.bbox,
+            "granules": sorted(manifest),
+        },
+        sort_keys=True,
+    )
+    if cube.exists() and not overwrite:
+        with xr.open_zarr(cube) as existing:
+            recorded = existing.attrs.get("climgen_fetch")
+        if (
+            recorded is None
+            or json.loads(recorded)["variables"] != list(request.variables)
+            or (json.loads(recorded)["bbox"] != list(request.bbox))
+        ):
+            raise OutputExistsError(f"{cube} holds another cube; pass --overwrite to replace it")
+        if recorded == identity and not downloaded:
+            report.cube_written = False
+            return report
+    result = assemble_cube([folder / f.name for f in sorted(files, key=lambda f: f.name)], request)
+    previous = str(result.attrs.get("history", "")).strip()
+    result.attrs |= {
+        "Conventions": CONVENTIONS,
+        "source": f"NASA Earthdata {request.collection.short_name} v{request.collection.version}: {request.collection.title}",
+        "history": history_line(
+            f"climgen fetch --collection {request.collection.short_name} --variables {','.join(request.variables)} "
+            f"--bbox={','.join(map(str, request.bbox))} --start {request.start} --end {request.end}"
+        )
+        + ("\n" + previous if previous else ""),
+        "climgen_fetch": identity,
+    }
+    encoding = encoding_for_plain(result)
+    for name in request.variables:
+        encoding[name] = {"dtype": "float32", "_FillValue": FILL_VALUE, "chunks": _cube_chunks(result[name])}
+    for variable in result.variables.values():
+        variable.encoding = {}
+    write_dataset(result, cube, encoding, overwrite=True)
+    return report
+
+
+def _cube_chunks(variable: xr.DataArray) -> tuple[int, ...]:
+    """Chunks of a cube variable: whole spatial fields, up to 24 time steps (a day of hours)."""
+    return tuple(min(24, size) if dim == "time" else size for dim, size in zip(variable.dims, variable.shape, strict=True))

@@ -1,0 +1,218 @@
+"""Earthdata fetch through the real earthaccess code path, offline.
+
+A local HTTPS server plays Earthdata Login, CMR and GES DISC: it answers the login profile
+check, answers granule searches with a recorded-format UMM-JSON response (tests/data/earthdata,
+made by tests/data/make_data.py, links rewritten to this server) and serves the granule files.
+earthaccess logs in with a token from the environment, searches, and downloads exactly as it
+would from NASA; requests trusts the server through REQUESTS_CA_BUNDLE (a self-signed test
+certificate for 127.0.0.1 kept beside the recorded data).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import pytest
+import xarray as xr
+
+earthaccess = pytest.importorskip("earthaccess")
+
+from earthaccess.system import System  # noqa: E402
+
+from climgen.errors import ConfigError, OutputExistsError  # noqa: E402
+from climgen.io import earthdata  # noqa: E402
+
+RECORDED = Path(__file__).parent / "data" / "earthdata"
+GESDISC = "https://data.gesdisc.earthdata.nasa.gov"
+
+
+class _Earthdata(BaseHTTPRequestHandler):
+    searches: list[dict] = []
+    downloads: list[tuple[str, str]] = []
+
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+    def do_GET(self):  # noqa: N802 (http.server naming)
+        url = urlparse(self.path)
+        base = f"https://{self.headers['Host']}"
+        if url.path == "/profile":  # Earthdata Login: earthaccess checks the session here
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+            return
+        if url.path == "/search/granules.umm_json":
+            query = parse_qs(url.query)
+            self.searches.append(query)
+            if query.get("short_name") != ["M2T1NXSLV"]:
+                body = json.dumps({"hits": 0, "took": 1, "items": []}).encode()
+            else:
+                body = (RECORDED / "M2T1NXSLV_granules.umm_json").read_text().replace(GESDISC, base).encode()
+            hits = json.loads(body)["hits"]
+            if query.get("page_size") == ["0"]:  # a count-only query, as CMR answers it
+                body = json.dumps({"hits": hits, "took": 1, "items": []}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.nasa.cmr.umm_results+json")
+            self.send_header("CMR-Hits", str(hits))
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        name = url.path.rsplit("/", 1)[-1]
+        path = RECORDED / name
+        if not url.path.startswith("/data/") or not path.is_file():
+            self.send_error(404)
+            return
+        self.downloads.append((name, self.headers.get("Authorization", "")))
+        data = path.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def earthdata_server(monkeypatch):
+    """A local CMR + DAAC, an earthaccess System pointing at it, and a token in the environment."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Earthdata)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(RECORDED / "localhost-cert.pem", RECORDED / "localhost-key.pem")
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(RECORDED / "localhost-cert.pem"))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host = f"127.0.0.1:{server.server_address[1]}"
+    system = System(f"https://{host}/search/", f"https://{host}/status", f"https://{host}/status/api", host)
+    monkeypatch.setenv("EARTHDATA_TOKEN", "test-token-123")
+    _Earthdata.searches, _Earthdata.downloads = [], []
+    yield system
+    server.shutdown()
+
+
+def _request(**changes) -> earthdata.Request:
+    values = {
+        "collection": earthdata.find_collection("merra2-hourly"),
+        "variables": ("T2M", "U10M"),
+        "bbox": (1.0, 41.0, 6.0, 45.0),
+        "start": dt.date(2020, 1, 1),
+        "end": dt.date(2020, 1, 2),
+    } | changes
+    return earthdata.Request(**values)
+
+
+def test_earthdata_fetch_searches_downloads_and_assembles_the_cube(earthdata_server, tmp_path):
+    cube = tmp_path / "merra2.zarr"
+    report = earthdata.fetch(_request(), cube, system=earthdata_server)
+
+    search = next(query for query in _Earthdata.searches if query.get("page_size") != ["0"])
+    assert search["short_name"] == ["M2T1NXSLV"] and search["version"] == ["5.12.4"]
+    assert search["temporal[]"] == ["2020-01-01T00:00:00Z,2020-01-02T23:59:59Z"]
+    assert search["bounding_box"] == ["1.0,41.0,6.0,45.0"]
+    assert sorted(name for name, _ in _Earthdata.downloads) == [
+        "MERRA2_400.tavg1_2d_slv_Nx.20200101.nc4",
+        "MERRA2_400.tavg1_2d_slv_Nx.20200102.nc4",
+    ]
+    assert all(auth == "Bearer test-token-123" for _, auth in _Earthdata.downloads)
+    assert report.granules == 2 and len(report.downloaded) == 2
+
+    with xr.open_zarr(cube) as got:
+        assert got["T2M"].dims == ("time", "lat", "lon") and got.sizes["time"] == 48
+        assert np.all(np.diff(got["time"].values) == np.timedelta64(60, "m"))
+        assert float(got.lat.min()) >= 41 and float(got.lat.max()) <= 45
+        assert float(got.lon.min()) >= 1 and float(got.lon.max()) <= 6
+        assert got["T2M"].attrs["units"] == "K" and got["T2M"].attrs["standard_name"] == "air_temperature"
+        assert got["T2M"].encoding["chunks"] == (24, got.sizes["lat"], got.sizes["lon"])
+        with xr.open_dataset(RECORDED / "MERRA2_400.tavg1_2d_slv_Nx.20200102.nc4") as granule:
+            expected = granule["U10M"].sel(lat=slice(41, 45), lon=slice(1, 6)).values
+        np.testing.assert_array_equal(got["U10M"].isel(time=slice(24, 48)).values, expected)
+        recorded = json.loads(got.attrs["climgen_fetch"])
+        assert recorded["granules"] == sorted(f"M2T1NXSLV.5.12.4:{name}" for name, _ in _Earthdata.downloads)
+    manifest = json.loads((earthdata.cache_folder(cube) / "manifest.json").read_text())
+    assert len(manifest) == 2 and all(entry["checksum"][0] == "MD5" for entry in manifest.values())
+
+
+def test_earthdata_rerun_fetches_only_missing_or_corrupt_granules(earthdata_server, tmp_path):
+    cube = tmp_path / "merra2.zarr"
+    earthdata.fetch(_request(), cube, system=earthdata_server)
+    assert len(_Earthdata.downloads) == 2
+
+    again = earthdata.fetch(_request(), cube, system=earthdata_server)
+    assert len(_Earthdata.downloads) == 2 and again.downloaded == [] and not again.cube_written
+
+    partial = earthdata.cache_folder(cube) / "MERRA2_400.tavg1_2d_slv_Nx.20200102.nc4"
+    partial.write_bytes(partial.read_bytes()[:5000])  # an interrupted download
+    repaired = earthdata.fetch(_request(), cube, system=earthdata_server)
+    assert [name for name, _ in _Earthdata.downloads[2:]] == [partial.name]
+    assert repaired.refetched == ["M2T1NXSLV.5.12.4:" + partial.name] and repaired.cube_written
+    with xr.open_zarr(cube) as got:
+        assert got.sizes["time"] == 48 and np.isfinite(got["T2M"].values).all()
+
+
+def test_earthdata_different_cube_needs_overwrite_and_empty_search_is_an_error(earthdata_server, tmp_path):
+    cube = tmp_path / "merra2.zarr"
+    earthdata.fetch(_request(), cube, system=earthdata_server)
+    with pytest.raises(OutputExistsError, match="another cube"):
+        earthdata.fetch(_request(variables=("T2M",)), cube, system=earthdata_server)
+    earthdata.fetch(_request(variables=("T2M",)), cube, system=earthdata_server, overwrite=True)
+    with xr.open_zarr(cube) as got:
+        assert list(got.data_vars) == ["T2M"]
+    imerg = earthdata.find_collection("GPM_3IMERGDF")
+    with pytest.raises(earthdata.InputError, match="no GPM_3IMERGDF 07 granules"):
+        earthdata.fetch(
+            _request(collection=imerg, variables=("precipitation",)), tmp_path / "imerg.zarr", system=earthdata_server
+        )
+
+
+def test_earthdata_cube_refines_and_keeps_cf_metadata(earthdata_server, tmp_path):
+    cube = tmp_path / "merra2.zarr"
+    earthdata.fetch(_request(bbox=(0.0, 40.0, 8.0, 46.0)), cube, system=earthdata_server)
+    refined = tmp_path / "refined.nc"
+    command = [sys.executable, "-m", "climgen.cli", "synthesize", str(cube), str(refined), "--factor", "2", "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    with xr.open_zarr(cube) as coarse, xr.open_dataset(refined) as fine:
+        assert fine["T2M"].shape == (48, 2 * coarse.sizes["lat"], 2 * coarse.sizes["lon"])
+        for name in ("T2M", "U10M"):
+            assert fine[name].attrs["units"] == coarse[name].attrs["units"]
+            assert fine[name].attrs["standard_name"] == coarse[name].attrs["standard_name"]
+            block_means = fine[name].coarsen(lat=2, lon=2).mean().values
+            np.testing.assert_allclose(block_means, coarse[name].values, atol=2e-3)
+        assert "M2T1NXSLV" in fine.attrs["source"]
+        assert "climgen fetch" in fine.attrs["history"] and "climgen synthesize" in fine.attrs["history"]
+
+
+def test_earthdata_fetch_without_credentials_fails_fast_in_one_line(tmp_path):
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("EARTHDATA_")}
+    environment |= {"HOME": str(tmp_path), "NETRC": str(tmp_path / "no-netrc")}
+    command = [sys.executable, "-m", "climgen.cli", "fetch", "--collection", "merra2-hourly", "--variables", "T2M"]
+    command += ["--bbox=-10,30,5,45", "--start", "2020-01-01", "--out", str(tmp_path / "cube.zarr")]
+    started = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=environment)
+    assert time.monotonic() - started < 30
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "EARTHDATA_USERNAME" in result.stderr and ".netrc" in result.stderr
+    assert not (tmp_path / "cube.zarr").exists()
+
+
+def test_earthdata_request_validation():
+    with pytest.raises(ConfigError, match="W,S,E,N"):
+        _request(bbox=(10.0, 0.0, 5.0, 1.0)).validate()
+    with pytest.raises(ConfigError, match="before start"):
+        _request(end=dt.date(2019, 12, 31)).validate()
+    with pytest.raises(ConfigError, match="unknown collection"):
+        earthdata.find_collection("ERA5")
+    with pytest.raises(ConfigError, match="four numbers"):
+        earthdata.parse_bbox("1,2,3")
+    assert earthdata.find_collection("m2t1nxslv").version == "5.12.4"
