@@ -137,6 +137,7 @@ def synthesize(
 def run(
     recipe: Annotated[Path, typer.Argument(help="Batch recipe (YAML): input, output, options, chunks, cluster.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (tiles, depths, cost, size) and stop.")] = False,
+    output: Annotated[Path | None, typer.Option("--output", help="Write here instead of the recipe's output.")] = None,
     workers: _Workers = None,
     scheduler: _Scheduler = None,
     quiet: _Quiet = False,
@@ -148,6 +149,22 @@ def run(
     from climgen.streaming import StreamOptions
 
     job = load_run_recipe(recipe)
+    if job.fetch is not None:
+        from climgen.io.earthdata import fetch as fetch_cube
+        from climgen.jobs import fetch_request
+
+        request, cube = fetch_request(job.fetch), job.resolve(job.fetch.cube)
+        if dry_run:
+            pending = "" if cube.exists() else " (not fetched yet; the refinement plan needs the cube)"
+            typer.echo(
+                f"fetch       {request.collection.short_name} {','.join(request.variables)} {request.bbox} "
+                f"{request.start}..{request.end} -> {cube}{pending}"
+            )
+            if not cube.exists():
+                return
+        else:
+            cube.parent.mkdir(parents=True, exist_ok=True)
+            typer.echo(fetch_cube(request, cube, log=lambda message: typer.echo(message, err=True)).summary())
     config = make_config(
         variables=job.variables,
         model=str(job.resolve(job.model)) if job.model != "default" else "default",
@@ -172,8 +189,11 @@ def run(
         scheduler or (None if workers else cluster.scheduler),
         progress=not quiet,
     )
+    output = output.resolve() if output else job.resolve(job.output)
+    if not dry_run:
+        output.parent.mkdir(parents=True, exist_ok=True)
     with open_inputs(job.input_paths()) as ds:
-        _stream(ds, job.resolve(job.output), config, covariates, options, job.overwrite, dry_run)
+        _stream(ds, output, config, covariates, options, job.overwrite, dry_run)
 
 
 @app.command()

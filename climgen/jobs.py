@@ -1,7 +1,7 @@
 """Batch refinement recipes: ``climgen run RECIPE.yaml`` (typed, validated, resumable).
 
 A recipe names the input (a file, a zarr store, or several files / a glob combined by
-coordinates), the output, the refinement options, the chunking and where to run. Paths are
+coordinates; or a NASA Earthdata collection to fetch first), the output, the refinement options, the chunking and where to run. Paths are
 relative to the recipe's folder. ``--dry-run`` prints the plan without refining anything.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from climgen.errors import InputError
 from climgen.yamlconfig import Strict, load_yaml_model
@@ -30,10 +30,22 @@ class Cluster(Strict):
     scheduler: str | None = None
 
 
+class FetchSection(Strict):
+    """Fetch the input from NASA Earthdata first (``climgen fetch``); the cube is the input."""
+
+    collection: str
+    variables: list[str]
+    bbox: tuple[float, float, float, float]
+    start: str
+    end: str | None = None
+    cube: str
+
+
 class RunRecipe(Strict):
     """One refinement job."""
 
-    input: str | list[str]
+    fetch: FetchSection | None = None
+    input: str | list[str] | None = None
     output: str
     factor: int = 4
     variables: list[str] | None = None
@@ -58,12 +70,21 @@ class RunRecipe(Strict):
             raise ValueError(f"factor must be 2, 4, 8 or 16, got {value}")
         return value
 
+    @model_validator(mode="after")
+    def _one_input(self) -> RunRecipe:
+        if (self.input is None) == (self.fetch is None):
+            raise ValueError("give either input (files) or fetch (from NASA Earthdata), not both or neither")
+        return self
+
     def resolve(self, path: str) -> Path:
+        """A path from the recipe, relative to the recipe's folder."""
         candidate = Path(path).expanduser()
-        return candidate if candidate.is_absolute() else (self.base_dir / candidate)
+        return candidate if candidate.is_absolute() else (self.base_dir / candidate).resolve()
 
     def input_paths(self) -> list[Path]:
         """The input files, globs expanded, in sorted order."""
+        if self.fetch is not None:
+            return [self.resolve(self.fetch.cube)]
         paths: list[Path] = []
         for pattern in [self.input] if isinstance(self.input, str) else self.input:
             resolved = str(self.resolve(pattern))
@@ -77,3 +98,19 @@ class RunRecipe(Strict):
 def load_run_recipe(path: str | Path) -> RunRecipe:
     """Read and validate a batch recipe."""
     return load_yaml_model(path, RunRecipe, base_dir=Path(path).resolve().parent)
+
+
+def fetch_request(section: FetchSection):
+    """The :class:`climgen.io.earthdata.Request` a recipe's fetch section describes."""
+    import datetime as dt
+
+    from climgen.errors import ConfigError
+    from climgen.io import earthdata
+
+    try:
+        start = dt.date.fromisoformat(section.start)
+        end = dt.date.fromisoformat(section.end) if section.end else start
+    except ValueError as err:
+        raise ConfigError(f"fetch dates must be YYYY-MM-DD: {err}") from err
+    collection = earthdata.find_collection(section.collection)
+    return earthdata.Request(collection, tuple(section.variables), tuple(section.bbox), start, end).validate()
