@@ -216,3 +216,5 @@ def test_earthdata_request_validation():
     with pytest.raises(ConfigError, match="four numbers"):
         earthdata.parse_bbox("1,2,3")
     assert earthdata.find_collection("m2t1nxslv").version == "5.12.4"
+    with pytest.raises(ConfigError, match="cannot be assembled"):
+        earthdata.fetch(_request(collection=earthdata.find_collection("nasadem"), variables=("elevation",)), "dem.zarr")

@@ -44,6 +44,12 @@ class Collection:
     time_step: str
     file_format: str = "netCDF-4"
     notes: str = ""
+    latlon: bool = True  # a lat/lon grid that a bounding box can cut
+
+    @property
+    def assemblable(self) -> bool:
+        """Whether :func:`fetch` can build a cube from it (netCDF on a lat/lon grid)."""
+        return self.file_format == "netCDF-4" and self.latlon
 
 
 CATALOG: dict[str, Collection] = {
@@ -81,6 +87,8 @@ CATALOG: dict[str, Collection] = {
         },
         "1 km Lambert conformal conic (y/x in m) with 2-D lat/lon",
         "1 day (one file per variable and year)",
+        latlon=False,
+        notes="projected grid: search and download with earthaccess; cutting by a lat/lon box is not supported yet",
     ),
     "nasadem": Collection(
         "NASADEM_HGT",
@@ -359,6 +367,11 @@ def fetch(
     from climgen.io.write import write_dataset
 
     request.validate()
+    if not request.collection.assemblable:
+        raise ConfigError(
+            f"{request.collection.short_name} ({request.collection.file_format}, {request.collection.grid}) cannot be "
+            f"assembled into a cube yet: {request.collection.notes}"
+        )
     cube = Path(cube).expanduser()
     if cube.suffix != ".zarr":
         raise ConfigError(f"the cube must be a .zarr store, got {cube.name!r}")
