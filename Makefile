@@ -27,7 +27,7 @@ test: $(VENV)/.installed udunits
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check climgen tests benchmarks
-	$(VENV)/bin/ruff format --check climgen tests benchmarks
+	$(VENV)/bin/ruff check climgen tests benchmarks docs recipes
+	$(VENV)/bin/ruff format --check climgen tests benchmarks docs recipes
 
 .PHONY: demo test lint udunits

@@ -68,6 +68,7 @@ _Scheduler = Annotated[str | None, typer.Option(help="Attach to a running dask s
 _RegionTiles = Annotated[int, typer.Option(help="Tiles per dask task side.")]
 _TimeChunk = Annotated[int, typer.Option(help="Time steps per dask task.")]
 _Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+_Device = Annotated[str, typer.Option(help="Where tasks run the model: auto (a GPU when the worker has one), cpu, cuda.")]
 
 
 def _stream(ds, output: Path, config, covariates: dict, options, overwrite: bool, dry_run: bool = False) -> None:
@@ -108,6 +109,7 @@ def synthesize(
     region_tiles: _RegionTiles = 4,
     time_chunk: _TimeChunk = 8,
     quiet: _Quiet = False,
+    device: _Device = "auto",
 ) -> None:
     """Refine INPUT by FACTOR and write a CF-compliant OUTPUT.
 
@@ -128,7 +130,7 @@ def synthesize(
         budget=budget,
         quality=quality,
     )
-    options = StreamOptions(region_tiles, time_chunk, workers, scheduler, progress=not quiet)
+    options = StreamOptions(region_tiles, time_chunk, workers, scheduler, progress=not quiet, device=device)
     with open_input(input) as ds:
         _stream(ds, output, config, _parse_covariates(covariate), options, overwrite)
 
@@ -141,6 +143,7 @@ def run(
     workers: _Workers = None,
     scheduler: _Scheduler = None,
     quiet: _Quiet = False,
+    device: _Device = "auto",
 ) -> None:
     """Run a batch refinement recipe (resumable: rerun it to finish an interrupted job)."""
     from climgen.io.open import open_covariate, open_inputs, parse_covariate
@@ -188,6 +191,7 @@ def run(
         workers or (None if scheduler else cluster.workers),
         scheduler or (None if workers else cluster.scheduler),
         progress=not quiet,
+        device=device,
     )
     output = output.resolve() if output else job.resolve(job.output)
     if not dry_run:

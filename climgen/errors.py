@@ -33,3 +33,7 @@ class OutputExistsError(ClimgenError, FileExistsError):
 
 class MissingDependencyError(ClimgenError, ImportError):
     """An optional dependency needed for this feature is not installed."""
+
+
+class CredentialsError(ClimgenError):
+    """No usable NASA Earthdata Login credentials (environment variables or ``.netrc``)."""

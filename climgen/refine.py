@@ -91,6 +91,7 @@ class TileRefiner:
         self.layout = layout
         self.batch_size = batch_size
         self.device = self.torch.device(device or "cpu")
+        self.model = model.to(self.device) if hasattr(model, "to") else model
 
     def tiles_for(self, region: tuple[slice, slice], owned: bool = False) -> list[Tile]:
         """The tiles whose blend windows reach into ``region`` (coarse cells), in layout order;
@@ -134,7 +135,8 @@ class TileRefiner:
         tiles: list[Tile],
         origin: tuple[int, int] = (0, 0),
     ) -> dict[tuple[int, int], np.ndarray]:
-        """Each tile's refined fields over its blend window, (N, h*f, w*f) float64, by (row, col).
+        """Each tile's refined fields over its blend window, (N, h*f, w*f) float32 (the model's
+        precision; blending is in float64), by (row, col).
 
         ``coarse`` (N, H, W) from coarse cell ``origin`` must hold the tiles' padded windows.
         """
@@ -149,7 +151,7 @@ class TileRefiner:
             local = tuple(slice(p.start - o, p.stop - o) for p, o in zip(tile.padded, origin, strict=True))
             windows = coarse[(slice(None), *local)]
             usable = [i for i in range(count) if np.isfinite(windows[i]).any()]
-            outputs = np.zeros((count, *(n * factor for n in windows.shape[1:])))
+            outputs = np.zeros((count, *(n * factor for n in windows.shape[1:])), dtype=np.float32)
             for start in range(0, len(usable), self.batch_size):
                 batch = usable[start : start + self.batch_size]
                 inputs = np.stack([fill_nearest(windows[i].astype(np.float64)) for i in batch])
@@ -189,7 +191,7 @@ class TileRefiner:
     def run_tile(
         self, tile: Tile, inputs: np.ndarray, keys: list[tuple], depth: int, cov_tensor, cov_mask, origin=(0, 0)
     ) -> np.ndarray:
-        """Refine a batch of one tile's padded windows (B, h, w) to the full factor (float64).
+        """Refine a batch of one tile's padded windows (B, h, w) to the full factor (float32).
 
         Covariates are (K, H*f, W*f) from coarse cell ``origin``; noise is keyed on the global grid.
         """
@@ -228,7 +230,7 @@ class TileRefiner:
                 from climgen.models.generator import bicubic_upsample, project_to_coarse
 
                 refined = project_to_coarse(bicubic_upsample(refined, remaining), refined)
-        return refined[:, 0].double().numpy()
+        return refined[:, 0].float().numpy()
 
     def _blend(self, tile: Tile, outputs: np.ndarray, region, accumulated: np.ndarray, weights: np.ndarray) -> None:
         """Add a tile's weighted outputs (N, h*f, w*f over its blend window) inside ``region``."""

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -37,6 +38,8 @@ from climgen.io.write import check_output, output_format
 from climgen.pipeline import Plan, SynthesisConfig, _prepare, assemble, plan
 from climgen.tiling import TileLayout, fine_slices
 
+_MODEL_LOCK = threading.Lock()
+
 
 @dataclass(frozen=True)
 class StreamOptions:
@@ -47,8 +50,11 @@ class StreamOptions:
     workers: int | None = None
     scheduler: str | None = None
     progress: bool = True
+    device: str = "auto"  # where tasks run the model: cpu, cuda, or auto (cuda when the worker has one)
 
     def validate(self) -> StreamOptions:
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.region_tiles < 1 or self.time_chunk < 1:
             raise ConfigError(f"region_tiles and time_chunk must be >= 1, got {self.region_tiles}, {self.time_chunk}")
         if self.workers is not None and self.workers < 1:
@@ -173,6 +179,7 @@ def _job_id(plan_: Plan, options: StreamOptions, ds: xr.Dataset, output: Path) -
         "covariates_sha256": None if covariates is None else hashlib.sha256(covariates.tobytes()).hexdigest(),
         "region_tiles": options.region_tiles,
         "time_chunk": options.time_chunk,
+        "device": options.device,
         "format": output_format(output),
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
@@ -275,6 +282,7 @@ class TaskContext:
     depth: np.ndarray
     seed: int
     members: int
+    device: str = "auto"
 
 
 def _refiner(context: TaskContext):
@@ -284,7 +292,13 @@ def _refiner(context: TaskContext):
     checkpoint = load_checkpoint(context.model)  # cached per process: loaded once per worker
     if checkpoint.sha256 != context.model_sha256:
         raise ConfigError(f"model {context.model!r} changed while the job ran; start it again")
-    return TileRefiner(checkpoint.module, context.factor, context.layout)
+    import torch
+
+    device = context.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    with _MODEL_LOCK:  # threads of one worker share the cached model: move it to the device once
+        return TileRefiner(checkpoint.module, context.factor, context.layout, device=device)
 
 
 def refine_group(
@@ -327,7 +341,9 @@ def _delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
     plan_ = job.plan
     axes, factor, layout = plan_.prepared.axes, plan_.config.factor, plan_.prepared.layout
     step = job.options.region_tiles * layout.tile
-    refiner = plan_.refiner()
+    from climgen.refine import TileRefiner
+
+    refiner = TileRefiner(None, factor, layout)  # tile geometry only
     covariates = plan_.prepared.covariates
     if covariates is not None:
         covariates = da.from_array(covariates, chunks=(covariates.shape[0], 512, 512))
@@ -341,6 +357,7 @@ def _delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
             plan_.depth,
             plan_.config.seed,
             plan_.config.members,
+            job.options.device,
         ),
         name=f"context-{job.job_id[:16]}",
     )

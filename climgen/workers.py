@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import dask
 from distributed import Client, LocalCluster, WorkerPlugin
 
 
@@ -42,7 +43,10 @@ def attach_client(options, model: str) -> Iterator[Client]:
             yield client
         return
     threads = max(1, (os.cpu_count() or 1) // options.workers)
+    # dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in workers, which returns every freed
+    # tile buffer to the OS and makes refinement about 1.6 times slower: keep glibc's default
     with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}),
         LocalCluster(n_workers=options.workers, threads_per_worker=threads, processes=True, dashboard_address=None) as cluster,
         Client(cluster) as client,
     ):

@@ -22,14 +22,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from climgen.errors import ClimgenError, ConfigError, InputError, MissingDependencyError, OutputExistsError
+from climgen.errors import ConfigError, CredentialsError, InputError, MissingDependencyError, OutputExistsError
 from climgen.io.cf import CONVENTIONS, FILL_VALUE, encoding_for_plain, history_line
 
 EDL_HOST = "urs.earthdata.nasa.gov"
-
-
-class CredentialsError(ClimgenError):
-    """No Earthdata Login credentials where earthaccess looks for them."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ class FieldSource(Strict):
 
 
 class ModelSection(Strict):
+    """Generator size and structure (channels, blocks, kernels, covariate slots, stages)."""
+
     channels: int = Field(32, ge=4, le=256)
     blocks: int = Field(3, ge=1, le=16)
     covariate_slots: int = Field(2, ge=0, le=8)
@@ -31,6 +33,8 @@ class ModelSection(Strict):
 
 
 class DataSection(Strict):
+    """Training data: crop size, share of real fields, the real and validation fields."""
+
     crop_size: int = Field(64, ge=16)
     real_fraction: float = Field(0.4, ge=0, le=1)
     real_fields: list[FieldSource] = []
@@ -38,6 +42,8 @@ class DataSection(Strict):
 
 
 class PretrainSection(Strict):
+    """Stage 1: L1 + MS-SSIM content pre-training settings."""
+
     steps: int = Field(1500, ge=0)
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(2e-3, gt=0)
