@@ -361,9 +361,14 @@ def train(
     for source in loaded.data.real_fields + loaded.data.validation_fields:
         if not Path(loaded.resolve(source.path)).exists():
             raise InputError(f"training field not found: {loaded.resolve(source.path)}")
-    from climgen.training.pretrain import pretrain
+    if loaded.baseline is not None:
+        from climgen.training.baselines import train_baseline
 
-    path = pretrain(loaded, log=typer.echo)
+        path = train_baseline(loaded, log=typer.echo)
+    else:
+        from climgen.training.pretrain import pretrain
+
+        path = pretrain(loaded, log=typer.echo)
     typer.echo(f"wrote {path} and {path.with_suffix('.json')}")
 
 

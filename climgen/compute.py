@@ -47,18 +47,29 @@ def _macs_per_cell(model_id: int, model) -> float:
     import torch
 
     side = 8
+    stages = _single_scale_stages(model) or 1
+    noise = [torch.zeros(1, 1, side * 2**s, side * 2**s) for s in range(1, stages + 1)]
     with counting_macs(model) as counter, torch.inference_mode():
-        model(torch.zeros(1, 1, side, side), stages=1, noise=[torch.zeros(1, 1, 2 * side, 2 * side)])
+        model(torch.zeros(1, 1, side, side), stages=stages, noise=noise)
     return counter[0] / (side * side)
 
 
+def _single_scale_stages(model) -> int | None:
+    """For a single-scale baseline, the stages its one jump stands for (None: a multi-stage model)."""
+    from climgen.models.baselines import SingleScaleGenerator
+
+    return model.config.stages if isinstance(model, SingleScaleGenerator) else None
+
+
 def macs_per_cell(model) -> float:
-    """MACs of one x2 stage per cell of its input, for this model."""
+    """MACs per input cell of one x2 stage (of the whole jump for single-scale baselines)."""
     return _macs_per_cell(id(model), model)
 
 
 def tile_macs(model, layout: TileLayout, depth: np.ndarray) -> np.ndarray:
     """MACs spent on each tile (tile-grid shaped) at the given depths."""
+    if _single_scale_stages(model):
+        return macs_per_cell(model) * layout.padded_areas() * (np.asarray(depth) > 0)
     return macs_per_cell(model) * layout.padded_areas() * stage_cost(depth)
 
 

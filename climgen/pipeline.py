@@ -302,6 +302,12 @@ def plan(
     slots = checkpoint.module.config.covariate_slots
     if prepared.covariates is not None and prepared.covariates.shape[0] > slots:
         raise ConfigError(f"model {checkpoint.name!r} takes at most {slots} covariates, got {prepared.covariates.shape[0]}")
+    if checkpoint.architecture != "amsgm":
+        model_factor = checkpoint.module.config.factor
+        if config.factor != model_factor:
+            raise ConfigError(f"model {checkpoint.name!r} is a single-scale {checkpoint.architecture} for x{model_factor} only")
+        if config.budget is not None or config.quality is not None:
+            raise ConfigError(f"model {checkpoint.name!r} refines every tile fully: budget and quality need the default model")
     if scores is None:
         scores = _scores(ds, prepared, config.factor)
     full_depth = config.factor.bit_length() - 1
@@ -321,7 +327,10 @@ def plan(
         )
         result.depth = result.calibration.depth(scores)
     else:
-        result.depth = choose_depth(scores, full_depth, config.adaptive, config.budget, prepared.layout.padded_areas())
+        adaptive = config.adaptive and checkpoint.architecture == "amsgm"  # baselines jump the whole factor
+        result.depth = choose_depth(
+            scores, full_depth, adaptive, config.budget if adaptive else None, prepared.layout.padded_areas()
+        )
     return result
 
 

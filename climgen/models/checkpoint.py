@@ -106,12 +106,22 @@ def load_checkpoint(model: str | Path = DEFAULT_MODEL) -> Checkpoint:
     return _load_cached(str(path), file_sha256(path))
 
 
+def _architectures() -> dict:
+    """Architecture name in the JSON -> (module class, config class); imported on use."""
+    from climgen.models.baselines import BaselineConfig, ConditionalVAE, SingleScaleGenerator
+    from climgen.models.generator import AdaptiveMultiScaleGenerator, GeneratorConfig
+
+    return {
+        "amsgm": (AdaptiveMultiScaleGenerator, GeneratorConfig),
+        "srgan": (SingleScaleGenerator, BaselineConfig),
+        "cvae": (ConditionalVAE, BaselineConfig),
+    }
+
+
 @lru_cache(maxsize=8)
 def _load_cached(path_text: str, sha256: str) -> Checkpoint:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from climgen.models.generator import AdaptiveMultiScaleGenerator, GeneratorConfig
 
     path = Path(path_text)
     document = _read_document(path)
@@ -119,13 +129,15 @@ def _load_cached(path_text: str, sha256: str) -> Checkpoint:
     if recorded and recorded != sha256:
         raise ModelError(f"{path.name} does not match the checksum in its JSON (corrupt or replaced file)")
     architecture = document.get("architecture")
-    if architecture != "amsgm":
+    builders = _architectures()
+    if architecture not in builders:
         raise ModelError(f"unknown architecture {architecture!r} in {path.with_suffix('.json').name}")
+    module_class, config_class = builders[architecture]
     try:
-        config = GeneratorConfig.from_dict(document.get("config", {}))
+        config = config_class.from_dict(document.get("config", {}))
     except (TypeError, ValueError) as err:
         raise ModelError(f"invalid generator config in {path.with_suffix('.json').name}: {err}") from err
-    module = AdaptiveMultiScaleGenerator(config)
+    module = module_class(config)
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as err:

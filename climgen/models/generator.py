@@ -79,6 +79,16 @@ def masked_coarsen(values: torch.Tensor, mask: torch.Tensor, factor: int) -> tup
     return torch.where(weight > 0, total / weight.clamp_min(1e-12), torch.zeros_like(total)), weight
 
 
+def local_standardise(field: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(field - local mean) / local std over ``window`` cells, with the mean and std: the
+    models work in these units, so one model serves any variable and scales with it."""
+    mean = local_mean(field, window)
+    variance = local_mean((field - mean) ** 2, window)
+    scale_floor = 1e-6 * field.abs().mean(dim=(-2, -1), keepdim=True) + 1e-12
+    std = torch.sqrt(variance + scale_floor**2)
+    return (field - mean) / std, mean, std
+
+
 class AdaptiveMultiScaleGenerator(nn.Module):
     """Refines a coarse field by successive x2 stages with per-stage latent noise.
 
@@ -103,11 +113,7 @@ class AdaptiveMultiScaleGenerator(nn.Module):
         nn.init.zeros_(self.tail.bias)
 
     def _normalise(self, field: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mean = local_mean(field, window)
-        variance = local_mean((field - mean) ** 2, window)
-        scale_floor = 1e-6 * field.abs().mean(dim=(-2, -1), keepdim=True) + 1e-12
-        std = torch.sqrt(variance + scale_floor**2)
-        return (field - mean) / std, mean, std
+        return local_standardise(field, window)
 
     def refine_stage(
         self,

@@ -140,8 +140,12 @@ def adversarial_stage(model, sampler, windows, settings, rng, device, content_lo
             0, scores["ratio"], scores["spectral_error"], scores["discriminator_accuracy"], discriminator_optimiser, log
         )
         history.append({"step": 0, **scores})
+    from climgen.training.pretrain import autocast, training_progress
+
     started = time.perf_counter()
+    progress = training_progress(settings.steps, 0, "adversarial")
     for step in range(1, settings.steps + 1):
+        progress.update(1)
         samples = [sampler(rng) for _ in range(settings.batch_size)]
         target = torch.tensor(np.stack([s[0] for s in samples]), dtype=torch.float32, device=device)[:, None]
         covariates = torch.tensor(np.stack([s[1] for s in samples]), dtype=torch.float32, device=device)
@@ -149,7 +153,8 @@ def adversarial_stage(model, sampler, windows, settings, rng, device, content_lo
         stages = int(rng.integers(1, settings.max_stages + 1))
         coarse = coarsen(target, 2**stages)
         upsampled = bicubic_upsample(coarse, 2**stages)
-        outputs = model(coarse, covariates, mask, stages=stages, generator=noise_generator)
+        with autocast(device):  # bf16 generator on a GPU; losses and discriminator in float32
+            outputs = [o.float() for o in model(coarse, covariates, mask, stages=stages, generator=noise_generator)]
         fake = outputs[-1]
         # discriminator step (hinge)
         real_judgement = discriminator(target, upsampled, coarse)
@@ -198,4 +203,5 @@ def adversarial_stage(model, sampler, windows, settings, rng, device, content_lo
                     discriminator_optimiser,
                     log,
                 )
+    progress.close()
     return history, controller.adjustments

@@ -71,6 +71,24 @@ class AdversarialSection(Strict):
     validate_every: int = Field(100, ge=1)
 
 
+class BaselineSection(Strict):
+    """Train a single-scale baseline instead of the adaptive generator (model, pretrain and
+    adversarial sections are then unused; data and validation are shared)."""
+
+    kind: Literal["srgan", "cvae"]
+    factor: int = Field(4, ge=2, le=16)
+    channels: int = Field(32, ge=4, le=256)
+    blocks: int = Field(6, ge=1, le=32)
+    steps: int = Field(1000, ge=1)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    msssim_weight: float = Field(0.2, ge=0)
+    adversarial_weight: float = Field(0.01, ge=0)
+    discriminator_channels: int = Field(32, ge=4)
+    kl_weight: float = Field(0.01, ge=0)
+    validate_every: int = Field(250, ge=1)
+
+
 class TrainRecipe(Strict):
     """Everything needed to reproduce a trained generator."""
 
@@ -84,6 +102,7 @@ class TrainRecipe(Strict):
     data: DataSection = DataSection()
     pretrain: PretrainSection = PretrainSection()
     adversarial: AdversarialSection = AdversarialSection()
+    baseline: BaselineSection | None = None
     base_dir: Path = Path(".")
 
     def resolve(self, path: str) -> str:

@@ -1,0 +1,111 @@
+"""Training of the single-scale baselines (``baseline:`` in a recipe): SRGAN-like GAN and
+conditional VAE, on the same data, crops and validation as the adaptive generator.
+
+GAN: scale-free L1 + MS-SSIM content loss plus a hinge adversarial loss from the same
+multi-scale patch discriminator stage 2 uses. VAE: the same content loss on the decoding of
+the encoder's sample, plus a KL term towards the standard normal prior.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from climgen import __version__
+from climgen.models.baselines import BaselineConfig, ConditionalVAE, SingleScaleGenerator
+from climgen.models.checkpoint import save_checkpoint
+from climgen.models.discriminator import MultiScaleDiscriminator
+from climgen.models.generator import bicubic_upsample, coarsen
+from climgen.training.data import SampleGenerator, load_real_pool
+from climgen.training.pretrain import (
+    _git_revision,
+    _validation_windows,
+    autocast,
+    content_loss,
+    pick_device,
+    training_progress,
+    validate,
+)
+from climgen.training.recipe import TrainRecipe
+
+
+def train_baseline(recipe: TrainRecipe, log=print) -> Path:
+    """Train the recipe's ``baseline`` (srgan or cvae) and save it; returns the weights path."""
+    settings = recipe.baseline
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
+    device = pick_device(recipe.device)
+    torch.manual_seed(recipe.seed)
+    rng = np.random.default_rng(recipe.seed)
+    config = BaselineConfig(settings.factor, settings.channels, settings.blocks, recipe.model.covariate_slots)
+    model = (SingleScaleGenerator if settings.kind == "srgan" else ConditionalVAE)(config).to(device)
+    real_sources = [source.model_dump() | {"path": recipe.resolve(source.path)} for source in recipe.data.real_fields]
+    for source in real_sources:
+        if source.get("covariate_path"):
+            source["covariate_path"] = recipe.resolve(source["covariate_path"])
+    real_pool = load_real_pool(real_sources, recipe.data.crop_size) if real_sources else None
+    sampler = SampleGenerator(recipe.data.crop_size, config.covariate_slots, real_pool, recipe.data.real_fraction)
+    windows = _validation_windows(recipe, recipe.data.crop_size)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=1e-4)
+    discriminator = discriminator_optimiser = None
+    if settings.kind == "srgan":
+        discriminator = MultiScaleDiscriminator(settings.discriminator_channels).to(device)
+        discriminator_optimiser = torch.optim.Adam(discriminator.parameters(), lr=2 * settings.learning_rate, betas=(0.5, 0.9))
+    noise_generator = torch.Generator(device=device).manual_seed(recipe.seed)
+    history: list[dict] = []
+    started = time.perf_counter()
+    progress = training_progress(settings.steps, 0, settings.kind)
+    for step in range(1, settings.steps + 1):
+        samples = [sampler(rng) for _ in range(settings.batch_size)]
+        target = torch.tensor(np.stack([s[0] for s in samples]), dtype=torch.float32, device=device)[:, None]
+        covariates = torch.tensor(np.stack([s[1] for s in samples]), dtype=torch.float32, device=device)
+        mask = torch.tensor(np.stack([s[2] for s in samples]), dtype=torch.float32, device=device)
+        coarse = coarsen(target, config.factor)
+        with autocast(device):
+            if settings.kind == "cvae":
+                mu, log_variance = model.encode(target, coarse)
+                noise = torch.randn(mu.shape, generator=noise_generator, device=device, dtype=mu.dtype)
+                latent = mu + torch.exp(0.5 * log_variance) * noise
+            else:
+                latent = model.latent_from(coarse, None, noise_generator)
+            fake = model.decode(coarse, covariates, mask, latent).float()
+        loss = content_loss([fake], target, settings.msssim_weight)
+        if settings.kind == "cvae":
+            kl = 0.5 * (mu.float() ** 2 + log_variance.float().exp() - 1 - log_variance.float()).mean()
+            loss = loss + settings.kl_weight * kl
+        else:
+            upsampled = bicubic_upsample(coarse, config.factor)
+            real = discriminator(target, upsampled, coarse)
+            judged = discriminator(fake.detach(), upsampled, coarse)
+            loss_d = sum(F.relu(1 - r).mean() + F.relu(1 + f).mean() for (r, _), (f, _) in zip(real, judged, strict=True))
+            discriminator_optimiser.zero_grad(set_to_none=True)
+            loss_d.backward()
+            discriminator_optimiser.step()
+            loss = loss - settings.adversarial_weight * sum(f.mean() for f, _ in discriminator(fake, upsampled, coarse))
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        progress.update(1)
+        if step % settings.validate_every == 0 or step == settings.steps:
+            scores = validate(model, windows, device, stages=config.stages)
+            record = {"step": step, "loss": round(loss.item(), 5), **scores, "seconds": round(time.perf_counter() - started, 1)}
+            history.append(record)
+            log(f"{settings.kind} " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+    progress.close()
+    metadata = {
+        "name": recipe.name,
+        "climgen_version": __version__,
+        "git_revision": _git_revision(),
+        "trained_on_device": str(device),
+        "torch_version": torch.__version__,
+        "recipe": recipe.model_dump(mode="json", exclude={"base_dir"}),
+        "training_data": {"real_fields": [f"{Path(s['path']).name}:{s['variable']} sel={s.get('sel')}" for s in real_sources]},
+        "validation": history,
+        "stages": [settings.kind],
+    }
+    return save_checkpoint(model, recipe.resolve(recipe.output), settings.kind, metadata)
