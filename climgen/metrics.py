@@ -155,3 +155,32 @@ def summary(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float | None
         "ssim": ssim(prediction, truth),
         "ms_ssim": ms_ssim(prediction, truth),
     }
+
+
+def frechet_distance(prediction: np.ndarray, truth: np.ndarray, patch: int = 16, stride: int = 8) -> float:
+    """Frechet distance between the patch-feature distributions of two fields (or stacks of
+    fields), with :class:`climgen.models.features.FieldFeatures` as the fixed extractor and
+    torchmetrics' FID computation. Both are standardised by the truth's mean and spread, so the
+    distance is unit-free; 0 for identical fields. Needs at least 20 patches."""
+    import torch
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    from climgen.models.features import FieldFeatures
+
+    truth = np.asarray(truth, dtype=np.float64).reshape(-1, *np.shape(truth)[-2:])
+    prediction = np.asarray(prediction, dtype=np.float64).reshape(-1, *np.shape(prediction)[-2:])
+    centre, spread = np.nanmean(truth), np.nanstd(truth) or 1.0
+
+    def patches(values: np.ndarray) -> torch.Tensor:
+        field = torch.from_numpy(np.nan_to_num((values - centre) / spread))[:, None]
+        tiles = field.unfold(2, patch, stride).unfold(3, patch, stride)  # N, 1, rows, cols, P, P
+        return tiles.permute(0, 2, 3, 1, 4, 5).reshape(-1, 1, patch, patch)
+
+    real, fake = patches(truth), patches(prediction)
+    if min(len(real), len(fake)) < 20:
+        raise ValueError(f"frechet_distance needs at least 20 patches of {patch} cells; the field gives {len(real)}")
+    metric = FrechetInceptionDistance(feature=FieldFeatures(), reset_real_features=True)
+    metric.update(real, real=True)
+    metric.update(fake, real=False)
+    return max(0.0, float(metric.compute()))
+

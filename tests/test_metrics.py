@@ -94,3 +94,20 @@ def test_evaluate_command(hsurf_coarse_file, tmp_path):
     rows = json.loads((tmp_path / "scores" / "scores.json").read_text())
     assert {row["method"] for row in rows} == {"prediction", "bicubic"}
     assert (tmp_path / "scores" / "evaluation_HSURF.png").stat().st_size > 20_000
+
+
+def test_frechet_distance_is_zero_for_the_truth_and_ranks_degradations():
+    from scipy import ndimage
+
+    from climgen.testing import rough_field
+
+    truth = 500 * rough_field((96, 96), seed=5)
+    rng = np.random.default_rng(1)
+    same = metrics.frechet_distance(truth, truth)
+    faint_noise = metrics.frechet_distance(truth + rng.normal(0, 0.5, truth.shape), truth)
+    blurred = metrics.frechet_distance(ndimage.gaussian_filter(truth, 2), truth)
+    assert same < 1e-9 and faint_noise < 0.01 < blurred
+    # unit-free: the same change in other units gives the same distance
+    assert np.isclose(metrics.frechet_distance(ndimage.gaussian_filter(truth, 2) / 1000 + 7, truth / 1000 + 7), blurred)
+    with pytest.raises(ValueError, match="20 patches"):
+        metrics.frechet_distance(truth[:24, :24], truth[:24, :24])
