@@ -9,6 +9,7 @@ from __future__ import annotations
 import shlex
 import sys
 import time
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -386,8 +387,19 @@ def check(file: Annotated[Path, typer.Argument(help="NetCDF file to check agains
         raise typer.Exit(1)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning) -> None:
+    """climgen's own warnings as one line each; other libraries' as usual."""
+    from climgen.io.units import UnitsWarning
+
+    if issubclass(category, UnitsWarning):
+        typer.echo(f"climgen: warning: {message}", err=True)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one line on stderr."""
+    warnings.showwarning = _show_warning
     try:
         code = app(standalone_mode=False)  # returns the code of typer.Exit instead of raising
     except ClimgenError as err:

@@ -183,4 +183,3 @@ def frechet_distance(prediction: np.ndarray, truth: np.ndarray, patch: int = 16,
     metric.update(real, real=True)
     metric.update(fake, real=False)
     return max(0.0, float(metric.compute()))
-

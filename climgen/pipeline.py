@@ -20,6 +20,7 @@ from climgen.compute import compute_report
 from climgen.errors import ConfigError, GridError, InputError
 from climgen.grid import SpatialAxes, bounds_name, cell_bounds, check_factor, find_spatial_axes, make_axis, refine_bounds
 from climgen.io import cf
+from climgen.io.units import check_units
 from climgen.tiling import TileLayout
 
 
@@ -182,6 +183,7 @@ def _check_longitude_seam(ds: xr.Dataset, axes: SpatialAxes) -> None:
 def _prepare(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None) -> _Prepared:
     axes = find_spatial_axes(ds)
     variables = select_variables(ds, axes, config.variables)
+    check_units(ds, variables)
     _check_longitude_seam(ds, axes)
     for name in (axes.y, axes.x):
         cell_bounds(ds[name], ds)  # validates monotonic, finite coordinates

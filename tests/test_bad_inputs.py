@@ -298,3 +298,25 @@ def test_handled_cases(case, build, check, tmp_path):
     assert_coarse_consistent(
         out["tas"].astype(np.float64), ds["tas"].astype(np.float64).where(np.isfinite(ds["tas"])), 2, rtol=1e-5
     )
+
+
+@pytest.mark.parametrize(
+    "units, warned",
+    [("K", False), ("m s-1", False), ("kg m-2 s-1", False), ("degrees_north", False), ("Kelvins", True), (None, True)],
+)
+def test_units_are_read_and_checked(units, warned):
+    import warnings
+
+    from climgen.io.units import UnitsWarning
+
+    ds = make_dataset("latlon", shape=(8, 8))
+    if units is None:
+        del ds["tas"].attrs["units"]
+    else:
+        ds["tas"].attrs["units"] = units
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = pipeline.synthesize(ds, factor=2)
+    messages = [str(w.message) for w in caught if issubclass(w.category, UnitsWarning)]
+    assert bool(messages) == warned, messages
+    assert out["tas"].attrs.get("units") == units  # carried unchanged

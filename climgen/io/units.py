@@ -1,0 +1,58 @@
+"""Units of the input variables: read, checked, and carried to the output unchanged.
+
+climgen's refinement is affine-equivariant (it works in locally standardised units), so it
+needs no conversion; but a unit string nobody can parse usually means a broken file, and a
+missing one means the output cannot say what it holds. Common CF unit strings are accepted at
+once; anything else is parsed with cf-xarray's UDUNITS-flavoured pint registry (imported only
+then, as it takes a second or two). Unparseable or missing units give a
+:class:`UnitsWarning`, never an error: UDUNITS knows a few spellings pint does not.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+
+import xarray as xr
+
+COMMON = frozenset(
+    "1 % K degC degree_Celsius degrees_C celsius m km cm mm s m s-1 m/s m2 s-2 Pa hPa kg kg-1 kg/kg g kg-1 "
+    "kg m-2 kg m-2 s-1 mm/day mm day-1 mm d-1 mm/h W m-2 J m-2 m-1 s-1 percent fraction degrees degree".split(" ")
+) | {"m s-1", "kg kg-1", "kg m-2 s-1", "W m-2", "mm day-1", "mm d-1", "kg m-2", "J m-2", "g kg-1", "m2 s-2"}
+
+
+class UnitsWarning(UserWarning):
+    """A variable's units are missing or could not be parsed."""
+
+
+@lru_cache(maxsize=256)
+def parse_problem(units: str) -> str | None:
+    """Why ``units`` cannot be parsed (None when it can)."""
+    if units in COMMON:
+        return None
+    try:
+        from cf_xarray.units import units as registry
+    except ImportError:  # pragma: no cover - cf-xarray and pint are dependencies
+        return None
+    try:
+        registry.Unit(units)
+    except Exception as err:  # pint raises several error types for bad strings
+        return type(err).__name__
+    return None
+
+
+def check_units(ds: xr.Dataset, variables: list[str]) -> dict[str, str | None]:
+    """The units of each variable (None when missing), warning about missing or unparseable ones."""
+    found = {}
+    for name in variables:
+        units = ds[name].attrs.get("units")
+        found[name] = units
+        if units is None or str(units).strip() == "":
+            warnings.warn(f"variable {name!r} has no units; the output will not have any either", UnitsWarning, stacklevel=1)
+        elif problem := parse_problem(str(units)):
+            warnings.warn(
+                f"units {units!r} of {name!r} are not valid UDUNITS/CF units ({problem}); kept as they are",
+                UnitsWarning,
+                stacklevel=1,  # one location: shown once per run by the default filter
+            )
+    return found
