@@ -469,8 +469,9 @@ def _replace(job: Job) -> None:
             factor = job.plan.config.factor
             fine_chunk = job.options.region_tiles * job.plan.prepared.layout.tile * factor
             encoding = cf.encoding_for(stored, variables, (fine_chunk, fine_chunk), netcdf=True)
-            for variable in stored.variables.values():
+            for name, variable in stored.variables.items():
                 variable.encoding = {}
+                cf.match_range_types(variable, encoding.get(name, {}).get("dtype"))  # zarr's JSON widened them
             stored.to_netcdf(source, encoding=encoding, format="NETCDF4")
     if output.exists():
         retired = output.with_name(f".{output.name}.old-{job.job_id[:8]}")

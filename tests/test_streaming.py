@@ -62,6 +62,8 @@ def test_netcdf_output_is_converted_from_the_finished_store(source, in_memory, t
     with xr.open_dataset(output) as got:
         np.testing.assert_array_equal(got["tas"].values, in_memory["tas"].values)
         assert got["tas"].encoding["zlib"] and got["tas"].attrs["units"] == "K"
+        for name in ("complexity_score", "refinement_depth"):  # CF: valid_range of the data's type
+            assert np.asarray(got[name].attrs["valid_range"]).dtype == got[name].encoding["dtype"]
         assert got.attrs["Conventions"] == "CF-1.8"
 
 

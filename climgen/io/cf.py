@@ -231,6 +231,15 @@ def decorate(
     return ds
 
 
+def match_range_types(variable: xr.Variable, dtype=None) -> None:
+    """Give ``valid_range``/``valid_min``/``valid_max`` the data's type, as CF requires (a
+    round trip through zarr's JSON attributes turns them into float64/int64)."""
+    target = np.dtype(dtype) if dtype is not None else variable.dtype
+    for key in ("valid_range", "valid_min", "valid_max"):
+        if key in variable.attrs:
+            variable.attrs[key] = np.asarray(variable.attrs[key]).astype(target)
+
+
 def refined_variables(ds: xr.Dataset) -> list[str]:
     """Names of the refined variables in a climgen result (those linked to the depth map)."""
     return [
