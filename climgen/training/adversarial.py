@@ -140,16 +140,13 @@ def adversarial_stage(model, sampler, windows, settings, rng, device, content_lo
             0, scores["ratio"], scores["spectral_error"], scores["discriminator_accuracy"], discriminator_optimiser, log
         )
         history.append({"step": 0, **scores})
-    from climgen.training.pretrain import autocast, training_progress
+    from climgen.training.pretrain import autocast, draw_batch, training_progress
 
     started = time.perf_counter()
     progress = training_progress(settings.steps, 0, "adversarial")
     for step in range(1, settings.steps + 1):
         progress.update(1)
-        samples = [sampler(rng) for _ in range(settings.batch_size)]
-        target = torch.tensor(np.stack([s[0] for s in samples]), dtype=torch.float32, device=device)[:, None]
-        covariates = torch.tensor(np.stack([s[1] for s in samples]), dtype=torch.float32, device=device)
-        mask = torch.tensor(np.stack([s[2] for s in samples]), dtype=torch.float32, device=device)
+        target, covariates, mask = draw_batch(sampler, rng, settings.batch_size, device)
         stages = int(rng.integers(1, settings.max_stages + 1))
         coarse = coarsen(target, 2**stages)
         upsampled = bicubic_upsample(coarse, 2**stages)

@@ -20,13 +20,13 @@ from climgen.models.baselines import BaselineConfig, ConditionalVAE, SingleScale
 from climgen.models.checkpoint import save_checkpoint
 from climgen.models.discriminator import MultiScaleDiscriminator
 from climgen.models.generator import bicubic_upsample, coarsen
-from climgen.training.data import SampleGenerator, load_real_pool
 from climgen.training.pretrain import (
     _git_revision,
-    _validation_windows,
     autocast,
     content_loss,
+    draw_batch,
     pick_device,
+    training_data,
     training_progress,
     validate,
 )
@@ -43,13 +43,7 @@ def train_baseline(recipe: TrainRecipe, log=print) -> Path:
     rng = np.random.default_rng(recipe.seed)
     config = BaselineConfig(settings.factor, settings.channels, settings.blocks, recipe.model.covariate_slots)
     model = (SingleScaleGenerator if settings.kind == "srgan" else ConditionalVAE)(config).to(device)
-    real_sources = [source.model_dump() | {"path": recipe.resolve(source.path)} for source in recipe.data.real_fields]
-    for source in real_sources:
-        if source.get("covariate_path"):
-            source["covariate_path"] = recipe.resolve(source["covariate_path"])
-    real_pool = load_real_pool(real_sources, recipe.data.crop_size) if real_sources else None
-    sampler = SampleGenerator(recipe.data.crop_size, config.covariate_slots, real_pool, recipe.data.real_fraction)
-    windows = _validation_windows(recipe, recipe.data.crop_size)
+    sampler, windows, real_sources = training_data(recipe, config.covariate_slots)
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=1e-4)
     discriminator = discriminator_optimiser = None
     if settings.kind == "srgan":
@@ -60,10 +54,7 @@ def train_baseline(recipe: TrainRecipe, log=print) -> Path:
     started = time.perf_counter()
     progress = training_progress(settings.steps, 0, settings.kind)
     for step in range(1, settings.steps + 1):
-        samples = [sampler(rng) for _ in range(settings.batch_size)]
-        target = torch.tensor(np.stack([s[0] for s in samples]), dtype=torch.float32, device=device)[:, None]
-        covariates = torch.tensor(np.stack([s[1] for s in samples]), dtype=torch.float32, device=device)
-        mask = torch.tensor(np.stack([s[2] for s in samples]), dtype=torch.float32, device=device)
+        target, covariates, mask = draw_batch(sampler, rng, settings.batch_size, device)
         coarse = coarsen(target, config.factor)
         with autocast(device):
             if settings.kind == "cvae":

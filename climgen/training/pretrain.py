@@ -73,6 +73,26 @@ def content_loss(outputs: list[torch.Tensor], target: torch.Tensor, msssim_weigh
     return loss
 
 
+def training_data(recipe: TrainRecipe, covariate_slots: int) -> tuple[SampleGenerator, list[np.ndarray], list[dict]]:
+    """The crop sampler, the held-out validation windows and the real sources of a recipe."""
+    real_sources = [source.model_dump() | {"path": recipe.resolve(source.path)} for source in recipe.data.real_fields]
+    for source in real_sources:
+        if source.get("covariate_path"):
+            source["covariate_path"] = recipe.resolve(source["covariate_path"])
+    real_pool = load_real_pool(real_sources, recipe.data.crop_size) if real_sources else None
+    sampler = SampleGenerator(recipe.data.crop_size, covariate_slots, real_pool, recipe.data.real_fraction)
+    return sampler, _validation_windows(recipe, recipe.data.crop_size), real_sources
+
+
+def draw_batch(sampler: SampleGenerator, rng: np.random.Generator, size: int, device: torch.device):
+    """``size`` training crops as tensors: target (B, 1, n, n), covariates and their mask."""
+    samples = [sampler(rng) for _ in range(size)]
+    target = torch.tensor(np.stack([s[0] for s in samples]), dtype=torch.float32, device=device)[:, None]
+    covariates = torch.tensor(np.stack([s[1] for s in samples]), dtype=torch.float32, device=device)
+    mask = torch.tensor(np.stack([s[2] for s in samples]), dtype=torch.float32, device=device)
+    return target, covariates, mask
+
+
 def _validation_windows(recipe: TrainRecipe, size: int) -> list[np.ndarray]:
     sources = [source.model_dump() | {"path": recipe.resolve(source.path)} for source in recipe.data.validation_fields]
     if not sources:
@@ -151,13 +171,7 @@ def pretrain(recipe: TrainRecipe, log=print) -> Path:
     rng = np.random.default_rng(recipe.seed)
     model, initial = _initial_model(recipe, device)
     config = model.config
-    real_sources = [source.model_dump() | {"path": recipe.resolve(source.path)} for source in recipe.data.real_fields]
-    for source in real_sources:
-        if source.get("covariate_path"):
-            source["covariate_path"] = recipe.resolve(source["covariate_path"])
-    real_pool = load_real_pool(real_sources, recipe.data.crop_size) if real_sources else None
-    sampler = SampleGenerator(recipe.data.crop_size, config.covariate_slots, real_pool, recipe.data.real_fraction)
-    windows = _validation_windows(recipe, recipe.data.crop_size)
+    sampler, windows, real_sources = training_data(recipe, config.covariate_slots)
     settings = recipe.pretrain
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=1e-4)
     warmup = max(1, settings.steps // 20)
@@ -178,10 +192,7 @@ def pretrain(recipe: TrainRecipe, log=print) -> Path:
     started = time.perf_counter()
     progress = training_progress(settings.steps, first_step - 1, "pre-training")
     for step in range(first_step, settings.steps + 1):
-        samples = [sampler(rng) for _ in range(settings.batch_size)]
-        target = torch.tensor(np.stack([s[0] for s in samples]), dtype=torch.float32, device=device)[:, None]
-        covariates = torch.tensor(np.stack([s[1] for s in samples]), dtype=torch.float32, device=device)
-        mask = torch.tensor(np.stack([s[2] for s in samples]), dtype=torch.float32, device=device)
+        target, covariates, mask = draw_batch(sampler, rng, settings.batch_size, device)
         stages = int(rng.integers(1, settings.max_stages + 1))
         with autocast(device):
             outputs = model(coarsen(target, 2**stages), covariates, mask, stages=stages, generator=noise_generator)
