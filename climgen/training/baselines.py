@@ -15,14 +15,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from climgen import __version__
 from climgen.models.baselines import BaselineConfig, ConditionalVAE, SingleScaleGenerator
 from climgen.models.checkpoint import save_checkpoint
 from climgen.models.discriminator import MultiScaleDiscriminator
 from climgen.models.generator import bicubic_upsample, coarsen
 from climgen.training.pretrain import (
-    _git_revision,
     autocast,
+    checkpoint_metadata,
     content_loss,
     draw_batch,
     pick_device,
@@ -89,13 +88,7 @@ def train_baseline(recipe: TrainRecipe, log=print) -> Path:
             log(f"{settings.kind} " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
     progress.close()
     metadata = {
-        "name": recipe.name,
-        "climgen_version": __version__,
-        "git_revision": _git_revision(),
-        "trained_on_device": str(device),
-        "torch_version": torch.__version__,
-        "recipe": recipe.model_dump(mode="json", exclude={"base_dir"}),
-        "training_data": {"real_fields": [f"{Path(s['path']).name}:{s['variable']} sel={s.get('sel')}" for s in real_sources]},
+        **checkpoint_metadata(recipe, device, real_sources),
         "validation": history,
         "stages": [settings.kind],
     }

@@ -43,6 +43,23 @@ def training_progress(total: int, done: int, description: str):
     return tqdm(total=total, initial=done, desc=description, unit="step", disable=None, leave=False)
 
 
+def checkpoint_metadata(recipe: TrainRecipe, device: torch.device, real_sources: list[dict]) -> dict:
+    """What every trained checkpoint records: names, versions, device, recipe, training data."""
+    return {
+        "name": recipe.name,
+        "climgen_version": __version__,
+        "git_revision": _git_revision(),
+        "trained_on_device": str(device),
+        "torch_version": torch.__version__,
+        "recipe": recipe.model_dump(mode="json", exclude={"base_dir"}),
+        "training_data": {
+            "generated": "Gaussian random fields (spectral slope 1.8-4.2) with varying roughness, fronts, "
+            "fractions and intermittent fields; covariates related with random sign and strength",
+            "real_fields": [f"{Path(s['path']).name}:{s['variable']} sel={s.get('sel')}" for s in real_sources],
+        },
+    }
+
+
 def _git_revision() -> str:
     try:
         result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
@@ -221,17 +238,7 @@ def pretrain(recipe: TrainRecipe, log=print) -> Path:
             model, sampler, windows, recipe.adversarial, rng, device, content_loss, log
         )
     metadata = {
-        "name": recipe.name,
-        "climgen_version": __version__,
-        "git_revision": _git_revision(),
-        "trained_on_device": str(device),
-        "torch_version": torch.__version__,
-        "recipe": recipe.model_dump(mode="json", exclude={"base_dir"}),
-        "training_data": {
-            "generated": "Gaussian random fields (spectral slope 1.8-4.2) with varying roughness, fronts, "
-            "fractions and intermittent fields; covariates related with random sign and strength",
-            "real_fields": [f"{Path(s['path']).name}:{s['variable']} sel={s.get('sel')}" for s in real_sources],
-        },
+        **checkpoint_metadata(recipe, device, real_sources),
         "validation": history,
         "adversarial_validation": adversarial_history,
         "feedback_adjustments": adjustments,
