@@ -160,8 +160,9 @@ def summary(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float | None
 def frechet_distance(prediction: np.ndarray, truth: np.ndarray, patch: int = 16, stride: int = 8) -> float:
     """Frechet distance between the patch-feature distributions of two fields (or stacks of
     fields), with :class:`climgen.models.features.FieldFeatures` as the fixed extractor and
-    torchmetrics' FID computation. Both are standardised by the truth's mean and spread, so the
-    distance is unit-free; 0 for identical fields. Needs at least 20 patches."""
+    torchmetrics' FID computation. Fields are standardised by the truth's mean and spread, and
+    each feature by its spread over the truth's patches, so the distance is unit-free and no
+    feature dominates; 0 for identical fields. Needs at least 20 patches."""
     import torch
     from torchmetrics.image.fid import FrechetInceptionDistance
 
@@ -179,7 +180,7 @@ def frechet_distance(prediction: np.ndarray, truth: np.ndarray, patch: int = 16,
     real, fake = patches(truth), patches(prediction)
     if min(len(real), len(fake)) < 20:
         raise ValueError(f"frechet_distance needs at least 20 patches of {patch} cells; the field gives {len(real)}")
-    metric = FrechetInceptionDistance(feature=FieldFeatures(), reset_real_features=True)
+    metric = FrechetInceptionDistance(feature=FieldFeatures().standardise_on(real), reset_real_features=True)
     metric.update(real, real=True)
     metric.update(fake, real=False)
     return max(0.0, float(metric.compute()))

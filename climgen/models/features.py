@@ -5,7 +5,8 @@ and see RGB images. Climate fields are single-channel and unit-bearing, so climg
 them through fixed multi-scale statistics of each patch instead: at 1x, 2x and 4x coarser
 scales, the mean and spread of the gradient magnitude and of the absolute Laplacian and the
 mean local variance, plus the log power in four radial wavenumber bands. 19 numbers per patch,
-the same for every release: distances are comparable across versions.
+the same for every release: distances are comparable across versions. For a distance, each
+feature is standardised by its spread over the truth's patches (:meth:`FieldFeatures.standardise_on`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,19 @@ class FieldFeatures(nn.Module):
         self.register_buffer("laplacian", laplacian[None, None])
         self.register_buffer("gradient_x", gradient_x[None, None])
         self.register_buffer("gradient_y", gradient_x.T.contiguous()[None, None])
+        self.register_buffer("centre", torch.zeros(19, dtype=torch.float64))
+        self.register_buffer("scale", torch.ones(19, dtype=torch.float64))
+
+    def standardise_on(self, patches: torch.Tensor) -> FieldFeatures:
+        """Centre and scale every feature by its mean and spread over ``patches`` (the truth's),
+        so each feature weighs the same in a Frechet distance whatever its natural size."""
+        with torch.no_grad():
+            self.centre.zero_()
+            self.scale.fill_(1.0)
+            raw = self(patches)
+            self.centre.copy_(raw.mean(0))
+            self.scale.copy_(raw.std(0).clamp_min(1e-6 * raw.abs().mean().item() + 1e-12))
+        return self
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         x = patches.double()
@@ -53,4 +67,4 @@ class FieldFeatures(nn.Module):
         for band in range(BANDS):
             inside = (radius > band / BANDS) & (radius <= (band + 1) / BANDS)
             features.append(torch.log10(spectrum[..., inside].mean(-1).flatten(1).mean(1) + 1e-12))
-        return torch.stack(features, dim=1)
+        return (torch.stack(features, dim=1) - self.centre) / self.scale
