@@ -215,3 +215,14 @@ def test_unknown_grid_mapping_interpolates_the_input_latlon():
     out = ds.climgen.synthesize(factor=2)
     np.testing.assert_allclose(out["lat"], exact["lat"], atol=0.05)
     np.testing.assert_allclose(out["lon"], exact["lon"], atol=0.1)
+
+
+def test_ensemble_spread_is_larger_where_the_field_is_complex():
+    ds = make_dataset("latlon", shape=(32, 32), seed=6)  # smooth west half, rough east half
+    out = ds.climgen.synthesize(factor=4, members=4, seed=1)
+    spread = out["tas"].std("realization").values
+    west, east = spread[:, :64].mean(), spread[:, 64:].mean()
+    assert east > 3 * west > 0
+    for member in range(4):  # every member keeps the coarse values
+        block_means = out["tas"].isel(realization=member).coarsen(lat=4, lon=4).mean().values
+        np.testing.assert_allclose(block_means, ds["tas"].values, atol=2e-3)
