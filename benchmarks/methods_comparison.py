@@ -5,14 +5,16 @@ Each truth field is coarsened by 4 (block mean) and refined by every method with
 seed and ``--members`` ensemble members. Scores (member 0 unless said): RMSE, SSIM, MS-SSIM
 (fields over 160 cells a side), Frechet distance of patch features (``climgen.metrics.
 frechet_distance``), top-octave spectral error (mean |log10| power ratio), ensemble diversity
-(mean pairwise RMS distance), CRPS of the ensemble, multiply-accumulates per output cell, and
-output megapixels per second of one member. Prints a markdown table; ``--json`` saves the rows.
+(mean pairwise RMS distance), CRPS of the ensemble, floating-point operations per output
+cell (2 x counted multiply-accumulates), and output megapixels per second of one member
+(including model loading: small fields understate the speed). Prints a markdown table; ``--json`` saves the rows.
 
     python benchmarks/methods_comparison.py [--shared ../shared] [--members 4]
-        [--srgan baselines/srgan-x4.safetensors] [--cvae baselines/cvae-x4.safetensors]
+        [--srgan srgan-x4|CHECKPOINT] [--cvae cvae-x4|CHECKPOINT]
 
-The baselines come from ``climgen train recipes/train-baseline-srgan.yaml`` and
+The shipped baselines come from ``climgen train recipes/train-baseline-srgan.yaml`` and
 ``recipes/train-baseline-cvae.yaml`` (same data, crops and steps as the default model).
+``climgen benchmark`` runs the same comparison on your own field, with fine-tuning.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 import xarray as xr
 
 import climgen  # noqa: F401
-from climgen import metrics
+from climgen.benchmark import COLUMNS, fine_values, score
 from climgen.evaluation import bicubic_reference
 from climgen.grid import coarsen_dataset, find_spatial_axes
 from climgen.pipeline import synthesize
@@ -40,47 +42,26 @@ FIELDS = [
 ]
 
 
-def _fine(ds: xr.Dataset, variable: str) -> np.ndarray:
-    axes = find_spatial_axes(ds)
-    values = ds[variable].transpose(..., axes.y, axes.x).values.astype(np.float64)
-    return values.reshape(-1, *values.shape[-2:])
-
-
-def score(method: str, members: np.ndarray, truth: np.ndarray, seconds: float, macs: float | None) -> dict:
-    first = members[0]
-    octaves = metrics.spectral_error_per_octave(first, truth)
-    return {
-        "method": method,
-        "rmse": metrics.rmse(first, truth),
-        "ssim": float(np.mean([metrics.ssim(p, t) for p, t in zip(first, truth, strict=True)])),
-        "ms_ssim": metrics.ms_ssim(first, truth),
-        "frechet_distance": metrics.frechet_distance(first, truth),
-        "spectral_error": list(octaves.values())[-1],
-        "diversity": metrics.diversity(members),
-        "crps": metrics.crps(members, truth),
-        "macs_per_pixel": macs,
-        "mpix_per_s": truth.size / seconds / 1e6 if seconds else None,
-    }
-
-
 def compare(truth_ds: xr.Dataset, variable: str, models: dict[str, str], member_count: int) -> list[dict]:
     axes = find_spatial_axes(truth_ds)
     truth_ds = truth_ds.isel(
         {axes.y: slice(0, truth_ds.sizes[axes.y] // FACTOR * FACTOR), axes.x: slice(0, truth_ds.sizes[axes.x] // FACTOR * FACTOR)}
     )
     coarse_ds = coarsen_dataset(truth_ds[[variable]].assign_coords(truth_ds.coords), FACTOR)
-    truth = _fine(truth_ds, variable)
+    truth = fine_values(truth_ds, variable)
+    bicubic_reference(truth[:1], FACTOR)  # warm up (imports), so the timing is the work
     started = time.perf_counter()
     bicubic = np.stack([bicubic_reference(field, FACTOR) for field in truth])
     rows = [score("bicubic", bicubic[None], truth, time.perf_counter() - started, 0.0)]
     for method, model in models.items():
+        synthesize(coarse_ds.isel({axes.y: slice(0, 8), axes.x: slice(0, 8)}), factor=FACTOR, variables=[variable], model=model)
         started = time.perf_counter()
         single = synthesize(coarse_ds, factor=FACTOR, variables=[variable], seed=0, model=model)
         seconds = time.perf_counter() - started
         ensemble = synthesize(coarse_ds, factor=FACTOR, variables=[variable], seed=0, model=model, members=member_count)
-        members = np.stack([_fine(ensemble.isel(realization=m), variable) for m in range(member_count)])
+        members = np.stack([fine_values(ensemble.isel(realization=m), variable) for m in range(member_count)])
         compute = json.loads(single.attrs["climgen_provenance"])["compute"]
-        rows.append(score(method, members, truth, seconds, compute["macs"] / truth.size))
+        rows.append(score(method, members, truth, seconds, compute["macs"]))
     return rows
 
 
@@ -94,25 +75,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--members", type=int, default=4)
-    parser.add_argument("--srgan", default=str(ROOT / "baselines" / "srgan-x4.safetensors"))
-    parser.add_argument("--cvae", default=str(ROOT / "baselines" / "cvae-x4.safetensors"))
+    parser.add_argument("--srgan", default="srgan-x4", help="the shipped single-scale GAN, or a checkpoint")
+    parser.add_argument("--cvae", default="cvae-x4", help="the shipped conditional VAE, or a checkpoint")
     parser.add_argument("--only", nargs="+", help="variables to evaluate (default: all)")
     parser.add_argument("--json", type=Path)
     arguments = parser.parse_args()
-    models = {"amsgm (adaptive)": "default", "gan (single-scale)": arguments.srgan, "vae (conditional)": arguments.cvae}
-    models = {name: path for name, path in models.items() if path == "default" or Path(path).exists()}
-    columns = [
-        "method",
-        "rmse",
-        "ssim",
-        "ms_ssim",
-        "frechet_distance",
-        "spectral_error",
-        "diversity",
-        "crps",
-        "macs_per_pixel",
-        "mpix_per_s",
-    ]
+    models = {"amsgm": "default", "gan": arguments.srgan, "vae": arguments.cvae}
+    columns = [column for column in COLUMNS if column != "variant"]
     rows = []
     for filename, variable, label, selection in FIELDS:
         if arguments.only and variable not in arguments.only:

@@ -1,4 +1,4 @@
-"""The ``climgen`` command line: demo, synthesize, run, fetch, coarsen, evaluate, train, check.
+"""The ``climgen`` command line: demo, synthesize, run, fetch, coarsen, evaluate, benchmark, train, check.
 
 User errors (:class:`climgen.errors.ClimgenError`) print one line on stderr and exit with 2;
 ``--debug`` shows the traceback instead.
@@ -6,6 +6,7 @@ User errors (:class:`climgen.errors.ClimgenError`) print one line on stderr and 
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 import time
@@ -334,6 +335,35 @@ def evaluate(
                 truth_ds, pred_ds, [row["variable"] for row in rows if row["method"] == "prediction"], out, factor
             )
             typer.echo(f"wrote {out / 'scores.json'}" + "".join(f"\nwrote {p}" for p in pictures))
+
+
+@app.command()
+def benchmark(
+    truth: Annotated[Path, typer.Option("--truth", help="A real fine field (NetCDF or zarr) to coarsen and refine.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for benchmark.json, benchmark.md and spectra.png.")],
+    factor: Annotated[int, typer.Option("--factor", "-f", help="Refinement factor (the GAN and VAE: 4 only).")] = 4,
+    variable: Annotated[str | None, typer.Option(help="Variable to compare (default: the only gridded one).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Short fine-tuning (60 steps).")] = False,
+    pretrained: Annotated[bool, typer.Option("--pretrained", help="Use the shipped models without fine-tuning.")] = False,
+    members: Annotated[int, typer.Option(help="Ensemble members for diversity and CRPS.")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    ablations: Annotated[bool, typer.Option("--ablations", help="Also AMSGM without multi-branch blocks.")] = False,
+) -> None:
+    """Compare AMSGM, a single-scale GAN, a conditional VAE and bicubic on a real field."""
+    from climgen.benchmark import BenchmarkOptions, format_markdown, run_benchmark
+    from climgen.grid import check_factor
+    from climgen.io.open import open_input
+
+    check_factor(factor)
+    with open_input(truth) as ds:
+        candidates = [name for name, v in ds.data_vars.items() if v.ndim >= 2 and v.dtype.kind == "f"]
+        if variable is None and len(candidates) != 1:
+            raise InputError(f"name the variable to compare with --variable (candidates: {candidates})")
+        options = BenchmarkOptions(factor, members, pretrained, quick, seed, ablations=ablations)
+        rows = run_benchmark(ds.load(), variable or candidates[0], out, options, log=lambda m: typer.echo(m, err=True))
+    notes = json.loads((out / "benchmark.json").read_text())
+    typer.echo(format_markdown(rows, notes))
+    typer.echo(f"wrote {out / 'benchmark.json'}, {out / 'benchmark.md'}, {out / 'spectra.png'}")
 
 
 @app.command()

@@ -28,6 +28,7 @@ MODULES = [
     "climgen.compute",
     "climgen.metrics",
     "climgen.evaluation",
+    "climgen.benchmark",
     "climgen.plotting",
     "climgen.testing",
     "climgen.models.generator",

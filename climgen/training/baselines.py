@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from climgen.errors import ConfigError
 from climgen.models.baselines import BaselineConfig, ConditionalVAE, SingleScaleGenerator
 from climgen.models.checkpoint import save_checkpoint
 from climgen.models.discriminator import MultiScaleDiscriminator
@@ -41,7 +42,17 @@ def train_baseline(recipe: TrainRecipe, log=print) -> Path:
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
     config = BaselineConfig(settings.factor, settings.channels, settings.blocks, recipe.model.covariate_slots)
+    initial = None
+    if recipe.init_from:  # fine-tune a trained baseline of the same kind
+        from climgen.models.checkpoint import SHIPPED, load_checkpoint
+
+        checkpoint = load_checkpoint(recipe.init_from if recipe.init_from in SHIPPED else recipe.resolve(recipe.init_from))
+        if checkpoint.architecture != settings.kind:
+            raise ConfigError(f"init_from {recipe.init_from!r} is a {checkpoint.architecture}, not a {settings.kind}")
+        config, initial = checkpoint.module.config, f"{checkpoint.name} (sha256 {checkpoint.sha256})"
     model = (SingleScaleGenerator if settings.kind == "srgan" else ConditionalVAE)(config).to(device)
+    if recipe.init_from:
+        model.load_state_dict(checkpoint.module.state_dict())
     sampler, windows, real_sources = training_data(recipe, config.covariate_slots)
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=1e-4)
     discriminator = discriminator_optimiser = None
@@ -91,5 +102,6 @@ def train_baseline(recipe: TrainRecipe, log=print) -> Path:
         **checkpoint_metadata(recipe, device, real_sources),
         "validation": history,
         "stages": [settings.kind],
+        "initialised_from": initial,
     }
     return save_checkpoint(model, recipe.resolve(recipe.output), settings.kind, metadata)

@@ -1,0 +1,226 @@
+"""``climgen benchmark``: the seed paper's comparison, measured on any real field.
+
+The truth is split into a western and an eastern half (along x). The eastern half is coarsened
+by ``factor`` and refined by every method; scores are measured against it. With
+``pretrained`` the shipped models are used as they are; otherwise each learned method is first
+fine-tuned on the western half with the same number of steps. Methods: bicubic, the adaptive
+multi-scale generator (AMSGM; also at uniform depth, the adaptivity ablation), the single-scale
+GAN and the conditional VAE (x4 only: they jump one fixed factor; they are also the ablation of
+the hierarchy), and with ``ablations`` AMSGM trained without multi-branch blocks (3x3 only).
+The feedback controller cannot be ablated: the shipped models have no adversarial stage.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from climgen import metrics
+from climgen.errors import InputError
+from climgen.evaluation import bicubic_reference
+from climgen.grid import coarsen_dataset, find_spatial_axes
+
+COLUMNS = (
+    "method",
+    "variant",
+    "rmse",
+    "ssim",
+    "ms_ssim",
+    "frechet_distance",
+    "spectral_error",
+    "diversity",
+    "crps",
+    "flops_per_pixel",
+    "mpix_per_s",
+)
+LEARNED = {"amsgm": "default", "gan": "srgan-x4", "vae": "cvae-x4"}
+ABLATIONS = {"amsgm-3x3": "amsgm-3x3"}  # the default recipe with 3x3 convolutions only
+NOT_RUN = ["amsgm stage 2 without the feedback controller: the shipped models have no stage 2 to ablate"]
+
+
+@dataclass(frozen=True)
+class BenchmarkOptions:
+    """What to compare and how hard to try."""
+
+    factor: int = 4
+    members: int = 4
+    pretrained: bool = False
+    quick: bool = False
+    seed: int = 0
+    steps: int | None = None  # fine-tuning steps (default: 60 with quick, else 300)
+    ablations: bool = False  # also AMSGM without multi-branch blocks (hierarchy: see the GAN and VAE)
+
+    @property
+    def finetune_steps(self) -> int:
+        return self.steps or (60 if self.quick else 300)
+
+
+def fine_values(ds: xr.Dataset, variable: str) -> np.ndarray:
+    """(N, y, x) float64 values of a variable (leading dimensions flattened)."""
+    axes = find_spatial_axes(ds)
+    values = ds[variable].transpose(..., axes.y, axes.x).values.astype(np.float64)
+    return values.reshape(-1, *values.shape[-2:])
+
+
+def score(method: str, members: np.ndarray, truth: np.ndarray, seconds: float, macs: float, variant: str = "") -> dict:
+    """One benchmark row: member 0's scores against the truth and the ensemble's."""
+    first = members[0]
+    return {
+        "method": method,
+        "variant": variant,
+        "rmse": metrics.rmse(first, truth),
+        "ssim": float(np.mean([metrics.ssim(p, t) for p, t in zip(first, truth, strict=True)])),
+        "ms_ssim": metrics.ms_ssim(first, truth),
+        "frechet_distance": metrics.frechet_distance(first, truth),
+        "spectral_error": list(metrics.spectral_error_per_octave(first, truth).values())[-1],
+        "diversity": metrics.diversity(members),
+        "crps": metrics.crps(members, truth),
+        "flops_per_pixel": 2 * macs / truth.size,
+        "mpix_per_s": truth.size / seconds / 1e6 if seconds > 0 else None,
+    }
+
+
+def halves(truth: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
+    """Western and eastern halves along x, each trimmed to whole multiples of 16 cells."""
+    axes = find_spatial_axes(truth)
+    middle = truth.sizes[axes.x] // 2
+    parts = []
+    for part in (truth.isel({axes.x: slice(0, middle)}), truth.isel({axes.x: slice(middle, None)})):
+        parts.append(
+            part.isel({axes.y: slice(0, part.sizes[axes.y] // 16 * 16), axes.x: slice(0, part.sizes[axes.x] // 16 * 16)})
+        )
+    if min(parts[1].sizes[axes.y], parts[1].sizes[axes.x]) < 32:
+        raise InputError(f"the truth is too small to split: each half needs at least 32 x 32 cells, got {dict(truth.sizes)}")
+    return parts[0], parts[1]
+
+
+def finetune(method: str, west: xr.Dataset, variable: str, options: BenchmarkOptions, folder: Path, log) -> str:
+    """Fine-tune a shipped model on the western half; returns the new checkpoint's path."""
+    from climgen.training.recipe import TrainRecipe
+
+    source = folder / "west.nc"
+    if not source.exists():
+        west[[variable]].to_netcdf(source)
+    document = {
+        "name": f"{method}-benchmark",
+        "seed": options.seed,
+        "device": "auto",
+        "output": str(folder / method),
+        "init_from": {**LEARNED, **ABLATIONS}[method],
+        "data": {"crop_size": 32, "real_fraction": 1.0, "real_fields": [{"path": str(source), "variable": variable}]},
+    }
+    if method.startswith("amsgm"):
+        stages = min(2, options.factor.bit_length() - 1)
+        document["pretrain"] = {"steps": options.finetune_steps, "batch_size": 8, "learning_rate": 2e-4, "max_stages": stages}
+        document["pretrain"] |= {"validate_every": options.finetune_steps, "checkpoint_every": options.finetune_steps}
+        from climgen.training.pretrain import pretrain as train
+    else:
+        kind = LEARNED[method].split("-")[0]
+        document["baseline"] = {"kind": kind, "factor": 4, "steps": options.finetune_steps, "batch_size": 8}
+        document["baseline"] |= {"learning_rate": 2e-4, "validate_every": options.finetune_steps}
+        from climgen.training.baselines import train_baseline as train
+    recipe = TrainRecipe(**document, base_dir=folder)
+    log(f"fine-tuning {method} on the western half: {options.finetune_steps} steps")
+    return str(train(recipe, log=lambda message: None))
+
+
+def run_benchmark(truth: xr.Dataset, variable: str, out: str | Path, options: BenchmarkOptions, log=print) -> list[dict]:
+    """Compare the methods on ``truth[variable]``; writes benchmark.json, benchmark.md and
+    spectra.png under ``out`` and returns the rows."""
+    from climgen.pipeline import synthesize
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if variable not in truth.data_vars:
+        raise InputError(f"variable {variable!r} not in the truth; it has {sorted(truth.data_vars)}")
+    west, east = halves(truth[[variable]].assign_coords(truth.coords))
+    coarse = coarsen_dataset(east, options.factor)
+    expected = fine_values(east, variable)
+    bicubic_reference(expected[:1], options.factor)  # warm up (imports), so the timing is the work
+    started = time.perf_counter()
+    rows = [score("bicubic", bicubic_reference(expected, options.factor)[None], expected, time.perf_counter() - started, 0.0)]
+    curves = {"truth": expected, "bicubic": bicubic_reference(expected, options.factor)}
+    methods = dict(LEARNED) if options.factor == 4 else {"amsgm": "default"}
+    if options.ablations:
+        methods |= ABLATIONS
+    with tempfile.TemporaryDirectory(prefix="climgen-benchmark-") as scratch:
+        for method, model in methods.items():
+            if not options.pretrained:
+                model = finetune(method, west, variable, options, Path(scratch), log)
+            variants = {"amsgm": [("adaptive", True), ("uniform depth", False)], "amsgm-3x3": [("3x3 blocks only", True)]}
+            for variant, adaptive in variants.get(method, [("", False)]):
+                log(f"refining with {method} {variant}".rstrip())
+                axes = find_spatial_axes(coarse)
+                warm_up = coarse.isel({axes.y: slice(0, 8), axes.x: slice(0, 8)})
+                synthesize(warm_up, factor=options.factor, seed=options.seed, model=model, adaptive=adaptive)  # load the model
+                started = time.perf_counter()
+                single = synthesize(coarse, factor=options.factor, seed=options.seed, model=model, adaptive=adaptive)
+                seconds = time.perf_counter() - started
+                ensemble = synthesize(
+                    coarse, factor=options.factor, seed=options.seed, model=model, adaptive=adaptive, members=options.members
+                )
+                members = np.stack([fine_values(ensemble.isel(realization=m), variable) for m in range(options.members)])
+                macs = json.loads(single.attrs["climgen_provenance"])["compute"]["macs"]
+                rows.append(score(method.split("-")[0], members, expected, seconds, macs, variant))
+                curves[f"{method} {variant}".strip()] = members[0]
+    notes = {
+        "variable": variable,
+        "factor": options.factor,
+        "members": options.members,
+        "pretrained": options.pretrained,
+        "finetune_steps": None if options.pretrained else options.finetune_steps,
+        "evaluated_on": f"eastern half {dict(east.sizes)}",
+        "not_run": NOT_RUN
+        + ([] if options.factor == 4 else ["gan and vae: the shipped baselines refine by x4 only"])
+        + ([] if options.ablations else ["ablations (pass --ablations): amsgm with 3x3 blocks only"]),
+    }
+    (out / "benchmark.json").write_text(json.dumps({"rows": rows, **notes}, indent=2) + "\n")
+    (out / "benchmark.md").write_text(format_markdown(rows, notes))
+    _plot_spectra(curves, out / "spectra.png", variable)
+    return rows
+
+
+def format_markdown(rows: list[dict], notes: dict) -> str:
+    """The rows as a markdown table, with what was compared and what was not run."""
+
+    def cell(value) -> str:
+        if value is None or value == "":
+            return "-"
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    how = "as shipped" if notes["pretrained"] else f"fine-tuned for {notes['finetune_steps']} steps on the western half"
+    lines = [
+        f"# Benchmark: {notes['variable']}, x{notes['factor']}, {notes['evaluated_on']}",
+        "",
+        f"Models {how}; {notes['members']} ensemble members; scores of member 0 except diversity and CRPS.",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    lines += ["| " + " | ".join(cell(row[column]) for column in COLUMNS) + " |" for row in rows]
+    lines += ["", "Not run:"] + [f"- {item}" for item in notes["not_run"]]
+    return "\n".join(lines) + "\n"
+
+
+def _plot_spectra(curves: dict[str, np.ndarray], path: Path, variable: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    for label, values in curves.items():
+        k, power = metrics.power_spectrum(values)
+        axis.loglog(k, power, label=label, color="k" if label == "truth" else None)
+    axis.set_xlabel("wavenumber (cycles per fine cell)")
+    axis.set_ylabel("power")
+    axis.set_title(f"{variable}: radially averaged power spectra")
+    axis.legend()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

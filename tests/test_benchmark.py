@@ -1,0 +1,61 @@
+"""climgen benchmark: rows, files and honesty notes, on the held-out real terrain fixture."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from climgen.benchmark import BenchmarkOptions, run_benchmark
+
+REQUIRED = {
+    "method",
+    "rmse",
+    "ssim",
+    "ms_ssim",
+    "frechet_distance",
+    "spectral_error",
+    "diversity",
+    "crps",
+    "flops_per_pixel",
+    "mpix_per_s",
+}
+
+
+def test_pretrained_benchmark_at_x2_compares_amsgm_with_bicubic(hsurf_truth, tmp_path):
+    rows = run_benchmark(
+        hsurf_truth, "HSURF", tmp_path, BenchmarkOptions(factor=2, members=2, pretrained=True), log=lambda m: None
+    )
+    assert [(row["method"], row["variant"]) for row in rows] == [
+        ("bicubic", ""),
+        ("amsgm", "adaptive"),
+        ("amsgm", "uniform depth"),
+    ]
+    assert all(REQUIRED <= set(row) for row in rows)
+    bicubic, adaptive, uniform = rows
+    assert bicubic["diversity"] == 0 and adaptive["diversity"] > 0
+    assert adaptive["flops_per_pixel"] <= uniform["flops_per_pixel"]
+    written = json.loads((tmp_path / "benchmark.json").read_text())
+    assert written["rows"] == json.loads(json.dumps(rows)) and "gan and vae" in " ".join(written["not_run"])
+    assert "| amsgm | adaptive |" in (tmp_path / "benchmark.md").read_text()
+    assert (tmp_path / "spectra.png").stat().st_size > 10_000
+
+
+def test_benchmark_command_fine_tunes_then_compares(hsurf_truth, tmp_path):
+    truth = tmp_path / "truth.nc"
+    hsurf_truth.to_netcdf(truth)
+    command = [sys.executable, "-m", "climgen.cli", "benchmark", "--truth", str(truth), "--out", str(tmp_path / "out")]
+    result = subprocess.run([*command, "--factor", "2", "--members", "2", "--quick"], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    assert "fine-tuning amsgm on the western half: 60 steps" in result.stderr
+    assert "| bicubic |" in result.stdout and "| amsgm | uniform depth |" in result.stdout
+
+
+def test_benchmark_refuses_a_truth_too_small_to_split(tmp_path):
+    from climgen.errors import InputError
+    from climgen.testing import make_dataset
+
+    with pytest.raises(InputError, match="too small"):
+        run_benchmark(make_dataset("latlon", shape=(24, 40)), "tas", tmp_path, BenchmarkOptions(pretrained=True))
