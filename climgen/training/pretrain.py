@@ -163,9 +163,9 @@ def _initial_model(recipe: TrainRecipe, device: torch.device) -> tuple[AdaptiveM
     """A fresh generator, or a copy of a checkpoint to fine-tune (stage 3)."""
     if recipe.init_from is None:
         return AdaptiveMultiScaleGenerator(GeneratorConfig.from_dict(recipe.model.model_dump())).to(device), None
-    from climgen.models.checkpoint import DEFAULT_MODEL, load_checkpoint
+    from climgen.models.checkpoint import SHIPPED, load_checkpoint
 
-    source = recipe.init_from if recipe.init_from == DEFAULT_MODEL else recipe.resolve(recipe.init_from)
+    source = recipe.init_from if recipe.init_from in SHIPPED else recipe.resolve(recipe.init_from)
     checkpoint = load_checkpoint(source)
     model = AdaptiveMultiScaleGenerator(checkpoint.module.config)
     model.load_state_dict(checkpoint.module.state_dict())
