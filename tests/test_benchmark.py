@@ -25,16 +25,16 @@ REQUIRED = {
 
 
 def test_pretrained_benchmark_at_x2_compares_amsgm_with_bicubic(hsurf_truth, tmp_path):
-    rows = run_benchmark(
-        hsurf_truth, "HSURF", tmp_path, BenchmarkOptions(factor=2, members=2, pretrained=True), log=lambda m: None
-    )
+    options = BenchmarkOptions(factor=2, members=2, pretrained=True, ablations=True)
+    rows = run_benchmark(hsurf_truth, "HSURF", tmp_path, options, log=lambda m: None)
     assert [(row["method"], row["variant"]) for row in rows] == [
         ("bicubic", ""),
         ("amsgm", "adaptive"),
         ("amsgm", "uniform depth"),
+        ("amsgm", "3x3 blocks only"),
     ]
     assert all(REQUIRED <= set(row) for row in rows)
-    bicubic, adaptive, uniform = rows
+    bicubic, adaptive, uniform, _ = rows
     assert bicubic["diversity"] == 0 and adaptive["diversity"] > 0
     assert adaptive["flops_per_pixel"] <= uniform["flops_per_pixel"]
     written = json.loads((tmp_path / "benchmark.json").read_text())
