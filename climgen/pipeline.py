@@ -144,10 +144,15 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
     target_x = fine_axes[axes.x][0].values
     if axes.kind == "latlon":
         source_x = covariate[axes.x].values
+        converted = None
         if (target_x > 180).any() and (source_x < 0).any():
-            covariate = covariate.assign_coords({axes.x: source_x % 360})
+            converted = source_x % 360
         elif (target_x < 0).any() and (source_x > 180).any():
-            covariate = covariate.assign_coords({axes.x: (source_x + 180) % 360 - 180})
+            converted = (source_x + 180) % 360 - 180
+        if converted is not None:
+            covariate = covariate.assign_coords({axes.x: converted}).sortby(axes.x)
+            if np.ptp(converted) > np.ptp(source_x) + 1e-9:  # the covariate crosses the new seam:
+                covariate = _wrap_longitudes(covariate, axes.x)  # keep its neighbours across it
         covariate = covariate.sortby(axes.x)
     covariate = covariate.sortby(axes.y)
     if (
@@ -163,6 +168,19 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
     if not np.isfinite(values).any():
         raise InputError(f"covariate {name!r} does not overlap the input domain")
     return values
+
+
+def _wrap_longitudes(covariate: xr.DataArray, name: str) -> xr.DataArray:
+    """Add copies of the cells within one spacing of the longitude seam on its other side, so
+    interpolation near the seam sees the neighbours a contiguous covariate has there."""
+    lon = covariate[name].values
+    spacing = float(np.median(np.diff(lon))) if lon.size > 1 else 0.0
+    seam = 360.0 if lon.max() > 180 else 180.0
+    low = covariate.isel({name: np.flatnonzero(lon < seam - 360 + spacing + 1e-9)})  # just after the seam
+    high = covariate.isel({name: np.flatnonzero(lon > seam - spacing - 1e-9)})  # just before it
+    return xr.concat(
+        [high.assign_coords({name: high[name] - 360}), covariate, low.assign_coords({name: low[name] + 360})], dim=name
+    )
 
 
 def _check_longitude_seam(ds: xr.Dataset, axes: SpatialAxes) -> None:
