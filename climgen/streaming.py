@@ -350,7 +350,7 @@ def _delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
     context = dask.delayed(
         TaskContext(
             str(job.store),
-            plan_.config.model,
+            _model_reference(plan_),
             plan_.checkpoint.sha256,
             factor,
             layout,
@@ -404,6 +404,12 @@ def _delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
     return writes
 
 
+def _model_reference(plan_: Plan) -> str:
+    """The checkpoint as an absolute path, so workers in other folders or on other hosts
+    sharing the file system find it (their copy is checked against the plan's SHA-256)."""
+    return str(Path(plan_.checkpoint.path).resolve()) if plan_.checkpoint.path else plan_.config.model
+
+
 def _execute(delayed: list, job: Job) -> None:
     """Run the tasks on the local threads (no cluster) or on a dask.distributed cluster."""
     import dask
@@ -415,7 +421,7 @@ def _execute(delayed: list, job: Job) -> None:
         if options.workers or options.scheduler:
             from climgen.workers import attach_client
 
-            with attach_client(options, job.plan.config.model) as client:
+            with attach_client(options, _model_reference(job.plan)) as client:
                 from distributed import as_completed
 
                 futures = client.compute(delayed)
