@@ -347,7 +347,9 @@ def benchmark(
     pretrained: Annotated[bool, typer.Option("--pretrained", help="Use the shipped models without fine-tuning.")] = False,
     members: Annotated[int, typer.Option(help="Ensemble members for diversity and CRPS.")] = 4,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    ablations: Annotated[bool, typer.Option("--ablations", help="Also AMSGM without multi-branch blocks.")] = False,
+    ablations: Annotated[
+        bool, typer.Option("--ablations", help="Also AMSGM ablations: 3x3 blocks only; stage 2 with and without feedback.")
+    ] = False,
 ) -> None:
     """Compare AMSGM, a single-scale GAN, a conditional VAE and bicubic on a real field."""
     from climgen.benchmark import BenchmarkOptions, format_markdown, run_benchmark

@@ -32,9 +32,11 @@ def test_pretrained_benchmark_at_x2_compares_amsgm_with_bicubic(hsurf_truth, tmp
         ("amsgm", "adaptive"),
         ("amsgm", "uniform depth"),
         ("amsgm", "3x3 blocks only"),
+        ("amsgm", "stage 2, feedback controller"),
+        ("amsgm", "stage 2, fixed weights"),
     ]
     assert all(REQUIRED <= set(row) for row in rows)
-    bicubic, adaptive, uniform, _ = rows
+    bicubic, adaptive, uniform = rows[:3]
     assert bicubic["diversity"] == 0 and adaptive["diversity"] > 0
     assert adaptive["flops_per_pixel"] <= uniform["flops_per_pixel"]
     written = json.loads((tmp_path / "benchmark.json").read_text())

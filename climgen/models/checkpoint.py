@@ -38,12 +38,20 @@ def default_checkpoint_path() -> Path:
     return Path(str(resources.files("climgen.models") / "weights" / "amsgm-default.safetensors"))
 
 
-SHIPPED = {DEFAULT_MODEL: "amsgm-default", "amsgm-3x3": "amsgm-3x3", "srgan-x4": "srgan-x4", "cvae-x4": "cvae-x4"}
+SHIPPED = {
+    DEFAULT_MODEL: "amsgm-default",
+    "amsgm-3x3": "amsgm-3x3",
+    "amsgm-stage2": "amsgm-stage2",
+    "amsgm-stage2-fixed": "amsgm-stage2-fixed",
+    "srgan-x4": "srgan-x4",
+    "cvae-x4": "cvae-x4",
+}
 
 
 def resolve_checkpoint_path(model: str | Path) -> Path:
     """Map a shipped model's name (``"default"``; the baselines ``"srgan-x4"``, ``"cvae-x4"``;
-    the ablation ``"amsgm-3x3"``) or a user path (weights, JSON or stem) to the weights file."""
+    the ablations ``"amsgm-3x3"``, ``"amsgm-stage2"``, ``"amsgm-stage2-fixed"``) or a user path
+    (weights, JSON or stem) to the weights file."""
     if str(model) in SHIPPED:
         return default_checkpoint_path().with_name(SHIPPED[str(model)] + ".safetensors")
     path = Path(model).expanduser()

@@ -135,7 +135,7 @@ def adversarial_stage(model, sampler, windows, settings, rng, device, content_lo
     noise_generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**31)))
     history = []
     scores = _validate(model, discriminator, windows, device)
-    if scores:
+    if scores and settings.feedback:
         controller.update(
             0, scores["ratio"], scores["spectral_error"], scores["discriminator_accuracy"], discriminator_optimiser, log
         )
@@ -191,7 +191,7 @@ def adversarial_stage(model, sampler, windows, settings, rng, device, content_lo
             }
             history.append(record)
             log("adversarial " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-            if scores:
+            if scores and settings.feedback:
                 controller.update(
                     step,
                     scores["ratio"],

@@ -69,6 +69,7 @@ class AdversarialSection(Strict):
     tolerance: float = Field(0.02, ge=0)
     spectral_target: float = Field(0.1, ge=0)
     validate_every: int = Field(100, ge=1)
+    feedback: bool = True  # False: fixed loss weights and learning rates (the controller's ablation)
 
 
 class BaselineSection(Strict):
