@@ -74,3 +74,18 @@ def test_tiny_adversarial_stage_from_the_default_model(tmp_path):
     assert [entry["step"] for entry in checkpoint.metadata["adversarial_validation"]] == [0, 2, 4]
     assert any(line.startswith("adversarial step=4") for line in lines)
     assert np.isfinite([p.sum().item() for p in checkpoint.module.parameters()]).all()
+
+
+def test_adversarial_stage_without_feedback_keeps_its_weights(tmp_path):
+    from climgen.training.pretrain import pretrain
+    from tests.test_training import _recipe
+
+    settings = {"steps": 4, "batch_size": 2, "validate_every": 2, "discriminator_channels": 8, "feedback": False}
+    settings |= {"tolerance": 0.0, "spectral_target": 0.0}  # with feedback, these would force adjustments
+    recipe = _recipe(tmp_path, init_from="default", model={}, pretrain={"steps": 0}, adversarial=settings)
+    recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"validation_fields": recipe.data.real_fields})})
+    lines = []
+    checkpoint = load_checkpoint(pretrain(recipe, log=lines.append))
+    assert checkpoint.metadata["feedback_adjustments"] == []
+    assert not any(line.startswith("feedback:") for line in lines)
+    assert [entry["step"] for entry in checkpoint.metadata["adversarial_validation"]] == [0, 2, 4]

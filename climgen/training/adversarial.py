@@ -135,10 +135,11 @@ def adversarial_stage(model, sampler, windows, settings, rng, device, content_lo
     noise_generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**31)))
     history = []
     scores = _validate(model, discriminator, windows, device)
-    if scores and settings.feedback:
-        controller.update(
-            0, scores["ratio"], scores["spectral_error"], scores["discriminator_accuracy"], discriminator_optimiser, log
-        )
+    if scores:
+        if settings.feedback:
+            controller.update(
+                0, scores["ratio"], scores["spectral_error"], scores["discriminator_accuracy"], discriminator_optimiser, log
+            )
         history.append({"step": 0, **scores})
     from climgen.training.pretrain import autocast, draw_batch, training_progress
 
