@@ -96,8 +96,7 @@ class TileRefiner:
     def tiles_for(self, region: tuple[slice, slice], owned: bool = False) -> list[Tile]:
         """The tiles whose blend windows reach into ``region`` (coarse cells), in layout order;
         with ``owned``, those whose core lies in it."""
-        window = "core" if owned else "blend"
-        return [tile for tile in self.layout if all(_overlap(a, b) for a, b in zip(getattr(tile, window), region, strict=True))]
+        return self.layout.tiles_reaching(region, 0 if owned else self.layout.halo // 2)
 
     def context_for(self, region: tuple[slice, slice], tiles: list[Tile] | None = None) -> tuple[slice, slice]:
         """The coarse window a region's tiles (or the given ones) read: their padded windows together."""
@@ -246,10 +245,6 @@ class TileRefiner:
         ramp_part = window[in_window]
         accumulated[(slice(None), *in_region)] += ramp_part * outputs[(slice(None), *in_window)]
         weights[in_region] += ramp_part
-
-
-def _overlap(a: slice, b: slice) -> bool:
-    return a.start < b.stop and b.start < a.stop
 
 
 def refine_domain(

@@ -49,20 +49,40 @@ class TileLayout:
     def _window(self, start: int, stop: int, grow: int, size: int) -> slice:
         return slice(max(0, start - grow), min(size, stop + grow))
 
-    def __iter__(self) -> Iterator[Tile]:
+    def tile_at(self, row: int, col: int) -> Tile:
+        """The tile in row ``row`` and column ``col`` of the tile grid."""
         ny, nx = self.shape
         blend = self.halo // 2
+        y0, x0 = row * self.tile, col * self.tile
+        y1, x1 = min(ny, y0 + self.tile), min(nx, x0 + self.tile)
+        return Tile(
+            row,
+            col,
+            core=(slice(y0, y1), slice(x0, x1)),
+            padded=(self._window(y0, y1, self.halo, ny), self._window(x0, x1, self.halo, nx)),
+            blend=(self._window(y0, y1, blend, ny), self._window(x0, x1, blend, nx)),
+        )
+
+    def __iter__(self) -> Iterator[Tile]:
         for row in range(self.grid_shape[0]):
             for col in range(self.grid_shape[1]):
-                y0, x0 = row * self.tile, col * self.tile
-                y1, x1 = min(ny, y0 + self.tile), min(nx, x0 + self.tile)
-                yield Tile(
-                    row,
-                    col,
-                    core=(slice(y0, y1), slice(x0, x1)),
-                    padded=(self._window(y0, y1, self.halo, ny), self._window(x0, x1, self.halo, nx)),
-                    blend=(self._window(y0, y1, blend, ny), self._window(x0, x1, blend, nx)),
-                )
+                yield self.tile_at(row, col)
+
+    def tiles_reaching(self, region: tuple[slice, slice], grow: int) -> list[Tile]:
+        """Tiles whose core grown by ``grow`` cells overlaps ``region``, in layout order,
+        found from the tile grid directly (no scan of the whole layout)."""
+        ranges = []
+        for part, count in zip(region, self.grid_shape, strict=True):
+            first = max(0, (part.start - grow) // self.tile)
+            last = min(count, -(-(part.stop + grow) // self.tile))
+            ranges.append(range(first, last))
+        candidates = (self.tile_at(row, col) for row in ranges[0] for col in ranges[1])
+        window = "core" if grow == 0 else "blend"
+        return [
+            t
+            for t in candidates
+            if all(a.start < b.stop and b.start < a.stop for a, b in zip(getattr(t, window), region, strict=True))
+        ]
 
     def padded_areas(self) -> np.ndarray:
         """Coarse cells in each tile's padded window (what refining the tile processes)."""
