@@ -8,7 +8,7 @@ a refinement depth per tile, refines every variable and time step, and attaches 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -307,13 +307,11 @@ def make_config(variables=None, model="default", **options) -> SynthesisConfig:
     return SynthesisConfig(variables=tuple(variables) if variables else None, model=str(model), **options).validate()
 
 
-def plan(
-    ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = None, scores: ComplexityScores | None = None
-) -> Plan:
+def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = None, scorer: Callable | None = None) -> Plan:
     """Validate the request, load the model, score the tiles and choose their depth.
 
-    ``scores`` may be given when computed elsewhere (the streaming path scores time chunks as
-    dask tasks); otherwise every field is read and scored here.
+    ``scorer(ds, prepared, factor)`` computes the scores (default: every field read and scored
+    here; the streaming path scores time chunks as dask tasks).
     """
     from climgen.models.checkpoint import load_checkpoint
 
@@ -328,8 +326,7 @@ def plan(
             raise ConfigError(f"model {checkpoint.name!r} is a single-scale {checkpoint.architecture} for x{model_factor} only")
         if config.budget is not None or config.quality is not None:
             raise ConfigError(f"model {checkpoint.name!r} refines every tile fully: budget and quality need the default model")
-    if scores is None:
-        scores = _scores(ds, prepared, config.factor)
+    scores = (scorer or _scores)(ds, prepared, config.factor)
     full_depth = config.factor.bit_length() - 1
     result = Plan(config, prepared, checkpoint, scores, np.zeros(1), None, _fine_axes(ds, prepared.axes, config.factor))
     if config.quality is not None:

@@ -35,7 +35,7 @@ from climgen.complexity import combine_scores, tile_components
 from climgen.errors import ConfigError, OutputExistsError
 from climgen.io import cf
 from climgen.io.write import check_output, output_format
-from climgen.pipeline import Plan, SynthesisConfig, _prepare, assemble, plan
+from climgen.pipeline import Plan, SynthesisConfig, assemble, plan
 from climgen.tiling import TileLayout, fine_slices
 
 _MODEL_LOCK = threading.Lock()
@@ -135,11 +135,10 @@ def _score_block(values: np.ndarray, layout, covariates, factor: int):
     return combine_scores([tile_components(f, layout, covariates, factor) for f in fields])
 
 
-def stream_scores(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None, time_chunk: int):
+def stream_scores(ds: xr.Dataset, prepared, factor: int, time_chunk: int):
     """Complexity scores of every field, computed by dask one time chunk at a time."""
     import dask
 
-    prepared = _prepare(ds, config, covariates)
     axes, layout = prepared.axes, prepared.layout
     parts = []
     for name in prepared.variables:
@@ -148,7 +147,7 @@ def stream_scores(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping |
         steps = leading[0] if leading else 1
         for start in range(0, steps, time_chunk):
             block = variable[slice(start, start + time_chunk)] if leading else variable
-            parts.append(dask.delayed(_score_block)(block.data, layout, prepared.covariates, config.factor))
+            parts.append(dask.delayed(_score_block)(block.data, layout, prepared.covariates, factor))
     return combine_scores(list(dask.compute(*parts)))
 
 
@@ -219,8 +218,9 @@ def prepare_job(
     options = (options or StreamOptions()).validate()
     output = Path(output).expanduser()
     output_format(output)
-    scores = None if config.quality is not None else stream_scores(ds, config, covariates, options.time_chunk)
-    plan_ = plan(ds, config, covariates, scores=scores)
+    plan_ = plan(
+        ds, config, covariates, scorer=lambda ds, prepared, factor: stream_scores(ds, prepared, factor, options.time_chunk)
+    )
     for name in plan_.prepared.variables:
         leading, _ = _variable_layout(ds, plan_, name)
         if list(ds[name].dims) != [*leading, plan_.prepared.axes.y, plan_.prepared.axes.x]:

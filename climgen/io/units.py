@@ -53,6 +53,6 @@ def check_units(ds: xr.Dataset, variables: list[str]) -> dict[str, str | None]:
             warnings.warn(
                 f"units {units!r} of {name!r} are not valid UDUNITS/CF units ({problem}); kept as they are",
                 UnitsWarning,
-                stacklevel=1,  # one location: shown once per run by the default filter
+                stacklevel=1,  # one location: each distinct message is shown once per process
             )
     return found
