@@ -62,7 +62,7 @@ def calibrate(
     cov_tensor, cov_mask = refiner._covariates(covariates)
     outputs = {
         depth: [
-            refiner.run_tile(tile, fill_nearest(field[tile.padded])[None], [seed_key], depth, cov_tensor, cov_mask)[0]
+            refiner.run_batch([tile], fill_nearest(field[tile.padded])[None], [seed_key], depth, cov_tensor, cov_mask)[0]
             for tile in tiles
         ]
         for depth in range(full + 1)

@@ -273,10 +273,11 @@ class Plan:
     def full_depth(self) -> int:
         return self.config.factor.bit_length() - 1
 
-    def refiner(self, batch_size: int = 1):
-        from climgen.refine import TileRefiner
+    def refiner(self, device: str = "auto"):
+        """A :class:`~climgen.refine.TileRefiner` on ``device`` (auto: a GPU when torch sees one)."""
+        from climgen.refine import TileRefiner, resolve_device
 
-        return TileRefiner(self.checkpoint.module, self.config.factor, self.prepared.layout, batch_size=batch_size)
+        return TileRefiner(self.checkpoint.module, self.config.factor, self.prepared.layout, device=resolve_device(device))
 
     def seed_keys(self, name: str, indices, member: int) -> list[tuple]:
         """Noise keys of fields ``indices`` (flat indices over the leading dimensions)."""
@@ -389,6 +390,7 @@ def synthesize(
     tile_size: int | None = None,
     halo: int | None = None,
     command: str | None = None,
+    device: str = "auto",
 ) -> xr.Dataset:
     """Refine coarse fields by ``factor`` with the adaptive multi-scale generator.
 
@@ -421,6 +423,10 @@ def synthesize(
         computed in memory; for domains or time series that do not fit, write to a store with
         :func:`climgen.streaming.run` (``climgen synthesize``/``climgen run``), which gives
         the same numbers.
+    device : str
+        ``"auto"`` (a GPU when torch sees one, else CPU), ``"cpu"`` or ``"cuda"``. On a GPU,
+        tiles run in large bf16 batches: faster, and equal to the CPU result to about 1% of
+        the fine detail (still exactly coarse-consistent).
     """
     from climgen.refine import refine_domain
 
@@ -439,7 +445,7 @@ def synthesize(
         halo=halo,
     )
     job = plan(ds, config, covariates)
-    refiner = job.refiner()
+    refiner = job.refiner(device)
     refined, fields_refined = {}, 0
     for name in job.prepared.variables:
         ordered, values = _fields(ds, name, job.prepared.axes)

@@ -39,6 +39,7 @@ from climgen.pipeline import Plan, SynthesisConfig, assemble, plan
 from climgen.tiling import TileLayout, fine_slices
 
 _MODEL_LOCK = threading.Lock()
+_DEVICE_MODULES: dict = {}  # (model sha256, device) -> the model's copy on that device
 
 
 @dataclass(frozen=True)
@@ -287,18 +288,20 @@ class TaskContext:
 
 def _refiner(context: TaskContext):
     from climgen.models.checkpoint import load_checkpoint
-    from climgen.refine import TileRefiner
+    from climgen.refine import TileRefiner, resolve_device
 
     checkpoint = load_checkpoint(context.model)  # cached per process: loaded once per worker
     if checkpoint.sha256 != context.model_sha256:
         raise ConfigError(f"model {context.model!r} changed while the job ran; start it again")
-    import torch
-
-    device = context.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    with _MODEL_LOCK:  # threads of one worker share the cached model: move it to the device once
-        return TileRefiner(checkpoint.module, context.factor, context.layout, device=device)
+    device = resolve_device(context.device)
+    module = checkpoint.module
+    if device != "cpu":
+        with _MODEL_LOCK:  # threads of one worker share one copy of the model on the GPU
+            key = (checkpoint.sha256, device)
+            if key not in _DEVICE_MODULES:
+                _DEVICE_MODULES[key] = TileRefiner(module, context.factor, context.layout, device=device).model
+            module = _DEVICE_MODULES[key]
+    return TileRefiner(module, context.factor, context.layout, device=device)
 
 
 def refine_group(

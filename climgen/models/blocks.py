@@ -17,7 +17,14 @@ def local_mean(x: torch.Tensor, window: int) -> torch.Tensor:
     pad = window // 2
     padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
     # a box filter is separable: two 1-D means cost 2k instead of k*k per pixel
-    return F.avg_pool2d(F.avg_pool2d(padded, (1, window), stride=1), (window, 1), stride=1)
+    if x.device.type != "cpu":
+        # pooling sums in float32 on a GPU, where convolutions may round inputs to tf32 (10
+        # mantissa bits: a 3000 m mean off by metres, more than a flat region's whole spread)
+        return F.avg_pool2d(F.avg_pool2d(padded, (1, window), stride=1), (window, 1), stride=1)
+    # on CPU two depthwise convolutions are exact float32 and ten times faster than pooling
+    channels = x.shape[1]
+    row = x.new_full((channels, 1, 1, window), 1.0 / window)
+    return F.conv2d(F.conv2d(padded, row, groups=channels), row.view(channels, 1, window, 1), groups=channels)
 
 
 def conv(in_channels: int, out_channels: int, kernel_size: int, groups: int = 1) -> nn.Conv2d:
@@ -68,11 +75,16 @@ class MultiBranchBlock(nn.Module):
         self.activation = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, channels, height, width = x.shape
-        features = torch.stack([self.activation(branch(x)) for branch in self.branches], dim=1)
-        pooled = local_mean(features.sum(dim=1), self.context_window)
-        weights = self.branch_attention(pooled).view(batch, len(self.branches), channels, height, width)
-        fused = (features * weights.softmax(dim=1)).sum(dim=1) + self.context(pooled)
+        features = [self.activation(branch(x)) for branch in self.branches]
+        pooled = local_mean(sum(features), self.context_window)
+        # softmax over branches, per channel and pixel, written on contiguous channel slices
+        logits = self.branch_attention(pooled).chunk(len(features), dim=1)
+        largest = logits[0]
+        for logit in logits[1:]:
+            largest = torch.maximum(largest, logit)
+        scores = [torch.exp(logit - largest) for logit in logits]
+        fused = sum(score * feature for score, feature in zip(scores, features, strict=True)) / sum(scores)
+        fused = fused + self.context(pooled)
         gate_input = torch.cat([fused.mean(dim=1, keepdim=True), fused.amax(dim=1, keepdim=True)], 1)
         fused = fused * torch.sigmoid(self.spatial_attention(gate_input))
         return x + self.project(fused)

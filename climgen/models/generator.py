@@ -81,7 +81,16 @@ def masked_coarsen(values: torch.Tensor, mask: torch.Tensor, factor: int) -> tup
 
 def local_standardise(field: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(field - local mean) / local std over ``window`` cells, with the mean and std: the
-    models work in these units, so one model serves any variable and scales with it."""
+    models work in these units, so one model serves any variable and scales with it.
+
+    Always in float32, also under bf16 autocast: bf16 keeps 3 significant digits, so a local
+    mean of 290 K would be off by a kelvin, far more than most local deviations.
+    """
+    with torch.autocast(device_type=field.device.type, enabled=False):
+        return _local_standardise(field.float(), window)
+
+
+def _local_standardise(field: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     mean = local_mean(field, window)
     variance = local_mean((field - mean) ** 2, window)
     scale_floor = 1e-6 * field.abs().mean(dim=(-2, -1), keepdim=True) + 1e-12
@@ -136,7 +145,7 @@ class AdaptiveMultiScaleGenerator(nn.Module):
             ],
             dim=1,
         )
-        residual = F.pixel_shuffle(self.tail(self.body(self.head(inputs))), 2)
+        residual = F.pixel_shuffle(self.tail(self.body(self.head(inputs))), 2).float()
         std_fine = F.interpolate(std, scale_factor=2, mode="bilinear", align_corners=False)
         fine = bicubic_upsample(field, 2) + std_fine * residual
         return project_to_coarse(fine, field)

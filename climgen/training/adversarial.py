@@ -151,7 +151,7 @@ def adversarial_stage(model, sampler, windows, settings, rng, device, content_lo
         stages = int(rng.integers(1, settings.max_stages + 1))
         coarse = coarsen(target, 2**stages)
         upsampled = bicubic_upsample(coarse, 2**stages)
-        with autocast(device):  # bf16 generator on a GPU; losses and discriminator in float32
+        with autocast(device):  # float32 (see pretrain.autocast)
             outputs = [o.float() for o in model(coarse, covariates, mask, stages=stages, generator=noise_generator)]
         fake = outputs[-1]
         # discriminator step (hinge)

@@ -1,0 +1,310 @@
+"""Inference speed of the default generator at x4 on a heterogeneous real domain, CPU and GPU.
+
+The domain is a mosaic of a real orography that climgen never trained on (``orog_mod2``:
+mountains beside plains and sea), mirrored to SIZE x SIZE coarse cells so that a GPU has
+enough to do; the fine truth is the mirrored fine field, so every run is also scored (RMSE).
+Tiles get their depth from climgen's complexity scores (adaptive) or all the full depth
+(uniform). Rows, for each device and precision:
+
+- ``generator``: the model alone on every tile window at its depth, windows of one depth in
+  batches, inputs already on the device (what the network costs);
+- ``pipeline``: :func:`climgen.refine.refine_domain`, the whole refinement: noise, gap filling,
+  model, blending, exact coarse-consistency (what a user waits for, less file I/O);
+- ``EDSR 16x64``: a plain EDSR-style network (16 residual blocks of 64 channels, x4 by two
+  pixel shuffles) on the same windows, to put the figures on this machine's scale.
+
+Output megapixels are counted on the domain (tile cores x 16); ``window MPix/s`` also counts
+the halos the network computes. Prints a markdown table; ``--json`` saves the rows.
+
+    python benchmarks/inference_speed.py [--shared ../shared] [--size 256] [--repeats 3]
+        [--devices cpu cuda] [--compile] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from climgen._torch import torch_threads
+from climgen.compute import compute_report
+from climgen.pipeline import make_config, plan
+from climgen.refine import TileRefiner, fill_nearest, noise_window, refine_domain
+from climgen.tiling import fine_slices
+
+ROOT = Path(__file__).resolve().parents[1]
+FACTOR = 4
+
+
+def mirror_mosaic(field: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Tile ``field`` with mirrored copies (no jumps at the joins) and crop to ``shape``."""
+    quad = np.block([[field, field[:, ::-1]], [field[::-1], field[::-1, ::-1]]])
+    reps = (-(-shape[0] // quad.shape[0]), -(-shape[1] // quad.shape[1]))
+    return np.tile(quad, reps)[: shape[0], : shape[1]]
+
+
+def build_domain(shared: Path, size: int) -> tuple[xr.Dataset, np.ndarray]:
+    """Coarse dataset (SIZE x SIZE on a 12 km y/x grid) and the fine truth (x4)."""
+    source = xr.open_dataset(shared / "data" / "ncl" / "orog_mod2_rectilinear_grid_2D.nc")["orog"].squeeze()
+    fine_field = np.asarray(source.values, dtype=np.float64)
+    fine_field = fine_field[: fine_field.shape[0] // FACTOR * FACTOR, : fine_field.shape[1] // FACTOR * FACTOR]
+    truth = mirror_mosaic(fine_field, (size * FACTOR, size * FACTOR))
+    coarse = truth.reshape(size, FACTOR, size, FACTOR).mean(axis=(1, 3))
+    spacing = 12_000.0
+    y = xr.DataArray(np.arange(size) * spacing, dims="y", attrs={"standard_name": "projection_y_coordinate", "units": "m"})
+    x = xr.DataArray(np.arange(size) * spacing, dims="x", attrs={"standard_name": "projection_x_coordinate", "units": "m"})
+    attrs = {"standard_name": "surface_altitude", "units": "m"}
+    dataset = xr.Dataset({"orog": (("y", "x"), coarse.astype(np.float32), attrs)}, coords={"y": y, "x": x})
+    return dataset, truth
+
+
+class EDSR(nn.Module):
+    """Plain EDSR-style x4 network (reference only): conv, 16 x (conv-ReLU-conv + skip), two
+    pixel-shuffle x2 upsamplers, conv."""
+
+    def __init__(self, blocks: int = 16, channels: int = 64):
+        super().__init__()
+        self.head = nn.Conv2d(1, channels, 3, padding=1)
+        self.body = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1))
+            for _ in range(blocks)
+        )
+        self.upsample = nn.Sequential(
+            nn.Conv2d(channels, 4 * channels, 3, padding=1),
+            nn.PixelShuffle(2),
+            nn.Conv2d(channels, 4 * channels, 3, padding=1),
+            nn.PixelShuffle(2),
+        )
+        self.tail = nn.Conv2d(channels, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.head(x)
+        skip = features
+        for block in self.body:
+            features = features + block(features)
+        return self.tail(self.upsample(features + skip))
+
+
+def window_batches(job, refiner: TileRefiner, depth: np.ndarray, values: np.ndarray) -> list[tuple[int, list]]:
+    """Model inputs for every tile window, grouped by depth and shape in batches of the
+    refiner's size (as :meth:`climgen.refine.TileRefiner.refine_tiles` groups them)."""
+    groups: dict[tuple, list] = {}
+    for tile in job.prepared.layout:
+        shape = tuple(s.stop - s.start for s in tile.padded)
+        groups.setdefault((int(depth[tile.row, tile.col]), shape), []).append(tile)
+    batches = []
+    for (tile_depth, _), tiles in sorted(groups.items()):
+        if tile_depth == 0:
+            continue
+        for start in range(0, len(tiles), refiner.batch_size):
+            chunk = tiles[start : start + refiner.batch_size]
+            coarse = torch.as_tensor(np.stack([fill_nearest(values[t.padded]) for t in chunk]), dtype=torch.float32)[:, None]
+            noise = [
+                torch.from_numpy(np.stack([noise_window((0,), s + 1, *fine_slices(t.padded, 2 ** (s + 1))) for t in chunk]))[
+                    :, None
+                ]
+                for s in range(tile_depth)
+            ]
+            batches.append((tile_depth, [coarse, None, None, *noise]))
+    return batches
+
+
+def timed(run, device: torch.device, repeats: int) -> float:
+    """Median wall seconds of ``run()`` after one warm-up (GPU work synchronised)."""
+    run()
+    seconds = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
+
+
+def generator_seconds(refiner: TileRefiner, batches: list, cores: int, repeats: int) -> float:
+    """Median seconds of the model calls alone: on a GPU one stream of batches, on CPU
+    ``cores`` threads of one torch thread each (as climgen runs tiles there)."""
+    if refiner.device.type == "cuda":
+        return timed(lambda: run_generator(refiner, batches), refiner.device, repeats)
+    per_core = [batches[i::cores] for i in range(cores)]
+    return timed(lambda: parallel_cpu([lambda b=b: run_generator(refiner, b) for b in per_core], cores), refiner.device, repeats)
+
+
+def pipeline_seconds(refiner: TileRefiner, field: np.ndarray, depth: np.ndarray, repeats: int) -> tuple[float, np.ndarray]:
+    """Median seconds of :func:`refine_domain` on one field, and its result."""
+    outputs = {}
+
+    def run():
+        outputs["fine"] = refine_domain(refiner, field[None], depth, None, [(0, "orog", 0, 0)])[0]
+
+    return timed(run, refiner.device, repeats), outputs["fine"]
+
+
+def run_generator(refiner: TileRefiner, batches: list) -> None:
+    for tile_depth, (coarse, covariates, mask, *noise) in batches:
+        refiner._model_call(coarse, covariates, mask, tile_depth, noise)
+
+
+def parallel_cpu(work: list, cores: int) -> None:
+    """Run callables on ``cores`` threads with one torch thread each (climgen's CPU layout)."""
+    import dask
+
+    with torch_threads(1):
+        dask.compute(*[dask.delayed(item)() for item in work], scheduler="threads", num_workers=cores)
+
+
+def print_row(row: dict) -> None:
+    """One markdown table row, printed at once (a long GPU run that is cut off keeps its rows)."""
+    rmse = f"{row['rmse']:.2f}" if "rmse" in row else ""
+    gmacs = f"{row['gmacs']:.1f}" if "gmacs" in row else ""
+    print(
+        f"| {row['device']} | {row['what']} | {row['seconds']:.3f} | {row['mpix_per_s']:.2f} | "
+        f"{row['window_mpix_per_s']:.2f} | {gmacs} | {rmse} |",
+        flush=True,
+    )
+
+
+def measure(args, job, field: np.ndarray, truth: np.ndarray, device: str, precision: str, compile_model: bool) -> list[dict]:
+    """Generator, pipeline (adaptive and uniform) and EDSR rows for one device and precision."""
+    layout = job.prepared.layout
+    torch_device = torch.device(device)
+    cores = os.cpu_count() or 1
+    refiner = TileRefiner(
+        job.checkpoint.module, FACTOR, layout, device=device, precision=precision, compile=compile_model, batch_size=args.batch
+    )
+    label = (
+        f"{device} {precision}"
+        + (" channels-last" if device == "cuda" else f" ({cores} threads)")
+        + (" compiled" if compile_model else "")
+    )
+    domain_mpix = field.size * FACTOR * FACTOR / 1e6
+    rows = []
+    for mode, depth in (("adaptive", job.depth), ("uniform", np.full_like(job.depth, 2))):
+        window_pixels = sum(
+            (t.padded[0].stop - t.padded[0].start) * (t.padded[1].stop - t.padded[1].start) * FACTOR * FACTOR
+            for t in layout
+            if depth[t.row, t.col] > 0
+        )
+        macs = compute_report(job.checkpoint.module, layout, depth, 2, 1)["macs"]
+        seconds = generator_seconds(refiner, window_batches(job, refiner, depth, field), cores, args.repeats)
+        rows.append(
+            {
+                "device": label,
+                "what": f"generator, {mode}",
+                "seconds": seconds,
+                "mpix_per_s": domain_mpix / seconds,
+                "window_mpix_per_s": window_pixels / 1e6 / seconds,
+                "gmacs": macs / 1e9,
+            }
+        )
+        print_row(rows[-1])
+        seconds, fine = pipeline_seconds(refiner, field, depth, args.repeats)
+        rmse = float(np.sqrt(np.mean((fine - truth) ** 2)))
+        rows.append(
+            {
+                "device": label,
+                "what": f"pipeline, {mode}",
+                "seconds": seconds,
+                "mpix_per_s": domain_mpix / seconds,
+                "window_mpix_per_s": window_pixels / 1e6 / seconds,
+                "gmacs": macs / 1e9,
+                "rmse": rmse,
+            }
+        )
+        print_row(rows[-1])
+    edsr_batches = batches_for_edsr(job, field, refiner.batch_size)
+    rows.append(measure_edsr(args, edsr_batches, torch_device, precision, compile_model, label, domain_mpix))
+    print_row(rows[-1])
+    return rows
+
+
+def batches_for_edsr(job, field: np.ndarray, batch_size: int) -> list:
+    """Every tile window (gaps filled), batched by shape."""
+    tiles = list(job.prepared.layout)
+    windows = [fill_nearest(field[t.padded]) for t in tiles]
+    shapes: dict[tuple, list] = {}
+    for window in windows:
+        shapes.setdefault(window.shape, []).append(window)
+    batches = []
+    for group in shapes.values():
+        for start in range(0, len(group), batch_size):
+            batches.append(torch.as_tensor(np.stack(group[start : start + batch_size]), dtype=torch.float32)[:, None])
+    return batches
+
+
+def measure_edsr(
+    args, batches: list, device: torch.device, precision: str, compile_model: bool, label: str, domain_mpix: float
+) -> dict:
+    """The EDSR reference on the same windows, device and precision."""
+    network = EDSR().eval().to(device)
+    on_gpu = device.type == "cuda"
+    if on_gpu:
+        network = network.to(memory_format=torch.channels_last)
+    forward = torch.compile(network) if compile_model else network
+    window_pixels = sum(b.shape[0] * b.shape[-2] * b.shape[-1] * FACTOR * FACTOR for b in batches)
+
+    def run_batches(chunk):
+        with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=precision == "bfloat16"):
+            for batch in chunk:
+                batch = batch.to(device)
+                if on_gpu:
+                    batch = batch.contiguous(memory_format=torch.channels_last)
+                forward(batch)
+
+    cores = os.cpu_count() or 1
+    if on_gpu:
+        seconds = timed(lambda: run_batches(batches), device, args.repeats)
+    else:
+        per_core = [batches[i::cores] for i in range(cores)]
+        seconds = timed(lambda: parallel_cpu([lambda c=c: run_batches(c) for c in per_core], cores), device, args.repeats)
+    return {
+        "device": label,
+        "what": "EDSR 16x64 (reference)",
+        "seconds": seconds,
+        "mpix_per_s": domain_mpix / seconds,
+        "window_mpix_per_s": window_pixels / 1e6 / seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    parser.add_argument("--size", type=int, default=256, help="coarse cells per side of the mosaic")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=None, help="windows per model call (default: 1 on CPU, 128 on GPU)")
+    parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile on the GPU")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    dataset, truth = build_domain(args.shared, args.size)
+    job = plan(dataset, make_config(factor=FACTOR))
+    field = dataset["orog"].values.astype(np.float64)
+    histogram = {int(k): int((job.depth == k).sum()) for k in range(3)}
+    print(f"domain {args.size}^2 -> {args.size * FACTOR}^2, tiles {job.depth.size}, depth histogram {histogram}")
+    print("\n| device | what | seconds | output MPix/s | window MPix/s | GMACs | RMSE (m) |")
+    print("|---|---|---|---|---|---|---|", flush=True)
+    rows = []
+    for device in args.devices:
+        precisions = ["float32"] if device == "cpu" else ["bfloat16", "float32"]
+        for precision in precisions:
+            rows += measure(args, job, field, truth, device, precision, False)
+        if device == "cuda" and args.compile:
+            rows += measure(args, job, field, truth, device, "bfloat16", True)
+    if args.json:
+        args.json.write_text(json.dumps({"size": args.size, "depth_histogram": histogram, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Inference paths: batched tile windows, bf16 precision, float32 normalisation, devices."""
+
+import numpy as np
+import pytest
+import torch
+
+from climgen.models.blocks import local_mean
+from climgen.models.checkpoint import load_checkpoint
+from climgen.models.generator import local_standardise
+from climgen.refine import TileRefiner, resolve_device
+from climgen.testing import rough_field
+from climgen.tiling import TileLayout
+
+
+def _domain(seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Two 40 x 44 temperature-like fields and a depth map mixing 0, 1 and 2."""
+    fields = np.stack([285 + 6 * rough_field((40, 44), seed + i, 2.0) for i in range(2)])
+    layout = TileLayout((40, 44), 16, 4)
+    depth = (np.arange(layout.grid_shape[0] * layout.grid_shape[1]) % 3).reshape(layout.grid_shape)
+    return fields, depth
+
+
+def _refine(batch_size: int, precision: str = "float32") -> np.ndarray:
+    fields, depth = _domain()
+    model = load_checkpoint().module
+    refiner = TileRefiner(model, 4, TileLayout((40, 44), 16, 4), batch_size=batch_size, precision=precision)
+    return refiner.refine(fields, depth, None, [(0, "tas", i, 0) for i in range(2)])
+
+
+def test_local_mean_matches_pooling_on_cpu():
+    field = torch.randn(2, 3, 30, 27, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 50 + 3000
+    pooled = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(field, (7, 7, 7, 7), mode="replicate"), 15, stride=1)
+    torch.testing.assert_close(local_mean(field.float(), 15).double(), pooled, rtol=0, atol=2e-3)
+
+
+def test_batched_windows_give_the_per_window_result():
+    # windows of one depth and shape from several tiles and fields go through the model
+    # together; the result equals one window per call up to float32 rounding
+    one, batched = _refine(1), _refine(64)
+    fields, _ = _domain()
+    detail = np.std(one - np.repeat(np.repeat(fields, 4, 1), 4, 2))
+    assert np.max(np.abs(batched - one)) < 1e-4 * detail + 1e-4
+    assert not np.isnan(batched).any()
+
+
+def test_bf16_changes_the_field_by_a_small_fraction_of_its_detail_and_stays_consistent():
+    reference, low = _refine(8), _refine(8, "bfloat16")
+    fields, _ = _domain()
+    coarse_on_fine = np.repeat(np.repeat(fields, 4, 1), 4, 2)
+    detail = np.sqrt(np.mean((reference - coarse_on_fine) ** 2))
+    difference = np.sqrt(np.mean((low - reference) ** 2))
+    assert 0 < difference < 0.05 * detail
+    block_means = low.reshape(2, 40, 4, 44, 4).mean(axis=(2, 4))
+    np.testing.assert_allclose(block_means, fields, rtol=0, atol=1e-3)
+
+
+def test_normalisation_stays_float32_under_bf16_autocast():
+    # a 290 K field with 0.05 K local spread: in bf16 the local mean alone would be off by ~1 K
+    field = 290 + 0.05 * torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    exact, _, _ = local_standardise(field, 7)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        under_autocast, mean, std = local_standardise(field, 7)
+    assert under_autocast.dtype == mean.dtype == std.dtype == torch.float32
+    torch.testing.assert_close(under_autocast, exact)
+
+
+def test_devices_and_precisions_are_checked():
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="device must be"):
+        resolve_device("tpu")
+    with pytest.raises(ValueError, match="precision must be"):
+        TileRefiner(None, 4, TileLayout((8, 8), 8, 0), precision="float16")
+    refiner = TileRefiner(None, 4, TileLayout((8, 8), 8, 0))
+    assert (refiner.batch_size, refiner.precision) == (1, "float32")  # CPU defaults
