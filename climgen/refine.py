@@ -119,7 +119,8 @@ class TileRefiner:
             raise ValueError(f"precision must be auto, float32 or bfloat16, got {precision!r}")
         self.precision = ("bfloat16" if on_gpu else "float32") if precision == "auto" else precision
         self.model = model
-        if on_gpu and model is not None and next(model.parameters()).device.type != "cuda":
+        weights = next(model.parameters(), None) if hasattr(model, "parameters") else None
+        if on_gpu and weights is not None and weights.device.type != "cuda":
             # a copy: the loaded checkpoint is cached and shared, and stays on the CPU
             self.model = copy.deepcopy(model).to(self.device, memory_format=self.torch.channels_last)
         self._forward = self.model
