@@ -37,8 +37,7 @@ from torch import nn
 from climgen._torch import torch_threads
 from climgen.compute import compute_report
 from climgen.pipeline import make_config, plan
-from climgen.refine import TileRefiner, fill_nearest, noise_window, refine_domain
-from climgen.tiling import fine_slices
+from climgen.refine import TileRefiner, fill_nearest, refine_domain
 
 ROOT = Path(__file__).resolve().parents[1]
 FACTOR = 4
@@ -106,13 +105,9 @@ def window_batches(job, refiner: TileRefiner, depth: np.ndarray, values: np.ndar
             continue
         for start in range(0, len(tiles), refiner.batch_size):
             chunk = tiles[start : start + refiner.batch_size]
-            coarse = torch.as_tensor(np.stack([fill_nearest(values[t.padded]) for t in chunk]), dtype=torch.float32)[:, None]
-            noise = [
-                torch.from_numpy(np.stack([noise_window((0,), s + 1, *fine_slices(t.padded, 2 ** (s + 1))) for t in chunk]))[
-                    :, None
-                ]
-                for s in range(tile_depth)
-            ]
+            windows = np.stack([fill_nearest(values[t.padded]) for t in chunk])
+            keys = [(0, "orog", 0, 0)] * len(chunk)
+            coarse, _, _, noise = refiner.model_inputs(chunk, windows, keys, tile_depth, None, None, (0, 0))
             batches.append((tile_depth, [coarse, None, None, *noise]))
     return batches
 
@@ -223,24 +218,11 @@ def measure(args, job, field: np.ndarray, truth: np.ndarray, device: str, precis
             }
         )
         print_row(rows[-1])
-    edsr_batches = batches_for_edsr(job, field, refiner.batch_size)
+    # every window once (gaps filled), batched by shape: the coarse inputs of a uniform run
+    edsr_batches = [inputs[0] for _, inputs in window_batches(job, refiner, np.full_like(job.depth, 1), field)]
     rows.append(measure_edsr(args, edsr_batches, torch_device, precision, compile_model, label, domain_mpix))
     print_row(rows[-1])
     return rows
-
-
-def batches_for_edsr(job, field: np.ndarray, batch_size: int) -> list:
-    """Every tile window (gaps filled), batched by shape."""
-    tiles = list(job.prepared.layout)
-    windows = [fill_nearest(field[t.padded]) for t in tiles]
-    shapes: dict[tuple, list] = {}
-    for window in windows:
-        shapes.setdefault(window.shape, []).append(window)
-    batches = []
-    for group in shapes.values():
-        for start in range(0, len(group), batch_size):
-            batches.append(torch.as_tensor(np.stack(group[start : start + batch_size]), dtype=torch.float32)[:, None])
-    return batches
 
 
 def measure_edsr(

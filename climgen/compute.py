@@ -48,7 +48,7 @@ def _macs_per_cell(model_id: int, model) -> float:
 
     side = 8
     stages = _single_scale_stages(model) or 1
-    device = next(model.parameters()).device
+    device = next(model.parameters(), torch.zeros(())).device
     noise = [torch.zeros(1, 1, side * 2**s, side * 2**s, device=device) for s in range(1, stages + 1)]
     with counting_macs(model) as counter, torch.inference_mode():
         model(torch.zeros(1, 1, side, side, device=device), stages=stages, noise=noise)

@@ -33,6 +33,15 @@ def resolve_device(device: str | None) -> str:
     return device
 
 
+def model_on_device(model, device: str):
+    """``model`` itself on CPU; on a GPU a channels-last copy there (the loaded checkpoint is
+    cached and shared, and stays on the CPU). A model already on the GPU is returned as is."""
+    weights = next(model.parameters(), None) if hasattr(model, "parameters") else None
+    if device != "cuda" or weights is None or weights.device.type == "cuda":
+        return model
+    return copy.deepcopy(model).to(device, memory_format=import_torch().channels_last)
+
+
 def stream_seed(*parts: object) -> int:
     """A 63-bit seed derived from any parts (seed, variable, index, member, stage)."""
     digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
@@ -118,14 +127,9 @@ class TileRefiner:
         if precision not in ("auto", "float32", "bfloat16"):
             raise ValueError(f"precision must be auto, float32 or bfloat16, got {precision!r}")
         self.precision = ("bfloat16" if on_gpu else "float32") if precision == "auto" else precision
-        self.model = model
-        weights = next(model.parameters(), None) if hasattr(model, "parameters") else None
-        if on_gpu and weights is not None and weights.device.type != "cuda":
-            # a copy: the loaded checkpoint is cached and shared, and stays on the CPU
-            self.model = copy.deepcopy(model).to(self.device, memory_format=self.torch.channels_last)
-        self._forward = self.model
-        if compile and model is not None:
-            self._forward = self.torch.compile(self.model, dynamic=False)
+        self.model = model_on_device(model, self.device.type)
+        self.compiled = compile and model is not None
+        self._forward = self.torch.compile(self.model, dynamic=False) if self.compiled else self.model
 
     def tiles_for(self, region: tuple[slice, slice], owned: bool = False) -> list[Tile]:
         """The tiles whose blend windows reach into ``region`` (coarse cells), in layout order;
@@ -238,21 +242,13 @@ class TileRefiner:
         keyed on the global grid by each window's key."""
         torch = self.torch
         factor = self.factor
-        coarse = torch.as_tensor(inputs, dtype=torch.float32)[:, None]
         with torch.inference_mode():
             if depth == 0:
-                refined = coarse
+                refined = torch.as_tensor(inputs, dtype=torch.float32)[:, None]
             else:
-                pairs = list(zip(tiles, keys, strict=True))
-                stage_noise = [
-                    torch.from_numpy(
-                        np.stack([noise_window(key, s + 1, *fine_slices(t.padded, 2 ** (s + 1))) for t, key in pairs])
-                    )[:, None]
-                    for s in range(depth)
-                ]
-                covariates = mask = None
-                if cov_tensor is not None:
-                    covariates, mask = self._covariate_windows(tiles, depth, cov_tensor, cov_mask, origin)
+                coarse, covariates, mask, stage_noise = self.model_inputs(
+                    tiles, inputs, keys, depth, cov_tensor, cov_mask, origin
+                )
                 refined = self._model_call(coarse, covariates, mask, depth, stage_noise)
             remaining = factor // 2**depth
             if remaining > 1:
@@ -260,6 +256,23 @@ class TileRefiner:
 
                 refined = project_to_coarse(bicubic_upsample(refined, remaining), refined)
         return refined[:, 0].float().numpy()
+
+    def model_inputs(self, tiles: list[Tile], inputs: np.ndarray, keys: list[tuple], depth: int, cov_tensor, cov_mask, origin):
+        """The model's tensors for windows ``inputs`` (B, h, w) of ``tiles`` at ``depth`` >= 1:
+        coarse (B, 1, h, w), covariates and mask (or None), and one noise map per stage."""
+        torch = self.torch
+        coarse = torch.as_tensor(inputs, dtype=torch.float32)[:, None]
+        pairs = list(zip(tiles, keys, strict=True))
+        stage_noise = [
+            torch.from_numpy(np.stack([noise_window(key, s + 1, *fine_slices(t.padded, 2 ** (s + 1))) for t, key in pairs]))[
+                :, None
+            ]
+            for s in range(depth)
+        ]
+        covariates = mask = None
+        if cov_tensor is not None:
+            covariates, mask = self._covariate_windows(tiles, depth, cov_tensor, cov_mask, origin)
+        return coarse, covariates, mask, stage_noise
 
     def _covariate_windows(self, tiles: list[Tile], depth: int, cov_tensor, cov_mask, origin):
         """Each tile's covariates on the depth's grid: block means of the final-grid values."""
@@ -278,13 +291,13 @@ class TileRefiner:
         return values, valid
 
     def _model_call(self, coarse, covariates, mask, depth: int, stage_noise):
-        """One model call on the refiner's device and precision; a short last batch is padded
-        to the batch size on a GPU, so compiled graphs see one shape per depth."""
+        """One model call on the refiner's device and precision; with ``compile``, a short last
+        batch is padded to the batch size, so compiled graphs see one shape per depth."""
         torch = self.torch
         count = coarse.shape[0]
         tensors = [coarse, covariates, mask, *stage_noise]
         on_gpu = self.device.type == "cuda"
-        if on_gpu and count < self.batch_size:
+        if self.compiled and count < self.batch_size:
             tensors = [t if t is None else torch.cat([t, t[-1:].expand(self.batch_size - count, *t.shape[1:])]) for t in tensors]
         moved = [t if t is None else t.to(self.device, non_blocking=True) for t in tensors]
         if on_gpu:

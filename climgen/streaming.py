@@ -288,7 +288,7 @@ class TaskContext:
 
 def _refiner(context: TaskContext):
     from climgen.models.checkpoint import load_checkpoint
-    from climgen.refine import TileRefiner, resolve_device
+    from climgen.refine import TileRefiner, model_on_device, resolve_device
 
     checkpoint = load_checkpoint(context.model)  # cached per process: loaded once per worker
     if checkpoint.sha256 != context.model_sha256:
@@ -299,7 +299,7 @@ def _refiner(context: TaskContext):
         with _MODEL_LOCK:  # threads of one worker share one copy of the model on the GPU
             key = (checkpoint.sha256, device)
             if key not in _DEVICE_MODULES:
-                _DEVICE_MODULES[key] = TileRefiner(module, context.factor, context.layout, device=device).model
+                _DEVICE_MODULES[key] = model_on_device(module, device)
             module = _DEVICE_MODULES[key]
     return TileRefiner(module, context.factor, context.layout, device=device)
 
