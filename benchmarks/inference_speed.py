@@ -3,8 +3,10 @@
 The domain is a mosaic of a real orography that climgen never trained on (``orog_mod2``:
 mountains beside plains and sea), mirrored to SIZE x SIZE coarse cells so that a GPU has
 enough to do; the fine truth is the mirrored fine field, so every run is also scored (RMSE).
-Tiles get their depth from climgen's complexity scores (adaptive) or all the full depth
-(uniform). Rows, for each device and precision:
+Tiles get their depth from climgen's complexity scores by the default thresholds (adaptive),
+under compute budgets (``--budgets``, share of the full-depth cost), or all the full depth
+(uniform); a second table gives each adaptive run's MACs, wall time and RMSE against uniform.
+Rows, for each device and precision:
 
 - ``generator``: the model alone on every tile window at its depth, windows of one depth in
   batches, inputs already on the device (what the network costs);
@@ -17,7 +19,7 @@ Output megapixels are counted on the domain (tile cores x 16); ``window MPix/s``
 the halos the network computes. Prints a markdown table; ``--json`` saves the rows.
 
     python benchmarks/inference_speed.py [--shared ../shared] [--size 256] [--repeats 3]
-        [--devices cpu cuda] [--compile] [--json out.json]
+        [--devices cpu cuda] [--compile] [--budgets 0.3 ...] [--json out.json]
 """
 
 from __future__ import annotations
@@ -170,8 +172,11 @@ def print_row(row: dict) -> None:
     )
 
 
-def measure(args, job, field: np.ndarray, truth: np.ndarray, device: str, precision: str, compile_model: bool) -> list[dict]:
-    """Generator, pipeline (adaptive and uniform) and EDSR rows for one device and precision."""
+def measure(
+    args, job, modes: dict, field: np.ndarray, truth: np.ndarray, device: str, precision: str, compile_model: bool
+) -> list[dict]:
+    """Generator and pipeline rows for each depth map in ``modes``, and the EDSR row, for one
+    device and precision."""
     layout = job.prepared.layout
     torch_device = torch.device(device)
     cores = os.cpu_count() or 1
@@ -185,7 +190,7 @@ def measure(args, job, field: np.ndarray, truth: np.ndarray, device: str, precis
     )
     domain_mpix = field.size * FACTOR * FACTOR / 1e6
     rows = []
-    for mode, depth in (("adaptive", job.depth), ("uniform", np.full_like(job.depth, 2))):
+    for mode, depth in modes.items():
         window_pixels = sum(
             (t.padded[0].stop - t.padded[0].start) * (t.padded[1].stop - t.padded[1].start) * FACTOR * FACTOR
             for t in layout
@@ -259,6 +264,21 @@ def measure_edsr(
     }
 
 
+def print_savings(rows: list[dict]) -> None:
+    """Each adaptive pipeline row against the uniform one of its device: MACs, wall time, RMSE."""
+    print("\n| device | depth map | MACs / uniform | uniform time / time | RMSE change |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        if not row["what"].startswith("pipeline, ") or row["what"] == "pipeline, uniform":
+            continue
+        uniform = next(r for r in rows if r["device"] == row["device"] and r["what"] == "pipeline, uniform")
+        print(
+            f"| {row['device']} | {row['what'].removeprefix('pipeline, ')} | {row['gmacs'] / uniform['gmacs']:.2f} "
+            f"(1/{uniform['gmacs'] / row['gmacs']:.1f}) | {uniform['seconds'] / row['seconds']:.2f} | "
+            f"{100 * (row['rmse'] / uniform['rmse'] - 1):+.2f}% |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
@@ -267,23 +287,30 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="windows per model call (default: 1 on CPU, 128 on GPU)")
     parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     parser.add_argument("--compile", action="store_true", help="also time torch.compile on the GPU")
+    parser.add_argument("--tile", type=int, default=None, help="tile size in coarse cells (default: climgen's choice)")
+    parser.add_argument("--budgets", type=float, nargs="*", default=[0.3], help="also run these compute budgets")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
     dataset, truth = build_domain(args.shared, args.size)
-    job = plan(dataset, make_config(factor=FACTOR))
+    job = plan(dataset, make_config(factor=FACTOR, tile_size=args.tile))
     field = dataset["orog"].values.astype(np.float64)
-    histogram = {int(k): int((job.depth == k).sum()) for k in range(3)}
-    print(f"domain {args.size}^2 -> {args.size * FACTOR}^2, tiles {job.depth.size}, depth histogram {histogram}")
+    modes = {"adaptive": job.depth}
+    for budget in args.budgets:
+        modes[f"budget {budget:g}"] = plan(dataset, make_config(factor=FACTOR, budget=budget, tile_size=args.tile)).depth
+    modes["uniform"] = np.full_like(job.depth, 2)
+    histogram = {mode: [int((depth == k).sum()) for k in range(3)] for mode, depth in modes.items()}
+    print(f"domain {args.size}^2 -> {args.size * FACTOR}^2, {job.depth.size} tiles; tiles at depth 0/1/2: {histogram}")
     print("\n| device | what | seconds | output MPix/s | window MPix/s | GMACs | RMSE (m) |")
     print("|---|---|---|---|---|---|---|", flush=True)
     rows = []
     for device in args.devices:
         precisions = ["float32"] if device == "cpu" else ["bfloat16", "float32"]
         for precision in precisions:
-            rows += measure(args, job, field, truth, device, precision, False)
+            rows += measure(args, job, modes, field, truth, device, precision, False)
         if device == "cuda" and args.compile:
-            rows += measure(args, job, field, truth, device, "bfloat16", True)
+            rows += measure(args, job, modes, field, truth, device, "bfloat16", True)
+    print_savings(rows)
     if args.json:
         args.json.write_text(json.dumps({"size": args.size, "depth_histogram": histogram, "rows": rows}, indent=1))
 

@@ -51,20 +51,26 @@ def stream_seed(*parts: object) -> int:
 NOISE_BLOCK = 64  # fine cells per side of one independently seeded noise block
 
 
-def noise_window(keys: tuple, stage: int, rows: slice, cols: slice) -> np.ndarray:
+def noise_window(keys: tuple, stage: int, rows: slice, cols: slice, blocks: dict | None = None) -> np.ndarray:
     """Standard normal noise for a window of a stage's grid, the same whatever the tiling.
 
     The stage grid is cut into NOISE_BLOCK-sized blocks, each drawn from its own generator
     seeded by (keys, stage, block row, block column); a window assembles the blocks it touches,
-    so memory follows the window, not the domain.
+    so memory follows the window, not the domain. ``blocks``, a dict kept across the windows
+    of one region, holds the blocks already drawn: overlapping windows then draw each once.
     """
     import torch
 
     out = np.empty((rows.stop - rows.start, cols.stop - cols.start), dtype=np.float32)
     for block_row in range(rows.start // NOISE_BLOCK, (rows.stop - 1) // NOISE_BLOCK + 1):
         for block_col in range(cols.start // NOISE_BLOCK, (cols.stop - 1) // NOISE_BLOCK + 1):
-            generator = torch.Generator().manual_seed(stream_seed(*keys, stage, block_row, block_col))
-            block = torch.randn((NOISE_BLOCK, NOISE_BLOCK), generator=generator).numpy()
+            name = (keys, stage, block_row, block_col)
+            block = None if blocks is None else blocks.get(name)
+            if block is None:
+                generator = torch.Generator().manual_seed(stream_seed(*keys, stage, block_row, block_col))
+                block = torch.randn((NOISE_BLOCK, NOISE_BLOCK), generator=generator).numpy()
+                if blocks is not None:
+                    blocks[name] = block
             y0, x0 = block_row * NOISE_BLOCK, block_col * NOISE_BLOCK
             ys = slice(max(rows.start, y0), min(rows.stop, y0 + NOISE_BLOCK))
             xs = slice(max(cols.start, x0), min(cols.stop, x0 + NOISE_BLOCK))
@@ -83,11 +89,15 @@ def fill_nearest(field: np.ndarray) -> np.ndarray:
     return field[iy, ix]
 
 
-def project_blocks(fine: np.ndarray, coarse: np.ndarray, factor: int) -> np.ndarray:
-    """Shift each factor x factor block of ``fine`` so its mean equals ``coarse`` (float64)."""
+def project_blocks(fine: np.ndarray, coarse: np.ndarray, factor: int, in_place: bool = False) -> np.ndarray:
+    """Shift each factor x factor block of ``fine`` so its mean equals ``coarse`` (float64);
+    ``in_place`` shifts ``fine`` itself (a contiguous array) and returns it."""
     ny, nx = coarse.shape
     blocks = fine.reshape(ny, factor, nx, factor)
     error = blocks.mean(axis=(1, 3)) - coarse
+    if in_place:
+        blocks -= error[:, None, :, None]
+        return fine
     return (blocks - error[:, None, :, None]).reshape(ny * factor, nx * factor)
 
 
@@ -183,7 +193,7 @@ class TileRefiner:
             if any(p.start < o or p.stop > o + n for p, o, n in zip(tile.padded, origin, (height, width), strict=True)):
                 raise ValueError(f"coarse window from {origin} of shape {(height, width)} does not hold tile {tile.padded}")
         cov_tensor, cov_mask = self._covariates(covariates)
-        results, groups = {}, defaultdict(list)
+        results, groups, noise_blocks = {}, defaultdict(list), {}
         for tile in tiles:
             local = tuple(slice(p.start - o, p.stop - o) for p, o in zip(tile.padded, origin, strict=True))
             windows = coarse[(slice(None), *local)]
@@ -198,7 +208,7 @@ class TileRefiner:
                 inputs = np.stack([fill_nearest(window.astype(np.float64)) for _, _, window in batch])
                 tiles_in_batch = [tile for tile, _, _ in batch]
                 keys = [seed_keys[index] for _, index, _ in batch]
-                refined = self.run_batch(tiles_in_batch, inputs, keys, tile_depth, cov_tensor, cov_mask, origin)
+                refined = self.run_batch(tiles_in_batch, inputs, keys, tile_depth, cov_tensor, cov_mask, origin, noise_blocks)
                 for (tile, index, _), values in zip(batch, refined, strict=True):
                     results[(tile.row, tile.col)][1][index] = values
         blended = {}
@@ -220,10 +230,11 @@ class TileRefiner:
         weights = np.zeros(out_shape)
         for tile in self.tiles_for(region):
             self._blend(tile, outputs[(tile.row, tile.col)], region, accumulated, weights)
+        accumulated /= weights  # in place: a domain-sized float64 array is costly to allocate
         fine = np.empty(accumulated.shape, dtype=np.float32)
         for i in range(target.shape[0]):
             values = np.where(np.isfinite(target[i]), target[i], np.nan)
-            fine[i] = project_blocks(accumulated[i] / weights, values, factor)
+            fine[i] = project_blocks(accumulated[i], values, factor, in_place=True)
         return fine
 
     def _covariates(self, covariates: np.ndarray | None):
@@ -235,11 +246,20 @@ class TileRefiner:
         return torch.nan_to_num(values), mask
 
     def run_batch(
-        self, tiles: list[Tile], inputs: np.ndarray, keys: list[tuple], depth: int, cov_tensor, cov_mask, origin=(0, 0)
+        self,
+        tiles: list[Tile],
+        inputs: np.ndarray,
+        keys: list[tuple],
+        depth: int,
+        cov_tensor,
+        cov_mask,
+        origin=(0, 0),
+        noise_blocks: dict | None = None,
     ) -> np.ndarray:
         """Refine padded windows (B, h, w) of ``tiles`` (one per window, same shape) to the full
         factor (float32). Covariates are (K, H*f, W*f) from coarse cell ``origin``; noise is
-        keyed on the global grid by each window's key."""
+        keyed on the global grid by each window's key (``noise_blocks``: see :func:`noise_window`).
+        Stages past ``depth`` (bicubic and the block projection) run on the refiner's device."""
         torch = self.torch
         factor = self.factor
         with torch.inference_mode():
@@ -247,7 +267,7 @@ class TileRefiner:
                 refined = torch.as_tensor(inputs, dtype=torch.float32)[:, None]
             else:
                 coarse, covariates, mask, stage_noise = self.model_inputs(
-                    tiles, inputs, keys, depth, cov_tensor, cov_mask, origin
+                    tiles, inputs, keys, depth, cov_tensor, cov_mask, origin, noise_blocks
                 )
                 refined = self._model_call(coarse, covariates, mask, depth, stage_noise)
             remaining = factor // 2**depth
@@ -255,18 +275,28 @@ class TileRefiner:
                 from climgen.models.generator import bicubic_upsample, project_to_coarse
 
                 refined = project_to_coarse(bicubic_upsample(refined, remaining), refined)
-        return refined[:, 0].float().numpy()
+            return refined[:, 0].cpu().numpy()
 
-    def model_inputs(self, tiles: list[Tile], inputs: np.ndarray, keys: list[tuple], depth: int, cov_tensor, cov_mask, origin):
+    def model_inputs(
+        self,
+        tiles: list[Tile],
+        inputs: np.ndarray,
+        keys: list[tuple],
+        depth: int,
+        cov_tensor,
+        cov_mask,
+        origin,
+        noise_blocks: dict | None = None,
+    ):
         """The model's tensors for windows ``inputs`` (B, h, w) of ``tiles`` at ``depth`` >= 1:
         coarse (B, 1, h, w), covariates and mask (or None), and one noise map per stage."""
         torch = self.torch
         coarse = torch.as_tensor(inputs, dtype=torch.float32)[:, None]
         pairs = list(zip(tiles, keys, strict=True))
         stage_noise = [
-            torch.from_numpy(np.stack([noise_window(key, s + 1, *fine_slices(t.padded, 2 ** (s + 1))) for t, key in pairs]))[
-                :, None
-            ]
+            torch.from_numpy(
+                np.stack([noise_window(key, s + 1, *fine_slices(t.padded, 2 ** (s + 1)), noise_blocks) for t, key in pairs])
+            )[:, None]
             for s in range(depth)
         ]
         covariates = mask = None
@@ -291,8 +321,9 @@ class TileRefiner:
         return values, valid
 
     def _model_call(self, coarse, covariates, mask, depth: int, stage_noise):
-        """One model call on the refiner's device and precision; with ``compile``, a short last
-        batch is padded to the batch size, so compiled graphs see one shape per depth."""
+        """One model call on the refiner's device and precision, returning the finest output in
+        float32 on that device; with ``compile``, a short last batch is padded to the batch
+        size, so compiled graphs see one shape per depth."""
         torch = self.torch
         count = coarse.shape[0]
         tensors = [coarse, covariates, mask, *stage_noise]
@@ -304,7 +335,7 @@ class TileRefiner:
             moved = [t if t is None else t.contiguous(memory_format=torch.channels_last) for t in moved]
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
             outputs = self._forward(moved[0], moved[1], moved[2], stages=depth, noise=moved[3:])
-        return outputs[-1][:count].float().cpu()
+        return outputs[-1][:count].float()
 
     def _blend(self, tile: Tile, outputs: np.ndarray, region, accumulated: np.ndarray, weights: np.ndarray) -> None:
         """Add a tile's weighted outputs (N, h*f, w*f over its blend window) inside ``region``."""

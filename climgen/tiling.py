@@ -8,6 +8,7 @@ neighbours' weights sum to one there and tiles of different refinement depth mee
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -116,7 +117,15 @@ def blend_weights(tile: Tile, layout: TileLayout, factor: int) -> np.ndarray:
     overlap = 2 * (layout.halo // 2) * factor
     heights = (tile.blend[0].stop - tile.blend[0].start) * factor
     widths = (tile.blend[1].stop - tile.blend[1].start) * factor
-    return np.outer(ramp(heights, overlap), ramp(widths, overlap))
+    return _window(heights, widths, overlap)
+
+
+@functools.lru_cache(maxsize=32)
+def _window(heights: int, widths: int, overlap: int) -> np.ndarray:
+    # most tiles share a shape: one read-only window per shape
+    window = np.outer(ramp(heights, overlap), ramp(widths, overlap))
+    window.flags.writeable = False
+    return window
 
 
 def fine_slices(window: tuple[slice, slice], factor: int) -> tuple[slice, slice]:

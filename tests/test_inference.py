@@ -6,7 +6,7 @@ import torch
 
 from climgen.models.blocks import local_mean
 from climgen.models.checkpoint import load_checkpoint
-from climgen.models.generator import local_standardise
+from climgen.models.generator import _local_standardise, local_standardise
 from climgen.refine import TileRefiner, resolve_device
 from climgen.testing import rough_field
 from climgen.tiling import TileLayout
@@ -31,6 +31,16 @@ def test_local_mean_matches_pooling_on_cpu():
     field = torch.randn(2, 3, 30, 27, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 50 + 3000
     pooled = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(field, (7, 7, 7, 7), mode="replicate"), 15, stride=1)
     torch.testing.assert_close(local_mean(field.float(), 15).double(), pooled, rtol=0, atol=2e-3)
+
+
+def test_normalisation_keeps_small_details_on_a_large_offset():
+    # 0.05 K of local spread on 290 K: float32 sums of raw values would be off by 1e-4 K, 0.2%
+    # of the spread; the normalised field must match a float64 computation far closer
+    field = 290 + 0.05 * torch.randn(1, 1, 40, 36, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    exact, exact_mean, _ = _local_standardise(field.float().double(), 7)  # float64 throughout
+    normalised, mean, _ = local_standardise(field.float(), 7)
+    torch.testing.assert_close(normalised.double(), exact, rtol=0, atol=2e-4)
+    torch.testing.assert_close(mean.double(), exact_mean, rtol=0, atol=3e-5)  # float32 spacing at 290
 
 
 def test_batched_windows_give_the_per_window_result():

@@ -96,3 +96,31 @@ def test_noise_windows_do_not_depend_on_how_the_domain_is_cut():
     other_stage = noise_window((1, "tas", 0, 0), 3, slice(50, 140), slice(70, 133))
     assert not np.array_equal(part, other_member) and not np.array_equal(part, other_stage)
     assert abs(whole.mean()) < 0.05 and abs(whole.std() - 1) < 0.05
+
+
+def test_overlapping_noise_windows_draw_each_block_once():
+    from climgen.refine import NOISE_BLOCK, noise_window
+
+    blocks: dict = {}
+    first = noise_window((1, "tas", 0, 0), 2, slice(0, 2 * NOISE_BLOCK), slice(0, 2 * NOISE_BLOCK), blocks)
+    drawn = dict(blocks)
+    assert len(drawn) == 4
+    # a window inside the first reuses its blocks (the very arrays) and draws nothing new
+    inside = noise_window((1, "tas", 0, 0), 2, slice(10, 100), slice(20, 90), blocks)
+    assert blocks.keys() == drawn.keys() and all(blocks[k] is drawn[k] for k in drawn)
+    np.testing.assert_array_equal(inside, first[10:100, 20:90])
+    np.testing.assert_array_equal(inside, noise_window((1, "tas", 0, 0), 2, slice(10, 100), slice(20, 90)))
+    # other keys or stages are other blocks
+    noise_window((1, "tas", 0, 1), 2, slice(10, 100), slice(20, 90), blocks)
+    noise_window((1, "tas", 0, 0), 3, slice(10, 100), slice(20, 90), blocks)
+    assert len(blocks) == 12
+
+
+def test_projection_in_place_equals_the_copy():
+    field = rough_field((6, 5), seed=3)
+    fine = np.random.default_rng(0).normal(size=(24, 20)) + 4
+    copy = project_blocks(fine, field, 4)
+    projected = project_blocks(fine, field, 4, in_place=True)
+    assert projected is fine
+    np.testing.assert_array_equal(projected, copy)
+    np.testing.assert_allclose(projected.reshape(6, 4, 5, 4).mean(axis=(1, 3)), field, rtol=0, atol=1e-12)

@@ -91,11 +91,16 @@ def local_standardise(field: torch.Tensor, window: int) -> tuple[torch.Tensor, t
 
 
 def _local_standardise(field: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    mean = local_mean(field, window)
-    variance = local_mean((field - mean) ** 2, window)
+    # local means of deviations from the window's own mean: the sums stay small, so float32
+    # keeps details of 0.01 K on 290 K that sums of raw values would round away
+    offset = field.mean(dim=(-2, -1), keepdim=True)
+    centred = field - offset
+    mean = local_mean(centred, window)
+    anomaly = centred - mean
+    variance = local_mean(anomaly**2, window)
     scale_floor = 1e-6 * field.abs().mean(dim=(-2, -1), keepdim=True) + 1e-12
     std = torch.sqrt(variance + scale_floor**2)
-    return (field - mean) / std, mean, std
+    return anomaly / std, mean + offset, std
 
 
 class AdaptiveMultiScaleGenerator(nn.Module):
