@@ -37,6 +37,22 @@ def test_same_noise_gives_identical_output_and_other_noise_differs():
     assert not torch.equal(first, other)
 
 
+def test_no_covariates_is_the_same_as_missing_ones():
+    # without covariates the stage skips normalising empty slots: same numbers as all-missing
+    # covariates, and one covariate fills the first slot only
+    model = load_checkpoint().module
+    coarse = 280 + torch.randn(2, 1, 12, 10, generator=torch.Generator().manual_seed(3)).cumsum(-1)
+    noise = [torch.randn(2, 1, 24 * 2**s, 20 * 2**s, generator=torch.Generator().manual_seed(s)) for s in range(2)]
+    missing = torch.full((2, 2, 48, 40), float("nan"))
+    with torch.inference_mode():
+        without = model(coarse, stages=2, noise=noise)
+        with_missing = model(coarse, missing, stages=2, noise=noise)
+        one = model(coarse, torch.linspace(0, 1, 40).expand(2, 1, 48, 40), stages=2, noise=noise)
+    for a, b in zip(without, with_missing, strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(without[-1], one[-1])
+
+
 def test_output_scales_with_the_input():
     """Local normalisation makes refinement affine-equivariant (K vs degC, m vs km)."""
     torch.manual_seed(0)

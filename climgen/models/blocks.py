@@ -21,8 +21,19 @@ def local_mean(x: torch.Tensor, window: int) -> torch.Tensor:
         # pooling sums in float32 on a GPU, where convolutions may round inputs to tf32 (10
         # mantissa bits: a 3000 m mean off by metres, more than a flat region's whole spread)
         return F.avg_pool2d(F.avg_pool2d(padded, (1, window), stride=1), (window, 1), stride=1)
-    # on CPU two depthwise convolutions are exact float32 and ten times faster than pooling
     channels = x.shape[1]
+    if channels < 8:
+        # few channels (fields, covariates): sums of shifted views, four times faster there
+        # than convolutions and as exact
+        height, width = x.shape[-2:]
+        rows = padded[..., :, :width].clone()
+        for shift in range(1, window):
+            rows += padded[..., :, shift : shift + width]
+        total = rows[..., :height, :].clone()
+        for shift in range(1, window):
+            total += rows[..., shift : shift + height, :]
+        return total / (window * window)
+    # many channels: two depthwise convolutions, exact float32 and ten times faster than pooling
     row = x.new_full((channels, 1, 1, window), 1.0 / window)
     return F.conv2d(F.conv2d(padded, row, groups=channels), row.view(channels, 1, window, 1), groups=channels)
 

@@ -132,15 +132,21 @@ class AdaptiveMultiScaleGenerator(nn.Module):
     def refine_stage(
         self,
         field: torch.Tensor,
-        covariates: torch.Tensor,
-        covariate_mask: torch.Tensor,
+        covariates: torch.Tensor | None,
+        covariate_mask: torch.Tensor | None,
         noise: torch.Tensor,
     ) -> torch.Tensor:
-        """One x2 stage: ``field`` (B,1,h,w) -> (B,1,2h,2w), exactly coarse-consistent."""
+        """One x2 stage: ``field`` (B,1,h,w) -> (B,1,2h,2w), exactly coarse-consistent.
+        ``covariates`` None stands for all slots missing (zeros, as a zero mask gives)."""
         window = self.config.norm_window
         normalised, _, std = self._normalise(field, window)
-        cov_norm, _, _ = self._normalise(covariates, 2 * window + 1)
-        cov_norm = cov_norm * covariate_mask
+        if covariates is None:
+            # the normalisation of empty slots costs a tenth of a stage and gives zeros
+            fine_shape = (field.shape[0], self.config.covariate_slots, 2 * field.shape[-2], 2 * field.shape[-1])
+            cov_norm = covariate_mask = field.new_zeros(fine_shape)
+        else:
+            cov_norm, _, _ = self._normalise(covariates, 2 * window + 1)
+            cov_norm = cov_norm * covariate_mask
         inputs = torch.cat(
             [
                 normalised,
@@ -171,21 +177,21 @@ class AdaptiveMultiScaleGenerator(nn.Module):
         factor = 2**stages
         slots = self.config.covariate_slots
         fine_shape = (batch, slots, height * factor, width * factor)
-        if covariates is None:
-            covariates = coarse.new_zeros(fine_shape)
-            covariate_mask = coarse.new_zeros(fine_shape)
-        elif covariate_mask is None:
-            covariate_mask = torch.isfinite(covariates).to(coarse.dtype)
-        if covariates.shape[1] < slots:
-            missing = (batch, slots - covariates.shape[1], *fine_shape[2:])
-            covariates = torch.cat([covariates, coarse.new_zeros(missing)], 1)
-            covariate_mask = torch.cat([covariate_mask, coarse.new_zeros(missing)], 1)
-        covariates = torch.nan_to_num(covariates) * covariate_mask
+        if covariates is not None:
+            if covariate_mask is None:
+                covariate_mask = torch.isfinite(covariates).to(coarse.dtype)
+            if covariates.shape[1] < slots:
+                missing = (batch, slots - covariates.shape[1], *fine_shape[2:])
+                covariates = torch.cat([covariates, coarse.new_zeros(missing)], 1)
+                covariate_mask = torch.cat([covariate_mask, coarse.new_zeros(missing)], 1)
+            covariates = torch.nan_to_num(covariates) * covariate_mask
         outputs = []
         field = coarse
         for stage in range(1, stages + 1):
             down = 2 ** (stages - stage)
-            stage_cov, stage_mask = masked_coarsen(covariates, covariate_mask, down)
+            stage_cov = stage_mask = None
+            if covariates is not None:
+                stage_cov, stage_mask = masked_coarsen(covariates, covariate_mask, down)
             if noise is not None:
                 stage_noise = noise[stage - 1]
             else:
