@@ -39,7 +39,7 @@ from climgen.pipeline import Plan, SynthesisConfig, assemble, plan
 from climgen.tiling import TileLayout, fine_slices
 
 _MODEL_LOCK = threading.Lock()
-_DEVICE_MODULES: dict = {}  # (model sha256, device) -> the model's copy on that device
+_DEVICE_MODULES: dict = {}  # (model sha256, device) -> the model's channels-last copy on that device
 
 
 @dataclass(frozen=True)
@@ -294,13 +294,11 @@ def _refiner(context: TaskContext):
     if checkpoint.sha256 != context.model_sha256:
         raise ConfigError(f"model {context.model!r} changed while the job ran; start it again")
     device = resolve_device(context.device)
-    module = checkpoint.module
-    if device != "cpu":
-        with _MODEL_LOCK:  # threads of one worker share one copy of the model on the GPU
-            key = (checkpoint.sha256, device)
-            if key not in _DEVICE_MODULES:
-                _DEVICE_MODULES[key] = model_on_device(module, device)
-            module = _DEVICE_MODULES[key]
+    with _MODEL_LOCK:  # threads of one worker share one (channels-last) copy per device
+        key = (checkpoint.sha256, device)
+        if key not in _DEVICE_MODULES:
+            _DEVICE_MODULES[key] = model_on_device(checkpoint.module, device)
+        module = _DEVICE_MODULES[key]
     return TileRefiner(module, context.factor, context.layout, device=device)
 
 
