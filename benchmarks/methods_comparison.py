@@ -10,10 +10,12 @@ cell (2 x counted multiply-accumulates), and output megapixels per second of one
 (including model loading: small fields understate the speed). Prints a markdown table; ``--json`` saves the rows.
 
     python benchmarks/methods_comparison.py [--shared ../shared] [--members 4]
-        [--srgan srgan-x4|CHECKPOINT] [--cvae cvae-x4|CHECKPOINT]
+        [--srgan srgan-x4|CHECKPOINT] [--cvae cvae-x4|CHECKPOINT] [--ensemble amsgm-ensemble|CHECKPOINT]
 
 The shipped baselines come from ``climgen train recipes/train-baseline-srgan.yaml`` and
-``recipes/train-baseline-cvae.yaml`` (same data, crops and steps as the default model).
+``recipes/train-baseline-cvae.yaml`` (same data, crops and steps as the default model);
+``amsgm-ensemble`` is the default model after stage 2 with the ensemble loss
+(``recipes/train-ensemble.yaml``).
 ``climgen benchmark`` runs the same comparison on your own field, with fine-tuning.
 """
 
@@ -77,10 +79,11 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=4)
     parser.add_argument("--srgan", default="srgan-x4", help="the shipped single-scale GAN, or a checkpoint")
     parser.add_argument("--cvae", default="cvae-x4", help="the shipped conditional VAE, or a checkpoint")
+    parser.add_argument("--ensemble", default="amsgm-ensemble", help="the generator trained for spread, or a checkpoint")
     parser.add_argument("--only", nargs="+", help="variables to evaluate (default: all)")
     parser.add_argument("--json", type=Path)
     arguments = parser.parse_args()
-    models = {"amsgm": "default", "gan": arguments.srgan, "vae": arguments.cvae}
+    models = {"amsgm": "default", "amsgm-ensemble": arguments.ensemble, "gan": arguments.srgan, "vae": arguments.cvae}
     columns = [column for column in COLUMNS if column != "variant"]
     rows = []
     for filename, variable, label, selection in FIELDS:

@@ -6,7 +6,7 @@ import torch
 
 from climgen.models.checkpoint import load_checkpoint
 from climgen.models.discriminator import MultiScaleDiscriminator
-from climgen.training.adversarial import FeedbackController, spectral_loss, top_octave_error
+from climgen.training.adversarial import FeedbackController, ensemble_loss, spectral_loss, top_octave_error
 
 
 def test_discriminator_shapes_and_unit_invariance():
@@ -34,6 +34,21 @@ def test_spectral_loss_and_error_see_lost_detail():
 class _Optimiser:
     def __init__(self):
         self.param_groups = [{"lr": 1e-3}]
+
+
+def test_ensemble_loss_prefers_members_that_spread_like_the_truth():
+    # truth ~ N(0, 1) per cell: two independent draws from that distribution score better
+    # (fair CRPS ~0.56) than two members collapsed on its mean (~0.80) or twice too wide
+    generator = torch.Generator().manual_seed(0)
+    truth, first, second = (torch.randn(4, 1, 64, 64, generator=generator) for _ in range(3))
+    collapsed = torch.zeros_like(truth)
+    calibrated = ensemble_loss(first, second, truth)
+    assert calibrated < ensemble_loss(collapsed, collapsed, truth) - 0.15
+    assert calibrated < ensemble_loss(3 * first, 3 * second, truth) - 0.15
+    assert calibrated == pytest.approx(0.564, abs=0.02)  # 1/sqrt(pi): E|X-y| - E|X-X'|/2
+    # scale-free and shift-free, like the content losses (one model serves K and m)
+    scaled = ensemble_loss(290 + 5 * first, 290 + 5 * second, 290 + 5 * truth)
+    assert scaled.item() == pytest.approx(calibrated.item(), rel=1e-3)
 
 
 def test_feedback_controller_rules_and_log():
@@ -65,12 +80,13 @@ def test_tiny_adversarial_stage_from_the_default_model(tmp_path):
         init_from="default",
         model={},
         pretrain={"steps": 0},
-        adversarial={"steps": 4, "batch_size": 2, "validate_every": 2, "discriminator_channels": 8},
+        adversarial={"steps": 4, "batch_size": 2, "validate_every": 2, "discriminator_channels": 8, "ensemble_weight": 1.0},
     )
     recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"validation_fields": recipe.data.real_fields})})
     lines = []
     checkpoint = load_checkpoint(pretrain(recipe, log=lines.append))
     assert checkpoint.metadata["stages"] == ["adversarial"]
+    assert checkpoint.metadata["recipe"]["adversarial"]["ensemble_weight"] == 1.0
     assert [entry["step"] for entry in checkpoint.metadata["adversarial_validation"]] == [0, 2, 4]
     assert any(line.startswith("adversarial step=4") for line in lines)
     assert np.isfinite([p.sum().item() for p in checkpoint.module.parameters()]).all()

@@ -43,14 +43,16 @@ SHIPPED = {
     "amsgm-3x3": "amsgm-3x3",
     "amsgm-stage2": "amsgm-stage2",
     "amsgm-stage2-fixed": "amsgm-stage2-fixed",
+    "amsgm-ensemble": "amsgm-ensemble",
     "srgan-x4": "srgan-x4",
     "cvae-x4": "cvae-x4",
 }
 
 
 def resolve_checkpoint_path(model: str | Path) -> Path:
-    """Map a shipped model's name (``"default"``; the baselines ``"srgan-x4"``, ``"cvae-x4"``;
-    the ablations ``"amsgm-3x3"``, ``"amsgm-stage2"``, ``"amsgm-stage2-fixed"``) or a user path
+    """Map a shipped model's name (``"default"``; ``"amsgm-ensemble"``, trained for ensemble
+    spread; the baselines ``"srgan-x4"``, ``"cvae-x4"``; the ablations ``"amsgm-3x3"``,
+    ``"amsgm-stage2"``, ``"amsgm-stage2-fixed"``) or a user path
     (weights, JSON or stem) to the weights file."""
     if str(model) in SHIPPED:
         return default_checkpoint_path().with_name(SHIPPED[str(model)] + ".safetensors")

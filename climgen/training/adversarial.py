@@ -1,7 +1,8 @@
 """Stage 2 of training: adversarial refinement with a feedback controller.
 
 The generator keeps its content losses and adds a hinge adversarial loss from a multi-scale
-patch discriminator, a feature-matching loss and a spectral (FFT amplitude) loss. After each
+patch discriminator, a feature-matching loss, a spectral (FFT amplitude) loss and, when
+asked, an ensemble loss (fair CRPS of two members). After each
 validation a :class:`FeedbackController` reads the measured quality (RMSE against bicubic, top-
 octave spectral error, discriminator accuracy) and adjusts the loss weights and the
 discriminator's learning rate; every adjustment is logged and saved with the checkpoint.
@@ -25,6 +26,15 @@ def spectral_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     scale = target.std(dim=(-2, -1), keepdim=True) + 1e-6
     amplitude = lambda x: torch.log1p(torch.fft.rfft2((x - x.mean(dim=(-2, -1), keepdim=True)) / scale).abs())  # noqa: E731
     return F.l1_loss(amplitude(prediction), amplitude(target))
+
+
+def ensemble_loss(first: torch.Tensor, second: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Fair CRPS of a two-member ensemble, divided by the target's std (scale-free): the mean
+    error of the members less half their distance, lowest when members are independent draws
+    from the distribution the truth comes from."""
+    scale = target.std(dim=(-2, -1), keepdim=True) + 1e-6
+    error = 0.5 * ((first - target).abs() + (second - target).abs())
+    return ((error - 0.5 * (first - second).abs()) / scale).mean()
 
 
 def top_octave_error(prediction: torch.Tensor, target: torch.Tensor) -> float:
@@ -177,6 +187,10 @@ def adversarial_stage(model, sampler, windows, settings, rng, device, content_lo
             + controller.feature_matching * matching
             + controller.spectral * spectral_loss(fake, target)
         )
+        if settings.ensemble_weight:
+            with autocast(device):
+                second = model(coarse, covariates, mask, stages=stages, generator=noise_generator)[-1].float()
+            loss_g = loss_g + settings.ensemble_weight * ensemble_loss(fake, second, target)
         generator_optimiser.zero_grad(set_to_none=True)
         loss_g.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -70,6 +70,10 @@ class AdversarialSection(Strict):
     spectral_target: float = Field(0.1, ge=0)
     validate_every: int = Field(100, ge=1)
     feedback: bool = True  # False: fixed loss weights and learning rates (the controller's ablation)
+    # > 0: also the fair CRPS of two members drawn with different noise (an ensemble loss that
+    # rewards members spreading like the truth's unresolved detail; content losses alone let
+    # the noise be ignored)
+    ensemble_weight: float = Field(0.0, ge=0)
 
 
 class BaselineSection(Strict):
