@@ -383,7 +383,10 @@ def refine_domain(
     for tile in refiner.layout:
         rows[tile.row].append(tile)
     output_cells = sum((t.blend[0].stop - t.blend[0].start) * (t.blend[1].stop - t.blend[1].start) for t in refiner.layout)
-    per_pass = max(1, min(count, memory_bytes // (8 * factor * factor * (output_cells + ny * nx))))
+    # per field: tile outputs and blending in float64, plus the noise blocks drawn for the pass
+    # (float32 on every stage's grid: at most 4/3 of the fine cells)
+    per_field = factor * factor * (8 * (output_cells + ny * nx) + 6 * ny * nx)
+    per_pass = max(1, min(count, memory_bytes // per_field))
     whole = (slice(0, ny), slice(0, nx))
     fine = np.empty((count, ny * factor, nx * factor), dtype=np.float32)
     for first in range(0, count, per_pass):
