@@ -109,7 +109,7 @@ def window_batches(job, refiner: TileRefiner, depth: np.ndarray, values: np.ndar
             chunk = tiles[start : start + refiner.batch_size]
             windows = np.stack([fill_nearest(values[t.padded]) for t in chunk])
             keys = [(0, "orog", 0, 0)] * len(chunk)
-            coarse, _, _, noise = refiner.model_inputs(chunk, windows, keys, tile_depth, None, None, (0, 0))
+            coarse, _, _, noise = refiner.model_inputs(chunk, windows, keys, tile_depth)
             batches.append((tile_depth, [coarse, None, None, *noise]))
     return batches
 

@@ -59,12 +59,9 @@ def calibrate(
     factor, full = refiner.factor, refiner.full_depth
     tiles = sample_tiles(scores, list(refiner.layout), count)
     field = np.asarray(field, dtype=np.float64)
-    cov_tensor, cov_mask = refiner._covariates(covariates)
+    shared = refiner.region_inputs(covariates)
     outputs = {
-        depth: [
-            refiner.run_batch([tile], fill_nearest(field[tile.padded])[None], [seed_key], depth, cov_tensor, cov_mask)[0]
-            for tile in tiles
-        ]
+        depth: [refiner.run_batch([tile], fill_nearest(field[tile.padded])[None], [seed_key], depth, shared)[0] for tile in tiles]
         for depth in range(full + 1)
     }
     samples = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -102,6 +103,18 @@ def project_blocks(fine: np.ndarray, coarse: np.ndarray, factor: int, in_place: 
         blocks -= error[:, None, :, None]
         return fine
     return (blocks - error[:, None, :, None]).reshape(ny * factor, nx * factor)
+
+
+@dataclass
+class RegionInputs:
+    """What the windows of one region share: the covariates as float32 tensors (K, H*f, W*f)
+    with their validity (1 valid, 0 missing), the coarse cell they start at, and the noise
+    blocks drawn so far (see :func:`noise_window`)."""
+
+    covariates: object = None  # torch.Tensor or None; typed loosely so this imports without torch
+    covariate_mask: object = None
+    origin: tuple[int, int] = (0, 0)
+    noise_blocks: dict = field(default_factory=dict)
 
 
 class TileRefiner:
@@ -195,8 +208,8 @@ class TileRefiner:
         for tile in tiles:
             if any(p.start < o or p.stop > o + n for p, o, n in zip(tile.padded, origin, (height, width), strict=True)):
                 raise ValueError(f"coarse window from {origin} of shape {(height, width)} does not hold tile {tile.padded}")
-        cov_tensor, cov_mask = self._covariates(covariates)
-        results, groups, noise_blocks = {}, defaultdict(list), {}
+        shared = self.region_inputs(covariates, origin)
+        results, groups = {}, defaultdict(list)
         for tile in tiles:
             local = tuple(slice(p.start - o, p.stop - o) for p, o in zip(tile.padded, origin, strict=True))
             windows = coarse[(slice(None), *local)]
@@ -211,7 +224,7 @@ class TileRefiner:
                 inputs = np.stack([fill_nearest(window.astype(np.float64)) for _, _, window in batch])
                 tiles_in_batch = [tile for tile, _, _ in batch]
                 keys = [seed_keys[index] for _, index, _ in batch]
-                refined = self.run_batch(tiles_in_batch, inputs, keys, tile_depth, cov_tensor, cov_mask, origin, noise_blocks)
+                refined = self.run_batch(tiles_in_batch, inputs, keys, tile_depth, shared)
                 for (tile, index, _), values in zip(batch, refined, strict=True):
                     results[(tile.row, tile.col)][1][index] = values
         blended = {}
@@ -240,28 +253,22 @@ class TileRefiner:
             fine[i] = project_blocks(accumulated[i], values, factor, in_place=True)
         return fine
 
-    def _covariates(self, covariates: np.ndarray | None):
+    def region_inputs(self, covariates: np.ndarray | None = None, origin: tuple[int, int] = (0, 0)) -> RegionInputs:
+        """The shared inputs of a region's windows: covariates (K, H*f, W*f) from coarse cell
+        ``origin`` (missing values masked), and an empty store of noise blocks."""
         if covariates is None:
-            return None, None
+            return RegionInputs(origin=origin)
         torch = self.torch
         values = torch.as_tensor(np.ascontiguousarray(covariates), dtype=torch.float32)
         mask = torch.isfinite(values).to(torch.float32)
-        return torch.nan_to_num(values), mask
+        return RegionInputs(torch.nan_to_num(values), mask, origin)
 
     def run_batch(
-        self,
-        tiles: list[Tile],
-        inputs: np.ndarray,
-        keys: list[tuple],
-        depth: int,
-        cov_tensor,
-        cov_mask,
-        origin=(0, 0),
-        noise_blocks: dict | None = None,
+        self, tiles: list[Tile], inputs: np.ndarray, keys: list[tuple], depth: int, shared: RegionInputs | None = None
     ) -> np.ndarray:
         """Refine padded windows (B, h, w) of ``tiles`` (one per window, same shape) to the full
-        factor (float32). Covariates are (K, H*f, W*f) from coarse cell ``origin``; noise is
-        keyed on the global grid by each window's key (``noise_blocks``: see :func:`noise_window`).
+        factor (float32), with the region's ``shared`` inputs (:meth:`region_inputs`; default:
+        no covariates, origin 0); noise is keyed on the global grid by each window's key.
         Stages past ``depth`` (bicubic and the block projection) run on the refiner's device."""
         torch = self.torch
         factor = self.factor
@@ -269,9 +276,7 @@ class TileRefiner:
             if depth == 0:
                 refined = torch.as_tensor(inputs, dtype=torch.float32)[:, None]
             else:
-                coarse, covariates, mask, stage_noise = self.model_inputs(
-                    tiles, inputs, keys, depth, cov_tensor, cov_mask, origin, noise_blocks
-                )
+                coarse, covariates, mask, stage_noise = self.model_inputs(tiles, inputs, keys, depth, shared)
                 refined = self._model_call(coarse, covariates, mask, depth, stage_noise)
             remaining = factor // 2**depth
             if remaining > 1:
@@ -281,42 +286,37 @@ class TileRefiner:
             return refined[:, 0].cpu().numpy()
 
     def model_inputs(
-        self,
-        tiles: list[Tile],
-        inputs: np.ndarray,
-        keys: list[tuple],
-        depth: int,
-        cov_tensor,
-        cov_mask,
-        origin,
-        noise_blocks: dict | None = None,
+        self, tiles: list[Tile], inputs: np.ndarray, keys: list[tuple], depth: int, shared: RegionInputs | None = None
     ):
         """The model's tensors for windows ``inputs`` (B, h, w) of ``tiles`` at ``depth`` >= 1:
         coarse (B, 1, h, w), covariates and mask (or None), and one noise map per stage."""
         torch = self.torch
+        shared = shared or RegionInputs()
         coarse = torch.as_tensor(inputs, dtype=torch.float32)[:, None]
         pairs = list(zip(tiles, keys, strict=True))
         stage_noise = [
             torch.from_numpy(
-                np.stack([noise_window(key, s + 1, *fine_slices(t.padded, 2 ** (s + 1)), noise_blocks) for t, key in pairs])
+                np.stack(
+                    [noise_window(key, s + 1, *fine_slices(t.padded, 2 ** (s + 1)), shared.noise_blocks) for t, key in pairs]
+                )
             )[:, None]
             for s in range(depth)
         ]
         covariates = mask = None
-        if cov_tensor is not None:
-            covariates, mask = self._covariate_windows(tiles, depth, cov_tensor, cov_mask, origin)
+        if shared.covariates is not None:
+            covariates, mask = self._covariate_windows(tiles, depth, shared)
         return coarse, covariates, mask, stage_noise
 
-    def _covariate_windows(self, tiles: list[Tile], depth: int, cov_tensor, cov_mask, origin):
+    def _covariate_windows(self, tiles: list[Tile], depth: int, shared: RegionInputs):
         """Each tile's covariates on the depth's grid: block means of the final-grid values."""
         torch = self.torch
         down = self.factor // 2**depth
         windows = []
         for tile in tiles:
-            local = tuple(slice(p.start - o, p.stop - o) for p, o in zip(tile.padded, origin, strict=True))
+            local = tuple(slice(p.start - o, p.stop - o) for p, o in zip(tile.padded, shared.origin, strict=True))
             windows.append((slice(None), *fine_slices(local, self.factor)))
-        values = torch.stack([cov_tensor[window] for window in windows])
-        valid = torch.stack([cov_mask[window] for window in windows])
+        values = torch.stack([shared.covariates[window] for window in windows])
+        valid = torch.stack([shared.covariate_mask[window] for window in windows])
         if down > 1:
             pooled = torch.nn.functional.avg_pool2d(values * valid, down)
             valid = torch.nn.functional.avg_pool2d(valid, down)
