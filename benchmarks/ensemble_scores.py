@@ -18,17 +18,13 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import xarray as xr
+from methods_comparison import ensemble_members, truth_and_coarse  # beside this script
 
 import climgen  # noqa: F401
 from climgen import metrics
-from climgen.benchmark import fine_values
-from climgen.grid import coarsen_dataset, find_spatial_axes
-from climgen.pipeline import synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
-FACTOR = 4
 FIELDS = [
     ("HSURF_regional_model_0.44deg.nc", "HSURF", "terrain (m)", {"rlon": slice(18, None)}),
     ("FR-LAND_regional_model_0.44deg.nc", "FR_LAND", "land fraction", {"rlon": slice(18, None)}),
@@ -38,14 +34,8 @@ FIELDS = [
 
 def scores(truth_ds: xr.Dataset, variable: str, model: str, member_count: int) -> dict:
     """Ensemble scores of ``model`` on one truth field (cropped to whole coarse cells)."""
-    axes = find_spatial_axes(truth_ds)
-    truth_ds = truth_ds.isel(
-        {axes.y: slice(0, truth_ds.sizes[axes.y] // FACTOR * FACTOR), axes.x: slice(0, truth_ds.sizes[axes.x] // FACTOR * FACTOR)}
-    )
-    coarse = coarsen_dataset(truth_ds[[variable]].assign_coords(truth_ds.coords), FACTOR)
-    truth = fine_values(truth_ds, variable)
-    ensemble = synthesize(coarse, factor=FACTOR, variables=[variable], seed=0, model=model, members=member_count)
-    members = np.stack([fine_values(ensemble.isel(realization=m), variable) for m in range(member_count)])
+    truth, coarse = truth_and_coarse(truth_ds, variable)
+    members = ensemble_members(coarse, variable, model, member_count)
     spread_skill = metrics.spread_skill(members, truth)
     return {
         "model": model,

@@ -44,13 +44,26 @@ FIELDS = [
 ]
 
 
-def compare(truth_ds: xr.Dataset, variable: str, models: dict[str, str], member_count: int) -> list[dict]:
+def truth_and_coarse(truth_ds: xr.Dataset, variable: str) -> tuple[np.ndarray, xr.Dataset]:
+    """The truth cropped to whole coarse cells, as (fields, y, x) values, and its block-mean
+    coarsening by FACTOR (what every method refines)."""
     axes = find_spatial_axes(truth_ds)
     truth_ds = truth_ds.isel(
         {axes.y: slice(0, truth_ds.sizes[axes.y] // FACTOR * FACTOR), axes.x: slice(0, truth_ds.sizes[axes.x] // FACTOR * FACTOR)}
     )
     coarse_ds = coarsen_dataset(truth_ds[[variable]].assign_coords(truth_ds.coords), FACTOR)
-    truth = fine_values(truth_ds, variable)
+    return fine_values(truth_ds, variable), coarse_ds
+
+
+def ensemble_members(coarse_ds: xr.Dataset, variable: str, model: str, member_count: int) -> np.ndarray:
+    """``member_count`` members (seed 0) of ``model`` refining ``coarse_ds``: (members, fields, y, x)."""
+    ensemble = synthesize(coarse_ds, factor=FACTOR, variables=[variable], seed=0, model=model, members=member_count)
+    return np.stack([fine_values(ensemble.isel(realization=m), variable) for m in range(member_count)])
+
+
+def compare(truth_ds: xr.Dataset, variable: str, models: dict[str, str], member_count: int) -> list[dict]:
+    truth, coarse_ds = truth_and_coarse(truth_ds, variable)
+    axes = find_spatial_axes(coarse_ds)
     bicubic_reference(truth[:1], FACTOR)  # warm up (imports), so the timing is the work
     started = time.perf_counter()
     bicubic = np.stack([bicubic_reference(field, FACTOR) for field in truth])
@@ -60,8 +73,7 @@ def compare(truth_ds: xr.Dataset, variable: str, models: dict[str, str], member_
         started = time.perf_counter()
         single = synthesize(coarse_ds, factor=FACTOR, variables=[variable], seed=0, model=model)
         seconds = time.perf_counter() - started
-        ensemble = synthesize(coarse_ds, factor=FACTOR, variables=[variable], seed=0, model=model, members=member_count)
-        members = np.stack([fine_values(ensemble.isel(realization=m), variable) for m in range(member_count)])
+        members = ensemble_members(coarse_ds, variable, model, member_count)
         compute = json.loads(single.attrs["climgen_provenance"])["compute"]
         rows.append(score(method, members, truth, seconds, compute["macs"]))
     return rows
