@@ -7,7 +7,7 @@ import torch
 from climgen.models.blocks import local_mean
 from climgen.models.checkpoint import load_checkpoint
 from climgen.models.generator import _local_standardise, local_standardise
-from climgen.refine import TileRefiner, resolve_device
+from climgen.refine import TileRefiner, model_on_device, resolve_device
 from climgen.testing import rough_field
 from climgen.tiling import TileLayout
 
@@ -27,8 +27,9 @@ def _refine(batch_size: int, precision: str = "float32") -> np.ndarray:
     return refiner.refine(fields, depth, None, [(0, "tas", i, 0) for i in range(2)])
 
 
-def test_local_mean_matches_pooling_on_cpu():
-    field = torch.randn(2, 3, 30, 27, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 50 + 3000
+@pytest.mark.parametrize("channels", [3, 24])  # shifted sums for few channels, convolutions for many
+def test_local_mean_matches_pooling_on_cpu(channels):
+    field = torch.randn(2, channels, 30, 27, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 50 + 3000
     pooled = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(field, (7, 7, 7, 7), mode="replicate"), 15, stride=1)
     torch.testing.assert_close(local_mean(field.float(), 15).double(), pooled, rtol=0, atol=2e-3)
 
@@ -83,3 +84,18 @@ def test_devices_and_precisions_are_checked():
         TileRefiner(None, 4, TileLayout((8, 8), 8, 0), precision="float16")
     refiner = TileRefiner(None, 4, TileLayout((8, 8), 8, 0))
     assert (refiner.batch_size, refiner.precision) == (1, "float32")  # CPU defaults
+
+
+def test_model_on_cpu_is_a_channels_last_copy_and_the_shared_checkpoint_stays():
+    # the refiner runs a channels-last copy (faster convolutions); the cached checkpoint module
+    # other users share keeps its layout, and a copy already in place is not copied again
+    shared = load_checkpoint().module
+    weight = shared.head.weight
+    copy = model_on_device(shared, "cpu")
+    assert copy is not shared and copy.head.weight.is_contiguous(memory_format=torch.channels_last)
+    assert shared.head.weight is weight and weight.is_contiguous()
+    assert model_on_device(copy, "cpu") is copy
+    coarse = 280 + torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(4)).cumsum(-1)
+    noise = [torch.zeros(1, 1, 32, 32)]
+    with torch.inference_mode():
+        torch.testing.assert_close(copy(coarse, noise=noise)[-1], shared(coarse, noise=noise)[-1], rtol=0, atol=1e-3)
