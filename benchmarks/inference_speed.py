@@ -161,6 +161,21 @@ def parallel_cpu(work: list, cores: int) -> None:
         dask.compute(*[dask.delayed(item)() for item in work], scheduler="threads", num_workers=cores)
 
 
+def machine_description() -> str:
+    """The CPU's model name and the instruction set torch uses (CPU figures differ about 2x
+    between the machines CI lands on), and the GPU's name when there is one."""
+    name = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        name = next(
+            (line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")), name
+        )
+    description = f"{name}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()})"
+    if torch.cuda.is_available():
+        description += f"; GPU {torch.cuda.get_device_name()}"
+    return description
+
+
 def print_row(row: dict) -> None:
     """One markdown table row, printed at once (a long GPU run that is cut off keeps its rows)."""
     rmse = f"{row['rmse']:.2f}" if "rmse" in row else ""
@@ -300,6 +315,7 @@ def main() -> None:
         modes[f"budget {budget:g}"] = plan(dataset, make_config(factor=FACTOR, budget=budget, tile_size=args.tile)).depth
     modes["uniform"] = np.full_like(job.depth, 2)
     histogram = {mode: [int((depth == k).sum()) for k in range(3)] for mode, depth in modes.items()}
+    print(machine_description())
     print(f"domain {args.size}^2 -> {args.size * FACTOR}^2, {job.depth.size} tiles; tiles at depth 0/1/2: {histogram}")
     print("\n| device | what | seconds | output MPix/s | window MPix/s | GMACs | RMSE (m) |")
     print("|---|---|---|---|---|---|---|", flush=True)
@@ -312,7 +328,11 @@ def main() -> None:
             rows += measure(args, job, modes, field, truth, device, "bfloat16", True)
     print_savings(rows)
     if args.json:
-        args.json.write_text(json.dumps({"size": args.size, "depth_histogram": histogram, "rows": rows}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {"machine": machine_description(), "size": args.size, "depth_histogram": histogram, "rows": rows}, indent=1
+            )
+        )
 
 
 if __name__ == "__main__":

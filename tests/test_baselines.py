@@ -96,7 +96,7 @@ def test_tiny_baseline_training_run(kind, tmp_path):
 def test_shipped_baselines_load_and_refine_by_4(name, kind):
     checkpoint = load_checkpoint(name)
     assert checkpoint.architecture == kind and checkpoint.module.config.factor == 4
-    assert checkpoint.metadata["trained_on_device"] and checkpoint.metadata["validation"][-1]["step"] == 2000
+    assert checkpoint.metadata["trained_on_device"] and checkpoint.metadata["validation"][-1]["step"] == 3500
     ds = make_dataset("latlon", shape=(16, 16))
     out = ds.climgen.synthesize(factor=4, model=name, members=2, seed=1)
     assert out["tas"].shape == (2, 64, 64) and np.isfinite(out["tas"]).all()

@@ -14,10 +14,16 @@ from climgen.training.recipe import load_recipe
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_default_recipe_is_valid():
-    recipe = load_recipe(ROOT / "recipes" / "train-default.yaml")
-    assert recipe.data.real_fields and recipe.data.validation_fields
-    assert recipe.resolve(recipe.output).endswith("climgen/models/weights/amsgm-default")
+def test_default_recipes_chain_into_the_shipped_model():
+    base = load_recipe(ROOT / "recipes" / "train-default.yaml")
+    final = load_recipe(ROOT / "recipes" / "train-default-continue.yaml")
+    assert base.data.real_fields and base.data.validation_fields
+    assert final.data == base.data and final.init_from is not None
+    # phase 2 starts from what phase 1 writes and writes the shipped model
+    assert final.resolve(final.init_from) == base.resolve(base.output) + ".safetensors"
+    assert final.resolve(final.output).endswith("climgen/models/weights/amsgm-default")
+    shipped = load_checkpoint("default").metadata
+    assert shipped["recipe"]["init_from"] == final.init_from and shipped["recipe"]["seed"] == final.seed
 
 
 def test_tiny_training_run_produces_a_loadable_model(tmp_path):
