@@ -315,7 +315,8 @@ def main() -> None:
         modes[f"budget {budget:g}"] = plan(dataset, make_config(factor=FACTOR, budget=budget, tile_size=args.tile)).depth
     modes["uniform"] = np.full_like(job.depth, 2)
     histogram = {mode: [int((depth == k).sum()) for k in range(3)] for mode, depth in modes.items()}
-    print(machine_description())
+    machine = machine_description()
+    print(machine)
     print(f"domain {args.size}^2 -> {args.size * FACTOR}^2, {job.depth.size} tiles; tiles at depth 0/1/2: {histogram}")
     print("\n| device | what | seconds | output MPix/s | window MPix/s | GMACs | RMSE (m) |")
     print("|---|---|---|---|---|---|---|", flush=True)
@@ -329,9 +330,7 @@ def main() -> None:
     print_savings(rows)
     if args.json:
         args.json.write_text(
-            json.dumps(
-                {"machine": machine_description(), "size": args.size, "depth_histogram": histogram, "rows": rows}, indent=1
-            )
+            json.dumps({"machine": machine, "size": args.size, "depth_histogram": histogram, "rows": rows}, indent=1)
         )
 
 
