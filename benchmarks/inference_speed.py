@@ -19,7 +19,7 @@ Output megapixels are counted on the domain (tile cores x 16); ``window MPix/s``
 the halos the network computes. Prints a markdown table; ``--json`` saves the rows.
 
     python benchmarks/inference_speed.py [--shared ../shared] [--size 256] [--repeats 3]
-        [--devices cpu cuda] [--compile] [--budgets 0.3 ...] [--json out.json]
+        [--devices cpu cuda] [--compile] [--budgets 0.3 ...] [--tile N] [--merge-tiles N] [--json out.json]
 """
 
 from __future__ import annotations
@@ -95,22 +95,23 @@ class EDSR(nn.Module):
 
 
 def window_batches(job, refiner: TileRefiner, depth: np.ndarray, values: np.ndarray) -> list[tuple[int, list]]:
-    """Model inputs for every tile window, grouped by depth and shape in batches of the
-    refiner's size (as :meth:`climgen.refine.TileRefiner.refine_tiles` groups them)."""
+    """Model inputs for every model window (tiles of one depth share one, as in
+    :meth:`climgen.refine.TileRefiner.refine_tiles`), grouped by depth and shape in batches of
+    the refiner's size."""
     groups: dict[tuple, list] = {}
-    for tile in job.prepared.layout:
-        shape = tuple(s.stop - s.start for s in tile.padded)
-        groups.setdefault((int(depth[tile.row, tile.col]), shape), []).append(tile)
+    for window, window_depth in job.prepared.layout.model_windows(depth):
+        shape = tuple(s.stop - s.start for s in window)
+        groups.setdefault((window_depth, shape), []).append(window)
     batches = []
-    for (tile_depth, _), tiles in sorted(groups.items()):
-        if tile_depth == 0:
+    for (window_depth, _), windows in sorted(groups.items()):
+        if window_depth == 0:
             continue
-        for start in range(0, len(tiles), refiner.batch_size):
-            chunk = tiles[start : start + refiner.batch_size]
-            windows = np.stack([fill_nearest(values[t.padded]) for t in chunk])
+        for start in range(0, len(windows), refiner.batch_size):
+            chunk = windows[start : start + refiner.batch_size]
+            inputs = np.stack([fill_nearest(values[w]) for w in chunk])
             keys = [(0, "orog", 0, 0)] * len(chunk)
-            coarse, _, _, noise = refiner.model_inputs(chunk, windows, keys, tile_depth)
-            batches.append((tile_depth, [coarse, None, None, *noise]))
+            coarse, _, _, noise = refiner.model_inputs(chunk, inputs, keys, window_depth)
+            batches.append((window_depth, [coarse, None, None, *noise]))
     return batches
 
 
@@ -207,9 +208,9 @@ def measure(
     rows = []
     for mode, depth in modes.items():
         window_pixels = sum(
-            (t.padded[0].stop - t.padded[0].start) * (t.padded[1].stop - t.padded[1].start) * FACTOR * FACTOR
-            for t in layout
-            if depth[t.row, t.col] > 0
+            (w[0].stop - w[0].start) * (w[1].stop - w[1].start) * FACTOR * FACTOR
+            for w, window_depth in layout.model_windows(depth)
+            if window_depth > 0
         )
         macs = compute_report(job.checkpoint.module, layout, depth, 2, 1)["macs"]
         seconds = generator_seconds(refiner, window_batches(job, refiner, depth, field), cores, args.repeats)
@@ -303,21 +304,29 @@ def main() -> None:
     parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     parser.add_argument("--compile", action="store_true", help="also time torch.compile on the GPU")
     parser.add_argument("--tile", type=int, default=None, help="tile size in coarse cells (default: climgen's choice)")
+    parser.add_argument(
+        "--merge-tiles", type=int, default=None, help="tiles a side sharing one window (default: climgen's choice; 1: none)"
+    )
     parser.add_argument("--budgets", type=float, nargs="*", default=[0.3], help="also run these compute budgets")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
     dataset, truth = build_domain(args.shared, args.size)
-    job = plan(dataset, make_config(factor=FACTOR, tile_size=args.tile))
+    layout_options = {"tile_size": args.tile, "merge_tiles": args.merge_tiles}
+    job = plan(dataset, make_config(factor=FACTOR, **layout_options))
     field = dataset["orog"].values.astype(np.float64)
     modes = {"adaptive": job.depth}
     for budget in args.budgets:
-        modes[f"budget {budget:g}"] = plan(dataset, make_config(factor=FACTOR, budget=budget, tile_size=args.tile)).depth
+        modes[f"budget {budget:g}"] = plan(dataset, make_config(factor=FACTOR, budget=budget, **layout_options)).depth
     modes["uniform"] = np.full_like(job.depth, 2)
     histogram = {mode: [int((depth == k).sum()) for k in range(3)] for mode, depth in modes.items()}
     machine = machine_description()
     print(machine)
-    print(f"domain {args.size}^2 -> {args.size * FACTOR}^2, {job.depth.size} tiles; tiles at depth 0/1/2: {histogram}")
+    layout = job.prepared.layout
+    print(
+        f"domain {args.size}^2 -> {args.size * FACTOR}^2, {job.depth.size} tiles of {layout.tile} (halo {layout.halo}, "
+        f"{layout.merge}x{layout.merge} share a window); tiles at depth 0/1/2: {histogram}"
+    )
     print("\n| device | what | seconds | output MPix/s | window MPix/s | GMACs | RMSE (m) |")
     print("|---|---|---|---|---|---|---|", flush=True)
     rows = []

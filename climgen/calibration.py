@@ -61,7 +61,10 @@ def calibrate(
     field = np.asarray(field, dtype=np.float64)
     shared = refiner.region_inputs(covariates)
     outputs = {
-        depth: [refiner.run_batch([tile], fill_nearest(field[tile.padded])[None], [seed_key], depth, shared)[0] for tile in tiles]
+        depth: [
+            refiner.run_batch([tile.padded], fill_nearest(field[tile.padded])[None], [seed_key], depth, shared)[0]
+            for tile in tiles
+        ]
         for depth in range(full + 1)
     }
     samples = []

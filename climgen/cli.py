@@ -181,6 +181,7 @@ def run(
         quality=job.quality,
         tile_size=job.tile_size,
         halo=job.halo,
+        merge_tiles=job.merge_tiles,
     )
     covariates = {}
     for name, spec in job.covariates.items():

@@ -14,6 +14,7 @@ Tiles that are all missing or constant score 0 and get depth 0.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,12 +124,15 @@ def choose_depth(
     adaptive: bool = True,
     budget: float | None = None,
     tile_weights: np.ndarray | None = None,
+    cost: Callable[[np.ndarray], float] | None = None,
 ) -> np.ndarray:
     """Refinement depth per tile.
 
     ``adaptive=False``: full depth everywhere (the non-adaptive reference). ``budget`` in (0, 1]:
     the deepest assignment, monotone in score, whose cost is at most that fraction of full-depth
-    cost (``tile_weights``, e.g. each tile's padded area, make the cost that of the real work).
+    cost. The cost of a depth map is ``cost(depth)`` if given (e.g. the work of the windows the
+    tiles share, :func:`climgen.compute.window_cells`), else the sum of each tile's
+    :func:`stage_cost` times its ``tile_weights`` (e.g. padded area; default 1).
     Otherwise fixed thresholds: depth = floor(score * (full_depth + 1)) capped at
     ``full_depth`` (score 0.5 at x4 gives depth 1, >= 2/3 depth 2). Constant tiles get 0.
     """
@@ -140,13 +144,20 @@ def choose_depth(
     elif budget is None:
         depth = np.minimum(np.floor(score * (full_depth + 1)), full_depth)
     else:
-        weights = np.ones(score.shape) if tile_weights is None else np.asarray(tile_weights, dtype=np.float64)
-        depth = _budgeted_depth(score, full_depth, budget, weights)
+        if cost is None:
+            weights = np.ones(score.shape) if tile_weights is None else np.asarray(tile_weights, dtype=np.float64)
+
+            def cost(depth: np.ndarray) -> float:
+                return float((weights * stage_cost(depth)).sum())
+
+        depth = _budgeted_depth(score, full_depth, budget, cost)
     return np.where(scores.constant, 0, depth).astype(np.int8)
 
 
-def _budgeted_depth(score: np.ndarray, full_depth: int, budget: float, weights: np.ndarray) -> np.ndarray:
-    allowed = budget * stage_cost(full_depth) * weights.sum()
+def _budgeted_depth(score: np.ndarray, full_depth: int, budget: float, cost: Callable[[np.ndarray], float]) -> np.ndarray:
+    # bisection on a score scale: the cost of shared windows is not strictly monotone in it,
+    # but every accepted scale keeps within the budget
+    allowed = budget * cost(np.full(score.shape, full_depth))
 
     def depth_for(scale: float) -> np.ndarray:
         return np.minimum(np.floor(score * scale), full_depth)
@@ -154,7 +165,7 @@ def _budgeted_depth(score: np.ndarray, full_depth: int, budget: float, weights: 
     low, high = 0.0, (full_depth + 1) / max(float(score[score > 0].min(initial=1.0)), 1e-6)
     for _ in range(60):
         middle = (low + high) / 2
-        if (weights * stage_cost(depth_for(middle))).sum() <= allowed:
+        if cost(depth_for(middle)) <= allowed:
             low = middle
         else:
             high = middle

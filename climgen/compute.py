@@ -2,8 +2,8 @@
 
 The generator is fully convolutional, so one stage costs a fixed number of MACs per cell of
 its input. That number is measured once per model by counting every convolution's MACs with
-forward hooks on a small input; a tile refined to depth d with a padded window of h x w coarse
-cells then costs ``macs_per_cell * h * w * (1 + 4 + ... + 4**(d - 1))``. Pooling and
+forward hooks on a small input; a window of h x w coarse cells (one tile's padded window, or
+several tiles' shared one) refined to depth d then costs ``macs_per_cell * h * w * (1 + 4 + ... + 4**(d - 1))``. Pooling and
 element-wise operations are not counted (they are a small share of the work).
 """
 
@@ -67,15 +67,25 @@ def macs_per_cell(model) -> float:
     return _macs_per_cell(id(model), model)
 
 
-def tile_macs(model, layout: TileLayout, depth: np.ndarray) -> np.ndarray:
-    """MACs spent on each tile (tile-grid shaped) at the given depths."""
-    if _single_scale_stages(model):
-        return macs_per_cell(model) * layout.padded_areas() * (np.asarray(depth) > 0)
-    return macs_per_cell(model) * layout.padded_areas() * stage_cost(depth)
+def window_cells(layout: TileLayout, depth: np.ndarray, single_scale: bool = False) -> float:
+    """Coarse cells the model processes on one 2-D field at the given tile depths, each stage
+    weighted by its work (:func:`climgen.complexity.stage_cost`; a single-scale model's one
+    jump counts once): every model window (tiles of one depth share one, see
+    :meth:`climgen.tiling.TileLayout.model_window`) counted once."""
+    total = 0.0
+    for window, window_depth in layout.model_windows(np.asarray(depth)):
+        area = (window[0].stop - window[0].start) * (window[1].stop - window[1].start)
+        total += area * (float(window_depth > 0) if single_scale else float(stage_cost(window_depth)))
+    return total
+
+
+def window_macs(model, layout: TileLayout, depth: np.ndarray) -> float:
+    """MACs spent on one 2-D field at the given tile depths."""
+    return macs_per_cell(model) * window_cells(layout, depth, bool(_single_scale_stages(model)))
 
 
 def compute_report(model, layout: TileLayout, depth: np.ndarray, full_depth: int, fields: int) -> dict:
     """Total MACs spent on ``fields`` 2-D fields, against uniform full depth."""
-    spent = float(tile_macs(model, layout, depth).sum()) * fields
-    uniform = float(tile_macs(model, layout, np.full(layout.grid_shape, full_depth)).sum()) * fields
+    spent = window_macs(model, layout, depth) * fields
+    uniform = window_macs(model, layout, np.full(layout.grid_shape, full_depth)) * fields
     return {"macs": spent, "macs_uniform": uniform, "fraction_of_uniform": spent / uniform if uniform else 0.0}

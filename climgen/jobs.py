@@ -58,6 +58,7 @@ class RunRecipe(Strict):
     quality: float | None = Field(None, gt=0, lt=1)
     tile_size: int | None = Field(None, ge=4)
     halo: int | None = Field(None, ge=0)
+    merge_tiles: int | None = Field(None, ge=1)
     chunks: Chunking = Chunking()
     cluster: Cluster = Cluster()
     overwrite: bool = False

@@ -16,12 +16,17 @@ import xarray as xr
 
 from climgen import __version__
 from climgen.complexity import ComplexityScores, choose_depth, combine_scores, tile_components
-from climgen.compute import compute_report
+from climgen.compute import compute_report, window_cells
 from climgen.errors import ConfigError, GridError, InputError
 from climgen.grid import SpatialAxes, bounds_name, cell_bounds, check_factor, find_spatial_axes, make_axis, refine_bounds
 from climgen.io import cf
 from climgen.io.units import check_units
 from climgen.tiling import TileLayout
+
+# cells a side of the last stage's input in one model window, at most, when tiles merge by
+# default: (4 tiles of 32 + 2 halos of 8) x 4 at x8 is 576; at x16 even two tiles a side
+# (640) would hold about a gigabyte of activations per call, so x16 merges none
+MAX_STAGE_INPUT = 600
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class SynthesisConfig:
     quality: float | None = None
     tile_size: int | None = None
     halo: int | None = None
+    merge_tiles: int | None = None
 
     def validate(self) -> SynthesisConfig:
         check_factor(self.factor)
@@ -55,14 +61,19 @@ class SynthesisConfig:
             raise ConfigError("quality sets the depth itself: use it without budget and without uniform")
         if (self.tile_size is not None and self.tile_size < 4) or (self.halo is not None and self.halo < 0):
             raise ConfigError(f"tile_size must be >= 4 and halo >= 0, got {self.tile_size}, {self.halo}")
+        if self.merge_tiles is not None and self.merge_tiles < 1:
+            raise ConfigError(f"merge_tiles must be >= 1, got {self.merge_tiles}")
         return self
 
     def layout(self, shape: tuple[int, int]) -> TileLayout:
         """Tiles for a coarse domain: ``tile_size`` if given, else the largest of 32, 16, 8
-        coarse cells that gives at least three tiles along the shorter side."""
+        coarse cells that gives at least three tiles along the shorter side. ``merge_tiles``,
+        if not given, is the largest of 4, 2, 1 whose shared window keeps the last stage's
+        input within MAX_STAGE_INPUT cells a side (memory per model call)."""
         tile = self.tile_size or next((size for size in (32, 16) if min(shape) >= 3 * size), 8)
         halo = self.halo if self.halo is not None else min(8, tile // 2)
-        return TileLayout(shape, tile, halo)
+        merge = self.merge_tiles or next((m for m in (4, 2) if (m * tile + 2 * halo) * self.factor // 2 <= MAX_STAGE_INPUT), 1)
+        return TileLayout(shape, tile, halo, merge)
 
 
 @dataclass
@@ -292,6 +303,7 @@ class Plan:
             **{k: v for k, v in asdict(config).items() if k != "model"},
             "tile_size": layout.tile,
             "halo": layout.halo,
+            "merge_tiles": layout.merge,
             "model_argument": config.model,
             "covariates": self.prepared.covariate_names,
             "depth_histogram": {str(k): int((self.depth == k).sum()) for k in range(self.full_depth + 1)},
@@ -346,8 +358,9 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
         result.depth = result.calibration.depth(scores)
     else:
         adaptive = config.adaptive and checkpoint.architecture == "amsgm"  # baselines jump the whole factor
+        layout = prepared.layout
         result.depth = choose_depth(
-            scores, full_depth, adaptive, config.budget if adaptive else None, prepared.layout.padded_areas()
+            scores, full_depth, adaptive, config.budget if adaptive else None, cost=lambda depth: window_cells(layout, depth)
         )
     return result
 
@@ -389,6 +402,7 @@ def synthesize(
     quality: float | None = None,
     tile_size: int | None = None,
     halo: int | None = None,
+    merge_tiles: int | None = None,
     command: str | None = None,
     device: str = "auto",
 ) -> xr.Dataset:
@@ -414,6 +428,11 @@ def synthesize(
     quality : float, optional
         Depth thresholds calibrated on sampled tiles so that skipped stages would change a tile
         by less than ``1 - quality`` in SSIM (see :mod:`climgen.calibration`).
+    tile_size, halo, merge_tiles : int, optional
+        Tile side and halo in coarse cells (default: 32 or less on small domains, and 8), and
+        how many tiles a side of one group refine in one shared window when they get the same
+        depth (default 4, fewer at x16; 1 never shares). Each changes the result slightly,
+        within the model's tile independence; all are saved in the provenance.
 
     Returns
     -------
@@ -443,6 +462,7 @@ def synthesize(
         quality=quality,
         tile_size=tile_size,
         halo=halo,
+        merge_tiles=merge_tiles,
     )
     job = plan(ds, config, covariates)
     refiner = job.refiner(device)

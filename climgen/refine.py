@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from climgen._torch import import_torch
-from climgen.tiling import Tile, TileLayout, blend_weights, fine_slices
+from climgen.tiling import Tile, TileLayout, blend_weights, fine_slices, window_key
 
 
 def resolve_device(device: str | None) -> str:
@@ -163,9 +163,11 @@ class TileRefiner:
         return self.layout.tiles_reaching(region, 0 if owned else self.layout.halo // 2)
 
     def context_for(self, region: tuple[slice, slice], tiles: list[Tile] | None = None) -> tuple[slice, slice]:
-        """The coarse window a region's tiles (or the given ones) read: their padded windows together."""
+        """The coarse window a region's tiles (or the given ones) may read: the padded windows
+        of their merge groups together (a tile's model window lies inside its group's)."""
         tiles = self.tiles_for(region) if tiles is None else tiles
-        return tuple(slice(min(t.padded[a].start for t in tiles), max(t.padded[a].stop for t in tiles)) for a in (0, 1))
+        groups = [self.layout.padded_window(*self.layout.group_ranges(t)) for t in tiles]
+        return tuple(slice(min(g[a].start for g in groups), max(g[a].stop for g in groups)) for a in (0, 1))
 
     def refine(
         self,
@@ -205,35 +207,41 @@ class TileRefiner:
         """
         factor = self.factor
         count, height, width = coarse.shape
-        for tile in tiles:
-            if any(p.start < o or p.stop > o + n for p, o, n in zip(tile.padded, origin, (height, width), strict=True)):
-                raise ValueError(f"coarse window from {origin} of shape {(height, width)} does not hold tile {tile.padded}")
+        depth = np.asarray(depth)
+        model_windows = {(tile.row, tile.col): self.layout.model_window(tile, depth) for tile in tiles}
+        for window in model_windows.values():
+            if any(p.start < o or p.stop > o + n for p, o, n in zip(window, origin, (height, width), strict=True)):
+                raise ValueError(f"coarse window from {origin} of shape {(height, width)} does not hold window {window}")
         shared = self.region_inputs(covariates, origin)
         results, groups = {}, defaultdict(list)
         for tile in tiles:
-            local = tuple(slice(p.start - o, p.stop - o) for p, o in zip(tile.padded, origin, strict=True))
-            windows = coarse[(slice(None), *local)]
-            results[(tile.row, tile.col)] = tile, np.zeros((count, *(n * factor for n in windows.shape[1:])), dtype=np.float32)
-            tile_depth = int(depth[tile.row, tile.col])
+            window = model_windows[(tile.row, tile.col)]
+            window_depth = int(depth[tile.row, tile.col])
+            key = (window_depth, *window_key(window))  # tiles of two depths may have one bounding box
+            if key in results:
+                continue
+            local = tuple(slice(p.start - o, p.stop - o) for p, o in zip(window, origin, strict=True))
+            values = coarse[(slice(None), *local)]
+            results[key] = np.zeros((count, *(n * factor for n in values.shape[1:])), dtype=np.float32)
             for index in range(count):
-                if np.isfinite(windows[index]).any():
-                    groups[(tile_depth, windows.shape[1:])].append((tile, index, windows[index]))
-        for (tile_depth, _), items in groups.items():
+                if np.isfinite(values[index]).any():
+                    groups[(window_depth, values.shape[1:])].append((window, key, index, values[index]))
+        for (window_depth, _), items in groups.items():
             for start in range(0, len(items), self.batch_size):
                 batch = items[start : start + self.batch_size]
-                inputs = np.stack([fill_nearest(window.astype(np.float64)) for _, _, window in batch])
-                tiles_in_batch = [tile for tile, _, _ in batch]
-                keys = [seed_keys[index] for _, index, _ in batch]
-                refined = self.run_batch(tiles_in_batch, inputs, keys, tile_depth, shared)
-                for (tile, index, _), values in zip(batch, refined, strict=True):
-                    results[(tile.row, tile.col)][1][index] = values
+                inputs = np.stack([fill_nearest(values.astype(np.float64)) for *_, values in batch])
+                keys = [seed_keys[index] for _, _, index, _ in batch]
+                refined = self.run_batch([window for window, *_ in batch], inputs, keys, window_depth, shared)
+                for (_, key, index, _), values in zip(batch, refined, strict=True):
+                    results[key][index] = values
         blended = {}
-        for key, (tile, outputs) in results.items():
+        for tile in tiles:
+            window = model_windows[(tile.row, tile.col)]
+            outputs = results[(int(depth[tile.row, tile.col]), *window_key(window))]
             blend = tuple(
-                slice((b.start - p.start) * factor, (b.stop - p.start) * factor)
-                for b, p in zip(tile.blend, tile.padded, strict=True)
+                slice((b.start - w.start) * factor, (b.stop - w.start) * factor) for b, w in zip(tile.blend, window, strict=True)
             )
-            blended[key] = outputs[(slice(None), *blend)]
+            blended[(tile.row, tile.col)] = outputs[(slice(None), *blend)]
         return blended
 
     def blend(self, outputs: dict, region: tuple[slice, slice], target: np.ndarray) -> np.ndarray:
@@ -264,10 +272,15 @@ class TileRefiner:
         return RegionInputs(torch.nan_to_num(values), mask, origin)
 
     def run_batch(
-        self, tiles: list[Tile], inputs: np.ndarray, keys: list[tuple], depth: int, shared: RegionInputs | None = None
+        self,
+        windows: list[tuple[slice, slice]],
+        inputs: np.ndarray,
+        keys: list[tuple],
+        depth: int,
+        shared: RegionInputs | None = None,
     ) -> np.ndarray:
-        """Refine padded windows (B, h, w) of ``tiles`` (one per window, same shape) to the full
-        factor (float32), with the region's ``shared`` inputs (:meth:`region_inputs`; default:
+        """Refine ``inputs`` (B, h, w), the values of coarse ``windows`` (global slices, one per
+        input, same shape), to the full factor (float32), with the region's ``shared`` inputs (:meth:`region_inputs`; default:
         no covariates, origin 0); noise is keyed on the global grid by each window's key.
         Stages past ``depth`` (bicubic and the block projection) run on the refiner's device."""
         torch = self.torch
@@ -276,7 +289,7 @@ class TileRefiner:
             if depth == 0:
                 refined = torch.as_tensor(inputs, dtype=torch.float32)[:, None]
             else:
-                coarse, covariates, mask, stage_noise = self.model_inputs(tiles, inputs, keys, depth, shared)
+                coarse, covariates, mask, stage_noise = self.model_inputs(windows, inputs, keys, depth, shared)
                 refined = self._model_call(coarse, covariates, mask, depth, stage_noise)
             remaining = factor // 2**depth
             if remaining > 1:
@@ -286,37 +299,40 @@ class TileRefiner:
             return refined[:, 0].cpu().numpy()
 
     def model_inputs(
-        self, tiles: list[Tile], inputs: np.ndarray, keys: list[tuple], depth: int, shared: RegionInputs | None = None
+        self,
+        windows: list[tuple[slice, slice]],
+        inputs: np.ndarray,
+        keys: list[tuple],
+        depth: int,
+        shared: RegionInputs | None = None,
     ):
-        """The model's tensors for windows ``inputs`` (B, h, w) of ``tiles`` at ``depth`` >= 1:
+        """The model's tensors for ``inputs`` (B, h, w) over coarse ``windows`` at ``depth`` >= 1:
         coarse (B, 1, h, w), covariates and mask (or None), and one noise map per stage."""
         torch = self.torch
         shared = shared or RegionInputs()
         coarse = torch.as_tensor(inputs, dtype=torch.float32)[:, None]
-        pairs = list(zip(tiles, keys, strict=True))
+        pairs = list(zip(windows, keys, strict=True))
         stage_noise = [
             torch.from_numpy(
-                np.stack(
-                    [noise_window(key, s + 1, *fine_slices(t.padded, 2 ** (s + 1)), shared.noise_blocks) for t, key in pairs]
-                )
+                np.stack([noise_window(key, s + 1, *fine_slices(w, 2 ** (s + 1)), shared.noise_blocks) for w, key in pairs])
             )[:, None]
             for s in range(depth)
         ]
         covariates = mask = None
         if shared.covariates is not None:
-            covariates, mask = self._covariate_windows(tiles, depth, shared)
+            covariates, mask = self._covariate_windows(windows, depth, shared)
         return coarse, covariates, mask, stage_noise
 
-    def _covariate_windows(self, tiles: list[Tile], depth: int, shared: RegionInputs):
-        """Each tile's covariates on the depth's grid: block means of the final-grid values."""
+    def _covariate_windows(self, windows: list[tuple[slice, slice]], depth: int, shared: RegionInputs):
+        """Each window's covariates on the depth's grid: block means of the final-grid values."""
         torch = self.torch
         down = self.factor // 2**depth
-        windows = []
-        for tile in tiles:
-            local = tuple(slice(p.start - o, p.stop - o) for p, o in zip(tile.padded, shared.origin, strict=True))
-            windows.append((slice(None), *fine_slices(local, self.factor)))
-        values = torch.stack([shared.covariates[window] for window in windows])
-        valid = torch.stack([shared.covariate_mask[window] for window in windows])
+        cells = []
+        for window in windows:
+            local = tuple(slice(p.start - o, p.stop - o) for p, o in zip(window, shared.origin, strict=True))
+            cells.append((slice(None), *fine_slices(local, self.factor)))
+        values = torch.stack([shared.covariates[part] for part in cells])
+        valid = torch.stack([shared.covariate_mask[part] for part in cells])
         if down > 1:
             pooled = torch.nn.functional.avg_pool2d(values * valid, down)
             valid = torch.nn.functional.avg_pool2d(valid, down)
@@ -367,8 +383,9 @@ def refine_domain(
     """Refine whole (N, ny, nx) fields in memory, then blend; fields go in passes that keep
     the tile outputs under ``memory_bytes``.
 
-    On CPU, rows of tiles run as parallel dask tasks on one torch thread each (the streaming
-    path does the same, so both give the same bits); on a GPU all tiles of a pass go to the
+    On CPU, model windows (each shared by the tiles of one depth in a group, see
+    :class:`climgen.tiling.TileLayout`) run as parallel dask tasks on one torch thread each (the streaming path does the same, so both give the
+    same bits); on a GPU all tiles of a pass go to the
     device in large batches from one thread.
     """
     import os
@@ -376,12 +393,20 @@ def refine_domain(
     import dask
 
     from climgen._torch import torch_threads
+    from climgen.complexity import stage_cost
 
     count, ny, nx = coarse.shape
     factor = refiner.factor
-    rows: dict[int, list[Tile]] = defaultdict(list)
-    for tile in refiner.layout:
-        rows[tile.row].append(tile)
+    layout = refiner.layout
+    # one task per model window (the tiles that share it), the most work first, so that the
+    # threads finish together
+    sharing: dict[tuple, list[Tile]] = defaultdict(list)
+    for tile in layout:
+        window = layout.model_window(tile, depth)
+        sharing[(int(depth[tile.row, tile.col]), *window_key(window))].append(tile)
+    groups = sorted(
+        sharing.items(), key=lambda item: -stage_cost(item[0][0]) * (item[0][2] - item[0][1]) * (item[0][4] - item[0][3])
+    )
     output_cells = sum((t.blend[0].stop - t.blend[0].start) * (t.blend[1].stop - t.blend[1].start) for t in refiner.layout)
     # per field: tile outputs and blending in float64, plus the noise blocks drawn for the pass
     # (float32 on every stage's grid: at most 4/3 of the fine cells)
@@ -394,12 +419,16 @@ def refine_domain(
         if refiner.device.type == "cuda":
             outputs = refiner.refine_tiles(coarse[fields], depth, covariates, seed_keys[fields], list(refiner.layout))
         else:
+            # the local scheduler starts independent tasks in reverse order of their names:
+            # named so, the costliest start first (the order changes speed, never results)
             tasks = [
-                dask.delayed(refiner.refine_tiles)(coarse[fields], depth, covariates, seed_keys[fields], row)
-                for row in rows.values()
+                dask.delayed(refiner.refine_tiles, pure=False)(
+                    coarse[fields], depth, covariates, seed_keys[fields], tiles, dask_key_name=f"window-{len(groups) - rank:06d}"
+                )
+                for rank, (_, tiles) in enumerate(groups)
             ]
             with torch_threads(1):
-                groups = dask.compute(*tasks, scheduler="threads", num_workers=os.cpu_count() or 1)
-            outputs = {key: value for group in groups for key, value in group.items()}
+                results = dask.compute(*tasks, scheduler="threads", num_workers=os.cpu_count() or 1)
+            outputs = {key: value for result in results for key, value in result.items()}
         fine[fields] = refiner.blend(outputs, whole, coarse[fields])
     return fine

@@ -122,7 +122,8 @@ class Job:
             f"output      {self.output} ({output_format(self.output)}), job {self.job_id[:16]}",
             f"grid        {ny}x{nx} -> {ny * factor}x{nx * factor} (x{factor}); variables {', '.join(plan_.prepared.variables)}",
             f"fields      {sum(self.field_counts.values())} per member, {plan_.config.members} member(s)",
-            f"tiles       {layout.grid_shape[0]}x{layout.grid_shape[1]} of {layout.tile} cells, halo {layout.halo}; {histogram}",
+            f"tiles       {layout.grid_shape[0]}x{layout.grid_shape[1]} of {layout.tile} cells, halo {layout.halo}, "
+            f"{layout.merge}x{layout.merge} share a window; {histogram}",
             f"tasks       {len(self.tasks)} ({self.options.region_tiles}x{self.options.region_tiles} tiles, "
             f"{self.options.time_chunk} steps each); {done} already done",
             f"compute     {compute['macs'] / 1e9:.1f} GMAC ({100 * compute['fraction_of_uniform']:.0f}% of uniform depth)",

@@ -4,6 +4,12 @@ The coarse domain is cut into square tiles (the *core*); each is refined with a 
 coarse cells around it so the model sees context. Each refined tile contributes over its core
 grown by half the halo, weighted by a window that ramps linearly across the overlap, so two
 neighbours' weights sum to one there and tiles of different refinement depth meet smoothly.
+
+Neighbouring tiles that get the same depth share one model window: within each group of
+``merge`` x ``merge`` tiles, the tiles of one depth are refined together in the padded window
+of their bounding box when that is smaller than their separate windows. Halos then cost once
+per group, not once per tile. Which window a tile uses depends only on the depth map, never on
+how the domain is split into tasks, so results stay the same for any chunking.
 """
 
 from __future__ import annotations
@@ -30,15 +36,17 @@ class Tile:
 
 @dataclass(frozen=True)
 class TileLayout:
-    """Square tiles of ``tile`` coarse cells with ``halo`` cells of context on each side."""
+    """Square tiles of ``tile`` coarse cells with ``halo`` cells of context on each side;
+    tiles of one depth in a group of ``merge`` x ``merge`` share a model window (1: never)."""
 
     shape: tuple[int, int]
     tile: int = 32
     halo: int = 8
+    merge: int = 1
 
     def __post_init__(self):
-        if self.tile < 1 or self.halo < 0:
-            raise ConfigError(f"tile size must be >= 1 and halo >= 0, got {self.tile} and {self.halo}")
+        if self.tile < 1 or self.halo < 0 or self.merge < 1:
+            raise ConfigError(f"tile size and merge must be >= 1 and halo >= 0, got {self.tile}, {self.merge} and {self.halo}")
         if min(self.shape) < 1:
             raise ConfigError(f"empty domain {self.shape}")
 
@@ -63,6 +71,44 @@ class TileLayout:
             padded=(self._window(y0, y1, self.halo, ny), self._window(x0, x1, self.halo, nx)),
             blend=(self._window(y0, y1, blend, ny), self._window(x0, x1, blend, nx)),
         )
+
+    def padded_window(self, rows: range, cols: range) -> tuple[slice, slice]:
+        """The padded window (coarse cells) of the tiles in rows ``rows`` and columns ``cols``."""
+        ny, nx = self.shape
+        y0, x0 = rows.start * self.tile, cols.start * self.tile
+        y1, x1 = min(ny, rows.stop * self.tile), min(nx, cols.stop * self.tile)
+        return self._window(y0, y1, self.halo, ny), self._window(x0, x1, self.halo, nx)
+
+    def group_ranges(self, tile: Tile) -> tuple[range, range]:
+        """Rows and columns of the tile grid in ``tile``'s merge group."""
+        rows, cols = self.grid_shape
+        row0, col0 = tile.row // self.merge * self.merge, tile.col // self.merge * self.merge
+        return range(row0, min(rows, row0 + self.merge)), range(col0, min(cols, col0 + self.merge))
+
+    def model_window(self, tile: Tile, depth: np.ndarray) -> tuple[slice, slice]:
+        """The padded window ``tile`` is refined in, given the depth of every tile: its own, or
+        the window of the bounding box of the tiles of its group at its depth when that window
+        is smaller than theirs together."""
+        rows, cols = self.group_ranges(tile)
+        level = depth[tile.row, tile.col]
+        same = [(r, c) for r in rows for c in cols if depth[r, c] == level]
+        if len(same) < 2:
+            return tile.padded
+        box = self.padded_window(
+            range(min(r for r, _ in same), max(r for r, _ in same) + 1),
+            range(min(c for _, c in same), max(c for _, c in same) + 1),
+        )
+        separate = sum(_area(self.tile_at(r, c).padded) for r, c in same)
+        return box if _area(box) < separate else tile.padded
+
+    def model_windows(self, depth: np.ndarray) -> list[tuple[tuple[slice, slice], int]]:
+        """Every model window of the domain with its depth, once (what refining it processes)."""
+        windows = {}
+        for tile in self:
+            window = self.model_window(tile, depth)
+            level = int(depth[tile.row, tile.col])
+            windows.setdefault((level, *window_key(window)), (window, level))
+        return list(windows.values())
 
     def __iter__(self) -> Iterator[Tile]:
         for row in range(self.grid_shape[0]):
@@ -98,6 +144,15 @@ class TileLayout:
         """Expand one value per tile (tile-grid shaped) to the coarse domain."""
         expanded = np.repeat(np.repeat(values, self.tile, axis=0), self.tile, axis=1)
         return expanded[: self.shape[0], : self.shape[1]]
+
+
+def window_key(window: tuple[slice, slice]) -> tuple[int, int, int, int]:
+    """A hashable key for a 2-D window of slices."""
+    return window[0].start, window[0].stop, window[1].start, window[1].stop
+
+
+def _area(window: tuple[slice, slice]) -> int:
+    return (window[0].stop - window[0].start) * (window[1].stop - window[1].start)
 
 
 def ramp(length: int, ramp_length: int) -> np.ndarray:

@@ -76,3 +76,18 @@ def test_budget_weighted_by_tile_area():
     weights = TileLayout((40, 40), 16, 4).padded_areas()
     depth = choose_depth(scores, 2, budget=0.4, tile_weights=weights)
     assert (weights * stage_cost(depth)).sum() <= 0.4 * stage_cost(2) * weights.sum() + 1e-9
+
+
+def test_budget_counts_the_windows_tiles_share():
+    from climgen.compute import window_cells
+
+    layout = TileLayout((64, 64), 8, 4, merge=2)
+    field = rough_field((64, 64), seed=5) * np.linspace(0, 3, 64)[None, :] ** 2
+    scores = tile_components(field, layout)
+    full = window_cells(layout, np.full(layout.grid_shape, 2))
+    spent = []
+    for budget in (0.2, 0.5, 0.8):
+        depth = choose_depth(scores, 2, budget=budget, cost=lambda d: window_cells(layout, d))
+        spent.append(window_cells(layout, depth))
+        assert spent[-1] <= budget * full + 1e-9
+    assert spent[0] < spent[1] < spent[2]

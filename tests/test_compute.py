@@ -1,6 +1,7 @@
 """Compute accounting equals the convolution work actually done during refinement."""
 
 import numpy as np
+import pytest
 
 from climgen.compute import compute_report, counting_macs
 from climgen.models.checkpoint import load_checkpoint
@@ -9,9 +10,10 @@ from climgen.testing import rough_field
 from climgen.tiling import TileLayout
 
 
-def test_reported_macs_match_the_convolutions_that_ran():
+@pytest.mark.parametrize("merge", [1, 2])
+def test_reported_macs_match_the_convolutions_that_ran(merge):
     model = load_checkpoint("default").module
-    layout = TileLayout((20, 28), 8, 4)
+    layout = TileLayout((20, 28), 8, 4, merge)
     depth = np.array([[0, 1, 2, 2], [1, 0, 2, 1], [2, 2, 0, 0]])
     with counting_macs(model) as counted:
         fields = np.stack([rough_field((20, 28), seed=s) for s in range(2)])
