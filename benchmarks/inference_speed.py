@@ -16,7 +16,7 @@ Rows, for each device and precision:
   pixel shuffles) on the same windows, to put the figures on this machine's scale.
 
 Output megapixels are counted on the domain (tile cores x 16); ``window MPix/s`` also counts
-the halos the network computes. Prints a markdown table; ``--json`` saves the rows.
+the halos of the windows the network starts from. Prints a markdown table; ``--json`` saves the rows.
 
     python benchmarks/inference_speed.py [--shared ../shared] [--size 256] [--repeats 3]
         [--devices cpu cuda] [--compile] [--budgets 0.3 ...] [--tile N] [--merge-tiles N] [--json out.json]
@@ -95,23 +95,22 @@ class EDSR(nn.Module):
 
 
 def window_batches(job, refiner: TileRefiner, depth: np.ndarray, values: np.ndarray) -> list[tuple[int, list]]:
-    """Model inputs for every model window (tiles of one depth share one, as in
-    :meth:`climgen.refine.TileRefiner.refine_tiles`), grouped by depth and shape in batches of
-    the refiner's size."""
+    """Model inputs for every model call of the domain (tiles share windows, see
+    :meth:`climgen.tiling.TileLayout.group_calls`), grouped by stages and shape in batches of
+    the refiner's size. A call that starts past stage 1 gets the coarse values repeated to its
+    resolution (the same work as its parent's output)."""
     groups: dict[tuple, list] = {}
-    for window, window_depth in job.prepared.layout.model_windows(depth):
-        shape = tuple(s.stop - s.start for s in window)
-        groups.setdefault((window_depth, shape), []).append(window)
+    for call in sorted(job.prepared.layout.model_calls(depth), key=lambda c: (c.first, c.last, c.box)):
+        groups.setdefault((call.first, call.last, call.box[1] - call.box[0], call.box[3] - call.box[2]), []).append(call)
     batches = []
-    for (window_depth, _), windows in sorted(groups.items()):
-        if window_depth == 0:
-            continue
-        for start in range(0, len(windows), refiner.batch_size):
-            chunk = windows[start : start + refiner.batch_size]
-            inputs = np.stack([fill_nearest(values[w]) for w in chunk])
+    for (first, last, *_), calls in groups.items():
+        for start in range(0, len(calls), refiner.batch_size):
+            chunk = calls[start : start + refiner.batch_size]
+            scale = 2 ** (first - 1)
+            inputs = np.stack([np.kron(fill_nearest(values[c.window]), np.ones((scale, scale))) for c in chunk])
             keys = [(0, "orog", 0, 0)] * len(chunk)
-            coarse, _, _, noise = refiner.model_inputs(chunk, inputs, keys, window_depth)
-            batches.append((window_depth, [coarse, None, None, *noise]))
+            field, _, _, noise = refiner.model_inputs([c.window for c in chunk], inputs, keys, last, None, first)
+            batches.append((last - first + 1, [field, None, None, *noise]))
     return batches
 
 
@@ -150,8 +149,8 @@ def pipeline_seconds(refiner: TileRefiner, field: np.ndarray, depth: np.ndarray,
 
 
 def run_generator(refiner: TileRefiner, batches: list) -> None:
-    for tile_depth, (coarse, covariates, mask, *noise) in batches:
-        refiner._model_call(coarse, covariates, mask, tile_depth, noise)
+    for stages, (field, covariates, mask, *noise) in batches:
+        refiner._model_call(field, covariates, mask, stages, noise)
 
 
 def parallel_cpu(work: list, cores: int) -> None:
@@ -207,11 +206,8 @@ def measure(
     domain_mpix = field.size * FACTOR * FACTOR / 1e6
     rows = []
     for mode, depth in modes.items():
-        window_pixels = sum(
-            (w[0].stop - w[0].start) * (w[1].stop - w[1].start) * FACTOR * FACTOR
-            for w, window_depth in layout.model_windows(depth)
-            if window_depth > 0
-        )
+        # the windows refinements start from (later stages refine inside them), on the fine grid
+        window_pixels = sum(call.cells * FACTOR * FACTOR for call in layout.model_calls(depth) if call.first == 1)
         macs = compute_report(job.checkpoint.module, layout, depth, 2, 1)["macs"]
         seconds = generator_seconds(refiner, window_batches(job, refiner, depth, field), cores, args.repeats)
         rows.append(

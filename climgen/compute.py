@@ -1,10 +1,11 @@
-"""Compute accounting: multiply-accumulates (MACs) spent by the generator per tile.
+"""Compute accounting: multiply-accumulates (MACs) spent by the generator.
 
 The generator is fully convolutional, so one stage costs a fixed number of MACs per cell of
 its input. That number is measured once per model by counting every convolution's MACs with
-forward hooks on a small input; a window of h x w coarse cells (one tile's padded window, or
-several tiles' shared one) refined to depth d then costs ``macs_per_cell * h * w * (1 + 4 + ... + 4**(d - 1))``. Pooling and
-element-wise operations are not counted (they are a small share of the work).
+forward hooks on a small input; a model call over h x w coarse cells (one tile's padded
+window, or several tiles' shared one) through stages a..b then costs
+``macs_per_cell * h * w * (4**(a - 1) + ... + 4**(b - 1))``. Pooling and element-wise
+operations are not counted (they are a small share of the work).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from functools import lru_cache
 
 import numpy as np
 
-from climgen.complexity import stage_cost
 from climgen.tiling import TileLayout
 
 
@@ -68,15 +68,12 @@ def macs_per_cell(model) -> float:
 
 
 def window_cells(layout: TileLayout, depth: np.ndarray, single_scale: bool = False) -> float:
-    """Coarse cells the model processes on one 2-D field at the given tile depths, each stage
-    weighted by its work (:func:`climgen.complexity.stage_cost`; a single-scale model's one
-    jump counts once): every model window (tiles of one depth share one, see
-    :meth:`climgen.tiling.TileLayout.model_window`) counted once."""
-    total = 0.0
-    for window, window_depth in layout.model_windows(np.asarray(depth)):
-        area = (window[0].stop - window[0].start) * (window[1].stop - window[1].start)
-        total += area * (float(window_depth > 0) if single_scale else float(stage_cost(window_depth)))
-    return total
+    """Coarse cells the model processes on one 2-D field at the given tile depths, each stage's
+    counted at its input resolution (:attr:`climgen.tiling.ModelCall.work`; a single-scale
+    model's one jump counts once): every model call of the layout
+    (:meth:`climgen.tiling.TileLayout.model_calls`), each once."""
+    calls = layout.model_calls(np.asarray(depth))
+    return float(sum(call.cells if single_scale else call.work for call in calls))
 
 
 def window_macs(model, layout: TileLayout, depth: np.ndarray) -> float:

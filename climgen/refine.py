@@ -203,46 +203,115 @@ class TileRefiner:
         """Each tile's refined fields over its blend window, (N, h*f, w*f) float32 (the model's
         precision; blending is in float64), by (row, col).
 
-        ``coarse`` (N, H, W) from coarse cell ``origin`` must hold the tiles' padded windows.
+        ``coarse`` (N, H, W) from coarse cell ``origin`` must hold the tiles' group windows
+        (:meth:`context_for`). Tiles run through the model calls of their merge group
+        (:meth:`climgen.tiling.TileLayout.group_calls`): calls that start at the same stage
+        go in batches of one shape, earlier stages first; deeper calls start from a crop of
+        their parent's output.
         """
-        factor = self.factor
+        torch = self.torch
         count, height, width = coarse.shape
         depth = np.asarray(depth)
-        model_windows = {(tile.row, tile.col): self.layout.model_window(tile, depth) for tile in tiles}
-        for window in model_windows.values():
+        chains, groups = {}, {}
+        for tile in tiles:
+            group = self.layout.group_ranges(tile)
+            if (group[0].start, group[1].start) not in groups:
+                groups[(group[0].start, group[1].start)] = self.layout.group_calls(*group, depth)
+            chains[(tile.row, tile.col)] = groups[(group[0].start, group[1].start)][(tile.row, tile.col)]
+        calls = {call for chain in chains.values() for call in chain}
+        windows = [call.window for call in calls if call.first == 1] + [t.padded for t in tiles if depth[t.row, t.col] == 0]
+        for window in windows:
             if any(p.start < o or p.stop > o + n for p, o, n in zip(window, origin, (height, width), strict=True)):
                 raise ValueError(f"coarse window from {origin} of shape {(height, width)} does not hold window {window}")
         shared = self.region_inputs(covariates, origin)
-        results, groups = {}, defaultdict(list)
-        for tile in tiles:
-            window = model_windows[(tile.row, tile.col)]
-            window_depth = int(depth[tile.row, tile.col])
-            key = (window_depth, *window_key(window))  # tiles of two depths may have one bounding box
-            if key in results:
-                continue
-            local = tuple(slice(p.start - o, p.stop - o) for p, o in zip(window, origin, strict=True))
-            values = coarse[(slice(None), *local)]
-            results[key] = np.zeros((count, *(n * factor for n in values.shape[1:])), dtype=np.float32)
-            for index in range(count):
-                if np.isfinite(values[index]).any():
-                    groups[(window_depth, values.shape[1:])].append((window, key, index, values[index]))
-        for (window_depth, _), items in groups.items():
-            for start in range(0, len(items), self.batch_size):
-                batch = items[start : start + self.batch_size]
-                inputs = np.stack([fill_nearest(values.astype(np.float64)) for *_, values in batch])
-                keys = [seed_keys[index] for _, _, index, _ in batch]
-                refined = self.run_batch([window for window, *_ in batch], inputs, keys, window_depth, shared)
-                for (_, key, index, _), values in zip(batch, refined, strict=True):
-                    results[key][index] = values
-        blended = {}
-        for tile in tiles:
-            window = model_windows[(tile.row, tile.col)]
-            outputs = results[(int(depth[tile.row, tile.col]), *window_key(window))]
-            blend = tuple(
-                slice((b.start - w.start) * factor, (b.stop - w.start) * factor) for b, w in zip(tile.blend, window, strict=True)
-            )
-            blended[(tile.row, tile.col)] = outputs[(slice(None), *blend)]
+        with torch.inference_mode():
+            stage_outputs = self._run_calls(coarse, calls, seed_keys, origin, shared)
+            finals, blended = {}, {}
+            for tile in tiles:
+                tile_depth = int(depth[tile.row, tile.col])
+                call = chains[(tile.row, tile.col)][-1] if tile_depth else None
+                window = call.window if call else tile.padded
+                key = (call, tile_depth) if call else window_key(window)  # depth 0: the tile's own window
+                if key not in finals:
+                    finals[key] = self._final_fields(coarse, call, tile_depth, window, stage_outputs, origin)
+                outputs = finals[key]
+                blend = tuple(
+                    slice((b.start - w.start) * self.factor, (b.stop - w.start) * self.factor)
+                    for b, w in zip(tile.blend, window, strict=True)
+                )
+                blended[(tile.row, tile.col)] = outputs[(slice(None), *blend)]
         return blended
+
+    def _run_calls(self, coarse: np.ndarray, calls: set, seed_keys: list[tuple], origin, shared: RegionInputs) -> dict:
+        """Run model ``calls`` on every field with data, earlier first stages first; returns
+        each (call, field index)'s outputs, one tensor (1, h, w) per stage, on the device."""
+        stage_outputs: dict = {}
+        for first in sorted({call.first for call in calls}):
+            pending = defaultdict(list)
+            for call in sorted((c for c in calls if c.first == first), key=lambda c: (c.box, c.last)):
+                for index in range(coarse.shape[0]):
+                    if first == 1:
+                        local = tuple(slice(p.start - o, p.stop - o) for p, o in zip(call.window, origin, strict=True))
+                        values = coarse[(index, *local)]
+                        if not np.isfinite(values).any():
+                            continue
+                        inputs = self.torch.as_tensor(fill_nearest(values.astype(np.float64)), dtype=self.torch.float32)
+                    else:
+                        above = stage_outputs.get((call.parent, index))
+                        if above is None:  # no data there
+                            continue
+                        scale = 2 ** (first - 1)
+                        top = (call.box[0] - call.parent.box[0]) * scale
+                        left = (call.box[2] - call.parent.box[2]) * scale
+                        rows, cols = (call.box[1] - call.box[0]) * scale, (call.box[3] - call.box[2]) * scale
+                        inputs = above[first - 1 - call.parent.first][0, top : top + rows, left : left + cols]
+                    pending[(call.last, tuple(inputs.shape))].append((call, index, inputs))
+            for (last, _), items in pending.items():
+                for start in range(0, len(items), self.batch_size):
+                    batch = items[start : start + self.batch_size]
+                    per_stage = self.run_stages(
+                        [call.window for call, _, _ in batch],
+                        self.torch.stack([inputs for _, _, inputs in batch]),
+                        [seed_keys[index] for _, index, _ in batch],
+                        last,
+                        shared,
+                        first,
+                    )
+                    for position, (call, index, _) in enumerate(batch):
+                        stage_outputs[(call, index)] = [stage[position] for stage in per_stage]
+        return stage_outputs
+
+    def _final_fields(self, coarse, call, depth: int, window, stage_outputs: dict, origin) -> np.ndarray:
+        """The fields (N, h*f, w*f) over ``window`` after stage ``depth`` of ``call`` (None:
+        depth 0, the coarse window itself), the remaining factor bicubic and projected."""
+        count = coarse.shape[0]
+        rows, cols = (w.stop - w.start for w in window)
+        out = np.zeros((count, rows * self.factor, cols * self.factor), dtype=np.float32)
+        remaining = self.factor // 2**depth
+        for index in range(count):
+            if call is None:
+                local = tuple(slice(p.start - o, p.stop - o) for p, o in zip(window, origin, strict=True))
+                values = coarse[(index, *local)]
+                if not np.isfinite(values).any():
+                    continue
+                field = self.torch.as_tensor(fill_nearest(values.astype(np.float64)), dtype=self.torch.float32)[None]
+                field = field.to(self.device)
+            elif (call, index) in stage_outputs:
+                # a single-scale baseline returns one output for its whole jump (the last stage)
+                outputs = stage_outputs[(call, index)]
+                field = outputs[-1] if depth == call.last else outputs[depth - call.first]
+            else:
+                continue
+            out[index] = self._upsample_rest(field[None], remaining)[0, 0].cpu().numpy()
+        return out
+
+    def _upsample_rest(self, refined, remaining: int):
+        """Bicubic interpolation by the ``remaining`` factor, projected back onto ``refined``."""
+        if remaining == 1:
+            return refined
+        from climgen.models.generator import bicubic_upsample, project_to_coarse
+
+        return project_to_coarse(bicubic_upsample(refined, remaining), refined)
 
     def blend(self, outputs: dict, region: tuple[slice, slice], target: np.ndarray) -> np.ndarray:
         """Blend tile outputs (from :meth:`refine_tiles`, holding every tile of
@@ -280,43 +349,53 @@ class TileRefiner:
         shared: RegionInputs | None = None,
     ) -> np.ndarray:
         """Refine ``inputs`` (B, h, w), the values of coarse ``windows`` (global slices, one per
-        input, same shape), to the full factor (float32), with the region's ``shared`` inputs (:meth:`region_inputs`; default:
-        no covariates, origin 0); noise is keyed on the global grid by each window's key.
-        Stages past ``depth`` (bicubic and the block projection) run on the refiner's device."""
+        input, same shape), to ``depth`` in one model call and the rest of the factor by bicubic
+        interpolation (float32), with the region's ``shared`` inputs (:meth:`region_inputs`;
+        default: no covariates, origin 0); noise is keyed on the global grid by each window's key."""
         torch = self.torch
-        factor = self.factor
         with torch.inference_mode():
             if depth == 0:
-                refined = torch.as_tensor(inputs, dtype=torch.float32)[:, None]
+                refined = torch.as_tensor(inputs, dtype=torch.float32)[:, None].to(self.device)
             else:
-                coarse, covariates, mask, stage_noise = self.model_inputs(windows, inputs, keys, depth, shared)
-                refined = self._model_call(coarse, covariates, mask, depth, stage_noise)
-            remaining = factor // 2**depth
-            if remaining > 1:
-                from climgen.models.generator import bicubic_upsample, project_to_coarse
+                refined = self.run_stages(windows, inputs, keys, depth, shared)[-1]
+            return self._upsample_rest(refined, self.factor // 2**depth)[:, 0].cpu().numpy()
 
-                refined = project_to_coarse(bicubic_upsample(refined, remaining), refined)
-            return refined[:, 0].cpu().numpy()
+    def run_stages(
+        self,
+        windows: list[tuple[slice, slice]],
+        inputs,
+        keys: list[tuple],
+        last: int,
+        shared: RegionInputs | None = None,
+        first: int = 1,
+    ) -> list:
+        """Stages ``first`` to ``last`` of the model on ``inputs`` (B, h, w): the field over
+        coarse ``windows`` at the resolution of stage ``first - 1`` (array or tensor). Returns
+        one float32 tensor (B, 1, ., .) per stage on the refiner's device."""
+        coarse, covariates, mask, stage_noise = self.model_inputs(windows, inputs, keys, last, shared, first)
+        return self._model_call(coarse, covariates, mask, last - first + 1, stage_noise)
 
     def model_inputs(
         self,
         windows: list[tuple[slice, slice]],
-        inputs: np.ndarray,
+        inputs,
         keys: list[tuple],
         depth: int,
         shared: RegionInputs | None = None,
+        first: int = 1,
     ):
-        """The model's tensors for ``inputs`` (B, h, w) over coarse ``windows`` at ``depth`` >= 1:
-        coarse (B, 1, h, w), covariates and mask (or None), and one noise map per stage."""
+        """The model's tensors for ``inputs`` (B, h, w) over coarse ``windows``, for stages
+        ``first`` to ``depth``: the field (B, 1, h, w), covariates and mask on the grid of
+        stage ``depth`` (or None), and one noise map per stage."""
         torch = self.torch
         shared = shared or RegionInputs()
         coarse = torch.as_tensor(inputs, dtype=torch.float32)[:, None]
         pairs = list(zip(windows, keys, strict=True))
         stage_noise = [
             torch.from_numpy(
-                np.stack([noise_window(key, s + 1, *fine_slices(w, 2 ** (s + 1)), shared.noise_blocks) for w, key in pairs])
+                np.stack([noise_window(key, stage, *fine_slices(w, 2**stage), shared.noise_blocks) for w, key in pairs])
             )[:, None]
-            for s in range(depth)
+            for stage in range(first, depth + 1)
         ]
         covariates = mask = None
         if shared.covariates is not None:
@@ -340,8 +419,8 @@ class TileRefiner:
         return values, valid
 
     def _model_call(self, coarse, covariates, mask, depth: int, stage_noise):
-        """One model call on the refiner's device and precision, returning the finest output in
-        float32 on that device; with ``compile``, a short last batch is padded to the batch
+        """One model call on the refiner's device and precision, returning each stage's output
+        in float32 on that device; with ``compile``, a short last batch is padded to the batch
         size, so compiled graphs see one shape per depth."""
         torch = self.torch
         count = coarse.shape[0]
@@ -354,7 +433,7 @@ class TileRefiner:
             moved = [t if t is None else t.contiguous(memory_format=torch.channels_last) for t in moved]
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
             outputs = self._forward(moved[0], moved[1], moved[2], stages=depth, noise=moved[3:])
-        return outputs[-1][:count].float()
+        return [output[:count].float() for output in outputs]
 
     def _blend(self, tile: Tile, outputs: np.ndarray, region, accumulated: np.ndarray, weights: np.ndarray) -> None:
         """Add a tile's weighted outputs (N, h*f, w*f over its blend window) inside ``region``."""
@@ -383,8 +462,9 @@ def refine_domain(
     """Refine whole (N, ny, nx) fields in memory, then blend; fields go in passes that keep
     the tile outputs under ``memory_bytes``.
 
-    On CPU, model windows (each shared by the tiles of one depth in a group, see
-    :class:`climgen.tiling.TileLayout`) run as parallel dask tasks on one torch thread each (the streaming path does the same, so both give the
+    On CPU, merge groups of tiles (whose model calls feed each other, see
+    :meth:`climgen.tiling.TileLayout.group_calls`) run as parallel dask tasks on one torch
+    thread each (the streaming path does the same, so both give the
     same bits); on a GPU all tiles of a pass go to the
     device in large batches from one thread.
     """
@@ -393,21 +473,21 @@ def refine_domain(
     import dask
 
     from climgen._torch import torch_threads
-    from climgen.complexity import stage_cost
 
     count, ny, nx = coarse.shape
     factor = refiner.factor
     layout = refiner.layout
-    # one task per model window (the tiles that share it), the most work first, so that the
+    # one task per merge group (its calls feed each other), the most work first, so that the
     # threads finish together
-    sharing: dict[tuple, list[Tile]] = defaultdict(list)
-    for tile in layout:
-        window = layout.model_window(tile, depth)
-        sharing[(int(depth[tile.row, tile.col]), *window_key(window))].append(tile)
-    groups = sorted(
-        sharing.items(), key=lambda item: -stage_cost(item[0][0]) * (item[0][2] - item[0][1]) * (item[0][4] - item[0][3])
-    )
-    output_cells = sum((t.blend[0].stop - t.blend[0].start) * (t.blend[1].stop - t.blend[1].start) for t in refiner.layout)
+    groups = []
+    for row0 in range(0, layout.grid_shape[0], layout.merge):
+        for col0 in range(0, layout.grid_shape[1], layout.merge):
+            rows = range(row0, min(layout.grid_shape[0], row0 + layout.merge))
+            cols = range(col0, min(layout.grid_shape[1], col0 + layout.merge))
+            work = sum(call.work for call in {c for chain in layout.group_calls(rows, cols, depth).values() for c in chain})
+            groups.append((work, [layout.tile_at(r, c) for r in rows for c in cols]))
+    groups.sort(key=lambda group: -group[0])
+    output_cells = sum((t.blend[0].stop - t.blend[0].start) * (t.blend[1].stop - t.blend[1].start) for t in layout)
     # per field: tile outputs and blending in float64, plus the noise blocks drawn for the pass
     # (float32 on every stage's grid: at most 4/3 of the fine cells)
     per_field = factor * factor * (8 * (output_cells + ny * nx) + 6 * ny * nx)

@@ -5,10 +5,11 @@ coarse cells around it so the model sees context. Each refined tile contributes 
 grown by half the halo, weighted by a window that ramps linearly across the overlap, so two
 neighbours' weights sum to one there and tiles of different refinement depth meet smoothly.
 
-Neighbouring tiles that get the same depth share one model window: within each group of
-``merge`` x ``merge`` tiles, the tiles of one depth are refined together in the padded window
-of their bounding box when that is smaller than their separate windows. Halos then cost once
-per group, not once per tile. Which window a tile uses depends only on the depth map, never on
+Neighbouring tiles share model windows: within each group of ``merge`` x ``merge`` tiles, each
+stage refines the tiles that go at least that deep together, in the padded window of their
+bounding box, when that is smaller than their separate windows; the next stage starts from
+that output. Halos then cost once per group, not once per tile, and a group never costs more
+than refining it uniformly. Which windows a tile uses depends only on the depth map, never on
 how the domain is split into tasks, so results stay the same for any chunking.
 """
 
@@ -35,9 +36,37 @@ class Tile:
 
 
 @dataclass(frozen=True)
+class ModelCall:
+    """One model call: the coarse window ``box`` (y0, y1, x0, x1) refined through stages
+    ``first`` to ``last``, from the coarse field (``first`` 1) or from the output of ``parent``,
+    the call that ran stage ``first - 1`` over a window holding this one."""
+
+    box: tuple[int, int, int, int]
+    first: int
+    last: int
+    parent: ModelCall | None = None
+
+    @property
+    def window(self) -> tuple[slice, slice]:
+        """The window as (row, column) slices of coarse cells."""
+        return slice(self.box[0], self.box[1]), slice(self.box[2], self.box[3])
+
+    @property
+    def cells(self) -> int:
+        """Coarse cells of the window."""
+        return (self.box[1] - self.box[0]) * (self.box[3] - self.box[2])
+
+    @property
+    def work(self) -> int:
+        """Cells the call processes, each stage's counted at its input resolution (stage s
+        works on 4**(s - 1) cells per coarse cell)."""
+        return self.cells * sum(4 ** (stage - 1) for stage in range(self.first, self.last + 1))
+
+
+@dataclass(frozen=True)
 class TileLayout:
     """Square tiles of ``tile`` coarse cells with ``halo`` cells of context on each side;
-    tiles of one depth in a group of ``merge`` x ``merge`` share a model window (1: never)."""
+    tiles in a group of ``merge`` x ``merge`` share model windows (1: never)."""
 
     shape: tuple[int, int]
     tile: int = 32
@@ -85,30 +114,62 @@ class TileLayout:
         row0, col0 = tile.row // self.merge * self.merge, tile.col // self.merge * self.merge
         return range(row0, min(rows, row0 + self.merge)), range(col0, min(cols, col0 + self.merge))
 
-    def model_window(self, tile: Tile, depth: np.ndarray) -> tuple[slice, slice]:
-        """The padded window ``tile`` is refined in, given the depth of every tile: its own, or
-        the window of the bounding box of the tiles of its group at its depth when that window
-        is smaller than theirs together."""
-        rows, cols = self.group_ranges(tile)
-        level = depth[tile.row, tile.col]
-        same = [(r, c) for r in rows for c in cols if depth[r, c] == level]
-        if len(same) < 2:
-            return tile.padded
-        box = self.padded_window(
-            range(min(r for r, _ in same), max(r for r, _ in same) + 1),
-            range(min(c for _, c in same), max(c for _, c in same) + 1),
-        )
-        separate = sum(_area(self.tile_at(r, c).padded) for r, c in same)
-        return box if _area(box) < separate else tile.padded
+    def group_calls(self, rows: range, cols: range, depth: np.ndarray) -> dict[tuple[int, int], list[ModelCall]]:
+        """The model calls of one merge group (tile rows ``rows``, columns ``cols``) and, for
+        each tile (row, col), the chain of calls that refines it to its depth.
 
-    def model_windows(self, depth: np.ndarray) -> list[tuple[tuple[slice, slice], int]]:
-        """Every model window of the domain with its depth, once (what refining it processes)."""
-        windows = {}
-        for tile in self:
-            window = self.model_window(tile, depth)
-            level = int(depth[tile.row, tile.col])
-            windows.setdefault((level, *window_key(window)), (window, level))
-        return list(windows.values())
+        At each stage the tiles that go at least that deep share the padded window of their
+        bounding box, unless their own windows together are smaller; from then on each keeps
+        its own. A stage that keeps the previous stage's window continues the same call.
+        """
+        tiles = [self.tile_at(r, c) for r in rows for c in cols]
+        boxes: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {(t.row, t.col): [] for t in tiles}
+        separate = False
+        for stage in range(1, max(int(depth[t.row, t.col]) for t in tiles) + 1):
+            deep = [t for t in tiles if depth[t.row, t.col] >= stage]
+            if not separate:
+                box = self.padded_window(
+                    range(min(t.row for t in deep), max(t.row for t in deep) + 1),
+                    range(min(t.col for t in deep), max(t.col for t in deep) + 1),
+                )
+                separate = _area(box) > sum(_area(t.padded) for t in deep)
+            for t in deep:
+                boxes[(t.row, t.col)].append(window_key(t.padded if separate else box))
+        # segments of one box per tile; a call runs to the last stage any tile keeps its box
+        segments: dict[tuple, list] = {}
+        for stages in boxes.values():
+            stage, parent = 1, None
+            while stage <= len(stages):
+                end = stage
+                while end < len(stages) and stages[end] == stages[stage - 1]:
+                    end += 1
+                key = (stages[stage - 1], stage)
+                segment = segments.setdefault(key, [parent, end])
+                segment[1] = max(segment[1], end)
+                parent, stage = key, end + 1
+        calls: dict[tuple, ModelCall] = {}
+        for key in sorted(segments, key=lambda k: k[1]):  # parents (earlier stages) first
+            parent, last = segments[key]
+            calls[key] = ModelCall(key[0], key[1], last, None if parent is None else calls[parent])
+        chains = {}
+        for tile_key, stages in boxes.items():
+            chain, stage = [], 1
+            while stage <= len(stages):
+                chain.append(calls[(stages[stage - 1], stage)])
+                stage = chain[-1].last + 1
+            chains[tile_key] = chain
+        return chains
+
+    def model_calls(self, depth: np.ndarray) -> set[ModelCall]:
+        """Every model call refining the domain at the given tile depths (each once)."""
+        rows, cols = self.grid_shape
+        calls = set()
+        for row0 in range(0, rows, self.merge):
+            for col0 in range(0, cols, self.merge):
+                group = (range(row0, min(rows, row0 + self.merge)), range(col0, min(cols, col0 + self.merge)))
+                for chain in self.group_calls(*group, depth).values():
+                    calls.update(chain)
+        return calls
 
     def __iter__(self) -> Iterator[Tile]:
         for row in range(self.grid_shape[0]):

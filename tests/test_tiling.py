@@ -49,27 +49,34 @@ def test_blend_weights_partition_unity(tile, halo):
     np.testing.assert_allclose(interior, 1.0, atol=1e-9)
 
 
-@settings(max_examples=30, deadline=None)
-@given(rows=st.integers(1, 7), cols=st.integers(1, 7), merge=st.integers(1, 4), seed=st.integers(0, 1000))
-def test_tiles_of_one_depth_share_a_window_only_when_it_saves_work(rows, cols, merge, seed):
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 7), cols=st.integers(1, 7), merge=st.integers(1, 4), full=st.integers(1, 3), seed=st.integers(0, 999))
+def test_model_calls_chain_each_tile_to_its_depth_and_never_cost_more_than_uniform(rows, cols, merge, full, seed):
+    from climgen.complexity import stage_cost
+
     layout = TileLayout((rows * 8 - 3, cols * 8), 8, 4, merge)
-    depth = np.random.default_rng(seed).integers(0, 3, layout.grid_shape)
-    windows = {}
+    depth = np.random.default_rng(seed).integers(0, full + 1, layout.grid_shape)
     for tile in layout:
-        window = layout.model_window(tile, depth)
-        # a tile's window holds its own padded window, within its group's
         group = layout.padded_window(*layout.group_ranges(tile))
-        for own, shared, outer in zip(tile.padded, window, group, strict=True):
-            assert outer.start <= shared.start <= own.start and own.stop <= shared.stop <= outer.stop
-        level = depth[tile.row, tile.col]
-        windows.setdefault((level, window[0].start, window[0].stop, window[1].start, window[1].stop), []).append(tile)
-    assert len(layout.model_windows(depth)) == len(windows)
-    shared_cells = sum((w[0].stop - w[0].start) * (w[1].stop - w[1].start) for w, _ in layout.model_windows(depth))
-    assert shared_cells <= layout.padded_areas().sum()
-    for tiles in windows.values():
-        assert len({layout.group_ranges(t) for t in tiles}) == 1, "windows are shared within a group only"
-    if merge == 1:
-        assert len(windows) == rows * cols
+        chain = layout.group_calls(*layout.group_ranges(tile), depth)[(tile.row, tile.col)]
+        if depth[tile.row, tile.col] == 0:
+            assert chain == []
+            continue
+        # stages 1..depth, each call inside its parent, the tile's own window inside every call
+        assert chain[0].first == 1 and chain[0].parent is None
+        assert chain[-1].first <= depth[tile.row, tile.col] <= chain[-1].last
+        for parent, call in zip(chain[:-1], chain[1:], strict=True):
+            assert call.first == parent.last + 1 and call.parent is parent
+        for call in chain:
+            for own, window, parent, outer in zip(tile.padded, call.window, (call.parent or call).window, group, strict=True):
+                assert outer.start <= parent.start <= window.start <= own.start
+                assert own.stop <= window.stop <= parent.stop <= outer.stop
+    calls = layout.model_calls(depth)
+    separate = float((layout.padded_areas() * stage_cost(depth)).sum())
+    uniform = sum(call.work for call in layout.model_calls(np.full(layout.grid_shape, full)))
+    assert sum(call.work for call in calls) <= min(separate, uniform)
+    if merge == 1:  # no sharing: one call per refined tile, all its stages at once
+        assert len(calls) == (depth > 0).sum() and all(call.first == 1 for call in calls)
 
 
 def test_shared_windows_give_the_same_numbers_for_any_region():
