@@ -430,9 +430,9 @@ def synthesize(
         by less than ``1 - quality`` in SSIM (see :mod:`climgen.calibration`).
     tile_size, halo, merge_tiles : int, optional
         Tile side and halo in coarse cells (default: 32 or less on small domains, and 8), and
-        how many tiles a side of one group refine in one shared window when they get the same
-        depth (default 4, fewer at x16; 1 never shares). Each changes the result slightly,
-        within the model's tile independence; all are saved in the provenance.
+        how many tiles a side form one group whose tiles share model windows (default 4, 1 at
+        x16; 1: each tile its own window). Each changes the result slightly, within the
+        model's tile independence; all are saved in the provenance.
 
     Returns
     -------

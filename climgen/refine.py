@@ -1,8 +1,9 @@
 """Tiled, adaptive refinement of numpy arrays with a generator (no xarray here).
 
-For each 2-D field: each tile's padded window has its missing cells filled from the nearest
-valid neighbour for the model's sake; tiles are refined to their own depth (the remaining
-factor by bicubic interpolation); the tiles are blended in a fixed order; a final projection
+For each 2-D field: tiles are refined to their own depth in model windows they share with the
+tiles of their group (:meth:`climgen.tiling.TileLayout.group_calls`; missing cells filled from
+the nearest valid neighbour for the model's sake, the remaining factor by bicubic
+interpolation); the tiles are blended in a fixed order; a final projection
 makes every factor x factor block average exactly to the coarse value; missing coarse cells are
 missing again on the fine grid. Noise comes in fixed blocks on each stage's global grid, seeded
 per (seed, variable, field, member, stage, block). A region of the output therefore depends
@@ -121,13 +122,17 @@ class TileRefiner:
     """Refines (N, ny, nx) coarse arrays tile by tile at per-tile depths.
 
     ``model`` follows the generator interface (``model(coarse, covariates, mask, stages,
-    noise)`` returning one tensor per stage). Every tile is refined from its own padded window
-    (missing cells filled from the nearest valid cell in that window), with noise keyed on the
-    global grid, and blended in tile order; so any region of the output is the same whether the
-    domain is refined whole or in pieces (by dask tasks, in any order, on any worker).
+    noise)`` returning one tensor per stage). Tiles are refined through the model calls of
+    their merge group, whose windows depend on the depth map only (missing cells filled from
+    the nearest valid cell of the window), with noise keyed on the global grid, and blended in
+    tile order; so any region of the output is the same whether the domain is refined whole or
+    in pieces (by dask tasks, in any order, on any worker). A call that starts past stage 1
+    runs the model for fewer stages on a finer field, so the model must apply one operator at
+    every scale (the generator's stages share weights; single-scale baselines, which jump the
+    whole factor, only run at uniform full depth, where every group is a single call).
 
-    Windows of the same depth and shape go through the model ``batch_size`` at a time (tiles
-    and fields mixed). On CPU the default is 1: results then do not depend on how tiles are
+    Model calls of the same stages and shape go through the model ``batch_size`` at a time
+    (groups and fields mixed). On CPU the default is 1: results then do not depend on how tiles are
     grouped, and one window per call is also the fastest there. On a GPU the default is 128
     windows per call, in bf16 (``precision="auto"``; normalisation stays in float32) with
     channels-last tensors; ``compile=True`` adds ``torch.compile``.
