@@ -167,6 +167,8 @@ def test_bad_requests_raise_typed_errors():
         ds.climgen.synthesize(seed=-1)
     with pytest.raises(ConfigError, match="members"):
         ds.climgen.synthesize(members=0)
+    with pytest.raises(ConfigError, match="merge_tiles"):
+        ds.climgen.synthesize(merge_tiles=0)
     wrapped = ds.assign_coords(lon=np.concatenate([np.linspace(350, 359, 4), np.linspace(0, 9, 4)]))
     with pytest.raises(GridError, match="0/360 seam"):
         wrapped.climgen.synthesize(factor=2)
@@ -192,6 +194,8 @@ def test_provenance_and_history(refined_hsurf, hsurf_coarse):
     provenance = json.loads(refined_hsurf.attrs["climgen_provenance"])
     assert provenance["factor"] == 4 and provenance["seed"] == 3
     assert len(provenance["model_sha256"]) == 64
+    # the layout that shaped the numbers: tiles, halo and how many share a window
+    assert provenance["merge_tiles"] == 4 and provenance["halo"] == 4 and provenance["tile_size"] == 8
     assert refined_hsurf.attrs["Conventions"] == "CF-1.8"
     assert (
         refined_hsurf.attrs["history"]

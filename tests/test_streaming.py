@@ -148,10 +148,12 @@ def test_unfinished_other_job_blocks_until_overwrite(tmp_path):
 def test_run_recipe_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     make_dataset("latlon", shape=(40, 40), times=4).to_netcdf(tmp_path / "in.nc")
     recipe = tmp_path / "job.yaml"
-    recipe.write_text(yaml.safe_dump({"input": "in.nc", "output": "out.zarr", "factor": 2, "chunks": {"time_chunk": 2}}))
+    job = {"input": "in.nc", "output": "out.zarr", "factor": 2, "merge_tiles": 2, "chunks": {"time_chunk": 2}}
+    recipe.write_text(yaml.safe_dump(job))
     result = subprocess.run(_cli("run", recipe, "--dry-run"), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "40x40 -> 80x80 (x2)" in result.stdout and "tasks       8 " in result.stdout
+    assert "2x2 share a window" in result.stdout
     assert "0.1 MiB" in result.stdout and "GMAC" in result.stdout
     assert not list(tmp_path.glob("*out.zarr*"))
 
