@@ -85,6 +85,11 @@ def noise_window(keys: tuple, stage: int, rows: slice, cols: slice, blocks: dict
     return out
 
 
+def _local(window: tuple[slice, slice], origin: tuple[int, int]) -> tuple[slice, slice]:
+    """A global coarse window relative to an array that starts at cell ``origin``."""
+    return tuple(slice(p.start - o, p.stop - o) for p, o in zip(window, origin, strict=True))
+
+
 def fill_nearest(field: np.ndarray) -> np.ndarray:
     """Replace non-finite cells by the nearest finite value (all-missing stays as is)."""
     missing = ~np.isfinite(field)
@@ -193,7 +198,7 @@ class TileRefiner:
         if region is None:
             region = (slice(origin[0], origin[0] + height), slice(origin[1], origin[1] + width))
         outputs = self.refine_tiles(coarse, depth, covariates, seed_keys, self.tiles_for(region), origin)
-        target = coarse[(slice(None), *(slice(r.start - o, r.stop - o) for r, o in zip(region, origin, strict=True)))]
+        target = coarse[(slice(None), *_local(region, origin))]
         return self.blend(outputs, region, target)
 
     def refine_tiles(
@@ -256,11 +261,9 @@ class TileRefiner:
             for call in sorted((c for c in calls if c.first == first), key=lambda c: (c.box, c.last)):
                 for index in range(coarse.shape[0]):
                     if first == 1:
-                        local = tuple(slice(p.start - o, p.stop - o) for p, o in zip(call.window, origin, strict=True))
-                        values = coarse[(index, *local)]
-                        if not np.isfinite(values).any():
+                        inputs = self._filled_window(coarse, index, call.window, origin)
+                        if inputs is None:  # no data there
                             continue
-                        inputs = self.torch.as_tensor(fill_nearest(values.astype(np.float64)), dtype=self.torch.float32)
                     else:
                         above = stage_outputs.get((call.parent, index))
                         if above is None:  # no data there
@@ -295,12 +298,10 @@ class TileRefiner:
         remaining = self.factor // 2**depth
         for index in range(count):
             if call is None:
-                local = tuple(slice(p.start - o, p.stop - o) for p, o in zip(window, origin, strict=True))
-                values = coarse[(index, *local)]
-                if not np.isfinite(values).any():
+                field = self._filled_window(coarse, index, window, origin)
+                if field is None:
                     continue
-                field = self.torch.as_tensor(fill_nearest(values.astype(np.float64)), dtype=self.torch.float32)[None]
-                field = field.to(self.device)
+                field = field[None].to(self.device)
             elif (call, index) in stage_outputs:
                 # a single-scale baseline returns one output for its whole jump (the last stage)
                 outputs = stage_outputs[(call, index)]
@@ -309,6 +310,14 @@ class TileRefiner:
                 continue
             out[index] = self._upsample_rest(field[None], remaining)[0, 0].cpu().numpy()
         return out
+
+    def _filled_window(self, coarse: np.ndarray, index: int, window, origin):
+        """Field ``index`` of ``coarse`` (from cell ``origin``) over global ``window``, gaps
+        filled from the nearest valid cell, as a float32 tensor; None when it has no data."""
+        values = coarse[(index, *_local(window, origin))]
+        if not np.isfinite(values).any():
+            return None
+        return self.torch.as_tensor(fill_nearest(values.astype(np.float64)), dtype=self.torch.float32)
 
     def _upsample_rest(self, refined, remaining: int):
         """Bicubic interpolation by the ``remaining`` factor, projected back onto ``refined``."""
@@ -413,8 +422,7 @@ class TileRefiner:
         down = self.factor // 2**depth
         cells = []
         for window in windows:
-            local = tuple(slice(p.start - o, p.stop - o) for p, o in zip(window, shared.origin, strict=True))
-            cells.append((slice(None), *fine_slices(local, self.factor)))
+            cells.append((slice(None), *fine_slices(_local(window, shared.origin), self.factor)))
         values = torch.stack([shared.covariates[part] for part in cells])
         valid = torch.stack([shared.covariate_mask[part] for part in cells])
         if down > 1:
