@@ -477,9 +477,10 @@ def refine_domain(
 
     On CPU, merge groups of tiles (whose model calls feed each other, see
     :meth:`climgen.tiling.TileLayout.group_calls`) run as parallel dask tasks on one torch
-    thread each (the streaming path does the same, so both give the
-    same bits); on a GPU all tiles of a pass go to the
-    device in large batches from one thread.
+    thread each (the streaming path does the same, so both give the same bits); when a domain
+    has fewer groups than the cores can take, each group's fields are split over several
+    tasks too (fields are refined independently, so the bits do not change). On a GPU all
+    tiles of a pass go to the device in large batches from one thread.
     """
     import os
 
@@ -512,16 +513,31 @@ def refine_domain(
         if refiner.device.type == "cuda":
             outputs = refiner.refine_tiles(coarse[fields], depth, covariates, seed_keys[fields], list(refiner.layout))
         else:
+            workers = os.cpu_count() or 1
+            # a few tasks per core keep every core busy to the end: split the fields when the
+            # groups alone are fewer
+            splits = min(fields.stop - fields.start, -(-4 * workers // len(groups)))
+            parts = np.array_split(np.arange(fields.start, fields.stop), splits)
             # the local scheduler starts independent tasks in reverse order of their names:
             # named so, the costliest start first (the order changes speed, never results)
             tasks = [
                 dask.delayed(refiner.refine_tiles, pure=False)(
-                    coarse[fields], depth, covariates, seed_keys[fields], tiles, dask_key_name=f"window-{len(groups) - rank:06d}"
+                    coarse[part],
+                    depth,
+                    covariates,
+                    [seed_keys[i] for i in part],
+                    tiles,
+                    dask_key_name=f"window-{len(groups) - rank:06d}-{len(parts) - index:06d}",
                 )
                 for rank, (_, tiles) in enumerate(groups)
+                for index, part in enumerate(parts)
             ]
             with torch_threads(1):
-                results = dask.compute(*tasks, scheduler="threads", num_workers=os.cpu_count() or 1)
-            outputs = {key: value for result in results for key, value in result.items()}
+                results = dask.compute(*tasks, scheduler="threads", num_workers=workers)
+            outputs = {}
+            for rank in range(len(groups)):
+                pieces = results[rank * len(parts) : (rank + 1) * len(parts)]
+                for key in pieces[0]:
+                    outputs[key] = pieces[0][key] if len(pieces) == 1 else np.concatenate([p[key] for p in pieces])
         fine[fields] = refiner.blend(outputs, whole, coarse[fields])
     return fine

@@ -335,14 +335,16 @@ def write_region(target: np.ndarray, groups: list[dict], task: Task, context: Ta
 
 
 def _delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
-    """Two task layers: refine the tiles each region owns, then blend and write each region
-    from its own and its neighbours' tiles (every tile is refined once)."""
+    """Two task layers: refine the tiles of each *block*, then blend and write each region from
+    the blocks its tiles and their neighbours lie in. Blocks are regions rounded up to whole
+    groups of tiles that share model windows (``layout.merge``), so every tile and every shared
+    window is refined once, whatever ``region_tiles`` is."""
     import dask
     import dask.array as da
 
     plan_ = job.plan
     axes, factor, layout = plan_.prepared.axes, plan_.config.factor, plan_.prepared.layout
-    step = job.options.region_tiles * layout.tile
+    step = -(-job.options.region_tiles // layout.merge) * layout.merge * layout.tile  # a block's side
     from climgen.refine import TileRefiner
 
     refiner = TileRefiner(None, factor, layout)  # tile geometry only
@@ -369,15 +371,15 @@ def _delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
         rechunk = {dim: -1 for dim in leading[1:]} | ({leading[0]: job.options.time_chunk} if leading else {})
         inputs[name] = ds[name].chunk(rechunk | {axes.y: -1, axes.x: -1}).data
     ny, nx = layout.shape
-    groups: dict[str, object] = {}
+    blocks: dict[str, object] = {}
 
-    def group(task: Task, origin_cell: tuple[int, int]):
-        region = (slice(origin_cell[0], min(ny, origin_cell[0] + step)), slice(origin_cell[1], min(nx, origin_cell[1] + step)))
-        owner = Task(task.variable, task.member, task.leading, region)
-        if owner.key not in groups:
-            window = refiner.context_for(region, refiner.tiles_for(region, owned=True))
+    def block(task: Task, origin_cell: tuple[int, int]):
+        cells = (slice(origin_cell[0], min(ny, origin_cell[0] + step)), slice(origin_cell[1], min(nx, origin_cell[1] + step)))
+        owner = Task(task.variable, task.member, task.leading, cells)
+        if owner.key not in blocks:
+            window = refiner.context_for(cells, refiner.tiles_for(cells, owned=True))
             cov_window = None if covariates is None else covariates[(slice(None), *fine_slices(window, factor))]
-            groups[owner.key] = dask.delayed(refine_group, pure=False)(
+            blocks[owner.key] = dask.delayed(refine_group, pure=False)(
                 inputs[task.variable][(*task.leading, *window)],
                 cov_window,
                 owner,
@@ -385,7 +387,7 @@ def _delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
                 (window[0].start, window[1].start),
                 dask_key_name=f"tiles-{owner.key}",
             )
-        return groups[owner.key]
+        return blocks[owner.key]
 
     writes = []
     for task in pending:
@@ -396,7 +398,7 @@ def _delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
         writes.append(
             dask.delayed(write_region, pure=False)(
                 inputs[task.variable][(*task.leading, *task.region)],
-                [group(task, owner) for owner in owners],
+                [block(task, owner) for owner in owners],
                 task,
                 context,
                 dims,

@@ -7,7 +7,7 @@ import torch
 from climgen.models.blocks import local_mean
 from climgen.models.checkpoint import load_checkpoint
 from climgen.models.generator import _local_standardise, local_standardise
-from climgen.refine import TileRefiner, model_on_device, resolve_device
+from climgen.refine import TileRefiner, model_on_device, refine_domain, resolve_device
 from climgen.testing import rough_field
 from climgen.tiling import TileLayout
 
@@ -52,6 +52,20 @@ def test_batched_windows_give_the_per_window_result():
     detail = np.std(one - np.repeat(np.repeat(fields, 4, 1), 4, 2))
     assert np.max(np.abs(batched - one)) < 1e-4 * detail + 1e-4
     assert not np.isnan(batched).any()
+
+
+def test_fields_split_over_tasks_give_the_bits_of_fields_refined_alone():
+    # one merge group and five fields: on CPU the fields go to parallel tasks, which must not
+    # change a bit against refining each field by itself
+    fields = np.stack([285 + 6 * rough_field((40, 44), seed, 2.0) for seed in range(5)])
+    layout = TileLayout((40, 44), 16, 4, merge=4)
+    depth = (np.arange(9) % 3).reshape(layout.grid_shape)
+    refiner = TileRefiner(load_checkpoint().module, 4, layout)
+    keys = [(0, "tas", i, 0) for i in range(5)]
+    together = refine_domain(refiner, fields, depth, None, keys)
+    alone = [refine_domain(refiner, fields[i : i + 1], depth, None, keys[i : i + 1])[0] for i in range(5)]
+    np.testing.assert_array_equal(together, np.stack(alone))
+    assert len({float(np.std(field)) for field in together}) == 5
 
 
 def test_bf16_changes_the_field_by_a_small_fraction_of_its_detail_and_stays_consistent():

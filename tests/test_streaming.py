@@ -56,6 +56,22 @@ def test_streamed_output_equals_in_memory_for_any_chunking(source, in_memory, tm
     assert not list(tmp_path.glob(".out.zarr.partial-*")), "the partial store and manifest are moved or removed"
 
 
+@pytest.mark.parametrize("region_tiles", [1, 2, 3])
+def test_each_group_of_tiles_sharing_windows_is_refined_by_one_task(source, tmp_path, region_tiles):
+    config = pipeline.make_config(factor=4, seed=5, members=2, tile_size=8)
+    options = streaming.StreamOptions(progress=False, region_tiles=region_tiles, time_chunk=1)
+    with xr.open_dataset(source) as ds:
+        job = streaming.prepare_job(ds, tmp_path / "out.zarr", config, options=options)
+        graph = {key for write in streaming._delayed_tasks(ds, job, job.tasks) for key in dict(write.__dask_graph__())}
+    layout = job.plan.prepared.layout
+    rows, cols = layout.grid_shape
+    assert layout.merge == 4 and (rows, cols) == (5, 5)
+    refining = [key for key in graph if str(key).startswith("tiles-")]
+    assert len(refining) == 2 * 3 * 2 * 2  # members x time steps x groups, not one per region
+    writing = [key for key in graph if str(key).startswith("refine-")]
+    assert len(writing) == 2 * 3 * (-(-5 // region_tiles)) ** 2
+
+
 def test_netcdf_output_is_converted_from_the_finished_store(source, in_memory, tmp_path):
     output = tmp_path / "out.nc"
     _stream(source, output, region_tiles=2)
