@@ -1,8 +1,8 @@
 """Inference speed of the default generator at x4 on a heterogeneous real domain, CPU and GPU.
 
-The domain is a mosaic of a real orography that climgen never trained on (``orog_mod2``:
-mountains beside plains and sea), mirrored to SIZE x SIZE coarse cells so that a GPU has
-enough to do; the fine truth is the mirrored fine field, so every run is also scored (RMSE).
+The domain is a mosaic of a real orography that climgen never trained on (``--field``:
+``orog_mod2``, mountains beside plains and sea, or ``HSURF``, the regional model's African
+terrain, sea included), mirrored to SIZE x SIZE coarse cells so that a GPU has enough to do; the fine truth is the mirrored fine field, so every run is also scored (RMSE).
 Tiles get their depth from climgen's complexity scores by the default thresholds (adaptive),
 under compute budgets (``--budgets``, share of the full-depth cost), or all the full depth
 (uniform); a second table gives each adaptive run's MACs, wall time and RMSE against uniform.
@@ -18,7 +18,7 @@ Rows, for each device and precision:
 Output megapixels are counted on the domain (tile cores x 16); ``window MPix/s`` also counts
 the halos of the windows the network starts from. Prints a markdown table; ``--json`` saves the rows.
 
-    python benchmarks/inference_speed.py [--shared ../shared] [--size 256] [--repeats 3]
+    python benchmarks/inference_speed.py [--shared ../shared] [--field orog_mod2|HSURF] [--size 256] [--repeats 3]
         [--devices cpu cuda] [--compile] [--budgets 0.3 ...] [--tile N] [--merge-tiles N] [--json out.json]
 """
 
@@ -52,9 +52,17 @@ def mirror_mosaic(field: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.tile(quad, reps)[: shape[0], : shape[1]]
 
 
-def build_domain(shared: Path, size: int) -> tuple[xr.Dataset, np.ndarray]:
-    """Coarse dataset (SIZE x SIZE on a 12 km y/x grid) and the fine truth (x4)."""
-    source = xr.open_dataset(shared / "data" / "ncl" / "orog_mod2_rectilinear_grid_2D.nc")["orog"].squeeze()
+FIELDS = {  # held-out real terrain: file in shared/data/ncl and variable
+    "orog_mod2": ("orog_mod2_rectilinear_grid_2D.nc", "orog"),
+    "HSURF": ("HSURF_regional_model_0.44deg.nc", "HSURF"),
+}
+
+
+def build_domain(shared: Path, size: int, field: str = "orog_mod2") -> tuple[xr.Dataset, np.ndarray]:
+    """Coarse dataset (SIZE x SIZE on a 12 km y/x grid) and the fine truth (x4) of one of
+    :data:`FIELDS` (the variable is called ``orog`` whichever it is)."""
+    filename, variable = FIELDS[field]
+    source = xr.open_dataset(shared / "data" / "ncl" / filename)[variable].squeeze()
     fine_field = np.asarray(source.values, dtype=np.float64)
     fine_field = fine_field[: fine_field.shape[0] // FACTOR * FACTOR, : fine_field.shape[1] // FACTOR * FACTOR]
     truth = mirror_mosaic(fine_field, (size * FACTOR, size * FACTOR))
@@ -295,6 +303,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--size", type=int, default=256, help="coarse cells per side of the mosaic")
+    parser.add_argument("--field", choices=sorted(FIELDS), default="orog_mod2", help="held-out terrain the mosaic is made of")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=None, help="windows per model call (default: 1 on CPU, 128 on GPU)")
     parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
@@ -307,7 +316,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    dataset, truth = build_domain(args.shared, args.size)
+    dataset, truth = build_domain(args.shared, args.size, args.field)
     layout_options = {"tile_size": args.tile, "merge_tiles": args.merge_tiles}
     job = plan(dataset, make_config(factor=FACTOR, **layout_options))
     field = dataset["orog"].values.astype(np.float64)
@@ -320,7 +329,7 @@ def main() -> None:
     print(machine)
     layout = job.prepared.layout
     print(
-        f"domain {args.size}^2 -> {args.size * FACTOR}^2, {job.depth.size} tiles of {layout.tile} (halo {layout.halo}, "
+        f"{args.field} mosaic {args.size}^2 -> {args.size * FACTOR}^2, {job.depth.size} tiles of {layout.tile} (halo {layout.halo}, "
         f"{layout.merge}x{layout.merge} share a window); tiles at depth 0/1/2: {histogram}"
     )
     print("\n| device | what | seconds | output MPix/s | window MPix/s | GMACs | RMSE (m) |")

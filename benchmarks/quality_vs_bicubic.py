@@ -1,11 +1,12 @@
 """Quality against truth on real fields the default model never trained on.
 
 Each truth field is coarsened by block mean (``climgen.grid.coarsen_dataset``), refined with
-``climgen.pipeline.synthesize`` (adaptive and uniform) and compared with bicubic interpolation
-of the same coarse field. Prints a markdown table; ``--json`` saves the rows.
+``climgen.pipeline.synthesize`` (adaptive, by default thresholds or under ``--budget``, and
+uniform) and compared with bicubic interpolation of the same coarse field. Prints a markdown
+table; ``--json`` saves the rows.
 
     python benchmarks/quality_vs_bicubic.py [--shared ../shared] [--factors 4 8] [--json out.json]
-        [--model default|CHECKPOINT] [--only HSURF tas ...]
+        [--model default|CHECKPOINT] [--only HSURF tas ...] [--budget 0.3]
 
 Fields (from shared/data/ncl): the eastern halves (rlon >= 18) of two regional-model fields
 (the default model trains only on the western half of another model's orography and land
@@ -48,7 +49,7 @@ def _spectrum_top_octave(field: np.ndarray) -> float:
     return float(power[..., np.maximum(ky, kx) > 0.5].mean())
 
 
-def evaluate(truth_ds: xr.Dataset, variable: str, factor: int, model: str = "default") -> dict:
+def evaluate(truth_ds: xr.Dataset, variable: str, factor: int, model: str = "default", budget: float | None = None) -> dict:
     axes = find_spatial_axes(truth_ds)
     truth_ds = truth_ds.isel(
         {axes.y: slice(0, truth_ds.sizes[axes.y] // factor * factor), axes.x: slice(0, truth_ds.sizes[axes.x] // factor * factor)}
@@ -64,7 +65,7 @@ def evaluate(truth_ds: xr.Dataset, variable: str, factor: int, model: str = "def
     consistent = project_to_coarse(bicubic, coarse)
     row = {}
     started = time.perf_counter()
-    adaptive = synthesize(coarse_ds, factor=factor, variables=[variable], seed=0, model=model)
+    adaptive = synthesize(coarse_ds, factor=factor, variables=[variable], seed=0, model=model, budget=budget)
     row["seconds_adaptive"] = time.perf_counter() - started
     uniform = synthesize(coarse_ds, factor=factor, variables=[variable], seed=0, adaptive=False, model=model)
     row["adaptive_cost"] = json.loads(adaptive.attrs["climgen_provenance"])["compute"]["fraction_of_uniform"]
@@ -91,6 +92,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--model", default="default", help="'default' or a checkpoint path")
     parser.add_argument("--only", nargs="+", help="variables to evaluate (default: all)")
+    parser.add_argument("--budget", type=float, help="adaptive depth under this compute budget (default: thresholds)")
     arguments = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = []
@@ -104,7 +106,11 @@ def main() -> None:
         with xr.open_dataset(arguments.shared / "data" / "ncl" / filename) as ds:
             truth = ds.sel(selection).load()
         for factor in arguments.factors:
-            row = {"field": f"{variable} ({label})", "factor": factor, **evaluate(truth, variable, factor, arguments.model)}
+            row = {
+                "field": f"{variable} ({label})",
+                "factor": factor,
+                **evaluate(truth, variable, factor, arguments.model, arguments.budget),
+            }
             rows.append(row)
             print(
                 f"| {row['field']} | x{factor} | {row['rmse_bicubic']:.4g} | {row['rmse_bicubic_consistent']:.4g} | {row['rmse_uniform']:.4g} | "
