@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import xarray as xr
+from dask.system import CPU_COUNT
 from torch import nn
 
 from climgen._torch import torch_threads
@@ -178,7 +178,7 @@ def machine_description() -> str:
         name = next(
             (line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")), name
         )
-    description = f"{name}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()})"
+    description = f"{name}, {CPU_COUNT} cores, torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()})"
     if torch.cuda.is_available():
         description += f"; GPU {torch.cuda.get_device_name()}"
     return description
@@ -202,7 +202,7 @@ def measure(
     device and precision."""
     layout = job.prepared.layout
     torch_device = torch.device(device)
-    cores = os.cpu_count() or 1
+    cores = CPU_COUNT
     refiner = TileRefiner(
         job.checkpoint.module, FACTOR, layout, device=device, precision=precision, compile=compile_model, batch_size=args.batch
     )
@@ -269,7 +269,7 @@ def measure_edsr(
                     batch = batch.contiguous(memory_format=torch.channels_last)
                 forward(batch)
 
-    cores = os.cpu_count() or 1
+    cores = CPU_COUNT
     if on_gpu:
         seconds = timed(lambda: run_batches(batches), device, args.repeats)
     else:

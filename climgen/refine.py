@@ -482,9 +482,8 @@ def refine_domain(
     tasks too (fields are refined independently, so the bits do not change). On a GPU all
     tiles of a pass go to the device in large batches from one thread.
     """
-    import os
-
     import dask
+    from dask.system import CPU_COUNT
 
     from climgen._torch import torch_threads
 
@@ -513,7 +512,7 @@ def refine_domain(
         if refiner.device.type == "cuda":
             outputs = refiner.refine_tiles(coarse[fields], depth, covariates, seed_keys[fields], list(refiner.layout))
         else:
-            workers = os.cpu_count() or 1
+            workers = CPU_COUNT  # the cores this process may use (affinity, cgroup quota)
             # a few tasks per core keep every core busy to the end: split the fields when the
             # groups alone are fewer
             splits = min(fields.stop - fields.start, -(-4 * workers // len(groups)))

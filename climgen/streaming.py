@@ -417,6 +417,7 @@ def _model_reference(plan_: Plan) -> str:
 def _execute(delayed: list, job: Job) -> None:
     """Run the tasks on the local threads (no cluster) or on a dask.distributed cluster."""
     import dask
+    from dask.system import CPU_COUNT
 
     options = job.options
     total, already = len(job.tasks), len(job.tasks) - len(delayed)
@@ -442,7 +443,7 @@ def _execute(delayed: list, job: Job) -> None:
 
             with _Ticks():
                 with torch_threads(1):  # one thread per task, tasks in parallel: same bits as on any cluster
-                    dask.compute(*delayed, scheduler="threads", num_workers=os.cpu_count() or 1)
+                    dask.compute(*delayed, scheduler="threads", num_workers=CPU_COUNT)
     finally:
         bar.close()
 

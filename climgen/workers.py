@@ -6,11 +6,11 @@ job runs on a cluster (``workers`` or ``scheduler`` given).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dask
+from dask.system import CPU_COUNT
 from distributed import Client, LocalCluster, WorkerPlugin
 
 
@@ -42,7 +42,7 @@ def attach_client(options, model: str) -> Iterator[Client]:
             client.register_plugin(ModelLoader(model))
             yield client
         return
-    threads = max(1, (os.cpu_count() or 1) // options.workers)
+    threads = max(1, CPU_COUNT // options.workers)  # the cores this process may use
     # dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in workers, which returns every freed
     # tile buffer to the OS and makes refinement about 1.6 times slower: keep glibc's default
     with (
