@@ -511,32 +511,30 @@ def refine_domain(
         fields = slice(first, min(count, first + per_pass))
         if refiner.device.type == "cuda":
             outputs = refiner.refine_tiles(coarse[fields], depth, covariates, seed_keys[fields], list(refiner.layout))
-        else:
-            workers = CPU_COUNT  # the cores this process may use (affinity, cgroup quota)
-            # a few tasks per core keep every core busy to the end: split the fields when the
-            # groups alone are fewer
-            splits = min(fields.stop - fields.start, -(-4 * workers // len(groups)))
-            parts = np.array_split(np.arange(fields.start, fields.stop), splits)
-            # the local scheduler starts independent tasks in reverse order of their names:
-            # named so, the costliest start first (the order changes speed, never results)
-            tasks = [
-                dask.delayed(refiner.refine_tiles, pure=False)(
-                    coarse[part],
-                    depth,
-                    covariates,
-                    [seed_keys[i] for i in part],
-                    tiles,
-                    dask_key_name=f"window-{len(groups) - rank:06d}-{len(parts) - index:06d}",
-                )
-                for rank, (_, tiles) in enumerate(groups)
-                for index, part in enumerate(parts)
-            ]
-            with torch_threads(1):
-                results = dask.compute(*tasks, scheduler="threads", num_workers=workers)
-            outputs = {}
-            for rank in range(len(groups)):
-                pieces = results[rank * len(parts) : (rank + 1) * len(parts)]
-                for key in pieces[0]:
-                    outputs[key] = pieces[0][key] if len(pieces) == 1 else np.concatenate([p[key] for p in pieces])
-        fine[fields] = refiner.blend(outputs, whole, coarse[fields])
+            fine[fields] = refiner.blend(outputs, whole, coarse[fields])
+            continue
+        workers = CPU_COUNT  # the cores this process may use (affinity, cgroup quota)
+        # a few tasks per core keep every core busy to the end: split the fields when the
+        # groups alone are fewer
+        splits = min(fields.stop - fields.start, -(-4 * workers // len(groups)))
+        parts = [slice(int(p[0]), int(p[-1]) + 1) for p in np.array_split(np.arange(fields.start, fields.stop), splits)]
+        # the local scheduler starts independent tasks in reverse order of their names:
+        # named so, the costliest start first (the order changes speed, never results)
+        tasks = [
+            dask.delayed(refiner.refine_tiles, pure=False)(
+                coarse[part],
+                depth,
+                covariates,
+                seed_keys[part],
+                tiles,
+                dask_key_name=f"window-{len(groups) - rank:06d}-{len(parts) - index:06d}",
+            )
+            for rank, (_, tiles) in enumerate(groups)
+            for index, part in enumerate(parts)
+        ]
+        with torch_threads(1):
+            results = dask.compute(*tasks, scheduler="threads", num_workers=workers)
+        for index, part in enumerate(parts):
+            outputs = {key: value for rank in range(len(groups)) for key, value in results[rank * len(parts) + index].items()}
+            fine[part] = refiner.blend(outputs, whole, coarse[part])
     return fine
