@@ -2,11 +2,13 @@
 
 Each truth field is coarsened by block mean (``climgen.grid.coarsen_dataset``), refined with
 ``climgen.pipeline.synthesize`` (adaptive, by default thresholds or under ``--budget``, and
-uniform) and compared with bicubic interpolation of the same coarse field. Prints a markdown
-table; ``--json`` saves the rows.
+uniform) and compared with bicubic interpolation of the same coarse field, raw and followed by
+climgen's exact consistency projection (inside the variable's physical bounds, as climgen's
+own output: land fraction in 0..1). Prints a markdown table; ``--json`` saves the rows.
+``--no-bounds`` refines and projects without physical bounds (climgen before they existed).
 
     python benchmarks/quality_vs_bicubic.py [--shared ../shared] [--factors 4 8] [--json out.json]
-        [--model default|CHECKPOINT] [--only HSURF tas ...] [--budget 0.3]
+        [--model default|CHECKPOINT] [--only HSURF tas ...] [--budget 0.3] [--no-bounds]
 
 Fields (from shared/data/ncl): the eastern halves (rlon >= 18) of two regional-model fields
 (the default model trains only on the western half of another model's orography and land
@@ -26,8 +28,10 @@ import torch
 import xarray as xr
 
 import climgen  # noqa: F401
+from climgen.conservation import project_blocks
 from climgen.grid import coarsen_dataset, find_spatial_axes
-from climgen.models.generator import bicubic_upsample, project_to_coarse
+from climgen.io.cf import physical_bounds
+from climgen.models.generator import bicubic_upsample
 from climgen.pipeline import synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +53,9 @@ def _spectrum_top_octave(field: np.ndarray) -> float:
     return float(power[..., np.maximum(ky, kx) > 0.5].mean())
 
 
-def evaluate(truth_ds: xr.Dataset, variable: str, factor: int, model: str = "default", budget: float | None = None) -> dict:
+def evaluate(
+    truth_ds: xr.Dataset, variable: str, factor: int, model: str = "default", budget: float | None = None, bounded: bool = True
+) -> dict:
     axes = find_spatial_axes(truth_ds)
     truth_ds = truth_ds.isel(
         {axes.y: slice(0, truth_ds.sizes[axes.y] // factor * factor), axes.x: slice(0, truth_ds.sizes[axes.x] // factor * factor)}
@@ -62,20 +68,31 @@ def evaluate(truth_ds: xr.Dataset, variable: str, factor: int, model: str = "def
         dtype=torch.float64,
     )
     bicubic = bicubic_upsample(coarse, factor)
-    consistent = project_to_coarse(bicubic, coarse)
-    row = {}
+    limits = physical_bounds(truth_ds[variable], variable)[0] if bounded else (None, None)
+    consistent = np.stack(
+        [project_blocks(b[0].numpy(), c[0].numpy(), factor, bounds=limits) for b, c in zip(bicubic, coarse, strict=True)]
+    )
+    options = {"variables": [variable], "seed": 0, "model": model, "bounds": {variable: limits}}
+    row = {"bounds": limits}
     started = time.perf_counter()
-    adaptive = synthesize(coarse_ds, factor=factor, variables=[variable], seed=0, model=model, budget=budget)
+    adaptive = synthesize(coarse_ds, factor=factor, budget=budget, **options)
     row["seconds_adaptive"] = time.perf_counter() - started
-    uniform = synthesize(coarse_ds, factor=factor, variables=[variable], seed=0, adaptive=False, model=model)
+    uniform = synthesize(coarse_ds, factor=factor, adaptive=False, **options)
     row["adaptive_cost"] = json.loads(adaptive.attrs["climgen_provenance"])["compute"]["fraction_of_uniform"]
 
     def rmse(field: np.ndarray) -> float:
         return float(np.sqrt(np.mean((field.reshape(truth.shape) - truth) ** 2)))
 
     row["rmse_bicubic"] = rmse(bicubic.numpy())
-    row["rmse_bicubic_consistent"] = rmse(consistent.numpy())
+    row["rmse_bicubic_consistent"] = rmse(consistent)
     row["rmse_adaptive"] = rmse(adaptive[variable].transpose(..., axes.y, axes.x).values)
+    physical = physical_bounds(truth_ds[variable], variable)[0]
+    values = adaptive[variable].values
+    below = values < (-np.inf if physical[0] is None else physical[0])
+    above = values > (np.inf if physical[1] is None else physical[1])
+    row["share_outside_physical_bounds"] = float(np.mean(below | above))
+    row["physical_bounds"] = physical
+    row["adaptive_range"] = [float(np.nanmin(values)), float(np.nanmax(values))]
     row["rmse_uniform"] = rmse(uniform[variable].transpose(..., axes.y, axes.x).values)
     top_truth = _spectrum_top_octave(truth)
     row["top_octave_power_ratio_bicubic"] = _spectrum_top_octave(bicubic.numpy()[:, 0]) / top_truth
@@ -93,11 +110,12 @@ def main() -> None:
     parser.add_argument("--model", default="default", help="'default' or a checkpoint path")
     parser.add_argument("--only", nargs="+", help="variables to evaluate (default: all)")
     parser.add_argument("--budget", type=float, help="adaptive depth under this compute budget (default: thresholds)")
+    parser.add_argument("--no-bounds", action="store_true", help="refine and project without physical bounds")
     arguments = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = []
     print(
-        "| field | factor | RMSE bicubic | RMSE bicubic+consistency | RMSE climgen uniform | RMSE climgen adaptive | uniform / bicubic | adaptive / bicubic | adaptive cost | top-octave power / truth: bicubic, climgen |"
+        "| field | factor | RMSE bicubic | RMSE bicubic+projection | RMSE climgen uniform | RMSE climgen adaptive | uniform / bicubic | adaptive / bicubic | adaptive cost | top-octave power / truth: bicubic, climgen |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for filename, variable, label, selection in FIELDS:
@@ -109,7 +127,7 @@ def main() -> None:
             row = {
                 "field": f"{variable} ({label})",
                 "factor": factor,
-                **evaluate(truth, variable, factor, arguments.model, arguments.budget),
+                **evaluate(truth, variable, factor, arguments.model, arguments.budget, not arguments.no_bounds),
             }
             rows.append(row)
             print(
@@ -117,6 +135,12 @@ def main() -> None:
                 f"{row['rmse_adaptive']:.4g} | {row['rmse_uniform'] / row['rmse_bicubic']:.3f} | {row['rmse_adaptive'] / row['rmse_bicubic']:.3f} | "
                 f"{row['adaptive_cost']:.2f} | {row['top_octave_power_ratio_bicubic']:.2f}, {row['top_octave_power_ratio_uniform']:.2f} |",
                 flush=True,
+            )
+    for row in rows:
+        if row["share_outside_physical_bounds"] > 0:
+            print(
+                f"{row['field']} x{row['factor']}: {100 * row['share_outside_physical_bounds']:.1f}% of adaptive cells outside "
+                f"the physical bounds {row['physical_bounds']} (from {row['adaptive_range'][0]:.3g} to {row['adaptive_range'][1]:.3g})"
             )
     if arguments.json:
         arguments.json.write_text(json.dumps(rows, indent=2))

@@ -47,6 +47,23 @@ def _parse_covariates(specs: list[str] | None) -> dict:
     return covariates
 
 
+def _parse_bounds(specs: list[str] | None) -> dict | None:
+    """``NAME=LOWER:UPPER`` (either side may be empty: no limit) to {NAME: (LOWER, UPPER)}."""
+    from climgen.errors import ConfigError
+
+    bounds = {}
+    for spec in specs or []:
+        name, equals, limits = spec.partition("=")
+        lower, colon, upper = limits.partition(":")
+        try:
+            if not (name and equals and colon):
+                raise ValueError
+            bounds[name] = tuple(float(v) if v.strip() else None for v in (lower, upper))
+        except ValueError:
+            raise ConfigError(f"--bounds takes NAME=LOWER:UPPER (e.g. pr=0: or sftlf=0:1), got {spec!r}") from None
+    return bounds or None
+
+
 def _summary(result, seconds: float, source_shape: tuple[int, int]) -> str:
     import json
 
@@ -105,6 +122,13 @@ def synthesize(
     uniform: Annotated[bool, typer.Option("--uniform", help="Refine every tile to full depth.")] = False,
     budget: Annotated[float | None, typer.Option(help="Compute budget as a fraction of full depth (0, 1].")] = None,
     quality: Annotated[float | None, typer.Option(help="Calibrate depth to this SSIM quality target, e.g. 0.995.")] = None,
+    bounds: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Physical limits NAME=LOWER:UPPER kept by the refined values (pr=0:, sftlf=0:1; NAME=: for none); "
+            "repeatable. Default: from standard_name and valid_range."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     workers: _Workers = None,
     scheduler: _Scheduler = None,
@@ -131,6 +155,7 @@ def synthesize(
         adaptive=not uniform,
         budget=budget,
         quality=quality,
+        bounds=_parse_bounds(bounds),
     )
     options = StreamOptions(region_tiles, time_chunk, workers, scheduler, progress=not quiet, device=device)
     with open_input(input) as ds:
@@ -182,6 +207,7 @@ def run(
         tile_size=job.tile_size,
         halo=job.halo,
         merge_tiles=job.merge_tiles,
+        bounds=job.bounds,
     )
     covariates = {}
     for name, spec in job.covariates.items():

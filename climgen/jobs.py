@@ -59,6 +59,7 @@ class RunRecipe(Strict):
     tile_size: int | None = Field(None, ge=4)
     halo: int | None = Field(None, ge=0)
     merge_tiles: int | None = Field(None, ge=1)
+    bounds: dict[str, tuple[float | None, float | None]] | None = None  # name -> [lower, upper]; null: no limit
     chunks: Chunking = Chunking()
     cluster: Cluster = Cluster()
     overwrite: bool = False

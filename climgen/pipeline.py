@@ -8,6 +8,7 @@ a refinement depth per tile, refines every variable and time step, and attaches 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
@@ -17,6 +18,7 @@ import xarray as xr
 from climgen import __version__
 from climgen.complexity import ComplexityScores, choose_depth, combine_scores, tile_components
 from climgen.compute import compute_report, window_cells
+from climgen.conservation import Bounds
 from climgen.errors import ConfigError, GridError, InputError
 from climgen.grid import SpatialAxes, bounds_name, cell_bounds, check_factor, find_spatial_axes, make_axis, refine_bounds
 from climgen.io import cf
@@ -44,6 +46,7 @@ class SynthesisConfig:
     tile_size: int | None = None
     halo: int | None = None
     merge_tiles: int | None = None
+    bounds: Mapping[str, Bounds] | None = None
 
     def validate(self) -> SynthesisConfig:
         check_factor(self.factor)
@@ -63,6 +66,8 @@ class SynthesisConfig:
             raise ConfigError(f"tile_size must be >= 4 and halo >= 0, got {self.tile_size}, {self.halo}")
         if self.merge_tiles is not None and self.merge_tiles < 1:
             raise ConfigError(f"merge_tiles must be >= 1, got {self.merge_tiles}")
+        for name, limits in (self.bounds or {}).items():
+            parse_limits(name, limits)
         return self
 
     def layout(self, shape: tuple[int, int]) -> TileLayout:
@@ -74,6 +79,22 @@ class SynthesisConfig:
         halo = self.halo if self.halo is not None else min(8, tile // 2)
         merge = self.merge_tiles or next((m for m in (4, 2) if (m * tile + 2 * halo) * self.factor // 2 <= MAX_STAGE_INPUT), 1)
         return TileLayout(shape, tile, halo, merge)
+
+
+def parse_limits(name: str, limits) -> Bounds:
+    """A variable's (lower, upper) bounds as floats or None, checked: lower below upper."""
+    try:
+        lower, upper = limits
+        lower, upper = (None if v is None else float(v) for v in (lower, upper))
+    except (TypeError, ValueError):
+        raise ConfigError(f"bounds of {name!r} must be (lower, upper), each a number or None, got {limits!r}") from None
+    if lower is not None and upper is not None and not lower < upper:
+        raise ConfigError(f"bounds of {name!r}: lower must be below upper, got {lower}, {upper}")
+    return lower, upper
+
+
+class PhysicalBoundsWarning(UserWarning):
+    """Coarse input values lie outside the physical bounds of their variable."""
 
 
 @dataclass
@@ -279,6 +300,7 @@ class Plan:
     depth: np.ndarray
     calibration: object | None
     fine_axes: dict
+    bounds: dict = field(default_factory=dict)  # variable -> ((lower, upper), where they come from)
 
     @property
     def full_depth(self) -> int:
@@ -309,6 +331,11 @@ class Plan:
             "depth_histogram": {str(k): int((self.depth == k).sum()) for k in range(self.full_depth + 1)},
             "compute": compute_report(self.checkpoint.module, layout, self.depth, self.full_depth, fields_refined),
             "calibration": None if self.calibration is None else self.calibration.as_dict(),
+            "physical_bounds": {
+                name: {"lower": limits[0], "upper": limits[1], "from": source}
+                for name, (limits, source) in self.bounds.items()
+                if limits != (None, None)
+            },
             "seconds": round(seconds, 3),
         }
 
@@ -342,6 +369,7 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
     scores = (scorer or _scores)(ds, prepared, config.factor)
     full_depth = config.factor.bit_length() - 1
     result = Plan(config, prepared, checkpoint, scores, np.zeros(1), None, _fine_axes(ds, prepared.axes, config.factor))
+    result.bounds = variable_bounds(ds, prepared.variables, config.bounds)
     if config.quality is not None:
         from climgen.calibration import calibrate
 
@@ -363,6 +391,35 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
             scores, full_depth, adaptive, config.budget if adaptive else None, cost=lambda depth: window_cells(layout, depth)
         )
     return result
+
+
+def variable_bounds(ds: xr.Dataset, variables: list[str], given: Mapping | None = None) -> dict:
+    """Each variable's physical (lower, upper) limits and their source: ``given`` ones (the
+    user's), else those its metadata implies (:func:`climgen.io.cf.physical_bounds`)."""
+    given = dict(given or {})
+    unknown = set(given) - set(variables)
+    if unknown:
+        raise ConfigError(f"bounds given for {sorted(unknown)}, which are not refined here (variables: {variables})")
+    return {
+        name: (parse_limits(name, given[name]), "given") if name in given else cf.physical_bounds(ds[name], name)
+        for name in variables
+    }
+
+
+def warn_outside_bounds(name: str, values: np.ndarray, bounds: tuple) -> None:
+    """Warn when coarse values lie outside the variable's bounds (their fine blocks then keep
+    the coarse value: no refined block can average to it inside the bounds)."""
+    lower = -np.inf if bounds[0] is None else bounds[0]
+    upper = np.inf if bounds[1] is None else bounds[1]
+    with np.errstate(invalid="ignore"):  # missing values compare False
+        outside = int(np.count_nonzero((values < lower) | (values > upper)))
+    if outside:
+        warnings.warn(
+            f"{outside} coarse value(s) of {name!r} lie outside its physical bounds {bounds}; "
+            "each of their fine blocks keeps the coarse value (give other bounds to change this)",
+            PhysicalBoundsWarning,
+            stacklevel=2,
+        )
 
 
 def assemble(ds: xr.Dataset, plan: Plan, refined: Mapping, provenance: dict, command: str | None = None) -> xr.Dataset:
@@ -403,6 +460,7 @@ def synthesize(
     tile_size: int | None = None,
     halo: int | None = None,
     merge_tiles: int | None = None,
+    bounds: Mapping[str, Bounds] | None = None,
     command: str | None = None,
     device: str = "auto",
 ) -> xr.Dataset:
@@ -433,6 +491,12 @@ def synthesize(
         how many tiles a side form one group whose tiles share model windows (default 4, 1 at
         x16; 1: each tile its own window). Each changes the result slightly, within the
         model's tile independence; all are saved in the provenance.
+    bounds : mapping of variable name to (lower, upper), optional
+        Physical limits the refined values keep, None for no limit (``{"pr": (0, None)}``;
+        ``(None, None)`` turns them off). By default they follow the metadata: precipitation,
+        humidity, wind speed, snow... are non-negative and fractions stay in 0..1 (0..100 in
+        %); see :func:`climgen.io.cf.physical_bounds`. Blocks still average exactly to the
+        coarse values (:mod:`climgen.conservation`).
 
     Returns
     -------
@@ -463,17 +527,20 @@ def synthesize(
         tile_size=tile_size,
         halo=halo,
         merge_tiles=merge_tiles,
+        bounds=bounds,
     )
     job = plan(ds, config, covariates)
     refiner = job.refiner(device)
     refined, fields_refined = {}, 0
     for name in job.prepared.variables:
         ordered, values = _fields(ds, name, job.prepared.axes)
+        limits = job.bounds[name][0]
+        warn_outside_bounds(name, values, limits)
         fields_refined += values.shape[0] * config.members
         member_arrays = []
         for member in range(config.members):
             keys = job.seed_keys(name, range(values.shape[0]), member)
-            fine = refine_domain(refiner, values, job.depth, job.prepared.covariates, keys)
+            fine = refine_domain(refiner, values, job.depth, job.prepared.covariates, keys, bounds=limits)
             member_arrays.append(fine.reshape(*ordered.shape[:-2], *fine.shape[-2:]))
         stacked = np.stack(member_arrays) if config.members > 1 else member_arrays[0]
         order = [ordered.dims.index(dim) for dim in ds[name].dims]
@@ -519,5 +586,7 @@ def _call_text(config: SynthesisConfig, covariate_names: list[str]) -> str:
         arguments.append(f"budget={config.budget}")
     if config.quality is not None:
         arguments.append(f"quality={config.quality}")
+    if config.bounds:
+        arguments.append(f"bounds={dict(config.bounds)}")
     arguments.append(f"model={config.model!r}")
     return f"climgen {__version__}: ds.climgen.synthesize({', '.join(arguments)})"

@@ -22,6 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from climgen._torch import import_torch
+from climgen.conservation import Bounds, project_blocks
 from climgen.tiling import Tile, TileLayout, blend_weights, fine_slices, window_key
 
 
@@ -97,18 +98,6 @@ def fill_nearest(field: np.ndarray) -> np.ndarray:
         return field
     _, (iy, ix) = ndimage.distance_transform_edt(missing, return_indices=True)
     return field[iy, ix]
-
-
-def project_blocks(fine: np.ndarray, coarse: np.ndarray, factor: int, in_place: bool = False) -> np.ndarray:
-    """Shift each factor x factor block of ``fine`` so its mean equals ``coarse`` (float64);
-    ``in_place`` shifts ``fine`` itself (a contiguous array) and returns it."""
-    ny, nx = coarse.shape
-    blocks = fine.reshape(ny, factor, nx, factor)
-    error = blocks.mean(axis=(1, 3)) - coarse
-    if in_place:
-        blocks -= error[:, None, :, None]
-        return fine
-    return (blocks - error[:, None, :, None]).reshape(ny * factor, nx * factor)
 
 
 @dataclass
@@ -187,19 +176,21 @@ class TileRefiner:
         seed_keys: list[tuple],
         region: tuple[slice, slice] | None = None,
         origin: tuple[int, int] = (0, 0),
+        bounds: Bounds | None = None,
     ) -> np.ndarray:
         """Refine each field ``coarse[n]`` with noise keyed by ``seed_keys[n]``; returns float32.
 
         ``coarse`` (N, H, W) and ``covariates`` (K, H*f, W*f) cover the domain from coarse cell
         ``origin``; the output covers ``region`` (global coarse slices, default all of
-        ``coarse``), which needs ``coarse`` to include :meth:`context_for` of it.
+        ``coarse``), which needs ``coarse`` to include :meth:`context_for` of it. ``bounds``:
+        the variable's physical (lower, upper) limits, see :meth:`blend`.
         """
         count, height, width = coarse.shape
         if region is None:
             region = (slice(origin[0], origin[0] + height), slice(origin[1], origin[1] + width))
         outputs = self.refine_tiles(coarse, depth, covariates, seed_keys, self.tiles_for(region), origin)
         target = coarse[(slice(None), *_local(region, origin))]
-        return self.blend(outputs, region, target)
+        return self.blend(outputs, region, target, bounds)
 
     def refine_tiles(
         self,
@@ -327,10 +318,17 @@ class TileRefiner:
 
         return project_to_coarse(bicubic_upsample(refined, remaining), refined)
 
-    def blend(self, outputs: dict, region: tuple[slice, slice], target: np.ndarray) -> np.ndarray:
+    def blend(
+        self,
+        outputs: dict,
+        region: tuple[slice, slice],
+        target: np.ndarray,
+        bounds: Bounds | None = None,
+    ) -> np.ndarray:
         """Blend tile outputs (from :meth:`refine_tiles`, holding every tile of
         :meth:`tiles_for` ``region``) over ``region`` in tile order, then project each
-        factor x factor block onto the coarse ``target`` (N, h, w); missing cells stay missing."""
+        factor x factor block onto the coarse ``target`` (N, h, w), inside ``bounds`` (lower,
+        upper; see :func:`climgen.conservation.project_blocks`); missing cells stay missing."""
         factor = self.factor
         out_shape = ((region[0].stop - region[0].start) * factor, (region[1].stop - region[1].start) * factor)
         accumulated = np.zeros((target.shape[0], *out_shape))
@@ -341,7 +339,7 @@ class TileRefiner:
         fine = np.empty(accumulated.shape, dtype=np.float32)
         for i in range(target.shape[0]):
             values = np.where(np.isfinite(target[i]), target[i], np.nan)
-            fine[i] = project_blocks(accumulated[i], values, factor, in_place=True)
+            fine[i] = project_blocks(accumulated[i], values, factor, in_place=True, bounds=bounds)
         return fine
 
     def region_inputs(self, covariates: np.ndarray | None = None, origin: tuple[int, int] = (0, 0)) -> RegionInputs:
@@ -471,9 +469,11 @@ def refine_domain(
     covariates: np.ndarray | None,
     seed_keys: list[tuple],
     memory_bytes: int = 1 << 30,
+    bounds: Bounds | None = None,
 ) -> np.ndarray:
     """Refine whole (N, ny, nx) fields in memory, then blend; fields go in passes that keep
-    the tile outputs under ``memory_bytes``.
+    the tile outputs under ``memory_bytes``; ``bounds`` are the variable's physical limits
+    (see :meth:`TileRefiner.blend`).
 
     On CPU, merge groups of tiles (whose model calls feed each other, see
     :meth:`climgen.tiling.TileLayout.group_calls`) run as parallel dask tasks on one torch
@@ -511,7 +511,7 @@ def refine_domain(
         fields = slice(first, min(count, first + per_pass))
         if refiner.device.type == "cuda":
             outputs = refiner.refine_tiles(coarse[fields], depth, covariates, seed_keys[fields], list(refiner.layout))
-            fine[fields] = refiner.blend(outputs, whole, coarse[fields])
+            fine[fields] = refiner.blend(outputs, whole, coarse[fields], bounds)
             continue
         workers = CPU_COUNT  # the cores this process may use (affinity, cgroup quota)
         # a few tasks per core keep every core busy to the end: split the fields when the
@@ -536,5 +536,5 @@ def refine_domain(
             results = dask.compute(*tasks, scheduler="threads", num_workers=workers)
         for index, part in enumerate(parts):
             outputs = {key: value for rank in range(len(groups)) for key, value in results[rank * len(parts) + index].items()}
-            fine[part] = refiner.blend(outputs, whole, coarse[part])
+            fine[part] = refiner.blend(outputs, whole, coarse[part], bounds)
     return fine

@@ -177,6 +177,7 @@ def _job_id(plan_: Plan, options: StreamOptions, ds: xr.Dataset, output: Path) -
         "model_sha256": plan_.checkpoint.sha256,
         "input": _input_identity(ds, plan_.prepared.variables),
         "covariates": plan_.prepared.covariate_names,
+        "bounds": {name: limits for name, (limits, _) in plan_.bounds.items()},
         "covariates_sha256": None if covariates is None else hashlib.sha256(covariates.tobytes()).hexdigest(),
         "region_tiles": options.region_tiles,
         "time_chunk": options.time_chunk,
@@ -285,6 +286,7 @@ class TaskContext:
     seed: int
     members: int
     device: str = "auto"
+    bounds: Mapping = field(default_factory=dict)  # variable -> its physical (lower, upper)
 
 
 def _refiner(context: TaskContext):
@@ -322,7 +324,9 @@ def write_region(target: np.ndarray, groups: list[dict], task: Task, context: Ta
     outputs = {key: value for group in groups for key, value in group.items()}
     leading_shape = target.shape[:-2]
     fields = np.asarray(target, dtype=np.float64).reshape(-1, *target.shape[-2:])
-    fine = refiner.blend(outputs, task.region, fields).reshape(*leading_shape, *(n * context.factor for n in target.shape[-2:]))
+    fine = refiner.blend(outputs, task.region, fields, context.bounds.get(task.variable)).reshape(
+        *leading_shape, *(n * context.factor for n in target.shape[-2:])
+    )
     region = dict(zip(dims[-2:], fine_slices(task.region, context.factor), strict=True))
     leading_dims = [dim for dim in dims[:-2] if dim != "realization"]
     region |= dict(zip(leading_dims, task.leading, strict=True))
@@ -362,6 +366,7 @@ def _delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
             plan_.config.seed,
             plan_.config.members,
             job.options.device,
+            {name: limits for name, (limits, _) in plan_.bounds.items()},
         ),
         name=f"context-{job.job_id[:16]}",
     )

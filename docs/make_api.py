@@ -24,6 +24,7 @@ MODULES = [
     "climgen.complexity",
     "climgen.tiling",
     "climgen.refine",
+    "climgen.conservation",
     "climgen.calibration",
     "climgen.compute",
     "climgen.metrics",

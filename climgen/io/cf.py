@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 import numpy as np
 import xarray as xr
 
+from climgen.conservation import Bounds
 from climgen.grid import SpatialAxes, bounds_name
 
 CONVENTIONS = "CF-1.8"
@@ -135,6 +136,89 @@ ANCILLARY_ATTRS = {
         "comment": "0 means bicubic interpolation with exact coarse consistency only",
     },
 }
+
+
+# Physical limits kept by the final projection (climgen.conservation): quantities that cannot
+# be negative, and fractions (0..1, or 0..100 in percent), by CF standard name
+NON_NEGATIVE = frozenset(
+    """precipitation_flux precipitation_amount lwe_precipitation_rate lwe_thickness_of_precipitation_amount
+    convective_precipitation_flux convective_precipitation_amount stratiform_precipitation_flux
+    stratiform_precipitation_amount rainfall_flux rainfall_amount rainfall_rate snowfall_flux snowfall_amount
+    lwe_snowfall_rate lwe_thickness_of_snowfall_amount specific_humidity humidity_mixing_ratio wind_speed
+    wind_speed_of_gust surface_snow_amount surface_snow_thickness lwe_thickness_of_surface_snow_amount
+    atmosphere_mass_content_of_water_vapor surface_downwelling_shortwave_flux_in_air
+    surface_downwelling_longwave_flux_in_air toa_incoming_shortwave_flux mass_content_of_water_in_soil
+    mass_content_of_water_in_soil_layer sea_ice_thickness leaf_area_index air_pressure_at_mean_sea_level
+    surface_air_pressure""".split()
+)
+FRACTIONS = frozenset(
+    """land_area_fraction sea_area_fraction sea_ice_area_fraction cloud_area_fraction relative_humidity
+    area_fraction surface_snow_area_fraction land_ice_area_fraction lake_area_fraction
+    vegetation_area_fraction volume_fraction_of_condensed_water_in_soil""".split()
+)
+# CMIP and ERA5 short names, for files without a standard_name
+SHORT_NAMES = {
+    "pr": "precipitation_flux",
+    "prc": "convective_precipitation_flux",
+    "prsn": "snowfall_flux",
+    "tp": "lwe_thickness_of_precipitation_amount",
+    "huss": "specific_humidity",
+    "hurs": "relative_humidity",
+    "sfcWind": "wind_speed",
+    "clt": "cloud_area_fraction",
+    "sftlf": "land_area_fraction",
+    "sic": "sea_ice_area_fraction",
+    "siconc": "sea_ice_area_fraction",
+    "snw": "surface_snow_amount",
+    "snd": "surface_snow_thickness",
+    "rsds": "surface_downwelling_shortwave_flux_in_air",
+    "prw": "atmosphere_mass_content_of_water_vapor",
+    "mrso": "mass_content_of_water_in_soil",
+}
+PERCENT_UNITS = frozenset({"%", "percent"})
+FRACTION_UNITS = frozenset({"1", "fraction", "0-1"})
+
+
+def physical_bounds(variable: xr.DataArray, name: str) -> tuple[Bounds, str | None]:
+    """The (lower, upper) limits a variable's values respect (None: no limit), and their source.
+
+    From the ``standard_name`` (or, without one, a CMIP/ERA5 short name such as ``pr`` or
+    ``sftlf``): non-negative quantities (precipitation, humidity, wind speed, snow...) and
+    fractions (0..1, or 0..100 with units ``%``; only non-negative when the units say neither).
+    ``valid_min``/``valid_max``/``valid_range`` narrow them further, unless the variable was
+    packed (they then hold packed numbers).
+    """
+    attrs = variable.attrs
+    standard_name = attrs.get("standard_name") or SHORT_NAMES.get(name)
+    lower = upper = None
+    sources = []
+    if standard_name in NON_NEGATIVE or standard_name in FRACTIONS:
+        lower = 0.0
+        units = str(attrs.get("units", "")).strip()
+        if standard_name in FRACTIONS and units in PERCENT_UNITS | FRACTION_UNITS:
+            upper = 100.0 if units in PERCENT_UNITS else 1.0
+        sources.append(f"standard_name {standard_name}")
+    packed = {"scale_factor", "add_offset"} & (set(attrs) | set(variable.encoding))
+    declared = _declared_range(attrs) if not packed else (None, None)
+    if declared != (None, None):
+        lower = _tighter(lower, declared[0], max)
+        upper = _tighter(upper, declared[1], min)
+        sources.append("valid range")
+    return (lower, upper), ("; ".join(sources) or None)
+
+
+def _declared_range(attrs: dict) -> Bounds:
+    if "valid_range" in attrs:
+        low, high = np.asarray(attrs["valid_range"], dtype=np.float64).ravel()[:2]
+        return float(low), float(high)
+    low, high = attrs.get("valid_min"), attrs.get("valid_max")
+    return (None if low is None else float(low)), (None if high is None else float(high))
+
+
+def _tighter(current: float | None, declared: float | None, pick) -> float | None:
+    if declared is None:
+        return current
+    return declared if current is None else pick(current, declared)
 
 
 def history_line(command: str) -> str:

@@ -1,0 +1,131 @@
+"""Physical bounds of refined variables: read from the metadata, kept by every path (memory,
+streaming, CLI) while blocks still average exactly to the coarse values."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+
+from climgen import pipeline, streaming
+from climgen.errors import ConfigError
+from climgen.io.cf import physical_bounds
+from climgen.testing import assert_coarse_consistent
+
+
+def _variable(name="v", encoding=None, **attrs) -> xr.DataArray:
+    variable = xr.DataArray(np.zeros((2, 2)), dims=("y", "x"), name=name, attrs=attrs)
+    variable.encoding.update(encoding or {})
+    return variable
+
+
+@pytest.mark.parametrize(
+    "variable, expected",
+    [
+        (_variable(standard_name="land_area_fraction", units="1"), (0.0, 1.0)),
+        (_variable(standard_name="sea_ice_area_fraction", units="%"), (0.0, 100.0)),
+        (_variable(standard_name="cloud_area_fraction"), (0.0, None)),  # units unknown: 1 or 100?
+        (_variable(standard_name="precipitation_flux", units="kg m-2 s-1"), (0.0, None)),
+        (_variable("pr", units="kg m-2 s-1"), (0.0, None)),  # CMIP short name, no standard_name
+        (_variable("hurs", units="%"), (0.0, 100.0)),
+        (_variable(standard_name="air_temperature", units="K"), (None, None)),
+        (_variable(standard_name="eastward_wind", units="m s-1", valid_range=[-80.0, 80.0]), (-80.0, 80.0)),
+        (_variable(standard_name="land_area_fraction", units="1", valid_min=0.2), (0.2, 1.0)),
+        (_variable(standard_name="specific_humidity", valid_max=0.05), (0.0, 0.05)),
+        # packed: valid_range holds packed numbers, not physical ones
+        (_variable(standard_name="wind_speed", valid_range=[0, 32000], encoding={"scale_factor": 0.01}), (0.0, None)),
+    ],
+)
+def test_bounds_follow_standard_name_units_and_valid_range(variable, expected):
+    assert physical_bounds(variable, variable.name)[0] == expected
+
+
+def _coast(hsurf_truth) -> xr.Dataset:
+    """A land fraction with real coastlines (sea is 0, land 1, shores between) from the real
+    east-African terrain: sharp edges a refinement overshoots."""
+    land = np.clip(hsurf_truth["HSURF"] / 40.0, 0.0, 1.0).rename("sftlf")
+    land.attrs = {"standard_name": "land_area_fraction", "units": "1"}
+    return land.to_dataset().assign_coords(hsurf_truth.coords)
+
+
+@pytest.fixture(scope="module")
+def coast_coarse(hsurf_truth):
+    from climgen.grid import coarsen_dataset
+
+    return coarsen_dataset(_coast(hsurf_truth), 4)
+
+
+def test_land_fraction_stays_between_0_and_1_and_closer_to_the_truth(coast_coarse, hsurf_truth):
+    truth = _coast(hsurf_truth)["sftlf"].values
+    bounded = pipeline.synthesize(coast_coarse, factor=4, seed=1)
+    free = pipeline.synthesize(coast_coarse, factor=4, seed=1, bounds={"sftlf": (None, None)})
+    assert float(free["sftlf"].min()) < -0.01 or float(free["sftlf"].max()) > 1.01, "unbounded refinement overshoots"
+    assert float(bounded["sftlf"].min()) >= 0.0 and float(bounded["sftlf"].max()) <= 1.0
+    assert_coarse_consistent(bounded["sftlf"], coast_coarse["sftlf"], 4)
+
+    def rmse(ds):
+        return float(np.sqrt(np.mean((ds["sftlf"].values - truth) ** 2)))
+
+    assert rmse(bounded) < rmse(free)
+    recorded = json.loads(bounded.attrs["climgen_provenance"])["physical_bounds"]
+    assert recorded == {"sftlf": {"lower": 0.0, "upper": 1.0, "from": "standard_name land_area_fraction"}}
+
+
+def test_given_bounds_override_and_out_of_bounds_coarse_values_are_kept_with_a_warning(coast_coarse):
+    coarse = coast_coarse.copy(deep=True)
+    coarse["sftlf"][0, 3, 4] = 1.2  # e.g. a regridding artefact
+    with pytest.warns(pipeline.PhysicalBoundsWarning, match="1 coarse value"):
+        out = pipeline.synthesize(coarse, factor=4, seed=1)
+    np.testing.assert_allclose(out["sftlf"].values[0, 12:16, 16:20], 1.2, rtol=1e-6)
+    with pytest.warns(pipeline.PhysicalBoundsWarning, match="outside its physical bounds"):
+        tight = pipeline.synthesize(coast_coarse, factor=4, seed=1, bounds={"sftlf": (0.0, 0.9)})
+    inside = coast_coarse["sftlf"].values.repeat(4, -2).repeat(4, -1) <= 0.9
+    assert float(tight["sftlf"].values[inside].max()) <= 0.9
+
+
+def test_bad_bounds_are_config_errors(coast_coarse):
+    with pytest.raises(ConfigError, match="lower must be below upper"):
+        pipeline.synthesize(coast_coarse, bounds={"sftlf": (1, 0)})
+    with pytest.raises(ConfigError, match=r"\(lower, upper\)"):
+        pipeline.synthesize(coast_coarse, bounds={"sftlf": 0})
+    with pytest.raises(ConfigError, match="not refined here"):
+        pipeline.synthesize(coast_coarse, bounds={"pr": (0, None)})
+
+
+def test_streamed_and_cli_outputs_keep_the_bounds_with_the_same_bits(coast_coarse, tmp_path):
+    source = tmp_path / "coast.nc"
+    coast_coarse.to_netcdf(source)
+    in_memory = pipeline.synthesize(coast_coarse, factor=4, seed=3, tile_size=8)
+    config = pipeline.make_config(factor=4, seed=3, tile_size=8)
+    with xr.open_dataset(source) as ds:
+        streaming.run(ds, tmp_path / "out.zarr", config, options=streaming.StreamOptions(region_tiles=2, progress=False))
+    with xr.open_zarr(tmp_path / "out.zarr") as got:
+        np.testing.assert_array_equal(got["sftlf"].values, in_memory["sftlf"].values)
+    output = tmp_path / "free.nc"
+    result = subprocess.run(
+        [sys.executable, "-m", "climgen.cli", "synthesize", source, output, "--bounds", "sftlf=:", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    with xr.open_dataset(output) as free:
+        assert float(free["sftlf"].min()) < 0.0 or float(free["sftlf"].max()) > 1.0
+        assert json.loads(free.attrs["climgen_provenance"])["physical_bounds"] == {}
+    recipe = tmp_path / "job.yaml"
+    recipe.write_text(
+        yaml.safe_dump({"input": "coast.nc", "output": "tight.zarr", "tile_size": 8, "bounds": {"sftlf": [0.1, None]}})
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "climgen.cli", "run", recipe, "--quiet"], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    with xr.open_zarr(tmp_path / "tight.zarr") as tight:
+        inside = coast_coarse["sftlf"].values.repeat(4, -2).repeat(4, -1) >= 0.1
+        assert float(tight["sftlf"].values[inside].min()) >= 0.1
+        assert json.loads(tight.attrs["climgen_provenance"])["physical_bounds"]["sftlf"]["from"] == "given"
