@@ -406,13 +406,17 @@ def variable_bounds(ds: xr.Dataset, variables: list[str], given: Mapping | None 
     }
 
 
-def warn_outside_bounds(name: str, values: np.ndarray, bounds: tuple) -> None:
-    """Warn when coarse values lie outside the variable's bounds (their fine blocks then keep
-    the coarse value: no refined block can average to it inside the bounds)."""
+def count_outside(values: np.ndarray, bounds: Bounds) -> int:
+    """How many of ``values`` lie outside ``bounds`` (missing values do not count)."""
     lower = -np.inf if bounds[0] is None else bounds[0]
     upper = np.inf if bounds[1] is None else bounds[1]
     with np.errstate(invalid="ignore"):  # missing values compare False
-        outside = int(np.count_nonzero((values < lower) | (values > upper)))
+        return int(np.count_nonzero((values < lower) | (values > upper)))
+
+
+def warn_outside_bounds(name: str, outside: int, bounds: Bounds) -> None:
+    """Warn when ``outside`` coarse values lie outside the variable's bounds (their fine blocks
+    then keep the coarse value: no refined block can average to it inside the bounds)."""
     if outside:
         warnings.warn(
             f"{outside} coarse value(s) of {name!r} lie outside its physical bounds {bounds}; "
@@ -535,7 +539,7 @@ def synthesize(
     for name in job.prepared.variables:
         ordered, values = _fields(ds, name, job.prepared.axes)
         limits = job.bounds[name][0]
-        warn_outside_bounds(name, values, limits)
+        warn_outside_bounds(name, count_outside(values, limits), limits)
         fields_refined += values.shape[0] * config.members
         member_arrays = []
         for member in range(config.members):

@@ -35,7 +35,7 @@ from climgen.complexity import combine_scores, tile_components
 from climgen.errors import ConfigError, OutputExistsError
 from climgen.io import cf
 from climgen.io.write import check_output, output_format
-from climgen.pipeline import Plan, SynthesisConfig, assemble, plan
+from climgen.pipeline import Plan, SynthesisConfig, assemble, count_outside, plan, variable_bounds, warn_outside_bounds
 from climgen.tiling import TileLayout, fine_slices
 
 _MODEL_LOCK = threading.Lock()
@@ -132,25 +132,32 @@ class Job:
         return "\n".join(lines)
 
 
-def _score_block(values: np.ndarray, layout, covariates, factor: int):
+def _score_block(values: np.ndarray, layout, covariates, factor: int, bounds) -> tuple:
     fields = np.asarray(values, dtype=np.float64).reshape(-1, *values.shape[-2:])
-    return combine_scores([tile_components(f, layout, covariates, factor) for f in fields])
+    return combine_scores([tile_components(f, layout, covariates, factor) for f in fields]), count_outside(fields, bounds)
 
 
-def stream_scores(ds: xr.Dataset, prepared, factor: int, time_chunk: int):
-    """Complexity scores of every field, computed by dask one time chunk at a time."""
+def stream_scores(ds: xr.Dataset, prepared, factor: int, time_chunk: int, bounds: Mapping | None = None):
+    """Complexity scores of every field, computed by dask one time chunk at a time; the same
+    pass warns about coarse values outside each variable's ``bounds`` (name -> (lower, upper))."""
     import dask
 
     axes, layout = prepared.axes, prepared.layout
-    parts = []
+    parts, names = [], []
     for name in prepared.variables:
         variable = ds[name].transpose(..., axes.y, axes.x)
         leading = variable.shape[:-2]
         steps = leading[0] if leading else 1
+        limits = (bounds or {}).get(name, (None, None))
         for start in range(0, steps, time_chunk):
             block = variable[slice(start, start + time_chunk)] if leading else variable
-            parts.append(dask.delayed(_score_block)(block.data, layout, prepared.covariates, factor))
-    return combine_scores(list(dask.compute(*parts)))
+            parts.append(dask.delayed(_score_block)(block.data, layout, prepared.covariates, factor, limits))
+            names.append(name)
+    results = dask.compute(*parts)
+    for name in prepared.variables:
+        outside = sum(count for part, (_, count) in zip(names, results, strict=True) if part == name)
+        warn_outside_bounds(name, outside, (bounds or {}).get(name, (None, None)))
+    return combine_scores([scores for scores, _ in results])
 
 
 def _input_identity(ds: xr.Dataset, variables: list[str]) -> dict:
@@ -221,9 +228,12 @@ def prepare_job(
     options = (options or StreamOptions()).validate()
     output = Path(output).expanduser()
     output_format(output)
-    plan_ = plan(
-        ds, config, covariates, scorer=lambda ds, prepared, factor: stream_scores(ds, prepared, factor, options.time_chunk)
-    )
+
+    def scorer(ds, prepared, factor):
+        bounds = {name: limits for name, (limits, _) in variable_bounds(ds, prepared.variables, config.bounds).items()}
+        return stream_scores(ds, prepared, factor, options.time_chunk, bounds)
+
+    plan_ = plan(ds, config, covariates, scorer=scorer)
     for name in plan_.prepared.variables:
         leading, _ = _variable_layout(ds, plan_, name)
         if list(ds[name].dims) != [*leading, plan_.prepared.axes.y, plan_.prepared.axes.x]:

@@ -125,6 +125,8 @@ def test_streamed_and_cli_outputs_keep_the_bounds_with_the_same_bits(coast_coars
         [sys.executable, "-m", "climgen.cli", "run", recipe, "--quiet"], capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr
+    below = int((coast_coarse["sftlf"].values < 0.1).sum())
+    assert f"climgen: warning: {below} coarse value(s) of 'sftlf' lie outside its physical bounds" in result.stderr
     with xr.open_zarr(tmp_path / "tight.zarr") as tight:
         inside = coast_coarse["sftlf"].values.repeat(4, -2).repeat(4, -1) >= 0.1
         assert float(tight["sftlf"].values[inside].min()) >= 0.1
