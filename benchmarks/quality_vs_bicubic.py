@@ -12,8 +12,8 @@ own output: land fraction in 0..1). Prints a markdown table; ``--json`` saves th
 
 Fields (from shared/data/ncl): the eastern halves (rlon >= 18) of two regional-model fields
 (the default model trains only on the western half of another model's orography and land
-fraction) and three global CMIP5 fields (temperature, winds: no variable of that kind in
-training).
+fraction) and of that other model's land fraction, and three global CMIP5 fields
+(temperature, winds: no variable of that kind in training).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIELDS = [
     ("HSURF_regional_model_0.44deg.nc", "HSURF", "terrain", {"rlon": slice(18, None)}),
     ("FR-LAND_regional_model_0.44deg.nc", "FR_LAND", "land fraction", {"rlon": slice(18, None)}),
+    ("sftlf_mod3_rectilinear_grid_2D.nc", "sftlf", "land fraction, another model", {"rlon": slice(18, None)}),
     ("tas_rectilinear_grid_2D.nc", "tas", "temperature (12 months)", {}),
     ("uas_rectilinear_grid_2D.nc", "uas", "eastward wind (12 months)", {}),
     ("vas_rectilinear_grid_2D.nc", "vas", "northward wind (12 months)", {}),
