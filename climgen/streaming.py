@@ -129,6 +129,10 @@ class Job:
             f"compute     {compute['macs'] / 1e9:.1f} GMAC ({100 * compute['fraction_of_uniform']:.0f}% of uniform depth)",
             f"output size {self.output_bytes() / 2**20:.1f} MiB uncompressed float32",
         ]
+        for name, ((lower, upper), source) in plan_.bounds.items():
+            if (lower, upper) != (None, None):
+                limits = f"{'' if lower is None else f'{lower:g}'}..{'' if upper is None else f'{upper:g}'}"
+                lines.append(f"bounds      {name}: {limits} ({source})")
         return "\n".join(lines)
 
 

@@ -121,6 +121,11 @@ def test_streamed_and_cli_outputs_keep_the_bounds_with_the_same_bits(coast_coars
     recipe.write_text(
         yaml.safe_dump({"input": "coast.nc", "output": "tight.zarr", "tile_size": 8, "bounds": {"sftlf": [0.1, None]}})
     )
+    planned = subprocess.run(
+        [sys.executable, "-m", "climgen.cli", "run", recipe, "--dry-run"], capture_output=True, text=True, timeout=600
+    )
+    assert planned.returncode == 0, planned.stderr
+    assert "bounds      sftlf: 0.1.. (given)" in planned.stdout
     result = subprocess.run(
         [sys.executable, "-m", "climgen.cli", "run", recipe, "--quiet"], capture_output=True, text=True, timeout=600
     )
