@@ -36,8 +36,11 @@ def autocast(device: torch.device):
 
     bf16 autocast was tried on an H100 (2026-11-23): pre-training diverged within 50 steps
     (validation RMSE 23x bicubic's) while float32 on the same GPU, and bf16 on CPU, trained
-    normally; until that is understood, training keeps float32. Inference uses bf16 on GPUs
-    (:class:`climgen.refine.TileRefiner`), where it was checked against the CPU result.
+    normally; until that is understood, training keeps float32. Pre-training then computed
+    its losses inside the autocast region (MS-SSIM's filters in bf16); they are now outside it,
+    as in the other loops, which a GPU session should try first (docs/results.md). Inference
+    uses bf16 on GPUs (:class:`climgen.refine.TileRefiner`), where it was checked against the
+    CPU result.
     """
     return torch.autocast(device_type=device.type, enabled=False)
 
@@ -219,7 +222,8 @@ def pretrain(recipe: TrainRecipe, log=print) -> Path:
         stages = int(rng.integers(1, settings.max_stages + 1))
         with autocast(device):
             outputs = model(coarsen(target, 2**stages), covariates, mask, stages=stages, generator=noise_generator)
-            loss = content_loss([output.float() for output in outputs], target, settings.msssim_weight)
+        # losses in float32, as in the other loops (MS-SSIM subtracts squared means from filtered squares)
+        loss = content_loss([output.float() for output in outputs], target, settings.msssim_weight)
         progress.update(1)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
