@@ -74,11 +74,17 @@ def _summary(result, seconds: float, source_shape: tuple[int, int]) -> str:
     total = sum(counts.values())
     histogram = ", ".join(f"depth {k}: {100 * v / total:.0f}%" for k, v in sorted(counts.items()))
     fine_shape = result["refinement_depth"].shape
-    compute = json.loads(result.attrs["climgen_provenance"])["compute"]
+    from climgen.conservation import format_bounds
+
+    provenance = json.loads(result.attrs["climgen_provenance"])
+    compute = provenance["compute"]
+    bounded = [f"{name} {format_bounds((b['lower'], b['upper']))}" for name, b in provenance.get("physical_bounds", {}).items()]
     return (
         f"grid {source_shape[0]}x{source_shape[1]} -> {fine_shape[0]}x{fine_shape[1]}; "
         f"refinement depth (share of fine cells): {histogram}; "
-        f"compute {compute['macs'] / 1e9:.2f} GMAC ({100 * compute['fraction_of_uniform']:.0f}% of uniform); {seconds:.1f} s"
+        f"compute {compute['macs'] / 1e9:.2f} GMAC ({100 * compute['fraction_of_uniform']:.0f}% of uniform); "
+        + (f"kept within {', '.join(bounded)}; " if bounded else "")
+        + f"{seconds:.1f} s"
     )
 
 

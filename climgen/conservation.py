@@ -93,6 +93,11 @@ def clip_to_mean(blocks: np.ndarray, means: np.ndarray, lower: float, upper: flo
     return clipped.reshape(blocks.shape)
 
 
+def format_bounds(bounds: Bounds) -> str:
+    """``0..1``, ``0..`` (no upper limit) or ``..`` (none) for messages and plans."""
+    return "..".join("" if limit is None else f"{limit:g}" for limit in bounds)
+
+
 def _limits(bounds: Bounds | None) -> tuple[float, float]:
     lower, upper = bounds if bounds is not None else (None, None)
     return (-np.inf if lower is None else float(lower)), (np.inf if upper is None else float(upper))

@@ -18,7 +18,7 @@ import xarray as xr
 from climgen import __version__
 from climgen.complexity import ComplexityScores, choose_depth, combine_scores, tile_components
 from climgen.compute import compute_report, window_cells
-from climgen.conservation import Bounds
+from climgen.conservation import Bounds, format_bounds
 from climgen.errors import ConfigError, GridError, InputError
 from climgen.grid import SpatialAxes, bounds_name, cell_bounds, check_factor, find_spatial_axes, make_axis, refine_bounds
 from climgen.io import cf
@@ -419,7 +419,7 @@ def warn_outside_bounds(name: str, outside: int, bounds: Bounds) -> None:
     then keep the coarse value: no refined block can average to it inside the bounds)."""
     if outside:
         warnings.warn(
-            f"{outside} coarse value(s) of {name!r} lie outside its physical bounds {bounds}; "
+            f"{outside} coarse value(s) of {name!r} lie outside its physical bounds {format_bounds(bounds)}; "
             "each of their fine blocks keeps the coarse value (give other bounds to change this)",
             PhysicalBoundsWarning,
             stacklevel=2,

@@ -32,6 +32,7 @@ import xarray as xr
 from climgen import __version__
 from climgen._torch import torch_threads
 from climgen.complexity import combine_scores, tile_components
+from climgen.conservation import format_bounds
 from climgen.errors import ConfigError, OutputExistsError
 from climgen.io import cf
 from climgen.io.write import check_output, output_format
@@ -131,8 +132,7 @@ class Job:
         ]
         for name, ((lower, upper), source) in plan_.bounds.items():
             if (lower, upper) != (None, None):
-                limits = f"{'' if lower is None else f'{lower:g}'}..{'' if upper is None else f'{upper:g}'}"
-                lines.append(f"bounds      {name}: {limits} ({source})")
+                lines.append(f"bounds      {name}: {format_bounds((lower, upper))} ({source})")
         return "\n".join(lines)
 
 

@@ -130,6 +130,7 @@ def test_streamed_and_cli_outputs_keep_the_bounds_with_the_same_bits(coast_coars
         [sys.executable, "-m", "climgen.cli", "run", recipe, "--quiet"], capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr
+    assert "kept within sftlf 0.1..;" in result.stdout
     below = int((coast_coarse["sftlf"].values < 0.1).sum())
     assert f"climgen: warning: {below} coarse value(s) of 'sftlf' lie outside its physical bounds" in result.stderr
     with xr.open_zarr(tmp_path / "tight.zarr") as tight:
