@@ -37,12 +37,20 @@ def _variable(name="v", encoding=None, **attrs) -> xr.DataArray:
         (_variable(standard_name="eastward_wind", units="m s-1", valid_range=[-80.0, 80.0]), (-80.0, 80.0)),
         (_variable(standard_name="land_area_fraction", units="1", valid_min=0.2), (0.2, 1.0)),
         (_variable(standard_name="specific_humidity", valid_max=0.05), (0.0, 0.05)),
+        (_variable(standard_name="land_area_fraction", units="1", valid_min=2.0), (0.0, 1.0)),  # contradicts: ignored
         # packed: valid_range holds packed numbers, not physical ones
         (_variable(standard_name="wind_speed", valid_range=[0, 32000], encoding={"scale_factor": 0.01}), (0.0, None)),
     ],
 )
 def test_bounds_follow_standard_name_units_and_valid_range(variable, expected):
     assert physical_bounds(variable, variable.name)[0] == expected
+
+
+def test_bounds_say_where_they_come_from():
+    assert physical_bounds(_variable("pr"), "pr")[1] == "variable name pr (precipitation_flux)"
+    named = _variable(standard_name="land_area_fraction", units="%", valid_max=90.0)
+    assert physical_bounds(named, "x") == ((0.0, 90.0), "standard_name land_area_fraction; valid range")
+    assert physical_bounds(_variable(standard_name="air_temperature"), "tas") == ((None, None), None)
 
 
 def _coast(hsurf_truth) -> xr.Dataset:

@@ -189,7 +189,11 @@ def physical_bounds(variable: xr.DataArray, name: str) -> tuple[Bounds, str | No
     packed (they then hold packed numbers).
     """
     attrs = variable.attrs
-    standard_name = attrs.get("standard_name") or SHORT_NAMES.get(name)
+    standard_name = attrs.get("standard_name")
+    source = f"standard_name {standard_name}"
+    if not standard_name and name in SHORT_NAMES:
+        standard_name = SHORT_NAMES[name]
+        source = f"variable name {name} ({standard_name})"
     lower = upper = None
     sources = []
     if standard_name in NON_NEGATIVE or standard_name in FRACTIONS:
@@ -197,12 +201,13 @@ def physical_bounds(variable: xr.DataArray, name: str) -> tuple[Bounds, str | No
         units = str(attrs.get("units", "")).strip()
         if standard_name in FRACTIONS and units in PERCENT_UNITS | FRACTION_UNITS:
             upper = 100.0 if units in PERCENT_UNITS else 1.0
-        sources.append(f"standard_name {standard_name}")
+        sources.append(source)
     packed = {"scale_factor", "add_offset"} & (set(attrs) | set(variable.encoding))
     declared = _declared_range(attrs) if not packed else (None, None)
-    if declared != (None, None):
-        lower = _tighter(lower, declared[0], max)
-        upper = _tighter(upper, declared[1], min)
+    narrowed = _tighter(lower, declared[0], max), _tighter(upper, declared[1], min)
+    # a declared range that contradicts the standard name's is a broken attribute: ignored
+    if declared != (None, None) and (None in narrowed or narrowed[0] < narrowed[1]):
+        lower, upper = narrowed
         sources.append("valid range")
     return (lower, upper), ("; ".join(sources) or None)
 
