@@ -93,6 +93,13 @@ def clip_to_mean(blocks: np.ndarray, means: np.ndarray, lower: float, upper: flo
     return clipped.reshape(blocks.shape)
 
 
+def count_outside(values: np.ndarray, bounds: Bounds) -> int:
+    """How many of ``values`` lie outside ``bounds`` (missing values do not count)."""
+    lower, upper = _limits(bounds)
+    with np.errstate(invalid="ignore"):  # missing values compare False
+        return int(np.count_nonzero((values < lower) | (values > upper)))
+
+
 def format_bounds(bounds: Bounds) -> str:
     """``0..1``, ``0..`` (no upper limit) or ``..`` (none) for messages and plans."""
     return "..".join("" if limit is None else f"{limit:g}" for limit in bounds)

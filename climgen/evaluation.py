@@ -6,9 +6,10 @@ import numpy as np
 import xarray as xr
 
 from climgen import metrics
+from climgen.conservation import count_outside
 from climgen.errors import InputError
 from climgen.grid import check_factor, find_spatial_axes
-from climgen.io.cf import refined_variables
+from climgen.io.cf import physical_bounds, refined_variables
 
 
 def _values(data: xr.DataArray, axes) -> np.ndarray:
@@ -71,8 +72,12 @@ def evaluate(
         candidates = [("prediction", predicted_values)]
         if factor is not None:
             candidates.append(("bicubic", bicubic_reference(true_values, check_factor(factor))))
+        bounds = physical_bounds(truth[name], name)[0]
         for method, values in candidates:
             row = {"variable": name, "method": method, **metrics.summary(values, true_values)}
+            # share of cells outside the variable's physical bounds (None: it has none)
+            valid = np.count_nonzero(np.isfinite(values))
+            row["outside_bounds"] = None if bounds == (None, None) else count_outside(values, bounds) / max(valid, 1)
             row["spectral_error_per_octave"] = metrics.spectral_error_per_octave(values, true_values)
             if method == "prediction" and members is not None:
                 row["crps"] = metrics.crps(members, true_values)
@@ -85,8 +90,8 @@ def evaluate(
 def format_table(rows: list[dict]) -> str:
     """A markdown table of the main scores, one row per (variable, method)."""
     lines = [
-        "| variable | method | RMSE | bias | MAE | PSNR dB | SSIM | MS-SSIM | top-octave spectral error |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| variable | method | RMSE | bias | MAE | PSNR dB | SSIM | MS-SSIM | top-octave spectral error | outside physical bounds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         octaves = row["spectral_error_per_octave"]
@@ -94,6 +99,10 @@ def format_table(rows: list[dict]) -> str:
         ms = "n/a (field <= 160 cells)" if row["ms_ssim"] is None else f"{row['ms_ssim']:.4f}"
         lines.append(
             f"| {row['variable']} | {row['method']} | {row['rmse']:.4g} | {row['bias']:.3g} | {row['mae']:.4g} | "
-            f"{row['psnr']:.2f} | {row['ssim']:.4f} | {ms} | {top} |"
+            f"{row['psnr']:.2f} | {row['ssim']:.4f} | {ms} | {top} | {_share(row.get('outside_bounds'))} |"
         )
     return "\n".join(lines)
+
+
+def _share(value: float | None) -> str:
+    return "n/a (no bounds)" if value is None else f"{100 * value:.1f}%"

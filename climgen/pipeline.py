@@ -18,7 +18,7 @@ import xarray as xr
 from climgen import __version__
 from climgen.complexity import ComplexityScores, choose_depth, combine_scores, tile_components
 from climgen.compute import compute_report, window_cells
-from climgen.conservation import Bounds, format_bounds
+from climgen.conservation import Bounds, count_outside, format_bounds
 from climgen.errors import ConfigError, GridError, InputError
 from climgen.grid import SpatialAxes, bounds_name, cell_bounds, check_factor, find_spatial_axes, make_axis, refine_bounds
 from climgen.io import cf
@@ -404,14 +404,6 @@ def variable_bounds(ds: xr.Dataset, variables: list[str], given: Mapping | None 
         name: (parse_limits(name, given[name]), "given") if name in given else cf.physical_bounds(ds[name], name)
         for name in variables
     }
-
-
-def count_outside(values: np.ndarray, bounds: Bounds) -> int:
-    """How many of ``values`` lie outside ``bounds`` (missing values do not count)."""
-    lower = -np.inf if bounds[0] is None else bounds[0]
-    upper = np.inf if bounds[1] is None else bounds[1]
-    with np.errstate(invalid="ignore"):  # missing values compare False
-        return int(np.count_nonzero((values < lower) | (values > upper)))
 
 
 def warn_outside_bounds(name: str, outside: int, bounds: Bounds) -> None:

@@ -32,11 +32,11 @@ import xarray as xr
 from climgen import __version__
 from climgen._torch import torch_threads
 from climgen.complexity import combine_scores, tile_components
-from climgen.conservation import format_bounds
+from climgen.conservation import count_outside, format_bounds
 from climgen.errors import ConfigError, OutputExistsError
 from climgen.io import cf
 from climgen.io.write import check_output, output_format
-from climgen.pipeline import Plan, SynthesisConfig, assemble, count_outside, plan, variable_bounds, warn_outside_bounds
+from climgen.pipeline import Plan, SynthesisConfig, assemble, plan, variable_bounds, warn_outside_bounds
 from climgen.tiling import TileLayout, fine_slices
 
 _MODEL_LOCK = threading.Lock()

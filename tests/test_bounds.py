@@ -145,3 +145,13 @@ def test_streamed_and_cli_outputs_keep_the_bounds_with_the_same_bits(coast_coars
         inside = coast_coarse["sftlf"].values.repeat(4, -2).repeat(4, -1) >= 0.1
         assert float(tight["sftlf"].values[inside].min()) >= 0.1
         assert json.loads(tight.attrs["climgen_provenance"])["physical_bounds"]["sftlf"]["from"] == "given"
+
+
+def test_evaluate_reports_the_share_of_cells_outside_the_bounds(coast_coarse, hsurf_truth):
+    from climgen.evaluation import evaluate, format_table
+
+    rows = evaluate(_coast(hsurf_truth), pipeline.synthesize(coast_coarse, factor=4, seed=1), factor=4)
+    by_method = {row["method"]: row for row in rows}
+    assert by_method["prediction"]["outside_bounds"] == 0
+    assert by_method["bicubic"]["outside_bounds"] > 0.01, "bicubic overshoots coastlines"
+    assert "| sftlf | prediction |" in format_table(rows) and "0.0% |" in format_table(rows)
