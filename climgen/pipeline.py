@@ -104,6 +104,12 @@ class _Prepared:
     layout: TileLayout
     covariates: np.ndarray | None
     covariate_names: list[str] = field(default_factory=list)
+    bounds: dict = field(default_factory=dict)  # variable -> ((lower, upper), where they come from)
+
+    @property
+    def limits(self) -> dict[str, Bounds]:
+        """Each variable's physical (lower, upper) bounds."""
+        return {name: limits for name, (limits, _) in self.bounds.items()}
 
 
 def _as_dataset(data: xr.Dataset | xr.DataArray) -> xr.Dataset:
@@ -244,7 +250,7 @@ def _prepare(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None
         fine_axes = _fine_axes(ds, axes, config.factor)
         stacked = np.stack([align_covariate(value, key, axes, fine_axes) for key, value in covariates.items()])
         names = list(covariates)
-    return _Prepared(axes, variables, layout, stacked, names)
+    return _Prepared(axes, variables, layout, stacked, names, variable_bounds(ds, variables, config.bounds))
 
 
 def _fields(ds: xr.Dataset, name: str, axes: SpatialAxes) -> tuple[xr.DataArray, np.ndarray]:
@@ -300,7 +306,6 @@ class Plan:
     depth: np.ndarray
     calibration: object | None
     fine_axes: dict
-    bounds: dict = field(default_factory=dict)  # variable -> ((lower, upper), where they come from)
 
     @property
     def full_depth(self) -> int:
@@ -333,7 +338,7 @@ class Plan:
             "calibration": None if self.calibration is None else self.calibration.as_dict(),
             "physical_bounds": {
                 name: {"lower": limits[0], "upper": limits[1], "from": source}
-                for name, (limits, source) in self.bounds.items()
+                for name, (limits, source) in self.prepared.bounds.items()
                 if limits != (None, None)
             },
             "seconds": round(seconds, 3),
@@ -369,7 +374,6 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
     scores = (scorer or _scores)(ds, prepared, config.factor)
     full_depth = config.factor.bit_length() - 1
     result = Plan(config, prepared, checkpoint, scores, np.zeros(1), None, _fine_axes(ds, prepared.axes, config.factor))
-    result.bounds = variable_bounds(ds, prepared.variables, config.bounds)
     if config.quality is not None:
         from climgen.calibration import calibrate
 
@@ -530,7 +534,7 @@ def synthesize(
     refined, fields_refined = {}, 0
     for name in job.prepared.variables:
         ordered, values = _fields(ds, name, job.prepared.axes)
-        limits = job.bounds[name][0]
+        limits = job.prepared.limits[name]
         warn_outside_bounds(name, count_outside(values, limits), limits)
         fields_refined += values.shape[0] * config.members
         member_arrays = []

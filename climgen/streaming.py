@@ -36,7 +36,7 @@ from climgen.conservation import count_outside, format_bounds
 from climgen.errors import ConfigError, OutputExistsError
 from climgen.io import cf
 from climgen.io.write import check_output, output_format
-from climgen.pipeline import Plan, SynthesisConfig, assemble, plan, variable_bounds, warn_outside_bounds
+from climgen.pipeline import Plan, SynthesisConfig, assemble, plan, warn_outside_bounds
 from climgen.tiling import TileLayout, fine_slices
 
 _MODEL_LOCK = threading.Lock()
@@ -130,9 +130,9 @@ class Job:
             f"compute     {compute['macs'] / 1e9:.1f} GMAC ({100 * compute['fraction_of_uniform']:.0f}% of uniform depth)",
             f"output size {self.output_bytes() / 2**20:.1f} MiB uncompressed float32",
         ]
-        for name, ((lower, upper), source) in plan_.bounds.items():
-            if (lower, upper) != (None, None):
-                lines.append(f"bounds      {name}: {format_bounds((lower, upper))} ({source})")
+        for name, (limits, source) in plan_.prepared.bounds.items():
+            if limits != (None, None):
+                lines.append(f"bounds      {name}: {format_bounds(limits)} ({source})")
         return "\n".join(lines)
 
 
@@ -141,9 +141,9 @@ def _score_block(values: np.ndarray, layout, covariates, factor: int, bounds) ->
     return combine_scores([tile_components(f, layout, covariates, factor) for f in fields]), count_outside(fields, bounds)
 
 
-def stream_scores(ds: xr.Dataset, prepared, factor: int, time_chunk: int, bounds: Mapping | None = None):
+def stream_scores(ds: xr.Dataset, prepared, factor: int, time_chunk: int):
     """Complexity scores of every field, computed by dask one time chunk at a time; the same
-    pass warns about coarse values outside each variable's ``bounds`` (name -> (lower, upper))."""
+    pass warns about coarse values outside each variable's physical bounds."""
     import dask
 
     axes, layout = prepared.axes, prepared.layout
@@ -152,7 +152,7 @@ def stream_scores(ds: xr.Dataset, prepared, factor: int, time_chunk: int, bounds
         variable = ds[name].transpose(..., axes.y, axes.x)
         leading = variable.shape[:-2]
         steps = leading[0] if leading else 1
-        limits = (bounds or {}).get(name, (None, None))
+        limits = prepared.limits[name]
         for start in range(0, steps, time_chunk):
             block = variable[slice(start, start + time_chunk)] if leading else variable
             parts.append(dask.delayed(_score_block)(block.data, layout, prepared.covariates, factor, limits))
@@ -160,7 +160,7 @@ def stream_scores(ds: xr.Dataset, prepared, factor: int, time_chunk: int, bounds
     results = dask.compute(*parts)
     for name in prepared.variables:
         outside = sum(count for part, (_, count) in zip(names, results, strict=True) if part == name)
-        warn_outside_bounds(name, outside, (bounds or {}).get(name, (None, None)))
+        warn_outside_bounds(name, outside, prepared.limits[name])
     return combine_scores([scores for scores, _ in results])
 
 
@@ -188,7 +188,7 @@ def _job_id(plan_: Plan, options: StreamOptions, ds: xr.Dataset, output: Path) -
         "model_sha256": plan_.checkpoint.sha256,
         "input": _input_identity(ds, plan_.prepared.variables),
         "covariates": plan_.prepared.covariate_names,
-        "bounds": {name: limits for name, (limits, _) in plan_.bounds.items()},
+        "bounds": plan_.prepared.limits,
         "covariates_sha256": None if covariates is None else hashlib.sha256(covariates.tobytes()).hexdigest(),
         "region_tiles": options.region_tiles,
         "time_chunk": options.time_chunk,
@@ -233,11 +233,9 @@ def prepare_job(
     output = Path(output).expanduser()
     output_format(output)
 
-    def scorer(ds, prepared, factor):
-        bounds = {name: limits for name, (limits, _) in variable_bounds(ds, prepared.variables, config.bounds).items()}
-        return stream_scores(ds, prepared, factor, options.time_chunk, bounds)
-
-    plan_ = plan(ds, config, covariates, scorer=scorer)
+    plan_ = plan(
+        ds, config, covariates, scorer=lambda ds, prepared, factor: stream_scores(ds, prepared, factor, options.time_chunk)
+    )
     for name in plan_.prepared.variables:
         leading, _ = _variable_layout(ds, plan_, name)
         if list(ds[name].dims) != [*leading, plan_.prepared.axes.y, plan_.prepared.axes.x]:
@@ -380,7 +378,7 @@ def _delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
             plan_.config.seed,
             plan_.config.members,
             job.options.device,
-            {name: limits for name, (limits, _) in plan_.bounds.items()},
+            plan_.prepared.limits,
         ),
         name=f"context-{job.job_id[:16]}",
     )
