@@ -64,6 +64,21 @@ def _parse_bounds(specs: list[str] | None) -> dict | None:
     return bounds or None
 
 
+def _parse_order(specs: list[str] | None) -> tuple | None:
+    """``LOW,MID,HIGH`` chains (``none``: no chain at all) to a tuple of name tuples; None
+    without any (chains from the metadata)."""
+    from climgen.errors import ConfigError
+
+    if not specs:
+        return None
+    if [spec.strip().lower() for spec in specs] == ["none"]:
+        return ()
+    chains = tuple(tuple(name.strip() for name in spec.split(",")) for spec in specs)
+    if any(len(chain) < 2 or "" in chain for chain in chains):
+        raise ConfigError(f"--order takes LOW,HIGH or LOW,MID,HIGH (e.g. tasmin,tas,tasmax) or none, got {list(specs)}")
+    return chains
+
+
 def _summary(result, seconds: float, source_shape: tuple[int, int]) -> str:
     import json
 
@@ -79,11 +94,13 @@ def _summary(result, seconds: float, source_shape: tuple[int, int]) -> str:
     provenance = json.loads(result.attrs["climgen_provenance"])
     compute = provenance["compute"]
     bounded = [f"{name} {format_bounds((b['lower'], b['upper']))}" for name, b in provenance.get("physical_bounds", {}).items()]
+    ordered = [" <= ".join(chain) for chain in provenance.get("ordered_variables", [])]
     return (
         f"grid {source_shape[0]}x{source_shape[1]} -> {fine_shape[0]}x{fine_shape[1]}; "
         f"refinement depth (share of fine cells): {histogram}; "
         f"compute {compute['macs'] / 1e9:.2f} GMAC ({100 * compute['fraction_of_uniform']:.0f}% of uniform); "
         + (f"kept within {', '.join(bounded)}; " if bounded else "")
+        + (f"kept in order {', '.join(ordered)}; " if ordered else "")
         + f"{seconds:.1f} s"
     )
 
@@ -135,6 +152,13 @@ def synthesize(
             "repeatable. Default: from standard_name and valid_range."
         ),
     ] = None,
+    order: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Variables kept in order in every cell, lowest first: LOW,HIGH or LOW,MID,HIGH (tasmin,tas,tasmax); "
+            "repeatable; 'none' for no order. Default: from names and cell_methods."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     workers: _Workers = None,
     scheduler: _Scheduler = None,
@@ -162,6 +186,7 @@ def synthesize(
         budget=budget,
         quality=quality,
         bounds=_parse_bounds(bounds),
+        order=_parse_order(order),
     )
     options = StreamOptions(region_tiles, time_chunk, workers, scheduler, progress=not quiet, device=device)
     with open_input(input) as ds:
@@ -214,6 +239,7 @@ def run(
         halo=job.halo,
         merge_tiles=job.merge_tiles,
         bounds=job.bounds,
+        order=None if job.order is None else tuple(tuple(chain) for chain in job.order),
     )
     covariates = {}
     for name, spec in job.covariates.items():
@@ -455,9 +481,9 @@ def check(file: Annotated[Path, typer.Argument(help="NetCDF file to check agains
 def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning) -> None:
     """climgen's own warnings as one line each; other libraries' as usual."""
     from climgen.io.units import UnitsWarning
-    from climgen.pipeline import PhysicalBoundsWarning
+    from climgen.pipeline import OrderWarning, PhysicalBoundsWarning
 
-    if issubclass(category, (UnitsWarning, PhysicalBoundsWarning)):
+    if issubclass(category, (UnitsWarning, PhysicalBoundsWarning, OrderWarning)):
         typer.echo(f"climgen: warning: {message}", err=True)
     else:
         _default(message, category, filename, lineno, file, line)

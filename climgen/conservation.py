@@ -9,14 +9,25 @@ the mean (the nearest such block in the Euclidean sense). That set is convex and
 true fine field whenever the truth respects the bounds, so the projection never moves a block
 away from the truth: RMSE can only fall. Blocks already inside the bounds are shifted as
 without bounds, to the same bits.
+
+Variables that come in order (daily minimum, mean and maximum temperature) are refined each on
+its own, so near a sharp change of the diurnal range the minimum can end up above the maximum.
+:func:`order_fields` restores the order the same way: for a pair, the difference is projected
+onto the non-negative blocks with its coarse mean while the sum stays as refined (the nearest
+ordered pair with the same block means); blocks already in order keep their bits.
 """
 
 from __future__ import annotations
+
+from itertools import pairwise
 
 import numpy as np
 
 Bounds = tuple[float | None, float | None]  # a variable's (lower, upper) limits; None: no limit
 
+# sweeps over the pairs of a chain of three or more variables (each sweep orders one pair
+# exactly and may disturb its neighbour by less each time); what is left is ordered one-sidedly
+_MAX_SWEEPS = 20
 # at most this many steps per block (a Newton step or a halving of the bracket; halving alone
 # takes the bracket from a block's range to float64 rounding in about 60)
 _MAX_STEPS = 100
@@ -91,6 +102,89 @@ def clip_to_mean(blocks: np.ndarray, means: np.ndarray, lower: float, upper: flo
     infeasible = (means < lower) | (means > upper)
     clipped[infeasible] = target[infeasible]
     return clipped.reshape(blocks.shape)
+
+
+def order_fields(
+    fields: list[np.ndarray], coarse: list[np.ndarray], factor: int, bounds: list[Bounds | None] | None = None
+) -> int:
+    """Make fine fields ``fields`` (2-D, float64, changed in place) non-decreasing along the
+    list in every cell (``[tasmin, tas, tasmax]``), each factor x factor block still averaging
+    to its value in ``coarse``; returns how many blocks changed.
+
+    Blocks whose coarse values are out of order themselves, or missing, are left as refined.
+    A field with ``bounds`` is then kept inside them (:func:`project_blocks`): bounds come first.
+    """
+    ny, nx = coarse[0].shape
+    blocks = [values.reshape(ny, factor, nx, factor) for values in fields]
+    with np.errstate(invalid="ignore"):  # missing blocks compare False: left as they are
+        crossed = np.zeros((ny, nx), dtype=bool)
+        feasible = np.ones((ny, nx), dtype=bool)
+        for (low, high), (coarse_low, coarse_high) in zip(pairwise(blocks), pairwise(coarse), strict=True):
+            crossed |= (high - low).min(axis=(1, 3)) < 0
+            feasible &= coarse_low <= coarse_high
+    rows, cols = np.nonzero(crossed & feasible)
+    if rows.size:
+        chain = [values[rows, :, cols, :] for values in blocks]
+        _order_chain(chain, [values[rows, cols] for values in coarse])
+        for values, ordered in zip(blocks, chain, strict=True):
+            values[rows, :, cols, :] = ordered
+    for values, target, limits in zip(fields, coarse, bounds or [None] * len(fields), strict=True):
+        if limits is not None and count_outside(values, limits):
+            project_blocks(values, target, factor, in_place=True, bounds=limits)
+    return int(rows.size)
+
+
+def order_stacks(fine: list[np.ndarray], coarse: list[np.ndarray], factor: int, bounds: list[Bounds | None]) -> int:
+    """:func:`order_fields` on each of the N fields of (N, ny, nx) arrays: ``fine`` (any float
+    type, changed in place) over ``coarse``; returns how many blocks changed."""
+    changed = 0
+    for index in range(len(fine[0])):
+        fields = [np.asarray(values[index], dtype=np.float64) for values in fine]
+        changed += order_fields(fields, [values[index] for values in coarse], factor, bounds)
+        for values, ordered in zip(fine, fields, strict=True):
+            values[index] = ordered
+    return changed
+
+
+def _order_chain(chain: list[np.ndarray], means: list[np.ndarray]) -> None:
+    """Order blocks (K, a, b) of a chain of variables in place, lowest first: for a pair, the
+    nearest ordered pair with the same means; a longer chain orders its pairs in turn (which
+    converges to the nearest ordered chain), then each variable above the one below it."""
+    pairs = list(pairwise(range(len(chain))))
+    for _ in range(_MAX_SWEEPS):
+        moved = [_order_pair(chain[low], chain[high], means[low], means[high]) for low, high in pairs]
+        if len(pairs) == 1 or not any(moved):
+            return
+    for low, high in pairs:
+        _order_pair(chain[low], chain[high], means[low], means[high], move_low=False)
+
+
+def _order_pair(low: np.ndarray, high: np.ndarray, mean_low: np.ndarray, mean_high: np.ndarray, move_low: bool = True) -> bool:
+    """Blocks (K, a, b) where ``low`` exceeds ``high`` somewhere get the nearest ordered pair
+    with the same means (or, without ``move_low``, the nearest ``high`` above ``low``); whether
+    any did."""
+    difference = high - low
+    crossed = np.flatnonzero(difference.min(axis=(1, 2)) < 0)
+    if crossed.size == 0:
+        return False
+    ordered = clip_to_mean(difference[crossed], mean_high[crossed] - mean_low[crossed], 0.0, np.inf)
+    if move_low:
+        total = low[crossed] + high[crossed]
+        low[crossed] = 0.5 * (total - ordered)
+        high[crossed] = 0.5 * (total + ordered)
+    else:
+        high[crossed] = low[crossed] + ordered
+    return True
+
+
+def count_disordered(*chain: np.ndarray) -> int:
+    """How many cells of the fields ``chain`` (lowest first) are out of order (missing values
+    do not count)."""
+    disordered = np.zeros(np.shape(chain[0]), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        for low, high in pairwise(chain):
+            disordered |= np.asarray(low) > np.asarray(high)
+    return int(np.count_nonzero(disordered))
 
 
 def count_outside(values: np.ndarray, bounds: Bounds) -> int:

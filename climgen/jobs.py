@@ -60,6 +60,7 @@ class RunRecipe(Strict):
     halo: int | None = Field(None, ge=0)
     merge_tiles: int | None = Field(None, ge=1)
     bounds: dict[str, tuple[float | None, float | None]] | None = None  # name -> [lower, upper]; null: no limit
+    order: list[list[str]] | None = None  # chains kept in order, lowest first ([] for none); null: from metadata
     chunks: Chunking = Chunking()
     cluster: Cluster = Cluster()
     overwrite: bool = False

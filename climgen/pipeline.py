@@ -18,7 +18,7 @@ import xarray as xr
 from climgen import __version__
 from climgen.complexity import ComplexityScores, choose_depth, combine_scores, tile_components
 from climgen.compute import compute_report, window_cells
-from climgen.conservation import Bounds, count_outside, format_bounds
+from climgen.conservation import Bounds, count_disordered, count_outside, format_bounds, order_stacks
 from climgen.errors import ConfigError, GridError, InputError
 from climgen.grid import SpatialAxes, bounds_name, cell_bounds, check_factor, find_spatial_axes, make_axis, refine_bounds
 from climgen.io import cf
@@ -47,6 +47,7 @@ class SynthesisConfig:
     halo: int | None = None
     merge_tiles: int | None = None
     bounds: Mapping[str, Bounds] | None = None
+    order: tuple[tuple[str, ...], ...] | None = None  # chains kept in order, lowest first; None: from metadata
 
     def validate(self) -> SynthesisConfig:
         check_factor(self.factor)
@@ -68,6 +69,9 @@ class SynthesisConfig:
             raise ConfigError(f"merge_tiles must be >= 1, got {self.merge_tiles}")
         for name, limits in (self.bounds or {}).items():
             parse_limits(name, limits)
+        chained = [name for chain in self.order or () for name in chain]
+        if any(isinstance(chain, str) or len(chain) < 2 for chain in self.order or ()) or len(set(chained)) < len(chained):
+            raise ConfigError(f"order takes chains of two or more distinct variables, lowest first, got {self.order!r}")
         return self
 
     def layout(self, shape: tuple[int, int]) -> TileLayout:
@@ -97,6 +101,10 @@ class PhysicalBoundsWarning(UserWarning):
     """Coarse input values lie outside the physical bounds of their variable."""
 
 
+class OrderWarning(UserWarning):
+    """Coarse input values of variables that come in order (tasmin <= tasmax) are out of order."""
+
+
 @dataclass
 class _Prepared:
     axes: SpatialAxes
@@ -105,6 +113,7 @@ class _Prepared:
     covariates: np.ndarray | None
     covariate_names: list[str] = field(default_factory=list)
     bounds: dict = field(default_factory=dict)  # variable -> ((lower, upper), where they come from)
+    order: list[tuple[str, ...]] = field(default_factory=list)  # chains of variables kept in order, lowest first
 
     @property
     def limits(self) -> dict[str, Bounds]:
@@ -250,7 +259,8 @@ def _prepare(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None
         fine_axes = _fine_axes(ds, axes, config.factor)
         stacked = np.stack([align_covariate(value, key, axes, fine_axes) for key, value in covariates.items()])
         names = list(covariates)
-    return _Prepared(axes, variables, layout, stacked, names, variable_bounds(ds, variables, config.bounds))
+    bounds = variable_bounds(ds, variables, config.bounds)
+    return _Prepared(axes, variables, layout, stacked, names, bounds, variable_order(ds, variables, config.order))
 
 
 def _fields(ds: xr.Dataset, name: str, axes: SpatialAxes) -> tuple[xr.DataArray, np.ndarray]:
@@ -341,6 +351,7 @@ class Plan:
                 for name, (limits, source) in self.prepared.bounds.items()
                 if limits != (None, None)
             },
+            "ordered_variables": [list(chain) for chain in self.prepared.order],
             "seconds": round(seconds, 3),
         }
 
@@ -410,6 +421,33 @@ def variable_bounds(ds: xr.Dataset, variables: list[str], given: Mapping | None 
     }
 
 
+def variable_order(ds: xr.Dataset, variables: list[str], given=None) -> list[tuple[str, ...]]:
+    """The chains of variables kept in order in every cell, lowest first: ``given`` ones (an
+    empty list for none), else those the names and cell methods imply
+    (:func:`climgen.io.cf.ordered_chains`)."""
+    if given is None:
+        return cf.ordered_chains(ds, variables)
+    chains = [tuple(chain) for chain in given]
+    for chain in chains:
+        unknown = [name for name in chain if name not in variables]
+        if unknown:
+            raise ConfigError(f"order names {unknown}, which are not refined here (variables: {variables})")
+        if len({(ds[name].dims, ds[name].shape) for name in chain}) > 1:
+            raise ConfigError(f"variables kept in order need the same dimensions and shape: {', '.join(chain)} differ")
+    return chains
+
+
+def warn_disordered(chain: tuple[str, ...], disordered: int) -> None:
+    """Warn when ``disordered`` coarse cells of ``chain`` are out of order (their fine blocks
+    are left as refined: no ordered block can average to them)."""
+    if disordered:
+        warnings.warn(
+            f"{disordered} coarse cell(s) of {' <= '.join(chain)} are out of order; their fine blocks are left as refined",
+            OrderWarning,
+            stacklevel=2,
+        )
+
+
 def warn_outside_bounds(name: str, outside: int, bounds: Bounds) -> None:
     """Warn when ``outside`` coarse values lie outside the variable's bounds (their fine blocks
     then keep the coarse value: no refined block can average to it inside the bounds)."""
@@ -461,6 +499,7 @@ def synthesize(
     halo: int | None = None,
     merge_tiles: int | None = None,
     bounds: Mapping[str, Bounds] | None = None,
+    order=None,
     command: str | None = None,
     device: str = "auto",
 ) -> xr.Dataset:
@@ -497,6 +536,12 @@ def synthesize(
         humidity, wind speed, snow... are non-negative and fractions stay in 0..1 (0..100 in
         %); see :func:`climgen.io.cf.physical_bounds`. Blocks still average exactly to the
         coarse values (:mod:`climgen.conservation`).
+    order : list of lists of variable names, optional
+        Variables whose values come in order in every cell, lowest first
+        (``[["tasmin", "tas", "tasmax"]]``; ``[]`` for none). By default they follow the names
+        (tasmin/tas/tasmax, tn/tg/tx, mn2t/mx2t...) and cell methods (minimum, mean, maximum of
+        one standard_name); see :func:`climgen.io.cf.ordered_chains`. Out-of-order blocks get
+        the nearest ordered ones with the same coarse means (:func:`climgen.conservation.order_fields`).
 
     Returns
     -------
@@ -528,24 +573,40 @@ def synthesize(
         halo=halo,
         merge_tiles=merge_tiles,
         bounds=bounds,
+        order=None if order is None else tuple(tuple(chain) for chain in order),
     )
     job = plan(ds, config, covariates)
     refiner = job.refiner(device)
-    refined, fields_refined = {}, 0
+    coarse, members, fields_refined = {}, {}, 0
     for name in job.prepared.variables:
-        ordered, values = _fields(ds, name, job.prepared.axes)
+        _, coarse[name] = _fields(ds, name, job.prepared.axes)
         limits = job.prepared.limits[name]
-        warn_outside_bounds(name, count_outside(values, limits), limits)
-        fields_refined += values.shape[0] * config.members
-        member_arrays = []
+        warn_outside_bounds(name, count_outside(coarse[name], limits), limits)
+        fields_refined += coarse[name].shape[0] * config.members
+        members[name] = [
+            refine_domain(
+                refiner,
+                coarse[name],
+                job.depth,
+                job.prepared.covariates,
+                job.seed_keys(name, range(len(coarse[name])), m),
+                bounds=limits,
+            )
+            for m in range(config.members)
+        ]
+    for chain in job.prepared.order:
+        warn_disordered(chain, count_disordered(*(coarse[name] for name in chain)))
         for member in range(config.members):
-            keys = job.seed_keys(name, range(values.shape[0]), member)
-            fine = refine_domain(refiner, values, job.depth, job.prepared.covariates, keys, bounds=limits)
-            member_arrays.append(fine.reshape(*ordered.shape[:-2], *fine.shape[-2:]))
-        stacked = np.stack(member_arrays) if config.members > 1 else member_arrays[0]
-        order = [ordered.dims.index(dim) for dim in ds[name].dims]
+            fine = [members[name][member] for name in chain]
+            order_stacks(fine, [coarse[name] for name in chain], config.factor, [job.prepared.limits[name] for name in chain])
+    refined = {}
+    for name in job.prepared.variables:
+        ordered = ds[name].transpose(..., job.prepared.axes.y, job.prepared.axes.x)
+        stacked = np.stack(members[name]) if config.members > 1 else members[name][0]
+        stacked = stacked.reshape(*stacked.shape[:-3], *ordered.shape[:-2], *stacked.shape[-2:])
         offset = 1 if config.members > 1 else 0
-        refined[name] = stacked.transpose(*range(offset), *(i + offset for i in order))
+        axes_order = [ordered.dims.index(dim) for dim in ds[name].dims]
+        refined[name] = stacked.transpose(*range(offset), *(i + offset for i in axes_order))
     provenance = job.provenance(fields_refined, time.perf_counter() - started)
     return assemble(ds, job, refined, provenance, command)
 

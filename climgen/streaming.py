@@ -32,11 +32,11 @@ import xarray as xr
 from climgen import __version__
 from climgen._torch import torch_threads
 from climgen.complexity import combine_scores, tile_components
-from climgen.conservation import count_outside, format_bounds
+from climgen.conservation import count_disordered, count_outside, format_bounds, order_stacks
 from climgen.errors import ConfigError, OutputExistsError
 from climgen.io import cf
 from climgen.io.write import check_output, output_format
-from climgen.pipeline import Plan, SynthesisConfig, assemble, plan, warn_outside_bounds
+from climgen.pipeline import Plan, SynthesisConfig, assemble, plan, warn_disordered, warn_outside_bounds
 from climgen.tiling import TileLayout, fine_slices
 
 _MODEL_LOCK = threading.Lock()
@@ -133,6 +133,7 @@ class Job:
         for name, (limits, source) in plan_.prepared.bounds.items():
             if limits != (None, None):
                 lines.append(f"bounds      {name}: {format_bounds(limits)} ({source})")
+        lines += [f"order       {' <= '.join(chain)}" for chain in plan_.prepared.order]
         return "\n".join(lines)
 
 
@@ -141,26 +142,38 @@ def _score_block(values: np.ndarray, layout, covariates, factor: int, bounds) ->
     return combine_scores([tile_components(f, layout, covariates, factor) for f in fields]), count_outside(fields, bounds)
 
 
+def _time_blocks(variable: xr.DataArray, time_chunk: int) -> list:
+    """The variable's data (spatial dimensions last) in blocks of ``time_chunk`` leading steps."""
+    if variable.ndim == 2:
+        return [variable.data]
+    return [variable[start : start + time_chunk].data for start in range(0, variable.shape[0], time_chunk)]
+
+
 def stream_scores(ds: xr.Dataset, prepared, factor: int, time_chunk: int):
     """Complexity scores of every field, computed by dask one time chunk at a time; the same
-    pass warns about coarse values outside each variable's physical bounds."""
+    pass warns about coarse values outside each variable's physical bounds and out of order."""
     import dask
 
     axes, layout = prepared.axes, prepared.layout
+    spatial_last = {name: ds[name].transpose(..., axes.y, axes.x) for name in prepared.variables}
     parts, names = [], []
     for name in prepared.variables:
-        variable = ds[name].transpose(..., axes.y, axes.x)
-        leading = variable.shape[:-2]
-        steps = leading[0] if leading else 1
-        limits = prepared.limits[name]
-        for start in range(0, steps, time_chunk):
-            block = variable[slice(start, start + time_chunk)] if leading else variable
-            parts.append(dask.delayed(_score_block)(block.data, layout, prepared.covariates, factor, limits))
+        for block in _time_blocks(spatial_last[name], time_chunk):
+            parts.append(dask.delayed(_score_block)(block, layout, prepared.covariates, factor, prepared.limits[name]))
             names.append(name)
-    results = dask.compute(*parts)
+    disorder = [
+        [
+            dask.delayed(count_disordered)(*blocks)
+            for blocks in zip(*(_time_blocks(spatial_last[n], time_chunk) for n in chain), strict=True)
+        ]
+        for chain in prepared.order
+    ]
+    results, disordered = dask.compute(parts, disorder)
     for name in prepared.variables:
         outside = sum(count for part, (_, count) in zip(names, results, strict=True) if part == name)
         warn_outside_bounds(name, outside, prepared.limits[name])
+    for chain, counts in zip(prepared.order, disordered, strict=True):
+        warn_disordered(chain, sum(counts))
     return combine_scores([scores for scores, _ in results])
 
 
@@ -189,6 +202,7 @@ def _job_id(plan_: Plan, options: StreamOptions, ds: xr.Dataset, output: Path) -
         "input": _input_identity(ds, plan_.prepared.variables),
         "covariates": plan_.prepared.covariate_names,
         "bounds": plan_.prepared.limits,
+        "order": plan_.prepared.order,
         "covariates_sha256": None if covariates is None else hashlib.sha256(covariates.tobytes()).hexdigest(),
         "region_tiles": options.region_tiles,
         "time_chunk": options.time_chunk,
@@ -299,6 +313,7 @@ class TaskContext:
     members: int
     device: str = "auto"
     bounds: Mapping = field(default_factory=dict)  # variable -> its physical (lower, upper)
+    order: tuple = ()  # chains of variables kept in order, lowest first
 
 
 def _refiner(context: TaskContext):
@@ -330,15 +345,24 @@ def refine_group(
     return refiner.refine_tiles(fields, context.depth, covariates, keys, refiner.tiles_for(task.region, owned=True), origin)
 
 
-def write_region(target: np.ndarray, groups: list[dict], task: Task, context: TaskContext, dims: list[str]) -> str:
-    """Blend the tile outputs over ``task.region``, write them to the store, record the task."""
+def write_region(
+    targets: dict[str, np.ndarray], groups: dict[str, list[dict]], task: Task, context: TaskContext, dims: list[str]
+) -> str:
+    """Blend the tile outputs over ``task.region``, write them to the store, record the task.
+    ``targets`` and ``groups`` hold the task's variable and, when it is chained, the others
+    of its chain, whose blended fields order it (:func:`climgen.conservation.order_stacks`)."""
     refiner = _refiner(context)
-    outputs = {key: value for group in groups for key, value in group.items()}
-    leading_shape = target.shape[:-2]
-    fields = np.asarray(target, dtype=np.float64).reshape(-1, *target.shape[-2:])
-    fine = refiner.blend(outputs, task.region, fields, context.bounds.get(task.variable)).reshape(
-        *leading_shape, *(n * context.factor for n in target.shape[-2:])
-    )
+    coarse, fine = {}, {}
+    for name, target in targets.items():
+        outputs = {key: value for group in groups[name] for key, value in group.items()}
+        coarse[name] = np.asarray(target, dtype=np.float64).reshape(-1, *target.shape[-2:])
+        fine[name] = refiner.blend(outputs, task.region, coarse[name], context.bounds.get(name))
+    chain = next((chain for chain in context.order if task.variable in chain), None)
+    if chain is not None:
+        limits = [context.bounds.get(name) for name in chain]
+        order_stacks([fine[name] for name in chain], [coarse[name] for name in chain], context.factor, limits)
+    target = targets[task.variable]
+    fine = fine[task.variable].reshape(*target.shape[:-2], *(n * context.factor for n in target.shape[-2:]))
     region = dict(zip(dims[-2:], fine_slices(task.region, context.factor), strict=True))
     leading_dims = [dim for dim in dims[:-2] if dim != "realization"]
     region |= dict(zip(leading_dims, task.leading, strict=True))
@@ -379,6 +403,7 @@ def _delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
             plan_.config.members,
             job.options.device,
             plan_.prepared.limits,
+            tuple(plan_.prepared.order),
         ),
         name=f"context-{job.job_id[:16]}",
     )
@@ -412,10 +437,12 @@ def _delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
             {(t.core[0].start // step * step, t.core[1].start // step * step) for t in refiner.tiles_for(task.region)}
         )
         _, dims = _variable_layout(ds, plan_, task.variable)
+        chain = next((chain for chain in plan_.prepared.order if task.variable in chain), (task.variable,))
+        chained = [Task(name, task.member, task.leading, task.region) for name in chain]
         writes.append(
             dask.delayed(write_region, pure=False)(
-                inputs[task.variable][(*task.leading, *task.region)],
-                [block(task, owner) for owner in owners],
+                {part.variable: inputs[part.variable][(*task.leading, *task.region)] for part in chained},
+                {part.variable: [block(part, owner) for owner in owners] for part in chained},
                 task,
                 context,
                 dims,

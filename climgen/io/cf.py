@@ -226,6 +226,43 @@ def _tighter(current: float | None, declared: float | None, pick) -> float | Non
     return declared if current is None else pick(current, declared)
 
 
+# families of variables whose values come in order in every cell, lowest first (CMIP, E-OBS,
+# ERA5 and common short names); a file may hold any two or more of a family
+ORDERED_NAMES = (
+    ("tasmin", "tas", "tasmax"),
+    ("tn", "tg", "tx"),
+    ("tmin", "tmean", "tmax"),
+    ("mn2t", "mx2t"),
+    ("mn2t24", "mx2t24"),
+)
+_STATISTIC_RANK = {"minimum": 0, "mean": 1, "maximum": 2}
+
+
+def ordered_chains(ds: xr.Dataset, variables: list[str]) -> list[tuple[str, ...]]:
+    """Variables whose values must come in order in every cell, each chain lowest first: daily
+    minimum <= mean <= maximum, known by name (:data:`ORDERED_NAMES`) or, for others, by one
+    ``standard_name`` whose ``cell_methods`` end in ``minimum``, ``mean`` and ``maximum`` over
+    the same dimension. Only variables of the same shape are chained."""
+    chains = []
+    for family in ORDERED_NAMES:
+        present = tuple(name for name in family if name in variables)
+        if len(present) > 1:
+            chains.append(present)
+    named = {name for chain in chains for name in chain}
+    statistics: dict[tuple, dict[int, list[str]]] = {}
+    for name in variables:
+        attrs = ds[name].attrs
+        method = str(attrs.get("cell_methods", "")).split()
+        if name in named or "standard_name" not in attrs or len(method) < 2 or method[-1] not in _STATISTIC_RANK:
+            continue
+        key = (attrs["standard_name"], str(attrs.get("units")), method[-2])
+        statistics.setdefault(key, {}).setdefault(_STATISTIC_RANK[method[-1]], []).append(name)
+    for ranks in statistics.values():
+        if len(ranks) > 1 and all(len(names) == 1 for names in ranks.values()):
+            chains.append(tuple(ranks[rank][0] for rank in sorted(ranks)))
+    return [chain for chain in chains if len({(ds[name].dims, ds[name].shape) for name in chain}) == 1]
+
+
 def history_line(command: str) -> str:
     """One ``history`` entry: UTC time stamp and the exact command or call."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,205 @@
+"""Variables that come in order (daily minimum <= mean <= maximum) stay in order in every fine
+cell, found from names and cell methods, by every path (memory, streaming, CLI), while blocks
+still average exactly to the coarse values."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from itertools import pairwise
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+
+from climgen import pipeline, streaming
+from climgen.conservation import order_fields, project_blocks
+from climgen.errors import ConfigError
+from climgen.io.cf import ordered_chains
+from climgen.testing import assert_coarse_consistent
+
+FACTOR = 4
+
+
+def _block_means(values: np.ndarray) -> np.ndarray:
+    ny, nx = values.shape[0] // FACTOR, values.shape[1] // FACTOR
+    return values.reshape(ny, FACTOR, nx, FACTOR).mean(axis=(1, 3))
+
+
+def _noisy_chain(seed: int, variables: int, spread: float = 0.3):
+    """An ordered truth chain, its block means, and block-consistent estimates with
+    independent errors (so they cross where the true gaps are small)."""
+    rng = np.random.default_rng(seed)
+    truth = [rng.normal(size=(32, 48))]
+    for _ in range(variables - 1):
+        truth.append(truth[-1] + np.abs(rng.normal(size=truth[0].shape)) * rng.uniform(0.0, 0.3))
+    coarse = [_block_means(values) for values in truth]
+    estimates = [project_blocks(t + rng.normal(size=t.shape) * spread, c, FACTOR) for t, c in zip(truth, coarse, strict=True)]
+    return truth, coarse, estimates
+
+
+@pytest.mark.parametrize("variables", [2, 3])
+@pytest.mark.parametrize("seed", range(4))
+def test_ordering_keeps_block_means_and_moves_only_crossed_blocks_towards_the_truth(seed, variables):
+    truth, coarse, estimates = _noisy_chain(seed, variables)
+    before = [values.copy() for values in estimates]
+    assert any((low > high).any() for low, high in pairwise(before)), "the estimates cross"
+    changed = order_fields(estimates, coarse, FACTOR)
+    for low, high in pairwise(estimates):
+        assert (low <= high).all()
+    for values, target in zip(estimates, coarse, strict=True):
+        np.testing.assert_allclose(_block_means(values), target, rtol=0, atol=1e-12)
+    # blocks in order before keep their bits; the others moved, never away from the (ordered) truth
+    crossed = np.zeros(coarse[0].shape, dtype=bool)
+    for low, high in pairwise(before):
+        crossed |= _block_means((low > high).astype(float)) > 0
+    assert changed == crossed.sum()
+    untouched = ~crossed.repeat(FACTOR, 0).repeat(FACTOR, 1)
+    for old, new in zip(before, estimates, strict=True):
+        np.testing.assert_array_equal(old[untouched], new[untouched])
+
+    def squared_error(fields):
+        return sum(_block_means((f - t) ** 2) for f, t in zip(fields, truth, strict=True))
+
+    assert (squared_error(estimates) <= squared_error(before) + 1e-12).all()
+
+
+def test_out_of_order_or_missing_coarse_blocks_are_left_as_refined_and_bounds_come_first():
+    _, coarse, estimates = _noisy_chain(7, 2)
+    coarse[0][1, 2] = coarse[1][1, 2] + 1.0  # the coarse input itself out of order
+    estimates[0][4:8, 8:12] += 1.0
+    estimates[1][0, 0] = np.nan
+    before = [values.copy() for values in estimates]
+    order_fields(estimates, coarse, FACTOR)
+    for old, new in zip(before, estimates, strict=True):
+        np.testing.assert_array_equal(old[4:8, 8:12], new[4:8, 8:12])
+        np.testing.assert_array_equal(old[:4, :4], new[:4, :4])
+    elsewhere = np.ones(estimates[0].shape, dtype=bool)
+    elsewhere[4:8, 8:12] = elsewhere[:4, :4] = False
+    assert (estimates[0][elsewhere] <= estimates[1][elsewhere]).all()
+    # the upper variable bounded: its cells stay within them, its means stay exact
+    _, coarse, estimates = _noisy_chain(8, 2)
+    upper = float(np.max(coarse[1])) + 0.05
+    estimates[1] = project_blocks(estimates[1], coarse[1], FACTOR, bounds=(None, upper))
+    order_fields(estimates, coarse, FACTOR, [None, (None, upper)])
+    assert estimates[1].max() <= upper
+    np.testing.assert_allclose(_block_means(estimates[1]), coarse[1], atol=1e-12)
+
+
+def _variable(shape=(2, 2), **attrs) -> xr.DataArray:
+    return xr.DataArray(np.zeros(shape), dims=("time", "y", "x")[-len(shape) :], attrs=attrs)
+
+
+def test_chains_come_from_names_and_cell_methods():
+    temperature = {"standard_name": "air_temperature", "units": "K"}
+    ds = xr.Dataset({name: _variable(**temperature) for name in ("tasmax", "tas", "tasmin", "pr")})
+    assert ordered_chains(ds, ["tasmax", "tas", "tasmin", "pr"]) == [("tasmin", "tas", "tasmax")]
+    assert ordered_chains(ds, ["tas", "tasmax"]) == [("tas", "tasmax")]
+    assert ordered_chains(xr.Dataset({"tn": _variable(), "tx": _variable()}), ["tx", "tn"]) == [("tn", "tx")]
+    by_method = xr.Dataset(
+        {
+            "t_high": _variable(**temperature, cell_methods="time: maximum"),
+            "t_low": _variable(**temperature, cell_methods="area: mean time: minimum"),
+            "wind_gust": _variable(standard_name="wind_speed_of_gust", units="m s-1", cell_methods="time: maximum"),
+        }
+    )
+    assert ordered_chains(by_method, list(by_method)) == [("t_low", "t_high")]
+    # different shapes, or only a single statistic: no chain
+    assert ordered_chains(xr.Dataset({"tasmin": _variable(), "tasmax": _variable((3, 2, 2))}), ["tasmin", "tasmax"]) == []
+    assert ordered_chains(by_method, ["t_high", "wind_gust"]) == []
+
+
+def _temperatures(hsurf_truth) -> xr.Dataset:
+    """Daily minimum, mean and maximum temperature over real east-African terrain: a lapse
+    rate on the real heights, and a diurnal range of 0.3 K over the sea and 10 K over land,
+    which jumps at the coastline (where independent refinements cross)."""
+    height = hsurf_truth["HSURF"]
+    mean = 300.0 - 0.0065 * height
+    half_range = xr.where(height > 1.0, 5.0, 0.15)
+    attrs = {"standard_name": "air_temperature", "units": "K"}
+    ds = xr.Dataset({"tasmin": mean - half_range, "tas": mean, "tasmax": mean + half_range})
+    for name in ds:
+        ds[name].attrs = dict(attrs)
+    return ds.assign_coords(hsurf_truth.coords)
+
+
+@pytest.fixture(scope="module")
+def temperatures_coarse(hsurf_truth):
+    from climgen.grid import coarsen_dataset
+
+    return coarsen_dataset(_temperatures(hsurf_truth), FACTOR)
+
+
+def _crossings(ds: xr.Dataset) -> int:
+    return int((ds["tasmin"] > ds["tas"]).sum() + (ds["tas"] > ds["tasmax"]).sum())
+
+
+def test_refined_temperatures_stay_in_order_and_no_further_from_the_truth(temperatures_coarse, hsurf_truth):
+    truth = _temperatures(hsurf_truth)
+    ordered = pipeline.synthesize(temperatures_coarse, factor=FACTOR, seed=2, members=2)
+    free = pipeline.synthesize(temperatures_coarse, factor=FACTOR, seed=2, members=2, order=[])
+    assert _crossings(free) > 0, "independent refinements cross at the coastline"
+    assert _crossings(ordered) == 0
+    for name in truth:
+        assert_coarse_consistent(ordered[name].isel(realization=1), temperatures_coarse[name], FACTOR)
+    errors = [sum(float(((out[name] - truth[name]) ** 2).sum()) for name in truth) for out in (ordered, free)]
+    assert errors[0] <= errors[1]
+    provenance = json.loads(ordered.attrs["climgen_provenance"])
+    assert provenance["ordered_variables"] == [["tasmin", "tas", "tasmax"]]
+    assert json.loads(free.attrs["climgen_provenance"])["ordered_variables"] == []
+    pair = pipeline.synthesize(temperatures_coarse, factor=FACTOR, seed=2, order=[["tasmin", "tasmax"]])
+    assert int((pair["tasmin"] > pair["tasmax"]).sum()) == 0
+
+
+def test_out_of_order_coarse_cells_warn_and_bad_orders_are_config_errors(temperatures_coarse):
+    coarse = temperatures_coarse.copy(deep=True)
+    coarse["tasmin"][0, 0, 0] = coarse["tasmax"][0, 0, 0] + 1.0
+    with pytest.warns(pipeline.OrderWarning, match="1 coarse cell"):
+        pipeline.synthesize(coarse, factor=FACTOR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pipeline.OrderWarning)
+        pipeline.synthesize(coarse, factor=FACTOR, order=[])
+    with pytest.raises(ConfigError, match="two or more distinct"):
+        pipeline.synthesize(coarse, order=[["tasmin"]])
+    with pytest.raises(ConfigError, match="two or more distinct"):
+        pipeline.synthesize(coarse, order=[["tasmin", "tas"], ["tas", "tasmax"]])
+    with pytest.raises(ConfigError, match="not refined here"):
+        pipeline.synthesize(coarse, order=[["tasmin", "tmax"]])
+    with pytest.raises(ConfigError, match="same dimensions"):
+        pipeline.synthesize(coarse.assign(flat=coarse["tas"].isel(time=0)), order=[["flat", "tas"]])
+
+
+def _climgen(*arguments) -> subprocess.CompletedProcess:
+    """Run the CLI quietly; it must succeed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "climgen.cli", *map(str, arguments), "--quiet"], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_streamed_and_cli_outputs_keep_the_order_with_the_same_bits(temperatures_coarse, tmp_path):
+    source = tmp_path / "temperatures.nc"
+    temperatures_coarse.to_netcdf(source)
+    in_memory = pipeline.synthesize(temperatures_coarse, factor=FACTOR, seed=3, tile_size=8)
+    config = pipeline.make_config(factor=FACTOR, seed=3, tile_size=8)
+    with xr.open_dataset(source) as ds:
+        job = streaming.run(ds, tmp_path / "out.zarr", config, options=streaming.StreamOptions(region_tiles=1, progress=False))
+    assert "order       tasmin <= tas <= tasmax" in job.describe()
+    with xr.open_zarr(tmp_path / "out.zarr") as got:
+        for name in ("tasmin", "tas", "tasmax"):
+            np.testing.assert_array_equal(got[name].values, in_memory[name].values)
+        assert _crossings(got) == 0
+    output = tmp_path / "pair.nc"
+    assert "kept in order tasmin <= tasmax;" in _climgen("synthesize", source, output, "--order", "tasmin,tasmax").stdout
+    with xr.open_dataset(output) as pair:
+        assert int((pair["tasmin"] > pair["tasmax"]).sum()) == 0
+    recipe = tmp_path / "job.yaml"
+    recipe.write_text(yaml.safe_dump({"input": "temperatures.nc", "output": "free.zarr", "tile_size": 8, "order": []}))
+    _climgen("run", recipe)
+    with xr.open_zarr(tmp_path / "free.zarr") as free:
+        assert _crossings(free) > 0
+        assert json.loads(free.attrs["climgen_provenance"])["ordered_variables"] == []
