@@ -69,6 +69,17 @@ def test_gcm_time_series_with_bounds_is_cf_clean_and_round_trips(tmp_path, check
                 assert "_FillValue" not in out[name].encoding
 
 
+def test_bounds_attributes_naming_dropped_variables_are_removed(tmp_path, checker_ready):
+    """A dataset assembled from parts often keeps ``bounds: time_bnds`` on its time axis
+    without the time_bnds variable; the output must not point at a variable it lacks."""
+    ds = make_dataset("latlon", shape=(8, 8), times=2)
+    ds["time"].attrs["bounds"] = "time_bnds"
+    path = _write(ds.climgen.synthesize(factor=2), tmp_path / "dangling.nc")
+    _assert_clean(path)
+    with xr.open_dataset(path, decode_times=False) as out:
+        assert "bounds" not in out["time"].attrs
+
+
 def test_noleap_calendar_is_kept(tmp_path, checker_ready):
     ds = make_dataset("latlon", shape=(8, 8), times=2)
     path = _write(ds.climgen.synthesize(factor=2), tmp_path / "noleap.nc")

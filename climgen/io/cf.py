@@ -271,7 +271,8 @@ def history_line(command: str) -> str:
 
 def tidy(ds: xr.Dataset, axes: SpatialAxes) -> xr.Dataset:
     """CF housekeeping shared by every output: axis attributes, a scalar grid mapping,
-    bounds variables without attributes of their own, a standard_name on the time axis."""
+    bounds variables without attributes of their own and no ``bounds`` attribute naming a
+    missing one, a standard_name on the time axis."""
     ds.attrs["Conventions"] = CONVENTIONS
     ds[axes.y].attrs.setdefault("axis", "Y")
     ds[axes.x].attrs.setdefault("axis", "X")
@@ -283,6 +284,8 @@ def tidy(ds: xr.Dataset, axes: SpatialAxes) -> xr.Dataset:
         bounds = ds[name].attrs.get("bounds")
         if bounds in ds.variables:
             ds[bounds].attrs = {}
+        elif bounds is not None:  # its variable was dropped (e.g. with a subset of the input): CF 7.1
+            del ds[name].attrs["bounds"]
     for name in ds.coords:
         if _is_time(ds[name]) and ds[name].ndim == 1:
             ds[name].attrs.setdefault("standard_name", "time")
