@@ -6,9 +6,13 @@ uniform) and compared with bicubic interpolation of the same coarse field, raw a
 climgen's exact consistency projection (inside the variable's physical bounds, as climgen's
 own output: land fraction in 0..1). Prints a markdown table; ``--json`` saves the rows.
 ``--no-bounds`` refines and projects without physical bounds (climgen before they existed).
+``--coarsen-by area`` makes the coarse fields area-weighted block means (as conservative
+regridding does) and ``--conservation area`` makes climgen (and the projection after bicubic)
+match them by area-weighted means; both default to ``cells`` (plain block means).
 
     python benchmarks/quality_vs_bicubic.py [--shared ../shared] [--factors 4 8] [--json out.json]
         [--model default|CHECKPOINT] [--only HSURF tas ...] [--budget 0.3] [--no-bounds]
+        [--coarsen-by cells|area] [--conservation cells|area]
 
 Fields (from shared/data/ncl): the eastern halves (rlon >= 18) of two regional-model fields
 (the default model trains only on the western half of another model's orography and land
@@ -29,7 +33,7 @@ import xarray as xr
 
 import climgen  # noqa: F401
 from climgen.conservation import project_blocks
-from climgen.grid import coarsen_dataset, find_spatial_axes
+from climgen.grid import cell_bounds, cell_weights, coarsen_dataset, find_spatial_axes, refine_bounds
 from climgen.io.cf import physical_bounds
 from climgen.models.generator import bicubic_upsample
 from climgen.pipeline import synthesize
@@ -54,14 +58,27 @@ def _spectrum_top_octave(field: np.ndarray) -> float:
     return float(power[..., np.maximum(ky, kx) > 0.5].mean())
 
 
+def _fine_weights(coarse_ds: xr.Dataset, axes, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Area factors of the fine grid climgen refines onto (each coarse cell split equally)."""
+    edges = [refine_bounds(cell_bounds(coarse_ds[name], coarse_ds), factor)[1] for name in (axes.y, axes.x)]
+    return cell_weights(*edges, axes.kind)
+
+
 def evaluate(
-    truth_ds: xr.Dataset, variable: str, factor: int, model: str = "default", budget: float | None = None, bounded: bool = True
+    truth_ds: xr.Dataset,
+    variable: str,
+    factor: int,
+    model: str = "default",
+    budget: float | None = None,
+    bounded: bool = True,
+    coarsen_by: str = "cells",
+    conservation: str = "cells",
 ) -> dict:
     axes = find_spatial_axes(truth_ds)
     truth_ds = truth_ds.isel(
         {axes.y: slice(0, truth_ds.sizes[axes.y] // factor * factor), axes.x: slice(0, truth_ds.sizes[axes.x] // factor * factor)}
     )
-    coarse_ds = coarsen_dataset(truth_ds[[variable]].assign_coords(truth_ds.coords), factor)
+    coarse_ds = coarsen_dataset(truth_ds[[variable]].assign_coords(truth_ds.coords), factor, coarsen_by)
     truth = truth_ds[variable].transpose(..., axes.y, axes.x).values.astype(np.float64)
     truth = truth.reshape(-1, *truth.shape[-2:])
     coarse = torch.tensor(
@@ -70,10 +87,14 @@ def evaluate(
     )
     bicubic = bicubic_upsample(coarse, factor)
     limits = physical_bounds(truth_ds[variable], variable)[0] if bounded else (None, None)
+    weights = None if conservation == "cells" else _fine_weights(coarse_ds, axes, factor)
     consistent = np.stack(
-        [project_blocks(b[0].numpy(), c[0].numpy(), factor, bounds=limits) for b, c in zip(bicubic, coarse, strict=True)]
+        [
+            project_blocks(b[0].numpy(), c[0].numpy(), factor, bounds=limits, weights=weights)
+            for b, c in zip(bicubic, coarse, strict=True)
+        ]
     )
-    options = {"variables": [variable], "seed": 0, "model": model, "bounds": {variable: limits}}
+    options = {"variables": [variable], "seed": 0, "model": model, "bounds": {variable: limits}, "conservation": conservation}
     row = {"bounds": limits}
     started = time.perf_counter()
     adaptive = synthesize(coarse_ds, factor=factor, budget=budget, **options)
@@ -112,6 +133,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", help="variables to evaluate (default: all)")
     parser.add_argument("--budget", type=float, help="adaptive depth under this compute budget (default: thresholds)")
     parser.add_argument("--no-bounds", action="store_true", help="refine and project without physical bounds")
+    parser.add_argument("--coarsen-by", choices=["cells", "area"], default="cells", help="block means of the truth")
+    parser.add_argument("--conservation", choices=["cells", "area"], default="cells", help="block means climgen matches")
     arguments = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = []
@@ -128,7 +151,16 @@ def main() -> None:
             row = {
                 "field": f"{variable} ({label})",
                 "factor": factor,
-                **evaluate(truth, variable, factor, arguments.model, arguments.budget, not arguments.no_bounds),
+                **evaluate(
+                    truth,
+                    variable,
+                    factor,
+                    arguments.model,
+                    arguments.budget,
+                    not arguments.no_bounds,
+                    arguments.coarsen_by,
+                    arguments.conservation,
+                ),
             }
             rows.append(row)
             print(

@@ -101,6 +101,7 @@ def _summary(result, seconds: float, source_shape: tuple[int, int]) -> str:
         f"compute {compute['macs'] / 1e9:.2f} GMAC ({100 * compute['fraction_of_uniform']:.0f}% of uniform); "
         + (f"kept within {', '.join(bounded)}; " if bounded else "")
         + (f"kept in order {', '.join(ordered)}; " if ordered else "")
+        + ("blocks match by area-weighted means; " if provenance.get("conservation") == "area" else "")
         + f"{seconds:.1f} s"
     )
 
@@ -159,6 +160,13 @@ def synthesize(
             "repeatable; 'none' for no order. Default: from names and cell_methods."
         ),
     ] = None,
+    conservation: Annotated[
+        str,
+        typer.Option(
+            help="Blocks average to the coarse value over their cells alike ('cells') or weighted by cell area "
+            "('area': for coarse data from conservative regridding)."
+        ),
+    ] = "cells",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     workers: _Workers = None,
     scheduler: _Scheduler = None,
@@ -187,6 +195,7 @@ def synthesize(
         quality=quality,
         bounds=_parse_bounds(bounds),
         order=_parse_order(order),
+        conservation=conservation,
     )
     options = StreamOptions(region_tiles, time_chunk, workers, scheduler, progress=not quiet, device=device)
     with open_input(input) as ds:
@@ -240,6 +249,7 @@ def run(
         merge_tiles=job.merge_tiles,
         bounds=job.bounds,
         order=None if job.order is None else tuple(tuple(chain) for chain in job.order),
+        conservation=job.conservation,
     )
     covariates = {}
     for name, spec in job.covariates.items():
@@ -347,21 +357,28 @@ def coarsen(
     input: Annotated[Path, typer.Argument(help="Fine NetCDF file or zarr store (the truth).")],
     output: Annotated[Path, typer.Argument(help="Coarse output (.nc).")],
     factor: Annotated[int, typer.Option("--factor", "-f", help="Block size: 2, 4, 8 or 16.")] = 4,
+    conservation: Annotated[
+        str, typer.Option(help="Block means over cells alike ('cells') or weighted by cell area ('area').")
+    ] = "cells",
     overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
 ) -> None:
     """Block-mean a fine field onto the grid that refining by FACTOR maps back to it."""
+    from climgen.errors import ConfigError
     from climgen.grid import coarsen_dataset, find_spatial_axes
     from climgen.io.cf import describe_block_mean, encoding_for_plain, history_line, tidy
     from climgen.io.open import open_input
     from climgen.io.write import check_output, write_dataset
+    from climgen.pipeline import CONSERVATION
 
+    if conservation not in CONSERVATION:
+        raise ConfigError(f"--conservation must be one of {', '.join(CONSERVATION)}, got {conservation!r}")
     check_output(output, overwrite)
     with open_input(input) as ds:
-        coarse = coarsen_dataset(ds, factor)
+        coarse = coarsen_dataset(ds, factor, conservation)
         previous = str(ds.attrs.get("history", "")).strip()
         coarse.attrs["history"] = history_line(_command_line()) + ("\n" + previous if previous else "")
         axes = find_spatial_axes(coarse)
-        coarse = describe_block_mean(tidy(coarse, axes), axes, factor)
+        coarse = describe_block_mean(tidy(coarse, axes), axes, factor, conservation)
         write_dataset(coarse, output, encoding_for_plain(coarse), overwrite=overwrite)
     typer.echo(f"wrote {output}")
 

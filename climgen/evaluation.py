@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import xarray as xr
 
 from climgen import metrics
-from climgen.conservation import count_outside
+from climgen.conservation import block_means, count_outside
 from climgen.errors import InputError
-from climgen.grid import check_factor, find_spatial_axes
+from climgen.grid import area_weights, check_factor, find_spatial_axes
 from climgen.io.cf import physical_bounds, refined_variables
 
 
@@ -30,15 +32,18 @@ def check_same_grid(truth: xr.Dataset, prediction: xr.Dataset) -> None:
             raise InputError(f"prediction and truth coordinates differ along {name!r}")
 
 
-def bicubic_reference(truth: np.ndarray, factor: int) -> np.ndarray:
-    """Bicubic interpolation of the truth's block means: the baseline every method must beat."""
+def bicubic_reference(truth: np.ndarray, factor: int, weights: tuple | None = None) -> np.ndarray:
+    """Bicubic interpolation of the truth's block means (weighted by the cells' area factors
+    ``weights``, rows and columns, if given): the baseline every method must beat."""
     import torch
 
     from climgen.models.generator import bicubic_upsample
 
     ny, nx = truth.shape[-2:]
     trimmed = truth[..., : ny // factor * factor, : nx // factor * factor]
-    coarse = trimmed.reshape(*trimmed.shape[:-2], ny // factor, factor, nx // factor, factor).mean(axis=(-3, -1))
+    if weights is not None:
+        weights = weights[0][: trimmed.shape[-2]], weights[1][: trimmed.shape[-1]]
+    coarse = block_means(trimmed, factor, weights)
     flat = torch.as_tensor(np.nan_to_num(coarse.reshape(-1, 1, *coarse.shape[-2:]), nan=np.nanmean(coarse)))
     upsampled = bicubic_upsample(flat, factor).numpy().reshape(*trimmed.shape)
     result = np.full(truth.shape, np.nan)
@@ -55,6 +60,9 @@ def evaluate(
     names = variables or [name for name in refined_variables(prediction) if name in truth.data_vars]
     if not names:
         raise InputError("no variable to compare: name them with --variables (present in both files)")
+    # a prediction that matched area-weighted block means is compared with bicubic from them
+    provenance = json.loads(prediction.attrs.get("climgen_provenance", "{}"))
+    weights = area_weights(truth) if provenance.get("conservation") == "area" else None
     rows = []
     for name in names:
         if name not in truth.data_vars or name not in prediction.data_vars:
@@ -71,7 +79,7 @@ def evaluate(
             raise InputError(f"{name!r}: prediction shape {predicted_values.shape} differs from the truth's {true_values.shape}")
         candidates = [("prediction", predicted_values)]
         if factor is not None:
-            candidates.append(("bicubic", bicubic_reference(true_values, check_factor(factor))))
+            candidates.append(("bicubic", bicubic_reference(true_values, check_factor(factor), weights)))
         bounds = physical_bounds(truth[name], name)[0]
         for method, values in candidates:
             row = {"variable": name, "method": method, **metrics.summary(values, true_values)}

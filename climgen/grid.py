@@ -121,6 +121,22 @@ def coarse_bounds(bounds: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarr
     return merged.mean(axis=1), merged
 
 
+def cell_weights(y_bounds: np.ndarray, x_bounds: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Relative cell areas of a grid as row and column factors (area = row x column), from the
+    cells' edges: on lat/lon and rotated-pole grids sin(north) - sin(south) times the width in
+    degrees (the area on a sphere), on projected grids height times width."""
+    heights = np.abs(y_bounds[:, 1] - y_bounds[:, 0])
+    if kind in ("latlon", "rotated"):
+        heights = np.abs(np.sin(np.radians(y_bounds[:, 1])) - np.sin(np.radians(y_bounds[:, 0])))
+    return heights, np.abs(x_bounds[:, 1] - x_bounds[:, 0])
+
+
+def area_weights(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`cell_weights` of a dataset's grid, from its axes and their bounds variables."""
+    axes = find_spatial_axes(ds)
+    return cell_weights(cell_bounds(ds[axes.y], ds), cell_bounds(ds[axes.x], ds), axes.kind)
+
+
 def bounds_name(coordinate_name: str) -> str:
     """Name of the bounds variable climgen writes for a coordinate."""
     return f"{coordinate_name}_bnds"
@@ -135,12 +151,13 @@ def make_axis(name: str, centres: np.ndarray, bounds: np.ndarray, template: xr.D
     return coordinate, bounds_array
 
 
-def coarsen_dataset(ds: xr.Dataset, factor: int) -> xr.Dataset:
+def coarsen_dataset(ds: xr.Dataset, factor: int, conservation: str = "cells") -> xr.Dataset:
     """Block-mean every spatial variable by ``factor`` (the inverse of refinement on the grid).
 
     Used to build coarse/fine pairs from a real fine field for evaluation: coarsen the truth,
     refine it, compare. Trailing rows/columns that do not fill a block are dropped. 2-D
-    auxiliary coordinates are block-averaged.
+    auxiliary coordinates are block-averaged. ``conservation="area"`` weights the data's block
+    means by cell area (:func:`cell_weights`), as conservative regridding does.
     """
     factor = check_factor(factor)
     axes = find_spatial_axes(ds)
@@ -157,7 +174,18 @@ def coarsen_dataset(ds: xr.Dataset, factor: int) -> xr.Dataset:
         for bounds_name_ in (trimmed[axes.y].attrs.get("bounds"), trimmed[axes.x].attrs.get("bounds"))
         if bounds_name_ in trimmed.variables
     ]
-    blocks = trimmed.drop_vars(drop).coarsen({axes.y: factor, axes.x: factor}).mean(keep_attrs=True)
+    window = {axes.y: factor, axes.x: factor}
+    blocks = trimmed.drop_vars(drop).coarsen(window).mean(keep_attrs=True)
+    if conservation == "area":
+        rows, cols = cell_weights(cell_bounds(trimmed[axes.y], ds), cell_bounds(trimmed[axes.x], ds), axes.kind)
+        area = xr.DataArray(
+            rows[:, None] * cols[None, :], dims=(axes.y, axes.x), coords={n: trimmed[n] for n in (axes.y, axes.x)}
+        )
+        for name in spatial:
+            variable = trimmed[name]
+            if name in trimmed.data_vars and variable.dtype.kind == "f":
+                weighted = (variable * area).coarsen(window).sum() / area.where(variable.notnull()).coarsen(window).sum()
+                blocks[name] = weighted.transpose(*variable.dims).astype(variable.dtype)
     for name in spatial:
         if name in blocks.variables:
             blocks[name].attrs = dict(trimmed[name].attrs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -61,6 +62,7 @@ class RunRecipe(Strict):
     merge_tiles: int | None = Field(None, ge=1)
     bounds: dict[str, tuple[float | None, float | None]] | None = None  # name -> [lower, upper]; null: no limit
     order: list[list[str]] | None = None  # chains kept in order, lowest first ([] for none); null: from metadata
+    conservation: Literal["cells", "area"] = "cells"  # block means over cells alike, or weighted by area
     chunks: Chunking = Chunking()
     cluster: Cluster = Cluster()
     overwrite: bool = False

@@ -18,9 +18,18 @@ import xarray as xr
 from climgen import __version__
 from climgen.complexity import ComplexityScores, choose_depth, combine_scores, tile_components
 from climgen.compute import compute_report, window_cells
-from climgen.conservation import Bounds, count_disordered, count_outside, format_bounds, order_stacks
+from climgen.conservation import Bounds, Weights, count_disordered, count_outside, format_bounds, order_stacks
 from climgen.errors import ConfigError, GridError, InputError
-from climgen.grid import SpatialAxes, bounds_name, cell_bounds, check_factor, find_spatial_axes, make_axis, refine_bounds
+from climgen.grid import (
+    SpatialAxes,
+    bounds_name,
+    cell_bounds,
+    cell_weights,
+    check_factor,
+    find_spatial_axes,
+    make_axis,
+    refine_bounds,
+)
 from climgen.io import cf
 from climgen.io.units import check_units
 from climgen.tiling import TileLayout
@@ -29,6 +38,10 @@ from climgen.tiling import TileLayout
 # default: (4 tiles of 32 + 2 halos of 8) x 4 at x8 is 576; at x16 even two tiles a side
 # (640) would hold about a gigabyte of activations per call, so x16 merges none
 MAX_STAGE_INPUT = 600
+
+
+# how a block's mean is taken for coarse consistency: every cell alike, or weighted by cell area
+CONSERVATION = ("cells", "area")
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,7 @@ class SynthesisConfig:
     merge_tiles: int | None = None
     bounds: Mapping[str, Bounds] | None = None
     order: tuple[tuple[str, ...], ...] | None = None  # chains kept in order, lowest first; None: from metadata
+    conservation: str = "cells"  # blocks average to the coarse value over "cells" alike, or by "area"
 
     def validate(self) -> SynthesisConfig:
         check_factor(self.factor)
@@ -69,6 +83,8 @@ class SynthesisConfig:
             raise ConfigError(f"merge_tiles must be >= 1, got {self.merge_tiles}")
         for name, limits in (self.bounds or {}).items():
             parse_limits(name, limits)
+        if self.conservation not in CONSERVATION:
+            raise ConfigError(f"conservation must be one of {', '.join(CONSERVATION)}, got {self.conservation!r}")
         chained = [name for chain in self.order or () for name in chain]
         if any(isinstance(chain, str) or len(chain) < 2 for chain in self.order or ()) or len(set(chained)) < len(chained):
             raise ConfigError(f"order takes chains of two or more distinct variables, lowest first, got {self.order!r}")
@@ -325,7 +341,16 @@ class Plan:
         """A :class:`~climgen.refine.TileRefiner` on ``device`` (auto: a GPU when torch sees one)."""
         from climgen.refine import TileRefiner, resolve_device
 
-        return TileRefiner(self.checkpoint.module, self.config.factor, self.prepared.layout, device=resolve_device(device))
+        module, layout = self.checkpoint.module, self.prepared.layout
+        return TileRefiner(module, self.config.factor, layout, device=resolve_device(device), cell_weights=self.cell_weights)
+
+    @property
+    def cell_weights(self) -> Weights:
+        """The fine cells' area factors (rows, columns) with ``conservation="area"``, else None."""
+        if self.config.conservation != "area":
+            return None
+        axes = self.prepared.axes
+        return cell_weights(self.fine_axes[axes.y][1].values, self.fine_axes[axes.x][1].values, axes.kind)
 
     def seed_keys(self, name: str, indices, member: int) -> list[tuple]:
         """Noise keys of fields ``indices`` (flat indices over the leading dimensions)."""
@@ -500,6 +525,7 @@ def synthesize(
     merge_tiles: int | None = None,
     bounds: Mapping[str, Bounds] | None = None,
     order=None,
+    conservation: str = "cells",
     command: str | None = None,
     device: str = "auto",
 ) -> xr.Dataset:
@@ -542,6 +568,11 @@ def synthesize(
         (tasmin/tas/tasmax, tn/tg/tx, mn2t/mx2t...) and cell methods (minimum, mean, maximum of
         one standard_name); see :func:`climgen.io.cf.ordered_chains`. Out-of-order blocks get
         the nearest ordered ones with the same coarse means (:func:`climgen.conservation.order_fields`).
+    conservation : {"cells", "area"}
+        How each block's mean matches its coarse value: over its cells alike (the default,
+        the inverse of :func:`climgen.grid.coarsen_dataset`), or weighted by cell area, for
+        coarse values from conservative regridding (on lat/lon and rotated-pole grids cells
+        shrink towards the poles; see :func:`climgen.grid.cell_weights`).
 
     Returns
     -------
@@ -574,6 +605,7 @@ def synthesize(
         merge_tiles=merge_tiles,
         bounds=bounds,
         order=None if order is None else tuple(tuple(chain) for chain in order),
+        conservation=conservation,
     )
     job = plan(ds, config, covariates)
     refiner = job.refiner(device)
@@ -598,7 +630,8 @@ def synthesize(
         warn_disordered(chain, count_disordered(*(coarse[name] for name in chain)))
         for member in range(config.members):
             fine = [members[name][member] for name in chain]
-            order_stacks(fine, [coarse[name] for name in chain], config.factor, [job.prepared.limits[name] for name in chain])
+            limits = [job.prepared.limits[name] for name in chain]
+            order_stacks(fine, [coarse[name] for name in chain], config.factor, limits, job.cell_weights)
     refined = {}
     for name in job.prepared.variables:
         ordered = ds[name].transpose(..., job.prepared.axes.y, job.prepared.axes.x)
@@ -649,5 +682,9 @@ def _call_text(config: SynthesisConfig, covariate_names: list[str]) -> str:
         arguments.append(f"quality={config.quality}")
     if config.bounds:
         arguments.append(f"bounds={dict(config.bounds)}")
+    if config.order is not None:
+        arguments.append(f"order={[list(chain) for chain in config.order]}")
+    if config.conservation != "cells":
+        arguments.append(f"conservation={config.conservation!r}")
     arguments.append(f"model={config.model!r}")
     return f"climgen {__version__}: ds.climgen.synthesize({', '.join(arguments)})"

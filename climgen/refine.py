@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from climgen._torch import import_torch
-from climgen.conservation import Bounds, project_blocks
+from climgen.conservation import Bounds, Weights, project_blocks
 from climgen.tiling import Tile, TileLayout, blend_weights, fine_slices, window_key
 
 
@@ -141,9 +141,11 @@ class TileRefiner:
         device: str | None = None,
         precision: str = "auto",
         compile: bool = False,
+        cell_weights: Weights = None,
     ):
         self.torch = import_torch()
         self.factor = factor
+        self.cell_weights = cell_weights  # fine cells' (row, column) area factors: area-weighted block means
         self.full_depth = factor.bit_length() - 1
         self.layout = layout
         self.device = self.torch.device(device or "cpu")
@@ -328,7 +330,8 @@ class TileRefiner:
         """Blend tile outputs (from :meth:`refine_tiles`, holding every tile of
         :meth:`tiles_for` ``region``) over ``region`` in tile order, then project each
         factor x factor block onto the coarse ``target`` (N, h, w), inside ``bounds`` (lower,
-        upper; see :func:`climgen.conservation.project_blocks`); missing cells stay missing."""
+        upper; see :func:`climgen.conservation.project_blocks`), by area-weighted means when the
+        refiner has ``cell_weights``; missing cells stay missing."""
         factor = self.factor
         out_shape = ((region[0].stop - region[0].start) * factor, (region[1].stop - region[1].start) * factor)
         accumulated = np.zeros((target.shape[0], *out_shape))
@@ -339,8 +342,15 @@ class TileRefiner:
         fine = np.empty(accumulated.shape, dtype=np.float32)
         for i in range(target.shape[0]):
             values = np.where(np.isfinite(target[i]), target[i], np.nan)
-            fine[i] = project_blocks(accumulated[i], values, factor, in_place=True, bounds=bounds)
+            fine[i] = project_blocks(accumulated[i], values, factor, True, bounds, self.region_weights(region))
         return fine
+
+    def region_weights(self, region: tuple[slice, slice]) -> Weights:
+        """The cell weights of ``region`` (coarse cells) on the fine grid, or None."""
+        if self.cell_weights is None:
+            return None
+        rows, cols = fine_slices(region, self.factor)
+        return self.cell_weights[0][rows], self.cell_weights[1][cols]
 
     def region_inputs(self, covariates: np.ndarray | None = None, origin: tuple[int, int] = (0, 0)) -> RegionInputs:
         """The shared inputs of a region's windows: covariates (K, H*f, W*f) from coarse cell

@@ -134,6 +134,8 @@ class Job:
             if limits != (None, None):
                 lines.append(f"bounds      {name}: {format_bounds(limits)} ({source})")
         lines += [f"order       {' <= '.join(chain)}" for chain in plan_.prepared.order]
+        if plan_.config.conservation == "area":
+            lines.append("blocks      area-weighted means equal the coarse values")
         return "\n".join(lines)
 
 
@@ -314,6 +316,7 @@ class TaskContext:
     device: str = "auto"
     bounds: Mapping = field(default_factory=dict)  # variable -> its physical (lower, upper)
     order: tuple = ()  # chains of variables kept in order, lowest first
+    cell_weights: tuple | None = None  # fine cells' (row, column) area factors: area-weighted block means
 
 
 def _refiner(context: TaskContext):
@@ -329,7 +332,7 @@ def _refiner(context: TaskContext):
         if key not in _DEVICE_MODULES:
             _DEVICE_MODULES[key] = model_on_device(checkpoint.module, device)
         module = _DEVICE_MODULES[key]
-    return TileRefiner(module, context.factor, context.layout, device=device)
+    return TileRefiner(module, context.factor, context.layout, device=device, cell_weights=context.cell_weights)
 
 
 def refine_group(
@@ -360,7 +363,8 @@ def write_region(
     chain = next((chain for chain in context.order if task.variable in chain), None)
     if chain is not None:
         limits = [context.bounds.get(name) for name in chain]
-        order_stacks([fine[name] for name in chain], [coarse[name] for name in chain], context.factor, limits)
+        weights = refiner.region_weights(task.region)
+        order_stacks([fine[name] for name in chain], [coarse[name] for name in chain], context.factor, limits, weights)
     target = targets[task.variable]
     fine = fine[task.variable].reshape(*target.shape[:-2], *(n * context.factor for n in target.shape[-2:]))
     region = dict(zip(dims[-2:], fine_slices(task.region, context.factor), strict=True))
@@ -404,6 +408,7 @@ def _delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
             job.options.device,
             plan_.prepared.limits,
             tuple(plan_.prepared.order),
+            plan_.cell_weights,
         ),
         name=f"context-{job.job_id[:16]}",
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from climgen.conservation import block_means
 from climgen.grid import find_spatial_axes
 
 
@@ -100,8 +101,12 @@ def make_dataset(
     return xr.decode_cf(ds)
 
 
-def assert_coarse_consistent(fine: xr.DataArray, coarse: xr.DataArray, factor: int, rtol: float = 2e-6) -> None:
-    """Assert every factor x factor block of ``fine`` averages to the ``coarse`` value.
+def assert_coarse_consistent(
+    fine: xr.DataArray, coarse: xr.DataArray, factor: int, rtol: float = 2e-6, weights: tuple | None = None
+) -> None:
+    """Assert every factor x factor block of ``fine`` averages to the ``coarse`` value: its
+    cells alike, or weighted by the fine cells' areas ``weights`` (rows, columns; for outputs
+    of ``conservation="area"``: :func:`climgen.grid.area_weights` of the output).
 
     Missing coarse cells must be missing at exactly their fine cells and nowhere else.
     """
@@ -110,7 +115,7 @@ def assert_coarse_consistent(fine: xr.DataArray, coarse: xr.DataArray, factor: i
     fine_values = fine.transpose(..., axes.y, axes.x).values.astype(np.float64)
     coarse_values = coarse.transpose(..., axes.y, axes.x).values.astype(np.float64)
     blocks = fine_values.reshape(*fine_values.shape[:-2], ny, factor, nx, factor)
-    means = blocks.mean(axis=(-3, -1))
+    means = block_means(fine_values, factor, weights)
     missing = ~np.isfinite(coarse_values)
     fine_missing = ~np.isfinite(blocks)
     np.testing.assert_array_equal(

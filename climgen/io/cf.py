@@ -294,12 +294,13 @@ def tidy(ds: xr.Dataset, axes: SpatialAxes) -> xr.Dataset:
     return ds
 
 
-def describe_block_mean(ds: xr.Dataset, axes: SpatialAxes, factor: int) -> xr.Dataset:
+def describe_block_mean(ds: xr.Dataset, axes: SpatialAxes, factor: int, conservation: str = "cells") -> xr.Dataset:
     """Extend ``cell_methods`` of gridded variables after block-mean coarsening."""
+    weighting = "area-weighted" if conservation == "area" else "unweighted"
     for variable in ds.data_vars.values():
         if axes.y in variable.dims and axes.x in variable.dims and variable.dtype.kind == "f":
             previous = str(variable.attrs.get("cell_methods", "")).strip()
-            method = f"area: mean (unweighted mean of {factor}x{factor} cells by climgen coarsen)"
+            method = f"area: mean ({weighting} mean of {factor}x{factor} cells by climgen coarsen)"
             variable.attrs["cell_methods"] = f"{previous} {method}".strip()
     return ds
 
