@@ -459,6 +459,9 @@ def variable_order(ds: xr.Dataset, variables: list[str], given=None) -> list[tup
             raise ConfigError(f"order names {unknown}, which are not refined here (variables: {variables})")
         if len({(ds[name].dims, ds[name].shape) for name in chain}) > 1:
             raise ConfigError(f"variables kept in order need the same dimensions and shape: {', '.join(chain)} differ")
+        units = {str(ds[name].attrs.get("units", "")).strip() for name in chain}
+        if len(units) > 1:
+            raise ConfigError(f"variables kept in order need the same units: {', '.join(chain)} have {sorted(units)}")
     return chains
 
 

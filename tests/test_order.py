@@ -110,6 +110,8 @@ def test_chains_come_from_names_and_cell_methods():
     # different shapes, or only a single statistic: no chain
     assert ordered_chains(xr.Dataset({"tasmin": _variable(), "tasmax": _variable((3, 2, 2))}), ["tasmin", "tasmax"]) == []
     assert ordered_chains(by_method, ["t_high", "wind_gust"]) == []
+    celsius = ds.assign(tasmin=ds["tasmin"].assign_attrs(units="degC"))
+    assert ordered_chains(celsius, ["tasmin", "tas", "tasmax"]) == [], "different units: not comparable"
 
 
 def _temperatures(hsurf_truth) -> xr.Dataset:
@@ -168,6 +170,8 @@ def test_out_of_order_coarse_cells_warn_and_bad_orders_are_config_errors(tempera
         pipeline.synthesize(coarse, order=[["tasmin", "tas"], ["tas", "tasmax"]])
     with pytest.raises(ConfigError, match="not refined here"):
         pipeline.synthesize(coarse, order=[["tasmin", "tmax"]])
+    with pytest.raises(ConfigError, match="same units"):
+        pipeline.synthesize(coarse.assign(tasmin=coarse["tasmin"].assign_attrs(units="degC")), order=[["tasmin", "tasmax"]])
     with pytest.raises(ConfigError, match="same dimensions"):
         pipeline.synthesize(coarse.assign(flat=coarse["tas"].isel(time=0)), order=[["flat", "tas"]])
 

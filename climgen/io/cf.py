@@ -242,7 +242,7 @@ def ordered_chains(ds: xr.Dataset, variables: list[str]) -> list[tuple[str, ...]
     """Variables whose values must come in order in every cell, each chain lowest first: daily
     minimum <= mean <= maximum, known by name (:data:`ORDERED_NAMES`) or, for others, by one
     ``standard_name`` whose ``cell_methods`` end in ``minimum``, ``mean`` and ``maximum`` over
-    the same dimension. Only variables of the same shape are chained."""
+    the same dimension. Only variables of the same shape and units are chained."""
     chains = []
     for family in ORDERED_NAMES:
         present = tuple(name for name in family if name in variables)
@@ -260,7 +260,11 @@ def ordered_chains(ds: xr.Dataset, variables: list[str]) -> list[tuple[str, ...]
     for ranks in statistics.values():
         if len(ranks) > 1 and all(len(names) == 1 for names in ranks.values()):
             chains.append(tuple(ranks[rank][0] for rank in sorted(ranks)))
-    return [chain for chain in chains if len({(ds[name].dims, ds[name].shape) for name in chain}) == 1]
+    return [chain for chain in chains if len({_layout_and_units(ds[name]) for name in chain}) == 1]
+
+
+def _layout_and_units(variable: xr.DataArray) -> tuple:
+    return variable.dims, variable.shape, str(variable.attrs.get("units", "")).strip()
 
 
 def history_line(command: str) -> str:
