@@ -62,7 +62,8 @@ def evaluate(
         raise InputError("no variable to compare: name them with --variables (present in both files)")
     # a prediction that matched area-weighted block means is compared with bicubic from them
     provenance = json.loads(prediction.attrs.get("climgen_provenance", "{}"))
-    weights = area_weights(truth) if provenance.get("conservation") == "area" else None
+    areas = area_weights(truth)
+    weights = areas if provenance.get("conservation") == "area" else None
     rows = []
     for name in names:
         if name not in truth.data_vars or name not in prediction.data_vars:
@@ -83,6 +84,7 @@ def evaluate(
         bounds = physical_bounds(truth[name], name)[0]
         for method, values in candidates:
             row = {"variable": name, "method": method, **metrics.summary(values, true_values)}
+            row["rmse_area_weighted"] = metrics.area_weighted_rmse(values, true_values, areas)
             # share of cells outside the variable's physical bounds (None: it has none)
             valid = np.count_nonzero(np.isfinite(values))
             row["outside_bounds"] = None if bounds == (None, None) else count_outside(values, bounds) / max(valid, 1)
@@ -98,15 +100,17 @@ def evaluate(
 def format_table(rows: list[dict]) -> str:
     """A markdown table of the main scores, one row per (variable, method)."""
     lines = [
-        "| variable | method | RMSE | bias | MAE | PSNR dB | SSIM | MS-SSIM | top-octave spectral error | outside physical bounds |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| variable | method | RMSE | area-weighted RMSE | bias | MAE | PSNR dB | SSIM | MS-SSIM | top-octave spectral error "
+        "| outside physical bounds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         octaves = row["spectral_error_per_octave"]
         top = f"{list(octaves.values())[-1]:.3f}" if octaves else "n/a"
         ms = "n/a (field <= 160 cells)" if row["ms_ssim"] is None else f"{row['ms_ssim']:.4f}"
         lines.append(
-            f"| {row['variable']} | {row['method']} | {row['rmse']:.4g} | {row['bias']:.3g} | {row['mae']:.4g} | "
+            f"| {row['variable']} | {row['method']} | {row['rmse']:.4g} | {row['rmse_area_weighted']:.4g} | "
+            f"{row['bias']:.3g} | {row['mae']:.4g} | "
             f"{row['psnr']:.2f} | {row['ssim']:.4f} | {ms} | {top} | {_share(row.get('outside_bounds'))} |"
         )
     return "\n".join(lines)

@@ -20,6 +20,15 @@ def rmse(prediction: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sqrt(np.mean((prediction[valid] - truth[valid]) ** 2)))
 
 
+def area_weighted_rmse(prediction: np.ndarray, truth: np.ndarray, weights: tuple[np.ndarray, np.ndarray]) -> float:
+    """Root-mean-square error over valid cells, each weighted by its area (``weights``: row and
+    column factors, :func:`climgen.grid.cell_weights`): on a lat/lon grid polar rows then count
+    as little as they cover, the usual score for global fields."""
+    area = np.broadcast_to(weights[0][:, None] * weights[1][None, :], np.shape(truth))
+    valid = _valid(prediction, truth)
+    return float(np.sqrt(np.sum(area[valid] * (prediction[valid] - truth[valid]) ** 2) / np.sum(area[valid])))
+
+
 def bias(prediction: np.ndarray, truth: np.ndarray) -> float:
     """Mean of prediction minus truth."""
     valid = _valid(prediction, truth)

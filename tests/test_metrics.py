@@ -68,11 +68,22 @@ def test_ensemble_scores():
     assert scores["rmse_of_mean"] == 0.0 and scores["spread"] == pytest.approx(np.sqrt(2.0))
 
 
+def test_area_weighted_rmse_counts_each_cell_by_its_area():
+    truth = np.zeros((2, 3))
+    prediction = np.array([[1.0, 1.0, 1.0], [3.0, 3.0, np.nan]])
+    equal = (np.ones(2), np.ones(3))
+    assert metrics.area_weighted_rmse(prediction, truth, equal) == pytest.approx(metrics.rmse(prediction, truth))
+    # the first row three times the area of the second: (3 * 3 * 1 + 2 * 9) / (3 * 3 + 2)
+    weighted = metrics.area_weighted_rmse(prediction, truth, (np.array([3.0, 1.0]), np.ones(3)))
+    assert weighted == pytest.approx(np.sqrt(27.0 / 11.0))
+
+
 def test_evaluate_rows_and_grid_check(hsurf_truth, hsurf_coarse):
     refined = hsurf_coarse.climgen.synthesize(factor=4, members=2)
     rows = evaluate(hsurf_truth, refined, factor=4)
     assert [row["method"] for row in rows] == ["prediction", "bicubic"]
     assert rows[0]["rmse"] < rows[1]["rmse"]
+    assert rows[0]["rmse_area_weighted"] < rows[1]["rmse_area_weighted"]
     assert "crps" in rows[0] and rows[0]["diversity"] >= 0
     with pytest.raises(InputError, match="grids differ"):
         evaluate(hsurf_truth.isel(rlat=slice(0, 40)), refined)
