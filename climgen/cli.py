@@ -363,15 +363,11 @@ def coarsen(
     overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
 ) -> None:
     """Block-mean a fine field onto the grid that refining by FACTOR maps back to it."""
-    from climgen.errors import ConfigError
     from climgen.grid import coarsen_dataset, find_spatial_axes
     from climgen.io.cf import describe_block_mean, encoding_for_plain, history_line, tidy
     from climgen.io.open import open_input
     from climgen.io.write import check_output, write_dataset
-    from climgen.pipeline import CONSERVATION
 
-    if conservation not in CONSERVATION:
-        raise ConfigError(f"--conservation must be one of {', '.join(CONSERVATION)}, got {conservation!r}")
     check_output(output, overwrite)
     with open_input(input) as ds:
         coarse = coarsen_dataset(ds, factor, conservation)

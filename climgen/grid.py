@@ -28,6 +28,8 @@ AXIS_NAME_GUESSES = {
     "projected": (("y", "yc"), ("x", "xc")),
 }
 SUPPORTED_FACTORS = (2, 4, 8, 16)
+# how a block's mean is taken for coarse consistency: every cell alike, or weighted by cell area
+CONSERVATION = ("cells", "area")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,13 @@ def check_factor(factor: int) -> int:
     if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or int(factor) not in SUPPORTED_FACTORS:
         raise ConfigError(f"factor must be one of {', '.join(map(str, SUPPORTED_FACTORS))} (x2 stages), got {factor!r}")
     return int(factor)
+
+
+def check_conservation(conservation: str) -> str:
+    """Return ``conservation`` if it is one of :data:`CONSERVATION`, else raise :class:`ConfigError`."""
+    if conservation not in CONSERVATION:
+        raise ConfigError(f"conservation must be one of {', '.join(CONSERVATION)}, got {conservation!r}")
+    return conservation
 
 
 def refinement_stages(factor: int) -> int:
@@ -160,6 +169,7 @@ def coarsen_dataset(ds: xr.Dataset, factor: int, conservation: str = "cells") ->
     means by cell area (:func:`cell_weights`), as conservative regridding does.
     """
     factor = check_factor(factor)
+    check_conservation(conservation)
     axes = find_spatial_axes(ds)
     ny = ds.sizes[axes.y] // factor * factor
     nx = ds.sizes[axes.x] // factor * factor

@@ -25,6 +25,7 @@ from climgen.grid import (
     bounds_name,
     cell_bounds,
     cell_weights,
+    check_conservation,
     check_factor,
     find_spatial_axes,
     make_axis,
@@ -38,10 +39,6 @@ from climgen.tiling import TileLayout
 # default: (4 tiles of 32 + 2 halos of 8) x 4 at x8 is 576; at x16 even two tiles a side
 # (640) would hold about a gigabyte of activations per call, so x16 merges none
 MAX_STAGE_INPUT = 600
-
-
-# how a block's mean is taken for coarse consistency: every cell alike, or weighted by cell area
-CONSERVATION = ("cells", "area")
 
 
 @dataclass(frozen=True)
@@ -83,8 +80,7 @@ class SynthesisConfig:
             raise ConfigError(f"merge_tiles must be >= 1, got {self.merge_tiles}")
         for name, limits in (self.bounds or {}).items():
             parse_limits(name, limits)
-        if self.conservation not in CONSERVATION:
-            raise ConfigError(f"conservation must be one of {', '.join(CONSERVATION)}, got {self.conservation!r}")
+        check_conservation(self.conservation)
         chained = [name for chain in self.order or () for name in chain]
         if any(isinstance(chain, str) or len(chain) < 2 for chain in self.order or ()) or len(set(chained)) < len(chained):
             raise ConfigError(f"order takes chains of two or more distinct variables, lowest first, got {self.order!r}")

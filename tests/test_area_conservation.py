@@ -104,6 +104,8 @@ def test_area_conservation_end_to_end_memory_streaming_and_cli(polar_truth, tmp_
         np.testing.assert_array_equal(from_cli["tas"].values, refined["tas"].values)
     with pytest.raises(ConfigError, match="conservation must be one of"):
         pipeline.synthesize(coarse, conservation="volume")
+    with pytest.raises(ConfigError, match="conservation must be one of"):
+        coarsen_dataset(polar_truth, FACTOR, conservation="areas")
 
 
 def test_coarsen_command_writes_area_weighted_means(polar_truth, tmp_path):

@@ -201,6 +201,17 @@ def test_streamed_and_cli_outputs_keep_the_order_with_the_same_bits(temperatures
     assert "kept in order tasmin <= tasmax;" in _climgen("synthesize", source, output, "--order", "tasmin,tasmax").stdout
     with xr.open_dataset(output) as pair:
         assert int((pair["tasmin"] > pair["tasmax"]).sum()) == 0
+    _climgen("synthesize", source, tmp_path / "none.nc", "--order", "none")
+    with xr.open_dataset(tmp_path / "none.nc") as free:
+        assert _crossings(free) > 0
+    refused = subprocess.run(
+        [sys.executable, "-m", "climgen.cli", "synthesize", source, tmp_path / "bad.nc", "--order", "tasmin"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert refused.returncode == 2 and "--order takes LOW,HIGH" in refused.stderr
+    assert not (tmp_path / "bad.nc").exists()
     recipe = tmp_path / "job.yaml"
     recipe.write_text(yaml.safe_dump({"input": "temperatures.nc", "output": "free.zarr", "tile_size": 8, "order": []}))
     _climgen("run", recipe)
