@@ -10,7 +10,7 @@ import xarray as xr
 from climgen import metrics
 from climgen.conservation import block_means, count_outside
 from climgen.errors import InputError
-from climgen.grid import area_weights, check_factor, find_spatial_axes
+from climgen.grid import area_weights, cell_bounds, check_factor, find_spatial_axes
 from climgen.io.cf import physical_bounds, refined_variables
 
 
@@ -20,15 +20,19 @@ def _values(data: xr.DataArray, axes) -> np.ndarray:
 
 
 def check_same_grid(truth: xr.Dataset, prediction: xr.Dataset) -> None:
-    """Raise :class:`InputError` unless both datasets share the fine (y, x) coordinates."""
+    """Raise :class:`InputError` unless both datasets share the fine (y, x) cells: the same
+    sizes, and every prediction centre inside the truth's cell of the same index (refined
+    cells split each coarse cell equally, so on irregular grids, such as Gaussian latitudes
+    whose polar cells reach the pole, their centres may differ by a fraction of a cell)."""
     axes = find_spatial_axes(truth)
     for name in (axes.y, axes.x):
         if name not in prediction.coords or prediction.sizes[name] != truth.sizes[name]:
             raise InputError(
                 f"prediction and truth grids differ along {name!r}: refine a coarsened copy of the truth (climgen coarsen)"
             )
-        scale = float(np.abs(np.diff(truth[name].values)).mean()) if truth.sizes[name] > 1 else 1.0
-        if not np.allclose(prediction[name].values, truth[name].values, atol=1e-3 * scale):
+        edges = np.sort(cell_bounds(truth[name], truth), axis=1)
+        centres = np.asarray(prediction[name].values, dtype=np.float64)
+        if not ((centres > edges[:, 0]) & (centres < edges[:, 1])).all():
             raise InputError(f"prediction and truth coordinates differ along {name!r}")
 
 

@@ -122,3 +122,21 @@ def test_frechet_distance_is_zero_for_the_truth_and_ranks_degradations():
     assert np.isclose(metrics.frechet_distance(ndimage.gaussian_filter(truth, 2) / 1000 + 7, truth / 1000 + 7), blurred)
     with pytest.raises(ValueError, match="20 patches"):
         metrics.frechet_distance(truth[:24, :24], truth[:24, :24])
+
+
+def test_evaluate_accepts_refined_polar_cells_and_refuses_shifted_grids():
+    """Refined cells split each coarse cell equally: where the truth's polar cell reaches the
+    pole (Gaussian grids), refined centres move by a fraction of a cell, still inside the
+    truth's cells; a grid shifted by more than half a cell is another grid."""
+    from climgen.grid import coarsen_dataset
+
+    truth = make_dataset("latlon", shape=(16, 8))
+    edges = np.concatenate([[-90.0], -87.65 + 1.86 * np.arange(16)])
+    centres = np.concatenate([[-88.57], 0.5 * (edges[1:-1] + edges[2:])])
+    truth = truth.assign_coords(lat=("lat", centres, truth["lat"].attrs | {"bounds": "lat_bnds"}))
+    truth["lat_bnds"] = (("lat", "bnds"), np.stack([edges[:-1], edges[1:]], axis=1))
+    refined = coarsen_dataset(truth, 4).climgen.synthesize(factor=4)
+    assert abs(float(refined["lat"][0] - truth["lat"][0])) > 0.1, "the polar cell's refined centres moved"
+    assert [row["method"] for row in evaluate(truth, refined, factor=4)] == ["prediction", "bicubic"]
+    with pytest.raises(InputError, match="coordinates differ"):
+        evaluate(truth, refined.assign_coords(lat=refined["lat"] + 1.0))
