@@ -390,11 +390,19 @@ def evaluate(
     """Score a refined field against the truth: table on stdout, JSON and plots with --out."""
     import json
 
+    from climgen.evaluation import crop_to_prediction, format_table
     from climgen.evaluation import evaluate as run
-    from climgen.evaluation import format_table
+    from climgen.grid import find_spatial_axes
     from climgen.io.open import open_input
 
-    with open_input(truth) as truth_ds, open_input(pred) as pred_ds:
+    with open_input(truth) as whole_truth, open_input(pred) as pred_ds:
+        truth_ds = crop_to_prediction(whole_truth, pred_ds)
+        axes = find_spatial_axes(whole_truth)
+        if truth_ds.sizes != whole_truth.sizes:
+            typer.echo(
+                f"comparing the truth's first {truth_ds.sizes[axes.y]} x {truth_ds.sizes[axes.x]} cells of "
+                f"{whole_truth.sizes[axes.y]} x {whole_truth.sizes[axes.x]} (coarsening dropped the rest)"
+            )
         names = [v for v in variables.split(",") if v] if variables else None
         rows = run(truth_ds, pred_ds, names, factor)
         typer.echo(format_table(rows))

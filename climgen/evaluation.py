@@ -19,6 +19,19 @@ def _values(data: xr.DataArray, axes) -> np.ndarray:
     return np.asarray(data.transpose(*leading, axes.y, axes.x).values, dtype=np.float64)
 
 
+def crop_to_prediction(truth: xr.Dataset, prediction: xr.Dataset) -> xr.Dataset:
+    """The truth without the trailing rows and columns that the prediction lacks: coarsening
+    drops those that do not fill a block, so a refined coarsened truth is that much smaller
+    (:func:`check_same_grid` then checks the cells that remain)."""
+    axes = find_spatial_axes(truth)
+    crop = {
+        name: slice(0, prediction.sizes[name])
+        for name in (axes.y, axes.x)
+        if name in prediction.sizes and prediction.sizes[name] < truth.sizes[name]
+    }
+    return truth.isel(crop) if crop else truth
+
+
 def check_same_grid(truth: xr.Dataset, prediction: xr.Dataset) -> None:
     """Raise :class:`InputError` unless both datasets share the fine (y, x) cells: the same
     sizes, and every prediction centre inside the truth's cell of the same index (refined
@@ -58,7 +71,9 @@ def bicubic_reference(truth: np.ndarray, factor: int, weights: tuple | None = No
 def evaluate(
     truth: xr.Dataset, prediction: xr.Dataset, variables: list[str] | None = None, factor: int | None = None
 ) -> list[dict]:
-    """One row of scores per (variable, method): the prediction and, with ``factor``, bicubic."""
+    """One row of scores per (variable, method): the prediction and, with ``factor``, bicubic
+    (on the truth's cells the prediction covers, see :func:`crop_to_prediction`)."""
+    truth = crop_to_prediction(truth, prediction)
     check_same_grid(truth, prediction)
     axes = find_spatial_axes(truth)
     names = variables or [name for name in refined_variables(prediction) if name in truth.data_vars]

@@ -105,6 +105,20 @@ def test_evaluate_command(hsurf_coarse_file, tmp_path):
     rows = json.loads((tmp_path / "scores" / "scores.json").read_text())
     assert {row["method"] for row in rows} == {"prediction", "bicubic"}
     assert (tmp_path / "scores" / "evaluation_HSURF.png").stat().st_size > 20_000
+    # a truth whose size is not a multiple of the factor: coarsening drops the trailing rows,
+    # and evaluate compares the cells the prediction covers
+    import xarray as xr
+
+    with xr.open_dataset(truth) as whole:
+        uneven = whole.isel(rlat=slice(0, whole.sizes["rlat"] - 3))
+        uneven.to_netcdf(tmp_path / "uneven.nc")
+        rows_left = uneven.sizes["rlat"] // 4 * 4
+    assert run("coarsen", tmp_path / "uneven.nc", tmp_path / "uneven_coarse.nc", "--factor", 4).returncode == 0
+    assert run("synthesize", tmp_path / "uneven_coarse.nc", tmp_path / "uneven_fine.nc").returncode == 0
+    result = run("evaluate", "--truth", tmp_path / "uneven.nc", "--pred", tmp_path / "uneven_fine.nc", "--out", tmp_path / "s2")
+    assert result.returncode == 0, result.stderr
+    assert f"comparing the truth's first {rows_left} x" in result.stdout
+    assert (tmp_path / "s2" / "evaluation_HSURF.png").exists()
 
 
 def test_frechet_distance_is_zero_for_the_truth_and_ranks_degradations():
