@@ -453,11 +453,12 @@ def variable_order(ds: xr.Dataset, variables: list[str], given=None) -> list[tup
         unknown = [name for name in chain if name not in variables]
         if unknown:
             raise ConfigError(f"order names {unknown}, which are not refined here (variables: {variables})")
-        if len({(ds[name].dims, ds[name].shape) for name in chain}) > 1:
+        layouts = {cf.chain_layout(ds[name]) for name in chain}
+        if len({layout[:2] for layout in layouts}) > 1:
             raise ConfigError(f"variables kept in order need the same dimensions and shape: {', '.join(chain)} differ")
-        units = {str(ds[name].attrs.get("units", "")).strip() for name in chain}
-        if len(units) > 1:
-            raise ConfigError(f"variables kept in order need the same units: {', '.join(chain)} have {sorted(units)}")
+        if len(layouts) > 1:
+            units = sorted(layout[2] for layout in layouts)
+            raise ConfigError(f"variables kept in order need the same units: {', '.join(chain)} have {units}")
     return chains
 
 

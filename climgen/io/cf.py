@@ -260,10 +260,11 @@ def ordered_chains(ds: xr.Dataset, variables: list[str]) -> list[tuple[str, ...]
     for ranks in statistics.values():
         if len(ranks) > 1 and all(len(names) == 1 for names in ranks.values()):
             chains.append(tuple(ranks[rank][0] for rank in sorted(ranks)))
-    return [chain for chain in chains if len({_layout_and_units(ds[name]) for name in chain}) == 1]
+    return [chain for chain in chains if len({chain_layout(ds[name]) for name in chain}) == 1]
 
 
-def _layout_and_units(variable: xr.DataArray) -> tuple:
+def chain_layout(variable: xr.DataArray) -> tuple:
+    """What variables of one ordered chain must share: dimensions, shape and units."""
     return variable.dims, variable.shape, str(variable.attrs.get("units", "")).strip()
 
 
