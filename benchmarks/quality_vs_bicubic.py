@@ -9,10 +9,12 @@ own output: land fraction in 0..1). Prints a markdown table; ``--json`` saves th
 ``--coarsen-by area`` makes the coarse fields area-weighted block means (as conservative
 regridding does) and ``--conservation area`` makes climgen (and the projection after bicubic)
 match them by area-weighted means; both default to ``cells`` (plain block means).
+``--residual-gain 1`` keeps all of the model's learned detail on every field (climgen before the
+self-test of :mod:`climgen.skill`; default ``auto``); the last column gives the share kept.
 
     python benchmarks/quality_vs_bicubic.py [--shared ../shared] [--factors 4 8] [--json out.json]
         [--model default|CHECKPOINT] [--only HSURF tas ...] [--budget 0.3] [--no-bounds]
-        [--coarsen-by cells|area] [--conservation cells|area]
+        [--coarsen-by cells|area] [--conservation cells|area] [--residual-gain auto|1]
 
 Fields (from shared/data/ncl): the eastern halves (rlon >= 18) of two regional-model fields
 (the default model trains only on the western half of another model's orography and land
@@ -73,6 +75,7 @@ def evaluate(
     bounded: bool = True,
     coarsen_by: str = "cells",
     conservation: str = "cells",
+    residual_gain: float | str = "auto",
 ) -> dict:
     axes = find_spatial_axes(truth_ds)
     truth_ds = truth_ds.isel(
@@ -95,12 +98,15 @@ def evaluate(
         ]
     )
     options = {"variables": [variable], "seed": 0, "model": model, "bounds": {variable: limits}, "conservation": conservation}
+    options["residual_gain"] = residual_gain
     row = {"bounds": limits}
     started = time.perf_counter()
     adaptive = synthesize(coarse_ds, factor=factor, budget=budget, **options)
     row["seconds_adaptive"] = time.perf_counter() - started
     uniform = synthesize(coarse_ds, factor=factor, adaptive=False, **options)
-    row["adaptive_cost"] = json.loads(adaptive.attrs["climgen_provenance"])["compute"]["fraction_of_uniform"]
+    provenance = json.loads(adaptive.attrs["climgen_provenance"])
+    row["adaptive_cost"] = provenance["compute"]["fraction_of_uniform"]
+    row["residual_gain"] = provenance["residual_gains"][variable]
 
     def rmse(field: np.ndarray) -> float:
         return float(np.sqrt(np.mean((field.reshape(truth.shape) - truth) ** 2)))
@@ -135,13 +141,14 @@ def main() -> None:
     parser.add_argument("--no-bounds", action="store_true", help="refine and project without physical bounds")
     parser.add_argument("--coarsen-by", choices=["cells", "area"], default="cells", help="block means of the truth")
     parser.add_argument("--conservation", choices=["cells", "area"], default="cells", help="block means climgen matches")
+    parser.add_argument("--residual-gain", default="auto", help="share of the learned detail kept: auto or a number")
     arguments = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = []
     print(
-        "| field | factor | RMSE bicubic | RMSE bicubic+projection | RMSE climgen uniform | RMSE climgen adaptive | uniform / bicubic | adaptive / bicubic | adaptive cost | top-octave power / truth: bicubic, climgen |"
+        "| field | factor | RMSE bicubic | RMSE bicubic+projection | RMSE climgen uniform | RMSE climgen adaptive | uniform / bicubic | adaptive / bicubic | adaptive cost | top-octave power / truth: bicubic, climgen | detail kept |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for filename, variable, label, selection in FIELDS:
         if arguments.only and variable not in arguments.only:
             continue
@@ -160,13 +167,15 @@ def main() -> None:
                     not arguments.no_bounds,
                     arguments.coarsen_by,
                     arguments.conservation,
+                    arguments.residual_gain if arguments.residual_gain == "auto" else float(arguments.residual_gain),
                 ),
             }
             rows.append(row)
             print(
                 f"| {row['field']} | x{factor} | {row['rmse_bicubic']:.4g} | {row['rmse_bicubic_consistent']:.4g} | {row['rmse_uniform']:.4g} | "
                 f"{row['rmse_adaptive']:.4g} | {row['rmse_uniform'] / row['rmse_bicubic']:.3f} | {row['rmse_adaptive'] / row['rmse_bicubic']:.3f} | "
-                f"{row['adaptive_cost']:.2f} | {row['top_octave_power_ratio_bicubic']:.2f}, {row['top_octave_power_ratio_uniform']:.2f} |",
+                f"{row['adaptive_cost']:.2f} | {row['top_octave_power_ratio_bicubic']:.2f}, {row['top_octave_power_ratio_uniform']:.2f} | "
+                f"{row['residual_gain']['gain']:g} |",
                 flush=True,
             )
     for row in rows:

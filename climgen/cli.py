@@ -79,6 +79,18 @@ def _parse_order(specs: list[str] | None) -> tuple | None:
     return chains
 
 
+def _parse_gain(text: str) -> float | str:
+    """``auto`` or a number, for ``--residual-gain`` (the range is checked with the config)."""
+    from climgen.errors import ConfigError
+
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"--residual-gain takes 'auto' or a number from 0 to 1 (up to 2), got {text!r}") from None
+
+
 def _summary(result, seconds: float, source_shape: tuple[int, int]) -> str:
     import json
 
@@ -90,6 +102,7 @@ def _summary(result, seconds: float, source_shape: tuple[int, int]) -> str:
     histogram = ", ".join(f"depth {k}: {100 * v / total:.0f}%" for k, v in sorted(counts.items()))
     fine_shape = result["refinement_depth"].shape
     from climgen.conservation import format_bounds
+    from climgen.skill import detail_kept
 
     provenance = json.loads(result.attrs["climgen_provenance"])
     compute = provenance["compute"]
@@ -102,6 +115,7 @@ def _summary(result, seconds: float, source_shape: tuple[int, int]) -> str:
         + (f"kept within {', '.join(bounded)}; " if bounded else "")
         + (f"kept in order {', '.join(ordered)}; " if ordered else "")
         + ("blocks match by area-weighted means; " if provenance.get("conservation") == "area" else "")
+        + "".join(f"{line}; " for line in detail_kept(provenance.get("residual_gains", {})))
         + f"{seconds:.1f} s"
     )
 
@@ -167,6 +181,13 @@ def synthesize(
             "('area': for coarse data from conservative regridding)."
         ),
     ] = "cells",
+    residual_gain: Annotated[
+        str,
+        typer.Option(
+            help="Share of the model's learned detail kept: 'auto' (tested on each variable's coarse field, damped "
+            "only where that cuts the error) or a number, 0 (bicubic with exact block means) to 1 (as trained)."
+        ),
+    ] = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     workers: _Workers = None,
     scheduler: _Scheduler = None,
@@ -196,6 +217,7 @@ def synthesize(
         bounds=_parse_bounds(bounds),
         order=_parse_order(order),
         conservation=conservation,
+        residual_gain=_parse_gain(residual_gain),
     )
     options = StreamOptions(region_tiles, time_chunk, workers, scheduler, progress=not quiet, device=device)
     with open_input(input) as ds:
@@ -250,6 +272,7 @@ def run(
         bounds=job.bounds,
         order=None if job.order is None else tuple(tuple(chain) for chain in job.order),
         conservation=job.conservation,
+        residual_gain=job.residual_gain,
     )
     covariates = {}
     for name, spec in job.covariates.items():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -63,6 +63,7 @@ class RunRecipe(Strict):
     bounds: dict[str, tuple[float | None, float | None]] | None = None  # name -> [lower, upper]; null: no limit
     order: list[list[str]] | None = None  # chains kept in order, lowest first ([] for none); null: from metadata
     conservation: Literal["cells", "area"] = "cells"  # block means over cells alike, or weighted by area
+    residual_gain: Literal["auto"] | Annotated[float, Field(ge=0, le=2)] = "auto"  # share of learned detail kept
     chunks: Chunking = Chunking()
     cluster: Cluster = Cluster()
     overwrite: bool = False

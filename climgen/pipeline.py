@@ -59,6 +59,7 @@ class SynthesisConfig:
     bounds: Mapping[str, Bounds] | None = None
     order: tuple[tuple[str, ...], ...] | None = None  # chains kept in order, lowest first; None: from metadata
     conservation: str = "cells"  # blocks average to the coarse value over "cells" alike, or by "area"
+    residual_gain: float | str = "auto"  # share of the model's learned detail kept; "auto": self-tested
 
     def validate(self) -> SynthesisConfig:
         check_factor(self.factor)
@@ -81,6 +82,11 @@ class SynthesisConfig:
         for name, limits in (self.bounds or {}).items():
             parse_limits(name, limits)
         check_conservation(self.conservation)
+        gain = self.residual_gain
+        if gain != "auto" and (
+            isinstance(gain, (bool, str)) or not isinstance(gain, (int, float, np.number)) or not 0 <= gain <= 2
+        ):
+            raise ConfigError(f"residual_gain must be 'auto' or a number in 0..2 (1: the detail as trained), got {gain!r}")
         chained = [name for chain in self.order or () for name in chain]
         if any(isinstance(chain, str) or len(chain) < 2 for chain in self.order or ()) or len(set(chained)) < len(chained):
             raise ConfigError(f"order takes chains of two or more distinct variables, lowest first, got {self.order!r}")
@@ -328,6 +334,7 @@ class Plan:
     depth: np.ndarray
     calibration: object | None
     fine_axes: dict
+    residual_gains: dict = field(default_factory=dict)  # variable -> climgen.skill.ResidualGain
 
     @property
     def full_depth(self) -> int:
@@ -339,6 +346,15 @@ class Plan:
 
         module, layout = self.checkpoint.module, self.prepared.layout
         return TileRefiner(module, self.config.factor, layout, device=resolve_device(device), cell_weights=self.cell_weights)
+
+    def residual_gain(self, name: str) -> float:
+        """The share of the model's learned detail kept for variable ``name``."""
+        return self.residual_gains[name].gain if name in self.residual_gains else 1.0
+
+    def model_fields(self, field_counts: Mapping[str, int]) -> int:
+        """The 2-D fields (members included) that go through the model, from each variable's
+        field count: a variable that keeps none of the learned detail skips the network."""
+        return sum(count * self.config.members for name, count in field_counts.items() if self.residual_gain(name) != 0)
 
     @property
     def cell_weights(self) -> Weights:
@@ -367,6 +383,7 @@ class Plan:
             "depth_histogram": {str(k): int((self.depth == k).sum()) for k in range(self.full_depth + 1)},
             "compute": compute_report(self.checkpoint.module, layout, self.depth, self.full_depth, fields_refined),
             "calibration": None if self.calibration is None else self.calibration.as_dict(),
+            "residual_gains": {name: gain.as_dict() for name, gain in self.residual_gains.items()},
             "physical_bounds": {
                 name: {"lower": limits[0], "upper": limits[1], "from": source}
                 for name, (limits, source) in self.prepared.bounds.items()
@@ -406,6 +423,7 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
     scores = (scorer or _scores)(ds, prepared, config.factor)
     full_depth = config.factor.bit_length() - 1
     result = Plan(config, prepared, checkpoint, scores, np.zeros(1), None, _fine_axes(ds, prepared.axes, config.factor))
+    result.residual_gains = residual_gains(ds, result)
     if config.quality is not None:
         from climgen.calibration import calibrate
 
@@ -417,7 +435,12 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
             if np.isfinite(sample).any():
                 break
         result.calibration = calibrate(
-            result.refiner(), sample, scores, config.quality, prepared.covariates, (config.seed, first, "calibration")
+            result.refiner().with_gain(result.residual_gain(first)),
+            sample,
+            scores,
+            config.quality,
+            prepared.covariates,
+            (config.seed, first, "calibration"),
         )
         result.depth = result.calibration.depth(scores)
     else:
@@ -427,6 +450,38 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
             scores, full_depth, adaptive, config.budget if adaptive else None, cost=lambda depth: window_cells(layout, depth)
         )
     return result
+
+
+def residual_gains(ds: xr.Dataset, job: Plan) -> dict:
+    """Each variable's share of the model's learned detail: the given ``residual_gain``, or
+    with ``"auto"`` the result of :func:`climgen.skill.self_test` on up to
+    :data:`climgen.skill.TEST_FIELDS` of its fields, evenly spread (only those are read).
+    Models trained to sample detail (an adversarial stage: ``amsgm-ensemble``) keep it whole."""
+    from climgen.skill import TEST_FIELDS, ResidualGain, self_test
+
+    config, prepared = job.config, job.prepared
+    if config.residual_gain != "auto":
+        if job.checkpoint.architecture != "amsgm" and config.residual_gain != 1:
+            raise ConfigError(
+                f"residual_gain applies to the multi-scale generator, not to {job.checkpoint.architecture!r} models"
+            )
+        return {name: ResidualGain(gain=float(config.residual_gain), note="given") for name in prepared.variables}
+    if job.checkpoint.architecture != "amsgm":
+        return {}
+    if "adversarial" in job.checkpoint.metadata.get("stages", []):
+        # a sample's detail is meant to differ from the truth's by the field's own variability:
+        # a least-squares test would damp it towards the mean and take the ensemble's spread away
+        note = "not tested: the model draws detail as samples (adversarial training), which an RMSE test would damp"
+        return {name: ResidualGain(note=note) for name in prepared.variables}
+    refiner = job.refiner()
+    gains = {}
+    for name in prepared.variables:
+        variable = ds[name].transpose(..., prepared.axes.y, prepared.axes.x)
+        leading = list(np.ndindex(*variable.shape[:-2]))
+        picks = np.unique(np.linspace(0, len(leading) - 1, min(TEST_FIELDS, len(leading))).round().astype(int))
+        fields = [np.asarray(variable[leading[i]].values, dtype=np.float64) for i in picks]
+        gains[name] = self_test(refiner, fields, prepared.covariates, (config.seed, name))
+    return gains
 
 
 def variable_bounds(ds: xr.Dataset, variables: list[str], given: Mapping | None = None) -> dict:
@@ -526,6 +581,7 @@ def synthesize(
     bounds: Mapping[str, Bounds] | None = None,
     order=None,
     conservation: str = "cells",
+    residual_gain: float | str = "auto",
     command: str | None = None,
     device: str = "auto",
 ) -> xr.Dataset:
@@ -573,6 +629,11 @@ def synthesize(
         the inverse of :func:`climgen.grid.coarsen_dataset`), or weighted by cell area, for
         coarse values from conservative regridding (on lat/lon and rotated-pole grids cells
         shrink towards the poles; see :func:`climgen.grid.cell_weights`).
+    residual_gain : "auto" or float
+        Share of the model's learned detail kept (0: bicubic with exact block means; 1: the
+        detail as trained). ``"auto"`` tests the model on each variable's coarse field, coarsened
+        once more and refined back, and damps the detail only where that cuts the error
+        (:mod:`climgen.skill`); the gains are in the provenance.
 
     Returns
     -------
@@ -606,18 +667,18 @@ def synthesize(
         bounds=bounds,
         order=None if order is None else tuple(tuple(chain) for chain in order),
         conservation=conservation,
+        residual_gain=residual_gain,
     )
     job = plan(ds, config, covariates)
     refiner = job.refiner(device)
-    coarse, members, fields_refined = {}, {}, 0
+    coarse, members = {}, {}
     for name in job.prepared.variables:
         _, coarse[name] = _fields(ds, name, job.prepared.axes)
         limits = job.prepared.limits[name]
         warn_outside_bounds(name, count_outside(coarse[name], limits), limits)
-        fields_refined += coarse[name].shape[0] * config.members
         members[name] = [
             refine_domain(
-                refiner,
+                refiner.with_gain(job.residual_gain(name)),
                 coarse[name],
                 job.depth,
                 job.prepared.covariates,
@@ -640,6 +701,7 @@ def synthesize(
         offset = 1 if config.members > 1 else 0
         axes_order = [ordered.dims.index(dim) for dim in ds[name].dims]
         refined[name] = stacked.transpose(*range(offset), *(i + offset for i in axes_order))
+    fields_refined = job.model_fields({name: values.shape[0] for name, values in coarse.items()})
     provenance = job.provenance(fields_refined, time.perf_counter() - started)
     return assemble(ds, job, refined, provenance, command)
 

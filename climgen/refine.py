@@ -142,10 +142,12 @@ class TileRefiner:
         precision: str = "auto",
         compile: bool = False,
         cell_weights: Weights = None,
+        residual_gain: float = 1.0,
     ):
         self.torch = import_torch()
         self.factor = factor
         self.cell_weights = cell_weights  # fine cells' (row, column) area factors: area-weighted block means
+        self.residual_gain = float(residual_gain)  # share of the model's learned detail kept (climgen.skill)
         self.full_depth = factor.bit_length() - 1
         self.layout = layout
         self.device = self.torch.device(device or "cpu")
@@ -157,6 +159,13 @@ class TileRefiner:
         self.model = model_on_device(model, self.device.type)
         self.compiled = compile and model is not None
         self._forward = self.torch.compile(self.model, dynamic=False) if self.compiled else self.model
+
+    def with_gain(self, residual_gain: float) -> TileRefiner:
+        """This refiner (same model, device and geometry) keeping ``residual_gain`` of the
+        model's learned detail: one variable's share, from :func:`climgen.skill.self_test`."""
+        refiner = copy.copy(self)
+        refiner.residual_gain = float(residual_gain)
+        return refiner
 
     def tiles_for(self, region: tuple[slice, slice], owned: bool = False) -> list[Tile]:
         """The tiles whose blend windows reach into ``region`` (coarse cells), in layout order;
@@ -453,7 +462,9 @@ class TileRefiner:
         if on_gpu:
             moved = [t if t is None else t.contiguous(memory_format=torch.channels_last) for t in moved]
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
-            outputs = self._forward(moved[0], moved[1], moved[2], stages=depth, noise=moved[3:])
+            # only the generator scales its detail; other models are called as they were
+            gain = {} if self.residual_gain == 1.0 else {"residual_gain": self.residual_gain}
+            outputs = self._forward(moved[0], moved[1], moved[2], stages=depth, noise=moved[3:], **gain)
         return [output[:count].float() for output in outputs]
 
     def _blend(self, tile: Tile, outputs: np.ndarray, region, accumulated: np.ndarray, weights: np.ndarray) -> None:

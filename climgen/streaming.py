@@ -37,6 +37,7 @@ from climgen.errors import ConfigError, OutputExistsError
 from climgen.io import cf
 from climgen.io.write import check_output, output_format
 from climgen.pipeline import Plan, SynthesisConfig, assemble, plan, warn_disordered, warn_outside_bounds
+from climgen.skill import detail_kept
 from climgen.tiling import TileLayout, fine_slices
 
 _MODEL_LOCK = threading.Lock()
@@ -115,7 +116,7 @@ class Job:
         """The plan as text (``climgen run --dry-run``)."""
         plan_, layout = self.plan, self.plan.prepared.layout
         factor, full = plan_.config.factor, plan_.full_depth
-        compute = plan_.provenance(sum(self.field_counts.values()) * plan_.config.members, 0.0)["compute"]
+        compute = plan_.provenance(plan_.model_fields(self.field_counts), 0.0)["compute"]
         histogram = ", ".join(f"depth {k}: {int((plan_.depth == k).sum())}" for k in range(full + 1))
         done = len(self.done() & {task.key for task in self.tasks})
         ny, nx = layout.shape
@@ -136,6 +137,7 @@ class Job:
         lines += [f"order       {' <= '.join(chain)}" for chain in plan_.prepared.order]
         if plan_.config.conservation == "area":
             lines.append("blocks      area-weighted means equal the coarse values")
+        lines += [f"detail      {text}" for text in detail_kept(plan_.residual_gains)]
         return "\n".join(lines)
 
 
@@ -284,8 +286,11 @@ def _template(ds: xr.Dataset, job: Job, command: str | None) -> tuple[xr.Dataset
         if plan_.config.members > 1:
             shape, chunks = [plan_.config.members, *shape], [1, *chunks]
         placeholders[name] = da.empty(shape, chunks=chunks, dtype=np.float32)
-    fields = sum(job.field_counts.values()) * plan_.config.members
-    provenance = plan_.provenance(fields, 0.0) | {"seconds": None, "job": job.job_id, "region_tiles": options.region_tiles}
+    provenance = plan_.provenance(plan_.model_fields(job.field_counts), 0.0) | {
+        "seconds": None,
+        "job": job.job_id,
+        "region_tiles": options.region_tiles,
+    }
     result = assemble(ds, plan_, placeholders, provenance, command)
     encoding = cf.encoding_for(result, plan_.prepared.variables, (fine_chunk, fine_chunk), netcdf=False)
     for name in plan_.prepared.variables:
@@ -317,6 +322,7 @@ class TaskContext:
     bounds: Mapping = field(default_factory=dict)  # variable -> its physical (lower, upper)
     order: tuple = ()  # chains of variables kept in order, lowest first
     cell_weights: tuple | None = None  # fine cells' (row, column) area factors: area-weighted block means
+    residual_gains: Mapping = field(default_factory=dict)  # variable -> share of the learned detail kept
 
 
 def _refiner(context: TaskContext):
@@ -340,7 +346,7 @@ def refine_group(
 ) -> dict:
     """Refine the tiles whose cores lie in ``task.region`` (a dask task; its outputs feed the
     writes of this region and of its neighbours)."""
-    refiner = _refiner(context)
+    refiner = _refiner(context).with_gain(context.residual_gains.get(task.variable, 1.0))
     fields = np.asarray(coarse, dtype=np.float64).reshape(-1, *coarse.shape[-2:])
     rest = int(np.prod(coarse.shape[1:-2])) if coarse.ndim > 3 else 1
     first = task.leading[0].start * rest if task.leading else 0
@@ -409,6 +415,7 @@ def _delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
             plan_.prepared.limits,
             tuple(plan_.prepared.order),
             plan_.cell_weights,
+            {name: plan_.residual_gain(name) for name in plan_.prepared.variables},
         ),
         name=f"context-{job.job_id[:16]}",
     )

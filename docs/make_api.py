@@ -26,6 +26,7 @@ MODULES = [
     "climgen.refine",
     "climgen.conservation",
     "climgen.calibration",
+    "climgen.skill",
     "climgen.compute",
     "climgen.metrics",
     "climgen.evaluation",

@@ -135,9 +135,13 @@ class AdaptiveMultiScaleGenerator(nn.Module):
         covariates: torch.Tensor | None,
         covariate_mask: torch.Tensor | None,
         noise: torch.Tensor,
+        residual_gain: float = 1.0,
     ) -> torch.Tensor:
         """One x2 stage: ``field`` (B,1,h,w) -> (B,1,2h,2w), exactly coarse-consistent.
-        ``covariates`` None stands for all slots missing (zeros, as a zero mask gives)."""
+        ``covariates`` None stands for all slots missing (zeros, as a zero mask gives);
+        ``residual_gain`` scales the learned detail (0: bicubic, projected; 1: as trained)."""
+        if residual_gain == 0:  # no learned detail: the network's work would be multiplied by 0
+            return project_to_coarse(bicubic_upsample(field, 2), field)
         window = self.config.norm_window
         normalised, _, std = self._normalise(field, window)
         if covariates is None:
@@ -158,6 +162,8 @@ class AdaptiveMultiScaleGenerator(nn.Module):
         )
         residual = F.pixel_shuffle(self.tail(self.body(self.head(inputs))), 2).float()
         std_fine = F.interpolate(std, scale_factor=2, mode="bilinear", align_corners=False)
+        if residual_gain != 1.0:
+            std_fine = residual_gain * std_fine
         fine = bicubic_upsample(field, 2) + std_fine * residual
         return project_to_coarse(fine, field)
 
@@ -169,8 +175,10 @@ class AdaptiveMultiScaleGenerator(nn.Module):
         stages: int = 1,
         noise: list[torch.Tensor] | None = None,
         generator: torch.Generator | None = None,
+        residual_gain: float = 1.0,
     ) -> list[torch.Tensor]:
-        """Run ``stages`` x2 stages; returns the field after each stage (coarsest first)."""
+        """Run ``stages`` x2 stages; returns the field after each stage (coarsest first).
+        ``residual_gain`` scales every stage's learned detail (see :meth:`refine_stage`)."""
         if not 1 <= stages <= self.config.max_stages:
             raise ValueError(f"stages must be in 1..{self.config.max_stages}, got {stages}")
         batch, _, height, width = coarse.shape
@@ -201,7 +209,7 @@ class AdaptiveMultiScaleGenerator(nn.Module):
                     device=coarse.device,
                     dtype=coarse.dtype,
                 )
-            field = self.refine_stage(field, stage_cov, stage_mask, stage_noise)
+            field = self.refine_stage(field, stage_cov, stage_mask, stage_noise, residual_gain)
             outputs.append(field)
         return outputs
 
