@@ -144,6 +144,33 @@ def test_covariate_on_another_lat_lon_grid_and_longitude_convention():
     assert "elevation" in provenance
 
 
+def test_terrain_covariate_puts_temperature_detail_where_the_terrain_is(hsurf_truth):
+    # real terrain, a temperature that follows it below 1.5 degrees (6.5 K/km): with the terrain
+    # as covariate the refined field must be far closer to the truth than without it, and the
+    # covariate must count where it lies (the same terrain turned upside down must not help)
+    from scipy import ndimage
+
+    from climgen.grid import coarsen_dataset
+
+    terrain = hsurf_truth["HSURF"].isel(time=0).fillna(0.0)
+    departure = terrain.values - ndimage.gaussian_filter(terrain.values.astype(float), 1.5 / 0.44, mode="nearest")
+    large_scale = 300.0 - 0.4 * (terrain["rlat"] - terrain["rlat"].mean()) + 0.1 * (terrain["rlon"] - terrain["rlon"].mean())
+    truth = (large_scale - 6.5e-3 * departure).astype(np.float32).expand_dims(time=hsurf_truth["time"])
+    truth.attrs = {"standard_name": "air_temperature", "units": "K"}
+    truth_ds = hsurf_truth.drop_vars("HSURF").assign(tas=truth)
+    coarse = coarsen_dataset(truth_ds, 4)
+
+    def rmse(covariates) -> float:
+        out = pipeline.synthesize(coarse, factor=4, seed=0, covariates=covariates)
+        return float(np.sqrt(((out["tas"] - truth) ** 2).mean()))
+
+    without = rmse(None)
+    with_terrain = rmse({"elevation": terrain})
+    upside_down = rmse({"elevation": terrain.copy(data=terrain.values[::-1])})
+    assert with_terrain < 0.7 * without
+    assert upside_down > 1.5 * with_terrain
+
+
 def test_covariate_errors_are_clear():
     ds = make_dataset("latlon", shape=(8, 8))
     far = make_dataset("latlon", shape=(8, 8))["tas"].assign_coords(lat=np.linspace(60, 70, 8))
