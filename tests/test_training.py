@@ -16,14 +16,39 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_default_recipes_chain_into_the_shipped_model():
     base = load_recipe(ROOT / "recipes" / "train-default.yaml")
-    final = load_recipe(ROOT / "recipes" / "train-default-continue.yaml")
+    middle = load_recipe(ROOT / "recipes" / "train-default-continue.yaml")
+    final = load_recipe(ROOT / "recipes" / "train-default-covariates.yaml")
     assert base.data.real_fields and base.data.validation_fields
-    assert final.data == base.data and final.init_from is not None
-    # phase 2 starts from what phase 1 writes and writes the shipped model
-    assert final.resolve(final.init_from) == base.resolve(base.output) + ".safetensors"
+    assert middle.data == base.data
+    assert final.data.real_fields == base.data.real_fields and final.data.large_scale_covariate_share > 0
+    # each phase starts from what the one before writes; the last writes the shipped model
+    assert middle.resolve(middle.init_from) == base.resolve(base.output) + ".safetensors"
+    assert final.resolve(final.init_from) == middle.resolve(middle.output) + ".safetensors"
     assert final.resolve(final.output).endswith("climgen/models/weights/amsgm-default")
     shipped = load_checkpoint("default").metadata
     assert shipped["recipe"]["init_from"] == final.init_from and shipped["recipe"]["seed"] == final.seed
+    assert "large scales only" in shipped["training_data"]["generated"]
+
+
+def test_large_scale_covariate_relations_leave_the_fine_detail_alone():
+    # a target that follows a smoothed covariate must not carry the covariate's own fine detail
+    from climgen.training.data import SampleGenerator
+
+    def detail(values):  # what 2 x 2 block means cannot hold: the detail of one x2 stage
+        blocks = values.reshape(32, 2, 32, 2).mean(axis=(1, 3))
+        return values - np.repeat(np.repeat(blocks, 2, axis=0), 2, axis=1)
+
+    def mean_detail_correlation(share: float) -> float:
+        sampler, rng = SampleGenerator(64, 1, None, 0.0, share), np.random.default_rng(3)
+        correlations = []
+        while len(correlations) < 40:
+            target, covariates, mask = sampler(rng)
+            if mask[0].any():
+                correlations.append(abs(np.corrcoef(detail(target).ravel(), detail(covariates[0]).ravel())[0, 1]))
+        return float(np.mean(correlations))
+
+    copied, smoothed = mean_detail_correlation(0.0), mean_detail_correlation(1.0)
+    assert smoothed < 0.5 * copied
 
 
 def test_tiny_training_run_produces_a_loadable_model(tmp_path):

@@ -3,8 +3,10 @@
 Every sample is a fine field (the truth) with optional covariates on the same grid; the trainer
 coarsens it by block mean. Generated fields cover smooth to rough spectra, spatially varying
 roughness, fronts, bounded fractions and intermittent fields; covariates are sometimes related
-to the target (with random sign and strength) and sometimes not, so the model learns to use a
-covariate only as far as the coarse data supports it.
+to the target (with random sign and strength), sometimes at large scales only (the target
+follows a smoothed covariate, so its fine detail is not the covariate's: land fraction and
+terrain co-vary, but a coastline's step is not in the terrain) and sometimes not at all, so the
+model learns to use a covariate only as far as the coarse data supports it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from climgen.errors import InputError
 
@@ -93,11 +96,19 @@ def _select(data, selection: dict | None):
 class SampleGenerator:
     """Draws (fine target, covariates, covariate mask) samples of a fixed size."""
 
-    def __init__(self, size: int, covariate_slots: int, real_pool: RealFieldPool | None, real_fraction: float):
+    def __init__(
+        self,
+        size: int,
+        covariate_slots: int,
+        real_pool: RealFieldPool | None,
+        real_fraction: float,
+        large_scale_covariate_share: float = 0.0,
+    ):
         self.size = size
         self.slots = covariate_slots
         self.real_pool = real_pool
         self.real_fraction = real_fraction if real_pool is not None else 0.0
+        self.large_scale_covariate_share = large_scale_covariate_share
 
     def terrain_like(self, rng: np.random.Generator) -> np.ndarray:
         """A real terrain crop when available, else a rough generated surface."""
@@ -139,7 +150,10 @@ class SampleGenerator:
                 slot = rng.integers(slots)
                 covariate = self.terrain_like(rng)
                 strength = rng.uniform(-1, 1)
-                target = _standardise(target) * (1 - abs(strength)) + strength * _standardise(covariate)
+                related = covariate
+                if self.large_scale_covariate_share and rng.random() < self.large_scale_covariate_share:
+                    related = ndimage.gaussian_filter(covariate, rng.uniform(2, 8), mode="reflect")
+                target = _standardise(target) * (1 - abs(strength)) + strength * _standardise(related)
                 target = target * rng.uniform(0.1, 50) + rng.uniform(-300, 300)
                 covariates[slot], mask[slot] = covariate, 1.0
         if rng.random() < 0.2:  # unrelated covariate in a free slot

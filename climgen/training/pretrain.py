@@ -54,6 +54,12 @@ def training_progress(total: int, done: int, description: str):
 
 def checkpoint_metadata(recipe: TrainRecipe, device: torch.device, real_sources: list[dict]) -> dict:
     """What every trained checkpoint records: names, versions, device, recipe, training data."""
+    generated = (
+        "Gaussian random fields (spectral slope 1.8-4.2) with varying roughness, fronts, "
+        "fractions and intermittent fields; covariates related with random sign and strength"
+    )
+    if recipe.data.large_scale_covariate_share:
+        generated += f", {recipe.data.large_scale_covariate_share:g} of them at large scales only (covariate smoothed)"
     return {
         "name": recipe.name,
         "climgen_version": __version__,
@@ -62,8 +68,7 @@ def checkpoint_metadata(recipe: TrainRecipe, device: torch.device, real_sources:
         "torch_version": torch.__version__,
         "recipe": recipe.model_dump(mode="json", exclude={"base_dir"}),
         "training_data": {
-            "generated": "Gaussian random fields (spectral slope 1.8-4.2) with varying roughness, fronts, "
-            "fractions and intermittent fields; covariates related with random sign and strength",
+            "generated": generated,
             "real_fields": [f"{Path(s['path']).name}:{s['variable']} sel={s.get('sel')}" for s in real_sources],
         },
     }
@@ -106,7 +111,9 @@ def training_data(recipe: TrainRecipe, covariate_slots: int) -> tuple[SampleGene
         if source.get("covariate_path"):
             source["covariate_path"] = recipe.resolve(source["covariate_path"])
     real_pool = load_real_pool(real_sources, recipe.data.crop_size) if real_sources else None
-    sampler = SampleGenerator(recipe.data.crop_size, covariate_slots, real_pool, recipe.data.real_fraction)
+    sampler = SampleGenerator(
+        recipe.data.crop_size, covariate_slots, real_pool, recipe.data.real_fraction, recipe.data.large_scale_covariate_share
+    )
     return sampler, _validation_windows(recipe, recipe.data.crop_size), real_sources
 
 

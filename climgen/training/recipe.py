@@ -37,6 +37,9 @@ class DataSection(Strict):
 
     crop_size: int = Field(64, ge=16)
     real_fraction: float = Field(0.4, ge=0, le=1)
+    # share of the generated targets related to their covariate at large scales only (the
+    # covariate smoothed first): a covariate that co-varies with a field need not shape its detail
+    large_scale_covariate_share: float = Field(0.0, ge=0, le=1)
     real_fields: list[FieldSource] = []
     validation_fields: list[FieldSource] = []
 
