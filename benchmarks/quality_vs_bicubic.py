@@ -11,10 +11,13 @@ regridding does) and ``--conservation area`` makes climgen (and the projection a
 match them by area-weighted means; both default to ``cells`` (plain block means).
 ``--residual-gain 1`` keeps all of the model's learned detail on every field (climgen before the
 self-test of :mod:`climgen.skill`; default ``auto``); the last column gives the share kept.
+``--depths`` adds a second table: every tile refined to each depth in turn (the rest of the
+factor bicubic), and the default adaptive depth map, with RMSE over bicubic's, top-octave power
+and share of uniform full depth's multiply-accumulates: what each learned stage is worth.
 
     python benchmarks/quality_vs_bicubic.py [--shared ../shared] [--factors 4 8] [--json out.json]
         [--model default|CHECKPOINT] [--only HSURF tas ...] [--budget 0.3] [--no-bounds]
-        [--coarsen-by cells|area] [--conservation cells|area] [--residual-gain auto|1]
+        [--coarsen-by cells|area] [--conservation cells|area] [--residual-gain auto|1] [--depths]
 
 Fields (from shared/data/ncl): the eastern halves (rlon >= 18) of two regional-model fields
 (the default model trains only on the western half of another model's orography and land
@@ -34,11 +37,13 @@ import torch
 import xarray as xr
 
 import climgen  # noqa: F401
+from climgen.compute import compute_report
 from climgen.conservation import project_blocks
 from climgen.grid import cell_bounds, cell_weights, coarsen_dataset, find_spatial_axes, refine_bounds
 from climgen.io.cf import physical_bounds
 from climgen.models.generator import bicubic_upsample
-from climgen.pipeline import synthesize
+from climgen.pipeline import make_config, plan, synthesize
+from climgen.refine import refine_domain
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = [
@@ -66,6 +71,18 @@ def _fine_weights(coarse_ds: xr.Dataset, axes, factor: int) -> tuple[np.ndarray,
     return cell_weights(*edges, axes.kind)
 
 
+def coarsened(truth_ds: xr.Dataset, variable: str, factor: int, coarsen_by: str = "cells"):
+    """The spatial axes, the truth cropped to whole blocks, its block means (a dataset) and the
+    truth's values as (fields, y, x) float64."""
+    axes = find_spatial_axes(truth_ds)
+    truth_ds = truth_ds.isel(
+        {axes.y: slice(0, truth_ds.sizes[axes.y] // factor * factor), axes.x: slice(0, truth_ds.sizes[axes.x] // factor * factor)}
+    )
+    coarse_ds = coarsen_dataset(truth_ds[[variable]].assign_coords(truth_ds.coords), factor, coarsen_by)
+    truth = truth_ds[variable].transpose(..., axes.y, axes.x).values.astype(np.float64)
+    return axes, truth_ds, coarse_ds, truth.reshape(-1, *truth.shape[-2:])
+
+
 def evaluate(
     truth_ds: xr.Dataset,
     variable: str,
@@ -77,13 +94,7 @@ def evaluate(
     conservation: str = "cells",
     residual_gain: float | str = "auto",
 ) -> dict:
-    axes = find_spatial_axes(truth_ds)
-    truth_ds = truth_ds.isel(
-        {axes.y: slice(0, truth_ds.sizes[axes.y] // factor * factor), axes.x: slice(0, truth_ds.sizes[axes.x] // factor * factor)}
-    )
-    coarse_ds = coarsen_dataset(truth_ds[[variable]].assign_coords(truth_ds.coords), factor, coarsen_by)
-    truth = truth_ds[variable].transpose(..., axes.y, axes.x).values.astype(np.float64)
-    truth = truth.reshape(-1, *truth.shape[-2:])
+    axes, truth_ds, coarse_ds, truth = coarsened(truth_ds, variable, factor, coarsen_by)
     coarse = torch.tensor(
         coarse_ds[variable].transpose(..., axes.y, axes.x).values.reshape(-1, 1, *coarse_ds[variable].shape[-2:]),
         dtype=torch.float64,
@@ -130,6 +141,50 @@ def evaluate(
     return row
 
 
+def stage_rows(truth_ds: xr.Dataset, variable: str, factor: int, model: str = "default") -> list[dict]:
+    """RMSE over bicubic's, top-octave power over the truth's and share of uniform full depth's
+    MACs (as in the output's provenance) with every tile at each depth 1..full (constant tiles
+    stay at 0), and with the default depth map."""
+    axes, _, coarse_ds, truth = coarsened(truth_ds, variable, factor)
+    coarse = coarse_ds[variable].transpose(..., axes.y, axes.x).values.astype(np.float64)
+    coarse = coarse.reshape(-1, *coarse.shape[-2:])
+    bicubic = bicubic_upsample(torch.tensor(coarse[:, None]), factor).numpy()[:, 0]
+    job = plan(coarse_ds, make_config(factor=factor, variables=[variable], model=model))
+    refiner = job.refiner("cpu").with_gain(job.residual_gain(variable))
+    full = factor.bit_length() - 1
+    keys = job.seed_keys(variable, range(len(coarse)), 0)
+    maps = {f"all at depth {depth}": np.where(job.scores.constant, 0, depth).astype(np.int8) for depth in range(1, full + 1)}
+    maps["default (adaptive)"] = job.depth
+    network_runs = job.residual_gain(variable) > 0  # at gain 0 the network is skipped
+    rows = []
+    for name, depth in maps.items():
+        fine = refine_domain(refiner, coarse, depth, job.prepared.covariates, keys, bounds=job.prepared.limits[variable])
+        share = compute_report(job.checkpoint.module, job.prepared.layout, depth, full, 1)["fraction_of_uniform"]
+        rows.append(
+            {
+                "depths": name,
+                "rmse_over_bicubic": float(np.sqrt(np.mean((fine - truth) ** 2) / np.mean((bicubic - truth) ** 2))),
+                "top_octave_power_ratio": _spectrum_top_octave(fine) / _spectrum_top_octave(truth),
+                "top_octave_power_ratio_bicubic": _spectrum_top_octave(bicubic) / _spectrum_top_octave(truth),
+                "macs_share": share if network_runs else 0.0,
+            }
+        )
+    return rows
+
+
+def print_stage_table(fields: list[tuple[str, int, list[dict]]]) -> None:
+    """The ``--depths`` table: one row per field, factor and depth map."""
+    print("\n| field | factor | depths | RMSE / bicubic | top-octave power / truth (bicubic) | MACs / uniform |")
+    print("|---|---|---|---|---|---|")
+    for field, factor, rows in fields:
+        for row in rows:
+            print(
+                f"| {field} | x{factor} | {row['depths']} | {row['rmse_over_bicubic']:.3f} | {row['top_octave_power_ratio']:.2f} "
+                f"({row['top_octave_power_ratio_bicubic']:.2f}) | {row['macs_share']:.2f} |",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
@@ -142,9 +197,10 @@ def main() -> None:
     parser.add_argument("--coarsen-by", choices=["cells", "area"], default="cells", help="block means of the truth")
     parser.add_argument("--conservation", choices=["cells", "area"], default="cells", help="block means climgen matches")
     parser.add_argument("--residual-gain", default="auto", help="share of the learned detail kept: auto or a number")
+    parser.add_argument("--depths", action="store_true", help="also: every tile at each depth, and the default depth map")
     arguments = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    rows = []
+    rows, stages = [], []
     print(
         "| field | factor | RMSE bicubic | RMSE bicubic+projection | RMSE climgen uniform | RMSE climgen adaptive | uniform / bicubic | adaptive / bicubic | adaptive cost | top-octave power / truth: bicubic, climgen | detail kept |"
     )
@@ -178,6 +234,11 @@ def main() -> None:
                 f"{row['residual_gain']['gain']:g} |",
                 flush=True,
             )
+            if arguments.depths:
+                stages.append((row["field"], factor, stage_rows(truth, variable, factor, arguments.model)))
+                row["depths"] = stages[-1][2]
+    if stages:
+        print_stage_table(stages)
     for row in rows:
         if row["share_outside_physical_bounds"] > 0:
             print(

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from climgen.complexity import choose_depth, stage_cost, tile_components
+from climgen.complexity import FINE_STAGES_SCORE, ComplexityScores, choose_depth, stage_cost, tile_components
 from climgen.errors import ConfigError
 from climgen.testing import rough_field
 from climgen.tiling import TileLayout
@@ -39,6 +39,23 @@ def test_constant_and_missing_tiles_get_depth_zero():
     assert depth[0, 0] == 0 and depth[1, 0] == 0
     assert depth[:, 1].min() > 0
     assert choose_depth(scores, 3, adaptive=False)[0, 0] == 0
+
+
+@pytest.mark.parametrize(
+    ("full_depth", "without_covariates", "with_covariates"),
+    [(2, [0, 1, 2, 2], [0, 1, 2, 2]), (3, [1, 2, 2, 3], [1, 2, 3, 3]), (4, [1, 2, 2, 4], [1, 3, 4, 4])],
+)
+def test_stages_finer_than_x4_need_a_high_score_unless_covariates_guide_them(full_depth, without_covariates, with_covariates):
+    score = np.array([[0.3, 0.6, 0.8, 0.9]])
+    assert score[0, 2] < FINE_STAGES_SCORE <= score[0, 3]
+    constant = np.zeros(score.shape, dtype=bool)
+    alone = ComplexityScores({"gradient": score}, score, constant)
+    guided = ComplexityScores({"gradient": score, "covariate": score}, score, constant)
+    assert choose_depth(alone, full_depth).tolist() == [without_covariates]
+    assert choose_depth(guided, full_depth).tolist() == [with_covariates]
+    # budgets and uniform depth keep their own rules
+    assert (choose_depth(alone, full_depth, adaptive=False) == full_depth).all()
+    assert choose_depth(alone, full_depth, budget=1.0).max() == full_depth
 
 
 def test_covariate_roughness_raises_the_score():
