@@ -1,4 +1,4 @@
-"""Inference speed of the default generator at x4 on a heterogeneous real domain, CPU and GPU.
+"""Inference speed of the default generator at x4 (``--factor``) on a heterogeneous real domain, CPU and GPU.
 
 The domain is a mosaic of a real orography that climgen never trained on (``--field``:
 ``orog_mod2``, mountains beside plains and sea, or ``HSURF``, the regional model's African
@@ -18,7 +18,7 @@ Rows, for each device and precision:
 Output megapixels are counted on the domain (tile cores x 16); ``window MPix/s`` also counts
 the halos of the windows the network starts from. Prints a markdown table; ``--json`` saves the rows.
 
-    python benchmarks/inference_speed.py [--shared ../shared] [--field orog_mod2|HSURF] [--size 256] [--repeats 3]
+    python benchmarks/inference_speed.py [--shared ../shared] [--field orog_mod2|HSURF] [--size 256] [--factor 4] [--repeats 3]
         [--devices cpu cuda] [--compile] [--budgets 0.3 ...] [--tile N] [--merge-tiles N] [--json out.json]
 """
 
@@ -58,15 +58,15 @@ FIELDS = {  # held-out real terrain: file in shared/data/ncl and variable
 }
 
 
-def build_domain(shared: Path, size: int, field: str = "orog_mod2") -> tuple[xr.Dataset, np.ndarray]:
-    """Coarse dataset (SIZE x SIZE on a 12 km y/x grid) and the fine truth (x4) of one of
-    :data:`FIELDS` (the variable is called ``orog`` whichever it is)."""
+def build_domain(shared: Path, size: int, field: str = "orog_mod2", factor: int = FACTOR) -> tuple[xr.Dataset, np.ndarray]:
+    """Coarse dataset (SIZE x SIZE on a 12 km y/x grid) and the fine truth (x ``factor``) of one
+    of :data:`FIELDS` (the variable is called ``orog`` whichever it is)."""
     filename, variable = FIELDS[field]
     source = xr.open_dataset(shared / "data" / "ncl" / filename)[variable].squeeze()
     fine_field = np.asarray(source.values, dtype=np.float64)
-    fine_field = fine_field[: fine_field.shape[0] // FACTOR * FACTOR, : fine_field.shape[1] // FACTOR * FACTOR]
-    truth = mirror_mosaic(fine_field, (size * FACTOR, size * FACTOR))
-    coarse = truth.reshape(size, FACTOR, size, FACTOR).mean(axis=(1, 3))
+    fine_field = fine_field[: fine_field.shape[0] // factor * factor, : fine_field.shape[1] // factor * factor]
+    truth = mirror_mosaic(fine_field, (size * factor, size * factor))
+    coarse = truth.reshape(size, factor, size, factor).mean(axis=(1, 3))
     spacing = 12_000.0
     y = xr.DataArray(np.arange(size) * spacing, dims="y", attrs={"standard_name": "projection_y_coordinate", "units": "m"})
     x = xr.DataArray(np.arange(size) * spacing, dims="x", attrs={"standard_name": "projection_x_coordinate", "units": "m"})
@@ -203,20 +203,21 @@ def measure(
     layout = job.prepared.layout
     torch_device = torch.device(device)
     cores = CPU_COUNT
+    factor = job.config.factor
     refiner = TileRefiner(
-        job.checkpoint.module, FACTOR, layout, device=device, precision=precision, compile=compile_model, batch_size=args.batch
+        job.checkpoint.module, factor, layout, device=device, precision=precision, compile=compile_model, batch_size=args.batch
     )
     label = (
         f"{device} {precision}"
         + (" channels-last" if device == "cuda" else f" ({cores} threads)")
         + (" compiled" if compile_model else "")
     )
-    domain_mpix = field.size * FACTOR * FACTOR / 1e6
+    domain_mpix = field.size * factor * factor / 1e6
     rows = []
     for mode, depth in modes.items():
         # the windows refinements start from (later stages refine inside them), on the fine grid
-        window_pixels = sum(call.cells * FACTOR * FACTOR for call in layout.model_calls(depth) if call.first == 1)
-        macs = compute_report(job.checkpoint.module, layout, depth, 2, 1)["macs"]
+        window_pixels = sum(call.cells * factor * factor for call in layout.model_calls(depth) if call.first == 1)
+        macs = compute_report(job.checkpoint.module, layout, depth, refiner.full_depth, 1)["macs"]
         seconds = generator_seconds(refiner, window_batches(job, refiner, depth, field), cores, args.repeats)
         rows.append(
             {
@@ -244,9 +245,10 @@ def measure(
         )
         print_row(rows[-1])
     # every window once (gaps filled), batched by shape: the coarse inputs of a uniform run
-    edsr_batches = [inputs[0] for _, inputs in window_batches(job, refiner, np.full_like(job.depth, 1), field)]
-    rows.append(measure_edsr(args, edsr_batches, torch_device, precision, compile_model, label, domain_mpix))
-    print_row(rows[-1])
+    if factor == 4:  # the reference network is x4 only
+        edsr_batches = [inputs[0] for _, inputs in window_batches(job, refiner, np.full_like(job.depth, 1), field)]
+        rows.append(measure_edsr(args, edsr_batches, torch_device, precision, compile_model, label, domain_mpix))
+        print_row(rows[-1])
     return rows
 
 
@@ -303,6 +305,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--size", type=int, default=256, help="coarse cells per side of the mosaic")
+    parser.add_argument("--factor", type=int, choices=[2, 4, 8, 16], default=FACTOR, help="refinement factor (EDSR row: x4 only)")
     parser.add_argument("--field", choices=sorted(FIELDS), default="orog_mod2", help="held-out terrain the mosaic is made of")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=None, help="windows per model call (default: 1 on CPU, 128 on GPU)")
@@ -316,21 +319,22 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    dataset, truth = build_domain(args.shared, args.size, args.field)
-    layout_options = {"tile_size": args.tile, "merge_tiles": args.merge_tiles}
-    job = plan(dataset, make_config(factor=FACTOR, **layout_options))
+    dataset, truth = build_domain(args.shared, args.size, args.field, args.factor)
+    layout_options = {"factor": args.factor, "tile_size": args.tile, "merge_tiles": args.merge_tiles}
+    job = plan(dataset, make_config(**layout_options))
     field = dataset["orog"].values.astype(np.float64)
     modes = {"adaptive": job.depth}
     for budget in args.budgets:
-        modes[f"budget {budget:g}"] = plan(dataset, make_config(factor=FACTOR, budget=budget, **layout_options)).depth
-    modes["uniform"] = np.full_like(job.depth, 2)
-    histogram = {mode: [int((depth == k).sum()) for k in range(3)] for mode, depth in modes.items()}
+        modes[f"budget {budget:g}"] = plan(dataset, make_config(budget=budget, **layout_options)).depth
+    full_depth = args.factor.bit_length() - 1
+    modes["uniform"] = np.full_like(job.depth, full_depth)
+    histogram = {mode: [int((depth == k).sum()) for k in range(full_depth + 1)] for mode, depth in modes.items()}
     machine = machine_description()
     print(machine)
     layout = job.prepared.layout
     print(
-        f"{args.field} mosaic {args.size}^2 -> {args.size * FACTOR}^2, {job.depth.size} tiles of {layout.tile} (halo {layout.halo}, "
-        f"{layout.merge}x{layout.merge} share a window); tiles at depth 0/1/2: {histogram}"
+        f"{args.field} mosaic {args.size}^2 -> {args.size * args.factor}^2, {job.depth.size} tiles of {layout.tile} (halo {layout.halo}, "
+        f"{layout.merge}x{layout.merge} share a window); tiles at each depth from 0: {histogram}"
     )
     print("\n| device | what | seconds | output MPix/s | window MPix/s | GMACs | RMSE (m) |")
     print("|---|---|---|---|---|---|---|", flush=True)

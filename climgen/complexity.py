@@ -24,8 +24,10 @@ from climgen.tiling import TileLayout, fine_slices
 
 REFERENCES = {"gradient": 0.05, "spectral": 0.15, "variance": 0.25, "covariate": 0.5}
 WEIGHTS = {"gradient": 0.35, "spectral": 0.25, "variance": 0.2, "covariate": 0.2}
+SCORE_ONLY_STAGES = 2
+"""Stages (up to x4) that the evenly spaced thresholds give a tile without covariates."""
 FINE_STAGES_SCORE = 0.85
-"""Score from which a tile gets the stages past the second (detail finer than a quarter of an
+"""Score from which a tile gets the stages past :data:`SCORE_ONLY_STAGES` (detail finer than a quarter of an
 input cell) by default when no fine covariates are given: from the coarse field alone the third
 stage changed the RMSE of six held-out fields at x8 by 0.1% at most, for 16 of the 21 parts
 of the cost (``benchmarks/quality_vs_bicubic.py --depths``); guided by a covariate it can
@@ -152,7 +154,7 @@ def choose_depth(
     elif budget is None:
         depth = np.minimum(np.floor(score * (full_depth + 1)), full_depth)
         if "covariate" not in scores.components:
-            depth = np.where(score >= FINE_STAGES_SCORE, depth, np.minimum(depth, 2))
+            depth = np.where(score >= FINE_STAGES_SCORE, depth, np.minimum(depth, SCORE_ONLY_STAGES))
     else:
         if cost is None:
             weights = np.ones(score.shape) if tile_weights is None else np.asarray(tile_weights, dtype=np.float64)

@@ -5,7 +5,9 @@ import pytest
 import xarray as xr
 
 from climgen import pipeline
+from climgen.complexity import FINE_STAGES_SCORE
 from climgen.errors import ConfigError, GridError, InputError
+from climgen.grid import coarsen_dataset
 from climgen.testing import assert_coarse_consistent, make_dataset
 
 
@@ -67,6 +69,21 @@ def test_budget_lowers_the_depth(hsurf_coarse):
     assert cheap["refinement_depth"].mean() < 2
     with pytest.raises(ConfigError, match="budget"):
         pipeline.synthesize(hsurf_coarse, factor=4, budget=0.5, adaptive=False)
+
+
+def test_stages_finer_than_x4_need_a_high_score_or_a_covariate(hsurf_truth):
+    coarse = coarsen_dataset(hsurf_truth, 8)
+    alone = pipeline.plan(coarse, pipeline.make_config(factor=8))
+    evenly_spaced = np.where(alone.scores.constant, 0, np.minimum(np.floor(alone.scores.score * 4), 3))
+    rough = alone.scores.score >= FINE_STAGES_SCORE
+    np.testing.assert_array_equal(alone.depth[rough], evenly_spaced[rough])
+    np.testing.assert_array_equal(alone.depth[~rough], np.minimum(evenly_spaced[~rough], 2))
+    assert ((evenly_spaced == 3) & ~rough).any(), "the field must have tiles the rule keeps at depth 2"
+    orography = hsurf_truth["HSURF"].squeeze(drop=True)
+    guided = pipeline.plan(coarse, pipeline.make_config(factor=8), covariates={"orog": orography})
+    np.testing.assert_array_equal(
+        guided.depth, np.where(guided.scores.constant, 0, np.minimum(np.floor(guided.scores.score * 4), 3))
+    )
 
 
 @pytest.mark.parametrize("kind", ["latlon", "rotated", "projected"])
