@@ -157,8 +157,10 @@ def pipeline_seconds(refiner: TileRefiner, field: np.ndarray, depth: np.ndarray,
 
 
 def run_generator(refiner: TileRefiner, batches: list) -> None:
-    for stages, (field, covariates, mask, *noise) in batches:
-        refiner._model_call(field, covariates, mask, stages, noise)
+    # in inference mode, as the pipeline runs the model (no autograd records of activations)
+    with torch.inference_mode():
+        for stages, (field, covariates, mask, *noise) in batches:
+            refiner._model_call(field, covariates, mask, stages, noise)
 
 
 def parallel_cpu(work: list, cores: int) -> None:
