@@ -139,11 +139,14 @@ def timed(run, device: torch.device, repeats: int) -> float:
 
 def generator_seconds(refiner: TileRefiner, batches: list, cores: int, repeats: int) -> float:
     """Median seconds of the model calls alone: on a GPU one stream of batches, on CPU
-    ``cores`` threads of one torch thread each (as climgen runs tiles there)."""
+    ``cores`` threads of one torch thread each taking batches as they free up, the largest
+    first (as climgen's scheduler runs tiles there)."""
     if refiner.device.type == "cuda":
         return timed(lambda: run_generator(refiner, batches), refiner.device, repeats)
-    per_core = [batches[i::cores] for i in range(cores)]
-    return timed(lambda: parallel_cpu([lambda b=b: run_generator(refiner, b) for b in per_core], cores), refiner.device, repeats)
+    largest_first = sorted(batches, key=lambda batch: -batch[0] * batch[1][0].numel())
+    return timed(
+        lambda: parallel_cpu([lambda b=b: run_generator(refiner, [b]) for b in largest_first], cores), refiner.device, repeats
+    )
 
 
 def pipeline_seconds(refiner: TileRefiner, field: np.ndarray, depth: np.ndarray, repeats: int) -> tuple[float, np.ndarray]:
