@@ -15,7 +15,7 @@ Rows, for each device and precision:
 - ``EDSR 16x64``: a plain EDSR-style network (16 residual blocks of 64 channels, x4 by two
   pixel shuffles) on the same windows, to put the figures on this machine's scale.
 
-Output megapixels are counted on the domain (tile cores x 16); ``window MPix/s`` also counts
+Output megapixels are counted on the domain (tile cores x factor^2); ``window MPix/s`` also counts
 the halos of the windows the network starts from. Prints a markdown table; ``--json`` saves the rows.
 
     python benchmarks/inference_speed.py [--shared ../shared] [--field orog_mod2|HSURF] [--size 256] [--factor 4] [--repeats 3]
