@@ -126,6 +126,16 @@ def stage_cost(depth: np.ndarray | int) -> np.ndarray:
     return (4 ** np.asarray(depth) - 1) / 3
 
 
+def depth_thresholds(full_depth: int, guided: bool) -> list[float]:
+    """The score from which a tile gets each of ``full_depth`` stages by default: evenly spaced,
+    ``k / (full_depth + 1)`` for stage k, and for stages past :data:`SCORE_ONLY_STAGES` at
+    least :data:`FINE_STAGES_SCORE` unless covariates ``guided`` the scores."""
+    evenly_spaced = [stage / (full_depth + 1) for stage in range(1, full_depth + 1)]
+    if guided:
+        return evenly_spaced
+    return [t if stage <= SCORE_ONLY_STAGES else max(t, FINE_STAGES_SCORE) for stage, t in enumerate(evenly_spaced, 1)]
+
+
 def choose_depth(
     scores: ComplexityScores,
     full_depth: int,
@@ -141,10 +151,10 @@ def choose_depth(
     cost. The cost of a depth map is ``cost(depth)`` if given (e.g. the work of the windows the
     tiles share, :func:`climgen.compute.window_cells`), else the sum of each tile's
     :func:`stage_cost` times its ``tile_weights`` (e.g. padded area; default 1).
-    Otherwise fixed thresholds: depth = floor(score * (full_depth + 1)) capped at
-    ``full_depth`` (score 0.5 at x4 gives depth 1, >= 2/3 depth 2); without covariates
-    (``scores`` has no ``covariate`` component), stages past the second only from
-    :data:`FINE_STAGES_SCORE`. Constant tiles get 0.
+    Otherwise fixed thresholds (:func:`depth_thresholds`; guided when ``scores`` has a
+    ``covariate`` component): depth = the number of thresholds the score reaches (score 0.5 at
+    x4 gives depth 1, >= 2/3 depth 2; at x8 without covariates, 0.8 gives 2 and 0.85 gives 3).
+    Constant tiles get 0.
     """
     if budget is not None and not (0 < budget <= 1):
         raise ConfigError(f"budget must be in (0, 1], got {budget}")
@@ -152,9 +162,8 @@ def choose_depth(
     if not adaptive:
         depth = np.full(score.shape, full_depth)
     elif budget is None:
-        depth = np.minimum(np.floor(score * (full_depth + 1)), full_depth)
-        if "covariate" not in scores.components:
-            depth = np.where(score >= FINE_STAGES_SCORE, depth, np.minimum(depth, SCORE_ONLY_STAGES))
+        thresholds = depth_thresholds(full_depth, "covariate" in scores.components)
+        depth = sum((score >= threshold).astype(np.int8) for threshold in thresholds)
     else:
         if cost is None:
             weights = np.ones(score.shape) if tile_weights is None else np.asarray(tile_weights, dtype=np.float64)

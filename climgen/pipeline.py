@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 
 from climgen import __version__
-from climgen.complexity import ComplexityScores, choose_depth, combine_scores, tile_components
+from climgen.complexity import ComplexityScores, choose_depth, combine_scores, depth_thresholds, tile_components
 from climgen.compute import compute_report, window_cells
 from climgen.conservation import Bounds, Weights, count_disordered, count_outside, format_bounds, order_stacks
 from climgen.errors import ConfigError, GridError, InputError
@@ -335,6 +335,7 @@ class Plan:
     calibration: object | None
     fine_axes: dict
     residual_gains: dict = field(default_factory=dict)  # variable -> climgen.skill.ResidualGain
+    depth_policy: dict = field(default_factory=dict)  # how the depth was chosen, for the provenance
 
     @property
     def full_depth(self) -> int:
@@ -380,6 +381,7 @@ class Plan:
             "merge_tiles": layout.merge,
             "model_argument": config.model,
             "covariates": self.prepared.covariate_names,
+            "depth_policy": self.depth_policy,
             "depth_histogram": {str(k): int((self.depth == k).sum()) for k in range(self.full_depth + 1)},
             "compute": compute_report(self.checkpoint.module, layout, self.depth, self.full_depth, fields_refined),
             "calibration": None if self.calibration is None else self.calibration.as_dict(),
@@ -443,12 +445,20 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
             (config.seed, first, "calibration"),
         )
         result.depth = result.calibration.depth(scores)
+        result.depth_policy = {"policy": "quality", "thresholds": result.calibration.thresholds}
     else:
         adaptive = config.adaptive and checkpoint.architecture == "amsgm"  # baselines jump the whole factor
         layout = prepared.layout
         result.depth = choose_depth(
             scores, full_depth, adaptive, config.budget if adaptive else None, cost=lambda depth: window_cells(layout, depth)
         )
+        if not adaptive:
+            result.depth_policy = {"policy": "uniform"}
+        elif config.budget is not None:
+            result.depth_policy = {"policy": "budget", "budget": config.budget}
+        else:
+            guided = "covariate" in scores.components
+            result.depth_policy = {"policy": "thresholds", "thresholds": depth_thresholds(full_depth, guided)}
     return result
 
 

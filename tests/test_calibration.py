@@ -21,8 +21,10 @@ def test_quality_target_orders_the_depth(calibrated):
 
 
 def test_calibration_is_recorded_and_consistent(calibrated):
-    record = json.loads(calibrated[0.995].attrs["climgen_provenance"])["calibration"]
+    provenance = json.loads(calibrated[0.995].attrs["climgen_provenance"])
+    record = provenance["calibration"]
     assert record["quality"] == 0.995 and len(record["thresholds"]) == 2
+    assert provenance["depth_policy"] == {"policy": "quality", "thresholds": record["thresholds"]}
     assert record["thresholds"] == sorted(record["thresholds"])
     assert 0 < len(record["samples"]) <= 16
     for sample in record["samples"]:

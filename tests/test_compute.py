@@ -27,8 +27,10 @@ def test_reported_macs_match_the_convolutions_that_ran(merge):
 def test_uniform_costs_the_full_amount(hsurf_coarse):
     import json
 
-    uniform = hsurf_coarse.climgen.synthesize(factor=4, adaptive=False)
-    compute = json.loads(uniform.attrs["climgen_provenance"])["compute"]
+    uniform = json.loads(hsurf_coarse.climgen.synthesize(factor=4, adaptive=False).attrs["climgen_provenance"])
+    compute = uniform["compute"]
     assert compute["fraction_of_uniform"] == 1.0 and compute["macs"] == compute["macs_uniform"]
-    adaptive = json.loads(hsurf_coarse.climgen.synthesize(factor=4, budget=0.3).attrs["climgen_provenance"])["compute"]
-    assert adaptive["fraction_of_uniform"] <= 0.3 + 1e-9
+    assert uniform["depth_policy"] == {"policy": "uniform"}
+    budgeted = json.loads(hsurf_coarse.climgen.synthesize(factor=4, budget=0.3).attrs["climgen_provenance"])
+    assert budgeted["compute"]["fraction_of_uniform"] <= 0.3 + 1e-9
+    assert budgeted["depth_policy"] == {"policy": "budget", "budget": 0.3}

@@ -84,6 +84,10 @@ def test_stages_finer_than_x4_need_a_high_score_or_a_covariate(hsurf_truth):
     np.testing.assert_array_equal(
         guided.depth, np.where(guided.scores.constant, 0, np.minimum(np.floor(guided.scores.score * 4), 3))
     )
+    # the thresholds used go to every output's provenance
+    assert alone.depth_policy == {"policy": "thresholds", "thresholds": [0.25, 0.5, FINE_STAGES_SCORE]}
+    assert guided.depth_policy == {"policy": "thresholds", "thresholds": [0.25, 0.5, 0.75]}
+    assert alone.provenance(1, 0.0)["depth_policy"] == alone.depth_policy
 
 
 @pytest.mark.parametrize("kind", ["latlon", "rotated", "projected"])
