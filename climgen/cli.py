@@ -102,10 +102,14 @@ def _summary(result, seconds: float, source_shape: tuple[int, int]) -> str:
     histogram = ", ".join(f"depth {k}: {100 * v / total:.0f}%" for k, v in sorted(counts.items()))
     fine_shape = result["refinement_depth"].shape
     from climgen.conservation import format_bounds
+    from climgen.pipeline import depth_policy_text
     from climgen.skill import detail_kept
 
     provenance = json.loads(result.attrs["climgen_provenance"])
     compute = provenance["compute"]
+    policy = depth_policy_text(provenance.get("depth_policy", {}))
+    if policy:
+        histogram += f" ({policy})"
     bounded = [f"{name} {format_bounds((b['lower'], b['upper']))}" for name, b in provenance.get("physical_bounds", {}).items()]
     ordered = [" <= ".join(chain) for chain in provenance.get("ordered_variables", [])]
     return (

@@ -462,6 +462,18 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
     return result
 
 
+def depth_policy_text(policy: dict) -> str:
+    """A plan's ``depth_policy`` in words, for command-line summaries."""
+    thresholds = ", ".join(f"{threshold:.2f}" for threshold in policy.get("thresholds", []))
+    texts = {
+        "thresholds": f"score thresholds {thresholds}",
+        "quality": f"calibrated score thresholds {thresholds}",
+        "budget": f"budget {policy.get('budget')}",
+        "uniform": "uniform full depth",
+    }
+    return texts.get(policy.get("policy"), "")
+
+
 def residual_gains(ds: xr.Dataset, job: Plan) -> dict:
     """Each variable's share of the model's learned detail: the given ``residual_gain``, or
     with ``"auto"`` the result of :func:`climgen.skill.self_test` on up to

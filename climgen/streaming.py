@@ -36,7 +36,7 @@ from climgen.conservation import count_disordered, count_outside, format_bounds,
 from climgen.errors import ConfigError, OutputExistsError
 from climgen.io import cf
 from climgen.io.write import check_output, output_format
-from climgen.pipeline import Plan, SynthesisConfig, assemble, plan, warn_disordered, warn_outside_bounds
+from climgen.pipeline import Plan, SynthesisConfig, assemble, depth_policy_text, plan, warn_disordered, warn_outside_bounds
 from climgen.skill import detail_kept
 from climgen.tiling import TileLayout, fine_slices
 
@@ -126,6 +126,7 @@ class Job:
             f"fields      {sum(self.field_counts.values())} per member, {plan_.config.members} member(s)",
             f"tiles       {layout.grid_shape[0]}x{layout.grid_shape[1]} of {layout.tile} cells, halo {layout.halo}, "
             f"{layout.merge}x{layout.merge} share a window; {histogram}",
+            f"depth       {depth_policy_text(plan_.depth_policy)}",
             f"tasks       {len(self.tasks)} ({self.options.region_tiles}x{self.options.region_tiles} tiles, "
             f"{self.options.time_chunk} steps each); {done} already done",
             f"compute     {compute['macs'] / 1e9:.1f} GMAC ({100 * compute['fraction_of_uniform']:.0f}% of uniform depth)",

@@ -90,6 +90,20 @@ def test_stages_finer_than_x4_need_a_high_score_or_a_covariate(hsurf_truth):
     assert alone.provenance(1, 0.0)["depth_policy"] == alone.depth_policy
 
 
+@pytest.mark.parametrize(
+    ("policy", "text"),
+    [
+        ({"policy": "thresholds", "thresholds": [0.25, 0.5, 0.85]}, "score thresholds 0.25, 0.50, 0.85"),
+        ({"policy": "quality", "thresholds": [0.1, float("inf")]}, "calibrated score thresholds 0.10, inf"),
+        ({"policy": "budget", "budget": 0.3}, "budget 0.3"),
+        ({"policy": "uniform"}, "uniform full depth"),
+        ({}, ""),
+    ],
+)
+def test_depth_policy_in_words(policy, text):
+    assert pipeline.depth_policy_text(policy) == text
+
+
 @pytest.mark.parametrize("kind", ["latlon", "rotated", "projected"])
 @pytest.mark.parametrize("factor", [2, 8])
 def test_each_grid_kind_and_factor(kind, factor):

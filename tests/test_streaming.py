@@ -171,6 +171,7 @@ def test_run_recipe_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert "40x40 -> 80x80 (x2)" in result.stdout and "tasks       8 " in result.stdout
     assert "2x2 share a window" in result.stdout
     assert "0.1 MiB" in result.stdout and "GMAC" in result.stdout
+    assert "depth       score thresholds 0.50" in result.stdout  # x2: one stage, from a score of 1/2
     assert not list(tmp_path.glob("*out.zarr*"))
 
     ran = subprocess.run(_cli("run", recipe, "--quiet"), capture_output=True, text=True, timeout=300)
