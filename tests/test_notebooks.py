@@ -47,3 +47,19 @@ def test_api_reference_is_current_and_complete():
     for name in ("def synthesize", "def run", "def fetch", "class StreamOptions", "class RunRecipe"):
         assert f"### `{name}" in text
     assert text == (ROOT / "docs" / "api.md").read_text(), "docs/api.md is out of date: run python docs/make_api.py"
+
+
+def test_docs_figure_is_drawn_offline_from_shipped_data(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "make_figures.py"), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    drawn = tmp_path / "complexity-and-depth.png"
+    assert drawn.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and drawn.stat().st_size > 50_000
+    assert (ROOT / "docs" / "images" / "complexity-and-depth.png").exists(), "run python docs/make_figures.py"
