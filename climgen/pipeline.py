@@ -463,8 +463,9 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
 
 
 def depth_policy_text(policy: dict) -> str:
-    """A plan's ``depth_policy`` in words, for command-line summaries."""
-    thresholds = ", ".join(f"{threshold:.2f}" for threshold in policy.get("thresholds", []))
+    """A plan's ``depth_policy`` in words, for command-line summaries (a stage no score
+    reaches reads "never")."""
+    thresholds = ", ".join(f"{t:.2f}" if np.isfinite(t) else "never" for t in policy.get("thresholds", []))
     texts = {
         "thresholds": f"score thresholds {thresholds}",
         "quality": f"calibrated score thresholds {thresholds}",

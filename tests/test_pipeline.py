@@ -94,7 +94,7 @@ def test_stages_finer_than_x4_need_a_high_score_or_a_covariate(hsurf_truth):
     ("policy", "text"),
     [
         ({"policy": "thresholds", "thresholds": [0.25, 0.5, 0.85]}, "score thresholds 0.25, 0.50, 0.85"),
-        ({"policy": "quality", "thresholds": [0.1, float("inf")]}, "calibrated score thresholds 0.10, inf"),
+        ({"policy": "quality", "thresholds": [0.1, float("inf")]}, "calibrated score thresholds 0.10, never"),
         ({"policy": "budget", "budget": 0.3}, "budget 0.3"),
         ({"policy": "uniform"}, "uniform full depth"),
         ({}, ""),
