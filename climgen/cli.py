@@ -481,6 +481,9 @@ def train(
     device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (overrides the recipe).")] = None,
     steps: Annotated[int | None, typer.Option(help="Override the pre-training steps.")] = None,
     output: Annotated[str | None, typer.Option(help="Override the checkpoint path (no suffix).")] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="float32 or bfloat16 (bf16 autocast of the model; overrides the recipe).")
+    ] = None,
 ) -> None:
     """Train a generator as RECIPE says (stage 1: content pre-training) and save it."""
     from climgen.training.recipe import load_recipe
@@ -491,6 +494,10 @@ def train(
         if device not in ("cpu", "cuda", "auto"):
             raise ConfigError(f"device must be cpu, cuda or auto, got {device!r}")
         updates["device"] = device
+    if precision:
+        if precision not in ("float32", "bfloat16"):
+            raise ConfigError(f"precision must be float32 or bfloat16, got {precision!r}")
+        updates["precision"] = precision
     if output:
         updates["output"] = str(Path(output).resolve())
     if steps:

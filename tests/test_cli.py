@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,10 +82,12 @@ def test_covariate_option(tmp_path):
         (["synthesize"], "Missing argument"),
         (["check", "missing.nc"], "file not found"),
         (["train", "missing.yaml"], "cannot read recipe"),
+        (["train", "{recipe}", "--precision", "float16"], "precision must be float32 or bfloat16"),
     ],
 )
 def test_user_errors_are_one_line_with_nothing_written(arguments, message, hsurf_coarse_file, tmp_path):
-    arguments = [str(hsurf_coarse_file) if a == "{input}" else a for a in arguments]
+    recipe = str(Path(__file__).resolve().parents[1] / "recipes" / "train-default.yaml")
+    arguments = [{"{input}": str(hsurf_coarse_file), "{recipe}": recipe}.get(a, a) for a in arguments]
     result = climgen(*arguments, cwd=tmp_path)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -154,6 +154,30 @@ def test_fine_tuning_starts_from_a_checkpoint(tmp_path):
     assert isinstance(torch.get_num_threads(), int)
 
 
+def test_bf16_precision_runs_the_model_under_autocast_and_is_recorded(tmp_path):
+    import torch
+
+    from climgen.models.generator import AdaptiveMultiScaleGenerator, GeneratorConfig
+    from climgen.training.pretrain import autocast, pretrain
+
+    # the context the training loops run the generator in: bf16 convolutions only when asked
+    network = AdaptiveMultiScaleGenerator(GeneratorConfig(channels=8, blocks=1)).head
+    inputs = torch.randn(1, network.in_channels, 8, 8)
+    for precision, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        with autocast(torch.device("cpu"), precision):
+            assert network(inputs).dtype == dtype
+    weights = {}
+    for precision in ("float32", "bfloat16"):
+        folder = tmp_path / precision
+        folder.mkdir()
+        checkpoint = load_checkpoint(pretrain(_recipe(folder, precision=precision), log=lambda line: None))
+        assert checkpoint.metadata["recipe"]["precision"] == precision
+        weights[precision] = checkpoint.module.state_dict()
+        assert all(torch.isfinite(tensor).all() for tensor in weights[precision].values())
+    # same seed, same data: only the arithmetic differs, and it must show in the weights
+    assert any(not torch.equal(weights["float32"][name], weights["bfloat16"][name]) for name in weights["float32"])
+
+
 def test_every_time_step_is_a_training_target(tmp_path):
     from climgen.errors import InputError
     from climgen.training.data import load_real_pool

@@ -128,8 +128,11 @@ def _validate(model, discriminator, windows: list[np.ndarray], device, stages: i
     }
 
 
-def adversarial_stage(model, sampler, windows, settings, rng, device, content_loss, log=print) -> tuple[list[dict], list[dict]]:
-    """Run stage 2 on ``model`` in place; returns (validation history, controller adjustments)."""
+def adversarial_stage(
+    model, sampler, windows, settings, rng, device, content_loss, log=print, precision: str = "float32"
+) -> tuple[list[dict], list[dict]]:
+    """Run stage 2 on ``model`` in place; returns (validation history, controller adjustments).
+    ``precision``: the generator's forward passes in float32 or under bf16 autocast."""
     discriminator = MultiScaleDiscriminator(settings.discriminator_channels).to(device)
     generator_optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, betas=(0.5, 0.9))
     discriminator_optimiser = torch.optim.Adam(
@@ -161,7 +164,7 @@ def adversarial_stage(model, sampler, windows, settings, rng, device, content_lo
         stages = int(rng.integers(1, settings.max_stages + 1))
         coarse = coarsen(target, 2**stages)
         upsampled = bicubic_upsample(coarse, 2**stages)
-        with autocast(device):  # float32 (see pretrain.autocast)
+        with autocast(device, precision):  # float32 unless asked (see pretrain.autocast)
             outputs = [o.float() for o in model(coarse, covariates, mask, stages=stages, generator=noise_generator)]
         fake = outputs[-1]
         # discriminator step (hinge)
@@ -188,7 +191,7 @@ def adversarial_stage(model, sampler, windows, settings, rng, device, content_lo
             + controller.spectral * spectral_loss(fake, target)
         )
         if settings.ensemble_weight:
-            with autocast(device):
+            with autocast(device, precision):
                 second = model(coarse, covariates, mask, stages=stages, generator=noise_generator)[-1].float()
             loss_g = loss_g + settings.ensemble_weight * ensemble_loss(fake, second, target)
         generator_optimiser.zero_grad(set_to_none=True)

@@ -66,7 +66,7 @@ def train_baseline(recipe: TrainRecipe, log=print) -> Path:
     for step in range(1, settings.steps + 1):
         target, covariates, mask = draw_batch(sampler, rng, settings.batch_size, device)
         coarse = coarsen(target, config.factor)
-        with autocast(device):
+        with autocast(device, recipe.precision):
             if settings.kind == "cvae":
                 mu, log_variance = model.encode(target, coarse)
                 noise = torch.randn(mu.shape, generator=noise_generator, device=device, dtype=mu.dtype)

@@ -31,18 +31,19 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def autocast(device: torch.device):
-    """Training runs in float32 everywhere (tf32 convolutions on a GPU).
+def autocast(device: torch.device, precision: str = "float32"):
+    """The region the generator's forward pass runs in: float32 by default (tf32 convolutions
+    on a GPU), bf16 autocast when a recipe asks for ``precision: bfloat16``.
 
-    bf16 autocast was tried on an H100 (2026-11-23): pre-training diverged within 50 steps
-    (validation RMSE 23x bicubic's) while float32 on the same GPU, and bf16 on CPU, trained
-    normally; until that is understood, training keeps float32. Pre-training then computed
-    its losses inside the autocast region (MS-SSIM's filters in bf16); they are now outside it,
-    as in the other loops, which a GPU session should try first (docs/results.md). Inference
-    uses bf16 on GPUs (:class:`climgen.refine.TileRefiner`), where it was checked against the
-    CPU result.
+    Not the default on GPUs: bf16 autocast diverged on an H100 (2026-11-23) within 50 steps of
+    pre-training (validation RMSE 23x bicubic's) while float32 on the same GPU, and bf16 on
+    CPU, trained normally. Pre-training then computed its losses inside the autocast region
+    (MS-SSIM's filters in bf16); every loop now computes them in float32 outside it, which
+    is the first thing a GPU run with ``--precision bfloat16`` should check (docs/results.md).
+    Inference uses bf16 on GPUs (:class:`climgen.refine.TileRefiner`), where it was checked
+    against the CPU result.
     """
-    return torch.autocast(device_type=device.type, enabled=False)
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
 
 
 def training_progress(total: int, done: int, description: str):
@@ -227,7 +228,7 @@ def pretrain(recipe: TrainRecipe, log=print) -> Path:
     for step in range(first_step, settings.steps + 1):
         target, covariates, mask = draw_batch(sampler, rng, settings.batch_size, device)
         stages = int(rng.integers(1, settings.max_stages + 1))
-        with autocast(device):
+        with autocast(device, recipe.precision):
             outputs = model(coarsen(target, 2**stages), covariates, mask, stages=stages, generator=noise_generator)
         # losses in float32, as in the other loops (MS-SSIM subtracts squared means from filtered squares)
         loss = content_loss([output.float() for output in outputs], target, settings.msssim_weight)
@@ -252,7 +253,7 @@ def pretrain(recipe: TrainRecipe, log=print) -> Path:
 
         log(f"stage 2: {recipe.adversarial.steps} adversarial steps")
         adversarial_history, adjustments = adversarial_stage(
-            model, sampler, windows, recipe.adversarial, rng, device, content_loss, log
+            model, sampler, windows, recipe.adversarial, rng, device, content_loss, log, recipe.precision
         )
     metadata = {
         **checkpoint_metadata(recipe, device, real_sources),

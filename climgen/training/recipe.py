@@ -103,6 +103,9 @@ class TrainRecipe(Strict):
     name: str
     seed: int = 0
     device: Literal["cpu", "cuda", "auto"] = "auto"
+    # bfloat16: the generator's forward passes under bf16 autocast (losses stay float32). Opt-in:
+    # it diverged once on an H100 (see climgen.training.pretrain.autocast)
+    precision: Literal["float32", "bfloat16"] = "float32"
     threads: int | None = None
     output: str
     init_from: str | None = None  # "default" or a checkpoint: fine-tune instead of training from scratch
