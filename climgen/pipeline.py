@@ -459,6 +459,9 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
         else:
             guided = "covariate" in scores.components
             result.depth_policy = {"policy": "thresholds", "thresholds": depth_thresholds(full_depth, guided)}
+    # a tile inside a window that its group refines deeper anyway takes that depth: the same
+    # model calls, so the same cost, and the depth map says what each tile got
+    result.depth = prepared.layout.deepen_within_windows(result.depth, scores.constant)
     return result
 
 

@@ -160,15 +160,36 @@ class TileLayout:
             chains[tile_key] = chain
         return chains
 
-    def model_calls(self, depth: np.ndarray) -> set[ModelCall]:
-        """Every model call refining the domain at the given tile depths (each once)."""
+    def deepen_within_windows(self, depth: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+        """``depth`` with each tile raised to the last stage of any model call whose window
+        holds the tile's padded window: the group refines it that deep anyway, so the model
+        calls, and their cost, stay the same, and no tile keeps less than was computed for it.
+        Tiles where ``keep`` is True (constant or missing) stay as they are."""
+        deepened = np.array(depth, dtype=np.int8, copy=True)
+        for rows, cols in self.groups():
+            calls = {call for chain in self.group_calls(rows, cols, depth).values() for call in chain}
+            for row in rows:
+                for col in cols:
+                    if keep is not None and keep[row, col]:
+                        continue
+                    y0, y1, x0, x1 = window_key(self.tile_at(row, col).padded)
+                    covering = [c.last for c in calls if c.box[0] <= y0 and y1 <= c.box[1] and c.box[2] <= x0 and x1 <= c.box[3]]
+                    deepened[row, col] = max([deepened[row, col], *covering])
+        return deepened
+
+    def groups(self) -> Iterator[tuple[range, range]]:
+        """Rows and columns of the tile grid of each merge group, in layout order."""
         rows, cols = self.grid_shape
-        calls = set()
         for row0 in range(0, rows, self.merge):
             for col0 in range(0, cols, self.merge):
-                group = (range(row0, min(rows, row0 + self.merge)), range(col0, min(cols, col0 + self.merge)))
-                for chain in self.group_calls(*group, depth).values():
-                    calls.update(chain)
+                yield range(row0, min(rows, row0 + self.merge)), range(col0, min(cols, col0 + self.merge))
+
+    def model_calls(self, depth: np.ndarray) -> set[ModelCall]:
+        """Every model call refining the domain at the given tile depths (each once)."""
+        calls = set()
+        for rows, cols in self.groups():
+            for chain in self.group_calls(rows, cols, depth).values():
+                calls.update(chain)
         return calls
 
     def __iter__(self) -> Iterator[Tile]:

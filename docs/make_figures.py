@@ -3,7 +3,9 @@
 ``complexity-and-depth.png``: the embedded African orography (a regional model's terrain,
 0.44 degrees; mountains beside plains and sea) is coarsened by 4 and refined back; the panels
 show the fine terrain, each tile's complexity score from the coarse field (tiles of 8 coarse
-cells), and the refinement depth chosen by the default thresholds and by a compute budget of 0.3.
+cells), the depth its default thresholds choose, and the depth each tile is refined to by
+default and under a compute budget of 0.3 (tiles inside a window that their group refines
+deeper anyway take that depth: the output's ``refinement_depth``).
 
     python docs/make_figures.py               # writes docs/images/
     python docs/make_figures.py --out DIR
@@ -20,6 +22,7 @@ import numpy as np
 import xarray as xr
 
 import climgen  # noqa: F401  (registers the .climgen accessor)
+from climgen.complexity import depth_thresholds
 from climgen.grid import coarsen_dataset
 from climgen.plotting import use_shipped_shapes
 
@@ -28,7 +31,7 @@ TILE = 8  # coarse cells a side: small tiles, so that the maps resolve the terra
 
 
 def complexity_and_depth(path: Path) -> Path:
-    """Terrain, complexity score and two depth maps of the embedded orography at x4."""
+    """Terrain, complexity score and three depth maps of the embedded orography at x4."""
     import cartopy.crs as ccrs
     import cartopy.feature as cfeature
     import matplotlib
@@ -40,6 +43,8 @@ def complexity_and_depth(path: Path) -> Path:
     fine = fine.isel(lat=slice(0, fine.sizes["lat"] // FACTOR * FACTOR), lon=slice(0, fine.sizes["lon"] // FACTOR * FACTOR))
     coarse = coarsen_dataset(fine, FACTOR)
     score = coarse.climgen.complexity(factor=FACTOR, tile_size=TILE)
+    full_depth = FACTOR.bit_length() - 1
+    chosen = sum((score >= threshold).astype(int) for threshold in depth_thresholds(full_depth, guided=False))
     runs = {"default thresholds": {}, "budget 0.3": {"budget": 0.3}}
     depths, costs = {}, {}
     for label, options in runs.items():
@@ -50,14 +55,16 @@ def complexity_and_depth(path: Path) -> Path:
     borders = cfeature.NaturalEarthFeature(
         "cultural", "admin_0_countries", "110m", facecolor="none", edgecolor="0.3", linewidth=0.4
     )
-    figure, axes = plt.subplots(1, 4, figsize=(19, 5.4), subplot_kw={"projection": ccrs.PlateCarree()}, layout="constrained")
+    figure, axes = plt.subplots(1, 5, figsize=(23, 5.4), subplot_kw={"projection": ccrs.PlateCarree()}, layout="constrained")
     panels = [
         (fine["orog"], "terrain, 0.44 deg (the truth)", "terrain", dict(vmin=0, vmax=2500), "surface altitude (m)"),
         (score, f"complexity score per tile (coarse field, x{FACTOR} coarser)", "viridis", dict(vmin=0, vmax=1), "score"),
     ]
+    stages = dict(vmin=-0.5, vmax=full_depth + 0.5)
+    panels.append((chosen, "depth the default score thresholds choose", "magma", stages, "learned x2 stages"))
     for label, depth in depths.items():
-        title = f"refinement depth, {label} ({100 * costs[label]:.0f}% of uniform MACs)"
-        panels.append((depth, title, "magma", dict(vmin=-0.5, vmax=FACTOR.bit_length() - 0.5), "learned x2 stages"))
+        title = f"refined, {label} ({100 * costs[label]:.0f}% of uniform MACs)"
+        panels.append((depth, title, "magma", stages, "learned x2 stages"))
     for axis, (data, title, cmap, limits, label) in zip(axes, panels, strict=True):
         mesh = axis.pcolormesh(
             data["lon"], data["lat"], data.values, transform=ccrs.PlateCarree(), cmap=cmap, shading="nearest", **limits
@@ -67,7 +74,7 @@ def complexity_and_depth(path: Path) -> Path:
         bar = figure.colorbar(mesh, ax=axis, orientation="horizontal", shrink=0.85, pad=0.02)
         bar.set_label(label)
         if cmap == "magma":
-            bar.set_ticks(np.arange(FACTOR.bit_length()))
+            bar.set_ticks(np.arange(full_depth + 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=80)
     plt.close(figure)

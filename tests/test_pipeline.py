@@ -6,6 +6,7 @@ import xarray as xr
 
 from climgen import pipeline
 from climgen.complexity import FINE_STAGES_SCORE
+from climgen.compute import window_cells
 from climgen.errors import ConfigError, GridError, InputError
 from climgen.grid import coarsen_dataset
 from climgen.testing import assert_coarse_consistent, make_dataset
@@ -76,14 +77,17 @@ def test_stages_finer_than_x4_need_a_high_score_or_a_covariate(hsurf_truth):
     alone = pipeline.plan(coarse, pipeline.make_config(factor=8))
     evenly_spaced = np.where(alone.scores.constant, 0, np.minimum(np.floor(alone.scores.score * 4), 3))
     rough = alone.scores.score >= FINE_STAGES_SCORE
-    np.testing.assert_array_equal(alone.depth[rough], evenly_spaced[rough])
-    np.testing.assert_array_equal(alone.depth[~rough], np.minimum(evenly_spaced[~rough], 2))
+    rule = np.where(rough, evenly_spaced, np.minimum(evenly_spaced, 2)).astype(np.int8)
     assert ((evenly_spaced == 3) & ~rough).any(), "the field must have tiles the rule keeps at depth 2"
+    # then tiles inside windows refined deeper anyway take that depth, at no extra cost
+    layout = alone.prepared.layout
+    np.testing.assert_array_equal(alone.depth, layout.deepen_within_windows(rule, alone.scores.constant))
+    assert window_cells(layout, alone.depth) == window_cells(layout, rule)
+    assert (alone.depth[~rough] < 3).any()
     orography = hsurf_truth["HSURF"].squeeze(drop=True)
     guided = pipeline.plan(coarse, pipeline.make_config(factor=8), covariates={"orog": orography})
-    np.testing.assert_array_equal(
-        guided.depth, np.where(guided.scores.constant, 0, np.minimum(np.floor(guided.scores.score * 4), 3))
-    )
+    evenly_spaced = np.where(guided.scores.constant, 0, np.minimum(np.floor(guided.scores.score * 4), 3)).astype(np.int8)
+    np.testing.assert_array_equal(guided.depth, layout.deepen_within_windows(evenly_spaced, guided.scores.constant))
     # the thresholds used go to every output's provenance
     assert alone.depth_policy == {"policy": "thresholds", "thresholds": [0.25, 0.5, FINE_STAGES_SCORE]}
     assert guided.depth_policy == {"policy": "thresholds", "thresholds": [0.25, 0.5, 0.75]}

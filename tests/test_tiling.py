@@ -79,6 +79,38 @@ def test_model_calls_chain_each_tile_to_its_depth_and_never_cost_more_than_unifo
         assert len(calls) == (depth > 0).sum() and all(call.first == 1 for call in calls)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(1, 7),
+    cols=st.integers(1, 7),
+    merge=st.integers(1, 4),
+    halo=st.sampled_from([2, 4, 10]),
+    full=st.integers(1, 3),
+    seed=st.integers(0, 999),
+)
+def test_tiles_inside_a_deeper_window_take_its_depth_at_no_cost(rows, cols, merge, halo, full, seed):
+    layout = TileLayout((rows * 8 - 3, cols * 8), 8, halo, merge)
+    rng = np.random.default_rng(seed)
+    depth = rng.integers(0, full + 1, layout.grid_shape)
+    keep = rng.random(layout.grid_shape) < 0.2
+    deepened = layout.deepen_within_windows(depth, keep)
+    assert layout.model_calls(deepened) == layout.model_calls(depth)  # the same work
+    assert (deepened >= depth).all() and (deepened[keep] == depth[keep]).all()
+    np.testing.assert_array_equal(layout.deepen_within_windows(deepened, keep), deepened)
+    if merge == 1:  # nothing is shared
+        np.testing.assert_array_equal(deepened, depth)
+
+
+def test_a_tile_in_the_shared_window_of_three_deep_neighbours_is_refined_as_deep():
+    layout = TileLayout((16, 16), 8, 4, merge=2)
+    depth = np.array([[2, 2], [2, 0]])
+    # one padded window (16 + 2 * 4 clipped to 16 cells a side) is smaller than three of 12 x 12
+    np.testing.assert_array_equal(layout.deepen_within_windows(depth), [[2, 2], [2, 2]])
+    np.testing.assert_array_equal(layout.deepen_within_windows(depth, keep=depth == 0), depth)
+    # a deep tile alone keeps its own window: its neighbours are not inside it
+    np.testing.assert_array_equal(layout.deepen_within_windows(np.array([[2, 1], [1, 0]])), [[2, 1], [1, 1]])
+
+
 def test_shared_windows_give_the_same_numbers_for_any_region():
     """A tile's window depends on the depth map only: a region refined from its own context
     equals the same region of the whole domain, bit for bit, and sharing windows changes the
