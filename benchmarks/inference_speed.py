@@ -339,6 +339,7 @@ def main() -> None:
     layout = job.prepared.layout
     print(
         f"{args.field} mosaic {args.size}^2 -> {args.size * args.factor}^2, {job.depth.size} tiles of {layout.tile} (halo {layout.halo}, "
+        f"{layout.later_halo if layout.later_halo is not None else layout.halo} for windows later stages open, "
         f"{layout.merge}x{layout.merge} share a window); tiles at each depth from 0: {histogram}"
     )
     print("\n| device | what | seconds | output MPix/s | window MPix/s | GMACs | RMSE (m) |")

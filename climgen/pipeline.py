@@ -96,11 +96,13 @@ class SynthesisConfig:
         """Tiles for a coarse domain: ``tile_size`` if given, else the largest of 32, 16, 8
         coarse cells that gives at least three tiles along the shorter side. ``merge_tiles``,
         if not given, is the largest of 4, 2, 1 whose shared window keeps the last stage's
-        input within MAX_STAGE_INPUT cells a side (memory per model call)."""
+        input within MAX_STAGE_INPUT cells a side (memory per model call). Windows that later
+        stages open get half the halo (:class:`climgen.tiling.TileLayout`)."""
         tile = self.tile_size or next((size for size in (32, 16) if min(shape) >= 3 * size), 8)
         halo = self.halo if self.halo is not None else min(8, tile // 2)
         merge = self.merge_tiles or next((m for m in (4, 2) if (m * tile + 2 * halo) * self.factor // 2 <= MAX_STAGE_INPUT), 1)
-        return TileLayout(shape, tile, halo, merge)
+        # new windows of later stages get half the halo: as many of their (half-size) cells
+        return TileLayout(shape, tile, halo, merge, later_halo=halo // 2)
 
 
 def parse_limits(name: str, limits) -> Bounds:
@@ -378,6 +380,7 @@ class Plan:
             **{k: v for k, v in asdict(config).items() if k != "model"},
             "tile_size": layout.tile,
             "halo": layout.halo,
+            "later_halo": layout.later_halo,
             "merge_tiles": layout.merge,
             "model_argument": config.model,
             "covariates": self.prepared.covariate_names,

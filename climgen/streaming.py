@@ -120,11 +120,14 @@ class Job:
         histogram = ", ".join(f"depth {k}: {int((plan_.depth == k).sum())}" for k in range(full + 1))
         done = len(self.done() & {task.key for task in self.tasks})
         ny, nx = layout.shape
+        halo = f"halo {layout.halo}"
+        if layout.later_halo not in (None, layout.halo):
+            halo += f" ({layout.later_halo} for later stages' windows)"
         lines = [
             f"output      {self.output} ({output_format(self.output)}), job {self.job_id[:16]}",
             f"grid        {ny}x{nx} -> {ny * factor}x{nx * factor} (x{factor}); variables {', '.join(plan_.prepared.variables)}",
             f"fields      {sum(self.field_counts.values())} per member, {plan_.config.members} member(s)",
-            f"tiles       {layout.grid_shape[0]}x{layout.grid_shape[1]} of {layout.tile} cells, halo {layout.halo}, "
+            f"tiles       {layout.grid_shape[0]}x{layout.grid_shape[1]} of {layout.tile} cells, {halo}, "
             f"{layout.merge}x{layout.merge} share a window; {histogram}",
             f"depth       {depth_policy_text(plan_.depth_policy)}",
             f"tasks       {len(self.tasks)} ({self.options.region_tiles}x{self.options.region_tiles} tiles, "

@@ -66,16 +66,21 @@ class ModelCall:
 @dataclass(frozen=True)
 class TileLayout:
     """Square tiles of ``tile`` coarse cells with ``halo`` cells of context on each side;
-    tiles in a group of ``merge`` x ``merge`` share model windows (1: never)."""
+    tiles in a group of ``merge`` x ``merge`` share model windows (1: never). A window that a
+    later stage opens gets ``later_halo`` cells (default ``halo``; at least ``halo // 2``, the
+    margin each tile blends over)."""
 
     shape: tuple[int, int]
     tile: int = 32
     halo: int = 8
     merge: int = 1
+    later_halo: int | None = None
 
     def __post_init__(self):
         if self.tile < 1 or self.halo < 0 or self.merge < 1:
             raise ConfigError(f"tile size and merge must be >= 1 and halo >= 0, got {self.tile}, {self.merge} and {self.halo}")
+        if self.later_halo is not None and not self.halo // 2 <= self.later_halo <= self.halo:
+            raise ConfigError(f"later_halo must be in {self.halo // 2}..{self.halo} (halo {self.halo}), got {self.later_halo}")
         if min(self.shape) < 1:
             raise ConfigError(f"empty domain {self.shape}")
 
@@ -101,12 +106,21 @@ class TileLayout:
             blend=(self._window(y0, y1, blend, ny), self._window(x0, x1, blend, nx)),
         )
 
-    def padded_window(self, rows: range, cols: range) -> tuple[slice, slice]:
+    def padded_window(self, rows: range, cols: range, halo: int | None = None) -> tuple[slice, slice]:
         """The padded window (coarse cells) of the tiles in rows ``rows`` and columns ``cols``."""
         ny, nx = self.shape
+        halo = self.halo if halo is None else halo
         y0, x0 = rows.start * self.tile, cols.start * self.tile
         y1, x1 = min(ny, rows.stop * self.tile), min(nx, cols.stop * self.tile)
-        return self._window(y0, y1, self.halo, ny), self._window(x0, x1, self.halo, nx)
+        return self._window(y0, y1, halo, ny), self._window(x0, x1, halo, nx)
+
+    def stage_halo(self, stage: int) -> int:
+        """Context cells (coarse) around a window at ``stage``."""
+        return self.halo if stage == 1 or self.later_halo is None else self.later_halo
+
+    def stage_window(self, tile: Tile, stage: int) -> tuple[slice, slice]:
+        """``tile``'s own model window at ``stage``."""
+        return self.padded_window(range(tile.row, tile.row + 1), range(tile.col, tile.col + 1), self.stage_halo(stage))
 
     def group_ranges(self, tile: Tile) -> tuple[range, range]:
         """Rows and columns of the tile grid in ``tile``'s merge group."""
@@ -120,21 +134,30 @@ class TileLayout:
 
         At each stage the tiles that go at least that deep share the padded window of their
         bounding box, unless their own windows together are smaller; from then on each keeps
-        its own. A stage that keeps the previous stage's window continues the same call.
+        its own. A stage that keeps the previous stage's window continues the same call; a
+        later stage that needs a new window pads it by ``later_halo`` only (its cells are half
+        the size or less, so that holds as much context for the network as ``halo`` did).
         """
         tiles = [self.tile_at(r, c) for r in rows for c in cols]
         boxes: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {(t.row, t.col): [] for t in tiles}
         separate = False
+
+        def window(full: tuple[slice, slice], later: tuple[slice, slice], keys: list) -> tuple[int, int, int, int]:
+            # the full halo when every tile had that window one stage up (the call continues)
+            full_key = window_key(full)
+            return full_key if stage == 1 or all(boxes[k][-1] == full_key for k in keys) else window_key(later)
+
         for stage in range(1, max(int(depth[t.row, t.col]) for t in tiles) + 1):
             deep = [t for t in tiles if depth[t.row, t.col] >= stage]
+            own = {(t.row, t.col): window(t.padded, self.stage_window(t, stage), [(t.row, t.col)]) for t in deep}
             if not separate:
-                box = self.padded_window(
-                    range(min(t.row for t in deep), max(t.row for t in deep) + 1),
-                    range(min(t.col for t in deep), max(t.col for t in deep) + 1),
-                )
-                separate = _area(box) > sum(_area(t.padded) for t in deep)
-            for t in deep:
-                boxes[(t.row, t.col)].append(window_key(t.padded if separate else box))
+                deep_rows = range(min(t.row for t in deep), max(t.row for t in deep) + 1)
+                deep_cols = range(min(t.col for t in deep), max(t.col for t in deep) + 1)
+                full, later = (self.padded_window(deep_rows, deep_cols, self.stage_halo(s)) for s in (1, stage))
+                box = window(full, later, list(own))
+                separate = _key_area(box) > sum(_key_area(key) for key in own.values())
+            for key, own_window in own.items():
+                boxes[key].append(own_window if separate else box)
         # segments of one box per tile; a call runs to the last stage any tile keeps its box
         segments: dict[tuple, list] = {}
         for stages in boxes.values():
@@ -172,8 +195,12 @@ class TileLayout:
                 for col in cols:
                     if keep is not None and keep[row, col]:
                         continue
-                    y0, y1, x0, x1 = window_key(self.tile_at(row, col).padded)
-                    covering = [c.last for c in calls if c.box[0] <= y0 and y1 <= c.box[1] and c.box[2] <= x0 and x1 <= c.box[3]]
+                    tile = self.tile_at(row, col)
+                    covering = []
+                    for c in calls:  # the tile's own window at the call's first (widest) stage
+                        y0, y1, x0, x1 = window_key(self.stage_window(tile, c.first))
+                        if c.box[0] <= y0 and y1 <= c.box[1] and c.box[2] <= x0 and x1 <= c.box[3]:
+                            covering.append(c.last)
                     deepened[row, col] = max([deepened[row, col], *covering])
         return deepened
 
@@ -233,8 +260,8 @@ def window_key(window: tuple[slice, slice]) -> tuple[int, int, int, int]:
     return window[0].start, window[0].stop, window[1].start, window[1].stop
 
 
-def _area(window: tuple[slice, slice]) -> int:
-    return (window[0].stop - window[0].start) * (window[1].stop - window[1].start)
+def _key_area(key: tuple[int, int, int, int]) -> int:
+    return (key[1] - key[0]) * (key[3] - key[2])
 
 
 def ramp(length: int, ramp_length: int) -> np.ndarray:

@@ -89,8 +89,8 @@ def test_model_calls_chain_each_tile_to_its_depth_and_never_cost_more_than_unifo
     seed=st.integers(0, 999),
 )
 def test_tiles_inside_a_deeper_window_take_its_depth_at_no_cost(rows, cols, merge, halo, full, seed):
-    layout = TileLayout((rows * 8 - 3, cols * 8), 8, halo, merge)
     rng = np.random.default_rng(seed)
+    layout = TileLayout((rows * 8 - 3, cols * 8), 8, halo, merge, later_halo=[None, halo // 2][seed % 2])
     depth = rng.integers(0, full + 1, layout.grid_shape)
     keep = rng.random(layout.grid_shape) < 0.2
     deepened = layout.deepen_within_windows(depth, keep)
@@ -99,6 +99,40 @@ def test_tiles_inside_a_deeper_window_take_its_depth_at_no_cost(rows, cols, merg
     np.testing.assert_array_equal(layout.deepen_within_windows(deepened, keep), deepened)
     if merge == 1:  # nothing is shared
         np.testing.assert_array_equal(deepened, depth)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(1, 7),
+    cols=st.integers(1, 7),
+    merge=st.integers(1, 4),
+    halo=st.sampled_from([2, 5, 8]),
+    full=st.integers(2, 3),
+    seed=st.integers(0, 999),
+)
+def test_windows_opened_by_later_stages_are_narrower_and_cost_no_more(rows, cols, merge, halo, full, seed):
+    shape = (rows * 8 - 3, cols * 8)
+    wide, narrow = TileLayout(shape, 8, halo, merge), TileLayout(shape, 8, halo, merge, later_halo=halo // 2)
+    depth = np.random.default_rng(seed).integers(0, full + 1, wide.grid_shape)
+    wide_calls, narrow_calls = wide.model_calls(depth), narrow.model_calls(depth)
+    assert sum(call.work for call in narrow_calls) <= sum(call.work for call in wide_calls)
+    if np.all(depth == full):  # uniform depth: every call continues through all stages
+        assert len(narrow_calls) == len(wide_calls)
+    for tile in narrow:
+        chain = narrow.group_calls(*narrow.group_ranges(tile), depth)[(tile.row, tile.col)]
+        for call in chain:  # each call inside its parent, holding the tile's own window at its stage
+            own = narrow.stage_window(tile, call.first)
+            for inner, window, parent in zip(own, call.window, (call.parent or call).window, strict=True):
+                assert parent.start <= window.start <= inner.start and inner.stop <= window.stop <= parent.stop
+        if chain:  # the last call covers the margin the tile blends over
+            assert all(w.start <= b.start and b.stop <= w.stop for b, w in zip(tile.blend, chain[-1].window, strict=True))
+
+
+def test_later_halo_must_cover_the_blend_margin():
+    from climgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="later_halo must be in 4..8"):
+        TileLayout((32, 32), 8, 8, 2, later_halo=3)
 
 
 def test_a_tile_in_the_shared_window_of_three_deep_neighbours_is_refined_as_deep():
