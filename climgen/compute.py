@@ -81,6 +81,27 @@ def window_macs(model, layout: TileLayout, depth: np.ndarray) -> float:
     return macs_per_cell(model) * window_cells(layout, depth, bool(_single_scale_stages(model)))
 
 
+def tile_macs(model, layout: TileLayout, depth: np.ndarray) -> np.ndarray:
+    """MACs spent on each tile (tile-grid shaped) for one 2-D field: each model call's share
+    goes to the tiles it refines, in proportion to their core cells, so the tiles' sum is
+    :func:`window_macs`."""
+    per_cell = macs_per_cell(model)
+    single_scale = bool(_single_scale_stages(model))
+    spent = np.zeros(layout.grid_shape)
+    for rows, cols in layout.groups():
+        users: dict = {}
+        for key, chain in layout.group_calls(rows, cols, np.asarray(depth)).items():
+            for call in chain:
+                users.setdefault(call, []).append(key)
+        for call, keys in users.items():
+            cores = [layout.tile_at(*key).core for key in keys]
+            areas = np.array([(y.stop - y.start) * (x.stop - x.start) for y, x in cores], dtype=np.float64)
+            work = per_cell * (call.cells if single_scale else call.work)
+            for key, share in zip(keys, areas / areas.sum(), strict=True):
+                spent[key] += work * share
+    return spent
+
+
 def compute_report(model, layout: TileLayout, depth: np.ndarray, full_depth: int, fields: int) -> dict:
     """Total MACs spent on ``fields`` 2-D fields, against uniform full depth."""
     spent = window_macs(model, layout, depth) * fields

@@ -17,7 +17,7 @@ import xarray as xr
 
 from climgen import __version__
 from climgen.complexity import ComplexityScores, choose_depth, combine_scores, depth_thresholds, tile_components
-from climgen.compute import compute_report, window_cells
+from climgen.compute import compute_report, tile_macs, window_cells
 from climgen.conservation import Bounds, Weights, count_disordered, count_outside, format_bounds, order_stacks
 from climgen.errors import ConfigError, GridError, InputError
 from climgen.grid import (
@@ -586,6 +586,9 @@ def assemble(ds: xr.Dataset, plan: Plan, refined: Mapping, provenance: dict, com
     fine_depth = np.repeat(np.repeat(layout.tile_map(plan.depth), factor, 0), factor, 1)
     result["complexity_score"] = ((axes.y, axes.x), fine_scores.astype(np.float32))
     result["refinement_depth"] = ((axes.y, axes.x), fine_depth.astype(np.int8))
+    per_cell = tile_macs(plan.checkpoint.module, layout, plan.depth) / (layout.core_areas() * factor**2)
+    fine_macs = np.repeat(np.repeat(layout.tile_map(per_cell), factor, 0), factor, 1)
+    result["refinement_macs"] = ((axes.y, axes.x), fine_macs.astype(np.float32))
     if config.members > 1:
         result = result.assign_coords(realization=np.arange(config.members, dtype=np.int32))
     result = _carry_over(ds, result, prepared)

@@ -240,6 +240,15 @@ class TileLayout:
             if all(a.start < b.stop and b.start < a.stop for a, b in zip(getattr(t, window), region, strict=True))
         ]
 
+    def core_areas(self) -> np.ndarray:
+        """Coarse cells in each tile's core (edge tiles may be smaller)."""
+        return np.array(
+            [
+                [_key_area(window_key(self.tile_at(r, c).core)) for c in range(self.grid_shape[1])]
+                for r in range(self.grid_shape[0])
+            ]
+        )
+
     def padded_areas(self) -> np.ndarray:
         """Coarse cells in each tile's padded window (what refining the tile processes)."""
         areas = np.zeros(self.grid_shape)

@@ -16,7 +16,7 @@ from climgen.conservation import Bounds
 from climgen.grid import SpatialAxes, bounds_name
 
 CONVENTIONS = "CF-1.8"
-ANCILLARY_NAMES = ("complexity_score", "refinement_depth")
+ANCILLARY_NAMES = ("complexity_score", "refinement_depth", "refinement_macs")
 FILL_VALUE = np.float32(1.0e20)
 LENGTH_TO_METRES = {
     "m": 1.0,
@@ -134,6 +134,12 @@ ANCILLARY_ATTRS = {
         "long_name": "number of learned x2 refinement stages applied per tile",
         "units": "1",
         "comment": "0 means bicubic interpolation with exact coarse consistency only",
+    },
+    "refinement_macs": {
+        "long_name": "multiply-accumulate operations of the model per output cell and field, per tile",
+        "units": "1",
+        "comment": "each model call's operations shared among the tiles it refines by area; the sum over "
+        "the grid is the compute per field in climgen_provenance; see climgen.compute.tile_macs",
     },
 }
 
@@ -405,6 +411,9 @@ def encoding_for(ds: xr.Dataset, variables: list[str], fine_chunks: tuple[int, i
         {"zlib": True, "complevel": 4} if netcdf else {}
     )
     encoding["refinement_depth"] = {"dtype": "int8", "_FillValue": None} | ({"zlib": True, "complevel": 4} if netcdf else {})
+    encoding["refinement_macs"] = {"dtype": "float32", "_FillValue": FILL_VALUE} | (
+        {"zlib": True, "complevel": 4} if netcdf else {}
+    )
     return encoding
 
 
