@@ -14,6 +14,7 @@ gives the same numbers, and memory follows the region, not the domain.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -540,16 +541,12 @@ def refine_domain(
         splits = min(fields.stop - fields.start, -(-4 * workers // len(groups)))
         parts = [slice(int(p[0]), int(p[-1]) + 1) for p in np.array_split(np.arange(fields.start, fields.stop), splits)]
         # the local scheduler starts independent tasks in reverse order of their names:
-        # named so, the costliest start first (the order changes speed, never results)
+        # named so, the costliest start first (the order changes speed, never results).
+        # Arguments bound beforehand: dask would search the tiles and arrays for collections
         tasks = [
-            dask.delayed(refiner.refine_tiles, pure=False)(
-                coarse[part],
-                depth,
-                covariates,
-                seed_keys[part],
-                tiles,
-                dask_key_name=f"window-{len(groups) - rank:06d}-{len(parts) - index:06d}",
-            )
+            dask.delayed(
+                functools.partial(refiner.refine_tiles, coarse[part], depth, covariates, seed_keys[part], tiles), pure=False
+            )(dask_key_name=f"window-{len(groups) - rank:06d}-{len(parts) - index:06d}")
             for rank, (_, tiles) in enumerate(groups)
             for index, part in enumerate(parts)
         ]
