@@ -142,19 +142,19 @@ class TileLayout:
         boxes: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {(t.row, t.col): [] for t in tiles}
         separate = False
 
-        def window(full: tuple[slice, slice], later: tuple[slice, slice], keys: list) -> tuple[int, int, int, int]:
+        def window(stage: int, full: tuple[slice, slice], later: tuple[slice, slice], keys: list) -> tuple[int, int, int, int]:
             # the full halo when every tile had that window one stage up (the call continues)
             full_key = window_key(full)
             return full_key if stage == 1 or all(boxes[k][-1] == full_key for k in keys) else window_key(later)
 
         for stage in range(1, max(int(depth[t.row, t.col]) for t in tiles) + 1):
             deep = [t for t in tiles if depth[t.row, t.col] >= stage]
-            own = {(t.row, t.col): window(t.padded, self.stage_window(t, stage), [(t.row, t.col)]) for t in deep}
+            own = {(t.row, t.col): window(stage, t.padded, self.stage_window(t, stage), [(t.row, t.col)]) for t in deep}
             if not separate:
                 deep_rows = range(min(t.row for t in deep), max(t.row for t in deep) + 1)
                 deep_cols = range(min(t.col for t in deep), max(t.col for t in deep) + 1)
                 full, later = (self.padded_window(deep_rows, deep_cols, self.stage_halo(s)) for s in (1, stage))
-                box = window(full, later, list(own))
+                box = window(stage, full, later, list(own))
                 separate = _key_area(box) > sum(_key_area(key) for key in own.values())
             for key, own_window in own.items():
                 boxes[key].append(own_window if separate else box)

@@ -49,8 +49,12 @@ def test_blend_weights_partition_unity(tile, halo):
     np.testing.assert_allclose(interior, 1.0, atol=1e-9)
 
 
+# random tile grids of 8-cell tiles (the last row cut short), grouped in up to 4 x 4
+GRIDS = dict(rows=st.integers(1, 7), cols=st.integers(1, 7), merge=st.integers(1, 4), seed=st.integers(0, 999))
+
+
 @settings(max_examples=40, deadline=None)
-@given(rows=st.integers(1, 7), cols=st.integers(1, 7), merge=st.integers(1, 4), full=st.integers(1, 3), seed=st.integers(0, 999))
+@given(**GRIDS, full=st.integers(1, 3))
 def test_model_calls_chain_each_tile_to_its_depth_and_never_cost_more_than_uniform(rows, cols, merge, full, seed):
     from climgen.complexity import stage_cost
 
@@ -80,14 +84,7 @@ def test_model_calls_chain_each_tile_to_its_depth_and_never_cost_more_than_unifo
 
 
 @settings(max_examples=40, deadline=None)
-@given(
-    rows=st.integers(1, 7),
-    cols=st.integers(1, 7),
-    merge=st.integers(1, 4),
-    halo=st.sampled_from([2, 4, 10]),
-    full=st.integers(1, 3),
-    seed=st.integers(0, 999),
-)
+@given(**GRIDS, halo=st.sampled_from([2, 4, 10]), full=st.integers(1, 3))
 def test_tiles_inside_a_deeper_window_take_its_depth_at_no_cost(rows, cols, merge, halo, full, seed):
     rng = np.random.default_rng(seed)
     layout = TileLayout((rows * 8 - 3, cols * 8), 8, halo, merge, later_halo=[None, halo // 2][seed % 2])
@@ -102,14 +99,7 @@ def test_tiles_inside_a_deeper_window_take_its_depth_at_no_cost(rows, cols, merg
 
 
 @settings(max_examples=40, deadline=None)
-@given(
-    rows=st.integers(1, 7),
-    cols=st.integers(1, 7),
-    merge=st.integers(1, 4),
-    halo=st.sampled_from([2, 5, 8]),
-    full=st.integers(2, 3),
-    seed=st.integers(0, 999),
-)
+@given(**GRIDS, halo=st.sampled_from([2, 5, 8]), full=st.integers(2, 3))
 def test_windows_opened_by_later_stages_are_narrower_and_cost_no_more(rows, cols, merge, halo, full, seed):
     shape = (rows * 8 - 3, cols * 8)
     wide, narrow = TileLayout(shape, 8, halo, merge), TileLayout(shape, 8, halo, merge, later_halo=halo // 2)
