@@ -184,24 +184,22 @@ class TileLayout:
         return chains
 
     def deepen_within_windows(self, depth: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
-        """``depth`` with each tile raised to the last stage of any model call whose window
-        holds the tile's padded window: the group refines it that deep anyway, so the model
-        calls, and their cost, stay the same, and no tile keeps less than was computed for it.
-        Tiles where ``keep`` is True (constant or missing) stay as they are."""
+        """``depth`` with each tile raised to the last stage of any model call shared by tiles
+        on both sides of it (within the tile range whose bounding window the call refines):
+        the group refines it that deep anyway, so the model calls, and their cost, stay the
+        same, and no tile keeps less than was computed for it. Tiles where ``keep`` is True
+        (constant or missing) stay as they are."""
         deepened = np.array(depth, dtype=np.int8, copy=True)
+        movable = np.ones(deepened.shape, dtype=bool) if keep is None else ~np.asarray(keep, dtype=bool)
         for rows, cols in self.groups():
-            calls = {call for chain in self.group_calls(rows, cols, depth).values() for call in chain}
-            for row in rows:
-                for col in cols:
-                    if keep is not None and keep[row, col]:
-                        continue
-                    tile = self.tile_at(row, col)
-                    covering = []
-                    for c in calls:  # the tile's own window at the call's first (widest) stage
-                        y0, y1, x0, x1 = window_key(self.stage_window(tile, c.first))
-                        if c.box[0] <= y0 and y1 <= c.box[1] and c.box[2] <= x0 and x1 <= c.box[3]:
-                            covering.append(c.last)
-                    deepened[row, col] = max([deepened[row, col], *covering])
+            users: dict[ModelCall, list[tuple[int, int]]] = {}
+            for key, chain in self.group_calls(rows, cols, depth).items():
+                for call in chain:
+                    users.setdefault(call, []).append(key)
+            for call, keys in users.items():
+                (row0, col0), (row1, col1) = np.min(keys, axis=0), np.max(keys, axis=0)
+                inside = (slice(row0, row1 + 1), slice(col0, col1 + 1))
+                deepened[inside] = np.where(movable[inside], np.maximum(deepened[inside], call.last), deepened[inside])
         return deepened
 
     def groups(self) -> Iterator[tuple[range, range]]:
