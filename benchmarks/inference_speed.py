@@ -17,6 +17,8 @@ Rows, for each device and precision:
 
 Output megapixels are counted on the domain (tile cores x factor^2); ``window MPix/s`` also counts
 the halos of the windows the network starts from. Prints a markdown table; ``--json`` saves the rows.
+Every row runs under the malloc settings of climgen's CPU path (:mod:`climgen.allocator`; set
+``CLIMGEN_MALLOC=system`` to time glibc's defaults).
 
     python benchmarks/inference_speed.py [--shared ../shared] [--field orog_mod2|HSURF] [--size 256] [--factor 4] [--repeats 3]
         [--devices cpu cuda] [--compile] [--budgets 0.3 ...] [--tile N] [--merge-tiles N] [--json out.json]
@@ -37,6 +39,7 @@ from dask.system import CPU_COUNT
 from torch import nn
 
 from climgen._torch import torch_threads
+from climgen.allocator import retain_freed_memory
 from climgen.compute import compute_report
 from climgen.pipeline import make_config, plan
 from climgen.refine import TileRefiner, fill_nearest, refine_domain
@@ -334,7 +337,9 @@ def main() -> None:
     full_depth = args.factor.bit_length() - 1
     modes["uniform"] = np.full_like(job.depth, full_depth)
     histogram = {mode: [int((depth == k).sum()) for k in range(full_depth + 1)] for mode, depth in modes.items()}
-    machine = machine_description()
+    # every row under the same allocator settings as climgen's CPU path (EDSR's included)
+    allocator = "glibc thresholds raised" if retain_freed_memory() else "system allocator"
+    machine = f"{machine_description()}; {allocator}"
     print(machine)
     layout = job.prepared.layout
     print(

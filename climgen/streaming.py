@@ -31,6 +31,7 @@ import xarray as xr
 
 from climgen import __version__
 from climgen._torch import torch_threads
+from climgen.allocator import retain_freed_memory
 from climgen.complexity import combine_scores, tile_components
 from climgen.conservation import count_disordered, count_outside, format_bounds, order_stacks
 from climgen.errors import ConfigError, OutputExistsError
@@ -501,6 +502,7 @@ def _execute(delayed: list, job: Job) -> None:
                     if str(key).startswith("refine-"):
                         bar.update(1)
 
+            retain_freed_memory()  # see climgen.allocator
             with _Ticks():
                 with torch_threads(1):  # one thread per task, tasks in parallel: same bits as on any cluster
                     dask.compute(*delayed, scheduler="threads", num_workers=CPU_COUNT)

@@ -27,8 +27,11 @@ class ModelLoader(WorkerPlugin):
     def setup(self, worker) -> None:
         import torch
 
+        from climgen.allocator import retain_freed_memory
         from climgen.models.checkpoint import load_checkpoint
 
+        # the nanny's MALLOC_TRIM_THRESHOLD_ is dask's default, not the user's: override it
+        retain_freed_memory(respect_environment=False)
         torch.set_num_threads(1)
         load_checkpoint(self.model)
 
@@ -45,6 +48,7 @@ def attach_client(options, model: str) -> Iterator[Client]:
     threads = max(1, CPU_COUNT // options.workers)  # the cores this process may use
     # dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in workers, which returns every freed
     # tile buffer to the OS and makes refinement about 1.6 times slower: keep glibc's default
+    # (ModelLoader then raises the thresholds, see climgen.allocator)
     with (
         dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}),
         LocalCluster(n_workers=options.workers, threads_per_worker=threads, processes=True, dashboard_address=None) as cluster,

@@ -24,6 +24,7 @@ MODULES = [
     "climgen.complexity",
     "climgen.tiling",
     "climgen.refine",
+    "climgen.allocator",
     "climgen.conservation",
     "climgen.calibration",
     "climgen.skill",
