@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from climgen.errors import ModelError
+from climgen.models.blocks import MultiBranchBlock, local_mean
 from climgen.models.checkpoint import default_checkpoint_path, file_sha256, load_checkpoint, save_checkpoint
 from climgen.models.generator import AdaptiveMultiScaleGenerator, GeneratorConfig, coarsen
 
@@ -63,6 +64,31 @@ def test_output_scales_with_the_input():
     base = model(coarse, stages=1, generator=torch.Generator().manual_seed(3))[-1]
     shifted = model(coarse * 1000 + 273.15, stages=1, generator=torch.Generator().manual_seed(3))[-1]
     torch.testing.assert_close(shifted, base * 1000 + 273.15, rtol=1e-6, atol=1e-4)
+
+
+def _reference_block(block: MultiBranchBlock, x: torch.Tensor) -> torch.Tensor:
+    """The block's documented computation written plainly: a softmax over branches per channel
+    and pixel weights the branch features; context, spatial gate, projection, skip."""
+    features = torch.stack([block.activation(branch(x)) for branch in block.branches], 1)
+    pooled = local_mean(features.sum(1), block.context_window)
+    logits = block.branch_attention(pooled).unflatten(1, (len(block.branches), -1))
+    fused = (torch.softmax(logits, dim=1) * features).sum(1) + block.context(pooled)
+    gate = torch.sigmoid(block.spatial_attention(torch.cat([fused.mean(1, keepdim=True), fused.amax(1, keepdim=True)], 1)))
+    return x + block.project(fused * gate)
+
+
+@pytest.mark.parametrize("kernel_sizes", [(3,), (3, 5), (3, 5, 7)])
+def test_block_fuses_branches_by_a_softmax(kernel_sizes):
+    torch.manual_seed(0)
+    block = MultiBranchBlock(8, kernel_sizes, context=5)
+    with torch.no_grad():
+        for parameter in block.parameters():
+            parameter.normal_(std=0.4)  # attention far from uniform, so the weights matter
+    x = torch.randn(2, 8, 20, 20, requires_grad=True)
+    output = block(x)
+    torch.testing.assert_close(output, _reference_block(block, x), rtol=1e-5, atol=1e-5)
+    output.square().sum().backward()  # the in-place steps keep what autograd needs
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
 def test_checkpoint_round_trip(tmp_path):
