@@ -89,11 +89,7 @@ def tile_macs(model, layout: TileLayout, depth: np.ndarray) -> np.ndarray:
     single_scale = bool(_single_scale_stages(model))
     spent = np.zeros(layout.grid_shape)
     for rows, cols in layout.groups():
-        users: dict = {}
-        for key, chain in layout.group_calls(rows, cols, np.asarray(depth)).items():
-            for call in chain:
-                users.setdefault(call, []).append(key)
-        for call, keys in users.items():
+        for call, keys in layout.call_users(rows, cols, np.asarray(depth)).items():
             cores = [layout.tile_at(*key).core for key in keys]
             areas = np.array([(y.stop - y.start) * (x.stop - x.start) for y, x in cores], dtype=np.float64)
             work = per_cell * (call.cells if single_scale else call.work)

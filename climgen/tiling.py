@@ -192,15 +192,19 @@ class TileLayout:
         deepened = np.array(depth, dtype=np.int8, copy=True)
         movable = np.ones(deepened.shape, dtype=bool) if keep is None else ~np.asarray(keep, dtype=bool)
         for rows, cols in self.groups():
-            users: dict[ModelCall, list[tuple[int, int]]] = {}
-            for key, chain in self.group_calls(rows, cols, depth).items():
-                for call in chain:
-                    users.setdefault(call, []).append(key)
-            for call, keys in users.items():
+            for call, keys in self.call_users(rows, cols, depth).items():
                 (row0, col0), (row1, col1) = np.min(keys, axis=0), np.max(keys, axis=0)
                 inside = (slice(row0, row1 + 1), slice(col0, col1 + 1))
                 deepened[inside] = np.where(movable[inside], np.maximum(deepened[inside], call.last), deepened[inside])
         return deepened
+
+    def call_users(self, rows: range, cols: range, depth: np.ndarray) -> dict[ModelCall, list[tuple[int, int]]]:
+        """Each model call of one merge group and the (row, col) keys of the tiles it refines."""
+        users: dict[ModelCall, list[tuple[int, int]]] = {}
+        for key, chain in self.group_calls(rows, cols, depth).items():
+            for call in chain:
+                users.setdefault(call, []).append(key)
+        return users
 
     def groups(self) -> Iterator[tuple[range, range]]:
         """Rows and columns of the tile grid of each merge group, in layout order."""
