@@ -2,6 +2,7 @@
 
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
@@ -78,6 +79,24 @@ def test_bounds_attributes_naming_dropped_variables_are_removed(tmp_path, checke
     _assert_clean(path)
     with xr.open_dataset(path, decode_times=False) as out:
         assert "bounds" not in out["time"].attrs
+
+
+def test_64_bit_integers_from_the_input_are_written_as_32_bit(tmp_path, checker_ready):
+    """xarray stores a scalar ``0`` (the usual grid-mapping variable) and integer metadata as
+    int64, which CF-1.8 does not allow; the output must still pass both checkers."""
+    ds = make_dataset("projected", shape=(8, 8), times=2)
+    ds["crs"] = xr.DataArray(np.int64(0), attrs=ds["crs"].attrs)
+    ds["ensemble_size"] = xr.DataArray(np.int64(50), attrs={"long_name": "members in the source ensemble"})
+    source = tmp_path / "int64.nc"
+    ds.to_netcdf(source)
+    with xr.open_dataset(source) as opened:
+        assert opened["crs"].dtype == np.int64
+        path = _write(opened.climgen.synthesize(factor=2), tmp_path / "out.nc")
+    _assert_clean(path)
+    with xr.open_dataset(path) as out:
+        assert out["crs"].dtype == np.int32
+        assert out["ensemble_size"].dtype == np.int32 and int(out["ensemble_size"]) == 50
+        assert out["crs"].attrs["grid_mapping_name"] == "lambert_conformal_conic"
 
 
 def test_noleap_calendar_is_kept(tmp_path, checker_ready):

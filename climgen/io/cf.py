@@ -428,6 +428,8 @@ def encoding_for_plain(ds: xr.Dataset, exclude: list[str] | tuple = ()) -> dict:
         kept = {key: value for key, value in variable.encoding.items() if key in ("units", "calendar", "dtype")}
         if _is_time(variable) and variable.dtype.kind in "MO":
             kept["dtype"] = "float64"  # CF-1.8 has no 64-bit integers
+        elif _fits_int32(variable):
+            kept["dtype"] = "int32"  # xarray stores a bare 0 (a grid mapping) or a count as int64
         gridded_data = name in ds.data_vars and name not in bounds and variable.dtype.kind == "f"
         encoding[name] = kept | {"_FillValue": FILL_VALUE if gridded_data else None}
     for name, variable in ds.variables.items():
@@ -435,6 +437,14 @@ def encoding_for_plain(ds: xr.Dataset, exclude: list[str] | tuple = ()) -> dict:
         if bounds_var in encoding and _is_time(variable) and variable.dtype.kind in "MO":
             encoding[bounds_var] |= {key: encoding[name][key] for key in ("units", "calendar") if key in encoding[name]}
     return encoding
+
+
+def _fits_int32(variable: xr.Variable) -> bool:
+    """A 64-bit integer variable held in memory whose values all fit in 32 bits."""
+    if variable.dtype.kind not in "iu" or variable.dtype.itemsize < 8 or not isinstance(variable.data, np.ndarray):
+        return False
+    info = np.iinfo(np.int32)
+    return variable.size == 0 or (info.min <= variable.data.min() and variable.data.max() <= info.max)
 
 
 def _chunks(variable: xr.DataArray, fine_chunks: tuple[int, int]) -> tuple[int, ...]:
