@@ -207,3 +207,51 @@ def coarsen_dataset(ds: xr.Dataset, factor: int, conservation: str = "cells") ->
     blocks[bounds_name(axes.x)] = x_b
     blocks.attrs = dict(ds.attrs)
     return blocks
+
+
+def is_global_longitude(ds: xr.Dataset | xr.DataArray, axes: SpatialAxes) -> bool:
+    """Whether a lat/lon grid's longitudes go once round the globe at a constant spacing,
+    so that its first and last columns are neighbours."""
+    if axes.kind != "latlon" or ds.sizes[axes.x] < 3:
+        return False
+    longitudes = np.asarray(ds[axes.x].values, dtype=np.float64)
+    steps = np.diff(longitudes)
+    spacing = abs(float(steps.mean()))
+    uniform = np.allclose(np.abs(steps), spacing, rtol=1e-3, atol=0.0)
+    return bool(spacing > 0 and uniform and abs(spacing * longitudes.size - 360.0) < 0.01 * spacing)
+
+
+def wrap_longitude(ds: xr.Dataset, axes: SpatialAxes, cells: int) -> xr.Dataset:
+    """A global lat/lon dataset with ``cells`` columns from each side copied beyond the other,
+    at longitudes shifted by 360 degrees (and their bounds), lazily: the columns at either
+    edge then have their true neighbours as context. Crop ``cells`` from each side to undo."""
+    x = axes.x
+    count = ds.sizes[x]
+    cells = min(int(cells), count)
+    if cells <= 0:
+        return ds
+    direction = 1.0 if float(ds[x].values[-1]) > float(ds[x].values[0]) else -1.0
+    bounds = ds[x].attrs.get("bounds")
+    lazy = ds.chunk({}) if any(x in v.dims and v.chunks is None for v in ds.data_vars.values()) else ds
+
+    def shifted(part: xr.Dataset, degrees: float) -> xr.Dataset:
+        part = part.assign_coords({x: part[x].copy(data=part[x].values + degrees)})
+        if bounds in part.variables:
+            part[bounds] = part[bounds].copy(data=np.asarray(part[bounds].values) + degrees)
+        return part
+
+    before = shifted(lazy.isel({x: slice(count - cells, count)}), -360.0 * direction)
+    after = shifted(lazy.isel({x: slice(0, cells)}), 360.0 * direction)
+    wrapped = xr.concat(
+        [before, lazy, after],
+        dim=x,
+        data_vars="minimal",
+        coords="minimal",
+        compat="override",
+        join="exact",
+        combine_attrs="override",
+    )
+    for name, variable in wrapped.variables.items():
+        if name in ds.variables:
+            variable.encoding = dict(ds[name].encoding)
+    return wrapped

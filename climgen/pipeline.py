@@ -28,8 +28,10 @@ from climgen.grid import (
     check_conservation,
     check_factor,
     find_spatial_axes,
+    is_global_longitude,
     make_axis,
     refine_bounds,
+    wrap_longitude,
 )
 from climgen.io import cf
 from climgen.io.units import check_units
@@ -209,7 +211,9 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
     covariate = covariate.reset_coords(drop=True).astype(np.float64)
     target_y = fine_axes[axes.y][0].values
     target_x = fine_axes[axes.x][0].values
-    if axes.kind == "latlon":
+    if axes.kind == "latlon" and is_global_longitude(covariate, axes):
+        covariate = _cover_longitudes(covariate, axes.x, target_x)  # any convention, any margin
+    elif axes.kind == "latlon":
         source_x = covariate[axes.x].values
         converted = None
         if (target_x > 180).any() and (source_x < 0).any():
@@ -235,6 +239,21 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
     if not np.isfinite(values).any():
         raise InputError(f"covariate {name!r} does not overlap the input domain")
     return values
+
+
+def _cover_longitudes(covariate: xr.DataArray, name: str, target: np.ndarray) -> xr.DataArray:
+    """A global covariate's columns, shifted by multiples of 360 degrees, that cover the
+    ``target`` longitudes (any convention, wrapped margins included) with a column to spare."""
+    longitudes = np.asarray(covariate[name].values, dtype=np.float64)
+    spacing = abs(float(np.diff(longitudes).mean()))
+    low, high = float(np.min(target)) - 1.5 * spacing, float(np.max(target)) + 1.5 * spacing
+    parts = []
+    for turns in range(int(np.floor((low - longitudes.max()) / 360)), int(np.ceil((high - longitudes.min()) / 360)) + 1):
+        shifted = longitudes + 360.0 * turns
+        inside = np.flatnonzero((shifted >= low) & (shifted <= high))
+        if inside.size:
+            parts.append(covariate.isel({name: inside}).assign_coords({name: shifted[inside]}))
+    return xr.concat(parts, dim=name).sortby(name)
 
 
 def _wrap_longitudes(covariate: xr.DataArray, name: str) -> xr.DataArray:
@@ -263,6 +282,17 @@ def _check_longitude_seam(ds: xr.Dataset, axes: SpatialAxes) -> None:
             f"longitude {axes.x!r} jumps by {np.abs(steps).max():.0f} degrees: the domain wraps across the 0/360 seam; "
             "convert longitudes to -180..180 and sort them first (ds.assign_coords(lon=(ds.lon + 180) % 360 - 180).sortby('lon'))"
         )
+
+
+def wrap_global(ds: xr.Dataset, config: SynthesisConfig) -> tuple[xr.Dataset, int]:
+    """A global lat/lon input with one tile halo of columns wrapped beyond each edge, and that
+    number (0, and ``ds`` itself, for any other grid): tiles at either edge then see their true
+    neighbours across the seam, and the output has no seam there. The output is cropped back."""
+    axes = find_spatial_axes(ds)
+    if not is_global_longitude(ds, axes):
+        return ds, 0
+    cells = config.layout((ds.sizes[axes.y], ds.sizes[axes.x])).halo
+    return (wrap_longitude(ds, axes, cells), min(cells, ds.sizes[axes.x])) if cells else (ds, 0)
 
 
 def _prepare(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None) -> _Prepared:
@@ -313,12 +343,15 @@ def complexity(
     tile_size: int | None = None,
 ) -> xr.DataArray:
     """Complexity score of each tile, on the coarse grid (for plotting and depth decisions)."""
-    ds = _as_dataset(data)
+    original = _as_dataset(data)
     config = SynthesisConfig(factor=factor, variables=variables, tile_size=tile_size).validate()
+    ds, wrap_cells = wrap_global(original, config)
     prepared = _prepare(ds, config, covariates)
     scores = _scores(ds, prepared, config.factor)
     axes = prepared.axes
     values = prepared.layout.tile_map(scores.score).astype(np.float32)
+    values = values[:, wrap_cells : values.shape[1] - wrap_cells]
+    ds = original
     coords = {axes.y: ds[axes.y], axes.x: ds[axes.x]}
     return xr.DataArray(
         values, dims=(axes.y, axes.x), coords=coords, name="complexity_score", attrs=dict(cf.ANCILLARY_ATTRS["complexity_score"])
@@ -338,6 +371,8 @@ class Plan:
     fine_axes: dict
     residual_gains: dict = field(default_factory=dict)  # variable -> climgen.skill.ResidualGain
     depth_policy: dict = field(default_factory=dict)  # how the depth was chosen, for the provenance
+    source: xr.Dataset | None = None  # the input as refined: with wrapped columns on a global grid
+    wrap_cells: int = 0  # columns of a global grid copied beyond each edge (cropped from the output)
 
     @property
     def full_depth(self) -> int:
@@ -395,8 +430,16 @@ class Plan:
                 if limits != (None, None)
             },
             "ordered_variables": [list(chain) for chain in self.prepared.order],
+            **({"longitude_wrap_cells": self.wrap_cells} if self.wrap_cells else {}),
             "seconds": round(seconds, 3),
         }
+
+    def crop(self, result: xr.Dataset) -> xr.Dataset:
+        """``result`` on the fine grid of the padded input, without the wrapped columns."""
+        if not self.wrap_cells:
+            return result
+        x, cut = self.prepared.axes.x, self.wrap_cells * self.config.factor
+        return result.isel({x: slice(cut, result.sizes[x] - cut)})
 
 
 def make_config(variables=None, model="default", **options) -> SynthesisConfig:
@@ -414,6 +457,7 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
     """
     from climgen.models.checkpoint import load_checkpoint
 
+    ds, wrap_cells = wrap_global(ds, config)
     prepared = _prepare(ds, config, covariates)
     checkpoint = load_checkpoint(config.model)
     slots = checkpoint.module.config.covariate_slots
@@ -428,6 +472,7 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
     scores = (scorer or _scores)(ds, prepared, config.factor)
     full_depth = config.factor.bit_length() - 1
     result = Plan(config, prepared, checkpoint, scores, np.zeros(1), None, _fine_axes(ds, prepared.axes, config.factor))
+    result.source, result.wrap_cells = ds, wrap_cells
     result.residual_gains = residual_gains(ds, result)
     if config.quality is not None:
         from climgen.calibration import calibrate
@@ -591,7 +636,7 @@ def assemble(ds: xr.Dataset, plan: Plan, refined: Mapping, provenance: dict, com
     result["refinement_macs"] = ((axes.y, axes.x), fine_macs.astype(np.float32))
     if config.members > 1:
         result = result.assign_coords(realization=np.arange(config.members, dtype=np.int32))
-    result = _carry_over(ds, result, prepared)
+    result = _carry_over(ds, plan.crop(result), prepared)
     call = command or _call_text(config, prepared.covariate_names)
     return cf.decorate(result, ds, prepared.variables, axes, provenance, call, plan.full_depth)
 
@@ -702,6 +747,7 @@ def synthesize(
         residual_gain=residual_gain,
     )
     job = plan(ds, config, covariates)
+    ds = job.source  # with wrapped columns on a global grid
     refiner = job.refiner(device)
     coarse, members = {}, {}
     for name in job.prepared.variables:

@@ -109,8 +109,9 @@ class Job:
 
     def output_bytes(self) -> int:
         factor = self.plan.config.factor
+        ny, nx = self.plan.prepared.layout.shape
         return sum(count * self.plan.config.members for count in self.field_counts.values()) * (
-            int(np.prod(self.plan.prepared.layout.shape)) * factor * factor * 4
+            ny * (nx - 2 * self.plan.wrap_cells) * factor * factor * 4
         )
 
     def describe(self) -> str:
@@ -121,12 +122,18 @@ class Job:
         histogram = ", ".join(f"depth {k}: {int((plan_.depth == k).sum())}" for k in range(full + 1))
         done = len(self.done() & {task.key for task in self.tasks})
         ny, nx = layout.shape
+        nx -= 2 * plan_.wrap_cells
         halo = f"halo {layout.halo}"
         if layout.later_halo not in (None, layout.halo):
             halo += f" ({layout.later_halo} for later stages' windows)"
         lines = [
             f"output      {self.output} ({output_format(self.output)}), job {self.job_id[:16]}",
             f"grid        {ny}x{nx} -> {ny * factor}x{nx * factor} (x{factor}); variables {', '.join(plan_.prepared.variables)}",
+            *(
+                [f"longitude   global: {plan_.wrap_cells} columns wrapped beyond each edge, so the seam has context"]
+                if plan_.wrap_cells
+                else []
+            ),
             f"fields      {sum(self.field_counts.values())} per member, {plan_.config.members} member(s)",
             f"tiles       {layout.grid_shape[0]}x{layout.grid_shape[1]} of {layout.tile} cells, {halo}, "
             f"{layout.merge}x{layout.merge} share a window; {histogram}",
@@ -217,6 +224,7 @@ def _job_id(plan_: Plan, options: StreamOptions, ds: xr.Dataset, output: Path) -
         "time_chunk": options.time_chunk,
         "device": options.device,
         "format": output_format(output),
+        "longitude_wrap_cells": plan_.wrap_cells,
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -225,8 +233,13 @@ def _tasks(ds: xr.Dataset, plan_: Plan, options: StreamOptions) -> tuple[list[Ta
     axes, layout = plan_.prepared.axes, plan_.prepared.layout
     step = options.region_tiles * layout.tile
     ny, nx = layout.shape
+    # regions cover the output's columns only (not a global grid's wrapped ones); they start
+    # at its first column, so each writes whole chunks of the store
+    first, stop = plan_.wrap_cells, nx - plan_.wrap_cells
     regions = [
-        (slice(y0, min(ny, y0 + step)), slice(x0, min(nx, x0 + step))) for y0 in range(0, ny, step) for x0 in range(0, nx, step)
+        (slice(y0, min(ny, y0 + step)), slice(x0, min(stop, x0 + step)))
+        for y0 in range(0, ny, step)
+        for x0 in range(first, stop, step)
     ]
     tasks, counts = [], {}
     for name in plan_.prepared.variables:
@@ -263,7 +276,7 @@ def prepare_job(
         leading, _ = _variable_layout(ds, plan_, name)
         if list(ds[name].dims) != [*leading, plan_.prepared.axes.y, plan_.prepared.axes.x]:
             raise ConfigError(f"streaming needs {name!r} with its spatial dimensions last; transpose the input first")
-    tasks, counts = _tasks(ds, plan_, options)
+    tasks, counts = _tasks(plan_.source, plan_, options)
     return Job(plan_, options, output, _job_id(plan_, options, ds, output), tasks, counts)
 
 
@@ -297,6 +310,9 @@ def _template(ds: xr.Dataset, job: Job, command: str | None) -> tuple[xr.Dataset
         "region_tiles": options.region_tiles,
     }
     result = assemble(ds, plan_, placeholders, provenance, command)
+    for name in plan_.prepared.variables:  # a global grid's output is cropped: chunks from its first column
+        placeholders[name] = da.empty(result[name].shape, chunks=placeholders[name].chunksize, dtype=np.float32)
+        result[name] = result[name].copy(data=placeholders[name])
     encoding = cf.encoding_for(result, plan_.prepared.variables, (fine_chunk, fine_chunk), netcdf=False)
     for name in plan_.prepared.variables:
         encoding[name]["chunks"] = placeholders[name].chunksize
@@ -328,6 +344,7 @@ class TaskContext:
     order: tuple = ()  # chains of variables kept in order, lowest first
     cell_weights: tuple | None = None  # fine cells' (row, column) area factors: area-weighted block means
     residual_gains: Mapping = field(default_factory=dict)  # variable -> share of the learned detail kept
+    wrap_cells: int = 0  # a global grid's columns wrapped before its first: the store starts after them
 
 
 def _refiner(context: TaskContext):
@@ -378,7 +395,9 @@ def write_region(
         order_stacks([fine[name] for name in chain], [coarse[name] for name in chain], context.factor, limits, weights)
     target = targets[task.variable]
     fine = fine[task.variable].reshape(*target.shape[:-2], *(n * context.factor for n in target.shape[-2:]))
-    region = dict(zip(dims[-2:], fine_slices(task.region, context.factor), strict=True))
+    rows, cols = fine_slices(task.region, context.factor)
+    shift = context.wrap_cells * context.factor
+    region = {dims[-2]: rows, dims[-1]: slice(cols.start - shift, cols.stop - shift)}
     leading_dims = [dim for dim in dims[:-2] if dim != "realization"]
     region |= dict(zip(leading_dims, task.leading, strict=True))
     if context.members > 1:
@@ -421,6 +440,7 @@ def _delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
             tuple(plan_.prepared.order),
             plan_.cell_weights,
             {name: plan_.residual_gain(name) for name in plan_.prepared.variables},
+            plan_.wrap_cells,
         ),
         name=f"context-{job.job_id[:16]}",
     )
@@ -611,10 +631,10 @@ def run(
     if not job.manifest.is_dir():
         if job.store.exists():
             shutil.rmtree(job.store)
-        _start_store(ds, job, command)
+        _start_store(job.plan.source, job, command)
     done = job.done()
     pending = [task for task in job.tasks if task.key not in done]
-    _execute(_delayed_tasks(ds, job, pending), job)
+    _execute(_delayed_tasks(job.plan.source, job, pending), job)
     _finish(job, time.perf_counter() - started)
     return job
 

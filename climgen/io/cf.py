@@ -139,7 +139,8 @@ ANCILLARY_ATTRS = {
         "long_name": "multiply-accumulate operations of the model per output cell and field, per tile",
         "units": "1",
         "comment": "each model call's operations shared among the tiles it refines by area; the sum over "
-        "the grid is the compute per field in climgen_provenance; see climgen.compute.tile_macs",
+        "the grid is the compute per field in climgen_provenance (less the columns a global grid wraps beyond "
+        "its edges, see longitude_wrap_cells there); see climgen.compute.tile_macs",
     },
 }
 

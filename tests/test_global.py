@@ -1,0 +1,122 @@
+"""Global lat/lon grids: the first and last columns are neighbours, so the output has no seam
+there, in memory and streamed alike, with covariates in either longitude convention."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from climgen import pipeline, streaming
+from climgen.grid import find_spatial_axes, is_global_longitude, wrap_longitude
+from climgen.testing import rough_field
+
+
+def _global(nlat: int = 24, nlon: int = 48, first_lon: float = 0.0, seed: int = 0) -> xr.Dataset:
+    """Temperature on a global grid: a zonal wave that is steepest at longitude 0, plus detail."""
+    spacing = 360.0 / nlon
+    lat = np.linspace(-90 + 90 / nlat, 90 - 90 / nlat, nlat)
+    lon = first_lon + spacing * np.arange(nlon)
+    wave = 8 * np.sin(np.deg2rad(lon))[None, :] + 20 * np.cos(np.deg2rad(lat))[:, None]
+    field = 260 + wave + 1.5 * rough_field((nlat, nlon), seed, 2.0)
+    return xr.Dataset(
+        {"tas": (("lat", "lon"), field.astype(np.float32), {"standard_name": "air_temperature", "units": "K"})},
+        coords={
+            "lat": ("lat", lat, {"standard_name": "latitude", "units": "degrees_north"}),
+            "lon": ("lon", lon, {"standard_name": "longitude", "units": "degrees_east"}),
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("longitudes", "expected"),
+    [
+        (np.arange(0, 360, 7.5), True),
+        (np.arange(-180, 180, 7.5), True),
+        (np.arange(0, 360, 7.5)[::-1], True),
+        (np.arange(0, 360 + 7.5, 7.5), False),  # the seam column twice: not one turn
+        (np.arange(0, 300, 7.5), False),
+        (np.concatenate([np.arange(0, 180, 7.5), np.arange(180, 360, 5.0)]), False),
+    ],
+)
+def test_global_longitudes_are_recognised(longitudes, expected):
+    ds = xr.Dataset(coords={"lat": ("lat", [0.0, 10.0]), "lon": ("lon", longitudes)})
+    assert is_global_longitude(ds, find_spatial_axes(ds)) is expected
+
+
+def test_wrapped_columns_are_copies_shifted_by_a_turn_and_stay_lazy(tmp_path):
+    ds = _global()
+    ds["lon"].attrs["bounds"] = "lon_bnds"
+    ds["lon_bnds"] = (("lon", "bnds"), np.stack([ds.lon.values - 3.75, ds.lon.values + 3.75], axis=1))
+    ds.to_netcdf(tmp_path / "global.nc")
+    with xr.open_dataset(tmp_path / "global.nc") as opened:
+        wrapped = wrap_longitude(opened, find_spatial_axes(opened), 3)
+        assert wrapped["tas"].chunks is not None  # nothing read yet
+        assert np.allclose(wrapped.lon.values[:4], [-22.5, -15, -7.5, 0])
+        assert np.allclose(wrapped.lon.values[-4:], [352.5, 360, 367.5, 375])
+        assert np.allclose(wrapped.lon_bnds.values[0], [-26.25, -18.75])
+        assert np.array_equal(wrapped.tas.values[:, :3], opened.tas.values[:, -3:])
+        assert np.array_equal(wrapped.tas.values[:, -3:], opened.tas.values[:, :3])
+        assert np.array_equal(wrapped.tas.values[:, 3:-3], opened.tas.values)
+
+
+def _seam_and_neighbours(fine: np.ndarray) -> tuple[float, float]:
+    """Mean jump across the seam, and between neighbouring columns on either side of it."""
+    seam = np.abs(fine[:, 0] - fine[:, -1]).mean()
+    near = np.concatenate([np.abs(np.diff(fine[:, :6], axis=1)), np.abs(np.diff(fine[:, -6:], axis=1))], axis=1)
+    return float(seam), float(near.mean())
+
+
+def test_global_output_has_no_seam_and_keeps_the_grid():
+    ds = _global()
+    result = ds.climgen.synthesize(factor=4, seed=1)
+    assert result.sizes["lon"] == 4 * ds.sizes["lon"]
+    assert np.isclose(result.lon.values[0], -3.75 + 7.5 / 8) and np.isclose(result.lon.values[-1], 356.25 - 7.5 / 8)
+    assert np.allclose(result.lon_bnds.values[0, 0], -3.75) and np.allclose(result.lon_bnds.values[-1, 1], 356.25)
+    coarse = result.tas.coarsen(lat=4, lon=4).mean()
+    assert np.allclose(coarse.values, ds.tas.values, atol=1e-3)
+    seam, neighbours = _seam_and_neighbours(result.tas.values)
+    assert seam < 1.5 * neighbours, (seam, neighbours)
+    provenance = json.loads(result.attrs["climgen_provenance"])
+    assert provenance["longitude_wrap_cells"] == 4  # the halo of 8-cell tiles
+    # the score map that ds.climgen.complexity gives for plotting is the output's
+    scores = ds.climgen.complexity(factor=4)
+    assert np.array_equal(scores.values, result.complexity_score.values[::4, ::4])
+
+
+def test_regional_grid_is_not_wrapped():
+    ds = _global().isel(lon=slice(0, 40))
+    result = ds.climgen.synthesize(factor=2)
+    assert "longitude_wrap_cells" not in json.loads(result.attrs["climgen_provenance"])
+    assert result.sizes["lon"] == 80
+
+
+def test_streamed_global_output_equals_the_one_in_memory(tmp_path):
+    ds = _global(first_lon=-180.0, seed=3)
+    in_memory = ds.climgen.synthesize(factor=2, seed=2)
+    ds.to_netcdf(tmp_path / "global.nc")
+    config = pipeline.make_config(factor=2, seed=2)
+    with xr.open_dataset(tmp_path / "global.nc") as opened:
+        job = streaming.run(
+            opened, tmp_path / "out.zarr", config, options=streaming.StreamOptions(region_tiles=1, progress=False)
+        )
+    assert len({task.region[1].start for task in job.tasks}) > 1  # several column regions, offset by the wrap
+    with xr.open_zarr(tmp_path / "out.zarr") as streamed:
+        assert np.array_equal(streamed.lon.values, in_memory.lon.values)
+        assert np.array_equal(streamed.tas.values, in_memory.tas.values)
+        assert np.array_equal(streamed.refinement_depth.values, in_memory.refinement_depth.values)
+
+
+def test_covariate_in_the_other_convention_covers_the_wrapped_columns():
+    ds = _global()
+    fine = _global(nlat=96, nlon=192, first_lon=-180.0 + 360 / 192 / 2, seed=5)["tas"]  # -180..180
+    elevation = (fine - fine.mean()).rename("orog")
+    elevation.attrs = {"standard_name": "surface_altitude", "units": "m"}
+    result = ds.climgen.synthesize(factor=4, covariates={"orog": elevation}, residual_gain=1.0)
+    assert np.isfinite(result.tas.values).all()
+    without = ds.climgen.synthesize(factor=4, residual_gain=1.0)
+    # the covariate changes the detail on both sides of the seam alike (it was not masked there)
+    changed = np.abs(result.tas.values - without.tas.values)
+    assert changed[:, :4].mean() > 0.2 * changed.mean() and changed[:, -4:].mean() > 0.2 * changed.mean()
