@@ -232,7 +232,8 @@ def wrap_longitude(ds: xr.Dataset, axes: SpatialAxes, cells: int) -> xr.Dataset:
         return ds
     direction = 1.0 if float(ds[x].values[-1]) > float(ds[x].values[0]) else -1.0
     bounds = ds[x].attrs.get("bounds")
-    lazy = ds.chunk({}) if any(x in v.dims and v.chunks is None for v in ds.data_vars.values()) else ds
+    # the gridded variables as dask arrays (lazy concatenation); the rest stays as it is
+    lazy = ds.assign({name: v.chunk() for name, v in ds.data_vars.items() if x in v.dims and v.chunks is None})
 
     def shifted(part: xr.Dataset, degrees: float) -> xr.Dataset:
         part = part.assign_coords({x: part[x].copy(data=part[x].values + degrees)})
@@ -255,3 +256,14 @@ def wrap_longitude(ds: xr.Dataset, axes: SpatialAxes, cells: int) -> xr.Dataset:
         if name in ds.variables:
             variable.encoding = dict(ds[name].encoding)
     return wrapped
+
+
+def spatial_last(ds: xr.Dataset, axes: SpatialAxes) -> xr.Dataset:
+    """``ds`` with every variable on the grid ordered (..., y, x), lazily (IMERG stores
+    (time, lon, lat)); other variables, bounds among them, as they are."""
+    reordered = {
+        name: variable.transpose(..., axes.y, axes.x)
+        for name, variable in ds.data_vars.items()
+        if axes.y in variable.dims and axes.x in variable.dims and variable.dims[-2:] != (axes.y, axes.x)
+    }
+    return ds.assign(reordered) if reordered else ds

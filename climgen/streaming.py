@@ -35,6 +35,7 @@ from climgen.allocator import retain_freed_memory
 from climgen.complexity import combine_scores, tile_components
 from climgen.conservation import count_disordered, count_outside, format_bounds, order_stacks
 from climgen.errors import ConfigError, OutputExistsError
+from climgen.grid import find_spatial_axes, spatial_last
 from climgen.io import cf
 from climgen.io.write import check_output, output_format
 from climgen.pipeline import Plan, SynthesisConfig, assemble, depth_policy_text, plan, warn_disordered, warn_outside_bounds
@@ -269,13 +270,10 @@ def prepare_job(
     output = Path(output).expanduser()
     output_format(output)
 
+    ds = spatial_last(ds, find_spatial_axes(ds))  # stores are written in (..., y, x) regions
     plan_ = plan(
         ds, config, covariates, scorer=lambda ds, prepared, factor: stream_scores(ds, prepared, factor, options.time_chunk)
     )
-    for name in plan_.prepared.variables:
-        leading, _ = _variable_layout(ds, plan_, name)
-        if list(ds[name].dims) != [*leading, plan_.prepared.axes.y, plan_.prepared.axes.x]:
-            raise ConfigError(f"streaming needs {name!r} with its spatial dimensions last; transpose the input first")
     tasks, counts = _tasks(plan_.source, plan_, options)
     return Job(plan_, options, output, _job_id(plan_, options, ds, output), tasks, counts)
 
@@ -313,6 +311,13 @@ def _template(ds: xr.Dataset, job: Job, command: str | None) -> tuple[xr.Dataset
     for name in plan_.prepared.variables:  # a global grid's output is cropped: chunks from its first column
         placeholders[name] = da.empty(result[name].shape, chunks=placeholders[name].chunksize, dtype=np.float32)
         result[name] = result[name].copy(data=placeholders[name])
+    # everything else is written with the template, now: a lazy variable carried over from a
+    # dask-backed input (time bounds of files opened together) would otherwise never be written
+    lazy = [name for name, variable in result.variables.items() if name not in placeholders and variable.chunks is not None]
+    if lazy:
+        computed = result[lazy].compute()
+        result = result.assign({name: computed[name] for name in lazy if name in result.data_vars})
+        result = result.assign_coords({name: computed[name] for name in lazy if name in result.coords})
     encoding = cf.encoding_for(result, plan_.prepared.variables, (fine_chunk, fine_chunk), netcdf=False)
     for name in plan_.prepared.variables:
         encoding[name]["chunks"] = placeholders[name].chunksize

@@ -33,6 +33,10 @@ def _variable(name="v", encoding=None, **attrs) -> xr.DataArray:
         (_variable(standard_name="precipitation_flux", units="kg m-2 s-1"), (0.0, None)),
         (_variable("pr", units="kg m-2 s-1"), (0.0, None)),  # CMIP short name, no standard_name
         (_variable("hurs", units="%"), (0.0, 100.0)),
+        (_variable("tp", units="m", standard_name="unknown"), (0.0, None)),  # ERA5: a placeholder name
+        (_variable("tcc", units="(0 - 1)"), (0.0, 1.0)),  # ERA5's fraction units
+        (_variable("precipitation", units="mm/hr"), (0.0, None)),  # IMERG
+        (_variable("PRECTOTCORR", units="kg m-2 s-1"), (0.0, None)),  # MERRA-2
         (_variable(standard_name="air_temperature", units="K"), (None, None)),
         (_variable(standard_name="eastward_wind", units="m s-1", valid_range=[-80.0, 80.0]), (-80.0, 80.0)),
         (_variable(standard_name="land_area_fraction", units="1", valid_min=0.2), (0.2, 1.0)),

@@ -99,6 +99,29 @@ def test_64_bit_integers_from_the_input_are_written_as_32_bit(tmp_path, checker_
         assert out["crs"].attrs["grid_mapping_name"] == "lambert_conformal_conic"
 
 
+def test_era5_style_metadata_gives_a_clean_output(tmp_path, checker_ready):
+    """ERA5 files say ``standard_name: unknown`` and carry ``expver`` as a string coordinate;
+    neither may make the output fail CF (no such name; no netCDF-4 vlen strings in CF-1.8)."""
+    ds = make_dataset("latlon", shape=(8, 8), times=2)
+    ds["tas"].attrs["standard_name"] = "unknown"
+    ds = ds.assign_coords(expver=("time", ["0001", "0005"]))
+    path = _write(ds.climgen.synthesize(factor=2), tmp_path / "era5.nc")
+    _assert_clean(path)
+    with xr.open_dataset(path) as out:
+        assert "standard_name" not in out["tas"].attrs and "unknown" in out["tas"].attrs["comment"]
+        assert list(out["expver"].values.astype(str)) == ["0001", "0005"]
+
+
+def test_axes_found_by_name_alone_get_their_standard_names(tmp_path, checker_ready):
+    ds = make_dataset("latlon", shape=(8, 8))
+    for name in ("lat", "lon"):
+        ds[name].attrs = {}
+    path = _write(ds.climgen.synthesize(factor=2), tmp_path / "bare-axes.nc")
+    _assert_clean(path)
+    with xr.open_dataset(path) as out:
+        assert out["lat"].attrs["standard_name"] == "latitude" and out["lon"].attrs["units"] == "degrees_east"
+
+
 def test_noleap_calendar_is_kept(tmp_path, checker_ready):
     ds = make_dataset("latlon", shape=(8, 8), times=2)
     path = _write(ds.climgen.synthesize(factor=2), tmp_path / "noleap.nc")

@@ -188,3 +188,39 @@ def test_run_recipe_errors_name_the_field(tmp_path):
     recipe.write_text(yaml.safe_dump({"input": "missing-*.nc", "output": "out.zarr"}))
     result = subprocess.run(_cli("run", recipe), capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "no input matches" in result.stderr
+
+
+def test_variables_carried_from_a_dask_backed_input_are_written(tmp_path):
+    """Files opened together (open_mfdataset) give dask-backed time bounds; the store's template
+    is written without computing its placeholders, and must still hold them."""
+    from importlib import resources
+
+    sample = str(resources.files("climgen") / "data" / "africa_tas_monthly_2005.nc")
+    config = pipeline.make_config(factor=2, variables=["tas"])
+    with xr.open_dataset(sample, chunks={}) as ds:
+        assert ds["time_bnds"].chunks is not None
+        streaming.run(ds, tmp_path / "out.zarr", config, options=streaming.StreamOptions(progress=False))
+        with xr.open_zarr(tmp_path / "out.zarr") as out:
+            assert np.array_equal(out["time_bnds"].values, ds["time_bnds"].values)
+
+
+def test_imerg_layout_time_lon_lat_streams_with_spatial_dimensions_last(tmp_path):
+    """IMERG stores precipitation as (time, lon, lat) under a bare name: streamed, it is
+    refined in (time, lat, lon) order, equal to the in-memory result, and kept non-negative."""
+    rng = np.random.default_rng(3)
+    lon, lat = np.arange(60.25, 72, 0.5), np.arange(5.25, 17, 0.5)
+    rain = rng.gamma(0.3, 2.0, (2, lon.size, lat.size)).astype(np.float32)
+    ds = xr.Dataset(
+        {"precipitation": (("time", "lon", "lat"), rain, {"units": "mm/hr", "long_name": "precipitation"})},
+        coords={"time": np.array(["2022-06-15", "2022-06-16"], dtype="datetime64[ns]"), "lon": lon, "lat": lat},
+    )
+    ds.to_netcdf(tmp_path / "imerg.nc")
+    in_memory = ds.climgen.synthesize(factor=2, seed=1)
+    config = pipeline.make_config(factor=2, seed=1)
+    with xr.open_dataset(tmp_path / "imerg.nc") as opened:
+        streaming.run(opened, tmp_path / "out.zarr", config, options=streaming.StreamOptions(progress=False, region_tiles=1))
+    with xr.open_zarr(tmp_path / "out.zarr") as out:
+        assert out["precipitation"].dims == ("time", "lat", "lon")
+        expected = in_memory["precipitation"].transpose("time", "lat", "lon").values
+        assert np.array_equal(out["precipitation"].values, expected)
+        assert float(out["precipitation"].min()) >= 0.0  # a precipitation rate, by its IMERG name

@@ -7,13 +7,14 @@ CF-1.8 (the newest version the cfchecks tool knows).
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 
 import numpy as np
 import xarray as xr
 
 from climgen.conservation import Bounds
-from climgen.grid import SpatialAxes, bounds_name
+from climgen.grid import AXIS_STANDARD_NAMES, SpatialAxes, bounds_name
 
 CONVENTIONS = "CF-1.8"
 ANCILLARY_NAMES = ("complexity_score", "refinement_depth", "refinement_macs")
@@ -163,7 +164,7 @@ FRACTIONS = frozenset(
     area_fraction surface_snow_area_fraction land_ice_area_fraction lake_area_fraction
     vegetation_area_fraction volume_fraction_of_condensed_water_in_soil""".split()
 )
-# CMIP and ERA5 short names, for files without a standard_name
+# CMIP, ERA5, MERRA-2, IMERG and gridded-observation short names, for files without a standard_name
 SHORT_NAMES = {
     "pr": "precipitation_flux",
     "prc": "convective_precipitation_flux",
@@ -181,9 +182,48 @@ SHORT_NAMES = {
     "rsds": "surface_downwelling_shortwave_flux_in_air",
     "prw": "atmosphere_mass_content_of_water_vapor",
     "mrso": "mass_content_of_water_in_soil",
+    # ERA5
+    "cp": "convective_precipitation_amount",
+    "lsp": "stratiform_precipitation_amount",
+    "sf": "lwe_thickness_of_snowfall_amount",
+    "sd": "lwe_thickness_of_surface_snow_amount",
+    "tcwv": "atmosphere_mass_content_of_water_vapor",
+    "si10": "wind_speed",
+    "q": "specific_humidity",
+    "tcc": "cloud_area_fraction",
+    "lsm": "land_area_fraction",
+    # MERRA-2
+    "PRECTOT": "precipitation_flux",
+    "PRECTOTCORR": "precipitation_flux",
+    "PRECTOTLAND": "precipitation_flux",
+    "PRECCON": "convective_precipitation_flux",
+    "PRECSNO": "snowfall_flux",
+    "QV2M": "specific_humidity",
+    "SPEED": "wind_speed",
+    "CLDTOT": "cloud_area_fraction",
+    "TQV": "atmosphere_mass_content_of_water_vapor",
+    # GPM IMERG (V07, V06), GPCP, CHIRPS, Daymet, E-OBS
+    "precipitation": "lwe_precipitation_rate",
+    "precipitationCal": "lwe_precipitation_rate",
+    "precip": "lwe_precipitation_rate",
+    "prcp": "lwe_precipitation_rate",
+    "rr": "lwe_precipitation_rate",
 }
 PERCENT_UNITS = frozenset({"%", "percent"})
-FRACTION_UNITS = frozenset({"1", "fraction", "0-1"})
+FRACTION_UNITS = frozenset({"1", "fraction", "0-1", "(0 - 1)", "0 - 1"})  # the last two: ERA5
+
+
+# CF 3.3: lower-case letters, digits and underscores, starting with a letter, and optionally one
+# of the standard modifiers after a space
+_STANDARD_NAME = re.compile(r"[a-z][a-z0-9_]*( (detection_minimum|number_of_observations|standard_error|status_flag))?")
+
+
+def valid_standard_name(value) -> bool:
+    """Whether a ``standard_name`` attribute (None: absent, which is valid) is spelled as CF
+    names are; ``"unknown"`` (ERA5's placeholder) is not one."""
+    if value is None:
+        return True
+    return isinstance(value, str) and value != "unknown" and _STANDARD_NAME.fullmatch(value) is not None
 
 
 def physical_bounds(variable: xr.DataArray, name: str) -> tuple[Bounds, str | None]:
@@ -198,6 +238,8 @@ def physical_bounds(variable: xr.DataArray, name: str) -> tuple[Bounds, str | No
     attrs = variable.attrs
     standard_name = attrs.get("standard_name")
     source = f"standard_name {standard_name}"
+    if not valid_standard_name(standard_name):
+        standard_name = None  # ERA5's "unknown"
     if not standard_name and name in SHORT_NAMES:
         standard_name = SHORT_NAMES[name]
         source = f"variable name {name} ({standard_name})"
@@ -288,10 +330,20 @@ def tidy(ds: xr.Dataset, axes: SpatialAxes) -> xr.Dataset:
     ds.attrs["Conventions"] = CONVENTIONS
     ds[axes.y].attrs.setdefault("axis", "Y")
     ds[axes.x].attrs.setdefault("axis", "X")
+    # axes found by name or axis alone get their CF standard names (and lat/lon their units)
+    for name, standard in zip((axes.y, axes.x), AXIS_STANDARD_NAMES[axes.kind], strict=True):
+        ds[name].attrs.setdefault("standard_name", standard)
+        if axes.kind == "latlon":
+            ds[name].attrs.setdefault("units", "degrees_north" if standard == "latitude" else "degrees_east")
     for name in list(ds.variables):
         mapping_attrs = ds[name].attrs
         if "grid_mapping_name" in mapping_attrs and (ds[name].ndim > 0 or ds[name].dtype.kind in "SU"):
             ds[name] = xr.DataArray(np.int32(0), attrs=dict(mapping_attrs))
+    bounds_variables = {variable.attrs.get("bounds") for variable in ds.variables.values()}
+    for name, variable in ds.variables.items():  # CF 3: every variable says what it is
+        described = {"standard_name", "long_name", "grid_mapping_name"} & set(variable.attrs)
+        if not described and name not in bounds_variables:
+            variable.attrs["long_name"] = str(name)
     for name in list(ds.variables):
         bounds = ds[name].attrs.get("bounds")
         if bounds in ds.variables:
@@ -345,6 +397,15 @@ def decorate(
     for name in variables:
         variable = ds[name]
         variable.attrs = dict(source[name].attrs)
+        if not valid_standard_name(variable.attrs.get("standard_name")):
+            # ERA5 files say "unknown": not a CF name, and no name is better than a wrong one
+            variable.attrs.setdefault("long_name", name)
+            variable.attrs["comment"] = " ".join(
+                [
+                    variable.attrs.get("comment", ""),
+                    f"standard_name {variable.attrs.pop('standard_name')!r} of the input dropped: not a CF name",
+                ]
+            ).strip()
         ancillary = variable.attrs.get("ancillary_variables", "").split()
         variable.attrs["ancillary_variables"] = " ".join(dict.fromkeys(ancillary + list(ANCILLARY_NAMES)))
         for key in (
@@ -402,7 +463,7 @@ def _is_time(variable: xr.DataArray) -> bool:
 
 def encoding_for(ds: xr.Dataset, variables: list[str], fine_chunks: tuple[int, int], netcdf: bool = True) -> dict:
     """Per-variable encoding: compressed float32 data with a fill value, no fill on coordinates."""
-    encoding = encoding_for_plain(ds, exclude=variables)
+    encoding = encoding_for_plain(ds, exclude=variables, netcdf=netcdf)
     for name in variables:
         spec = {"dtype": "float32", "_FillValue": FILL_VALUE}
         if netcdf:
@@ -418,9 +479,10 @@ def encoding_for(ds: xr.Dataset, variables: list[str], fine_chunks: tuple[int, i
     return encoding
 
 
-def encoding_for_plain(ds: xr.Dataset, exclude: list[str] | tuple = ()) -> dict:
+def encoding_for_plain(ds: xr.Dataset, exclude: list[str] | tuple = (), netcdf: bool = True) -> dict:
     """Encoding of everything but the refined data: no fill values, float64 time with the
-    source's units and calendar, shared by time and its bounds."""
+    source's units and calendar, shared by time and its bounds; in NetCDF, 32-bit integers
+    and strings as character arrays (CF-1.8 has neither 64-bit integers nor vlen strings)."""
     encoding: dict[str, dict] = {}
     bounds = {variable.attrs.get("bounds") for variable in ds.variables.values()}
     for name, variable in ds.variables.items():
@@ -431,6 +493,8 @@ def encoding_for_plain(ds: xr.Dataset, exclude: list[str] | tuple = ()) -> dict:
             kept["dtype"] = "float64"  # CF-1.8 has no 64-bit integers
         elif _fits_int32(variable):
             kept["dtype"] = "int32"  # xarray stores a bare 0 (a grid mapping) or a count as int64
+        elif netcdf and variable.dtype.kind in "OU" and not _is_time(variable):
+            kept["dtype"] = "S1"  # strings (ERA5's expver) as CF character arrays, not netCDF-4 vlen strings
         gridded_data = name in ds.data_vars and name not in bounds and variable.dtype.kind == "f"
         encoding[name] = kept | {"_FillValue": FILL_VALUE if gridded_data else None}
     for name, variable in ds.variables.items():
