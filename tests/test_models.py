@@ -66,6 +66,29 @@ def test_output_scales_with_the_input():
     torch.testing.assert_close(shifted, base * 1000 + 273.15, rtol=1e-6, atol=1e-4)
 
 
+@pytest.mark.parametrize("magnitude", [1e-15, 1e-10, 1e18, 1e25])
+def test_extreme_magnitudes_refine_like_ordinary_ones(magnitude):
+    """float32 refinement of aerosol-like 1e-10 fields or 1e18 column densities: the same
+    detail as at ordinary magnitude, scaled (squares overflowed, an absolute floor damped)."""
+    model = load_checkpoint("default").module.eval()
+    coarse = torch.randn(2, 1, 12, 12, generator=torch.Generator().manual_seed(1)) + 3.0
+    noise = [torch.randn(2, 1, size, size, generator=torch.Generator().manual_seed(size)) for size in (24, 48)]
+    with torch.inference_mode():
+        base = model(coarse, stages=2, noise=noise)
+        scaled = model(coarse * magnitude, stages=2, noise=noise)
+    for low, high in zip(base, scaled, strict=True):
+        assert torch.isfinite(high).all()
+        detail = low - torch.nn.functional.interpolate(coarse, size=low.shape[-2:], mode="nearest")
+        assert (high / magnitude - low).abs().max() < 1e-5 * detail.abs().max()
+
+
+def test_ordinary_magnitudes_are_refined_unscaled():
+    from climgen.models.generator import magnitude_scale
+
+    fields = torch.tensor([1e-5, 300.0, 1e11, 1e-9, 1e14, 0.0]).view(6, 1, 1, 1) * torch.ones(6, 1, 4, 4)
+    assert magnitude_scale(fields).flatten().tolist() == [1.0, 1.0, 1.0, 2.0**30, 2.0**-46, 1.0]
+
+
 def _reference_block(block: MultiBranchBlock, x: torch.Tensor) -> torch.Tensor:
     """The block's documented computation written plainly: a softmax over branches per channel
     and pixel weights the branch features; context, spatial gate, projection, skip."""

@@ -79,6 +79,22 @@ def masked_coarsen(values: torch.Tensor, mask: torch.Tensor, factor: int) -> tup
     return torch.where(weight > 0, total / weight.clamp_min(1e-12), torch.zeros_like(total)), weight
 
 
+# magnitudes (largest absolute value of a field) refined as they are: outside them, float32
+# squares overflow (above ~1e19) or the standardisation's absolute floor of 1e-12 takes over
+# (aerosol mixing ratios of 1e-10 kg/kg), so those fields are scaled by a power of 2 first
+PLAIN_MAGNITUDES = (2.0**-20, 2.0**40)
+
+
+def magnitude_scale(field: torch.Tensor) -> torch.Tensor:
+    """Per sample, 1 for ordinary magnitudes and otherwise the power of 2 that brings the
+    largest absolute value to [1, 2): exact in floating point, and the generator is
+    equivariant to scale, so the result is the same field in better-conditioned numbers."""
+    largest = field.detach().abs().amax(dim=tuple(range(1, field.ndim)), keepdim=True).float()
+    plain = (largest >= PLAIN_MAGNITUDES[0]) & (largest <= PLAIN_MAGNITUDES[1])
+    exponent = torch.floor(torch.log2(largest.clamp_min(torch.finfo(torch.float32).tiny)))
+    return torch.where(plain | (largest == 0), torch.ones_like(largest), torch.exp2(-exponent)).to(field.dtype)
+
+
 def local_standardise(field: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(field - local mean) / local std over ``window`` cells, with the mean and std: the
     models work in these units, so one model serves any variable and scales with it.
@@ -194,7 +210,8 @@ class AdaptiveMultiScaleGenerator(nn.Module):
                 covariate_mask = torch.cat([covariate_mask, coarse.new_zeros(missing)], 1)
             covariates = torch.nan_to_num(covariates) * covariate_mask
         outputs = []
-        field = coarse
+        scale = magnitude_scale(coarse)
+        field = coarse * scale
         for stage in range(1, stages + 1):
             down = 2 ** (stages - stage)
             stage_cov = stage_mask = None
@@ -210,7 +227,7 @@ class AdaptiveMultiScaleGenerator(nn.Module):
                     dtype=coarse.dtype,
                 )
             field = self.refine_stage(field, stage_cov, stage_mask, stage_noise, residual_gain)
-            outputs.append(field)
+            outputs.append(field / scale)
         return outputs
 
 
