@@ -246,6 +246,34 @@ def _member_dim(tmp: Path) -> xr.Dataset:
     return xr.concat([base, base + 1, base + 2], dim="member").transpose("member", "time", "lat", "lon")
 
 
+def _global_ring(tmp: Path) -> xr.Dataset:
+    ds = make_dataset("latlon", shape=(8, 16))
+    return ds.assign_coords(lon=("lon", np.arange(16) * 22.5, ds["lon"].attrs))
+
+
+def _scaled(factor: float):
+    def build(tmp: Path) -> xr.Dataset:
+        ds = _small()
+        ds["tas"] = (ds["tas"] - 280.0) * factor
+        return ds
+
+    return build
+
+
+def _same_detail_as_ordinary(ds: xr.Dataset, out: xr.Dataset, factor: float) -> bool:
+    """The refined field, scaled back, is the one refined at ordinary magnitude."""
+    ordinary = ds.copy()
+    ordinary["tas"] = ds["tas"] / factor
+    reference = pipeline.synthesize(ordinary, factor=2, variables=["tas"])["tas"].values
+    return bool(np.allclose(out["tas"].values / factor, reference, rtol=0, atol=1e-4 * np.abs(reference).max()))
+
+
+def _unknown_standard_name(tmp: Path) -> xr.Dataset:
+    ds = _small()
+    ds["tas"].attrs["standard_name"] = "unknown"
+    return ds
+
+
 HANDLED = [
     ("fill-value-cells", _fill_value_file, lambda ds, out: np.isnan(out["tas"]).sum() == 4 * 4),
     ("missing-value-attribute", _missing_value_file, lambda ds, out: np.isnan(out["tas"]).sum() == 3 * 4),
@@ -276,6 +304,15 @@ HANDLED = [
         lambda tmp: make_dataset("latlon", shape=(8, 8), lon_0_360=True),
         lambda ds, out: float(out["lon"].min()) > 180,
     ),
+    (
+        "global-longitudes",
+        _global_ring,
+        lambda ds, out: out.sizes["lon"] == 32 and json.loads(out.attrs["climgen_provenance"])["longitude_wrap_cells"] == 4,
+    ),
+    ("tiny-magnitudes", _scaled(1e-13), lambda ds, out: _same_detail_as_ordinary(ds, out, 1e-13)),
+    ("huge-magnitudes", _scaled(1e21), lambda ds, out: _same_detail_as_ordinary(ds, out, 1e21)),
+    ("lon-lat-order", lambda tmp: _small().transpose("lon", "lat"), lambda ds, out: out["tas"].dims == ("lon", "lat")),
+    ("standard-name-unknown", _unknown_standard_name, lambda ds, out: "standard_name" not in out["tas"].attrs),
     ("tiny-domain", lambda tmp: make_dataset("latlon", shape=(2, 3)), lambda ds, out: out["tas"].shape == (4, 6)),
     (
         "all-missing",
