@@ -350,9 +350,8 @@ def complexity(
     scores = _scores(ds, prepared, config.factor)
     axes = prepared.axes
     values = prepared.layout.tile_map(scores.score).astype(np.float32)
-    values = values[:, wrap_cells : values.shape[1] - wrap_cells]
-    ds = original
-    coords = {axes.y: ds[axes.y], axes.x: ds[axes.x]}
+    values = values[:, wrap_cells : values.shape[1] - wrap_cells]  # the input's columns only
+    coords = {axes.y: original[axes.y], axes.x: original[axes.x]}
     return xr.DataArray(
         values, dims=(axes.y, axes.x), coords=coords, name="complexity_score", attrs=dict(cf.ANCILLARY_ATTRS["complexity_score"])
     )

@@ -399,7 +399,7 @@ def decorate(
         variable.attrs = dict(source[name].attrs)
         if not valid_standard_name(variable.attrs.get("standard_name")):
             # ERA5 files say "unknown": not a CF name, and no name is better than a wrong one
-            variable.attrs.setdefault("long_name", name)
+            # (tidy gives a variable left without either name its own as long_name)
             variable.attrs["comment"] = " ".join(
                 [
                     variable.attrs.get("comment", ""),
