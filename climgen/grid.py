@@ -5,6 +5,8 @@ coordinate's ``bounds`` variable when it has one, else from midpoints between ce
 outer edges extrapolated by half a cell). Fine 1-D coordinates are the centres of the sub-cells,
 with their own bounds. This works on regular and irregular spacing, ascending or descending
 axes, and for ``lat``/``lon``, ``rlat``/``rlon`` (rotated pole) and projected ``y``/``x``.
+Curvilinear grids (dimensions without coordinate values, located by 2-D latitude and
+longitude, as ocean models write them) are refined in index space.
 :func:`coarsen_dataset` is the exact inverse on the grid (block means of the data).
 """
 
@@ -38,7 +40,7 @@ class SpatialAxes:
 
     y: str
     x: str
-    kind: str  # "latlon", "rotated" or "projected"
+    kind: str  # "latlon", "rotated", "projected" or "curvilinear" (index space, 2-D lat/lon)
 
 
 def check_factor(factor: int) -> int:
@@ -77,10 +79,30 @@ def find_spatial_axes(obj: xr.Dataset | xr.DataArray) -> SpatialAxes:
         x = next((n for n in x_names if n in coords), None)
         if y and x:
             return SpatialAxes(y, x, kind)
+    curvilinear = _curvilinear_axes(obj)
+    if curvilinear is not None:
+        return curvilinear
     raise GridError(
         "no spatial axes found: expected 1-D coordinates lat/lon, rlat/rlon or y/x "
-        f"(by standard_name, axis or name); dimensions are {list(obj.dims)}"
+        f"(by standard_name, axis or name), or 2-D latitude and longitude; dimensions are {list(obj.dims)}"
     )
+
+
+def _curvilinear_axes(obj: xr.Dataset | xr.DataArray) -> SpatialAxes | None:
+    """The dimensions of 2-D latitude and longitude coordinates, when those dimensions have no
+    coordinate values of their own (ocean models' ``nav_lat``/``nav_lon`` on (y, x))."""
+    found: dict[str, tuple] = {}
+    for name, variable in obj.coords.items():
+        if variable.ndim != 2 or any(dim in obj.coords for dim in variable.dims):
+            continue
+        standard = variable.attrs.get("standard_name")
+        degrees = str(variable.attrs.get("units", "")).startswith("degree")
+        for role, names in (("latitude", ("lat", "latitude", "nav_lat")), ("longitude", ("lon", "longitude", "nav_lon"))):
+            if standard == role or (name in names and degrees):
+                found.setdefault(role, variable.dims)
+    if len(found) == 2 and found["latitude"] == found["longitude"]:
+        return SpatialAxes(*found["latitude"], "curvilinear")
+    return None
 
 
 def _guess_kind(y_name: str) -> str:
@@ -202,10 +224,12 @@ def coarsen_dataset(ds: xr.Dataset, factor: int, conservation: str = "cells") ->
             blocks[name].encoding = {}
     y, y_b = make_axis(axes.y, y_centres, y_bounds, trimmed[axes.y])
     x, x_b = make_axis(axes.x, x_centres, x_bounds, trimmed[axes.x])
+    blocks.attrs = dict(ds.attrs)
+    if axes.kind == "curvilinear":  # index positions are no coordinates: bare dimensions, as in the input
+        return blocks
     blocks = blocks.assign_coords({axes.y: y, axes.x: x})
     blocks[bounds_name(axes.y)] = y_b
     blocks[bounds_name(axes.x)] = x_b
-    blocks.attrs = dict(ds.attrs)
     return blocks
 
 

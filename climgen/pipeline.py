@@ -211,6 +211,14 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
     covariate = covariate.reset_coords(drop=True).astype(np.float64)
     target_y = fine_axes[axes.y][0].values
     target_x = fine_axes[axes.x][0].values
+    if axes.kind == "curvilinear":  # no coordinates to interpolate by: the fine grid itself
+        fine_shape = (target_y.size, target_x.size)
+        if (covariate.sizes[axes.y], covariate.sizes[axes.x]) != fine_shape:
+            raise InputError(
+                f"covariate {name!r} on a curvilinear grid must be on the output's fine grid ({fine_shape[0]}x{fine_shape[1]} "
+                f"cells), got {covariate.sizes[axes.y]}x{covariate.sizes[axes.x]}"
+            )
+        return covariate.transpose(axes.y, axes.x).values
     if axes.kind == "latlon" and is_global_longitude(covariate, axes):
         covariate = _cover_longitudes(covariate, axes.x, target_x)  # any convention, any margin
     elif axes.kind == "latlon":
@@ -297,6 +305,10 @@ def wrap_global(ds: xr.Dataset, config: SynthesisConfig) -> tuple[xr.Dataset, in
 
 def _prepare(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None) -> _Prepared:
     axes = find_spatial_axes(ds)
+    if axes.kind == "curvilinear" and config.conservation == "area":
+        raise ConfigError(
+            "conservation='area' needs cell areas, which climgen does not derive on a curvilinear grid; use 'cells'"
+        )
     variables = select_variables(ds, axes, config.variables)
     check_units(ds, variables)
     _check_longitude_seam(ds, axes)
@@ -637,7 +649,10 @@ def assemble(ds: xr.Dataset, plan: Plan, refined: Mapping, provenance: dict, com
         result = result.assign_coords(realization=np.arange(config.members, dtype=np.int32))
     result = _carry_over(ds, plan.crop(result), prepared)
     call = command or _call_text(config, prepared.covariate_names)
-    return cf.decorate(result, ds, prepared.variables, axes, provenance, call, plan.full_depth)
+    result = cf.decorate(result, ds, prepared.variables, axes, provenance, call, plan.full_depth)
+    if axes.kind == "curvilinear":  # index positions are no coordinates: bare dimensions, as in the input
+        result = result.drop_vars([axes.y, axes.x, bounds_name(axes.y), bounds_name(axes.x)], errors="ignore")
+    return result
 
 
 def synthesize(

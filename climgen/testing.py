@@ -34,7 +34,8 @@ def make_dataset(
     descending_y: bool = False,
     lon_0_360: bool = False,
 ) -> xr.Dataset:
-    """A small CF dataset on a ``latlon``, ``rotated`` (rlat/rlon) or ``projected`` (y/x) grid.
+    """A small CF dataset on a ``latlon``, ``rotated`` (rlat/rlon), ``projected`` (y/x) or
+    ``curvilinear`` grid (bare y/x dimensions with 2-D lat/lon, as ocean models write them).
 
     The field is a temperature-like mixture of a smooth gradient, a rough patch (mountains on
     the east half) and flat west half, so complexity and depth vary across the domain.
@@ -53,16 +54,25 @@ def make_dataset(
     if descending_y:
         y = y[::-1]
         field = field[..., ::-1, :]
-    names = {"latlon": ("lat", "lon"), "rotated": ("rlat", "rlon"), "projected": ("y", "x")}[kind]
-    standard = {
-        "latlon": (("latitude", "degrees_north"), ("longitude", "degrees_east")),
-        "rotated": (("grid_latitude", "degrees"), ("grid_longitude", "degrees")),
-        "projected": (("projection_y_coordinate", "m"), ("projection_x_coordinate", "m")),
-    }[kind]
-    coords = {
-        names[0]: (names[0], y, {"standard_name": standard[0][0], "units": standard[0][1], "axis": "Y"}),
-        names[1]: (names[1], x, {"standard_name": standard[1][0], "units": standard[1][1], "axis": "X"}),
-    }
+    names = {"latlon": ("lat", "lon"), "rotated": ("rlat", "rlon"), "projected": ("y", "x"), "curvilinear": ("y", "x")}[kind]
+    if kind == "curvilinear":  # no coordinate values on the dimensions: 2-D lat/lon locate the cells
+        rows, cols = np.mgrid[0:ny, 0:nx].astype(float)
+        lat = -10 + 20 * rows / max(ny - 1, 1) + 0.1 * cols
+        lon = 10 + 30 * cols / max(nx - 1, 1) + 0.05 * rows
+        coords = {
+            "lat": (names, lat, {"standard_name": "latitude", "units": "degrees_north"}),
+            "lon": (names, lon, {"standard_name": "longitude", "units": "degrees_east"}),
+        }
+    else:
+        standard = {
+            "latlon": (("latitude", "degrees_north"), ("longitude", "degrees_east")),
+            "rotated": (("grid_latitude", "degrees"), ("grid_longitude", "degrees")),
+            "projected": (("projection_y_coordinate", "m"), ("projection_x_coordinate", "m")),
+        }[kind]
+        coords = {
+            names[0]: (names[0], y, {"standard_name": standard[0][0], "units": standard[0][1], "axis": "Y"}),
+            names[1]: (names[1], x, {"standard_name": standard[1][0], "units": standard[1][1], "axis": "X"}),
+        }
     if times:
         coords["time"] = (
             "time",

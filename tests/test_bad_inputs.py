@@ -305,6 +305,11 @@ HANDLED = [
         lambda ds, out: float(out["lon"].min()) > 180,
     ),
     (
+        "curvilinear-grid",
+        lambda tmp: make_dataset("curvilinear", shape=(8, 8)),
+        lambda ds, out: "y" not in out.coords and out["lat"].shape == (16, 16) and np.isfinite(out["lat"]).all(),
+    ),
+    (
         "global-longitudes",
         _global_ring,
         lambda ds, out: out.sizes["lon"] == 32 and json.loads(out.attrs["climgen_provenance"])["longitude_wrap_cells"] == 4,

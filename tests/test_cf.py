@@ -19,9 +19,10 @@ def _write(result, path):
     return path
 
 
-def _assert_clean(path):
+def _assert_clean(path, allowed_warning: str | None = None):
     for result in checks.run_checks(path):
-        assert result.errors == 0 and result.warnings == 0, result.summary()
+        warnings = [message for message in result.messages if allowed_warning is None or allowed_warning not in message]
+        assert result.errors == 0 and (result.warnings == 0 or not warnings), result.summary()
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +38,13 @@ def checker_ready():
         pytest.skip("cfchecker is not installed (pip install 'climgen[check]')")
 
 
-@pytest.mark.parametrize("kind", ["latlon", "rotated", "projected"])
+@pytest.mark.parametrize("kind", ["latlon", "rotated", "projected", "curvilinear"])
 def test_each_grid_kind_is_cf_clean(kind, tmp_path, checker_ready):
     ds = make_dataset(kind, shape=(12, 16), times=3)
-    _assert_clean(_write(ds.climgen.synthesize(factor=2), tmp_path / f"{kind}.nc"))
+    # bare (y, x) dimensions, as a curvilinear input has them, are not recognised as Y and X by
+    # compliance-checker's recommended-order test (a warning the input gets too)
+    allowed = "recommended order T, Z, Y, X" if kind == "curvilinear" else None
+    _assert_clean(_write(ds.climgen.synthesize(factor=2), tmp_path / f"{kind}.nc"), allowed)
 
 
 def test_real_rotated_pole_and_ensemble_are_cf_clean(hsurf_coarse, tmp_path, checker_ready):

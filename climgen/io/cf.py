@@ -112,9 +112,9 @@ def find_latlon_auxiliaries(ds: xr.Dataset, axes: SpatialAxes) -> tuple[str, str
             continue
         standard_name = variable.attrs.get("standard_name")
         units = str(variable.attrs.get("units", ""))
-        if standard_name == "latitude" or (name in ("lat", "latitude") and units.startswith("degree")):
+        if standard_name == "latitude" or (name in ("lat", "latitude", "nav_lat") and units.startswith("degree")):
             lat = name
-        elif standard_name == "longitude" or (name in ("lon", "longitude") and units.startswith("degree")):
+        elif standard_name == "longitude" or (name in ("lon", "longitude", "nav_lon") and units.startswith("degree")):
             lon = name
     return (lat, lon) if lat and lon else None
 
@@ -331,7 +331,7 @@ def tidy(ds: xr.Dataset, axes: SpatialAxes) -> xr.Dataset:
     ds[axes.y].attrs.setdefault("axis", "Y")
     ds[axes.x].attrs.setdefault("axis", "X")
     # axes found by name or axis alone get their CF standard names (and lat/lon their units)
-    for name, standard in zip((axes.y, axes.x), AXIS_STANDARD_NAMES[axes.kind], strict=True):
+    for name, standard in zip((axes.y, axes.x), AXIS_STANDARD_NAMES.get(axes.kind, ()), strict=False):
         ds[name].attrs.setdefault("standard_name", standard)
         if axes.kind == "latlon":
             ds[name].attrs.setdefault("units", "degrees_north" if standard == "latitude" else "degrees_east")

@@ -1,0 +1,71 @@
+"""Curvilinear grids (ocean models: dimensions without coordinate values, 2-D nav_lat/nav_lon):
+refined in index space, 2-D latitude and longitude interpolated, bare dimensions kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from climgen import pipeline, streaming
+from climgen.errors import ConfigError, InputError
+from climgen.evaluation import check_same_grid
+from climgen.grid import coarsen_dataset, find_spatial_axes
+from climgen.testing import assert_coarse_consistent, rough_field
+
+
+def _ocean(ny: int = 24, nx: int = 30) -> xr.Dataset:
+    """Sea surface temperature on a sheared grid whose latitude and longitude are linear in
+    the cell indices (so their interpolation to the fine cells is exact)."""
+    rows, cols = np.mgrid[0:ny, 0:nx].astype(float)
+    field = 290 + 0.3 * rows + 2 * rough_field((ny, nx), 2, 2.0)
+    return xr.Dataset(
+        {"tos": (("y", "x"), field.astype(np.float32), {"standard_name": "sea_surface_temperature", "units": "K"})},
+        coords={
+            "nav_lat": (("y", "x"), -20 + 1.5 * rows + 0.1 * cols, {"standard_name": "latitude", "units": "degrees_north"}),
+            "nav_lon": (("y", "x"), 40 + 2.0 * cols + 0.05 * rows, {"standard_name": "longitude", "units": "degrees_east"}),
+        },
+    )
+
+
+def test_two_dimensional_latitude_and_longitude_on_bare_dimensions_are_a_curvilinear_grid():
+    axes = find_spatial_axes(_ocean())
+    assert (axes.y, axes.x, axes.kind) == ("y", "x", "curvilinear")
+
+
+def test_curvilinear_field_is_refined_with_interpolated_latitude_and_longitude():
+    ds = _ocean()
+    result = ds.climgen.synthesize(factor=2, seed=3)
+    assert result["tos"].dims == ("y", "x") and result["tos"].shape == (48, 60)
+    assert "y" not in result.coords and "x" not in result.coords  # bare, as in the input
+    assert_coarse_consistent(result["tos"].astype(np.float64), ds["tos"].astype(np.float64), 2, rtol=1e-6)
+    # fine cell centres sit a quarter of a coarse cell either side of the coarse centre
+    rows, cols = np.meshgrid(np.arange(48) / 2 - 0.25, np.arange(60) / 2 - 0.25, indexing="ij")
+    np.testing.assert_allclose(result["lat"].values, -20 + 1.5 * rows + 0.1 * cols, atol=1e-4)
+    np.testing.assert_allclose(result["lon"].values, 40 + 2.0 * cols + 0.05 * rows, atol=1e-4)
+    assert result["tos"].attrs["coordinates"] == "lat lon"
+
+
+def test_curvilinear_output_streams_equal_and_round_trips_through_coarsen_and_evaluate(tmp_path):
+    ds = _ocean()
+    in_memory = ds.climgen.synthesize(factor=2, seed=3)
+    ds.to_netcdf(tmp_path / "ocean.nc")
+    config = pipeline.make_config(factor=2, seed=3)
+    with xr.open_dataset(tmp_path / "ocean.nc") as opened:
+        streaming.run(opened, tmp_path / "out.zarr", config, options=streaming.StreamOptions(region_tiles=1, progress=False))
+    with xr.open_zarr(tmp_path / "out.zarr") as streamed:
+        assert np.array_equal(streamed["tos"].values, in_memory["tos"].values)
+    coarse = coarsen_dataset(in_memory[["tos"]].assign_coords(nav_lat=in_memory["lat"], nav_lon=in_memory["lon"]), 2)
+    assert "y" not in coarse.coords and coarse["tos"].shape == ds["tos"].shape
+    check_same_grid(in_memory, coarse.climgen.synthesize(factor=2))
+
+
+def test_curvilinear_covariate_must_be_on_the_fine_grid_and_area_conservation_is_refused():
+    ds = _ocean()
+    fine = ds.climgen.synthesize(factor=2)["tos"].rename("depth")
+    result = ds.climgen.synthesize(factor=2, covariates={"depth": fine}, residual_gain=1.0)
+    assert np.isfinite(result["tos"]).all()
+    with pytest.raises(InputError, match="must be on the output's fine grid"):
+        ds.climgen.synthesize(factor=2, covariates={"depth": ds["tos"]})
+    with pytest.raises(ConfigError, match="curvilinear"):
+        ds.climgen.synthesize(factor=2, conservation="area")
