@@ -39,16 +39,13 @@ def check_same_grid(truth: xr.Dataset, prediction: xr.Dataset) -> None:
     whose polar cells reach the pole, their centres may differ by a fraction of a cell)."""
     axes = find_spatial_axes(truth)
     for name in (axes.y, axes.x):
-        if axes.kind == "curvilinear":  # index space: the same cells when the sizes agree
-            if prediction.sizes.get(name) != truth.sizes[name]:
-                raise InputError(
-                    f"prediction and truth grids differ along {name!r}: refine a coarsened copy of the truth (climgen coarsen)"
-                )
-            continue
-        if name not in prediction.coords or prediction.sizes[name] != truth.sizes[name]:
+        located = axes.kind != "curvilinear"  # curvilinear: index space, the same cells when the sizes agree
+        if prediction.sizes.get(name) != truth.sizes[name] or (located and name not in prediction.coords):
             raise InputError(
                 f"prediction and truth grids differ along {name!r}: refine a coarsened copy of the truth (climgen coarsen)"
             )
+        if not located:
+            continue
         edges = np.sort(cell_bounds(truth[name], truth), axis=1)
         centres = np.asarray(prediction[name].values, dtype=np.float64)
         if not ((centres > edges[:, 0]) & (centres < edges[:, 1])).all():

@@ -93,15 +93,22 @@ def _curvilinear_axes(obj: xr.Dataset | xr.DataArray) -> SpatialAxes | None:
     coordinate values of their own (ocean models' ``nav_lat``/``nav_lon`` on (y, x))."""
     found: dict[str, tuple] = {}
     for name, variable in obj.coords.items():
-        if variable.ndim != 2 or any(dim in obj.coords for dim in variable.dims):
-            continue
-        standard = variable.attrs.get("standard_name")
-        degrees = str(variable.attrs.get("units", "")).startswith("degree")
-        for role, names in (("latitude", ("lat", "latitude", "nav_lat")), ("longitude", ("lon", "longitude", "nav_lon"))):
-            if standard == role or (name in names and degrees):
-                found.setdefault(role, variable.dims)
+        role = latlon_role(str(name), variable)
+        if role and variable.ndim == 2 and not any(dim in obj.coords for dim in variable.dims):
+            found.setdefault(role, variable.dims)
     if len(found) == 2 and found["latitude"] == found["longitude"]:
         return SpatialAxes(*found["latitude"], "curvilinear")
+    return None
+
+
+def latlon_role(name: str, variable: xr.DataArray | xr.Variable) -> str | None:
+    """``"latitude"`` or ``"longitude"`` for a variable that gives true latitudes or
+    longitudes (by standard_name, or by a usual name with units in degrees), else None."""
+    standard = variable.attrs.get("standard_name")
+    degrees = str(variable.attrs.get("units", "")).startswith("degree")
+    for role, names in (("latitude", ("lat", "latitude", "nav_lat")), ("longitude", ("lon", "longitude", "nav_lon"))):
+        if standard == role or (name in names and degrees):
+            return role
     return None
 
 

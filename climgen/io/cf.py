@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from climgen.conservation import Bounds
-from climgen.grid import AXIS_STANDARD_NAMES, SpatialAxes, bounds_name
+from climgen.grid import AXIS_STANDARD_NAMES, SpatialAxes, bounds_name, latlon_role
 
 CONVENTIONS = "CF-1.8"
 ANCILLARY_NAMES = ("complexity_score", "refinement_depth", "refinement_macs")
@@ -106,17 +106,11 @@ def _extrapolate_index(fine: np.ndarray, coarse: np.ndarray) -> np.ndarray:
 
 def find_latlon_auxiliaries(ds: xr.Dataset, axes: SpatialAxes) -> tuple[str, str] | None:
     """Names of 2-D latitude and longitude auxiliary coordinates on the (y, x) grid."""
-    lat = lon = None
+    found = {}
     for name, variable in ds.variables.items():
-        if set(variable.dims) != {axes.y, axes.x}:
-            continue
-        standard_name = variable.attrs.get("standard_name")
-        units = str(variable.attrs.get("units", ""))
-        if standard_name == "latitude" or (name in ("lat", "latitude", "nav_lat") and units.startswith("degree")):
-            lat = name
-        elif standard_name == "longitude" or (name in ("lon", "longitude", "nav_lon") and units.startswith("degree")):
-            lon = name
-    return (lat, lon) if lat and lon else None
+        if set(variable.dims) == {axes.y, axes.x} and (role := latlon_role(str(name), variable)):
+            found[role] = name
+    return (found["latitude"], found["longitude"]) if len(found) == 2 else None
 
 
 LATLON_ATTRS = {
