@@ -90,12 +90,14 @@ def find_spatial_axes(obj: xr.Dataset | xr.DataArray) -> SpatialAxes:
 
 def _curvilinear_axes(obj: xr.Dataset | xr.DataArray) -> SpatialAxes | None:
     """The dimensions of 2-D latitude and longitude coordinates, when those dimensions have no
-    coordinate values of their own (ocean models' ``nav_lat``/``nav_lon`` on (y, x))."""
+    coordinate values of their own (ocean models' ``nav_lat``/``nav_lon`` on (y, x), WRF's
+    ``XLAT``/``XLONG`` on (Time, south_north, west_east))."""
     found: dict[str, tuple] = {}
     for name, variable in obj.coords.items():
         role = latlon_role(str(name), variable)
-        if role and variable.ndim == 2 and not any(dim in obj.coords for dim in variable.dims):
-            found.setdefault(role, variable.dims)
+        # WRF repeats XLAT/XLONG along Time: the grid is their last two dimensions
+        if role and variable.ndim >= 2 and not any(dim in obj.coords for dim in variable.dims[-2:]):
+            found.setdefault(role, variable.dims[-2:])
     if len(found) == 2 and found["latitude"] == found["longitude"]:
         return SpatialAxes(*found["latitude"], "curvilinear")
     return None
@@ -106,7 +108,10 @@ def latlon_role(name: str, variable: xr.DataArray | xr.Variable) -> str | None:
     longitudes (by standard_name, or by a usual name with units in degrees), else None."""
     standard = variable.attrs.get("standard_name")
     degrees = str(variable.attrs.get("units", "")).startswith("degree")
-    for role, names in (("latitude", ("lat", "latitude", "nav_lat")), ("longitude", ("lon", "longitude", "nav_lon"))):
+    for role, names in (
+        ("latitude", ("lat", "latitude", "nav_lat", "XLAT", "XLAT_M")),
+        ("longitude", ("lon", "longitude", "nav_lon", "XLONG", "XLONG_M")),
+    ):
         if standard == role or (name in names and degrees):
             return role
     return None

@@ -69,3 +69,46 @@ def test_curvilinear_covariate_must_be_on_the_fine_grid_and_area_conservation_is
         ds.climgen.synthesize(factor=2, covariates={"depth": ds["tos"]})
     with pytest.raises(ConfigError, match="curvilinear"):
         ds.climgen.synthesize(factor=2, conservation="area")
+
+
+def _wrf(times: int = 2, ny: int = 20, nx: int = 26) -> xr.Dataset:
+    """WRF's layout: (Time, south_north, west_east) without coordinate values, XLAT/XLONG
+    repeated along Time, a variable on the staggered grid, minutes in XTIME."""
+    rows, cols = np.mgrid[0:ny, 0:nx].astype(float)
+    field = 285 - 0.2 * rows + 2 * rough_field((ny, nx), 4, 2.0)
+    grid = ("Time", "south_north", "west_east")
+    ds = xr.Dataset(
+        {
+            "T2": (
+                grid,
+                np.stack([field + t for t in range(times)]).astype(np.float32),
+                {"units": "K", "description": "TEMP at 2 M"},
+            ),
+            "U10": (("Time", "south_north", "west_east_stag"), np.zeros((times, ny, nx + 1), np.float32), {"units": "m s-1"}),
+        },
+        coords={
+            "XLAT": (grid, np.broadcast_to(35 + 0.1 * rows + 0.002 * cols, (times, ny, nx)), {"units": "degree_north"}),
+            "XLONG": (grid, np.broadcast_to(-105 + 0.12 * cols + 0.003 * rows, (times, ny, nx)), {"units": "degree_east"}),
+            "XTIME": ("Time", np.arange(times) * 60.0, {"units": "minutes since 2020-01-01 00:00:00"}),
+        },
+    )
+    return xr.decode_cf(ds)
+
+
+def test_wrf_output_is_a_curvilinear_grid_and_streams_equal(tmp_path):
+    ds = _wrf()
+    axes = find_spatial_axes(ds)
+    assert (axes.y, axes.x, axes.kind) == ("south_north", "west_east", "curvilinear")
+    in_memory = ds.climgen.synthesize(factor=2, seed=1)
+    assert set(in_memory.data_vars) >= {"T2"} and "U10" not in in_memory  # the staggered grid is another grid
+    assert in_memory["T2"].dims == ("Time", "south_north", "west_east")
+    rows, cols = np.meshgrid(np.arange(40) / 2 - 0.25, np.arange(52) / 2 - 0.25, indexing="ij")
+    np.testing.assert_allclose(in_memory["lat"].values, 35 + 0.1 * rows + 0.002 * cols, atol=1e-4)
+    assert_coarse_consistent(in_memory["T2"].astype(np.float64), ds["T2"].astype(np.float64), 2, rtol=1e-6)
+    ds.to_netcdf(tmp_path / "wrfout.nc")
+    with xr.open_dataset(tmp_path / "wrfout.nc") as opened:
+        streaming.run(
+            opened, tmp_path / "out.zarr", pipeline.make_config(factor=2, seed=1), options=streaming.StreamOptions(progress=False)
+        )
+    with xr.open_zarr(tmp_path / "out.zarr") as streamed:
+        assert np.array_equal(streamed["T2"].values, in_memory["T2"].values)

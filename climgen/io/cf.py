@@ -79,7 +79,8 @@ def _interpolated_latlon(ds: xr.Dataset, axes: SpatialAxes, y: np.ndarray, x: np
     points = np.stack(np.meshgrid(index_y, index_x, indexing="ij"), axis=-1)
     result = []
     for name in names:
-        values = ds[name].transpose(axes.y, axes.x).values.astype(np.float64)
+        leading = {dim: 0 for dim in ds[name].dims if dim not in (axes.y, axes.x)}  # one grid, repeated in time
+        values = ds[name].isel(leading).transpose(axes.y, axes.x).values.astype(np.float64)
         if name == names[1]:
             values = np.rad2deg(np.unwrap(np.deg2rad(values), axis=1))
         interpolator = RegularGridInterpolator(
@@ -87,7 +88,7 @@ def _interpolated_latlon(ds: xr.Dataset, axes: SpatialAxes, y: np.ndarray, x: np
         )
         result.append(interpolator(points))
     lat, lon = result
-    return np.clip(lat, -90, 90), (lon + 180) % 360 - 180 if (ds[names[1]].values < 0).any() else lon % 360
+    return np.clip(lat, -90, 90), (lon + 180) % 360 - 180 if (ds[names[1]] < 0).any() else lon % 360
 
 
 def _extrapolate_index(fine: np.ndarray, coarse: np.ndarray) -> np.ndarray:
@@ -108,7 +109,8 @@ def find_latlon_auxiliaries(ds: xr.Dataset, axes: SpatialAxes) -> tuple[str, str
     """Names of 2-D latitude and longitude auxiliary coordinates on the (y, x) grid."""
     found = {}
     for name, variable in ds.variables.items():
-        if set(variable.dims) == {axes.y, axes.x} and (role := latlon_role(str(name), variable)):
+        on_grid = variable.ndim >= 2 and set(variable.dims[-2:]) == {axes.y, axes.x}  # WRF's have Time first
+        if on_grid and (role := latlon_role(str(name), variable)):
             found[role] = name
     return (found["latitude"], found["longitude"]) if len(found) == 2 else None
 
