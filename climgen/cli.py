@@ -401,6 +401,7 @@ def coarsen(
         coarse = coarsen_dataset(ds, factor, conservation)
         previous = str(ds.attrs.get("history", "")).strip()
         coarse.attrs["history"] = history_line(_command_line()) + ("\n" + previous if previous else "")
+        coarse.attrs.setdefault("title", f"{Path(input).name} block-averaged by {factor} (climgen coarsen)")
         axes = find_spatial_axes(coarse)
         coarse = describe_block_mean(tidy(coarse, axes), axes, factor, conservation)
         write_dataset(coarse, output, encoding_for_plain(coarse), overwrite=overwrite)

@@ -163,6 +163,18 @@ def test_coarsened_truth_is_cf_clean(tmp_path, checker_ready):
         assert coarse["tas"].attrs["cell_methods"].startswith("time: mean area: mean")
 
 
+def test_coarsened_wrf_style_truth_is_cf_clean(tmp_path, checker_ready):
+    """XLAT/XLONG known by name only and no title: coarsen still writes a CF-clean file."""
+    ds = make_dataset("curvilinear", shape=(8, 8), times=2).rename({"lat": "XLAT", "lon": "XLONG"})
+    ds["XLAT"].attrs, ds["XLONG"].attrs = {"units": "degree_north"}, {"units": "degree_east"}
+    del ds.attrs["title"]
+    ds.to_netcdf(tmp_path / "wrfout.nc")
+    assert _cli("coarsen", tmp_path / "wrfout.nc", tmp_path / "coarse.nc", "--factor", 2).returncode == 0
+    _assert_clean(tmp_path / "coarse.nc", "recommended order T, Z, Y, X")
+    with xr.open_dataset(tmp_path / "coarse.nc") as coarse:
+        assert coarse["XLAT"].attrs["standard_name"] == "latitude" and "coarsen" in coarse.attrs["title"]
+
+
 def test_zarr_output_carries_the_same_metadata(hsurf_coarse, tmp_path):
     result = hsurf_coarse.climgen.synthesize(factor=2)
     write_dataset(result, tmp_path / "out.zarr", encoding_for(result, refined_variables(result), (64, 64), netcdf=False))

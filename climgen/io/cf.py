@@ -326,11 +326,14 @@ def tidy(ds: xr.Dataset, axes: SpatialAxes) -> xr.Dataset:
     ds.attrs["Conventions"] = CONVENTIONS
     ds[axes.y].attrs.setdefault("axis", "Y")
     ds[axes.x].attrs.setdefault("axis", "X")
-    # axes found by name or axis alone get their CF standard names (and lat/lon their units)
+    # axes found by name or axis alone get their CF standard names (and lat/lon their units), and
+    # so do 2-D latitude and longitude found by name (WRF's XLAT/XLONG)
     for name, standard in zip((axes.y, axes.x), AXIS_STANDARD_NAMES.get(axes.kind, ()), strict=False):
         ds[name].attrs.setdefault("standard_name", standard)
         if axes.kind == "latlon":
             ds[name].attrs.setdefault("units", "degrees_north" if standard == "latitude" else "degrees_east")
+    for name, standard in zip(find_latlon_auxiliaries(ds, axes) or (), ("latitude", "longitude"), strict=False):
+        ds[name].attrs.setdefault("standard_name", standard)
     for name in list(ds.variables):
         mapping_attrs = ds[name].attrs
         if "grid_mapping_name" in mapping_attrs and (ds[name].ndim > 0 or ds[name].dtype.kind in "SU"):
