@@ -93,8 +93,16 @@ def _existing_output(tmp: Path):
     return check_output(tmp / "out.nc", overwrite=False)
 
 
+def _grouped(tmp: Path, groups: tuple[str, ...]) -> Path:
+    path = tmp / "grouped.nc"
+    for index, group in enumerate(groups):
+        _small().to_netcdf(path, group=group, mode="a" if index else "w")
+    return path
+
+
 ERRORS = [
     ("missing-input", lambda tmp: open_input(tmp / "absent.nc"), InputError, "input not found"),
+    ("data-in-several-groups", lambda tmp: open_input(_grouped(tmp, ("A", "B"))), InputError, "several groups"),
     ("not-netcdf", _not_netcdf, InputError, "cannot read"),
     ("truncated-netcdf", _truncated, InputError, "cannot read"),
     ("empty-zarr-folder", _empty_dir, InputError, "cannot read"),
@@ -304,6 +312,7 @@ HANDLED = [
         lambda tmp: make_dataset("latlon", shape=(8, 8), lon_0_360=True),
         lambda ds, out: float(out["lon"].min()) > 180,
     ),
+    ("data-in-a-group", lambda tmp: open_input(_grouped(tmp, ("Grid",))), lambda ds, out: out["tas"].shape == (16, 16)),
     (
         "curvilinear-grid",
         lambda tmp: make_dataset("curvilinear", shape=(8, 8)),

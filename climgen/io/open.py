@@ -17,9 +17,37 @@ def open_input(path: str | Path) -> xr.Dataset:
     try:
         if path.is_dir() or path.suffix == ".zarr":
             return xr.open_dataset(path, engine="zarr", chunks=None)
-        return xr.open_dataset(path)
+        ds = xr.open_dataset(path)
+        group = None if ds.data_vars else _data_group(path)  # HDF5 products (IMERG half-hourly) keep data in groups
+        if group is None:
+            return ds
+        ds.close()
+        return xr.open_dataset(path, group=group)
+    except InputError:
+        raise
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise InputError(f"cannot read {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+
+
+def _data_group(path: Path) -> str | None:
+    """The one group of a NetCDF-4/HDF5 file whose root holds no variables that has variables
+    itself; an error naming the groups when several do."""
+    import netCDF4
+
+    with netCDF4.Dataset(path) as root:
+        holding = []
+        pending = list(root.groups.values())
+        while pending:
+            group = pending.pop(0)
+            if group.variables:
+                holding.append(group.path)
+            pending.extend(group.groups.values())
+    if len(holding) > 1:
+        raise InputError(
+            f"{path} keeps its variables in several groups ({', '.join(holding)}): open one with "
+            "xr.open_dataset(path, group=...) and refine it with ds.climgen.synthesize, or extract it to a file of its own"
+        )
+    return holding[0] if holding else None
 
 
 def parse_covariate(spec: str) -> tuple[str, Path, str | None]:
