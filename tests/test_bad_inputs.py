@@ -95,8 +95,8 @@ def _existing_output(tmp: Path):
 
 def _grouped(tmp: Path, groups: tuple[str, ...]) -> Path:
     path = tmp / "grouped.nc"
-    for index, group in enumerate(groups):
-        _small().to_netcdf(path, group=group, mode="a" if index else "w")
+    for index, group in enumerate(groups):  # the first group holds tas, the others other variables
+        _small().rename(tas=f"tas_{index}" if index else "tas").to_netcdf(path, group=group, mode="a" if index else "w")
     return path
 
 
@@ -312,7 +312,11 @@ HANDLED = [
         lambda tmp: make_dataset("latlon", shape=(8, 8), lon_0_360=True),
         lambda ds, out: float(out["lon"].min()) > 180,
     ),
-    ("data-in-a-group", lambda tmp: open_input(_grouped(tmp, ("Grid",))), lambda ds, out: out["tas"].shape == (16, 16)),
+    (
+        "data-in-a-group",
+        lambda tmp: open_input(_grouped(tmp, ("Grid", "Grid/Intermediate"))),
+        lambda ds, out: out["tas"].shape == (16, 16),  # /Grid, the shallowest group, holds tas
+    ),
     (
         "curvilinear-grid",
         lambda tmp: make_dataset("curvilinear", shape=(8, 8)),

@@ -30,8 +30,8 @@ def open_input(path: str | Path) -> xr.Dataset:
 
 
 def _data_group(path: Path) -> str | None:
-    """The one group of a NetCDF-4/HDF5 file whose root holds no variables that has variables
-    itself; an error naming the groups when several do."""
+    """The group of a NetCDF-4/HDF5 file whose root holds no variables that has variables itself
+    (the shallowest, when nested ones do too); an error naming them when several at that depth do."""
     import netCDF4
 
     with netCDF4.Dataset(path) as root:
@@ -42,6 +42,8 @@ def _data_group(path: Path) -> str | None:
             if group.variables:
                 holding.append(group.path)
             pending.extend(group.groups.values())
+    shallowest = min((path.count("/") for path in holding), default=0)
+    holding = [group for group in holding if group.count("/") == shallowest]  # IMERG V07: /Grid, not /Grid/Intermediate
     if len(holding) > 1:
         raise InputError(
             f"{path} keeps its variables in several groups ({', '.join(holding)}): open one with "
