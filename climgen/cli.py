@@ -343,7 +343,9 @@ def demo(
 def fetch(
     collection: Annotated[str | None, typer.Option(help="Catalog name or short name (see --list).")] = None,
     variables: Annotated[str | None, typer.Option(help="Comma-separated variables, e.g. T2M,U10M.")] = None,
-    bbox: Annotated[str | None, typer.Option(help="W,S,E,N in degrees (write --bbox=W,S,E,N when W < 0).")] = None,
+    bbox: Annotated[
+        str | None, typer.Option(help="W,S,E,N in degrees (write --bbox=W,S,E,N when W < 0; W > E crosses the antimeridian).")
+    ] = None,
     start: Annotated[str | None, typer.Option(help="First day, YYYY-MM-DD.")] = None,
     end: Annotated[str | None, typer.Option(help="Last day, YYYY-MM-DD (default: start).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Cube to write (.zarr); granules are cached beside it.")] = None,

@@ -208,7 +208,10 @@ def test_earthdata_fetch_without_credentials_fails_fast_in_one_line(tmp_path):
 
 def test_earthdata_request_validation():
     with pytest.raises(ConfigError, match="W,S,E,N"):
-        _request(bbox=(10.0, 0.0, 5.0, 1.0)).validate()
+        _request(bbox=(10.0, 0.0, 10.0, 1.0)).validate()
+    with pytest.raises(ConfigError, match="W,S,E,N"):
+        _request(bbox=(190.0, 0.0, 200.0, 1.0)).validate()
+    _request(bbox=(170.0, -10.0, -170.0, 10.0)).validate()  # across the antimeridian
     with pytest.raises(ConfigError, match="before start"):
         _request(end=dt.date(2019, 12, 31)).validate()
     with pytest.raises(ConfigError, match="unknown collection"):
@@ -218,3 +221,17 @@ def test_earthdata_request_validation():
     assert earthdata.find_collection("m2t1nxslv").version == "5.12.4"
     with pytest.raises(ConfigError, match="cannot be assembled"):
         earthdata.fetch(_request(collection=earthdata.find_collection("nasadem"), variables=("elevation",)), "dem.zarr")
+
+
+@pytest.mark.parametrize("first_lon", [-180.0, 0.0])
+def test_a_box_across_the_antimeridian_is_cut_contiguous(first_lon):
+    """A Pacific box (W > E) from a granule in either longitude convention: one contiguous
+    block, longitudes 0..360 ascending, each cell the granule's."""
+    lon = first_lon + 2.5 * np.arange(144)
+    lat = np.arange(-20.0, 21.0, 2.0)
+    values = np.add.outer(lat, lon % 360).astype(np.float32)
+    granule = xr.Dataset({"T2M": (("lat", "lon"), values, {"units": "K"})}, coords={"lat": lat, "lon": lon})
+    cut = earthdata.subset(granule, ("T2M",), (170.0, -10.0, -170.0, 10.0))
+    assert np.allclose(cut["lon"].values, np.arange(170.0, 190.1, 2.5))
+    assert (np.diff(cut["lat"].values) > 0).all() and cut["lat"].values[[0, -1]].tolist() == [-10.0, 10.0]
+    np.testing.assert_array_equal(cut["T2M"].values, np.add.outer(cut["lat"].values, cut["lon"].values))

@@ -170,8 +170,12 @@ class Request:
 
     def validate(self) -> Request:
         west, south, east, north = self.bbox
-        if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
-            raise ConfigError(f"bbox must be W,S,E,N with -180 <= W < E <= 180 and -90 <= S < N <= 90, got {self.bbox}")
+        # W > E: a box across the antimeridian (170,-10,-170,10 over the Pacific), as CMR takes it
+        if not (-180 <= west <= 180 and -180 <= east <= 180 and west != east and -90 <= south < north <= 90):
+            raise ConfigError(
+                f"bbox must be W,S,E,N with W and E in -180..180 (W > E crosses the antimeridian) and "
+                f"-90 <= S < N <= 90, got {self.bbox}"
+            )
         if self.end < self.start:
             raise ConfigError(f"end {self.end} is before start {self.start}")
         if not self.variables:
@@ -308,7 +312,8 @@ def _download(files: list[GranuleFile], granules: list, folder: Path, log: Calla
 
 
 def subset(ds: xr.Dataset, variables: tuple[str, ...], bbox: tuple[float, float, float, float]) -> xr.Dataset:
-    """The variables over the bounding box, on ascending lat and -180..180 lon."""
+    """The variables over the bounding box, on ascending lat and -180..180 lon (0..360 for a box
+    across the antimeridian, W > E, which keeps it contiguous)."""
     from climgen.grid import find_spatial_axes
 
     missing = [name for name in variables if name not in ds.data_vars]
@@ -318,11 +323,14 @@ def subset(ds: xr.Dataset, variables: tuple[str, ...], bbox: tuple[float, float,
     axes = find_spatial_axes(ds)
     if axes.kind != "latlon":
         raise InputError(f"subsetting by bbox needs a lat/lon grid; this collection is on {axes.kind} ({axes.y}, {axes.x})")
+    west, south, east, north = bbox
     lon = ds[axes.x]
-    if float(lon.max()) > 180:
+    if west > east:
+        ds = ds.assign_coords({axes.x: (lon % 360).assign_attrs(lon.attrs)})
+        west, east = west % 360, east % 360
+    elif float(lon.max()) > 180:
         ds = ds.assign_coords({axes.x: ((lon + 180) % 360 - 180).assign_attrs(lon.attrs)})
     ds = ds.sortby([axes.y, axes.x])
-    west, south, east, north = bbox
     return ds.sel({axes.y: slice(south, north), axes.x: slice(west, east)})
 
 
