@@ -147,9 +147,7 @@ def _stream(ds, output: Path, config, covariates: dict, options, overwrite: bool
         typer.echo(f"{output} is already complete (job {job.job_id[:16]}); nothing to do")
         return
     with xr.open_dataset(output, engine="zarr" if output.suffix == ".zarr" else None) as result:
-        ny, nx = job.plan.prepared.layout.shape
-        coarse_shape = (ny, nx - 2 * job.plan.wrap_cells)  # without a global grid's wrapped columns
-        typer.echo(f"wrote {output}: " + _summary(result, time.perf_counter() - started, coarse_shape))
+        typer.echo(f"wrote {output}: " + _summary(result, time.perf_counter() - started, job.plan.input_shape))
 
 
 @app.command()

@@ -445,6 +445,12 @@ class Plan:
             "seconds": round(seconds, 3),
         }
 
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """The input's coarse (rows, columns): the layout's without a global grid's wrapped columns."""
+        rows, columns = self.prepared.layout.shape
+        return rows, columns - 2 * self.wrap_cells
+
     def crop(self, result: xr.Dataset) -> xr.Dataset:
         """``result`` on the fine grid of the padded input, without the wrapped columns."""
         if not self.wrap_cells:

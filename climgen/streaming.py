@@ -110,10 +110,8 @@ class Job:
 
     def output_bytes(self) -> int:
         factor = self.plan.config.factor
-        ny, nx = self.plan.prepared.layout.shape
-        return sum(count * self.plan.config.members for count in self.field_counts.values()) * (
-            ny * (nx - 2 * self.plan.wrap_cells) * factor * factor * 4
-        )
+        ny, nx = self.plan.input_shape
+        return sum(count * self.plan.config.members for count in self.field_counts.values()) * (ny * nx * factor * factor * 4)
 
     def describe(self) -> str:
         """The plan as text (``climgen run --dry-run``)."""
@@ -122,8 +120,7 @@ class Job:
         compute = plan_.provenance(plan_.model_fields(self.field_counts), 0.0)["compute"]
         histogram = ", ".join(f"depth {k}: {int((plan_.depth == k).sum())}" for k in range(full + 1))
         done = len(self.done() & {task.key for task in self.tasks})
-        ny, nx = layout.shape
-        nx -= 2 * plan_.wrap_cells
+        ny, nx = plan_.input_shape
         halo = f"halo {layout.halo}"
         if layout.later_halo not in (None, layout.halo):
             halo += f" ({layout.later_halo} for later stages' windows)"
