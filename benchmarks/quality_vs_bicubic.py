@@ -150,6 +150,9 @@ def stage_rows(truth_ds: xr.Dataset, variable: str, factor: int, model: str = "d
     coarse = coarse.reshape(-1, *coarse.shape[-2:])
     bicubic = bicubic_upsample(torch.tensor(coarse[:, None]), factor).numpy()[:, 0]
     job = plan(coarse_ds, make_config(factor=factor, variables=[variable], model=model))
+    source = job.source[variable].transpose(..., axes.y, axes.x).values.astype(np.float64)  # a global grid: wrapped
+    source = source.reshape(-1, *source.shape[-2:])
+    cut = job.wrap_cells * factor
     refiner = job.refiner("cpu").with_gain(job.residual_gain(variable))
     full = factor.bit_length() - 1
     keys = job.seed_keys(variable, range(len(coarse)), 0)
@@ -158,7 +161,8 @@ def stage_rows(truth_ds: xr.Dataset, variable: str, factor: int, model: str = "d
     network_runs = job.residual_gain(variable) > 0  # at gain 0 the network is skipped
     rows = []
     for name, depth in maps.items():
-        fine = refine_domain(refiner, coarse, depth, job.prepared.covariates, keys, bounds=job.prepared.limits[variable])
+        fine = refine_domain(refiner, source, depth, job.prepared.covariates, keys, bounds=job.prepared.limits[variable])
+        fine = fine[..., cut : fine.shape[-1] - cut]
         share = compute_report(job.checkpoint.module, job.prepared.layout, depth, full, 1)["fraction_of_uniform"]
         rows.append(
             {
