@@ -538,9 +538,9 @@ def check(file: Annotated[Path, typer.Argument(help="NetCDF file to check agains
 def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning) -> None:
     """climgen's own warnings as one line each; other libraries' as usual."""
     from climgen.io.units import UnitsWarning
-    from climgen.pipeline import OrderWarning, PhysicalBoundsWarning
+    from climgen.pipeline import LongitudeWarning, OrderWarning, PhysicalBoundsWarning
 
-    if issubclass(category, (UnitsWarning, PhysicalBoundsWarning, OrderWarning)):
+    if issubclass(category, (UnitsWarning, PhysicalBoundsWarning, OrderWarning, LongitudeWarning)):
         typer.echo(f"climgen: warning: {message}", err=True)
     else:
         _default(message, category, filename, lineno, file, line)

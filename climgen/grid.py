@@ -245,6 +245,45 @@ def coarsen_dataset(ds: xr.Dataset, factor: int, conservation: str = "cells") ->
     return blocks
 
 
+def _longitude_gap_allowed(longitudes: np.ndarray) -> float:
+    """The largest step between neighbouring longitudes of one contiguous domain (degrees)."""
+    return max(90.0, 5.0 * float(np.median(np.abs(np.diff(longitudes)))))
+
+
+def _one_band(longitudes: np.ndarray) -> bool:
+    """Whether longitudes, sorted, are distinct and without a gap wider than one domain has."""
+    steps = np.diff(np.sort(longitudes))
+    return bool(steps.min() > 0 and steps.max() <= _longitude_gap_allowed(np.sort(longitudes)))
+
+
+def contiguous_longitude(ds: xr.Dataset, axes: SpatialAxes) -> tuple[xr.Dataset, str | None]:
+    """A lat/lon domain stored across the longitude seam (354, 356, 358, 0, 2 in 0..360, or
+    its columns out of order, as ``where(..., drop=True)`` leaves them), on the other
+    convention and sorted, so that neighbouring columns are neighbours on the globe; and the
+    convention it was put on (``None``, and ``ds`` itself, when it needed nothing). Bounds
+    move with their cells; a domain of several separate pieces is left for the caller."""
+    if axes.kind != "latlon" or ds.sizes[axes.x] < 3:
+        return ds, None
+    x = axes.x
+    longitudes = np.asarray(ds[x].values, dtype=np.float64)
+    if not np.isfinite(longitudes).all() or np.abs(np.diff(longitudes)).max() <= _longitude_gap_allowed(longitudes):
+        return ds, None
+    conventions = {"-180..180": (longitudes + 180.0) % 360.0 - 180.0, "0..360": longitudes % 360.0}
+    contiguous = [name for name, values in conventions.items() if _one_band(values)]
+    if not contiguous:
+        return ds, None
+    convention = contiguous[0]
+    converted = conventions[convention]
+    order = np.argsort(converted, kind="stable")
+    shift = converted - longitudes  # whole turns, per column: bounds move with their cell
+    result = ds.assign_coords({x: ds[x].copy(data=converted.astype(ds[x].dtype))})
+    bounds = ds[x].attrs.get("bounds")
+    if bounds in ds.variables and ds[bounds].dims[:1] == (x,):
+        values = np.asarray(ds[bounds].values, dtype=np.float64) + shift[:, None]
+        result[bounds] = ds[bounds].copy(data=values.astype(ds[bounds].dtype))
+    return result.isel({x: order}), convention
+
+
 def is_global_longitude(ds: xr.Dataset | xr.DataArray, axes: SpatialAxes) -> bool:
     """Whether a lat/lon grid's longitudes go once round the globe at a constant spacing,
     so that its first and last columns are neighbours."""

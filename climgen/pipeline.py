@@ -27,6 +27,7 @@ from climgen.grid import (
     cell_weights,
     check_conservation,
     check_factor,
+    contiguous_longitude,
     find_spatial_axes,
     is_global_longitude,
     make_axis,
@@ -121,6 +122,11 @@ def parse_limits(name: str, limits) -> Bounds:
 
 class PhysicalBoundsWarning(UserWarning):
     """Coarse input values lie outside the physical bounds of their variable."""
+
+
+class LongitudeWarning(UserWarning):
+    """An input's longitudes were put on the other convention (-180..180 or 0..360) to make
+    its domain contiguous."""
 
 
 class OrderWarning(UserWarning):
@@ -287,9 +293,24 @@ def _check_longitude_seam(ds: xr.Dataset, axes: SpatialAxes) -> None:
     typical = np.median(np.abs(steps))
     if np.abs(steps).max() > max(90.0, 5 * typical):
         raise GridError(
-            f"longitude {axes.x!r} jumps by {np.abs(steps).max():.0f} degrees: the domain wraps across the 0/360 seam; "
-            "convert longitudes to -180..180 and sort them first (ds.assign_coords(lon=(ds.lon + 180) % 360 - 180).sortby('lon'))"
+            f"longitude {axes.x!r} jumps by {np.abs(steps).max():.0f} degrees and is not one contiguous band in "
+            "-180..180 or in 0..360: the domain is in separate pieces; refine each piece on its own"
         )
+
+
+def contiguous_input(ds: xr.Dataset) -> tuple[xr.Dataset, str | None]:
+    """``ds`` on contiguous longitudes (:func:`climgen.grid.contiguous_longitude`), with a
+    warning when its longitudes had to change convention: the output follows the new one."""
+    axes = find_spatial_axes(ds)
+    converted, convention = contiguous_longitude(ds, axes)
+    if convention:
+        warnings.warn(
+            f"longitude {axes.x!r} crosses the longitude seam: refined on {convention} longitudes "
+            f"({float(converted[axes.x].min()):g} to {float(converted[axes.x].max()):g}), sorted; the output is on them too",
+            LongitudeWarning,
+            stacklevel=3,
+        )
+    return converted, convention
 
 
 def wrap_global(ds: xr.Dataset, config: SynthesisConfig) -> tuple[xr.Dataset, int]:
@@ -357,6 +378,7 @@ def complexity(
     """Complexity score of each tile, on the coarse grid (for plotting and depth decisions)."""
     original = _as_dataset(data)
     config = SynthesisConfig(factor=factor, variables=variables, tile_size=tile_size).validate()
+    original, _ = contiguous_input(original)
     ds, wrap_cells = wrap_global(original, config)
     prepared = _prepare(ds, config, covariates)
     scores = _scores(ds, prepared, config.factor)
@@ -384,6 +406,7 @@ class Plan:
     depth_policy: dict = field(default_factory=dict)  # how the depth was chosen, for the provenance
     source: xr.Dataset | None = None  # the input as refined: with wrapped columns on a global grid
     wrap_cells: int = 0  # columns of a global grid copied beyond each edge (cropped from the output)
+    longitude_convention: str | None = None  # set when the input's longitudes were made contiguous
 
     @property
     def full_depth(self) -> int:
@@ -442,6 +465,7 @@ class Plan:
             },
             "ordered_variables": [list(chain) for chain in self.prepared.order],
             **({"longitude_wrap_cells": self.wrap_cells} if self.wrap_cells else {}),
+            **({"longitudes_converted_to": self.longitude_convention} if self.longitude_convention else {}),
             "seconds": round(seconds, 3),
         }
 
@@ -474,6 +498,7 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
     """
     from climgen.models.checkpoint import load_checkpoint
 
+    ds, convention = contiguous_input(ds)
     ds, wrap_cells = wrap_global(ds, config)
     prepared = _prepare(ds, config, covariates)
     checkpoint = load_checkpoint(config.model)
@@ -489,7 +514,7 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
     scores = (scorer or _scores)(ds, prepared, config.factor)
     full_depth = config.factor.bit_length() - 1
     result = Plan(config, prepared, checkpoint, scores, np.zeros(1), None, _fine_axes(ds, prepared.axes, config.factor))
-    result.source, result.wrap_cells = ds, wrap_cells
+    result.source, result.wrap_cells, result.longitude_convention = ds, wrap_cells, convention
     result.residual_gains = residual_gains(ds, result)
     if config.quality is not None:
         from climgen.calibration import calibrate

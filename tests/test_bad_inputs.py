@@ -6,6 +6,7 @@ the error class and message; cases that are handled assert the correct output.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from climgen import pipeline
 from climgen.errors import ConfigError, GridError, InputError, ModelError, OutputExistsError
 from climgen.io.open import open_covariate, open_input, parse_covariate
 from climgen.io.write import check_output
+from climgen.pipeline import LongitudeWarning
 from climgen.testing import assert_coarse_consistent, make_dataset
 
 # --- errors: (id, how to provoke it, error class, message) ----------------------------------
@@ -126,7 +128,12 @@ ERRORS = [
     ),
     ("duplicate-lon", lambda tmp: pipeline.synthesize(_with_lon([0, 1, 2, 2, 4, 5, 6, 7])), GridError, "not strictly monotonic"),
     ("nan-in-coordinate", lambda tmp: pipeline.synthesize(_with_lon([0, 1, 2, np.nan, 4, 5, 6, 7])), GridError, "missing values"),
-    ("lon-wraps-0-360", lambda tmp: pipeline.synthesize(_with_lon([354, 356, 358, 0, 2, 4, 6, 8])), GridError, "0/360 seam"),
+    (
+        "lon-separate-pieces",
+        lambda tmp: pipeline.synthesize(_with_lon([0, 2, 4, 6, 200, 202, 204, 206])),
+        GridError,
+        "separate pieces",
+    ),
     ("single-cell-no-bounds", lambda tmp: _single_cell_no_bounds(), GridError, "single value and no bounds"),
     ("negative-seed", lambda tmp: pipeline.synthesize(_small(), seed=-1), ConfigError, "seed"),
     ("zero-members", lambda tmp: pipeline.synthesize(_small(), members=0), ConfigError, "members"),
@@ -327,6 +334,11 @@ HANDLED = [
         _global_ring,
         lambda ds, out: out.sizes["lon"] == 32 and json.loads(out.attrs["climgen_provenance"])["longitude_wrap_cells"] == 4,
     ),
+    (
+        "lon-wraps-0-360",
+        lambda tmp: _with_lon([354, 356, 358, 0, 2, 4, 6, 8]),
+        lambda ds, out: np.allclose(out["lon"][[0, -1]], [-6.5, 8.5]) and (np.diff(out["lon"]) > 0).all(),
+    ),
     ("tiny-magnitudes", _scaled(1e-13), lambda ds, out: _same_detail_as_ordinary(ds, out, 1e-13)),
     ("huge-magnitudes", _scaled(1e21), lambda ds, out: _same_detail_as_ordinary(ds, out, 1e21)),
     ("lon-lat-order", lambda tmp: _small().transpose("lon", "lat"), lambda ds, out: out["tas"].dims == ("lon", "lat")),
@@ -348,8 +360,12 @@ HANDLED = [
 @pytest.mark.parametrize("case, build, check", HANDLED, ids=[case[0] for case in HANDLED])
 def test_handled_cases(case, build, check, tmp_path):
     ds = build(tmp_path)
-    out = pipeline.synthesize(ds, factor=2, variables=["tas"])
+    seam = case == "lon-wraps-0-360"
+    with pytest.warns(LongitudeWarning, match="-180..180") if seam else contextlib.nullcontext():
+        out = pipeline.synthesize(ds, factor=2, variables=["tas"])
     assert check(ds, out), case
+    if seam:  # the output is on -180..180 longitudes, sorted
+        ds = ds.assign_coords(lon=(ds["lon"] + 180) % 360 - 180).sortby("lon")
     assert_coarse_consistent(
         out["tas"].astype(np.float64), ds["tas"].astype(np.float64).where(np.isfinite(ds["tas"])), 2, rtol=1e-5
     )

@@ -120,3 +120,79 @@ def test_covariate_in_the_other_convention_covers_the_wrapped_columns():
     # the covariate changes the detail on both sides of the seam alike (it was not masked there)
     changed = np.abs(result.tas.values - without.tas.values)
     assert changed[:, :4].mean() > 0.2 * changed.mean() and changed[:, -4:].mean() > 0.2 * changed.mean()
+
+
+# --- regional domains stored across the longitude seam ----------------------------------------
+
+
+def _regional(longitudes, seed: int = 4) -> xr.Dataset:
+    """A 2-degree regional temperature field on the given longitudes, with their bounds."""
+    longitudes = np.asarray(longitudes, dtype=np.float64)
+    lat = np.arange(30.0, 30.0 + 2 * 12, 2.0)
+    field = 280 + 3 * rough_field((lat.size, longitudes.size), seed, 2.0)
+    ds = xr.Dataset(
+        {"tas": (("lat", "lon"), field.astype(np.float32), {"standard_name": "air_temperature", "units": "K"})},
+        coords={
+            "lat": ("lat", lat, {"standard_name": "latitude", "units": "degrees_north"}),
+            "lon": ("lon", longitudes, {"standard_name": "longitude", "units": "degrees_east", "bounds": "lon_bnds"}),
+        },
+    )
+    ds["lon_bnds"] = (("lon", "bnds"), np.stack([longitudes - 1, longitudes + 1], axis=1))
+    return ds
+
+
+def _same_columns_elsewhere(ds: xr.Dataset, longitudes) -> xr.Dataset:
+    """``ds``'s columns on other longitude values: column i goes to longitudes[i]."""
+    longitudes = np.asarray(longitudes, dtype=np.float64)
+    moved = ds.assign_coords(lon=ds["lon"].copy(data=longitudes))
+    moved["lon_bnds"] = (("lon", "bnds"), np.stack([longitudes - 1, longitudes + 1], axis=1))
+    return moved
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["0..360 across Greenwich", "0..360 as where(drop=True) leaves it"],
+)
+def test_domain_across_greenwich_is_refined_as_its_sorted_copy_on_minus_180_180(layout):
+    reference = _regional(np.arange(-14.0, 18.0, 2.0))  # -14..16, contiguous
+    if layout.startswith("0..360 across"):
+        stored = _same_columns_elsewhere(reference, reference.lon.values % 360)  # 346 .. 358, 0 .. 16
+    else:
+        order = np.argsort(reference.lon.values % 360)  # 0 .. 16, 346 .. 358
+        stored = _same_columns_elsewhere(reference.isel(lon=order), reference.lon.values[order] % 360)
+    expected = reference.climgen.synthesize(factor=4, seed=3)
+    with pytest.warns(pipeline.LongitudeWarning, match=r"-180\.\.180 longitudes \(-14 to 16\)"):
+        result = stored.climgen.synthesize(factor=4, seed=3)
+    assert np.array_equal(result.lon.values, expected.lon.values)
+    assert np.array_equal(result.lon_bnds.values, expected.lon_bnds.values)
+    assert np.array_equal(result.tas.values, expected.tas.values)
+    assert json.loads(result.attrs["climgen_provenance"])["longitudes_converted_to"] == "-180..180"
+    with pytest.warns(pipeline.LongitudeWarning):
+        scores = stored.climgen.complexity(factor=4)
+    assert np.array_equal(scores.lon.values, reference.lon.values)
+
+
+def test_domain_across_the_antimeridian_goes_on_0_360(tmp_path):
+    reference = _regional(np.arange(166.0, 198.0, 2.0))  # 166..196, contiguous in 0..360
+    stored = _same_columns_elsewhere(reference, (reference.lon.values + 180) % 360 - 180)  # 166 .. 178, -180 .. -164
+    expected = reference.climgen.synthesize(factor=2, seed=1)
+    stored.to_netcdf(tmp_path / "pacific.nc")
+    with xr.open_dataset(tmp_path / "pacific.nc") as opened, pytest.warns(pipeline.LongitudeWarning, match="0..360"):
+        streaming.run(
+            opened, tmp_path / "out.nc", pipeline.make_config(factor=2, seed=1), options=streaming.StreamOptions(progress=False)
+        )
+    with xr.open_dataset(tmp_path / "out.nc") as streamed:
+        assert np.array_equal(streamed.lon.values, expected.lon.values)
+        assert np.array_equal(streamed.tas.values, expected.tas.values)
+
+
+def test_global_grid_stored_from_180_is_sorted_and_wrapped():
+    ds = _global()
+    stored = ds.roll(lon=24, roll_coords=True)  # 180 .. 352.5, 0 .. 172.5
+    with pytest.warns(pipeline.LongitudeWarning):
+        result = stored.climgen.synthesize(factor=2)
+    provenance = json.loads(result.attrs["climgen_provenance"])
+    assert provenance["longitudes_converted_to"] == "-180..180" and provenance["longitude_wrap_cells"] == 4
+    assert (np.diff(result.lon.values) > 0).all() and result.sizes["lon"] == 96
+    seam, neighbours = _seam_and_neighbours(result.tas.values)
+    assert seam < 1.5 * neighbours, (seam, neighbours)
