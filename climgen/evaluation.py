@@ -10,7 +10,7 @@ import xarray as xr
 from climgen import metrics
 from climgen.conservation import block_means, count_outside
 from climgen.errors import InputError
-from climgen.grid import area_weights, cell_bounds, check_factor, find_spatial_axes
+from climgen.grid import area_weights, cell_bounds, check_factor, contiguous_longitude, find_spatial_axes
 from climgen.io.cf import physical_bounds, refined_variables
 
 
@@ -75,7 +75,9 @@ def evaluate(
     truth: xr.Dataset, prediction: xr.Dataset, variables: list[str] | None = None, factor: int | None = None
 ) -> list[dict]:
     """One row of scores per (variable, method): the prediction and, with ``factor``, bicubic
-    (on the truth's cells the prediction covers, see :func:`crop_to_prediction`)."""
+    (on the truth's cells the prediction covers, see :func:`crop_to_prediction`). A truth
+    stored across the longitude seam is compared on the longitudes climgen refined it on."""
+    truth, _ = contiguous_longitude(truth, find_spatial_axes(truth))
     truth = crop_to_prediction(truth, prediction)
     check_same_grid(truth, prediction)
     axes = find_spatial_axes(truth)

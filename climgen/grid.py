@@ -200,11 +200,14 @@ def coarsen_dataset(ds: xr.Dataset, factor: int, conservation: str = "cells") ->
     Used to build coarse/fine pairs from a real fine field for evaluation: coarsen the truth,
     refine it, compare. Trailing rows/columns that do not fill a block are dropped. 2-D
     auxiliary coordinates are block-averaged. ``conservation="area"`` weights the data's block
-    means by cell area (:func:`cell_weights`), as conservative regridding does.
+    means by cell area (:func:`cell_weights`), as conservative regridding does. A domain
+    stored across the longitude seam is coarsened on the longitudes that make it one band
+    (:func:`contiguous_longitude`), as climgen refines it.
     """
     factor = check_factor(factor)
     check_conservation(conservation)
     axes = find_spatial_axes(ds)
+    ds, _ = contiguous_longitude(ds, axes)
     ny = ds.sizes[axes.y] // factor * factor
     nx = ds.sizes[axes.x] // factor * factor
     if ny == 0 or nx == 0:

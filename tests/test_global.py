@@ -196,3 +196,17 @@ def test_global_grid_stored_from_180_is_sorted_and_wrapped():
     assert (np.diff(result.lon.values) > 0).all() and result.sizes["lon"] == 96
     seam, neighbours = _seam_and_neighbours(result.tas.values)
     assert seam < 1.5 * neighbours, (seam, neighbours)
+
+
+def test_truth_across_greenwich_is_coarsened_and_scored_as_its_sorted_copy():
+    from climgen.evaluation import evaluate
+    from climgen.grid import coarsen_dataset
+
+    reference = _regional(np.arange(-30.0, 34.0, 2.0))  # -30..32, one band
+    stored = _same_columns_elsewhere(reference, reference.lon.values % 360)  # 330 .. 358, 0 .. 32
+    coarse = coarsen_dataset(stored, 4)
+    xr.testing.assert_allclose(coarse, coarsen_dataset(reference, 4), rtol=1e-6)  # float32 sums in another order
+    assert pipeline.contiguous_input(coarse)[1] is None  # one band already: refined as it is
+    prediction = coarse.climgen.synthesize(factor=4)
+    scores, expected = evaluate(stored, prediction, factor=4), evaluate(reference, prediction, factor=4)
+    assert [row["rmse"] for row in scores] == [row["rmse"] for row in expected]
