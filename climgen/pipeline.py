@@ -572,7 +572,8 @@ def residual_gains(ds: xr.Dataset, job: Plan) -> dict:
     """Each variable's share of the model's learned detail: the given ``residual_gain``, or
     with ``"auto"`` the result of :func:`climgen.skill.self_test` on up to
     :data:`climgen.skill.TEST_FIELDS` of its fields, evenly spread (only those are read).
-    Models trained to sample detail (an adversarial stage: ``amsgm-ensemble``) keep it whole."""
+    Models trained to sample detail (:attr:`~climgen.models.checkpoint.Checkpoint.draws_samples`:
+    ``amsgm-ensemble``) keep it whole."""
     from climgen.skill import TEST_FIELDS, ResidualGain, self_test
 
     config, prepared = job.config, job.prepared
@@ -584,7 +585,7 @@ def residual_gains(ds: xr.Dataset, job: Plan) -> dict:
         return {name: ResidualGain(gain=float(config.residual_gain), note="given") for name in prepared.variables}
     if job.checkpoint.architecture != "amsgm":
         return {}
-    if "adversarial" in job.checkpoint.metadata.get("stages", []):
+    if job.checkpoint.draws_samples:
         # a sample's detail is meant to differ from the truth's by the field's own variability:
         # a least-squares test would damp it towards the mean and take the ensemble's spread away
         note = "not tested: the model draws detail as samples (adversarial training), which an RMSE test would damp"

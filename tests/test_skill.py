@@ -139,3 +139,26 @@ def test_gains_reach_memory_streaming_cli_and_recipes_with_the_same_bits(hsurf_c
         pipeline.make_config(residual_gain="half")
     with pytest.raises(ConfigError, match="applies to the multi-scale generator"):
         pipeline.synthesize(coarse, model="srgan-x4", residual_gain=0.5)
+
+
+@pytest.mark.parametrize(
+    ("stages", "adversarial", "samples"),
+    [
+        (["pretrain"], {}, False),
+        (["adversarial"], {"adversarial_weight": 0.01, "feature_matching_weight": 0.1, "ensemble_weight": 0.0}, True),
+        (["adversarial"], {"adversarial_weight": 0.0, "feature_matching_weight": 0.0, "ensemble_weight": 8.0}, True),
+        (["adversarial"], {"adversarial_weight": 0.0, "feature_matching_weight": 0.0, "ensemble_weight": 0.0}, False),
+    ],
+    ids=["content-losses", "adversarial", "ensemble-loss", "spectral-loss-only"],
+)
+def test_only_models_trained_to_sample_skip_the_self_test(stages, adversarial, samples, hsurf_coarse, tmp_path):
+    from climgen.models.checkpoint import save_checkpoint
+
+    default = load_checkpoint("default")
+    metadata = {"stages": stages, "recipe": {"adversarial": adversarial | {"spectral_weight": 0.02}}}
+    path = save_checkpoint(default.module, tmp_path / "model", "amsgm", metadata)
+    assert load_checkpoint(path).draws_samples is samples
+    result = pipeline.synthesize(hsurf_coarse, factor=2, tile_size=8, model=str(path))
+    gain = json.loads(result.attrs["climgen_provenance"])["residual_gains"]["HSURF"]
+    assert str(gain["note"]).startswith("not tested") is samples
+    assert (gain["cells"] > 0) is not samples  # the self-test ran on the coarse cells, or not at all

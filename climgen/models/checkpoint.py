@@ -32,6 +32,18 @@ class Checkpoint:
     metadata: dict = field(default_factory=dict)
     path: str = ""
 
+    @property
+    def draws_samples(self) -> bool:
+        """Whether its last training ran the adaptive stage with a loss that rewards sampled
+        detail (adversarial, feature matching or ensemble weight above 0): each output is then
+        one plausible field, not a best guess. The adaptive stage with a spectral loss alone
+        still trains a best guess."""
+        if "adversarial" not in self.metadata.get("stages", []):
+            return False
+        settings = self.metadata.get("recipe", {}).get("adversarial", {})
+        weights = ("adversarial_weight", "feature_matching_weight", "ensemble_weight")
+        return any(settings.get(name, 1.0) > 0 for name in weights)
+
 
 def default_checkpoint_path() -> Path:
     """Path of the shipped default model's weights."""
