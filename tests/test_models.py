@@ -183,3 +183,11 @@ def test_no_pickle_loading_anywhere_in_the_package():
         text = source.read_text()
         assert "torch.load(" not in text or "weights_only=True" in text, source
         assert "import pickle" not in text, source
+
+
+def test_a_checkpoint_stem_with_dots_is_saved_and_loaded_by_that_name(tmp_path):
+    first = save_checkpoint(AdaptiveMultiScaleGenerator(SMALL), tmp_path / "amsgm-lr-0.02", "amsgm")
+    second = save_checkpoint(AdaptiveMultiScaleGenerator(SMALL), tmp_path / "amsgm-lr-0.0", "amsgm")
+    assert (first.name, second.name) == ("amsgm-lr-0.02.safetensors", "amsgm-lr-0.0.safetensors")  # not both amsgm-lr-0
+    assert load_checkpoint(tmp_path / "amsgm-lr-0.02").sha256 == file_sha256(first)
+    assert (tmp_path / "amsgm-lr-0.0.json").is_file()

@@ -74,15 +74,21 @@ def resolve_checkpoint_path(model: str | Path) -> Path:
             f"refusing to load {path.name}: pickle-based checkpoints can run code; "
             "climgen loads only safetensors + JSON checkpoints"
         )
-    if path.suffix == ".json":
-        path = path.with_suffix(".safetensors")
-    elif path.suffix != ".safetensors":
-        path = path.with_name(path.name + ".safetensors")
+    path = weights_path(path)
     if not path.is_file():
         raise ModelError(f"model checkpoint not found: {path}")
     if not path.with_suffix(".json").is_file():
         raise ModelError(f"model config not found beside the weights: {path.with_suffix('.json')}")
     return path
+
+
+def weights_path(path: str | Path) -> Path:
+    """The weights file of a checkpoint given as its weights, its JSON or its stem; a stem keeps
+    its dots (``amsgm-v1.2`` -> ``amsgm-v1.2.safetensors``)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        return path.with_suffix(".safetensors")
+    return path if path.suffix == ".safetensors" else path.with_name(path.name + ".safetensors")
 
 
 def file_sha256(path: Path) -> str:
@@ -98,7 +104,7 @@ def save_checkpoint(module, path: str | Path, architecture: str, metadata: dict 
     """Write ``module``'s weights to ``path`` (.safetensors) and its config to the JSON beside it."""
     from safetensors.torch import save_file
 
-    path = Path(path).with_suffix(".safetensors")
+    path = weights_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in module.state_dict().items()}
     save_file(state, str(path))
