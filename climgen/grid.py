@@ -29,6 +29,11 @@ AXIS_NAME_GUESSES = {
     "rotated": (("rlat",), ("rlon",)),
     "projected": (("y", "yc"), ("x", "xc")),
 }
+# the units CF says identify latitude and longitude coordinates (CF 1.11, sections 4.1 and 4.2)
+LATLON_UNITS = (
+    {"degrees_north", "degree_north", "degree_N", "degrees_N", "degreeN", "degreesN"},
+    {"degrees_east", "degree_east", "degree_E", "degrees_E", "degreeE", "degreesE"},
+)
 SUPPORTED_FACTORS = (2, 4, 8, 16)
 # how a block's mean is taken for coarse consistency: every cell alike, or weighted by cell area
 CONSERVATION = ("cells", "area")
@@ -63,13 +68,20 @@ def refinement_stages(factor: int) -> int:
 
 
 def find_spatial_axes(obj: xr.Dataset | xr.DataArray) -> SpatialAxes:
-    """Find the y/x dimension coordinates by standard_name, then ``axis``, then by name."""
+    """Find the y/x dimension coordinates by standard_name, then by units in degrees north and
+    east (:data:`LATLON_UNITS`), then ``axis``, then by name."""
     coords = {name: obj.coords[name] for name in obj.dims if name in obj.coords}
     for kind, (y_name, x_name) in AXIS_STANDARD_NAMES.items():
         ys = [n for n, c in coords.items() if c.attrs.get("standard_name") == y_name]
         xs = [n for n, c in coords.items() if c.attrs.get("standard_name") == x_name]
         if ys and xs:
             return SpatialAxes(ys[0], xs[0], kind)
+    # units in degrees north and east make latitude and longitude whatever the names (y/x with
+    # degrees_north/east); rlat/rlon keep their rotated-pole reading
+    rotated = AXIS_NAME_GUESSES["rotated"][0] + AXIS_NAME_GUESSES["rotated"][1]
+    ys, xs = ([n for n, c in coords.items() if c.attrs.get("units") in units and n not in rotated] for units in LATLON_UNITS)
+    if ys and xs:
+        return SpatialAxes(ys[0], xs[0], "latlon")
     ys = [n for n, c in coords.items() if str(c.attrs.get("axis", "")).upper() == "Y"]
     xs = [n for n, c in coords.items() if str(c.attrs.get("axis", "")).upper() == "X"]
     if ys and xs:

@@ -289,6 +289,14 @@ def _unknown_standard_name(tmp: Path) -> xr.Dataset:
     return ds
 
 
+def _xy_in_degrees() -> xr.Dataset:
+    """Latitude and longitude named y and x, known only by their units."""
+    ds = _small().rename(lat="y", lon="x")
+    return ds.assign_coords(
+        y=ds["y"].drop_attrs().assign_attrs(units="degrees_north"), x=ds["x"].drop_attrs().assign_attrs(units="degrees_east")
+    )
+
+
 HANDLED = [
     ("fill-value-cells", _fill_value_file, lambda ds, out: np.isnan(out["tas"]).sum() == 4 * 4),
     ("missing-value-attribute", _missing_value_file, lambda ds, out: np.isnan(out["tas"]).sum() == 3 * 4),
@@ -338,6 +346,11 @@ HANDLED = [
         "lon-wraps-0-360",
         lambda tmp: _with_lon([354, 356, 358, 0, 2, 4, 6, 8]),
         lambda ds, out: np.allclose(out["lon"][[0, -1]], [-6.5, 8.5]) and (np.diff(out["lon"]) > 0).all(),
+    ),
+    (
+        "xy-in-degrees",
+        lambda tmp: _xy_in_degrees(),
+        lambda ds, out: out["y"].attrs["standard_name"] == "latitude" and out["x"].attrs["standard_name"] == "longitude",
     ),
     ("tiny-magnitudes", _scaled(1e-13), lambda ds, out: _same_detail_as_ordinary(ds, out, 1e-13)),
     ("huge-magnitudes", _scaled(1e21), lambda ds, out: _same_detail_as_ordinary(ds, out, 1e21)),

@@ -2,11 +2,13 @@
 
 import numpy as np
 import pytest
+import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from climgen.errors import ConfigError, GridError
 from climgen.grid import (
+    SpatialAxes,
     cell_bounds,
     check_factor,
     coarse_bounds,
@@ -71,6 +73,21 @@ def test_non_monotonic_coordinate_is_a_grid_error():
 def test_spatial_axes_are_found_for_each_grid_kind(kind, names):
     axes = find_spatial_axes(make_dataset(kind))
     assert (axes.y, axes.x, axes.kind) == (*names, kind)
+
+
+@pytest.mark.parametrize(
+    ("names", "units", "kind"),
+    [
+        (("y", "x"), ("degrees_north", "degrees_east"), "latlon"),  # CF: these units make latitude and longitude
+        (("row", "col"), ("degree_N", "degreeE"), "latlon"),
+        (("y", "x"), ("m", "m"), "projected"),
+        (("rlat", "rlon"), ("degrees_north", "degrees_east"), "rotated"),  # a rotated pole's names win over loose units
+    ],
+)
+def test_units_in_degrees_north_and_east_make_a_latlon_grid(names, units, kind):
+    coords = {name: (name, np.arange(4.0), {"units": unit}) for name, unit in zip(names, units, strict=True)}
+    ds = xr.Dataset({"tas": (names, np.zeros((4, 4)))}, coords=coords)
+    assert find_spatial_axes(ds) == SpatialAxes(*names, kind)
 
 
 def test_missing_spatial_axes_is_a_grid_error():
