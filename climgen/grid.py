@@ -276,7 +276,8 @@ def contiguous_longitude(ds: xr.Dataset, axes: SpatialAxes) -> tuple[xr.Dataset,
     its columns out of order, as ``where(..., drop=True)`` leaves them), on the other
     convention and sorted, so that neighbouring columns are neighbours on the globe; and the
     convention it was put on (``None``, and ``ds`` itself, when it needed nothing). Bounds
-    move with their cells; a domain of several separate pieces is left for the caller."""
+    move with their cells. A domain in separate pieces, which no convention makes one band,
+    is a :class:`GridError`."""
     if axes.kind != "latlon" or ds.sizes[axes.x] < 3:
         return ds, None
     x = axes.x
@@ -286,7 +287,10 @@ def contiguous_longitude(ds: xr.Dataset, axes: SpatialAxes) -> tuple[xr.Dataset,
     conventions = {"-180..180": (longitudes + 180.0) % 360.0 - 180.0, "0..360": longitudes % 360.0}
     contiguous = [name for name, values in conventions.items() if _one_band(values)]
     if not contiguous:
-        return ds, None
+        raise GridError(
+            f"longitude {x!r} jumps by {np.abs(np.diff(longitudes)).max():.0f} degrees and is not one contiguous band "
+            "in -180..180 or in 0..360: the domain is in separate pieces; refine each piece on its own"
+        )
     convention = contiguous[0]
     converted = conventions[convention]
     order = np.argsort(converted, kind="stable")

@@ -19,7 +19,7 @@ from climgen import __version__
 from climgen.complexity import ComplexityScores, choose_depth, combine_scores, depth_thresholds, tile_components
 from climgen.compute import compute_report, tile_macs, window_cells
 from climgen.conservation import Bounds, Weights, count_disordered, count_outside, format_bounds, order_stacks
-from climgen.errors import ConfigError, GridError, InputError
+from climgen.errors import ConfigError, InputError
 from climgen.grid import (
     SpatialAxes,
     bounds_name,
@@ -283,21 +283,6 @@ def _wrap_longitudes(covariate: xr.DataArray, name: str) -> xr.DataArray:
     )
 
 
-def _check_longitude_seam(ds: xr.Dataset, axes: SpatialAxes) -> None:
-    """A lat/lon domain that crosses the 0/360 (or +-180) seam inside its longitudes."""
-    if axes.kind != "latlon":
-        return
-    steps = np.diff(np.asarray(ds[axes.x].values, dtype=np.float64))
-    if steps.size < 2:
-        return
-    typical = np.median(np.abs(steps))
-    if np.abs(steps).max() > max(90.0, 5 * typical):
-        raise GridError(
-            f"longitude {axes.x!r} jumps by {np.abs(steps).max():.0f} degrees and is not one contiguous band in "
-            "-180..180 or in 0..360: the domain is in separate pieces; refine each piece on its own"
-        )
-
-
 def contiguous_input(ds: xr.Dataset) -> tuple[xr.Dataset, str | None]:
     """``ds`` on contiguous longitudes (:func:`climgen.grid.contiguous_longitude`), with a
     warning when its longitudes had to change convention: the output follows the new one."""
@@ -332,7 +317,6 @@ def _prepare(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None
         )
     variables = select_variables(ds, axes, config.variables)
     check_units(ds, variables)
-    _check_longitude_seam(ds, axes)
     for name in (axes.y, axes.x):
         cell_bounds(ds[name], ds)  # validates monotonic, finite coordinates
     layout = config.layout((ds.sizes[axes.y], ds.sizes[axes.x]))
