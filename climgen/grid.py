@@ -151,7 +151,10 @@ def cell_bounds(coordinate: xr.DataArray, dataset: xr.Dataset | None = None) -> 
     if dataset is not None and bounds_name in dataset.variables:
         bounds = np.asarray(dataset[bounds_name].values, dtype=np.float64)
         if bounds.shape == (values.size, 2) and np.isfinite(bounds).all():
-            return bounds
+            # each pair in the coordinate's direction (some files write the upper edge first):
+            # refined cells are laid out from the first edge to the second
+            ordered = np.sort(bounds, axis=1)
+            return ordered[:, ::-1] if values.size > 1 and values[-1] < values[0] else ordered
     if values.size == 1:
         raise GridError(f"coordinate {name!r} has a single value and no bounds: cell size unknown")
     middles = (values[1:] + values[:-1]) / 2

@@ -256,6 +256,23 @@ def _wrong_bounds_shape(tmp: Path) -> xr.Dataset:
     return ds
 
 
+def _bounds_upper_first(tmp: Path) -> xr.Dataset:
+    """Ascending latitudes whose bounds give each cell's upper edge first."""
+    ds = _small()
+    edges = np.concatenate([[-11.0], (ds["lat"].values[1:] + ds["lat"].values[:-1]) / 2, [ds["lat"].values[-1] + 1.0]])
+    ds["lat"].attrs["bounds"] = "lat_bnds"
+    ds["lat_bnds"] = (("lat", "nv"), np.stack([edges[1:], edges[:-1]], axis=1))
+    return ds
+
+
+def _fine_cells_follow_the_coarse(ds: xr.Dataset, out: xr.Dataset) -> bool:
+    """Fine latitudes ascend like the input's, two inside each coarse cell, bounds in order."""
+    coarse = np.sort(ds["lat_bnds"].values, axis=1).repeat(2, axis=0)
+    fine, fine_bounds = out["lat"].values, out["lat_bnds"].values
+    inside = (fine > coarse[:, 0]) & (fine < coarse[:, 1])
+    return bool((np.diff(fine) > 0).all() and inside.all() and (fine_bounds[:, 1] > fine_bounds[:, 0]).all())
+
+
 def _member_dim(tmp: Path) -> xr.Dataset:
     base = make_dataset("latlon", shape=(8, 8), times=2)
     return xr.concat([base, base + 1, base + 2], dim="member").transpose("member", "time", "lat", "lon")
@@ -316,6 +333,7 @@ HANDLED = [
         lambda ds, out: out["tas"].shape == (2, 2) and np.allclose(out["lat"], [-0.5, 0.5]),
     ),
     ("bounds-of-wrong-shape", _wrong_bounds_shape, lambda ds, out: out.sizes["lat"] == 16),
+    ("bounds-upper-edge-first", _bounds_upper_first, _fine_cells_follow_the_coarse),
     ("member-dimension", _member_dim, lambda ds, out: out["tas"].dims == ("member", "time", "lat", "lon")),
     (
         "descending-latitude",

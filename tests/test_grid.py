@@ -63,6 +63,19 @@ def test_latitude_edges_are_clipped_to_the_poles():
     assert bounds.min() >= -90 and bounds.max() <= 90
 
 
+@pytest.mark.parametrize("descending", [False, True])
+@pytest.mark.parametrize("upper_first", [False, True])
+def test_bounds_pairs_follow_the_coordinate_direction(descending, upper_first):
+    values = np.array([1.0, 3.0, 5.0])[:: -1 if descending else 1]
+    pairs = np.stack([values + 1, values - 1] if upper_first else [values - 1, values + 1], axis=1)
+    ds = xr.Dataset(coords={"lat": ("lat", values, {"bounds": "lat_bnds"}), "lat_bnds": (("lat", "nv"), pairs)})
+    bounds = cell_bounds(ds["lat"], ds)
+    step = np.sign(values[1] - values[0])
+    assert (np.sign(bounds[:, 1] - bounds[:, 0]) == step).all()
+    centres, _ = refine_bounds(bounds, 2)
+    assert (np.sign(np.diff(centres)) == step).all()
+
+
 def test_non_monotonic_coordinate_is_a_grid_error():
     ds = make_dataset("latlon", shape=(4, 4)).assign_coords(lon=[10.0, 12.0, 11.0, 13.0])
     with pytest.raises(GridError, match="not strictly monotonic"):
