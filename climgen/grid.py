@@ -151,6 +151,8 @@ def cell_bounds(coordinate: xr.DataArray, dataset: xr.Dataset | None = None) -> 
     if dataset is not None and bounds_name in dataset.variables:
         bounds = np.asarray(dataset[bounds_name].values, dtype=np.float64)
         if bounds.shape == (values.size, 2) and np.isfinite(bounds).all():
+            if _is_longitude(coordinate):  # edges within half a turn of their centre (357.5, 2.5 -> -2.5, 2.5)
+                bounds = values[:, None] + (bounds - values[:, None] + 180.0) % 360.0 - 180.0
             # each pair in the coordinate's direction (some files write the upper edge first):
             # refined cells are laid out from the first edge to the second
             ordered = np.sort(bounds, axis=1)
@@ -162,6 +164,11 @@ def cell_bounds(coordinate: xr.DataArray, dataset: xr.Dataset | None = None) -> 
     if coordinate.attrs.get("standard_name") == "latitude" or name in ("lat", "latitude"):
         edges = np.clip(edges, -90.0, 90.0)
     return np.stack([edges[:-1], edges[1:]], axis=1)
+
+
+def _is_longitude(coordinate: xr.DataArray) -> bool:
+    """Whether a 1-D coordinate holds longitudes in degrees (by standard_name, units or name)."""
+    return latlon_role(str(coordinate.name), coordinate) == "longitude" or coordinate.attrs.get("units") in LATLON_UNITS[1]
 
 
 def refine_bounds(bounds: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:

@@ -283,6 +283,15 @@ def _global_ring(tmp: Path) -> xr.Dataset:
     return ds.assign_coords(lon=("lon", np.arange(16) * 22.5, ds["lon"].attrs))
 
 
+def _ring_bounds_modulo_360(tmp: Path) -> xr.Dataset:
+    """The global ring with longitude bounds written modulo 360 (the first cell: 348.75, 11.25)."""
+    ds = _global_ring(tmp)
+    lon = ds["lon"].values
+    ds["lon"].attrs["bounds"] = "lon_bnds"
+    ds["lon_bnds"] = (("lon", "nv"), np.stack([(lon - 11.25) % 360, (lon + 11.25) % 360], axis=1))
+    return ds
+
+
 def _scaled(factor: float):
     def build(tmp: Path) -> xr.Dataset:
         ds = _small()
@@ -369,6 +378,11 @@ HANDLED = [
         "xy-in-degrees",
         lambda tmp: _xy_in_degrees(),
         lambda ds, out: out["y"].attrs["standard_name"] == "latitude" and out["x"].attrs["standard_name"] == "longitude",
+    ),
+    (
+        "lon-bounds-modulo-360",
+        _ring_bounds_modulo_360,
+        lambda ds, out: np.allclose(out["lon_bnds"][0], [-11.25, 0.0]) and (np.diff(out["lon"]) > 0).all(),
     ),
     ("tiny-magnitudes", _scaled(1e-13), lambda ds, out: _same_detail_as_ordinary(ds, out, 1e-13)),
     ("huge-magnitudes", _scaled(1e21), lambda ds, out: _same_detail_as_ordinary(ds, out, 1e21)),
