@@ -151,8 +151,11 @@ def cell_bounds(coordinate: xr.DataArray, dataset: xr.Dataset | None = None) -> 
     if dataset is not None and bounds_name in dataset.variables:
         bounds = np.asarray(dataset[bounds_name].values, dtype=np.float64)
         if bounds.shape == (values.size, 2) and np.isfinite(bounds).all():
-            if _is_longitude(coordinate):  # edges within half a turn of their centre (357.5, 2.5 -> -2.5, 2.5)
+            role = _degrees_role(coordinate)
+            if role == "longitude":  # edges within half a turn of their centre (357.5, 2.5 -> -2.5, 2.5)
                 bounds = values[:, None] + (bounds - values[:, None] + 180.0) % 360.0 - 180.0
+            elif role == "latitude":
+                bounds = np.clip(bounds, -90.0, 90.0)
             # each pair in the coordinate's direction (some files write the upper edge first):
             # refined cells are laid out from the first edge to the second
             ordered = np.sort(bounds, axis=1)
@@ -161,14 +164,22 @@ def cell_bounds(coordinate: xr.DataArray, dataset: xr.Dataset | None = None) -> 
         raise GridError(f"coordinate {name!r} has a single value and no bounds: cell size unknown")
     middles = (values[1:] + values[:-1]) / 2
     edges = np.concatenate([[values[0] - (middles[0] - values[0])], middles, [values[-1] + (values[-1] - middles[-1])]])
-    if coordinate.attrs.get("standard_name") == "latitude" or name in ("lat", "latitude"):
+    if _degrees_role(coordinate) == "latitude":
         edges = np.clip(edges, -90.0, 90.0)
     return np.stack([edges[:-1], edges[1:]], axis=1)
 
 
-def _is_longitude(coordinate: xr.DataArray) -> bool:
-    """Whether a 1-D coordinate holds longitudes in degrees (by standard_name, units or name)."""
-    return latlon_role(str(coordinate.name), coordinate) == "longitude" or coordinate.attrs.get("units") in LATLON_UNITS[1]
+def _degrees_role(coordinate: xr.DataArray) -> str | None:
+    """``"latitude"`` or ``"longitude"`` for a 1-D coordinate of true latitudes or longitudes
+    in degrees (by standard_name, CF units, or a usual name with units in degrees), else None."""
+    units = coordinate.attrs.get("units")
+    for role, cf_units in zip(("latitude", "longitude"), LATLON_UNITS, strict=True):
+        if units in cf_units:
+            return role
+    role = latlon_role(str(coordinate.name), coordinate)
+    if role is None and coordinate.name in ("lat", "latitude") and "units" not in coordinate.attrs:
+        return "latitude"  # a bare lat axis: its computed edges stay inside the poles, as before
+    return role
 
 
 def refine_bounds(bounds: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:

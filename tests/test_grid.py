@@ -124,3 +124,15 @@ def test_coarsen_dataset_block_means_and_keeps_attributes(hsurf_truth):
     np.testing.assert_allclose(coarse["HSURF"].values[0, 0, 0], hsurf_truth["HSURF"].values[0, :4, :4].mean(), rtol=1e-6)
     assert coarse["HSURF"].attrs["units"] == "m"
     assert coarse["HSURF"].attrs["grid_mapping"] == "rotated_pole"
+
+
+@pytest.mark.parametrize("with_bounds", [False, True])
+def test_latitude_edges_stay_inside_the_poles_whatever_the_axis_name(with_bounds):
+    values = np.array([-89.0, -85.0, -81.0])
+    ds = xr.Dataset(coords={"y": ("y", values, {"units": "degrees_north"})})
+    if with_bounds:  # a file whose polar cell reaches past the pole
+        ds["y"].attrs["bounds"] = "y_bnds"
+        ds["y_bnds"] = (("y", "nv"), np.stack([values - 2.5, values + 2.5], axis=1))
+    assert cell_bounds(ds["y"], ds)[0, 0] == -90.0
+    ds["y"].attrs["units"] = "m"  # a projected axis is not clipped
+    assert cell_bounds(ds["y"], ds)[0, 0] < -90.0
