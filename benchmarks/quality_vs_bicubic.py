@@ -41,6 +41,7 @@ from climgen.compute import compute_report
 from climgen.conservation import project_blocks
 from climgen.grid import cell_bounds, cell_weights, coarsen_dataset, find_spatial_axes, refine_bounds
 from climgen.io.cf import physical_bounds
+from climgen.metrics import top_octave_power
 from climgen.models.generator import bicubic_upsample
 from climgen.pipeline import make_config, plan, synthesize
 from climgen.refine import refine_domain
@@ -57,7 +58,15 @@ FIELDS = [
 
 
 def _spectrum_top_octave(field: np.ndarray) -> float:
-    """Power in the top octave of wavenumbers (k > Nyquist/2), mean over leading dims."""
+    """Power in the top octave of wavenumbers (k > Nyquist/2), mean over leading dims, from the
+    cosine transform (:func:`climgen.metrics.top_octave_power`: no power from the edges)."""
+    return top_octave_power(field)
+
+
+def _fourier_top_octave(field: np.ndarray) -> float:
+    """The same from a Fourier transform, as this benchmark measured it before 2026-11-24's
+    fifth session: on a domain that is not periodic, the jump between opposite edges puts
+    power into every wavenumber, and that dominates the top octave (kept in the JSON)."""
     field = field - field.mean(axis=(-2, -1), keepdims=True)
     power = np.abs(np.fft.fft2(field)) ** 2
     ky = np.abs(np.fft.fftfreq(field.shape[-2]))[:, None] * 2
@@ -133,11 +142,12 @@ def evaluate(
     row["physical_bounds"] = physical
     row["adaptive_range"] = [float(np.nanmin(values)), float(np.nanmax(values))]
     row["rmse_uniform"] = rmse(uniform[variable].transpose(..., axes.y, axes.x).values)
-    top_truth = _spectrum_top_octave(truth)
-    row["top_octave_power_ratio_bicubic"] = _spectrum_top_octave(bicubic.numpy()[:, 0]) / top_truth
-    for name, output in (("uniform", uniform), ("adaptive", adaptive)):
-        values = output[variable].transpose(..., axes.y, axes.x).values.reshape(truth.shape)
-        row[f"top_octave_power_ratio_{name}"] = _spectrum_top_octave(values) / top_truth
+    for suffix, spectrum in (("", _spectrum_top_octave), ("_fourier", _fourier_top_octave)):
+        top_truth = spectrum(truth)
+        row[f"top_octave_power_ratio_bicubic{suffix}"] = spectrum(bicubic.numpy()[:, 0]) / top_truth
+        for name, output in (("uniform", uniform), ("adaptive", adaptive)):
+            values = output[variable].transpose(..., axes.y, axes.x).values.reshape(truth.shape)
+            row[f"top_octave_power_ratio_{name}{suffix}"] = spectrum(values) / top_truth
     return row
 
 
@@ -183,8 +193,8 @@ def print_stage_table(fields: list[tuple[str, int, list[dict]]]) -> None:
     for field, factor, rows in fields:
         for row in rows:
             print(
-                f"| {field} | x{factor} | {row['depths']} | {row['rmse_over_bicubic']:.3f} | {row['top_octave_power_ratio']:.2f} "
-                f"({row['top_octave_power_ratio_bicubic']:.2f}) | {row['macs_share']:.2f} |",
+                f"| {field} | x{factor} | {row['depths']} | {row['rmse_over_bicubic']:.3f} | {row['top_octave_power_ratio']:.2g} "
+                f"({row['top_octave_power_ratio_bicubic']:.2g}) | {row['macs_share']:.2f} |",
                 flush=True,
             )
 
@@ -234,8 +244,8 @@ def main() -> None:
             print(
                 f"| {row['field']} | x{factor} | {row['rmse_bicubic']:.4g} | {row['rmse_bicubic_consistent']:.4g} | {row['rmse_uniform']:.4g} | "
                 f"{row['rmse_adaptive']:.4g} | {row['rmse_uniform'] / row['rmse_bicubic']:.3f} | {row['rmse_adaptive'] / row['rmse_bicubic']:.3f} | "
-                f"{row['adaptive_cost']:.2f} | {row['top_octave_power_ratio_bicubic']:.2f}, {row['top_octave_power_ratio_uniform']:.2f}, "
-                f"{row['top_octave_power_ratio_adaptive']:.2f} | "
+                f"{row['adaptive_cost']:.2f} | {row['top_octave_power_ratio_bicubic']:.2g}, {row['top_octave_power_ratio_uniform']:.2g}, "
+                f"{row['top_octave_power_ratio_adaptive']:.2g} | "
                 f"{row['residual_gain']['gain']:g} |",
                 flush=True,
             )

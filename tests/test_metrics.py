@@ -48,6 +48,22 @@ def test_power_spectrum_slope_and_spectral_error():
     assert list(blurred.values())[-1] > list(blurred.values())[0]  # blur hurts the top octave most
 
 
+def test_spectra_see_no_power_from_the_domain_edges():
+    """A smooth gradient across a regional domain (warm south, cold north) has no fine detail;
+    a Fourier transform, which wraps the field round, puts its edge jump into every
+    wavenumber, the cosine transform does not."""
+    y, x = np.meshgrid(np.linspace(0, 1, 64), np.linspace(0, 1, 96), indexing="ij")
+    ramp = 30.0 * y + 5.0 * x
+    detail = 0.1 * rough_field((64, 96), seed=4, smoothness=1.0)
+    wrapped = np.abs(np.fft.fft2(ramp - ramp.mean())) ** 2
+    ky, kx = np.abs(np.fft.fftfreq(64))[:, None], np.abs(np.fft.fftfreq(96))[None, :]
+    assert wrapped[np.maximum(ky, kx) > 0.25].mean() / (64 * 96) > 1e5 * metrics.top_octave_power(detail)
+    assert metrics.top_octave_power(ramp) < 0.1 * metrics.top_octave_power(detail)
+    assert metrics.top_octave_power(ramp + detail) == pytest.approx(metrics.top_octave_power(detail), rel=0.1)
+    k, power = metrics.power_spectrum(ramp)
+    assert power[k > 0.25].max() < 1e-3 * power[0]
+
+
 def test_coarse_consistency_error():
     coarse = np.arange(4.0).reshape(2, 2)
     fine = np.kron(coarse, np.ones((2, 2)))
