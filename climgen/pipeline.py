@@ -179,6 +179,11 @@ def select_variables(ds: xr.Dataset, axes: SpatialAxes, variables) -> list[str]:
             raise InputError(f"variable {name!r} does not span the spatial dimensions ({axes.y}, {axes.x})")
         if var.dtype.kind not in "fiu":
             raise InputError(f"variable {name!r} is not numeric ({var.dtype})")
+        empty = [dim for dim in var.dims if var.sizes[dim] == 0]
+        if empty:
+            raise InputError(
+                f"variable {name!r} has no values: dimension {empty[0]!r} has length 0 (a selection that matched nothing?)"
+            )
     return chosen
 
 

@@ -116,6 +116,18 @@ ERRORS = [
     ),
     ("unknown-variable", lambda tmp: pipeline.synthesize(_small(), variables=["pr"]), InputError, "variables not found"),
     ("non-numeric-variable", lambda tmp: _string_variable(), InputError, "not numeric"),
+    (
+        "empty-time",
+        lambda tmp: pipeline.synthesize(make_dataset("latlon", shape=(8, 8), times=2).isel(time=slice(0, 0))),
+        InputError,
+        "dimension 'time' has length 0",
+    ),
+    (
+        "empty-selection",
+        lambda tmp: pipeline.synthesize(_small().sel(lat=slice(50, 40))),
+        InputError,
+        "dimension 'lat' has length 0",
+    ),
     ("variable-without-grid", lambda tmp: _timeseries_variable(), InputError, "does not span"),
     ("factor-3", lambda tmp: pipeline.synthesize(_small(), factor=3), ConfigError, "factor must be one of"),
     ("factor-1", lambda tmp: pipeline.synthesize(_small(), factor=1), ConfigError, "factor must be one of"),
