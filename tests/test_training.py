@@ -191,6 +191,11 @@ def test_every_time_step_is_a_training_target(tmp_path):
 
     with pytest.raises(InputError, match="at least 64 cells"):
         load_real_pool([{"path": str(tmp_path / "series.nc"), "variable": "tas"}], crop_size=64)
+    # a misspelt variable or selection names what the file has (they were KeyErrors)
+    with pytest.raises(InputError, match=r"no variable 'orog'; it has \['tas'\]"):
+        load_real_pool([{"path": str(tmp_path / "series.nc"), "variable": "orog"}], crop_size=32)
+    with pytest.raises(InputError, match=r"sel names \['latt'\].*it has \['lat', 'lon', 'time'\]"):
+        load_real_pool([{"path": str(tmp_path / "series.nc"), "variable": "tas", "sel": {"latt": [0, 5]}}], crop_size=32)
 
 
 def test_shipped_training_recipes_validate():

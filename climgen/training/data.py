@@ -68,11 +68,13 @@ def load_real_pool(sources: list[dict], crop_size: int = 0) -> RealFieldPool:
     covariates: list[np.ndarray | None] = []
     for source in sources:
         with xr.open_dataset(source["path"]) as ds:
-            values = np.asarray(_select(ds[source["variable"]], source.get("sel")).values, dtype=np.float64)
+            values = np.asarray(
+                _select(_variable(ds, source["variable"], source["path"]), source.get("sel")).values, dtype=np.float64
+            )
             covariate = None
             if source.get("covariate_path"):
                 with xr.open_dataset(source["covariate_path"]) as cov_ds:
-                    cov = _select(cov_ds[source["covariate_variable"]], source.get("sel"))
+                    cov = _select(_variable(cov_ds, source["covariate_variable"], source["covariate_path"]), source.get("sel"))
                     covariate = np.asarray(cov.squeeze(drop=True).values, dtype=np.float64)
         name = f"{source['path']}:{source['variable']}"
         if values.ndim < 2 or min(values.shape[-2:]) < crop_size:
@@ -87,9 +89,21 @@ def load_real_pool(sources: list[dict], crop_size: int = 0) -> RealFieldPool:
     return RealFieldPool(targets, covariates)
 
 
+def _variable(ds, name: str, path) -> object:
+    """``ds[name]``, or a clear error that lists the file's variables."""
+    if name not in ds.data_vars:
+        raise InputError(f"training field {path} has no variable {name!r}; it has {sorted(ds.data_vars)}")
+    return ds[name]
+
+
 def _select(data, selection: dict | None):
     if not selection:
         return data
+    unknown = [name for name in selection if name not in data.coords]
+    if unknown:
+        raise InputError(
+            f"sel names {unknown}, which {data.name!r} has no coordinate for; it has {sorted(map(str, data.coords))}"
+        )
     return data.sel({name: slice(*bounds) for name, bounds in selection.items()})
 
 
