@@ -161,16 +161,19 @@ def select_variables(ds: xr.Dataset, axes: SpatialAxes, variables) -> list[str]:
     """The variables to refine: those named, else every numeric variable on the (y, x) grid."""
     if isinstance(variables, str):
         variables = [v for v in variables.split(",") if v]
-    auxiliaries = cf.find_latlon_auxiliaries(ds, axes) or ()
+    # 2-D latitude/longitude, and the maps climgen writes with every output (a climgen output
+    # refined again gets new ones): not fields to refine
+    skipped = set(cf.find_latlon_auxiliaries(ds, axes) or ()) | set(cf.ANCILLARY_ATTRS)
     if variables:
         missing = [name for name in variables if name not in ds.data_vars]
         if missing:
             raise InputError(f"variables not found: {missing}; the input has {sorted(ds.data_vars)}")
+        maps = [name for name in variables if name in cf.ANCILLARY_ATTRS]
+        if maps:
+            raise InputError(f"{maps[0]!r} is a map climgen writes with every output; it is made anew, not refined")
         chosen = list(variables)
     else:
-        chosen = [
-            name for name, var in ds.data_vars.items() if axes.y in var.dims and axes.x in var.dims and name not in auxiliaries
-        ]
+        chosen = [name for name, var in ds.data_vars.items() if axes.y in var.dims and axes.x in var.dims and name not in skipped]
     if not chosen:
         raise InputError(f"no variable on the ({axes.y}, {axes.x}) grid to refine")
     for name in chosen:

@@ -117,6 +117,12 @@ ERRORS = [
     ("unknown-variable", lambda tmp: pipeline.synthesize(_small(), variables=["pr"]), InputError, "variables not found"),
     ("non-numeric-variable", lambda tmp: _string_variable(), InputError, "not numeric"),
     (
+        "climgen-map-as-variable",
+        lambda tmp: pipeline.synthesize(pipeline.synthesize(_small(), factor=2), variables=["refinement_depth"]),
+        InputError,
+        "map climgen writes with every output",
+    ),
+    (
         "empty-time",
         lambda tmp: pipeline.synthesize(make_dataset("latlon", shape=(8, 8), times=2).isel(time=slice(0, 0))),
         InputError,

@@ -1,5 +1,7 @@
 """synthesize(): grid, consistency, determinism, adaptivity, bad input, metadata."""
 
+import json
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -246,6 +248,20 @@ def test_accessor_forwards_to_the_pipeline(hsurf_coarse, refined_hsurf):
     scores = hsurf_coarse.climgen.complexity(factor=4)
     assert scores.dims == ("rlat", "rlon") and scores.shape == hsurf_coarse["HSURF"].shape[1:]
     assert float(scores.max()) > float(scores.min())
+
+
+def test_a_climgen_output_refined_again_gets_new_maps_and_refines_only_its_fields():
+    """The score, depth and compute maps of a first refinement are not fields: refined as
+    fields they cost a run each and their scores were mixed into the new depth decisions."""
+    from climgen.io.cf import refined_variables
+
+    once = pipeline.synthesize(make_dataset("latlon", shape=(16, 16), times=2), factor=2)
+    twice = pipeline.synthesize(once, factor=2)
+    assert refined_variables(twice) == ["tas"]
+    only_tas = pipeline.synthesize(once, factor=2, variables=["tas"])
+    macs = [json.loads(result.attrs["climgen_provenance"])["compute"]["macs"] for result in (twice, only_tas)]
+    assert macs[0] == macs[1]  # no model runs for the maps
+    assert np.array_equal(twice["complexity_score"][::2, ::2], pipeline.complexity(once, factor=2))
 
 
 def test_dataarray_accessor():
