@@ -157,8 +157,14 @@ def _as_dataset(data: xr.Dataset | xr.DataArray) -> xr.Dataset:
     return data
 
 
+def _categorical(variable: xr.DataArray) -> bool:
+    """A CF flag variable (land cover type, quality flags): categories, not quantities."""
+    return "flag_values" in variable.attrs or "flag_masks" in variable.attrs
+
+
 def select_variables(ds: xr.Dataset, axes: SpatialAxes, variables) -> list[str]:
-    """The variables to refine: those named, else every numeric variable on the (y, x) grid."""
+    """The variables to refine: those named, else every numeric variable on the (y, x) grid
+    that is not categorical (CF flags) nor one of climgen's own maps."""
     if isinstance(variables, str):
         variables = [v for v in variables.split(",") if v]
     # 2-D latitude/longitude, and the maps climgen writes with every output (a climgen output
@@ -171,9 +177,19 @@ def select_variables(ds: xr.Dataset, axes: SpatialAxes, variables) -> list[str]:
         maps = [name for name in variables if name in cf.ANCILLARY_ATTRS]
         if maps:
             raise InputError(f"{maps[0]!r} is a map climgen writes with every output; it is made anew, not refined")
+        categorical = [name for name in variables if _categorical(ds[name])]
+        if categorical:
+            raise InputError(
+                f"variable {categorical[0]!r} holds categories (flag_values): refining would average them into "
+                "values that mean nothing; refine a fraction of each category instead"
+            )
         chosen = list(variables)
     else:
-        chosen = [name for name, var in ds.data_vars.items() if axes.y in var.dims and axes.x in var.dims and name not in skipped]
+        chosen = [
+            name
+            for name, var in ds.data_vars.items()
+            if axes.y in var.dims and axes.x in var.dims and name not in skipped and not _categorical(var)
+        ]
     if not chosen:
         raise InputError(f"no variable on the ({axes.y}, {axes.x}) grid to refine")
     for name in chosen:
@@ -709,7 +725,7 @@ def synthesize(
     factor : int
         Refinement factor, one of 2, 4, 8, 16 (that many x2 stages: 1..4).
     variables : list of str, optional
-        Variables to refine (default: every numeric variable on the grid).
+        Variables to refine (default: every numeric variable on the grid but CF flag variables and climgen's own maps).
     covariates : mapping of name to DataArray, optional
         Static fine covariates (elevation, land fraction...) on any grid covering the domain.
     model : str

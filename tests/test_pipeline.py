@@ -264,6 +264,15 @@ def test_a_climgen_output_refined_again_gets_new_maps_and_refines_only_its_field
     assert np.array_equal(twice["complexity_score"][::2, ::2], pipeline.complexity(once, factor=2))
 
 
+def test_categorical_variables_are_not_refined():
+    ds = make_dataset("latlon", shape=(8, 8))
+    cover = (np.arange(64).reshape(8, 8) % 3).astype("int8")
+    ds["landcover"] = (("lat", "lon"), cover, {"flag_values": np.array([0, 1, 2], "int8"), "flag_meanings": "water forest crop"})
+    assert "landcover" not in pipeline.synthesize(ds, factor=2)  # averaged categories mean nothing
+    with pytest.raises(InputError, match="holds categories"):
+        pipeline.synthesize(ds, factor=2, variables=["landcover"])
+
+
 def test_dataarray_accessor():
     da = make_dataset("latlon", shape=(8, 8))["tas"]
     out = da.climgen.synthesize(factor=2)
