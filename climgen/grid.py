@@ -149,7 +149,10 @@ def cell_bounds(coordinate: xr.DataArray, dataset: xr.Dataset | None = None) -> 
         raise GridError(f"coordinate {name!r} is not strictly monotonic; sort it first")
     bounds_name = coordinate.attrs.get("bounds")
     if dataset is not None and bounds_name in dataset.variables:
-        bounds = np.asarray(dataset[bounds_name].values, dtype=np.float64)
+        variable = dataset[bounds_name]
+        if variable.ndim == 2 and variable.dims[1] == coordinate.dims[0]:  # stored (bnds, lat): cells first
+            variable = variable.transpose()
+        bounds = np.asarray(variable.values, dtype=np.float64)
         if bounds.shape == (values.size, 2) and np.isfinite(bounds).all():
             role = _degrees_role(coordinate)
             if role == "longitude":  # edges within half a turn of their centre (357.5, 2.5 -> -2.5, 2.5)

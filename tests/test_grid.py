@@ -76,6 +76,13 @@ def test_bounds_pairs_follow_the_coordinate_direction(descending, upper_first):
     assert (np.sign(np.diff(centres)) == step).all()
 
 
+def test_bounds_stored_edges_first_are_read_by_their_dimensions():
+    values = np.array([1.0, 2.5, 5.0])  # irregular: midpoints would give other edges
+    edges = np.array([[0.0, 2.0], [2.0, 3.5], [3.5, 6.0]])
+    ds = xr.Dataset(coords={"lat": ("lat", values, {"bounds": "lat_bnds"}), "lat_bnds": (("nv", "lat"), edges.T)})
+    np.testing.assert_array_equal(cell_bounds(ds["lat"], ds), edges)
+
+
 def test_non_monotonic_coordinate_is_a_grid_error():
     ds = make_dataset("latlon", shape=(4, 4)).assign_coords(lon=[10.0, 12.0, 11.0, 13.0])
     with pytest.raises(GridError, match="not strictly monotonic"):
