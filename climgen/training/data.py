@@ -12,11 +12,15 @@ model learns to use a covariate only as far as the coarse data supports it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from climgen.errors import InputError
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 
 def fractal_field(rng: np.random.Generator, size: int, beta: float) -> np.ndarray:
@@ -89,7 +93,7 @@ def load_real_pool(sources: list[dict], crop_size: int = 0) -> RealFieldPool:
     return RealFieldPool(targets, covariates)
 
 
-def _variable(ds, name: str, path) -> object:
+def _variable(ds: xr.Dataset, name: str, path) -> xr.DataArray:
     """``ds[name]``, or a clear error that lists the file's variables."""
     if name not in ds.data_vars:
         raise InputError(f"training field {path} has no variable {name!r}; it has {sorted(ds.data_vars)}")
