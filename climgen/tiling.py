@@ -137,7 +137,26 @@ class TileLayout:
         its own. A stage that keeps the previous stage's window continues the same call; a
         later stage that needs a new window pads it by ``later_halo`` only (its cells are half
         the size or less, so that holds as much context for the network as ``halo`` did).
+
+        The choice between shared and separate windows is made stage by stage, so narrower
+        later windows can tip a group into separate windows a stage early and cost more over
+        the stages that follow; a group then keeps the full halo for later windows too (the
+        cheaper of the two, so ``later_halo`` never adds work).
         """
+        chains = self._group_calls(rows, cols, depth, self.later_halo)
+        if self.later_halo is None or self.later_halo == self.halo:
+            return chains
+        wide = self._group_calls(rows, cols, depth, self.halo)
+        return chains if _chains_work(chains) <= _chains_work(wide) else wide
+
+    def _group_calls(
+        self, rows: range, cols: range, depth: np.ndarray, later_halo: int | None
+    ) -> dict[tuple[int, int], list[ModelCall]]:
+        """:meth:`group_calls` with windows that later stages open padded by ``later_halo``."""
+
+        def stage_halo(stage: int) -> int:
+            return self.halo if stage == 1 or later_halo is None else later_halo
+
         tiles = [self.tile_at(r, c) for r in rows for c in cols]
         boxes: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {(t.row, t.col): [] for t in tiles}
         separate = False
@@ -149,11 +168,19 @@ class TileLayout:
 
         for stage in range(1, max(int(depth[t.row, t.col]) for t in tiles) + 1):
             deep = [t for t in tiles if depth[t.row, t.col] >= stage]
-            own = {(t.row, t.col): window(stage, t.padded, self.stage_window(t, stage), [(t.row, t.col)]) for t in deep}
+            own = {
+                (t.row, t.col): window(
+                    stage,
+                    t.padded,
+                    self.padded_window(range(t.row, t.row + 1), range(t.col, t.col + 1), stage_halo(stage)),
+                    [(t.row, t.col)],
+                )
+                for t in deep
+            }
             if not separate:
                 deep_rows = range(min(t.row for t in deep), max(t.row for t in deep) + 1)
                 deep_cols = range(min(t.col for t in deep), max(t.col for t in deep) + 1)
-                full, later = (self.padded_window(deep_rows, deep_cols, self.stage_halo(s)) for s in (1, stage))
+                full, later = (self.padded_window(deep_rows, deep_cols, stage_halo(s)) for s in (1, stage))
                 box = window(stage, full, later, list(own))
                 separate = _key_area(box) > sum(_key_area(key) for key in own.values())
             for key, own_window in own.items():
@@ -264,6 +291,11 @@ class TileLayout:
         """Expand one value per tile (tile-grid shaped) to the coarse domain."""
         expanded = np.repeat(np.repeat(values, self.tile, axis=0), self.tile, axis=1)
         return expanded[: self.shape[0], : self.shape[1]]
+
+
+def _chains_work(chains: dict[tuple[int, int], list[ModelCall]]) -> int:
+    """Work of the distinct model calls in a group's chains."""
+    return sum(call.work for call in {call for chain in chains.values() for call in chain})
 
 
 def window_key(window: tuple[slice, slice]) -> tuple[int, int, int, int]:

@@ -103,6 +103,9 @@ def test_tiles_inside_a_deeper_window_take_its_depth_at_no_cost(rows, cols, merg
 
 @settings(max_examples=40, deadline=None)
 @given(**GRIDS, halo=st.sampled_from([2, 5, 8]), full=st.integers(2, 3))
+# narrower later windows tipped this group into separate windows a stage early (14,096 against
+# 13,712 cells of work); such a group now keeps the full halo
+@example(rows=5, cols=2, merge=3, halo=8, full=3, seed=999)
 def test_windows_opened_by_later_stages_are_narrower_and_cost_no_more(rows, cols, merge, halo, full, seed):
     shape = (rows * 8 - 3, cols * 8)
     wide, narrow = TileLayout(shape, 8, halo, merge), TileLayout(shape, 8, halo, merge, later_halo=halo // 2)
