@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import xarray as xr
+from hypothesis import settings
 
 import climgen  # noqa: F401  (registers the accessor)
 from climgen.grid import coarsen_dataset
 
 DATA = Path(__file__).parent / "data"
+
+# Property tests draw the same examples on every run (a suite that passes passes again, on any
+# clone); HYPOTHESIS_PROFILE=explore draws new ones on each run, to hunt for failures.
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(scope="session")
