@@ -402,6 +402,13 @@ HANDLED = [
         _ring_bounds_modulo_360,
         lambda ds, out: np.allclose(out["lon_bnds"][0], [-11.25, 0.0]) and (np.diff(out["lon"]) > 0).all(),
     ),
+    (
+        "grid-mapping-missing",
+        lambda tmp: make_dataset("rotated", shape=(8, 8)).drop_vars("rotated_pole"),
+        lambda ds, out: (
+            "grid_mapping" not in out["tas"].attrs and "'rotated_pole' named by the input" in out["tas"].attrs["comment"]
+        ),
+    ),
     ("tiny-magnitudes", _scaled(1e-13), lambda ds, out: _same_detail_as_ordinary(ds, out, 1e-13)),
     ("huge-magnitudes", _scaled(1e21), lambda ds, out: _same_detail_as_ordinary(ds, out, 1e21)),
     ("lon-lat-order", lambda tmp: _small().transpose("lon", "lat"), lambda ds, out: out["tas"].dims == ("lon", "lat")),

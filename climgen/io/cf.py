@@ -405,6 +405,13 @@ def decorate(
                     f"standard_name {variable.attrs.pop('standard_name')!r} of the input dropped: not a CF name",
                 ]
             ).strip()
+        named_mapping = variable.attrs.get("grid_mapping")
+        if named_mapping and named_mapping not in source.variables:
+            # a subsetting tool dropped the grid mapping variable: no reference to nothing
+            variable.attrs.pop("grid_mapping")
+            variable.attrs["comment"] = " ".join(
+                [variable.attrs.get("comment", ""), f"grid_mapping {named_mapping!r} named by the input, which lacked it"]
+            ).strip()
         ancillary = variable.attrs.get("ancillary_variables", "").split()
         variable.attrs["ancillary_variables"] = " ".join(dict.fromkeys(ancillary + list(ANCILLARY_NAMES)))
         for key in (
