@@ -310,6 +310,14 @@ def _ring_bounds_modulo_360(tmp: Path) -> xr.Dataset:
     return ds
 
 
+def _external_cell_measures(tmp: Path) -> xr.Dataset:
+    """CMIP style: cell areas in another file (areacella), of the coarse grid."""
+    ds = _small()
+    ds["tas"].attrs["cell_measures"] = "area: areacella"
+    ds.attrs["external_variables"] = "areacella"
+    return ds
+
+
 def _scaled(factor: float):
     def build(tmp: Path) -> xr.Dataset:
         ds = _small()
@@ -408,6 +416,11 @@ HANDLED = [
         lambda ds, out: (
             "grid_mapping" not in out["tas"].attrs and "'rotated_pole' named by the input" in out["tas"].attrs["comment"]
         ),
+    ),
+    (
+        "cell-measures-of-the-coarse-grid",
+        _external_cell_measures,
+        lambda ds, out: "cell_measures" not in out["tas"].attrs and "external_variables" not in out.attrs,
     ),
     ("tiny-magnitudes", _scaled(1e-13), lambda ds, out: _same_detail_as_ordinary(ds, out, 1e-13)),
     ("huge-magnitudes", _scaled(1e21), lambda ds, out: _same_detail_as_ordinary(ds, out, 1e21)),

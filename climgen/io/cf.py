@@ -31,6 +31,18 @@ LENGTH_TO_METRES = {
 }
 
 
+def _keep_referenced_externals(ds: xr.Dataset) -> None:
+    """Keep in the global ``external_variables`` only what a variable's ``cell_measures`` still names."""
+    if "external_variables" not in ds.attrs:
+        return
+    named = {word for variable in ds.variables.values() for word in str(variable.attrs.get("cell_measures", "")).split()}
+    kept = [name for name in str(ds.attrs["external_variables"]).split() if name in named]
+    if kept:
+        ds.attrs["external_variables"] = " ".join(kept)
+    else:
+        del ds.attrs["external_variables"]
+
+
 def grid_mapping_name(ds: xr.Dataset, variables: list[str]) -> str | None:
     """The grid mapping variable the refined variables refer to, if any."""
     for name in variables:
@@ -405,6 +417,12 @@ def decorate(
                     f"standard_name {variable.attrs.pop('standard_name')!r} of the input dropped: not a CF name",
                 ]
             ).strip()
+        measures = variable.attrs.pop("cell_measures", None)
+        if measures:
+            # the input's cell areas (often CMIP's external areacella) are the coarse grid's
+            variable.attrs["comment"] = " ".join(
+                [variable.attrs.get("comment", ""), f"cell_measures {measures!r} of the input dropped: the coarse grid's"]
+            ).strip()
         named_mapping = variable.attrs.get("grid_mapping")
         if named_mapping and named_mapping not in source.variables:
             # a subsetting tool dropped the grid mapping variable: no reference to nothing
@@ -425,6 +443,7 @@ def decorate(
             "actual_range",
         ):
             variable.attrs.pop(key, None)
+    _keep_referenced_externals(ds)
     mapping = grid_mapping_name(source, variables)
     for name in ANCILLARY_NAMES:
         ds[name].attrs = dict(ANCILLARY_ATTRS[name])
