@@ -318,6 +318,18 @@ def _external_cell_measures(tmp: Path) -> xr.Dataset:
     return ds
 
 
+def _flagged(tmp: Path) -> xr.Dataset:
+    """Temperature with a quality flag variable as its ancillary variable: a category, not refined."""
+    ds = _small()
+    ds["tas_flag"] = (
+        ("lat", "lon"),
+        np.zeros((8, 8), "int8"),
+        {"flag_values": np.array([0, 1], "int8"), "flag_meanings": "good bad"},
+    )
+    ds["tas"].attrs["ancillary_variables"] = "tas_flag"
+    return ds
+
+
 def _scaled(factor: float):
     def build(tmp: Path) -> xr.Dataset:
         ds = _small()
@@ -421,6 +433,11 @@ HANDLED = [
         "cell-measures-of-the-coarse-grid",
         _external_cell_measures,
         lambda ds, out: "cell_measures" not in out["tas"].attrs and "external_variables" not in out.attrs,
+    ),
+    (
+        "ancillary-variable-not-refined",
+        _flagged,
+        lambda ds, out: out["tas"].attrs["ancillary_variables"].split()[0] == "complexity_score" and "tas_flag" not in out,
     ),
     ("tiny-magnitudes", _scaled(1e-13), lambda ds, out: _same_detail_as_ordinary(ds, out, 1e-13)),
     ("huge-magnitudes", _scaled(1e21), lambda ds, out: _same_detail_as_ordinary(ds, out, 1e21)),

@@ -431,7 +431,13 @@ def decorate(
                 [variable.attrs.get("comment", ""), f"grid_mapping {named_mapping!r} named by the input, which lacked it"]
             ).strip()
         ancillary = variable.attrs.get("ancillary_variables", "").split()
-        variable.attrs["ancillary_variables"] = " ".join(dict.fromkeys(ancillary + list(ANCILLARY_NAMES)))
+        gone = [other for other in ancillary if other not in ds.variables]  # not refined (flags) nor carried
+        if gone:
+            variable.attrs["comment"] = " ".join(
+                [variable.attrs.get("comment", ""), f"ancillary variables {gone} of the input not in this output"]
+            ).strip()
+        kept = [other for other in ancillary if other in ds.variables]
+        variable.attrs["ancillary_variables"] = " ".join(dict.fromkeys(kept + list(ANCILLARY_NAMES)))
         for key in (
             "scale_factor",
             "add_offset",
