@@ -70,6 +70,9 @@ def test_gcm_time_series_with_bounds_is_cf_clean_and_round_trips(tmp_path, check
                 assert out["tas"].attrs[key] == ds["tas"].attrs[key]
             assert out.attrs["institution"] == ds.attrs["institution"]
             assert ds.attrs["history"] in out.attrs["history"]
+            # the input file's own id and date are not this file's (CMIP: tracking_id is unique per file)
+            assert "tracking_id" not in out.attrs and out.attrs["climgen_input_tracking_id"] == ds.attrs["tracking_id"]
+            assert out.attrs["creation_date"] > ds.attrs["creation_date"]
             for name in ("lat", "lon", "lat_bnds", "lon_bnds", "time"):
                 assert "_FillValue" not in out[name].encoding
 

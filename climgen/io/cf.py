@@ -325,6 +325,13 @@ def chain_layout(variable: xr.DataArray) -> tuple:
     return variable.dims, variable.shape, str(variable.attrs.get("units", "")).strip()
 
 
+# global attributes that describe the input file alone: its unique id (CMIP's tracking_id),
+# creation date and resolution; an output keeping them would claim to be that file
+INPUT_FILE_ATTRS = frozenset(
+    {"tracking_id", "creation_date", "nominal_resolution", "geospatial_lat_resolution", "geospatial_lon_resolution"}
+)
+
+
 def history_line(command: str) -> str:
     """One ``history`` entry: UTC time stamp and the exact command or call."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -391,7 +398,11 @@ def decorate(
 ) -> xr.Dataset:
     """Attach CF metadata and provenance to a refined dataset (values are not touched)."""
     ds = result
-    attrs = dict(source.attrs)
+    attrs = {key: value for key, value in source.attrs.items() if key not in INPUT_FILE_ATTRS}
+    if "tracking_id" in source.attrs:  # the input file's unique id: this file is another
+        attrs["climgen_input_tracking_id"] = source.attrs["tracking_id"]
+    if "creation_date" in source.attrs:
+        attrs["creation_date"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     attrs["Conventions"] = CONVENTIONS
     previous = str(source.attrs.get("history", "")).strip()
     attrs["history"] = history_line(command) + ("\n" + previous if previous else "")
