@@ -392,13 +392,14 @@ def coarsen(
 ) -> None:
     """Block-mean a fine field onto the grid that refining by FACTOR maps back to it."""
     from climgen.grid import coarsen_dataset, find_spatial_axes
-    from climgen.io.cf import describe_block_mean, encoding_for_plain, history_line, tidy
+    from climgen.io.cf import INPUT_FILE_ATTRS, describe_block_mean, encoding_for_plain, history_line, tidy
     from climgen.io.open import open_input
     from climgen.io.write import check_output, write_dataset
 
     check_output(output, overwrite)
     with open_input(input) as ds:
         coarse = coarsen_dataset(ds, factor, conservation)
+        coarse.attrs = {key: value for key, value in coarse.attrs.items() if key not in INPUT_FILE_ATTRS}
         previous = str(ds.attrs.get("history", "")).strip()
         coarse.attrs["history"] = history_line(_command_line()) + ("\n" + previous if previous else "")
         coarse.attrs.setdefault("title", f"{Path(input).name} block-averaged by {factor} (climgen coarsen)")

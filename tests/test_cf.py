@@ -164,6 +164,7 @@ def test_coarsened_truth_is_cf_clean(tmp_path, checker_ready):
     _assert_clean(tmp_path / "coarse.nc")
     with xr.open_dataset(tmp_path / "coarse.nc") as coarse:
         assert coarse["tas"].attrs["cell_methods"].startswith("time: mean area: mean")
+        assert "tracking_id" not in coarse.attrs  # the truth file's unique id is not the coarse file's
 
 
 def test_coarsened_wrf_style_truth_is_cf_clean(tmp_path, checker_ready):
