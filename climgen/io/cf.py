@@ -31,6 +31,11 @@ LENGTH_TO_METRES = {
 }
 
 
+def _add_comment(variable: xr.DataArray, text: str) -> None:
+    """Append ``text`` to a variable's ``comment``: what climgen changed in its metadata."""
+    variable.attrs["comment"] = " ".join([variable.attrs.get("comment", ""), text]).strip()
+
+
 def _keep_referenced_externals(ds: xr.Dataset) -> None:
     """Keep in the global ``external_variables`` only what a variable's ``cell_measures`` still names."""
     if "external_variables" not in ds.attrs:
@@ -422,31 +427,20 @@ def decorate(
         if not valid_standard_name(variable.attrs.get("standard_name")):
             # ERA5 files say "unknown": not a CF name, and no name is better than a wrong one
             # (tidy gives a variable left without either name its own as long_name)
-            variable.attrs["comment"] = " ".join(
-                [
-                    variable.attrs.get("comment", ""),
-                    f"standard_name {variable.attrs.pop('standard_name')!r} of the input dropped: not a CF name",
-                ]
-            ).strip()
+            _add_comment(variable, f"standard_name {variable.attrs.pop('standard_name')!r} of the input dropped: not a CF name")
         measures = variable.attrs.pop("cell_measures", None)
         if measures:
             # the input's cell areas (often CMIP's external areacella) are the coarse grid's
-            variable.attrs["comment"] = " ".join(
-                [variable.attrs.get("comment", ""), f"cell_measures {measures!r} of the input dropped: the coarse grid's"]
-            ).strip()
+            _add_comment(variable, f"cell_measures {measures!r} of the input dropped: the coarse grid's")
         named_mapping = variable.attrs.get("grid_mapping")
         if named_mapping and named_mapping not in source.variables:
             # a subsetting tool dropped the grid mapping variable: no reference to nothing
             variable.attrs.pop("grid_mapping")
-            variable.attrs["comment"] = " ".join(
-                [variable.attrs.get("comment", ""), f"grid_mapping {named_mapping!r} named by the input, which lacked it"]
-            ).strip()
+            _add_comment(variable, f"grid_mapping {named_mapping!r} named by the input, which lacked it")
         ancillary = variable.attrs.get("ancillary_variables", "").split()
         gone = [other for other in ancillary if other not in ds.variables]  # not refined (flags) nor carried
         if gone:
-            variable.attrs["comment"] = " ".join(
-                [variable.attrs.get("comment", ""), f"ancillary variables {gone} of the input not in this output"]
-            ).strip()
+            _add_comment(variable, f"ancillary variables {gone} of the input not in this output")
         kept = [other for other in ancillary if other in ds.variables]
         variable.attrs["ancillary_variables"] = " ".join(dict.fromkeys(kept + list(ANCILLARY_NAMES)))
         for key in (
