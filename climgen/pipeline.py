@@ -238,7 +238,7 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
         if covariate.sizes[dim] != 1:
             raise InputError(f"covariate {name!r} must be static (2-D); it has dimension {dim!r} of size {covariate.sizes[dim]}")
     covariate = covariate.squeeze([d for d in extra], drop=True).rename({cov_axes.y: axes.y, cov_axes.x: axes.x})
-    covariate = covariate.reset_coords(drop=True).astype(np.float64)
+    covariate = covariate.reset_coords(drop=True)
     target_y = fine_axes[axes.y][0].values
     target_x = fine_axes[axes.x][0].values
     if axes.kind == "curvilinear":  # no coordinates to interpolate by: the fine grid itself
@@ -248,7 +248,7 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
                 f"covariate {name!r} on a curvilinear grid must be on the output's fine grid ({fine_shape[0]}x{fine_shape[1]} "
                 f"cells), got {covariate.sizes[axes.y]}x{covariate.sizes[axes.x]}"
             )
-        return covariate.transpose(axes.y, axes.x).values
+        return covariate.transpose(axes.y, axes.x).values.astype(np.float64)
     if axes.kind == "latlon" and is_global_longitude(covariate, axes):
         covariate = _cover_longitudes(covariate, axes.x, target_x)  # any convention, any margin
     elif axes.kind == "latlon":
@@ -264,6 +264,12 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
                 covariate = _wrap_longitudes(covariate, axes.x)  # keep its neighbours across it
         covariate = covariate.sortby(axes.x)
     covariate = covariate.sortby(axes.y)
+    # only the cells around the domain are read: a 1 km global elevation is gigabytes
+    for axis, target in ((axes.y, target_y), (axes.x, target_x)):
+        covariate = _around(covariate, axis, target)
+        if covariate.sizes[axis] == 0:
+            raise InputError(f"covariate {name!r} does not overlap the input domain")
+    covariate = covariate.astype(np.float64)
     if (
         covariate.sizes[axes.y] == target_y.size
         and covariate.sizes[axes.x] == target_x.size
@@ -277,6 +283,15 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
     if not np.isfinite(values).any():
         raise InputError(f"covariate {name!r} does not overlap the input domain")
     return values
+
+
+def _around(covariate: xr.DataArray, name: str, target: np.ndarray) -> xr.DataArray:
+    """The covariate (sorted along ``name``) cut to the cells within two of its largest steps of
+    the ``target`` coordinates: all that linear interpolation onto them reads."""
+    values = covariate[name].values
+    step = float(np.abs(np.diff(values)).max()) if values.size > 1 else 0.0
+    inside = np.flatnonzero((values >= target.min() - 2 * step) & (values <= target.max() + 2 * step))
+    return covariate.isel({name: slice(inside[0], inside[-1] + 1) if inside.size else slice(0, 0)})
 
 
 def _cover_longitudes(covariate: xr.DataArray, name: str, target: np.ndarray) -> xr.DataArray:

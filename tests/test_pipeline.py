@@ -185,6 +185,24 @@ def test_covariate_on_another_lat_lon_grid_and_longitude_convention():
     assert "elevation" in provenance
 
 
+def test_a_global_covariate_is_read_only_around_the_domain(monkeypatch):
+    """A fine global covariate (1 km elevation is gigabytes) is cut to the domain before it is
+    read, and gives the same refined field as the same covariate cut by hand."""
+    ds = make_dataset("latlon", shape=(12, 16))
+    lat, lon = np.linspace(-89.75, 89.75, 360), np.linspace(-179.75, 179.75, 720)
+    field = np.random.default_rng(3).standard_normal((360, 720))
+    globe = xr.DataArray(field, dims=("lat", "lon"), coords={"lat": lat, "lon": lon}, name="orog", attrs={"units": "m"})
+    box = globe.sel(lat=slice(-20, 20), lon=slice(0, 50))
+    read = []
+    original = pipeline._around
+    monkeypatch.setattr(pipeline, "_around", lambda *args: read.append(original(*args)) or read[-1])
+    whole = ds.climgen.synthesize(factor=4, covariates={"elevation": globe})
+    assert read[-1].sizes["lat"] * read[-1].sizes["lon"] < 0.02 * globe.size  # what interpolation reads
+    np.testing.assert_array_equal(
+        whole["tas"].values, ds.climgen.synthesize(factor=4, covariates={"elevation": box})["tas"].values
+    )
+
+
 def test_terrain_covariate_puts_temperature_detail_where_the_terrain_is(hsurf_truth):
     # real terrain, a temperature that follows it below 1.5 degrees (6.5 K/km): with the terrain
     # as covariate the refined field must be far closer to the truth than without it, and the
