@@ -79,7 +79,7 @@ def find_spatial_axes(obj: xr.Dataset | xr.DataArray) -> SpatialAxes:
     # units in degrees north and east make latitude and longitude whatever the names (y/x with
     # degrees_north/east); rlat/rlon keep their rotated-pole reading
     rotated = AXIS_NAME_GUESSES["rotated"][0] + AXIS_NAME_GUESSES["rotated"][1]
-    ys, xs = ([n for n, c in coords.items() if c.attrs.get("units") in units and n not in rotated] for units in LATLON_UNITS)
+    ys, xs = ([n for n, c in coords.items() if units_role(c) == role and n not in rotated] for role in ("latitude", "longitude"))
     if ys and xs:
         return SpatialAxes(ys[0], xs[0], "latlon")
     ys = [n for n, c in coords.items() if str(c.attrs.get("axis", "")).upper() == "Y"]
@@ -172,14 +172,17 @@ def cell_bounds(coordinate: xr.DataArray, dataset: xr.Dataset | None = None) -> 
     return np.stack([edges[:-1], edges[1:]], axis=1)
 
 
+def units_role(variable: xr.DataArray | xr.Variable) -> str | None:
+    """``"latitude"`` or ``"longitude"`` when the variable's units are those CF reserves for
+    them (:data:`LATLON_UNITS`), else None."""
+    units = variable.attrs.get("units")
+    return next((role for role, cf_units in zip(("latitude", "longitude"), LATLON_UNITS, strict=True) if units in cf_units), None)
+
+
 def _degrees_role(coordinate: xr.DataArray) -> str | None:
     """``"latitude"`` or ``"longitude"`` for a 1-D coordinate of true latitudes or longitudes
     in degrees (by standard_name, CF units, or a usual name with units in degrees), else None."""
-    units = coordinate.attrs.get("units")
-    for role, cf_units in zip(("latitude", "longitude"), LATLON_UNITS, strict=True):
-        if units in cf_units:
-            return role
-    role = latlon_role(str(coordinate.name), coordinate)
+    role = units_role(coordinate) or latlon_role(str(coordinate.name), coordinate)
     if role is None and coordinate.name in ("lat", "latitude") and "units" not in coordinate.attrs:
         return "latitude"  # a bare lat axis: its computed edges stay inside the poles, as before
     return role

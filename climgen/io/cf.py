@@ -337,10 +337,14 @@ INPUT_FILE_ATTRS = frozenset(
 )
 
 
+def _utc_now() -> str:
+    """The current UTC time as ISO 8601 (history entries, creation dates)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def history_line(command: str) -> str:
     """One ``history`` entry: UTC time stamp and the exact command or call."""
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"{stamp}: {command}"
+    return f"{_utc_now()}: {command}"
 
 
 def tidy(ds: xr.Dataset, axes: SpatialAxes) -> xr.Dataset:
@@ -407,7 +411,7 @@ def decorate(
     if "tracking_id" in source.attrs:  # the input file's unique id: this file is another
         attrs["climgen_input_tracking_id"] = source.attrs["tracking_id"]
     if "creation_date" in source.attrs:
-        attrs["creation_date"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        attrs["creation_date"] = _utc_now()
     attrs["Conventions"] = CONVENTIONS
     previous = str(source.attrs.get("history", "")).strip()
     attrs["history"] = history_line(command) + ("\n" + previous if previous else "")
