@@ -143,16 +143,17 @@ class TileLayout:
         the stages that follow; a group then keeps the full halo for later windows too (the
         cheaper of the two, so ``later_halo`` never adds work).
         """
-        chains = self._group_calls(rows, cols, depth, self.later_halo)
-        if self.later_halo is None or self.later_halo == self.halo:
-            return chains
-        wide = self._group_calls(rows, cols, depth, self.halo)
+        chains, separated = self._group_calls(rows, cols, depth, self.later_halo)
+        if not separated or self.later_halo is None or self.later_halo == self.halo:
+            return chains  # a group that shares its windows throughout costs no more than with the full halo
+        wide, _ = self._group_calls(rows, cols, depth, self.halo)
         return chains if _chains_work(chains) <= _chains_work(wide) else wide
 
     def _group_calls(
         self, rows: range, cols: range, depth: np.ndarray, later_halo: int | None
-    ) -> dict[tuple[int, int], list[ModelCall]]:
-        """:meth:`group_calls` with windows that later stages open padded by ``later_halo``."""
+    ) -> tuple[dict[tuple[int, int], list[ModelCall]], bool]:
+        """:meth:`group_calls` with windows that later stages open padded by ``later_halo``,
+        and whether the group's tiles went on in separate windows at some stage."""
 
         def stage_halo(stage: int) -> int:
             return self.halo if stage == 1 or later_halo is None else later_halo
@@ -208,7 +209,7 @@ class TileLayout:
                 chain.append(calls[(stages[stage - 1], stage)])
                 stage = chain[-1].last + 1
             chains[tile_key] = chain
-        return chains
+        return chains, separate
 
     def deepen_within_windows(self, depth: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
         """``depth`` with each tile raised to the last stage of any model call shared by tiles
