@@ -14,10 +14,13 @@ self-test of :mod:`climgen.skill`; default ``auto``); the last column gives the 
 ``--depths`` adds a second table: every tile refined to each depth in turn (the rest of the
 factor bicubic), and the default adaptive depth map, with RMSE over bicubic's, top-octave power
 and share of uniform full depth's multiply-accumulates: what each learned stage is worth.
+``--tiles`` adds a table of what the second stage is worth per tile: every tile at depth 1,
+then at depth 2, grouped by score and by whether the tile is a front (cells at a physical bound
+beside cells off it, :mod:`climgen.complexity`), as the default depth map treats them.
 
     python benchmarks/quality_vs_bicubic.py [--shared ../shared] [--factors 4 8] [--json out.json]
         [--model default|CHECKPOINT] [--only HSURF tas ...] [--budget 0.3] [--no-bounds]
-        [--coarsen-by cells|area] [--conservation cells|area] [--residual-gain auto|1] [--depths]
+        [--coarsen-by cells|area] [--conservation cells|area] [--residual-gain auto|1] [--depths] [--tiles]
 
 Fields (from shared/data/ncl): the eastern halves (rlon >= 18) of two regional-model fields
 (the default model trains only on the western half of another model's orography and land
@@ -145,30 +148,48 @@ def evaluate(
     return row
 
 
+class _Stages:
+    """One held-out field's coarse input planned for the default pipeline, refined with any
+    depth map as the pipeline would (gap filling, noise, bounds; wrapped columns cropped)."""
+
+    def __init__(self, truth_ds: xr.Dataset, variable: str, factor: int, model: str = "default"):
+        axes, _, coarse_ds, self.truth = coarsened(truth_ds, variable, factor)
+        coarse = coarse_ds[variable].transpose(..., axes.y, axes.x).values.astype(np.float64)
+        coarse = coarse.reshape(-1, *coarse.shape[-2:])
+        self.bicubic = bicubic_upsample(torch.tensor(coarse[:, None]), factor).numpy()[:, 0]
+        self.job = job = plan(coarse_ds, make_config(factor=factor, variables=[variable], model=model))
+        source = job.source[variable].transpose(..., axes.y, axes.x).values.astype(np.float64)  # a global grid: wrapped
+        self.source = source.reshape(-1, *source.shape[-2:])
+        self.cut = job.wrap_cells * factor
+        self.refiner = job.refiner("cpu").with_gain(job.residual_gain(variable))
+        self.keys = job.seed_keys(variable, range(len(coarse)), 0)
+        self.limits = job.prepared.limits[variable]
+        self.full = factor.bit_length() - 1
+
+    def at_depth(self, depth: int) -> np.ndarray:
+        """Every tile at ``depth`` (constant tiles stay at 0)."""
+        return np.where(self.job.scores.constant, 0, depth).astype(np.int8)
+
+    def refine(self, depth: np.ndarray) -> np.ndarray:
+        job = self.job
+        fine = refine_domain(self.refiner, self.source, depth, job.prepared.covariates, self.keys, bounds=self.limits)
+        return fine[..., self.cut : fine.shape[-1] - self.cut]
+
+
 def stage_rows(truth_ds: xr.Dataset, variable: str, factor: int, model: str = "default") -> list[dict]:
     """RMSE over bicubic's, top-octave power over the truth's and share of uniform full depth's
     MACs (as in the output's provenance) with every tile at each depth 1..full (constant tiles
     stay at 0), and with the default depth map."""
-    axes, _, coarse_ds, truth = coarsened(truth_ds, variable, factor)
-    coarse = coarse_ds[variable].transpose(..., axes.y, axes.x).values.astype(np.float64)
-    coarse = coarse.reshape(-1, *coarse.shape[-2:])
-    bicubic = bicubic_upsample(torch.tensor(coarse[:, None]), factor).numpy()[:, 0]
-    job = plan(coarse_ds, make_config(factor=factor, variables=[variable], model=model))
-    source = job.source[variable].transpose(..., axes.y, axes.x).values.astype(np.float64)  # a global grid: wrapped
-    source = source.reshape(-1, *source.shape[-2:])
-    cut = job.wrap_cells * factor
-    refiner = job.refiner("cpu").with_gain(job.residual_gain(variable))
-    full = factor.bit_length() - 1
-    keys = job.seed_keys(variable, range(len(coarse)), 0)
-    maps = {f"all at depth {depth}": np.where(job.scores.constant, 0, depth).astype(np.int8) for depth in range(1, full + 1)}
+    stages = _Stages(truth_ds, variable, factor, model)
+    job, truth, bicubic = stages.job, stages.truth, stages.bicubic
+    maps = {f"all at depth {depth}": stages.at_depth(depth) for depth in range(1, stages.full + 1)}
     maps["default (adaptive)"] = job.depth
     network_runs = job.residual_gain(variable) > 0  # at gain 0 the network is skipped
     top_truth, top_bicubic = top_octave_power(truth), top_octave_power(bicubic)
     rows = []
     for name, depth in maps.items():
-        fine = refine_domain(refiner, source, depth, job.prepared.covariates, keys, bounds=job.prepared.limits[variable])
-        fine = fine[..., cut : fine.shape[-1] - cut]
-        share = compute_report(job.checkpoint.module, job.prepared.layout, depth, full, 1)["fraction_of_uniform"]
+        fine = stages.refine(depth)
+        share = compute_report(job.checkpoint.module, job.prepared.layout, depth, stages.full, 1)["fraction_of_uniform"]
         rows.append(
             {
                 "depths": name,
@@ -179,6 +200,65 @@ def stage_rows(truth_ds: xr.Dataset, variable: str, factor: int, model: str = "d
             }
         )
     return rows
+
+
+SCORE_BINS = [0.0, 0.5, 0.6, 0.7, 0.8, 1.0]
+
+
+def second_stage_rows(truth_ds: xr.Dataset, variable: str, factor: int, model: str = "default") -> list[dict]:
+    """What the second stage is worth per tile: every tile at depth 1, then at depth 2; per
+    group of tiles (front or not, by score), the tiles' median share of their squared error
+    the second stage removes and the group's share of what it removes over the whole field."""
+    stages = _Stages(truth_ds, variable, factor, model)
+    scores, layout = stages.job.scores, stages.job.prepared.layout
+    shallow, deep = (stages.refine(stages.at_depth(depth)) for depth in (1, 2))
+    offset = stages.job.wrap_cells
+    tiles = []
+    for tile in layout:
+        columns = slice(tile.core[1].start - offset, tile.core[1].stop - offset)
+        if scores.constant[tile.row, tile.col] or columns.start < 0 or columns.stop > stages.truth.shape[-1] // factor:
+            continue  # constant, or in the columns a global grid wraps beyond its edges
+        rows = slice(tile.core[0].start * factor, tile.core[0].stop * factor)
+        columns = slice(columns.start * factor, columns.stop * factor)
+        truth = stages.truth[:, rows, columns]
+        errors = [float(np.sum((fine[:, rows, columns] - truth) ** 2)) for fine in (shallow, deep)]
+        tiles.append((bool(scores.fronts[tile.row, tile.col]), float(scores.score[tile.row, tile.col]), *errors))
+    removed_total = sum(first - second for _, _, first, second in tiles)
+    groups = []
+    for front in (False, True):
+        for low, high in zip(SCORE_BINS[:-1], SCORE_BINS[1:], strict=True):
+            chosen = [t for t in tiles if t[0] == front and low <= t[1] < high]
+            if not chosen:
+                continue
+            gains = [(first - second) / first for _, _, first, second in chosen if first > 0]
+            groups.append(
+                {
+                    "front": front,
+                    "scores": f"{low:.1f}-{high:.1f}",
+                    "tiles": len(chosen),
+                    "median_gain": float(np.median(gains)) if gains else 0.0,
+                    "share_of_field_gain": sum(first - second for _, _, first, second in chosen) / removed_total
+                    if removed_total
+                    else 0.0,
+                }
+            )
+    return groups
+
+
+def print_second_stage_table(fields: list[tuple[str, int, list[dict]]]) -> None:
+    """The ``--tiles`` table: per field, factor and group of tiles."""
+    print(
+        "\n| field | factor | tiles | scores | count | median share of a tile's squared error removed | share of the field's removal |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for field, factor, groups in fields:
+        for group in groups:
+            kind = "front" if group["front"] else "other"
+            print(
+                f"| {field} | x{factor} | {kind} | {group['scores']} | {group['tiles']} | {100 * group['median_gain']:+.1f}% | "
+                f"{100 * group['share_of_field_gain']:+.0f}% |",
+                flush=True,
+            )
 
 
 def print_stage_table(fields: list[tuple[str, int, list[dict]]]) -> None:
@@ -207,9 +287,10 @@ def main() -> None:
     parser.add_argument("--conservation", choices=["cells", "area"], default="cells", help="block means climgen matches")
     parser.add_argument("--residual-gain", default="auto", help="share of the learned detail kept: auto or a number")
     parser.add_argument("--depths", action="store_true", help="also: every tile at each depth, and the default depth map")
+    parser.add_argument("--tiles", action="store_true", help="also: the second stage's value per tile, fronts apart")
     arguments = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    rows, stages = [], []
+    rows, stages, second_stages = [], [], []
     print(
         "| field | factor | RMSE bicubic | RMSE bicubic+projection | RMSE climgen uniform | RMSE climgen adaptive | uniform / bicubic | adaptive / bicubic | adaptive cost | top-octave power / truth: bicubic, uniform, adaptive | detail kept |"
     )
@@ -247,8 +328,13 @@ def main() -> None:
             if arguments.depths:
                 stages.append((row["field"], factor, stage_rows(truth, variable, factor, arguments.model)))
                 row["depths"] = stages[-1][2]
+            if arguments.tiles and factor >= 4:  # x2 has one stage only
+                second_stages.append((row["field"], factor, second_stage_rows(truth, variable, factor, arguments.model)))
+                row["second_stage_by_tiles"] = second_stages[-1][2]
     if stages:
         print_stage_table(stages)
+    if second_stages:
+        print_second_stage_table(second_stages)
     for row in rows:
         if row["share_outside_physical_bounds"] > 0:
             print(

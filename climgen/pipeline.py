@@ -16,7 +16,14 @@ import numpy as np
 import xarray as xr
 
 from climgen import __version__
-from climgen.complexity import ComplexityScores, choose_depth, combine_scores, depth_thresholds, tile_components
+from climgen.complexity import (
+    SECOND_STAGE_SCORE,
+    ComplexityScores,
+    choose_depth,
+    combine_scores,
+    depth_thresholds,
+    tile_components,
+)
 from climgen.compute import compute_report, tile_macs, window_cells
 from climgen.conservation import Bounds, Weights, count_disordered, count_outside, format_bounds, order_stacks
 from climgen.errors import ConfigError, InputError
@@ -387,7 +394,7 @@ def _scores(ds: xr.Dataset, prepared: _Prepared, factor: int) -> ComplexityScore
     for name in prepared.variables:
         _, values = _fields(ds, name, prepared.axes)
         for field_values in values:
-            scores.append(tile_components(field_values, prepared.layout, prepared.covariates, factor))
+            scores.append(tile_components(field_values, prepared.layout, prepared.covariates, factor, prepared.limits[name]))
     return combine_scores(scores)
 
 
@@ -562,8 +569,16 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
     else:
         adaptive = config.adaptive and checkpoint.architecture == "amsgm"  # baselines jump the whole factor
         layout = prepared.layout
+        # a model that samples detail keeps its second stage where the score's evenly spaced
+        # threshold asks for it: that stage adds the members' spread (benchmarks/ensemble_scores.py)
+        second = 0.0 if checkpoint.draws_samples else SECOND_STAGE_SCORE
         result.depth = choose_depth(
-            scores, full_depth, adaptive, config.budget if adaptive else None, cost=lambda depth: window_cells(layout, depth)
+            scores,
+            full_depth,
+            adaptive,
+            config.budget if adaptive else None,
+            cost=lambda depth: window_cells(layout, depth),
+            second_stage_score=second,
         )
         if not adaptive:
             result.depth_policy = {"policy": "uniform"}
@@ -571,7 +586,14 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
             result.depth_policy = {"policy": "budget", "budget": config.budget}
         else:
             guided = "covariate" in scores.components
-            result.depth_policy = {"policy": "thresholds", "thresholds": depth_thresholds(full_depth, guided)}
+            thresholds = depth_thresholds(full_depth, guided, second_stage_score=second)
+            result.depth_policy = {"policy": "thresholds", "thresholds": thresholds}
+            fronts = int((scores.fronts & ~scores.constant).sum())
+            if fronts and not guided:
+                result.depth_policy |= {
+                    "thresholds_at_fronts": depth_thresholds(full_depth, False, front=True),
+                    "front_tiles": fronts,
+                }
     # a tile inside a window that its group refines deeper anyway takes that depth: the same
     # model calls, so the same cost, and the depth map says what each tile got
     result.depth = prepared.layout.deepen_within_windows(result.depth, scores.constant)
@@ -581,7 +603,13 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
 def depth_policy_text(policy: dict) -> str:
     """A plan's ``depth_policy`` in words, for command-line summaries (a stage no score
     reaches reads "never")."""
-    thresholds = ", ".join(f"{t:.2f}" if np.isfinite(t) else "never" for t in policy.get("thresholds", []))
+
+    def listed(values: list[float]) -> str:
+        return ", ".join(f"{t:.2f}" if np.isfinite(t) else "never" for t in values)
+
+    thresholds = listed(policy.get("thresholds", []))
+    if "thresholds_at_fronts" in policy:
+        thresholds += f" ({listed(policy['thresholds_at_fronts'])} at {policy['front_tiles']} front tiles)"
     texts = {
         "thresholds": f"score thresholds {thresholds}",
         "quality": f"calibrated score thresholds {thresholds}",

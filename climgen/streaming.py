@@ -153,7 +153,8 @@ class Job:
 
 def _score_block(values: np.ndarray, layout, covariates, factor: int, bounds) -> tuple:
     fields = np.asarray(values, dtype=np.float64).reshape(-1, *values.shape[-2:])
-    return combine_scores([tile_components(f, layout, covariates, factor) for f in fields]), count_outside(fields, bounds)
+    scores = [tile_components(f, layout, covariates, factor, bounds) for f in fields]
+    return combine_scores(scores), count_outside(fields, bounds)
 
 
 def _time_blocks(variable: xr.DataArray, time_chunk: int) -> list:
@@ -223,6 +224,9 @@ def _job_id(plan_: Plan, options: StreamOptions, ds: xr.Dataset, output: Path) -
         "device": options.device,
         "format": output_format(output),
         "longitude_wrap_cells": plan_.wrap_cells,
+        # the depth map itself: a climgen whose depth policy changed must not resume another's tiles
+        "depth_policy": plan_.depth_policy,
+        "depth_sha256": hashlib.sha256(np.ascontiguousarray(plan_.depth, dtype=np.int8).tobytes()).hexdigest(),
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
 

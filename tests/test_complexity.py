@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from climgen.complexity import FINE_STAGES_SCORE, ComplexityScores, choose_depth, stage_cost, tile_components
+from climgen.complexity import (
+    FINE_STAGES_SCORE,
+    SECOND_STAGE_SCORE,
+    ComplexityScores,
+    choose_depth,
+    combine_scores,
+    stage_cost,
+    tile_components,
+)
 from climgen.errors import ConfigError
 from climgen.testing import rough_field
 from climgen.tiling import TileLayout
@@ -42,20 +50,52 @@ def test_constant_and_missing_tiles_get_depth_zero():
 
 
 @pytest.mark.parametrize(
-    ("full_depth", "without_covariates", "with_covariates"),
-    [(2, [0, 1, 2, 2], [0, 1, 2, 2]), (3, [1, 2, 2, 3], [1, 2, 3, 3]), (4, [1, 2, 2, 4], [1, 3, 4, 4])],
+    ("full_depth", "without_covariates", "with_covariates", "at_fronts"),
+    [
+        (1, [0, 1, 1, 1], [0, 1, 1, 1], [1, 1, 1, 1]),
+        (2, [0, 1, 2, 2], [0, 1, 2, 2], [2, 2, 2, 2]),
+        (3, [1, 1, 2, 3], [1, 2, 3, 3], [2, 2, 2, 3]),
+        (4, [1, 1, 2, 4], [1, 3, 4, 4], [2, 2, 2, 4]),
+    ],
 )
-def test_stages_finer_than_x4_need_a_high_score_unless_covariates_guide_them(full_depth, without_covariates, with_covariates):
+def test_finer_stages_need_a_high_score_unless_covariates_or_a_front_call_for_them(
+    full_depth, without_covariates, with_covariates, at_fronts
+):
     score = np.array([[0.3, 0.6, 0.8, 0.9]])
-    assert score[0, 2] < FINE_STAGES_SCORE <= score[0, 3]
+    assert score[0, 1] < SECOND_STAGE_SCORE <= score[0, 2] < FINE_STAGES_SCORE <= score[0, 3]
     constant = np.zeros(score.shape, dtype=bool)
     alone = ComplexityScores({"gradient": score}, score, constant)
     guided = ComplexityScores({"gradient": score, "covariate": score}, score, constant)
+    fronts = ComplexityScores({"gradient": score}, score, constant, np.ones(score.shape, dtype=bool))
     assert choose_depth(alone, full_depth).tolist() == [without_covariates]
     assert choose_depth(guided, full_depth).tolist() == [with_covariates]
+    assert choose_depth(fronts, full_depth).tolist() == [at_fronts]
     # budgets and uniform depth keep their own rules
     assert (choose_depth(alone, full_depth, adaptive=False) == full_depth).all()
     assert choose_depth(alone, full_depth, budget=1.0).max() == full_depth
+    assert (choose_depth(fronts, full_depth, budget=0.5) == choose_depth(alone, full_depth, budget=0.5)).all()
+
+
+def test_fronts_are_tiles_where_cells_at_a_physical_bound_meet_cells_off_it():
+    """Land fraction: sea (0) meets a coast in the first tile column, the middle is partly land
+    throughout, land (1) meets the coast in the last; fronts only where the bounds are known."""
+    layout = TileLayout((32, 48), 16, 4)
+    land = np.clip(0.5 + 0.2 * rough_field((32, 48), seed=4), 0.05, 0.95)
+    land[:, :8] = 0.0
+    land[:, 40:] = 1.0
+    scores = tile_components(land, layout, bounds=(0.0, 1.0))
+    assert scores.fronts.tolist() == [[True, False, True], [True, False, True]]
+    assert not tile_components(land, layout).fronts.any()  # bounds unknown
+    assert not tile_components(land * 0.5 + 0.25, layout, bounds=(0.0, 1.0)).fronts.any()  # all inside
+    # in percent: the same fronts; rounding noise at a bound still counts as at it
+    np.testing.assert_array_equal(tile_components(land * 100, layout, bounds=(0.0, 100.0)).fronts, scores.fronts)
+    noisy = land + 1e-9 * np.random.default_rng(0).random(land.shape)
+    np.testing.assert_array_equal(tile_components(noisy, layout, bounds=(0.0, 1.0)).fronts, scores.fronts)
+    # several fields (time steps): a tile is a front when it is one in any of them
+    later = land.copy()
+    later[:, 16:24] = 0.0  # the middle column of tiles meets the sea too
+    combined = combine_scores([scores, tile_components(later, layout, bounds=(0.0, 1.0))])
+    assert combined.fronts.all()
 
 
 def test_covariate_roughness_raises_the_score():

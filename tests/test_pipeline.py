@@ -7,10 +7,11 @@ import pytest
 import xarray as xr
 
 from climgen import pipeline
-from climgen.complexity import FINE_STAGES_SCORE
+from climgen.complexity import FINE_STAGES_SCORE, SECOND_STAGE_SCORE
 from climgen.compute import window_cells
 from climgen.errors import ConfigError, GridError, InputError
 from climgen.grid import coarsen_dataset
+from climgen.streaming import stream_scores
 from climgen.testing import assert_coarse_consistent, make_dataset
 
 
@@ -74,26 +75,51 @@ def test_budget_lowers_the_depth(hsurf_coarse):
         pipeline.synthesize(hsurf_coarse, factor=4, budget=0.5, adaptive=False)
 
 
-def test_stages_finer_than_x4_need_a_high_score_or_a_covariate(hsurf_truth):
+def test_stages_past_the_first_need_a_high_score_or_a_covariate(hsurf_truth):
     coarse = coarsen_dataset(hsurf_truth, 8)
     alone = pipeline.plan(coarse, pipeline.make_config(factor=8))
-    evenly_spaced = np.where(alone.scores.constant, 0, np.minimum(np.floor(alone.scores.score * 4), 3))
-    rough = alone.scores.score >= FINE_STAGES_SCORE
-    rule = np.where(rough, evenly_spaced, np.minimum(evenly_spaced, 2)).astype(np.int8)
-    assert ((evenly_spaced == 3) & ~rough).any(), "the field must have tiles the rule keeps at depth 2"
+    score = alone.scores.score
+    evenly_spaced = np.where(alone.scores.constant, 0, np.minimum(np.floor(score * 4), 3))
+    rule = (score >= 0.25).astype(np.int8) + (score >= SECOND_STAGE_SCORE) + (score >= FINE_STAGES_SCORE)
+    rule = np.where(alone.scores.constant, 0, rule).astype(np.int8)
+    assert (rule < evenly_spaced).any(), "the field must have tiles the rule keeps shallower"
     # then tiles inside windows refined deeper anyway take that depth, at no extra cost
     layout = alone.prepared.layout
     np.testing.assert_array_equal(alone.depth, layout.deepen_within_windows(rule, alone.scores.constant))
     assert window_cells(layout, alone.depth) == window_cells(layout, rule)
-    assert (alone.depth[~rough] < 3).any()
     orography = hsurf_truth["HSURF"].squeeze(drop=True)
     guided = pipeline.plan(coarse, pipeline.make_config(factor=8), covariates={"orog": orography})
     evenly_spaced = np.where(guided.scores.constant, 0, np.minimum(np.floor(guided.scores.score * 4), 3)).astype(np.int8)
     np.testing.assert_array_equal(guided.depth, layout.deepen_within_windows(evenly_spaced, guided.scores.constant))
     # the thresholds used go to every output's provenance
-    assert alone.depth_policy == {"policy": "thresholds", "thresholds": [0.25, 0.5, FINE_STAGES_SCORE]}
+    assert alone.depth_policy == {"policy": "thresholds", "thresholds": [0.25, SECOND_STAGE_SCORE, FINE_STAGES_SCORE]}
     assert guided.depth_policy == {"policy": "thresholds", "thresholds": [0.25, 0.5, 0.75]}
     assert alone.provenance(1, 0.0)["depth_policy"] == alone.depth_policy
+
+
+def test_fronts_of_a_bounded_variable_get_the_second_stage(hsurf_truth):
+    """Land fraction made from the real terrain's coast: its coastal tiles are fronts and get
+    both stages at x4 whatever their score; without its standard name (no physical bounds
+    known) the same tiles need the scores."""
+    land = (hsurf_truth["HSURF"] > 1.0).astype(np.float32)
+    land.attrs = {"standard_name": "land_area_fraction", "units": "1"}
+    truth = hsurf_truth.assign(land=land)[["land"]]
+    coarse = coarsen_dataset(truth, 4)
+    job = pipeline.plan(coarse, pipeline.make_config(factor=4, tile_size=8))
+    fronts = job.scores.fronts & ~job.scores.constant
+    assert fronts.sum() >= 4
+    assert (job.depth[fronts] == 2).all()
+    assert (job.scores.score[fronts] < SECOND_STAGE_SCORE).any()
+    assert job.depth_policy["thresholds_at_fronts"] == [0.0, 0.0]
+    assert job.depth_policy["front_tiles"] == int(fronts.sum())
+    assert f"at {fronts.sum()} front tiles" in pipeline.depth_policy_text(job.depth_policy)
+    streamed = stream_scores(coarse.chunk(), job.prepared, 4, time_chunk=1)  # the streaming path's scores
+    np.testing.assert_array_equal(streamed.fronts, job.scores.fronts)
+    unbounded = coarse.copy()
+    unbounded["land"].attrs = {"units": "1"}
+    plain = pipeline.plan(unbounded, pipeline.make_config(factor=4, tile_size=8))
+    assert not plain.scores.fronts.any() and "thresholds_at_fronts" not in plain.depth_policy
+    assert plain.depth.sum() < job.depth.sum()
 
 
 @pytest.mark.parametrize(
@@ -364,3 +390,15 @@ def test_ensemble_model_spreads_its_members_and_keeps_them_consistent(hsurf_coar
     assert np.nanmean(spread[rough]) > 2 * np.nanmean(spread[smooth])
     for member in range(4):
         assert_coarse_consistent(outputs["amsgm-ensemble"].isel(realization=member), hsurf_coarse["HSURF"], 4)
+
+
+def test_a_model_that_samples_detail_keeps_its_second_stage_where_the_score_asks(hsurf_coarse):
+    """The ensemble model's second stage adds the members' spread: its depth map keeps the
+    evenly spaced threshold (2/3 at x4) where the default model's needs 0.8."""
+    sampled = pipeline.plan(hsurf_coarse, pipeline.make_config(factor=4, model="amsgm-ensemble"))
+    best_guess = pipeline.plan(hsurf_coarse, pipeline.make_config(factor=4))
+    assert sampled.depth_policy["thresholds"] == [1 / 3, 2 / 3]
+    assert best_guess.depth_policy["thresholds"] == [1 / 3, SECOND_STAGE_SCORE]
+    between = (sampled.scores.score >= 2 / 3) & (sampled.scores.score < SECOND_STAGE_SCORE)
+    assert between.any() and (sampled.depth[between] == 2).all()
+    assert sampled.depth.sum() > best_guess.depth.sum()

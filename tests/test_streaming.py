@@ -106,6 +106,20 @@ def test_rerunning_a_finished_job_does_nothing_and_other_jobs_need_overwrite(sou
         assert '"seed": 6' in got.attrs["climgen_provenance"]
 
 
+def test_another_depth_map_is_another_job(source, tmp_path, monkeypatch):
+    """A half-done job must not be resumed by a climgen whose depth policy changed since: its
+    finished tiles were refined to other depths."""
+    config = pipeline.make_config(factor=4, seed=5, members=2, tile_size=8)
+    options = streaming.StreamOptions(progress=False, region_tiles=2)
+    with xr.open_dataset(source) as ds:
+        before = streaming.prepare_job(ds, tmp_path / "out.zarr", config, options=options)
+        assert streaming.prepare_job(ds, tmp_path / "out.zarr", config, options=options).job_id == before.job_id
+        monkeypatch.setattr(pipeline, "SECOND_STAGE_SCORE", 0.0)  # the second stage from 1/3, as before 2026-11-25
+        after = streaming.prepare_job(ds, tmp_path / "out.zarr", config, options=options)
+    assert (after.plan.depth != before.plan.depth).any()
+    assert after.job_id != before.job_id
+
+
 def test_options_are_validated():
     with pytest.raises(ConfigError, match="not both"):
         streaming.StreamOptions(workers=2, scheduler="tcp://localhost:8786").validate()
