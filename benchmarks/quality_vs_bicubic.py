@@ -171,8 +171,8 @@ class _Stages:
         return np.where(self.job.scores.constant, 0, depth).astype(np.int8)
 
     def refine(self, depth: np.ndarray) -> np.ndarray:
-        job = self.job
-        fine = refine_domain(self.refiner, self.source, depth, job.prepared.covariates, self.keys, bounds=self.limits)
+        """The field refined with ``depth`` per tile, cropped to the truth's columns."""
+        fine = refine_domain(self.refiner, self.source, depth, self.job.prepared.covariates, self.keys, bounds=self.limits)
         return fine[..., self.cut : fine.shape[-1] - self.cut]
 
 
@@ -221,25 +221,23 @@ def second_stage_rows(truth_ds: xr.Dataset, variable: str, factor: int, model: s
         rows = slice(tile.core[0].start * factor, tile.core[0].stop * factor)
         columns = slice(columns.start * factor, columns.stop * factor)
         truth = stages.truth[:, rows, columns]
-        errors = [float(np.sum((fine[:, rows, columns] - truth) ** 2)) for fine in (shallow, deep)]
-        tiles.append((bool(scores.fronts[tile.row, tile.col]), float(scores.score[tile.row, tile.col]), *errors))
-    removed_total = sum(first - second for _, _, first, second in tiles)
+        first, second = (float(np.sum((fine[:, rows, columns] - truth) ** 2)) for fine in (shallow, deep))
+        tiles.append((bool(scores.fronts[tile.row, tile.col]), float(scores.score[tile.row, tile.col]), first, first - second))
+    removed_total = sum(removed for *_, removed in tiles)
     groups = []
     for front in (False, True):
         for low, high in zip(SCORE_BINS[:-1], SCORE_BINS[1:], strict=True):
             chosen = [t for t in tiles if t[0] == front and low <= t[1] < high]
             if not chosen:
                 continue
-            gains = [(first - second) / first for _, _, first, second in chosen if first > 0]
+            gains = [removed / first for _, _, first, removed in chosen if first > 0]
             groups.append(
                 {
                     "front": front,
                     "scores": f"{low:.1f}-{high:.1f}",
                     "tiles": len(chosen),
                     "median_gain": float(np.median(gains)) if gains else 0.0,
-                    "share_of_field_gain": sum(first - second for _, _, first, second in chosen) / removed_total
-                    if removed_total
-                    else 0.0,
+                    "share_of_field_gain": sum(removed for *_, removed in chosen) / removed_total if removed_total else 0.0,
                 }
             )
     return groups

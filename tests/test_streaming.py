@@ -114,7 +114,7 @@ def test_another_depth_map_is_another_job(source, tmp_path, monkeypatch):
     with xr.open_dataset(source) as ds:
         before = streaming.prepare_job(ds, tmp_path / "out.zarr", config, options=options)
         assert streaming.prepare_job(ds, tmp_path / "out.zarr", config, options=options).job_id == before.job_id
-        monkeypatch.setattr(pipeline, "SECOND_STAGE_SCORE", 0.0)  # the second stage from 1/3, as before 2026-11-25
+        monkeypatch.setattr(pipeline, "SECOND_STAGE_SCORE", 0.0)  # the second stage from 2/3, as before 2026-11-25
         after = streaming.prepare_job(ds, tmp_path / "out.zarr", config, options=options)
     assert (after.plan.depth != before.plan.depth).any()
     assert after.job_id != before.job_id
