@@ -20,6 +20,7 @@ class _ClimgenAccessor:
         adaptive: bool = True,
         budget: float | None = None,
         quality: float | None = None,
+        tolerance: float | None = None,
         **options,
     ) -> xr.Dataset:
         """Refine by ``factor``; see :func:`climgen.pipeline.synthesize`."""
@@ -36,6 +37,7 @@ class _ClimgenAccessor:
             adaptive=adaptive,
             budget=budget,
             quality=quality,
+            tolerance=tolerance,
             **options,
         )
 

@@ -161,8 +161,16 @@ def synthesize(
     seed: Annotated[int, typer.Option(help="Seed of every noise map.")] = 0,
     members: Annotated[int, typer.Option(help="Ensemble members (realization dimension).")] = 1,
     uniform: Annotated[bool, typer.Option("--uniform", help="Refine every tile to full depth.")] = False,
-    budget: Annotated[float | None, typer.Option(help="Compute budget as a fraction of full depth (0, 1].")] = None,
-    quality: Annotated[float | None, typer.Option(help="Calibrate depth to this SSIM quality target, e.g. 0.995.")] = None,
+    budget: Annotated[
+        float | None, typer.Option(help="Compute budget as a fraction of full depth (0, 1], spent by predicted gain.")
+    ] = None,
+    tolerance: Annotated[
+        float | None,
+        typer.Option(help="Stop a tile where deeper stages would remove less than this share of full depth's error (0.01)."),
+    ] = None,
+    quality: Annotated[
+        float | None, typer.Option(help="RMSE within 1/QUALITY of full depth's, e.g. 0.995 (sets the tolerance).")
+    ] = None,
     bounds: Annotated[
         list[str] | None,
         typer.Option(
@@ -217,6 +225,7 @@ def synthesize(
         adaptive=not uniform,
         budget=budget,
         quality=quality,
+        tolerance=tolerance,
         bounds=_parse_bounds(bounds),
         order=_parse_order(order),
         conservation=conservation,
@@ -269,6 +278,7 @@ def run(
         adaptive=job.adaptive,
         budget=job.budget,
         quality=job.quality,
+        tolerance=job.tolerance,
         tile_size=job.tile_size,
         halo=job.halo,
         merge_tiles=job.merge_tiles,

@@ -57,6 +57,7 @@ class RunRecipe(Strict):
     adaptive: bool = True
     budget: float | None = Field(None, gt=0, le=1)
     quality: float | None = Field(None, gt=0, lt=1)
+    tolerance: float | None = Field(None, gt=0, lt=1)  # share of full depth's error skipped stages may remove
     tile_size: int | None = Field(None, ge=4)
     halo: int | None = Field(None, ge=0)
     merge_tiles: int | None = Field(None, ge=1)

@@ -17,7 +17,6 @@ import xarray as xr
 
 from climgen import __version__
 from climgen.complexity import (
-    SECOND_STAGE_SCORE,
     ComplexityScores,
     choose_depth,
     combine_scores,
@@ -27,6 +26,14 @@ from climgen.complexity import (
 from climgen.compute import compute_report, tile_macs, window_cells
 from climgen.conservation import Bounds, Weights, count_disordered, count_outside, format_bounds, order_stacks
 from climgen.errors import ConfigError, InputError
+from climgen.gain import (
+    DEFAULT_TOLERANCE,
+    GainPrediction,
+    check_tolerance,
+    depth_by_budget,
+    depth_by_tolerance,
+    tolerance_for_quality,
+)
 from climgen.grid import (
     SpatialAxes,
     bounds_name,
@@ -63,6 +70,7 @@ class SynthesisConfig:
     adaptive: bool = True
     budget: float | None = None
     quality: float | None = None
+    tolerance: float | None = None  # share of full depth's error skipped stages may remove; None: climgen.gain's default
     tile_size: int | None = None
     halo: int | None = None
     merge_tiles: int | None = None
@@ -85,6 +93,10 @@ class SynthesisConfig:
             raise ConfigError(f"quality must be in (0, 1), e.g. 0.995, got {self.quality}")
         if self.quality is not None and (self.budget is not None or not self.adaptive):
             raise ConfigError("quality sets the depth itself: use it without budget and without uniform")
+        if self.tolerance is not None:
+            check_tolerance(self.tolerance)
+            if self.budget is not None or self.quality is not None or not self.adaptive:
+                raise ConfigError("tolerance sets the depth itself: use it without budget, quality and uniform")
         if (self.tile_size is not None and self.tile_size < 4) or (self.halo is not None and self.halo < 0):
             raise ConfigError(f"tile_size must be >= 4 and halo >= 0, got {self.tile_size}, {self.halo}")
         if self.merge_tiles is not None and self.merge_tiles < 1:
@@ -430,9 +442,9 @@ class Plan:
     checkpoint: object
     scores: ComplexityScores
     depth: np.ndarray
-    calibration: object | None
     fine_axes: dict
     residual_gains: dict = field(default_factory=dict)  # variable -> climgen.skill.ResidualGain
+    gain: GainPrediction | None = None  # predicted gain per stage and tile (best-estimate models, adaptive)
     depth_policy: dict = field(default_factory=dict)  # how the depth was chosen, for the provenance
     source: xr.Dataset | None = None  # the input as refined: with wrapped columns on a global grid
     wrap_cells: int = 0  # columns of a global grid copied beyond each edge (cropped from the output)
@@ -486,7 +498,6 @@ class Plan:
             "depth_policy": self.depth_policy,
             "depth_histogram": {str(k): int((self.depth == k).sum()) for k in range(self.full_depth + 1)},
             "compute": compute_report(self.checkpoint.module, layout, self.depth, self.full_depth, fields_refined),
-            "calibration": None if self.calibration is None else self.calibration.as_dict(),
             "residual_gains": {name: gain.as_dict() for name, gain in self.residual_gains.items()},
             "physical_bounds": {
                 name: {"lower": limits[0], "upper": limits[1], "from": source}
@@ -539,61 +550,56 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
         model_factor = checkpoint.module.config.factor
         if config.factor != model_factor:
             raise ConfigError(f"model {checkpoint.name!r} is a single-scale {checkpoint.architecture} for x{model_factor} only")
-        if config.budget is not None or config.quality is not None:
-            raise ConfigError(f"model {checkpoint.name!r} refines every tile fully: budget and quality need the default model")
+        if config.budget is not None or config.quality is not None or config.tolerance is not None:
+            raise ConfigError(
+                f"model {checkpoint.name!r} refines every tile fully: budget, quality and tolerance need the default model"
+            )
+    if checkpoint.draws_samples and (config.quality is not None or config.tolerance is not None):
+        raise ConfigError(
+            f"model {checkpoint.name!r} samples detail, whose gain no error test can judge: "
+            "quality and tolerance need a best-estimate model (its depth follows the complexity score, or budget)"
+        )
     scores = (scorer or _scores)(ds, prepared, config.factor)
     full_depth = config.factor.bit_length() - 1
-    result = Plan(config, prepared, checkpoint, scores, np.zeros(1), None, _fine_axes(ds, prepared.axes, config.factor))
+    result = Plan(config, prepared, checkpoint, scores, np.zeros(1), _fine_axes(ds, prepared.axes, config.factor))
     result.source, result.wrap_cells, result.longitude_convention = ds, wrap_cells, convention
     result.residual_gains = residual_gains(ds, result)
-    if config.quality is not None:
-        from climgen.calibration import calibrate
+    adaptive = config.adaptive and checkpoint.architecture == "amsgm"  # baselines jump the whole factor
+    layout = prepared.layout
 
-        first = prepared.variables[0]
-        variable = ds[first].transpose(..., prepared.axes.y, prepared.axes.x)
-        sample = None
-        for index in np.ndindex(*variable.shape[:-2]):
-            sample = np.asarray(variable[index].values, dtype=np.float64)
-            if np.isfinite(sample).any():
-                break
-        result.calibration = calibrate(
-            result.refiner().with_gain(result.residual_gain(first)),
-            sample,
-            scores,
-            config.quality,
-            prepared.covariates,
-            (config.seed, first, "calibration"),
+    def cost(depth: np.ndarray) -> float:
+        return window_cells(layout, depth)
+
+    if not adaptive:
+        result.depth = choose_depth(scores, full_depth, adaptive=False)
+        result.depth_policy = {"policy": "uniform"}
+    elif checkpoint.draws_samples:
+        # a model that samples detail keeps its stages where the complexity score asks for
+        # them: they add the members' spread, which no error test can value
+        result.depth = choose_depth(scores, full_depth, budget=config.budget, cost=cost, second_stage_score=0.0)
+        result.depth_policy = (
+            {"policy": "budget", "by": "complexity score", "budget": config.budget}
+            if config.budget is not None
+            else {
+                "policy": "thresholds",
+                "thresholds": depth_thresholds(full_depth, "covariate" in scores.components, second_stage_score=0.0),
+            }
         )
-        result.depth = result.calibration.depth(scores)
-        result.depth_policy = {"policy": "quality", "thresholds": result.calibration.thresholds}
     else:
-        adaptive = config.adaptive and checkpoint.architecture == "amsgm"  # baselines jump the whole factor
-        layout = prepared.layout
-        # a model that samples detail keeps its second stage where the score's evenly spaced
-        # threshold asks for it: that stage adds the members' spread (benchmarks/ensemble_scores.py)
-        second = 0.0 if checkpoint.draws_samples else SECOND_STAGE_SCORE
-        result.depth = choose_depth(
-            scores,
-            full_depth,
-            adaptive,
-            config.budget if adaptive else None,
-            cost=lambda depth: window_cells(layout, depth),
-            second_stage_score=second,
-        )
-        if not adaptive:
-            result.depth_policy = {"policy": "uniform"}
-        elif config.budget is not None:
-            result.depth_policy = {"policy": "budget", "budget": config.budget}
+        result.gain = predicted_gains(ds, result)
+        if config.budget is not None:
+            result.depth = depth_by_budget(result.gain, config.budget, cost)
+            result.depth_policy = {"policy": "budget", "by": "predicted gain", "budget": config.budget}
         else:
-            guided = "covariate" in scores.components
-            thresholds = depth_thresholds(full_depth, guided, second_stage_score=second)
-            result.depth_policy = {"policy": "thresholds", "thresholds": thresholds}
-            fronts = int((scores.fronts & ~scores.constant).sum())
-            if fronts and not guided:
-                result.depth_policy |= {
-                    "thresholds_at_fronts": depth_thresholds(full_depth, False, front=True),
-                    "front_tiles": fronts,
-                }
+            tolerance = config.tolerance
+            if config.quality is not None:
+                tolerance = tolerance_for_quality(config.quality)
+            tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
+            result.depth = depth_by_tolerance(result.gain, tolerance)
+            result.depth_policy = {"policy": "predicted gain", "tolerance": round(tolerance, 6)}
+            if config.quality is not None:
+                result.depth_policy["quality"] = config.quality
+        result.depth_policy |= result.gain.as_dict()
     # a tile inside a window that its group refines deeper anyway takes that depth: the same
     # model calls, so the same cost, and the depth map says what each tile got
     result.depth = prepared.layout.deepen_within_windows(result.depth, scores.constant)
@@ -607,16 +613,43 @@ def depth_policy_text(policy: dict) -> str:
     def listed(values: list[float]) -> str:
         return ", ".join(f"{t:.2f}" if np.isfinite(t) else "never" for t in values)
 
-    thresholds = listed(policy.get("thresholds", []))
-    if "thresholds_at_fronts" in policy:
-        thresholds += f" ({listed(policy['thresholds_at_fronts'])} at {policy['front_tiles']} front tiles)"
-    texts = {
-        "thresholds": f"score thresholds {thresholds}",
-        "quality": f"calibrated score thresholds {thresholds}",
-        "budget": f"budget {policy.get('budget')}",
-        "uniform": "uniform full depth",
-    }
-    return texts.get(policy.get("policy"), "")
+    name = policy.get("policy")
+    if name == "predicted gain":
+        quality = f" (quality {policy['quality']:g})" if "quality" in policy else ""
+        return (
+            f"predicted gain, tolerance {policy['tolerance']:.3g} of full depth's squared error{quality}; "
+            f"skill {policy.get('skill', 0):.2f}, octave ratio {policy.get('octave_ratio', 0):.2f}"
+        )
+    if name == "budget":
+        return f"budget {policy.get('budget')} by {policy.get('by', 'predicted gain')}"
+    texts = {"thresholds": f"score thresholds {listed(policy.get('thresholds', []))}", "uniform": "uniform full depth"}
+    return texts.get(name, "")
+
+
+def gain_fields(ds: xr.Dataset, name: str, axes: SpatialAxes, count: int) -> list[np.ndarray]:
+    """Up to ``count`` 2-D fields of variable ``name``, evenly spread over its other
+    dimensions (only those are read): what the self-tests look at."""
+    variable = ds[name].transpose(..., axes.y, axes.x)
+    leading = list(np.ndindex(*variable.shape[:-2]))
+    picks = np.unique(np.linspace(0, len(leading) - 1, min(count, len(leading))).round().astype(int))
+    return [np.asarray(variable[leading[i]].values, dtype=np.float64) for i in picks]
+
+
+def predicted_gains(ds: xr.Dataset, job: Plan) -> GainPrediction:
+    """Each stage's predicted gain per tile (:mod:`climgen.gain`): every variable self-tested
+    one scale coarser on up to :data:`climgen.gain.TEST_FIELDS` of its fields, at its share of
+    the learned detail; a tile gains what its neediest variable gains."""
+    from climgen import gain
+
+    prepared, refiner = job.prepared, job.refiner()
+    predictions = []
+    for name in prepared.variables:
+        refine = gain.self_test_refine(
+            refiner.with_gain(job.residual_gain(name)), prepared.covariates, prepared.limits[name], (job.config.seed, name)
+        )
+        sums = gain.self_test_sums(refine, gain_fields(ds, name, prepared.axes, gain.TEST_FIELDS), prepared.layout)
+        predictions.append(gain.predict(sums, job.full_depth, job.scores.constant))
+    return gain.combine(predictions)
 
 
 def residual_gains(ds: xr.Dataset, job: Plan) -> dict:
@@ -644,10 +677,7 @@ def residual_gains(ds: xr.Dataset, job: Plan) -> dict:
     refiner = job.refiner()
     gains = {}
     for name in prepared.variables:
-        variable = ds[name].transpose(..., prepared.axes.y, prepared.axes.x)
-        leading = list(np.ndindex(*variable.shape[:-2]))
-        picks = np.unique(np.linspace(0, len(leading) - 1, min(TEST_FIELDS, len(leading))).round().astype(int))
-        fields = [np.asarray(variable[leading[i]].values, dtype=np.float64) for i in picks]
+        fields = gain_fields(ds, name, prepared.axes, TEST_FIELDS)
         gains[name] = self_test(refiner, fields, prepared.covariates, (config.seed, name))
     return gains
 
@@ -724,6 +754,9 @@ def assemble(ds: xr.Dataset, plan: Plan, refined: Mapping, provenance: dict, com
     fine_scores = np.repeat(np.repeat(layout.tile_map(plan.scores.score), factor, 0), factor, 1)
     fine_depth = np.repeat(np.repeat(layout.tile_map(plan.depth), factor, 0), factor, 1)
     result["complexity_score"] = ((axes.y, axes.x), fine_scores.astype(np.float32))
+    gain_map = np.full(layout.grid_shape, np.nan) if plan.gain is None else plan.gain.total
+    fine_gain = np.repeat(np.repeat(layout.tile_map(gain_map), factor, 0), factor, 1)
+    result["predicted_gain"] = ((axes.y, axes.x), fine_gain.astype(np.float32))
     result["refinement_depth"] = ((axes.y, axes.x), fine_depth.astype(np.int8))
     per_cell = tile_macs(plan.checkpoint.module, layout, plan.depth) / (layout.core_areas() * factor**2)
     fine_macs = np.repeat(np.repeat(layout.tile_map(per_cell), factor, 0), factor, 1)
@@ -749,6 +782,7 @@ def synthesize(
     adaptive: bool = True,
     budget: float | None = None,
     quality: float | None = None,
+    tolerance: float | None = None,
     tile_size: int | None = None,
     halo: int | None = None,
     merge_tiles: int | None = None,
@@ -777,10 +811,15 @@ def synthesize(
         Seed of every noise map, and number of ensemble members (``realization`` dimension).
     adaptive, budget : bool, float
         ``adaptive=False`` refines every tile to full depth; ``budget`` caps the cost at that
-        fraction of full depth.
+        fraction of full depth, taking stages by predicted gain per multiply-accumulate.
+    tolerance : float, optional
+        A tile stops where its remaining stages are predicted to remove less than this share of
+        the error full depth leaves (default :data:`climgen.gain.DEFAULT_TOLERANCE`, 0.01:
+        RMSE within about 0.5% of full depth's); the gain comes from a self-test one scale
+        coarser (:mod:`climgen.gain`; the ``predicted_gain`` map of the output).
     quality : float, optional
-        Depth thresholds calibrated on sampled tiles so that skipped stages would change a tile
-        by less than ``1 - quality`` in SSIM (see :mod:`climgen.calibration`).
+        The same, set as RMSE over full depth's of at most ``1 / quality`` (0.995: a tolerance
+        of 1 / 0.995**2 - 1, about 0.01).
     tile_size, halo, merge_tiles : int, optional
         Tile side and halo in coarse cells (default: 32 or less on small domains, and 8), and
         how many tiles a side form one group whose tiles share model windows (default 4, 1 at
@@ -835,6 +874,7 @@ def synthesize(
         adaptive=adaptive,
         budget=budget,
         quality=quality,
+        tolerance=tolerance,
         tile_size=tile_size,
         halo=halo,
         merge_tiles=merge_tiles,
@@ -917,6 +957,8 @@ def _call_text(config: SynthesisConfig, covariate_names: list[str]) -> str:
         arguments.append(f"budget={config.budget}")
     if config.quality is not None:
         arguments.append(f"quality={config.quality}")
+    if config.tolerance is not None:
+        arguments.append(f"tolerance={config.tolerance}")
     if config.bounds:
         arguments.append(f"bounds={dict(config.bounds)}")
     if config.order is not None:

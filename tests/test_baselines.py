@@ -75,7 +75,7 @@ def test_checkpoint_round_trip_and_pipeline(kind, tmp_path):
     np.testing.assert_allclose(block_means, ds["tas"].values, atol=1e-3)
     with pytest.raises(ConfigError, match="x2 only"):
         ds.climgen.synthesize(factor=4, model=str(path))
-    with pytest.raises(ConfigError, match="budget and quality"):
+    with pytest.raises(ConfigError, match="budget, quality"):
         ds.climgen.synthesize(factor=2, model=str(path), budget=0.5)
 
 

@@ -186,6 +186,6 @@ def test_zarr_output_carries_the_same_metadata(hsurf_coarse, tmp_path):
     with xr.open_zarr(tmp_path / "out.zarr", consolidated=True) as ds:
         assert ds.attrs["Conventions"] == "CF-1.8"
         assert ds["HSURF"].attrs["grid_mapping"] == "rotated_pole"
-        assert ds["HSURF"].attrs["ancillary_variables"] == "complexity_score refinement_depth refinement_macs"
+        assert ds["HSURF"].attrs["ancillary_variables"] == "complexity_score predicted_gain refinement_depth refinement_macs"
         assert ds["rlat"].attrs["bounds"] == "rlat_bnds" and "lat" in ds.coords
         assert ds.attrs["climgen_model_sha256"] == result.attrs["climgen_model_sha256"]

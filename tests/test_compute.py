@@ -33,7 +33,7 @@ def test_uniform_costs_the_full_amount(hsurf_coarse):
     assert uniform["depth_policy"] == {"policy": "uniform"}
     budgeted = json.loads(hsurf_coarse.climgen.synthesize(factor=4, budget=0.3).attrs["climgen_provenance"])
     assert budgeted["compute"]["fraction_of_uniform"] <= 0.3 + 1e-9
-    assert budgeted["depth_policy"] == {"policy": "budget", "budget": 0.3}
+    assert budgeted["depth_policy"]["policy"] == "budget" and budgeted["depth_policy"]["budget"] == 0.3
 
 
 @pytest.mark.parametrize("merge, later_halo", [(1, None), (2, None), (2, 2)])

@@ -6,12 +6,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from climgen import pipeline
-from climgen.complexity import FINE_STAGES_SCORE, SECOND_STAGE_SCORE
+from climgen import gain, pipeline
 from climgen.compute import window_cells
 from climgen.errors import ConfigError, GridError, InputError
 from climgen.grid import coarsen_dataset
-from climgen.streaming import stream_scores
 from climgen.testing import assert_coarse_consistent, make_dataset
 
 
@@ -75,59 +73,60 @@ def test_budget_lowers_the_depth(hsurf_coarse):
         pipeline.synthesize(hsurf_coarse, factor=4, budget=0.5, adaptive=False)
 
 
-def test_stages_past_the_first_need_a_high_score_or_a_covariate(hsurf_truth):
-    coarse = coarsen_dataset(hsurf_truth, 8)
-    alone = pipeline.plan(coarse, pipeline.make_config(factor=8))
-    score = alone.scores.score
-    evenly_spaced = np.where(alone.scores.constant, 0, np.minimum(np.floor(score * 4), 3))
-    rule = (score >= 0.25).astype(np.int8) + (score >= SECOND_STAGE_SCORE) + (score >= FINE_STAGES_SCORE)
-    rule = np.where(alone.scores.constant, 0, rule).astype(np.int8)
-    assert (rule < evenly_spaced).any(), "the field must have tiles the rule keeps shallower"
-    # then tiles inside windows refined deeper anyway take that depth, at no extra cost
-    layout = alone.prepared.layout
-    np.testing.assert_array_equal(alone.depth, layout.deepen_within_windows(rule, alone.scores.constant))
-    assert window_cells(layout, alone.depth) == window_cells(layout, rule)
-    orography = hsurf_truth["HSURF"].squeeze(drop=True)
-    guided = pipeline.plan(coarse, pipeline.make_config(factor=8), covariates={"orog": orography})
-    evenly_spaced = np.where(guided.scores.constant, 0, np.minimum(np.floor(guided.scores.score * 4), 3)).astype(np.int8)
-    np.testing.assert_array_equal(guided.depth, layout.deepen_within_windows(evenly_spaced, guided.scores.constant))
-    # the thresholds used go to every output's provenance
-    assert alone.depth_policy == {"policy": "thresholds", "thresholds": [0.25, SECOND_STAGE_SCORE, FINE_STAGES_SCORE]}
-    assert guided.depth_policy == {"policy": "thresholds", "thresholds": [0.25, 0.5, 0.75]}
-    assert alone.provenance(1, 0.0)["depth_policy"] == alone.depth_policy
-
-
-def test_fronts_of_a_bounded_variable_get_the_second_stage(hsurf_truth):
-    """Land fraction made from the real terrain's coast: its coastal tiles are fronts and get
-    both stages at x4 whatever their score; without its standard name (no physical bounds
-    known) the same tiles need the scores."""
-    land = (hsurf_truth["HSURF"] > 1.0).astype(np.float32)
-    land.attrs = {"standard_name": "land_area_fraction", "units": "1"}
-    truth = hsurf_truth.assign(land=land)[["land"]]
-    coarse = coarsen_dataset(truth, 4)
+def test_default_depth_follows_the_predicted_gain(hsurf_truth):
+    """The default map is the tolerance rule on the plan's gain prediction (then deepened
+    inside shared windows at no cost), recorded in the provenance with the self-test's figures."""
+    coarse = coarsen_dataset(hsurf_truth, 4)
     job = pipeline.plan(coarse, pipeline.make_config(factor=4, tile_size=8))
-    fronts = job.scores.fronts & ~job.scores.constant
-    assert fronts.sum() >= 4
-    assert (job.depth[fronts] == 2).all()
-    assert (job.scores.score[fronts] < SECOND_STAGE_SCORE).any()
-    assert job.depth_policy["thresholds_at_fronts"] == [0.0, 0.0]
-    assert job.depth_policy["front_tiles"] == int(fronts.sum())
-    assert f"at {fronts.sum()} front tiles" in pipeline.depth_policy_text(job.depth_policy)
-    streamed = stream_scores(coarse.chunk(), job.prepared, 4, time_chunk=1)  # the streaming path's scores
-    np.testing.assert_array_equal(streamed.fronts, job.scores.fronts)
-    unbounded = coarse.copy()
-    unbounded["land"].attrs = {"units": "1"}
-    plain = pipeline.plan(unbounded, pipeline.make_config(factor=4, tile_size=8))
-    assert not plain.scores.fronts.any() and "thresholds_at_fronts" not in plain.depth_policy
-    assert plain.depth.sum() < job.depth.sum()
+    layout = job.prepared.layout
+    rule = gain.depth_by_tolerance(job.gain, gain.DEFAULT_TOLERANCE)
+    np.testing.assert_array_equal(job.depth, layout.deepen_within_windows(rule, job.scores.constant))
+    assert window_cells(layout, job.depth) == window_cells(layout, rule)
+    assert len(np.unique(job.depth)) > 1, "real terrain gets a varied map"
+    policy = job.provenance(1, 0.0)["depth_policy"]
+    assert policy["policy"] == "predicted gain" and policy["tolerance"] == gain.DEFAULT_TOLERANCE
+    assert 0 < policy["octave_ratio"] <= 1 and policy["fields_tested"] == 1
+    looser = pipeline.plan(coarse, pipeline.make_config(factor=4, tile_size=8, tolerance=0.2))
+    assert looser.depth.sum() < job.depth.sum()
+    # quality folds into the tolerance: RMSE within 1 / quality of full depth's
+    same = pipeline.plan(coarse, pipeline.make_config(factor=4, tile_size=8, quality=1 / np.sqrt(1 + gain.DEFAULT_TOLERANCE)))
+    np.testing.assert_array_equal(same.depth, job.depth)
+
+
+def test_the_gain_map_is_in_the_output(refined_hsurf, hsurf_coarse):
+    values = refined_hsurf["predicted_gain"]
+    assert values.attrs["units"] == "1" and np.isfinite(values).all() and float(values.max()) > 0
+    assert "predicted_gain" in refined_hsurf["HSURF"].attrs["ancillary_variables"].split()
+    uniform = pipeline.synthesize(hsurf_coarse, factor=4, adaptive=False)
+    assert np.isnan(uniform["predicted_gain"]).all()  # no prediction made
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"tolerance": 0}, {"tolerance": 1.5}, {"tolerance": 0.01, "budget": 0.5}, {"tolerance": 0.01, "adaptive": False}],
+)
+def test_bad_tolerance_is_a_config_error(options):
+    with pytest.raises(ConfigError, match="tolerance"):
+        pipeline.make_config(**options)
+
+
+def test_models_that_sample_detail_keep_the_score_thresholds(hsurf_coarse):
+    job = pipeline.plan(hsurf_coarse, pipeline.make_config(factor=4, model="amsgm-ensemble"))
+    assert job.gain is None and job.depth_policy["policy"] == "thresholds"
+    with pytest.raises(ConfigError, match="samples detail"):
+        pipeline.plan(hsurf_coarse, pipeline.make_config(factor=4, model="amsgm-ensemble", tolerance=0.01))
 
 
 @pytest.mark.parametrize(
     ("policy", "text"),
     [
         ({"policy": "thresholds", "thresholds": [0.25, 0.5, 0.85]}, "score thresholds 0.25, 0.50, 0.85"),
-        ({"policy": "quality", "thresholds": [0.1, float("inf")]}, "calibrated score thresholds 0.10, never"),
-        ({"policy": "budget", "budget": 0.3}, "budget 0.3"),
+        ({"policy": "thresholds", "thresholds": [0.1, float("inf")]}, "score thresholds 0.10, never"),
+        (
+            {"policy": "predicted gain", "tolerance": 0.01, "skill": 0.2, "octave_ratio": 0.5},
+            "predicted gain, tolerance 0.01 of full depth's squared error; skill 0.20, octave ratio 0.50",
+        ),
+        ({"policy": "budget", "by": "predicted gain", "budget": 0.3}, "budget 0.3 by predicted gain"),
         ({"policy": "uniform"}, "uniform full depth"),
         ({}, ""),
     ],
@@ -394,11 +393,8 @@ def test_ensemble_model_spreads_its_members_and_keeps_them_consistent(hsurf_coar
 
 def test_a_model_that_samples_detail_keeps_its_second_stage_where_the_score_asks(hsurf_coarse):
     """The ensemble model's second stage adds the members' spread: its depth map keeps the
-    evenly spaced threshold (2/3 at x4) where the default model's needs 0.8."""
+    evenly spaced thresholds (2/3 at x4) on the complexity score."""
     sampled = pipeline.plan(hsurf_coarse, pipeline.make_config(factor=4, model="amsgm-ensemble"))
-    best_guess = pipeline.plan(hsurf_coarse, pipeline.make_config(factor=4))
     assert sampled.depth_policy["thresholds"] == [1 / 3, 2 / 3]
-    assert best_guess.depth_policy["thresholds"] == [1 / 3, SECOND_STAGE_SCORE]
-    between = (sampled.scores.score >= 2 / 3) & (sampled.scores.score < SECOND_STAGE_SCORE)
-    assert between.any() and (sampled.depth[between] == 2).all()
-    assert sampled.depth.sum() > best_guess.depth.sum()
+    deep = (sampled.scores.score >= 2 / 3) & ~sampled.scores.constant
+    assert deep.any() and (sampled.depth[deep] == 2).all()

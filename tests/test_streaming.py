@@ -114,10 +114,17 @@ def test_another_depth_map_is_another_job(source, tmp_path, monkeypatch):
     with xr.open_dataset(source) as ds:
         before = streaming.prepare_job(ds, tmp_path / "out.zarr", config, options=options)
         assert streaming.prepare_job(ds, tmp_path / "out.zarr", config, options=options).job_id == before.job_id
-        monkeypatch.setattr(pipeline, "SECOND_STAGE_SCORE", 0.0)  # the second stage from 2/3, as before 2026-11-25
+        monkeypatch.setattr(pipeline, "DEFAULT_TOLERANCE", 1e-6)  # a climgen whose default tolerance differs
         after = streaming.prepare_job(ds, tmp_path / "out.zarr", config, options=options)
+        looser = streaming.prepare_job(
+            ds,
+            tmp_path / "out.zarr",
+            pipeline.make_config(factor=4, seed=5, members=2, tile_size=8, tolerance=0.5),
+            options=options,
+        )
     assert (after.plan.depth != before.plan.depth).any()
     assert after.job_id != before.job_id
+    assert len({before.job_id, after.job_id, looser.job_id}) == 3  # the policy is part of the job
 
 
 def test_options_are_validated():
@@ -185,7 +192,7 @@ def test_run_recipe_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert "40x40 -> 80x80 (x2)" in result.stdout and "tasks       8 " in result.stdout
     assert "2x2 share a window" in result.stdout
     assert "0.1 MiB" in result.stdout and "GMAC" in result.stdout
-    assert "depth       score thresholds 0.50" in result.stdout  # x2: one stage, from a score of 1/2
+    assert "depth       predicted gain, tolerance" in result.stdout
     assert not list(tmp_path.glob("*out.zarr*"))
 
     ran = subprocess.run(_cli("run", recipe, "--quiet"), capture_output=True, text=True, timeout=300)

@@ -17,7 +17,7 @@ from climgen.conservation import Bounds
 from climgen.grid import AXIS_STANDARD_NAMES, SpatialAxes, bounds_name, latlon_role
 
 CONVENTIONS = "CF-1.8"
-ANCILLARY_NAMES = ("complexity_score", "refinement_depth", "refinement_macs")
+ANCILLARY_NAMES = ("complexity_score", "predicted_gain", "refinement_depth", "refinement_macs")
 FILL_VALUE = np.float32(1.0e20)
 LENGTH_TO_METRES = {
     "m": 1.0,
@@ -143,6 +143,14 @@ ANCILLARY_ATTRS = {
         "units": "1",
         "valid_range": np.array([0.0, 1.0], dtype=np.float32),
         "comment": "weighted mean of gradient, spectral, variance and covariate components; see climgen.complexity",
+    },
+    "predicted_gain": {
+        "long_name": "predicted share of full-depth refinement's mean squared error that the learned stages remove per tile",
+        "units": "1",
+        "comment": "from a self-test one scale coarser (climgen.gain): each stage's predicted error removal over the "
+        "error full depth leaves, summed over stages; a tile stops where its remaining stages' share falls below the "
+        "tolerance in climgen_provenance depth_policy; missing where no gain was predicted (uniform depth, models that "
+        "sample detail)",
     },
     "refinement_depth": {
         "long_name": "number of learned x2 refinement stages applied per tile",
@@ -510,6 +518,9 @@ def encoding_for(ds: xr.Dataset, variables: list[str], fine_chunks: tuple[int, i
             spec |= {"zlib": True, "complevel": 4, "chunksizes": _chunks(ds[name], fine_chunks)}
         encoding[name] = spec
     encoding["complexity_score"] = {"dtype": "float32", "_FillValue": FILL_VALUE} | (
+        {"zlib": True, "complevel": 4} if netcdf else {}
+    )
+    encoding["predicted_gain"] = {"dtype": "float32", "_FillValue": FILL_VALUE} | (
         {"zlib": True, "complevel": 4} if netcdf else {}
     )
     encoding["refinement_depth"] = {"dtype": "int8", "_FillValue": None} | ({"zlib": True, "complevel": 4} if netcdf else {})

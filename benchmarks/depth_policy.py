@@ -1,0 +1,374 @@
+"""The predicted-gain depth policy, judged leave-one-field-out on every real field.
+
+For each real field (``shared/data/ncl`` and ``shared/data/corpus``; the default model trained
+only on the western half of one regional orography and land fraction, so every field here is
+held out from the model) and each factor, the truth is coarsened by block means and refined:
+
+- every tile at each depth 0..full (the rest of the factor bicubic), which gives each tile's
+  realised gain per stage: the drop of its squared error, over full depth's mean squared error;
+- with the depth map of the policy whose parameters (:data:`climgen.gain.DEFAULT_TOLERANCE`,
+  :data:`~climgen.gain.SKILL_FLOOR`, :data:`~climgen.gain.STAGE_DECAY`) were fitted on all the
+  *other* fields: the lowest mean cost whose RMSE stays within ``--limit`` of full depth's on
+  every one of them (from the per-tile errors), then run for real on the field left out;
+- with the oracle map: stages taken by their realised gain per multiply-accumulate, at the
+  adaptive map's cost;
+- under budgets 0.1 .. 1.0 (stages by predicted gain per multiply-accumulate).
+
+Prints the table per field, the pooled Spearman correlation between predicted and realised
+per-tile stage gains, and precision and recall of "needs the next stage" against the oracle.
+
+    python benchmarks/depth_policy.py [--shared ../shared] [--factors 4 8] [--quick] [--json out.json]
+        [--figure docs/images/gain-and-depth.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from scipy.stats import spearmanr
+
+import climgen  # noqa: F401
+from climgen import gain
+from climgen.compute import window_cells
+from climgen.grid import coarsen_dataset, find_spatial_axes
+from climgen.models.generator import bicubic_upsample
+from climgen.pipeline import make_config, plan
+from climgen.refine import refine_domain
+
+ROOT = Path(__file__).resolve().parents[1]
+BUDGETS = [round(0.1 * k, 1) for k in range(1, 11)]
+# (path under shared/data, variable, selection, time steps); the east halves of the regional
+# fields (the default model saw the west half of orog_mod3 and sftlf_mod3)
+FIELDS = [
+    ("ncl/HSURF_regional_model_0.44deg.nc", "HSURF", {"rlon": slice(18, None)}, None),
+    ("ncl/FR-LAND_regional_model_0.44deg.nc", "FR_LAND", {"rlon": slice(18, None)}, None),
+    ("ncl/orog_mod3_rectilinear_grid_2D.nc", "orog", {"rlon": slice(18, None)}, None),
+    ("ncl/sftlf_mod3_rectilinear_grid_2D.nc", "sftlf", {"rlon": slice(18, None)}, None),
+    ("ncl/orog_mod2_rectilinear_grid_2D.nc", "orog", {"rlon": slice(18, None)}, None),
+    ("ncl/tas_rectilinear_grid_2D.nc", "tas", {}, [0, 6]),
+    ("ncl/uas_rectilinear_grid_2D.nc", "uas", {}, [0, 6]),
+    ("ncl/vas_rectilinear_grid_2D.nc", "vas", {}, [0, 6]),
+    ("corpus/coads_climatology_2deg.nc", "airt", {}, [0, 6]),
+    ("corpus/coads_climatology_2deg.nc", "slp", {}, [0, 6]),
+    ("corpus/coads_climatology_2deg.nc", "uwnd", {}, [0, 6]),
+    ("corpus/coads_climatology_2deg.nc", "speh", {}, [0, 6]),
+    ("corpus/levitus_climatology_1deg.nc", "temp", {}, [0]),
+    ("corpus/levitus_climatology_1deg.nc", "salt", {}, [0]),
+    ("corpus/navy_winds_monthly_2.5deg.nc", "uwnd", {}, [0, 60]),
+    ("corpus/navy_winds_monthly_2.5deg.nc", "vwnd", {}, [0, 60]),
+]
+GRID = list(itertools.product([0.05, 0.1, 0.15, 0.2], [0.1, 0.15, 0.2, 0.25, 0.3], [0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02]))
+"""(skill floor, stage decay, tolerance) tried by the fit."""
+
+
+def real_fields(shared: Path, quick: bool) -> list[tuple[str, str, dict, list | None]]:
+    """Every field of FIELDS and every ETOPO5 tile (with ``quick``, one tile in six)."""
+    tiles = sorted((shared / "data" / "corpus" / "etopo5").glob("*.nc"))
+    tiles = tiles[::6] if quick else tiles
+    return FIELDS + [(f"corpus/etopo5/{path.name}", "elevation", {}, None) for path in tiles]
+
+
+def load(shared: Path, path: str, variable: str, selection: dict, steps: list | None) -> xr.Dataset:
+    """One field's truth as float64 (the given time steps; the first level of a depth axis)."""
+    with xr.open_dataset(shared / "data" / path) as ds:
+        ds = ds.sel(selection)[[variable]]
+        leading = list(ds[variable].dims[:-2])
+        if leading:
+            ds = ds.isel({leading[0]: steps or [0]} | {dim: 0 for dim in leading[1:]})
+        return ds.load().astype("float64")
+
+
+@dataclass
+class FieldRun:
+    """One field at one factor: its plan, self-test sums, per-tile errors at each depth."""
+
+    name: str
+    factor: int
+    job: object
+    sums: object
+    tile_error: np.ndarray  # (depths, rows, cols): summed squared error per tile
+    cells: np.ndarray  # fine cells with data per tile (0: not scored)
+    refine: object  # depth map -> fine fields, as the pipeline refines them
+    truth: np.ndarray
+    scored: np.ndarray  # fine cells where the truth and bicubic have data
+    bicubic_rmse: float = 0.0
+
+    @property
+    def live(self) -> np.ndarray:
+        return (self.cells > 0) & ~self.job.scores.constant
+
+    def rmse(self, fine: np.ndarray) -> float:
+        """RMSE over the cells where the truth and bicubic interpolation both have data."""
+        return float(np.sqrt(np.mean(((fine - self.truth)[self.scored]) ** 2)))
+
+    def composite_error(self, depth: np.ndarray) -> float:
+        """Mean squared error with ``depth`` per tile, from each tile's error at its depth."""
+        live = self.live
+        picked = np.take_along_axis(self.tile_error, depth[None].astype(int), 0)[0]
+        return float(picked[live].sum() / self.cells[live].sum())
+
+    def cost(self, depth: np.ndarray) -> float:
+        """Share of uniform full depth's model work (the windows the tiles share)."""
+        layout = self.job.prepared.layout
+        return window_cells(layout, depth) / window_cells(layout, np.full(layout.grid_shape, self.job.full_depth))
+
+    def realised_gain(self) -> np.ndarray:
+        """(stages, rows, cols): each stage's drop of the tile's squared error per cell over full
+        depth's mean squared error."""
+        full = self.composite_error(np.full(self.cells.shape, self.job.full_depth))
+        drops = self.tile_error[:-1] - self.tile_error[1:]
+        return drops / np.maximum(self.cells, 1) / full
+
+    def prediction(self, floor: float, decay: float) -> gain.GainPrediction:
+        return gain.predict(self.sums, self.job.full_depth, self.job.scores.constant, floor, decay)
+
+    def policy_depth(self, floor: float, decay: float, tolerance: float) -> np.ndarray:
+        depth = gain.depth_by_tolerance(self.prediction(floor, decay), tolerance)
+        return self.job.prepared.layout.deepen_within_windows(depth, self.job.scores.constant)
+
+
+def prepare(truth_ds: xr.Dataset, variable: str, factor: int, name: str) -> FieldRun:
+    axes = find_spatial_axes(truth_ds)
+    ny, nx = (truth_ds.sizes[axes.y] // factor * factor, truth_ds.sizes[axes.x] // factor * factor)
+    truth_ds = truth_ds.isel({axes.y: slice(0, ny), axes.x: slice(0, nx)})
+    coarse_ds = coarsen_dataset(truth_ds[[variable]].assign_coords(truth_ds.coords), factor)
+    truth = truth_ds[variable].transpose(..., axes.y, axes.x).values.reshape(-1, ny, nx)
+    job = plan(coarse_ds, make_config(factor=factor, variables=[variable]))
+    source = job.source[variable].transpose(..., axes.y, axes.x).values.astype(np.float64)
+    source = source.reshape(-1, *source.shape[-2:])
+    refiner = job.refiner("cpu").with_gain(job.residual_gain(variable))
+    limits = job.prepared.limits[variable]
+    keys = job.seed_keys(variable, range(len(source)), 0)
+    cut = job.wrap_cells * factor
+
+    def refine(depth: np.ndarray) -> np.ndarray:
+        fine = refine_domain(refiner, source, depth, job.prepared.covariates, keys, bounds=limits)
+        return fine[..., cut : fine.shape[-1] - cut]
+
+    test = gain.self_test_refine(refiner, job.prepared.covariates, limits, (0, variable))
+    sums = gain.self_test_sums(test, [field for field in source], job.prepared.layout)
+    layout, offset = job.prepared.layout, job.wrap_cells
+    errors, cells = [], np.zeros(layout.grid_shape)
+    for depth in range(job.full_depth + 1):
+        squared = np.nanmean((refine(np.where(job.scores.constant, 0, depth).astype(np.int8)) - truth) ** 2, axis=0)
+        per_tile = np.zeros(layout.grid_shape)
+        for tile in layout:
+            columns = slice(tile.core[1].start - offset, tile.core[1].stop - offset)
+            if columns.start < 0 or columns.stop > nx // factor:
+                continue  # columns a global grid wraps beyond its edges
+            part = squared[
+                tile.core[0].start * factor : tile.core[0].stop * factor, columns.start * factor : columns.stop * factor
+            ]
+            valid = np.isfinite(part)
+            per_tile[tile.row, tile.col] = part[valid].sum()
+            cells[tile.row, tile.col] = valid.sum()
+        errors.append(per_tile)
+    coarse = torch.tensor(coarse_ds[variable].transpose(..., axes.y, axes.x).values.reshape(-1, 1, ny // factor, nx // factor))
+    bicubic = bicubic_upsample(coarse, factor).numpy()[:, 0]
+    scored = np.isfinite(truth) & np.isfinite(bicubic)
+    run = FieldRun(name, factor, job, sums, np.stack(errors), cells, refine, truth, scored)
+    run.bicubic_rmse = run.rmse(bicubic)
+    return run
+
+
+def outcomes(run: FieldRun) -> dict:
+    """For each parameter set of GRID: the composite RMSE excess over full depth and the cost."""
+    full = run.composite_error(np.full(run.cells.shape, run.job.full_depth))
+    table = {}
+    for parameters in GRID:
+        depth = run.policy_depth(*parameters)
+        excess = np.sqrt(run.composite_error(depth) / full) - 1 if full > 0 else 0.0
+        table[parameters] = (float(excess), run.cost(depth))
+    return table
+
+
+def fit(tables: list[dict], limit: float) -> tuple[float, float, float]:
+    """The parameters of lowest mean cost whose composite RMSE stays within ``limit`` of full
+    depth's on every run (of least worst excess if none does)."""
+    best, fallback = None, None
+    for parameters in GRID:
+        worst = max(table[parameters][0] for table in tables)
+        key = (float(np.mean([table[parameters][1] for table in tables])), parameters)
+        if worst <= limit and (best is None or key < best):
+            best = key
+        if fallback is None or worst < fallback[0]:
+            fallback = (worst, parameters)
+    return best[1] if best else fallback[1]
+
+
+def oracle_depth(run: FieldRun, cost: float) -> np.ndarray:
+    """Stages by realised gain per unit of work, best first, up to ``cost`` of full depth's."""
+    realised = run.realised_gain()
+    prediction = gain.GainPrediction(np.where(run.live, realised, 0.0), ~run.live)
+    return gain.depth_by_budget(prediction, min(max(cost, 1e-6), 1.0), lambda depth: window_cells(run.job.prepared.layout, depth))
+
+
+def field_row(run: FieldRun, parameters: tuple[float, float, float]) -> dict:
+    """The held-out field under the parameters fitted without it."""
+    depth = run.policy_depth(*parameters)
+    uniform = run.rmse(run.refine(np.where(run.job.scores.constant, 0, run.job.full_depth).astype(np.int8)))
+    adaptive = run.rmse(run.refine(depth))
+    cost = run.cost(depth)
+    oracle = oracle_depth(run, cost)
+    full = run.composite_error(np.full(depth.shape, run.job.full_depth))
+    budgets = {}
+    for budget in BUDGETS:
+        chosen = gain.depth_by_budget(run.prediction(*parameters[:2]), budget, lambda d: window_cells(run.job.prepared.layout, d))
+        chosen = run.job.prepared.layout.deepen_within_windows(chosen, run.job.scores.constant)
+        budgets[budget] = run.rmse(run.refine(chosen)) / uniform - 1
+    live = run.live
+    return {
+        "field": run.name,
+        "factor": run.factor,
+        "parameters": parameters,
+        "uniform_over_bicubic": uniform / run.bicubic_rmse,
+        "adaptive_vs_uniform": adaptive / uniform - 1,
+        "adaptive_cost": cost,
+        "oracle_vs_uniform": float(np.sqrt(run.composite_error(oracle) / full) - 1) if full > 0 else 0.0,
+        "budgets": budgets,
+        "predicted": run.prediction(*parameters[:2]).stage_gain[:, live].tolist(),
+        "realised": run.realised_gain()[:, live].tolist(),
+        "adaptive_depth": depth[live].tolist(),
+        "oracle_depth": oracle[live].tolist(),
+    }
+
+
+def draw_figure(run: FieldRun, parameters: tuple[float, float, float], path: Path) -> None:
+    """Predicted gain, the policy's depth and the oracle's depth at the same cost, side by side,
+    for one held-out field."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layout = run.job.prepared.layout
+    depth = run.policy_depth(*parameters)
+    oracle = oracle_depth(run, run.cost(depth))
+    gain_map = np.where(run.live, run.prediction(*parameters[:2]).total, np.nan)
+    realised = np.where(run.live, run.realised_gain().sum(axis=0), np.nan)
+    panels = [
+        ("predicted gain (share of full depth's error)", gain_map, "viridis"),
+        ("realised gain (from the truth)", realised, "viridis"),
+        (f"chosen depth ({run.cost(depth):.2f} of uniform's MACs)", depth, "magma"),
+        ("oracle depth at the same MACs", oracle, "magma"),
+    ]
+    figure, axes = plt.subplots(1, 4, figsize=(17, 4.2), constrained_layout=True)
+    vmax = float(np.nanpercentile(np.concatenate([gain_map.ravel(), realised.ravel()]), 98))
+    for axis, (title, values, colours) in zip(axes, panels, strict=True):
+        is_depth = "depth" in title
+        image = axis.imshow(
+            layout.tile_map(np.asarray(values, dtype=float)),
+            origin="lower",
+            cmap=colours,
+            vmin=0,
+            vmax=run.job.full_depth if is_depth else vmax,
+            interpolation="nearest",
+        )
+        axis.set_title(title, fontsize=10)
+        axis.set_xticks([])
+        axis.set_yticks([])
+        figure.colorbar(image, ax=axis, shrink=0.8, ticks=range(run.job.full_depth + 1) if is_depth else None)
+    figure.suptitle(f"{run.name} at x{run.factor}, held out (policy fitted on the other fields)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def print_tables(rows: list[dict]) -> None:
+    print("\n| field | factor | uniform / bicubic | adaptive vs uniform | adaptive MACs / uniform | oracle at the same MACs |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['field']} | x{row['factor']} | {row['uniform_over_bicubic']:.3f} | {100 * row['adaptive_vs_uniform']:+.2f}% | "
+            f"{row['adaptive_cost']:.2f} | {100 * row['oracle_vs_uniform']:+.2f}% |"
+        )
+    print("\n| factor | fields | worst adaptive vs uniform | fields over +1% | mean MACs / uniform | median oracle vs uniform |")
+    print("|---|---|---|---|---|---|")
+    for factor in sorted({row["factor"] for row in rows}):
+        chosen = [row for row in rows if row["factor"] == factor]
+        excess = np.array([row["adaptive_vs_uniform"] for row in chosen])
+        print(
+            f"| x{factor} | {len(chosen)} | {100 * excess.max():+.2f}% | {int((excess > 0.01).sum())} | "
+            f"{np.mean([row['adaptive_cost'] for row in chosen]):.2f} | {100 * np.median([row['oracle_vs_uniform'] for row in chosen]):+.2f}% |"
+        )
+    print("\n| factor | budget | worst RMSE vs uniform | median | fields where RMSE rose from the budget below | largest rise |")
+    print("|---|---|---|---|---|---|")
+    for factor in sorted({row["factor"] for row in rows}):
+        chosen = [row for row in rows if row["factor"] == factor]
+        for index, budget in enumerate(BUDGETS):
+            values = np.array([row["budgets"][budget] for row in chosen])
+            steps = [0.0] if index == 0 else [row["budgets"][budget] - row["budgets"][BUDGETS[index - 1]] for row in chosen]
+            rises = sum(step > 1e-9 for step in steps)
+            print(
+                f"| x{factor} | {budget:.1f} | {100 * values.max():+.2f}% | {100 * np.median(values):+.2f}% | {rises} | "
+                f"{100 * max(steps):+.2f}% |"
+            )
+    predicted = np.concatenate([np.ravel(row["predicted"]) for row in rows])
+    realised = np.concatenate([np.ravel(row["realised"]) for row in rows])
+    print(
+        f"\nSpearman, predicted vs realised gain per tile and stage, pooled over {len(rows)} held-out runs: "
+        f"{spearmanr(predicted, realised).correlation:.3f} ({predicted.size} tile stages)"
+    )
+    for stage in (1, 2, 3):
+        pairs = [
+            (np.array(row["adaptive_depth"]) >= stage, np.array(row["oracle_depth"]) >= stage)
+            for row in rows
+            if row["factor"] >= 2**stage
+        ]
+        if not pairs:
+            continue
+        chosen, needed = (np.concatenate(part) for part in zip(*pairs, strict=True))
+        precision = (chosen & needed).sum() / max(chosen.sum(), 1)
+        recall = (chosen & needed).sum() / max(needed.sum(), 1)
+        print(
+            f"stage {stage}: precision {precision:.2f}, recall {recall:.2f} of 'needs this stage' against the oracle at the same MACs"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    parser.add_argument("--factors", type=int, nargs="+", default=[4, 8])
+    parser.add_argument("--limit", type=float, default=0.01, help="RMSE excess over full depth the fit allows (0.01)")
+    parser.add_argument("--quick", action="store_true", help="one ETOPO5 tile in six")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--figure", type=Path, help="draw gain, depth and oracle depth of one held-out field here")
+    parser.add_argument("--figure-field", default="elevation (relief_lat+30_lon270)", help="the field drawn (x4)")
+    arguments = parser.parse_args()
+    warnings.simplefilter("ignore")
+    started = time.perf_counter()
+    runs = []
+    for path, variable, selection, steps in real_fields(arguments.shared, arguments.quick):
+        truth = load(arguments.shared, path, variable, selection, steps)
+        name = f"{variable} ({Path(path).stem})"
+        for factor in arguments.factors:
+            runs.append(prepare(truth, variable, factor, name))
+    names = sorted({run.name for run in runs})
+    print(f"{len(names)} fields, {len(runs)} runs prepared in {time.perf_counter() - started:.0f} s", flush=True)
+    tables = [outcomes(run) for run in runs]
+    everything = fit(tables, arguments.limit)
+    print(f"fitted on every field (the shipped defaults should match): skill floor, stage decay, tolerance = {everything}")
+    rows = []
+    for name in names:
+        parameters = fit([table for run, table in zip(runs, tables, strict=True) if run.name != name], arguments.limit)
+        rows += [field_row(run, parameters) for run in runs if run.name == name]
+        drawn = [run for run in runs if run.name == name == arguments.figure_field and run.factor == 4]
+        if arguments.figure and drawn:
+            draw_figure(drawn[0], parameters, arguments.figure)
+    print_tables(rows)
+    print(f"\n{time.perf_counter() - started:.0f} s in all")
+    if arguments.json:
+        arguments.json.write_text(json.dumps(rows, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""Predicted gain of each refinement stage per tile, and the depth policies built on it.
+
+Depth should go where a further stage removes error, so climgen predicts that gain from the
+coarse field itself, with a self-test one scale coarser where the truth is known. Each tested
+field F (the coarse input) is block-averaged by 2 to F' and refined back to F's grid twice,
+through the same tiling, blending and projection as a real run: at depth 0 (bicubic with exact
+consistency) and at depth 1 (the model's first stage). Per tile of the run's layout,
+
+- ``base_error`` = mean (depth 0 - F)^2, the detail bicubic misses one octave up;
+- ``model_error`` = mean (depth 1 - F)^2, what the model still misses there.
+
+Stage s of the real run adds detail s octaves finer. How detail variance falls from one octave
+to the next is the field's *octave ratio* r (bicubic's error refining F' over its error refining
+F'' = F' averaged by 2, clipped to 0.05..1). The model's *skill*, the share of the missing
+detail it recovers, is measured over the domain one octave up (1 - model_error / base_error,
+at least :data:`SKILL_FLOOR`) and taken to fall by :data:`STAGE_DECAY` a stage. So stage s is
+predicted to remove ``skill * STAGE_DECAY**(s - 1) * r**s * base_error`` per cell of a tile,
+and full depth to leave ``mean(model_error) * (r + ... + r**K)`` per cell of the domain. The
+*predicted gain* of a stage is the first over the second: a share of the error that full depth
+leaves. It is dimensionless, and does not depend on the field's variance or units, so one
+tolerance means the same on terrain, temperature, winds and sea-surface temperature; and it
+grows with the tile's own missing detail, so rough tiles go deep wherever they are.
+
+Policies (:func:`depth_by_tolerance`, :func:`depth_by_budget`): with a tolerance, a tile stops
+at the first depth whose remaining stages together are predicted to remove less than
+``tolerance`` of that error, so the run's mean squared error stays within about ``tolerance``
+of full depth's (RMSE within half of it); under a budget, (tile, stage) steps are taken in order
+of predicted gain per multiply-accumulate until the budget is spent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from climgen.errors import ConfigError
+from climgen.tiling import TileLayout
+
+DEFAULT_TOLERANCE = 0.0075
+"""Share of full depth's mean squared error that the stages a tile skips may remove, by
+default (RMSE within about 0.4% of full depth's per tile skipped). With SKILL_FLOOR and
+STAGE_DECAY: the lowest mean cost that kept RMSE within 1% of full depth's on each of 64 real
+fields at x4 and x8 (``benchmarks/depth_policy.py``, which also fits them leaving each field out)."""
+OCTAVE_RATIO_RANGE = (0.05, 1.0)
+"""Clip of the octave ratio: detail never grows to finer scales, and is never taken to vanish."""
+SKILL_FLOOR = 0.05
+"""Least share of the missing detail the model is taken to recover: a self-test one octave up
+can miss skill the model has at the target scale (monthly 2.5-degree winds at x4: no skill in
+the test, 5% of the error removed at the target)."""
+STAGE_DECAY = 0.25
+"""How the model's skill falls from one stage to the next: on the real fields of
+``benchmarks/depth_policy.py`` the second stage removes 0.01-0.2 of what the first removes,
+of which the octave ratio accounts for about half."""
+TEST_FIELDS = 4  # fields (time steps) of a variable self-tested, evenly spread
+MIN_CELLS = 4  # the once-coarsened grid needs this many cells a side for a test
+
+
+@dataclass(frozen=True)
+class GainPrediction:
+    """Predicted gain per stage and tile, and the self-test figures behind it.
+
+    ``stage_gain`` is (full_depth, rows, cols): the share of full depth's predicted mean squared
+    error that stage s + 1 removes in each tile, per cell. ``constant`` marks tiles with nothing
+    to refine (depth 0 whatever the policy).
+    """
+
+    stage_gain: np.ndarray
+    constant: np.ndarray
+    octave_ratio: float = 0.0
+    skill: float = 0.0  # share of the detail bicubic misses one octave up that the model recovers
+    fields: int = 0
+
+    @property
+    def full_depth(self) -> int:
+        return self.stage_gain.shape[0]
+
+    def remaining(self) -> np.ndarray:
+        """(full_depth + 1, rows, cols): the predicted gain of the stages past each depth."""
+        after = np.cumsum(self.stage_gain[::-1], axis=0)[::-1]
+        return np.concatenate([after, np.zeros((1, *self.stage_gain.shape[1:]))])
+
+    @property
+    def total(self) -> np.ndarray:
+        """The predicted gain of all stages together per tile (the ``predicted_gain`` map)."""
+        return np.where(self.constant, 0.0, self.stage_gain.sum(axis=0))
+
+    def as_dict(self) -> dict:
+        """Figures for the provenance."""
+        return {"octave_ratio": round(self.octave_ratio, 4), "skill": round(self.skill, 4), "fields_tested": self.fields}
+
+
+def block_mean(values: np.ndarray, factor: int = 2) -> np.ndarray:
+    """Mean of each factor x factor block over its finite cells (NaN where it has none); a
+    trailing row or column that fills no block is dropped."""
+    ny, nx = values.shape[-2] // factor, values.shape[-1] // factor
+    blocks = values[..., : ny * factor, : nx * factor].reshape(*values.shape[:-2], ny, factor, nx, factor)
+    valid = np.isfinite(blocks)
+    count = valid.sum(axis=(-3, -1))
+    total = np.where(valid, blocks, 0.0).sum(axis=(-3, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def tile_means(values: np.ndarray, layout: TileLayout) -> tuple[np.ndarray, np.ndarray]:
+    """Sum and count of the finite cells of a coarse-grid map (cells past its extent count as
+    missing) in each tile's core."""
+    full = np.full(layout.shape, np.nan)
+    full[: values.shape[0], : values.shape[1]] = values[: layout.shape[0], : layout.shape[1]]
+    sums, counts = np.zeros(layout.grid_shape), np.zeros(layout.grid_shape)
+    for tile in layout:
+        part = full[tile.core]
+        valid = np.isfinite(part)
+        sums[tile.row, tile.col] = part[valid].sum()
+        counts[tile.row, tile.col] = valid.sum()
+    return sums, counts
+
+
+@dataclass
+class _Sums:
+    """Self-test sums over the tested fields: per tile (base and model squared error, cells)
+    and over the domain (bicubic's squared error one and two octaves up, and their cells)."""
+
+    base: np.ndarray
+    model: np.ndarray
+    cells: np.ndarray
+    octave: np.ndarray  # (error one octave up, cells, error two octaves up, cells)
+    fields: int = 0
+
+
+def self_test_sums(
+    refine: Callable[[np.ndarray, int], np.ndarray],
+    fields: list[np.ndarray],
+    layout: TileLayout,
+) -> _Sums:
+    """Squared errors of the self-test on coarse 2-D ``fields``: ``refine(coarser, depth)``
+    refines an (N, y, x) field averaged by 2 back to twice its resolution at ``depth`` 0 or 1
+    (the run's tiling, noise and bounds)."""
+    sums = _Sums(np.zeros(layout.grid_shape), np.zeros(layout.grid_shape), np.zeros(layout.grid_shape), np.zeros(4))
+    for field in fields:
+        field = np.asarray(field, dtype=np.float64)
+        coarser = block_mean(field)
+        if min(coarser.shape) < MIN_CELLS or not np.isfinite(coarser).any():
+            continue
+        truth = field[: 2 * coarser.shape[0], : 2 * coarser.shape[1]]
+        base, model = (refine(coarser[None], depth)[0] for depth in (0, 1))
+        for target, refined in ((sums.base, base), (sums.model, model)):
+            total, count = tile_means((refined - truth) ** 2, layout)
+            target += total
+        sums.cells += count
+        base_error = (base - truth) ** 2
+        sums.octave[:2] += [np.nansum(base_error), np.isfinite(base_error).sum()]
+        coarsest = block_mean(coarser)
+        if min(coarsest.shape) >= 2 and np.isfinite(coarsest).any():
+            upper = coarser[: 2 * coarsest.shape[0], : 2 * coarsest.shape[1]]
+            upper_error = (refine(coarsest[None], 0)[0] - upper) ** 2
+            sums.octave[2:] += [np.nansum(upper_error), np.isfinite(upper_error).sum()]
+        sums.fields += 1
+    return sums
+
+
+def predict(
+    sums: _Sums,
+    full_depth: int,
+    constant: np.ndarray,
+    skill_floor: float = SKILL_FLOOR,
+    stage_decay: float = STAGE_DECAY,
+) -> GainPrediction:
+    """The :class:`GainPrediction` from a variable's self-test sums (see the module text;
+    ``skill_floor`` and ``stage_decay`` are :data:`SKILL_FLOOR` and :data:`STAGE_DECAY`)."""
+    empty = GainPrediction(np.zeros((full_depth, *constant.shape)), constant, fields=sums.fields)
+    tested = sums.cells > 0
+    if not tested.any():
+        return empty
+    base = np.where(tested, sums.base / np.maximum(sums.cells, 1), 0.0)
+    mean_base_error = float(sums.base[tested].sum() / sums.cells[tested].sum())
+    mean_model_error = float(sums.model[tested].sum() / sums.cells[tested].sum())
+    one_up, cells_one, two_up, cells_two = sums.octave
+    if cells_two > 0 and two_up > 0:
+        ratio = float(np.clip((one_up / cells_one) / (two_up / cells_two), *OCTAVE_RATIO_RANGE))
+    else:
+        ratio = 0.5  # too small to see two octaves: the slope of a rough field
+    if mean_base_error <= 0:
+        return GainPrediction(empty.stage_gain, constant, ratio, 0.0, sums.fields)
+    skill = 1 - mean_model_error / mean_base_error
+    # the share of each tile's missing detail the model recovers at stage s + 1: the field's
+    # skill one octave up (at least SKILL_FLOOR), falling by STAGE_DECAY a stage
+    recovered = max(skill, skill_floor) * stage_decay ** np.arange(full_depth)
+    octaves = ratio ** np.arange(1, full_depth + 1)  # missing detail of each stage's octave
+    full_depth_error = max(mean_model_error, 1e-12 * mean_base_error) * octaves.sum()
+    stage_gain = (recovered * octaves)[:, None, None] * base[None] / full_depth_error
+    return GainPrediction(np.where(constant, 0.0, stage_gain), constant, ratio, float(skill), sums.fields)
+
+
+def combine(predictions: list[GainPrediction]) -> GainPrediction:
+    """Several variables' predictions: a tile gains what its neediest variable gains."""
+    if len(predictions) == 1:
+        return predictions[0]
+    stage_gain = np.max([p.stage_gain for p in predictions], axis=0)
+    constant = np.all([p.constant for p in predictions], axis=0)
+    first = predictions[0]
+    return GainPrediction(stage_gain, constant, first.octave_ratio, first.skill, sum(p.fields for p in predictions))
+
+
+def check_tolerance(tolerance: float) -> float:
+    """A tolerance in (0, 1), as a float."""
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float, np.number)) or not 0 < tolerance < 1:
+        raise ConfigError(f"tolerance must be a share in (0, 1), e.g. {DEFAULT_TOLERANCE}, got {tolerance!r}")
+    return float(tolerance)
+
+
+def tolerance_for_quality(quality: float) -> float:
+    """The tolerance that keeps RMSE within ``quality`` of full depth's (RMSE over full
+    depth's at most 1 / quality): the mean squared error may grow by 1 / quality**2 - 1."""
+    return 1 / quality**2 - 1
+
+
+def depth_by_tolerance(prediction: GainPrediction, tolerance: float = DEFAULT_TOLERANCE) -> np.ndarray:
+    """Per tile, the first depth past which the remaining stages are predicted to remove less
+    than ``tolerance`` of full depth's error (constant tiles get 0)."""
+    tolerance = check_tolerance(tolerance)
+    remaining = prediction.remaining()
+    depth = (remaining[:-1] >= tolerance).sum(axis=0)
+    # remaining gain only falls with depth, so the count is the first depth that suffices
+    return np.where(prediction.constant, 0, depth).astype(np.int8)
+
+
+def depth_by_budget(prediction: GainPrediction, budget: float, cost: Callable[[np.ndarray], float]) -> np.ndarray:
+    """The depth map that takes (tile, stage) steps by predicted gain per unit of work, best
+    first, while ``cost(depth)`` stays within ``budget`` of full depth's. Steps are taken in one
+    fixed order, so a larger budget only ever adds stages."""
+    if not 0 < budget <= 1:
+        raise ConfigError(f"budget must be in (0, 1], got {budget}")
+    full_depth, rows, cols = prediction.stage_gain.shape
+    # per step: gain per cell over the stage's work per cell (stage s + 1 works on 4**s cells
+    # per coarse cell); a tile's later stage never ranks above its earlier one
+    rates = np.stack([prediction.stage_gain[s] / 4**s for s in range(full_depth)])
+    rates = np.minimum.accumulate(rates, axis=0)
+    live = ~prediction.constant
+    steps = [(rates[s, r, c], -s, r, c) for s in range(full_depth) for r in range(rows) for c in range(cols) if live[r, c]]
+    steps.sort(key=lambda step: (-step[0], -step[1], step[2], step[3]))
+    allowed = budget * cost(np.where(live, full_depth, 0))
+
+    def depth_after(count: int) -> np.ndarray:
+        depth = np.zeros((rows, cols), dtype=np.int8)
+        for _, minus_stage, r, c in steps[:count]:
+            depth[r, c] = max(depth[r, c], 1 - minus_stage)
+        return depth
+
+    low, high = 0, len(steps)  # bisection: the most steps whose cost is within the budget
+    while low < high:
+        middle = (low + high + 1) // 2
+        if cost(depth_after(middle)) <= allowed * (1 + 1e-12):
+            low = middle
+        else:
+            high = middle - 1
+    return depth_after(low)
+
+
+def self_test_refine(refiner, covariates: np.ndarray | None, bounds, seed_key: tuple) -> Callable[[np.ndarray, int], np.ndarray]:
+    """The ``refine(coarser, depth)`` of :func:`self_test_sums` for a run's
+    :class:`~climgen.refine.TileRefiner`: x2 on the once-coarsened grid, with tiles of half the
+    run's (the same ground each), its halo, model, device and share of learned detail, the run's
+    fine covariates averaged onto the coarse grid, and noise keyed on ``seed_key``."""
+    from climgen.refine import TileRefiner, refine_domain
+
+    run_layout = refiner.layout
+    coarse_covariates = None if covariates is None else block_mean(np.asarray(covariates, np.float64), refiner.factor)
+
+    def refine(coarser: np.ndarray, depth: int) -> np.ndarray:
+        shape = coarser.shape[-2:]
+        tile = max(4, run_layout.tile // 2)
+        layout = TileLayout(shape, tile, run_layout.halo, max(1, min(4, 2 * run_layout.merge)), run_layout.later_halo)
+        test = TileRefiner(refiner.model, 2, layout, device=str(refiner.device), residual_gain=refiner.residual_gain)
+        guide = None if coarse_covariates is None else coarse_covariates[:, : 2 * shape[0], : 2 * shape[1]]
+        keys = [(*seed_key, "gain-test", shape, index) for index in range(len(coarser))]
+        depths = np.full(layout.grid_shape, depth, dtype=np.int8)
+        return refine_domain(test, coarser, depths, guide, keys, bounds=bounds)
+
+    return refine
