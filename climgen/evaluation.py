@@ -115,6 +115,7 @@ def evaluate(
             row["spectral_error_per_octave"] = metrics.spectral_error_per_octave(values, true_values)
             if method == "prediction" and members is not None:
                 row["crps"] = metrics.crps(members, true_values)
+                row["rank_histogram"] = metrics.rank_histogram(members, true_values).round(4).tolist()
                 row["diversity"] = metrics.diversity(members)
                 row |= {f"spread_skill_{key}": value for key, value in metrics.spread_skill(members, true_values).items()}
             rows.append(row)

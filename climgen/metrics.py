@@ -150,15 +150,39 @@ def coarse_consistency_error(prediction: np.ndarray, coarse: np.ndarray, factor:
 
 def crps(members: np.ndarray, truth: np.ndarray) -> float:
     """Continuous ranked probability score of an ensemble (members on axis 0), fair estimator
-    averaged over valid cells. With one member it equals the MAE."""
+    averaged over valid cells. With one member it equals the MAE.
+
+    The members' mean pairwise distance comes from the sorted members (for m sorted values,
+    the sum of |x_i - x_j| over pairs is 2 * sum((2i - m - 1) x_(i))), so memory grows with
+    members x cells, not members squared."""
     members = np.asarray(members, dtype=np.float64)
     count = members.shape[0]
     valid = np.isfinite(truth) & np.isfinite(members).all(axis=0)
     skill = np.abs(members - truth[None]).mean(axis=0)
     if count == 1:
         return float(skill[valid].mean())
-    spread = np.abs(members[:, None] - members[None, :]).sum(axis=(0, 1)) / (2 * count * (count - 1))
+    ordered = np.sort(members, axis=0)
+    weights = (2 * np.arange(1, count + 1) - count - 1).reshape(count, *([1] * (members.ndim - 1)))
+    spread = (weights * ordered).sum(axis=0) / (count * (count - 1))
     return float((skill - spread)[valid].mean())
+
+
+def rank_histogram(members: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Share of valid cells where the truth ranks 0..m among m members (axis 0): flat for a
+    calibrated ensemble, U-shaped for one too narrow, peaked for one too wide. A truth equal
+    to k members shares its cell evenly among the k + 1 ranks it could take."""
+    members = np.asarray(members, dtype=np.float64)
+    truth = np.asarray(truth, dtype=np.float64)
+    count = members.shape[0]
+    valid = np.isfinite(truth) & np.isfinite(members).all(axis=0)
+    below = (members < truth[None]).sum(axis=0)[valid]
+    ties = (members == truth[None]).sum(axis=0)[valid]
+    histogram = np.zeros(count + 1)
+    for tied in np.unique(ties):
+        chosen = below[ties == tied]
+        for offset in range(tied + 1):
+            histogram += np.bincount(chosen + offset, minlength=count + 1) / (tied + 1)
+    return histogram / max(int(valid.sum()), 1)
 
 
 def spread_skill(members: np.ndarray, truth: np.ndarray) -> dict[str, float]:

@@ -377,6 +377,7 @@ def _prepare(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None
     check_units(ds, variables)
     for name in (axes.y, axes.x):
         cell_bounds(ds[name], ds)  # validates monotonic, finite coordinates
+    cf.projected_axis_scale(ds, axes)  # projected axes in a length unit pint can read
     layout = config.layout((ds.sizes[axes.y], ds.sizes[axes.x]))
     stacked = None
     names: list[str] = []

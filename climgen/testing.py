@@ -11,18 +11,13 @@ import xarray as xr
 
 from climgen.conservation import block_means
 from climgen.grid import find_spatial_axes
+from climgen.random_fields import gaussian_random_field
 
 
 def rough_field(shape: tuple[int, int], seed: int = 0, smoothness: float = 3.0) -> np.ndarray:
-    """A Gaussian random field with power ~ k**-smoothness (zero mean, unit variance)."""
-    rng = np.random.default_rng(seed)
-    ky = np.fft.fftfreq(shape[0])[:, None]
-    kx = np.fft.fftfreq(shape[1])[None, :]
-    k = np.hypot(ky, kx)
-    k[0, 0] = np.inf
-    spectrum = k ** (-smoothness / 2) * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
-    field = np.real(np.fft.ifft2(spectrum))
-    return (field - field.mean()) / field.std()
+    """A Gaussian random field with power ~ k**-smoothness (zero mean, unit variance), the
+    generator of climgen's training fields (:func:`climgen.random_fields.gaussian_random_field`)."""
+    return gaussian_random_field(np.random.default_rng(seed), shape, smoothness)
 
 
 def make_dataset(

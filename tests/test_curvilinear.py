@@ -8,10 +8,10 @@ import pytest
 import xarray as xr
 
 from climgen import pipeline, streaming
-from climgen.errors import ConfigError, InputError
+from climgen.errors import ConfigError, GridError, InputError
 from climgen.evaluation import check_same_grid
 from climgen.grid import coarsen_dataset, find_spatial_axes
-from climgen.testing import assert_coarse_consistent, rough_field
+from climgen.testing import assert_coarse_consistent, make_dataset, rough_field
 
 
 def _ocean(ny: int = 24, nx: int = 30) -> xr.Dataset:
@@ -112,3 +112,25 @@ def test_wrf_output_is_a_curvilinear_grid_and_streams_equal(tmp_path):
         )
     with xr.open_zarr(tmp_path / "out.zarr") as streamed:
         assert np.array_equal(streamed["T2"].values, in_memory["T2"].values)
+
+
+@pytest.mark.parametrize(("units", "per_metre"), [("km", 1e-3), ("ft", 1 / 0.3048), ("100 km", 1e-5), ("dam", 0.1)])
+def test_projected_axes_in_any_length_unit_give_the_same_latitudes_and_longitudes(units, per_metre):
+    """A Lambert conformal grid written in m and in another length unit: the same output
+    lat/lon (they used to scale by 1 for any unit but m and km, 31.8 degrees off in ft)."""
+    metres = make_dataset("projected", shape=(12, 16))
+    other = metres.copy()
+    for name in ("y", "x"):
+        other[name] = other[name] * per_metre
+        other[name].attrs = dict(metres[name].attrs, units=units)
+    first, second = (pipeline.synthesize(ds, factor=2, tile_size=8) for ds in (metres, other))
+    np.testing.assert_allclose(second["lat"].values, first["lat"].values, atol=1e-6)
+    np.testing.assert_allclose(second["lon"].values, first["lon"].values, atol=1e-6)
+
+
+@pytest.mark.parametrize("units", ["K", "degrees_east", "parsecs of nothing"])
+def test_projected_axes_that_are_not_a_length_are_a_clear_error(units):
+    ds = make_dataset("projected", shape=(12, 16))
+    ds["x"].attrs["units"] = units
+    with pytest.raises(GridError, match="length"):
+        pipeline.synthesize(ds, factor=2)

@@ -170,3 +170,49 @@ def test_evaluate_accepts_refined_polar_cells_and_refuses_shifted_grids():
     assert [row["method"] for row in evaluate(truth, refined, factor=4)] == ["prediction", "bicubic"]
     with pytest.raises(InputError, match="coordinates differ"):
         evaluate(truth, refined.assign_coords(lat=refined["lat"] + 1.0))
+
+
+def _pairwise_crps(members, truth):
+    """The fair CRPS from all member pairs (members^2 x cells in memory): the reference."""
+    count = members.shape[0]
+    skill = np.abs(members - truth[None]).mean(axis=0)
+    spread = np.abs(members[:, None] - members[None, :]).sum(axis=(0, 1)) / (2 * count * (count - 1))
+    return float((skill - spread).mean())
+
+
+def test_crps_from_sorted_members_matches_all_pairs_and_stays_small():
+    rng = np.random.default_rng(3)
+    members, truth = rng.normal(size=(7, 20, 30)), rng.normal(size=(20, 30))
+    assert metrics.crps(members, truth) == pytest.approx(_pairwise_crps(members, truth), rel=1e-12)
+    import tracemalloc
+
+    big_members, big_truth = rng.normal(size=(10, 256, 256)), rng.normal(size=(256, 256))
+    tracemalloc.start()
+    metrics.crps(big_members, big_truth)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 6 * big_members.nbytes  # the pairwise form needs 10x the members' size
+
+
+def _rank_by_definition(members, truth):
+    """Rank of the truth among the members cell by cell, ties shared evenly (a plain loop)."""
+    count = members.shape[0]
+    histogram = np.zeros(count + 1)
+    for index in np.ndindex(truth.shape):
+        values = members[(slice(None), *index)]
+        below, tied = int((values < truth[index]).sum()), int((values == truth[index]).sum())
+        histogram[below : below + tied + 1] += 1 / (tied + 1)
+    return histogram / truth.size
+
+
+def test_rank_histogram_is_flat_for_a_calibrated_ensemble_and_u_shaped_for_a_narrow_one():
+    rng = np.random.default_rng(5)
+    truth = rng.normal(size=(60, 60))
+    calibrated = rng.normal(size=(9, 60, 60))
+    histogram = metrics.rank_histogram(calibrated, truth)
+    assert histogram.sum() == pytest.approx(1.0) and len(histogram) == 10
+    assert np.abs(histogram - 0.1).max() < 0.03
+    narrow = metrics.rank_histogram(0.2 * calibrated, truth)
+    assert narrow[0] > 0.3 and narrow[-1] > 0.3
+    rounded = np.round(calibrated), np.round(truth)  # many ties
+    np.testing.assert_allclose(metrics.rank_histogram(*rounded), _rank_by_definition(*rounded), atol=1e-12)

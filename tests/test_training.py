@@ -204,3 +204,19 @@ def test_shipped_training_recipes_validate():
     for path in paths:
         recipe = load_recipe(path)
         assert recipe.name and recipe.output, path
+
+
+def test_training_fields_and_test_fixtures_come_from_one_generator():
+    """One Gaussian random field generator: the same seed and exponent give the same bits in
+    climgen.testing and in the training data."""
+    from climgen.random_fields import gaussian_random_field
+    from climgen.testing import rough_field
+
+    np.testing.assert_array_equal(
+        rough_field((32, 48), seed=4, smoothness=2.5), gaussian_random_field(np.random.default_rng(4), (32, 48), 2.5)
+    )
+    import climgen.training.data as data
+
+    assert not hasattr(data, "fractal_field")
+    field = rough_field((64, 64), seed=1, smoothness=3.0)
+    assert abs(field.mean()) < 1e-12 and abs(field.std() - 1) < 1e-9

@@ -14,21 +14,42 @@ import numpy as np
 import xarray as xr
 
 from climgen.conservation import Bounds
+from climgen.errors import GridError
 from climgen.grid import AXIS_STANDARD_NAMES, SpatialAxes, bounds_name, latlon_role
 
 CONVENTIONS = "CF-1.8"
 ANCILLARY_NAMES = ("complexity_score", "predicted_gain", "refinement_depth", "refinement_macs")
 FILL_VALUE = np.float32(1.0e20)
-LENGTH_TO_METRES = {
-    "m": 1.0,
-    "metre": 1.0,
-    "meter": 1.0,
-    "metres": 1.0,
-    "meters": 1.0,
-    "km": 1000.0,
-    "kilometre": 1000.0,
-    "kilometer": 1000.0,
-}
+
+
+def metres_per_unit(units: str, name: str = "axis") -> float:
+    """Metres in one ``units`` of a projected axis ("m", "km", "ft", "100 km", "dam"...),
+    read with cf-xarray's UDUNITS-flavoured pint registry; a unit that is not a length, or
+    that nobody can read, is a :class:`~climgen.errors.GridError`."""
+    units = str(units).strip()
+    if units in ("m", "metre", "meter", "metres", "meters"):
+        return 1.0  # the common case, without loading the registry
+    from cf_xarray.units import units as registry
+
+    try:
+        quantity = registry(units)
+    except Exception as error:  # pint raises several error types for bad strings
+        raise GridError(f"{name} has units {units!r}, which climgen cannot read as a length") from error
+    if not hasattr(quantity, "check") or not quantity.check("[length]"):
+        raise GridError(f"{name} has units {units!r}, which is not a length: projected axes need m, km, ft...")
+    return float(quantity.to("m").magnitude)
+
+
+def projected_axis_scale(ds: xr.Dataset, axes: SpatialAxes) -> float:
+    """Metres per unit of a projected grid's x and y axes (which must agree); 1 otherwise."""
+    if axes.kind != "projected":
+        return 1.0
+    scales = {name: metres_per_unit(ds[name].attrs.get("units", "m"), f"projected axis {name!r}") for name in (axes.y, axes.x)}
+    if not np.isclose(scales[axes.y], scales[axes.x], rtol=1e-12):
+        raise GridError(
+            f"projected axes {axes.y!r} and {axes.x!r} have different units: {ds[axes.y].attrs.get('units')!r}, {ds[axes.x].attrs.get('units')!r}"
+        )
+    return scales[axes.x]
 
 
 def _add_comment(variable: xr.DataArray, text: str) -> None:
@@ -68,11 +89,11 @@ def auxiliary_latlon(
     if axes.kind == "latlon":
         return None
     if mapping is not None:
+        scale = projected_axis_scale(ds, axes)  # outside the fallback: wrong units are an error, not a guess
         try:
             from pyproj import CRS, Transformer
 
             crs = CRS.from_cf(dict(ds[mapping].attrs))
-            scale = LENGTH_TO_METRES.get(str(ds[axes.x].attrs.get("units", "m")), 1.0) if axes.kind == "projected" else 1.0
             transformer = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
             xx, yy = np.meshgrid(x * scale, y * scale)
             lon, lat = transformer.transform(xx, yy)

@@ -18,22 +18,10 @@ import numpy as np
 from scipy import ndimage
 
 from climgen.errors import InputError
+from climgen.random_fields import gaussian_random_field
 
 if TYPE_CHECKING:
     import xarray as xr
-
-
-def fractal_field(rng: np.random.Generator, size: int, beta: float) -> np.ndarray:
-    """Gaussian random field with power spectrum ~ k**-beta, zero mean and unit variance."""
-    ky = np.fft.fftfreq(size)[:, None]
-    kx = np.fft.fftfreq(size)[None, :]
-    k = np.sqrt(kx**2 + ky**2)
-    k[0, 0] = np.inf
-    amplitude = k ** (-beta / 2.0)
-    phase = rng.standard_normal((size, size)) + 1j * rng.standard_normal((size, size))
-    field = np.real(np.fft.ifft2(amplitude * phase))
-    field -= field.mean()
-    return field / (field.std() + 1e-12)
 
 
 def _standardise(values: np.ndarray) -> np.ndarray:
@@ -137,10 +125,10 @@ class SampleGenerator:
 
     def generated_field(self, rng: np.random.Generator) -> np.ndarray:
         size = self.size
-        field = fractal_field(rng, size, rng.uniform(1.8, 4.2))
+        field = gaussian_random_field(rng, (size, size), rng.uniform(1.8, 4.2))
         if rng.random() < 0.6:  # spatially varying roughness: flat plains beside mountains
-            modulation = np.exp(rng.uniform(0.5, 1.5) * fractal_field(rng, size, 4.0))
-            field = fractal_field(rng, size, 4.5) * rng.uniform(0, 2) + modulation * field
+            modulation = np.exp(rng.uniform(0.5, 1.5) * gaussian_random_field(rng, (size, size), 4.0))
+            field = gaussian_random_field(rng, (size, size), 4.5) * rng.uniform(0, 2) + modulation * field
         if rng.random() < 0.3:  # a front
             angle = rng.uniform(0, np.pi)
             yy, xx = np.mgrid[0:size, 0:size]
