@@ -50,6 +50,7 @@ from climgen.grid import (
 )
 from climgen.io import cf
 from climgen.io.units import check_units
+from climgen.regrid import area_mean
 from climgen.tiling import TileLayout
 
 # cells a side of the last stage's input in one model window, at most, when tiles merge by
@@ -234,7 +235,9 @@ def _fine_axes(ds: xr.Dataset, axes: SpatialAxes, factor: int) -> dict[str, tupl
 
 
 def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_axes: dict) -> np.ndarray:
-    """Resample a covariate to the fine grid (linear interpolation on shared axis names).
+    """Resample a covariate to the fine grid on shared axis names: the area-weighted mean of its
+    cells over each fine cell where it is finer (:mod:`climgen.regrid`; the block mean where the
+    grids nest), linear interpolation where it is not.
 
     Longitudes in 0..360 and -180..180 are matched to the input's convention. Cells outside the
     covariate's coverage are missing (the model then ignores the covariate there).
@@ -284,11 +287,22 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
         covariate = covariate.sortby(axes.x)
     covariate = covariate.sortby(axes.y)
     # only the cells around the domain are read: a 1 km global elevation is gigabytes
-    for axis, target in ((axes.y, target_y), (axes.x, target_x)):
-        covariate = _around(covariate, axis, target)
+    for axis in (axes.y, axes.x):
+        covariate = _around(covariate, axis, np.asarray(fine_axes[axis][1].values))  # the fine cells' edges
         if covariate.sizes[axis] == 0:
             raise InputError(f"covariate {name!r} does not overlap the input domain")
     covariate = covariate.astype(np.float64)
+    if _finer_than(covariate, axes, target_y, target_x):
+        # averaged over each fine cell, not sampled at its centre (which aliases the finer detail)
+        values = area_mean(
+            covariate.transpose(axes.y, axes.x).values,
+            tuple(cell_bounds(covariate[axis]) for axis in (axes.y, axes.x)),
+            tuple(np.asarray(fine_axes[axis][1].values, dtype=np.float64) for axis in (axes.y, axes.x)),
+            latitude_rows=axes.kind == "latlon",
+        )
+        if not np.isfinite(values).any():
+            raise InputError(f"covariate {name!r} does not overlap the input domain")
+        return values
     if (
         covariate.sizes[axes.y] == target_y.size
         and covariate.sizes[axes.x] == target_x.size
@@ -304,9 +318,22 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
     return values
 
 
+def _finer_than(covariate: xr.DataArray, axes: SpatialAxes, target_y: np.ndarray, target_x: np.ndarray) -> bool:
+    """Whether the covariate's cells are no larger than the fine grid's along both axes and
+    clearly smaller (by a quarter) along one: then it is averaged, else interpolated."""
+    ratios = []
+    for axis, target in ((axes.y, target_y), (axes.x, target_x)):
+        source = np.asarray(covariate[axis].values, dtype=np.float64)
+        if source.size < 2 or target.size < 2:
+            return False
+        ratios.append(np.median(np.abs(np.diff(source))) / np.median(np.abs(np.diff(target))))
+    return max(ratios) <= 1 + 1e-6 and min(ratios) < 0.8
+
+
 def _around(covariate: xr.DataArray, name: str, target: np.ndarray) -> xr.DataArray:
     """The covariate (sorted along ``name``) cut to the cells within two of its largest steps of
-    the ``target`` coordinates: all that linear interpolation onto them reads."""
+    the ``target`` coordinates (the fine cells' edges): all that interpolation onto their
+    centres, or averaging over them, reads."""
     values = covariate[name].values
     step = float(np.abs(np.diff(values)).max()) if values.size > 1 else 0.0
     inside = np.flatnonzero((values >= target.min() - 2 * step) & (values <= target.max() + 2 * step))

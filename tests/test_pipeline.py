@@ -228,6 +228,37 @@ def test_a_global_covariate_is_read_only_around_the_domain(monkeypatch):
     )
 
 
+@pytest.mark.parametrize("kind", ["latlon", "projected"])
+def test_a_finer_covariate_is_averaged_over_each_fine_cell(kind):
+    """A covariate at 8x the fine resolution (nested cells) gives its cell means, weighted by
+    area on lat/lon (it used to be sampled bilinearly at the fine cells' centres)."""
+    ds = make_dataset(kind, shape=(6, 8))
+    axes = pipeline.find_spatial_axes(ds)
+    fine_axes = pipeline._fine_axes(ds, axes, 2)
+    edges = {}
+    for axis in (axes.y, axes.x):
+        bounds = fine_axes[axis][1].values
+        parts = np.linspace(0, 1, 9)
+        edges[axis] = (bounds[:, :1] + (bounds[:, 1:] - bounds[:, :1]) * parts[None]).reshape(-1, 9)
+    centres = {axis: ((edges[axis][:, :-1] + edges[axis][:, 1:]) / 2).ravel() for axis in edges}
+    rows, cols = centres[axes.y].size, centres[axes.x].size
+    checker = np.where((np.arange(rows)[:, None] + np.arange(cols)[None]) % 2 == 0, 1.0, -1.0)
+    noise = np.random.default_rng(2).normal(size=(rows, cols))
+    values = checker * 100 + noise
+    covariate = xr.DataArray(
+        values, dims=(axes.y, axes.x), coords={axes.y: centres[axes.y], axes.x: centres[axes.x]}, name="orog"
+    )
+    aligned = pipeline.align_covariate(covariate, "orog", axes, fine_axes)
+    weights = np.ones((rows, cols))
+    if kind == "latlon":  # each source cell weighs its area: the sin(latitude) span of its row
+        row_edges = np.stack([edges[axes.y][:, :-1].ravel(), edges[axes.y][:, 1:].ravel()], axis=1)
+        weights *= np.abs(np.diff(np.sin(np.radians(row_edges)), axis=1))
+    blocks = (values * weights).reshape(rows // 8, 8, cols // 8, 8).sum(axis=(1, 3))
+    expected = blocks / weights.reshape(rows // 8, 8, cols // 8, 8).sum(axis=(1, 3))
+    np.testing.assert_allclose(aligned, expected, rtol=1e-9, atol=1e-9)
+    assert np.abs(aligned).max() < 5, "the checkerboard averages out; a point sample would keep +-100"
+
+
 def test_terrain_covariate_puts_temperature_detail_where_the_terrain_is(hsurf_truth):
     # real terrain, a temperature that follows it below 1.5 degrees (6.5 K/km): with the terrain
     # as covariate the refined field must be far closer to the truth than without it, and the
