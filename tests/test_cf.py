@@ -184,8 +184,55 @@ def test_zarr_output_carries_the_same_metadata(hsurf_coarse, tmp_path):
     write_dataset(result, tmp_path / "out.zarr", encoding_for(result, refined_variables(result), (64, 64), netcdf=False))
     assert (tmp_path / "out.zarr" / "zarr.json").exists() or (tmp_path / "out.zarr" / ".zmetadata").exists()
     with xr.open_zarr(tmp_path / "out.zarr", consolidated=True) as ds:
-        assert ds.attrs["Conventions"] == "CF-1.8"
+        assert ds.attrs["Conventions"] == "CF-1.8, ACDD-1.3"
         assert ds["HSURF"].attrs["grid_mapping"] == "rotated_pole"
         assert ds["HSURF"].attrs["ancillary_variables"] == "complexity_score predicted_gain refinement_depth refinement_macs"
         assert ds["rlat"].attrs["bounds"] == "rlat_bnds" and "lat" in ds.coords
         assert ds.attrs["climgen_model_sha256"] == result.attrs["climgen_model_sha256"]
+
+
+def test_cmip_grid_attributes_are_dropped_and_discovery_attributes_added(tmp_path, checker_ready):
+    """grid_type ("gaussian") and associated_files (the coarse grid's areacella) no longer hold
+    for the refined grid: dropped and named in the comment. ACDD-1.3 attributes say what the
+    file holds; the IOOS ACDD check finds only what climgen cannot know (who made and licenses
+    the data, the maps having no CF standard name)."""
+    from importlib import resources
+
+    sample = resources.files("climgen") / "data" / "africa_tas_monthly_2005.nc"
+    with xr.open_dataset(str(sample)) as ds:
+        assert ds["tas"].attrs["grid_type"] == "gaussian"
+        result = ds.climgen.synthesize(factor=2, variables=["tas"])
+    tas = result["tas"].attrs
+    assert "grid_type" not in tas and "associated_files" not in tas
+    assert "grid_type 'gaussian' of the input dropped" in tas["comment"] and "areacella" in tas["comment"]
+    assert tas["coverage_content_type"] == "modelResult"
+    attrs = result.attrs
+    assert attrs["Conventions"] == "CF-1.8, ACDD-1.3"
+    assert "air temperature" in attrs["keywords"] and "downscaling" in attrs["keywords"]
+    assert "refined x2 by climgen" in attrs["summary"]
+    assert attrs["time_coverage_start"].startswith("2005-01-16") and attrs["time_coverage_resolution"] == "P1M"
+    assert attrs["geospatial_lat_min"] == pytest.approx(float(result["lat"].min()))
+    assert attrs["institution"] == "Max Planck Institute for Meteorology"  # carried, not invented
+    path = _write(result, tmp_path / "tas.nc")
+    _assert_clean(path)  # CF stays clean
+    report = checks.subprocess.run(
+        [
+            str(checks.Path(checks.sys.executable).with_name("compliance-checker")),
+            "--test=acdd",
+            "--format=json",
+            "-o",
+            "-",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    import json
+
+    scored = json.loads(report.stdout)["acdd"]
+    failed = {(entry["name"], entry["weight"]) for entry in scored["all_priorities"] if entry["value"][0] < entry["value"][1]}
+    assert not {name for name, weight in failed if weight == 3} - {
+        f'variable "{n}" missing the following attributes:'
+        for n in ("complexity_score", "predicted_gain", "refinement_depth", "refinement_macs")
+    }
+    assert not any("extents_match" in name or "date_created" in name for name, _ in failed)

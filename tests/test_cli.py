@@ -47,7 +47,7 @@ def test_zarr_output_uniform_and_members(hsurf_coarse_file, tmp_path):
     with xr.open_zarr(output) as ds:
         assert ds["HSURF"].dims == ("realization", "time", "rlat", "rlon")
         assert int(ds["refinement_depth"].min()) == 1
-        assert ds.attrs["Conventions"] == "CF-1.8"
+        assert ds.attrs["Conventions"] == "CF-1.8, ACDD-1.3"
 
 
 def test_covariate_option(tmp_path):

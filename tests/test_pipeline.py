@@ -361,7 +361,7 @@ def test_provenance_and_history(refined_hsurf, hsurf_coarse):
     assert len(provenance["model_sha256"]) == 64
     # the layout that shaped the numbers: tiles, halo and how many share a window
     assert provenance["merge_tiles"] == 4 and provenance["halo"] == 4 and provenance["tile_size"] == 8
-    assert refined_hsurf.attrs["Conventions"] == "CF-1.8"
+    assert refined_hsurf.attrs["Conventions"] == "CF-1.8, ACDD-1.3"
     assert (
         refined_hsurf.attrs["history"]
         .splitlines()[0]

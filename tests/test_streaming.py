@@ -80,7 +80,7 @@ def test_netcdf_output_is_converted_from_the_finished_store(source, in_memory, t
         assert got["tas"].encoding["zlib"] and got["tas"].attrs["units"] == "K"
         for name in ("complexity_score", "refinement_depth"):  # CF: valid_range of the data's type
             assert np.asarray(got[name].attrs["valid_range"]).dtype == got[name].encoding["dtype"]
-        assert got.attrs["Conventions"] == "CF-1.8"
+        assert got.attrs["Conventions"] == "CF-1.8, ACDD-1.3"
 
 
 def test_local_cluster_with_two_workers_gives_the_same_numbers(source, in_memory, tmp_path):

@@ -16,6 +16,7 @@ import xarray as xr
 from climgen.conservation import Bounds
 from climgen.errors import GridError
 from climgen.grid import AXIS_STANDARD_NAMES, SpatialAxes, bounds_name, latlon_role
+from climgen.io import acdd
 
 CONVENTIONS = "CF-1.8"
 ANCILLARY_NAMES = ("complexity_score", "predicted_gain", "refinement_depth", "refinement_macs")
@@ -361,6 +362,9 @@ def chain_layout(variable: xr.DataArray) -> tuple:
 
 # global attributes that describe the input file alone: its unique id (CMIP's tracking_id),
 # creation date and resolution; an output keeping them would claim to be that file
+INPUT_GRID_ATTRS = ("grid_type", "associated_files")
+"""Variable attributes of CMIP-style inputs about the coarse grid (Gaussian, its areacella and
+gridspec files): untrue of the refined grid."""
 INPUT_FILE_ATTRS = frozenset(
     {"tracking_id", "creation_date", "nominal_resolution", "geospatial_lat_resolution", "geospatial_lon_resolution"}
 )
@@ -380,7 +384,8 @@ def tidy(ds: xr.Dataset, axes: SpatialAxes) -> xr.Dataset:
     """CF housekeeping shared by every output: axis attributes, a scalar grid mapping,
     bounds variables without attributes of their own and no ``bounds`` attribute naming a
     missing one, a standard_name on the time axis."""
-    ds.attrs["Conventions"] = CONVENTIONS
+    discovery = acdd.CONVENTION in str(ds.attrs.get("Conventions", ""))  # a refined output's ACDD attributes
+    ds.attrs["Conventions"] = acdd.with_conventions(CONVENTIONS) if discovery else CONVENTIONS
     ds[axes.y].attrs.setdefault("axis", "Y")
     ds[axes.x].attrs.setdefault("axis", "X")
     # axes found by name or axis alone get their CF standard names (and lat/lon their units), and
@@ -441,7 +446,7 @@ def decorate(
         attrs["climgen_input_tracking_id"] = source.attrs["tracking_id"]
     if "creation_date" in source.attrs:
         attrs["creation_date"] = _utc_now()
-    attrs["Conventions"] = CONVENTIONS
+    attrs["Conventions"] = acdd.with_conventions(CONVENTIONS)
     previous = str(source.attrs.get("history", "")).strip()
     attrs["history"] = history_line(command) + ("\n" + previous if previous else "")
     attrs.setdefault("title", "Refined fields")
@@ -465,6 +470,10 @@ def decorate(
         if measures:
             # the input's cell areas (often CMIP's external areacella) are the coarse grid's
             _add_comment(variable, f"cell_measures {measures!r} of the input dropped: the coarse grid's")
+        for key in INPUT_GRID_ATTRS:  # they describe the coarse grid, which this is not
+            if key in variable.attrs:
+                _add_comment(variable, f"{key} {variable.attrs.pop(key)!r} of the input dropped: it describes the coarse grid")
+        variable.attrs["coverage_content_type"] = "modelResult"
         named_mapping = variable.attrs.get("grid_mapping")
         if named_mapping and named_mapping not in source.variables:
             # a subsetting tool dropped the grid mapping variable: no reference to nothing
@@ -490,7 +499,7 @@ def decorate(
     _keep_referenced_externals(ds)
     mapping = grid_mapping_name(source, variables)
     for name in ANCILLARY_NAMES:
-        ds[name].attrs = dict(ANCILLARY_ATTRS[name])
+        ds[name].attrs = dict(ANCILLARY_ATTRS[name]) | {"coverage_content_type": "auxiliaryInformation"}
         if mapping:
             ds[name].attrs["grid_mapping"] = mapping
     ds["refinement_depth"].attrs["valid_range"] = np.array([0, full_depth], dtype=np.int8)
@@ -500,6 +509,8 @@ def decorate(
     ds = tidy(ds, axes)
     if "realization" in ds.dims:
         ds["realization"].attrs = {"standard_name": "realization", "long_name": "ensemble member", "units": "1"}
+    discovery = acdd.discovery_attributes(ds, source, variables, axes, provenance, _utc_now())
+    ds.attrs = {key: value for key, value in ds.attrs.items() if key not in discovery} | discovery
     return ds
 
 

@@ -1,0 +1,115 @@
+"""ACDD-1.3 discovery attributes of a refined dataset, so catalogues can find and describe it.
+
+What climgen knows it states: a title and summary of what was refined and how, keywords, the
+creation date, the processing level, the latitude/longitude and time coverage, and each
+variable's coverage content type. Who made or publishes the data, under which licence, is the
+user's to say: those attributes are carried from the input when it has them, never invented.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from climgen.grid import SpatialAxes
+
+CONVENTION = "ACDD-1.3"
+STANDARD_NAME_VOCABULARY = "CF Standard Name Table"
+KEYWORDS = ("downscaling", "super-resolution", "climgen")
+CARRIED = (
+    "creator_name",
+    "creator_url",
+    "creator_email",
+    "institution",
+    "project",
+    "license",
+    "acknowledgment",
+    "publisher_name",
+)
+"""Discovery attributes taken from the input when it has them (CMIP's ``institution``...)."""
+
+
+def _extent(ds: xr.Dataset, name: str) -> tuple[float, float] | None:
+    """Least and greatest value of a latitude or longitude coordinate (its cell centres, as
+    catalogues compare them)."""
+    if name not in ds.variables:
+        return None
+    values = np.asarray(ds[name].values, dtype=np.float64)
+    if not np.isfinite(values).any():
+        return None
+    return float(np.nanmin(values)), float(np.nanmax(values))
+
+
+def _iso_duration(seconds: float, calendar_steps: bool = False) -> str:
+    """An ISO 8601 duration in whole days when it is, else seconds (P30D, PT3600S); with
+    ``calendar_steps``, a step of 28-31 days is P1M and of 365-366 days P1Y (monthly and
+    yearly series)."""
+    days = seconds / 86400
+    if calendar_steps and 28 <= days <= 31:
+        return "P1M"
+    if calendar_steps and 365 <= days <= 366:
+        return "P1Y"
+    return f"P{round(days)}D" if abs(days - round(days)) < 1e-6 and days >= 1 else f"PT{round(seconds)}S"
+
+
+def _time_coverage(ds: xr.Dataset) -> dict:
+    """Start, end, duration and resolution of a decoded ``time`` axis (none: nothing)."""
+    time = next((ds[name] for name in ds.coords if ds[name].dtype.kind == "M" and ds[name].ndim == 1 and ds[name].size), None)
+    if time is None:
+        return {}
+    values = np.sort(time.values.astype("datetime64[s]"))
+    attrs = {
+        "time_coverage_start": f"{values[0]}Z",
+        "time_coverage_end": f"{values[-1]}Z",
+        "time_coverage_duration": _iso_duration(float((values[-1] - values[0]) / np.timedelta64(1, "s"))),
+    }
+    if values.size > 1:
+        step = float(np.median(np.diff(values)) / np.timedelta64(1, "s"))
+        attrs["time_coverage_resolution"] = _iso_duration(step, calendar_steps=True)
+    return attrs
+
+
+def discovery_attributes(
+    ds: xr.Dataset, source: xr.Dataset, variables: list[str], axes: SpatialAxes, provenance: dict, created: str
+) -> dict:
+    """The ACDD global attributes of refined ``ds`` (``source``: the coarse input)."""
+    names = [str(ds[name].attrs.get("long_name") or ds[name].attrs.get("standard_name") or name) for name in variables]
+    factor = provenance["factor"]
+    shape = {axis: source.sizes[axis] for axis in (axes.y, axes.x)}
+    summary = (
+        f"{', '.join(names)} refined x{factor} by climgen {provenance['climgen_version']} (model {provenance['model']}) "
+        f"from {shape[axes.y]} x {shape[axes.x]} cells to {shape[axes.y] * factor} x {shape[axes.x] * factor}: each "
+        f"block of {factor} x {factor} cells averages exactly to its coarse value; each tile's number of learned x2 stages "
+        "follows the predicted gain of going deeper. Maps of the complexity score, predicted gain, refinement depth and "
+        "compute come with the data; climgen_provenance holds every option."
+    )
+    standard_names = [
+        str(ds[name].attrs["standard_name"]).replace("_", " ") for name in variables if ds[name].attrs.get("standard_name")
+    ]
+    attrs = {
+        "summary": summary,
+        "keywords": ", ".join(dict.fromkeys([*standard_names, *KEYWORDS])),
+        "date_created": created,
+        "processing_level": f"refined x{factor} (statistical downscaling) by climgen {provenance['climgen_version']}",
+        "standard_name_vocabulary": STANDARD_NAME_VOCABULARY,
+    }
+    attrs |= {key: source.attrs[key] for key in CARRIED if key in source.attrs}
+    latitudes, longitudes = _extent(ds, "lat"), _extent(ds, "lon")
+    if latitudes and longitudes:
+        (south, north), (west, east) = latitudes, longitudes
+        attrs |= {
+            "geospatial_lat_min": south,
+            "geospatial_lat_max": north,
+            "geospatial_lat_units": "degrees_north",
+            "geospatial_lon_min": west,
+            "geospatial_lon_max": east,
+            "geospatial_lon_units": "degrees_east",
+            "geospatial_bounds": f"POLYGON (({south} {west}, {north} {west}, {north} {east}, {south} {east}, {south} {west}))",
+            "geospatial_bounds_crs": "EPSG:4326",
+        }
+    return attrs | _time_coverage(ds)
+
+
+def with_conventions(conventions: str) -> str:
+    """A Conventions attribute that also names ACDD-1.3."""
+    return conventions if CONVENTION in conventions else f"{conventions}, {CONVENTION}"
