@@ -58,12 +58,19 @@ def _as_images(prediction: np.ndarray, truth: np.ndarray):
     return to_tensor(prediction), to_tensor(truth), float(np.nanmax(truth) - np.nanmin(truth)) or 1.0
 
 
+SSIM_WINDOW = 7
+"""Cells a side of the Gaussian window (sigma 1.5) of every SSIM climgen reports."""
+
+
 def ssim(prediction: np.ndarray, truth: np.ndarray) -> float:
-    """Structural similarity (pytorch-msssim, 7-cell window, ``data_range`` from the truth)."""
+    """Structural similarity: the one definition behind every SSIM climgen reports (``climgen
+    evaluate``, ``climgen benchmark``, training validation): pytorch-msssim's, with a Gaussian
+    window of :data:`SSIM_WINDOW` cells (sigma 1.5; smaller on fields under 14 cells a side)
+    and the truth's range as ``data_range``. NaN below 3 x 3 cells."""
     from pytorch_msssim import ssim as ssim_torch
 
     x, y, data_range = _as_images(prediction, truth)
-    window = min(7, min(truth.shape[-2:]) // 2 * 2 - 1)
+    window = min(SSIM_WINDOW, min(truth.shape[-2:]) // 2 * 2 - 1)
     if window < 3:
         return float("nan")
     return float(ssim_torch(x, y, data_range=data_range, win_size=window, size_average=True))

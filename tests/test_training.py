@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from climgen.models.checkpoint import load_checkpoint
@@ -220,3 +221,23 @@ def test_training_fields_and_test_fixtures_come_from_one_generator():
     assert not hasattr(data, "fractal_field")
     field = rough_field((64, 64), seed=1, smoothness=3.0)
     assert abs(field.mean()) < 1e-12 and abs(field.std() - 1) < 1e-9
+
+
+def test_the_ssim_training_reports_is_the_ssim_a_user_measures():
+    """Training validation and climgen evaluate share one SSIM (climgen.metrics.ssim: 7-cell
+    Gaussian window, the truth's range); training used torchmetrics' 11-cell one."""
+    import torch
+
+    from climgen import metrics
+    from climgen.models.generator import bicubic_upsample, coarsen
+    from climgen.testing import rough_field
+    from climgen.training.pretrain import validate
+
+    model = load_checkpoint("default").module
+    windows = [100 * rough_field((64, 64), seed=seed) for seed in range(3)]
+    scores = validate(model, windows, torch.device("cpu"))
+    truth = torch.tensor(np.stack(windows), dtype=torch.float32)[:, None]
+    bicubic = bicubic_upsample(coarsen(truth, 4), 4)[:, 0].double().numpy()
+    expected = np.mean([metrics.ssim(b, t) for b, t in zip(bicubic, truth[:, 0].double().numpy(), strict=True)])
+    assert scores["ssim_bicubic"] == pytest.approx(expected, rel=1e-9)
+    assert 0 < scores["ssim"] <= 1
