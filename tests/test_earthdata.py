@@ -235,3 +235,64 @@ def test_a_box_across_the_antimeridian_is_cut_contiguous(first_lon):
     assert np.allclose(cut["lon"].values, np.arange(170.0, 190.1, 2.5))
     assert (np.diff(cut["lat"].values) > 0).all() and cut["lat"].values[[0, -1]].tolist() == [-10.0, 10.0]
     np.testing.assert_array_equal(cut["T2M"].values, np.add.outer(cut["lat"].values, cut["lon"].values))
+
+
+def _eager_cube(paths, request):
+    """The cube as climgen assembled it before it streamed: every granule read, then joined."""
+    parts = []
+    for path in paths:
+        with xr.open_dataset(path, engine="netcdf4") as granule:
+            parts.append(earthdata.subset(granule, request.variables, request.bbox).load())
+    cube = xr.concat(parts, dim="time").sortby("time")
+    return cube.isel(time=np.unique(cube["time"].values, return_index=True)[1])
+
+
+def _granules(folder: Path, count: int) -> list[Path]:
+    """``count`` local MERRA-2-like granules of 6 hourly steps, written newest first."""
+    rng = np.random.default_rng(count)
+    lat, lon = np.linspace(40.25, 45.75, 90), np.linspace(0.3, 6.9, 135)
+    folder.mkdir()
+    paths = []
+    for index in reversed(range(count)):  # out of order: the cube sorts by time
+        times = np.datetime64("2020-01-01T00:00") + np.timedelta64(6 * index, "h") + np.arange(6) * np.timedelta64(1, "h")
+        variables = {
+            name: (("time", "lat", "lon"), rng.normal(280, 5, (6, lat.size, lon.size)).astype(np.float32), {"units": units})
+            for name, units in (("T2M", "K"), ("U10M", "m s-1"))
+        }
+        paths.append(folder / f"granule-{index:03d}.nc4")
+        xr.Dataset(variables, coords={"time": times, "lat": lat, "lon": lon}).to_netcdf(paths[-1])
+    return sorted(paths)
+
+
+def _peak_writing(paths: list[Path], request, target: Path) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    with earthdata.assemble_cube(paths, request) as lazy:
+        assert all(lazy[name].chunks is not None for name in request.variables), "nothing is read before writing"
+        earthdata._write_cube(lazy, target, request, "{}")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def test_sixty_granules_stream_into_the_cube_in_bounded_memory(tmp_path):
+    """60 local granules: the same cube as reading them all at once (as climgen did), written
+    chunk by chunk; peak memory is about that of 20 granules, not three times it, and under a third
+    of reading every granule first."""
+    request = _request(bbox=(1.0, 41.0, 6.0, 45.0))
+    few, many = _granules(tmp_path / "few", 20), _granules(tmp_path / "many", 60)
+    import tracemalloc
+
+    tracemalloc.start()
+    expected = _eager_cube(many, request)
+    eager_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    peaks = [_peak_writing(paths, request, tmp_path / f"{len(paths)}.zarr") for paths in (few, many)]
+    with xr.open_zarr(tmp_path / "60.zarr") as written:
+        assert written.sizes["time"] == 360
+        for name in request.variables:
+            np.testing.assert_array_equal(written[name].values, expected[name].values)
+        np.testing.assert_array_equal(written["time"].values, expected["time"].values)
+    assert peaks[1] < 1.5 * peaks[0] + 2**20, f"peak {peaks[1] / 2**20:.1f} MiB for 60 granules, {peaks[0] / 2**20:.1f} for 20"
+    assert peaks[1] < eager_peak / 3, f"peak {peaks[1] / 2**20:.1f} MiB, reading every granule {eager_peak / 2**20:.1f} MiB"

@@ -335,17 +335,37 @@ def subset(ds: xr.Dataset, variables: tuple[str, ...], bbox: tuple[float, float,
 
 
 def assemble_cube(paths: list[Path], request: Request) -> xr.Dataset:
-    """One dataset from the granule files: subset, concatenated and sorted along time."""
-    parts = []
-    for path in paths:
-        with xr.open_dataset(path, engine="netcdf4") as granule:
-            parts.append(subset(granule, request.variables, request.bbox).load())
-    if not parts:
+    """One lazy dataset from the granule files: each opened as dask arrays and subset, then
+    concatenated and sorted along time. Nothing is read until the cube is written, chunk by
+    chunk, so memory follows a chunk, not the request; close the result when done with it
+    (it holds the files open)."""
+    if not paths:
         raise InputError("no granule to assemble")
-    cube = xr.concat(parts, dim="time") if "time" in parts[0].dims else parts[0]
-    if "time" in cube.dims:
-        cube = cube.sortby("time")
-        cube = cube.isel(time=np.unique(cube["time"].values, return_index=True)[1])
+
+    def subset_granule(granule: xr.Dataset) -> xr.Dataset:
+        return subset(granule, request.variables, request.bbox)
+
+    with xr.open_dataset(paths[0], engine="netcdf4") as first:
+        has_time = "time" in first.dims
+    if has_time:
+        cube = xr.open_mfdataset(
+            [str(path) for path in paths],
+            engine="netcdf4",
+            preprocess=subset_granule,
+            combine="nested",
+            concat_dim="time",
+            data_vars="all",
+            coords="different",
+            compat="no_conflicts",
+            join="outer",
+            chunks={},
+            parallel=False,
+        )
+        order = np.argsort(cube["time"].values, kind="stable")
+        unique = np.unique(cube["time"].values[order], return_index=True)[1]
+        cube = cube.isel(time=order[unique])
+    else:
+        cube = subset_granule(xr.open_dataset(paths[0], engine="netcdf4", chunks={}))
     for name in request.variables:
         units, standard_name = request.collection.variables.get(name, (None, None))
         if not cube[name].attrs.get("units"):
@@ -368,7 +388,6 @@ def fetch(
     log: Callable[[str], None] = lambda message: None,
 ) -> FetchReport:
     """Search, download what the cache lacks, and write the zarr cube (see module docs)."""
-    from climgen.io.write import write_dataset
 
     request.validate()
     if not request.collection.assemblable:
@@ -415,7 +434,15 @@ def fetch(
         if recorded == identity and not downloaded:
             report.cube_written = False
             return report
-    result = assemble_cube([folder / f.name for f in sorted(files, key=lambda f: f.name)], request)
+    with assemble_cube([folder / f.name for f in sorted(files, key=lambda f: f.name)], request) as result:
+        _write_cube(result, cube, request, identity)
+    return report
+
+
+def _write_cube(result: xr.Dataset, cube: Path, request: Request, identity: str) -> None:
+    """Write an assembled (lazy) cube with its CF metadata, in chunks of whole fields."""
+    from climgen.io.write import write_dataset
+
     previous = str(result.attrs.get("history", "")).strip()
     result.attrs |= {
         "Conventions": CONVENTIONS,
@@ -432,8 +459,10 @@ def fetch(
         encoding[name] = {"dtype": "float32", "_FillValue": FILL_VALUE, "chunks": _cube_chunks(result[name])}
     for variable in result.variables.values():
         variable.encoding = {}
-    write_dataset(result, cube, encoding, overwrite=True)
-    return report
+    chunks = {
+        dim: size for name in request.variables for dim, size in zip(result[name].dims, encoding[name]["chunks"], strict=True)
+    }
+    write_dataset(result.chunk(chunks), cube, encoding, overwrite=True)
 
 
 def _cube_chunks(variable: xr.DataArray) -> tuple[int, ...]:
