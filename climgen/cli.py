@@ -269,24 +269,8 @@ def run(
         else:
             cube.parent.mkdir(parents=True, exist_ok=True)
             typer.echo(fetch_cube(request, cube, log=lambda message: typer.echo(message, err=True)).summary())
-    config = make_config(
-        variables=job.variables,
-        model=str(job.resolve(job.model)) if job.model != "default" else "default",
-        factor=job.factor,
-        seed=job.seed,
-        members=job.members,
-        adaptive=job.adaptive,
-        budget=job.budget,
-        quality=job.quality,
-        tolerance=job.tolerance,
-        tile_size=job.tile_size,
-        halo=job.halo,
-        merge_tiles=job.merge_tiles,
-        bounds=job.bounds,
-        order=None if job.order is None else tuple(tuple(chain) for chain in job.order),
-        conservation=job.conservation,
-        residual_gain=job.residual_gain,
-    )
+    model = str(job.resolve(job.model)) if job.model != "default" else "default"
+    config = make_config(**(job.synthesis_options() | {"model": model}))
     covariates = {}
     for name, spec in job.covariates.items():
         _, path, variable = parse_covariate(f"{name}={spec}")

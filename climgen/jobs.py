@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
-from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from climgen.config import SynthesisOptions
 from climgen.errors import InputError
 from climgen.yamlconfig import Strict, load_yaml_model
 
@@ -42,40 +42,20 @@ class FetchSection(Strict):
     cube: str
 
 
-class RunRecipe(Strict):
-    """One refinement job."""
+class RunRecipe(SynthesisOptions):
+    """One refinement job: the refinement options of :class:`climgen.config.SynthesisOptions`
+    (the same names, ranges and rules as ``synthesize``), plus where the data come from and go."""
+
+    model_config = ConfigDict(extra="forbid")
 
     fetch: FetchSection | None = None
     input: str | list[str] | None = None
     output: str
-    factor: int = 4
-    variables: list[str] | None = None
     covariates: dict[str, str] = {}  # name -> FILE[:VAR]
-    model: str = "default"
-    seed: int = Field(0, ge=0)
-    members: int = Field(1, ge=1, le=1000)
-    adaptive: bool = True
-    budget: float | None = Field(None, gt=0, le=1)
-    quality: float | None = Field(None, gt=0, lt=1)
-    tolerance: float | None = Field(None, gt=0, lt=1)  # share of full depth's error skipped stages may remove
-    tile_size: int | None = Field(None, ge=4)
-    halo: int | None = Field(None, ge=0)
-    merge_tiles: int | None = Field(None, ge=1)
-    bounds: dict[str, tuple[float | None, float | None]] | None = None  # name -> [lower, upper]; null: no limit
-    order: list[list[str]] | None = None  # chains kept in order, lowest first ([] for none); null: from metadata
-    conservation: Literal["cells", "area"] = "cells"  # block means over cells alike, or weighted by area
-    residual_gain: Literal["auto"] | Annotated[float, Field(ge=0, le=2)] = "auto"  # share of learned detail kept
     chunks: Chunking = Chunking()
     cluster: Cluster = Cluster()
     overwrite: bool = False
     base_dir: Path = Path(".")
-
-    @field_validator("factor")
-    @classmethod
-    def _factor(cls, value: int) -> int:
-        if value not in (2, 4, 8, 16):
-            raise ValueError(f"factor must be 2, 4, 8 or 16, got {value}")
-        return value
 
     @model_validator(mode="after")
     def _one_input(self) -> RunRecipe:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import xarray as xr
@@ -24,12 +24,12 @@ from climgen.complexity import (
     tile_components,
 )
 from climgen.compute import compute_report, tile_macs, window_cells
+from climgen.config import MAX_STAGE_INPUT, SynthesisConfig, parse_limits  # noqa: F401 (public here since 0.1)
 from climgen.conservation import Bounds, Weights, count_disordered, count_outside, format_bounds, order_stacks
 from climgen.errors import ConfigError, InputError
 from climgen.gain import (
     DEFAULT_TOLERANCE,
     GainPrediction,
-    check_tolerance,
     depth_by_budget,
     depth_by_tolerance,
     tolerance_for_quality,
@@ -39,8 +39,6 @@ from climgen.grid import (
     bounds_name,
     cell_bounds,
     cell_weights,
-    check_conservation,
-    check_factor,
     contiguous_longitude,
     find_spatial_axes,
     is_global_longitude,
@@ -52,92 +50,6 @@ from climgen.io import cf
 from climgen.io.units import check_units
 from climgen.regrid import area_mean
 from climgen.tiling import TileLayout
-
-# cells a side of the last stage's input in one model window, at most, when tiles merge by
-# default: (4 tiles of 32 + 2 halos of 8) x 4 at x8 is 576; at x16 even two tiles a side
-# (640) would hold about a gigabyte of activations per call, so x16 merges none
-MAX_STAGE_INPUT = 600
-
-
-@dataclass(frozen=True)
-class SynthesisConfig:
-    """Options of one refinement run (saved as provenance in every output)."""
-
-    factor: int = 4
-    variables: tuple[str, ...] | None = None
-    model: str = "default"
-    seed: int = 0
-    members: int = 1
-    adaptive: bool = True
-    budget: float | None = None
-    quality: float | None = None
-    tolerance: float | None = None  # share of full depth's error skipped stages may remove; None: climgen.gain's default
-    tile_size: int | None = None
-    halo: int | None = None
-    merge_tiles: int | None = None
-    bounds: Mapping[str, Bounds] | None = None
-    order: tuple[tuple[str, ...], ...] | None = None  # chains kept in order, lowest first; None: from metadata
-    conservation: str = "cells"  # blocks average to the coarse value over "cells" alike, or by "area"
-    residual_gain: float | str = "auto"  # share of the model's learned detail kept; "auto": self-tested
-
-    def validate(self) -> SynthesisConfig:
-        check_factor(self.factor)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if not isinstance(self.members, (int, np.integer)) or not 1 <= self.members <= 1000:
-            raise ConfigError(f"members must be between 1 and 1000, got {self.members!r}")
-        if self.budget is not None and not 0 < self.budget <= 1:
-            raise ConfigError(f"budget must be in (0, 1], got {self.budget}")
-        if self.budget is not None and not self.adaptive:
-            raise ConfigError("budget applies to adaptive refinement; drop it or drop uniform")
-        if self.quality is not None and not 0 < self.quality < 1:
-            raise ConfigError(f"quality must be in (0, 1), e.g. 0.995, got {self.quality}")
-        if self.quality is not None and (self.budget is not None or not self.adaptive):
-            raise ConfigError("quality sets the depth itself: use it without budget and without uniform")
-        if self.tolerance is not None:
-            check_tolerance(self.tolerance)
-            if self.budget is not None or self.quality is not None or not self.adaptive:
-                raise ConfigError("tolerance sets the depth itself: use it without budget, quality and uniform")
-        if (self.tile_size is not None and self.tile_size < 4) or (self.halo is not None and self.halo < 0):
-            raise ConfigError(f"tile_size must be >= 4 and halo >= 0, got {self.tile_size}, {self.halo}")
-        if self.merge_tiles is not None and self.merge_tiles < 1:
-            raise ConfigError(f"merge_tiles must be >= 1, got {self.merge_tiles}")
-        for name, limits in (self.bounds or {}).items():
-            parse_limits(name, limits)
-        check_conservation(self.conservation)
-        gain = self.residual_gain
-        if gain != "auto" and (
-            isinstance(gain, (bool, str)) or not isinstance(gain, (int, float, np.number)) or not 0 <= gain <= 2
-        ):
-            raise ConfigError(f"residual_gain must be 'auto' or a number in 0..2 (1: the detail as trained), got {gain!r}")
-        chained = [name for chain in self.order or () for name in chain]
-        if any(isinstance(chain, str) or len(chain) < 2 for chain in self.order or ()) or len(set(chained)) < len(chained):
-            raise ConfigError(f"order takes chains of two or more distinct variables, lowest first, got {self.order!r}")
-        return self
-
-    def layout(self, shape: tuple[int, int]) -> TileLayout:
-        """Tiles for a coarse domain: ``tile_size`` if given, else the largest of 32, 16, 8
-        coarse cells that gives at least three tiles along the shorter side. ``merge_tiles``,
-        if not given, is the largest of 4, 2, 1 whose shared window keeps the last stage's
-        input within MAX_STAGE_INPUT cells a side (memory per model call). Windows that later
-        stages open get half the halo (:class:`climgen.tiling.TileLayout`)."""
-        tile = self.tile_size or next((size for size in (32, 16) if min(shape) >= 3 * size), 8)
-        halo = self.halo if self.halo is not None else min(8, tile // 2)
-        merge = self.merge_tiles or next((m for m in (4, 2) if (m * tile + 2 * halo) * self.factor // 2 <= MAX_STAGE_INPUT), 1)
-        # new windows of later stages get half the halo: as many of their (half-size) cells
-        return TileLayout(shape, tile, halo, merge, later_halo=halo // 2)
-
-
-def parse_limits(name: str, limits) -> Bounds:
-    """A variable's (lower, upper) bounds as floats or None, checked: lower below upper."""
-    try:
-        lower, upper = limits
-        lower, upper = (None if v is None else float(v) for v in (lower, upper))
-    except (TypeError, ValueError):
-        raise ConfigError(f"bounds of {name!r} must be (lower, upper), each a number or None, got {limits!r}") from None
-    if lower is not None and upper is not None and not lower < upper:
-        raise ConfigError(f"bounds of {name!r}: lower must be below upper, got {lower}, {upper}")
-    return lower, upper
 
 
 class PhysicalBoundsWarning(UserWarning):
@@ -447,7 +359,7 @@ def complexity(
 ) -> xr.DataArray:
     """Complexity score of each tile, on the coarse grid (for plotting and depth decisions)."""
     original = _as_dataset(data)
-    config = SynthesisConfig(factor=factor, variables=variables, tile_size=tile_size).validate()
+    config = SynthesisConfig(factor=factor, variables=variables, tile_size=tile_size)
     original, _ = contiguous_input(original)
     ds, wrap_cells = wrap_global(original, config)
     prepared = _prepare(ds, config, covariates)
@@ -516,7 +428,7 @@ class Plan:
             "climgen_version": __version__,
             "model": self.checkpoint.name,
             "model_sha256": self.checkpoint.sha256,
-            **{k: v for k, v in asdict(config).items() if k != "model"},
+            **{k: v for k, v in config.as_dict().items() if k != "model"},
             "tile_size": layout.tile,
             "halo": layout.halo,
             "later_halo": layout.later_halo,
@@ -556,7 +468,7 @@ def make_config(variables=None, model="default", **options) -> SynthesisConfig:
     """A validated :class:`SynthesisConfig` from keyword arguments (variables as list or "a,b")."""
     if isinstance(variables, str):
         variables = tuple(v for v in variables.split(",") if v)
-    return SynthesisConfig(variables=tuple(variables) if variables else None, model=str(model), **options).validate()
+    return SynthesisConfig(variables=tuple(variables) if variables else None, model=str(model), **options)
 
 
 def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = None, scorer: Callable | None = None) -> Plan:

@@ -23,7 +23,7 @@ import shutil
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -212,7 +212,7 @@ def _job_id(plan_: Plan, options: StreamOptions, ds: xr.Dataset, output: Path) -
     covariates = plan_.prepared.covariates
     document = {
         "climgen_version": __version__,
-        "config": asdict(plan_.config),
+        "config": plan_.config.as_dict(),
         "model_sha256": plan_.checkpoint.sha256,
         "input": _input_identity(ds, plan_.prepared.variables),
         "covariates": plan_.prepared.covariate_names,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 MODULES = [
     "climgen.pipeline",
+    "climgen.config",
     "climgen.streaming",
     "climgen.jobs",
     "climgen.io.earthdata",

@@ -56,3 +56,34 @@ def test_batch_recipes_dry_run_offline(recipe, tmp_path):
     else:
         assert "tasks" in result.stdout and "GMAC" in result.stdout
     assert not (tmp_path / "out.nc").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ("budget: 0.5\nadaptive: false", "budget applies to adaptive refinement"),
+        ("tolerance: 0.01\nquality: 0.99", "tolerance sets the depth itself"),
+        ("factor: 3", "factor must be one of 2, 4, 8, 16"),
+        ("residual_gain: 5", "residual_gain must be 'auto' or a number in 0..2"),
+        ("order: [[tas]]", "order takes chains of two or more distinct variables"),
+        ("bounds: {pr: [1, 0]}", "lower must be below upper"),
+    ],
+)
+def test_recipes_and_the_library_share_one_set_of_rules(tmp_path, options, message):
+    """A recipe is checked by the same model as synthesize(): a combination the library
+    refuses fails when the recipe loads, with the same words and the recipe's path."""
+    from climgen.config import SynthesisOptions
+    from climgen.errors import ConfigError
+    from climgen.jobs import RunRecipe
+    from climgen.pipeline import make_config
+
+    assert issubclass(RunRecipe, SynthesisOptions)
+    recipe = tmp_path / "job.yaml"
+    recipe.write_text(f"input: in.nc\noutput: out.nc\n{options}\n")
+    with pytest.raises(ConfigError, match=message) as raised:
+        load_run_recipe(recipe)
+    assert str(recipe) in str(raised.value)
+    import yaml
+
+    with pytest.raises(ConfigError, match=message):
+        make_config(**yaml.safe_load(options))
