@@ -66,7 +66,7 @@ FIELDS = [
     ("corpus/navy_winds_monthly_2.5deg.nc", "uwnd", {}, [0, 60]),
     ("corpus/navy_winds_monthly_2.5deg.nc", "vwnd", {}, [0, 60]),
 ]
-GRID = list(itertools.product([0.05, 0.1, 0.15, 0.2], [0.1, 0.15, 0.2, 0.25, 0.3], [0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02]))
+GRID = list(itertools.product([0.05, 0.1], [0.05, 0.1, 0.15, 0.25], [0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02]))
 """(skill floor, stage decay, tolerance) tried by the fit."""
 
 
