@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from climgen.errors import ConfigError
+from climgen.regrid import block_mean
 from climgen.tiling import TileLayout
 
 DEFAULT_TOLERANCE = 0.0025
@@ -96,18 +97,6 @@ class GainPrediction:
     def as_dict(self) -> dict:
         """Figures for the provenance."""
         return {"octave_ratio": round(self.octave_ratio, 4), "skill": round(self.skill, 4), "fields_tested": self.fields}
-
-
-def block_mean(values: np.ndarray, factor: int = 2) -> np.ndarray:
-    """Mean of each factor x factor block over its finite cells (NaN where it has none); a
-    trailing row or column that fills no block is dropped."""
-    ny, nx = values.shape[-2] // factor, values.shape[-1] // factor
-    blocks = values[..., : ny * factor, : nx * factor].reshape(*values.shape[:-2], ny, factor, nx, factor)
-    valid = np.isfinite(blocks)
-    count = valid.sum(axis=(-3, -1))
-    total = np.where(valid, blocks, 0.0).sum(axis=(-3, -1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def tile_means(values: np.ndarray, layout: TileLayout) -> tuple[np.ndarray, np.ndarray]:

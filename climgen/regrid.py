@@ -14,6 +14,18 @@ import numpy as np
 from scipy import sparse
 
 
+def block_mean(values: np.ndarray, factor: int = 2) -> np.ndarray:
+    """Mean of each factor x factor block over its finite cells (NaN where it has none); a
+    trailing row or column that fills no block is dropped."""
+    ny, nx = values.shape[-2] // factor, values.shape[-1] // factor
+    blocks = values[..., : ny * factor, : nx * factor].reshape(*values.shape[:-2], ny, factor, nx, factor)
+    valid = np.isfinite(blocks)
+    count = valid.sum(axis=(-3, -1))
+    total = np.where(valid, blocks, 0.0).sum(axis=(-3, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
 def overlap_matrix(source_edges: np.ndarray, target_edges: np.ndarray, latitude: bool = False) -> sparse.csr_matrix:
     """(targets, sources): the length (in sin(latitude) with ``latitude``) that each target cell
     shares with each source cell; edges are (n, 2) in either order within a cell."""

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from climgen.refine import TileRefiner, fill_nearest, stream_seed
+from climgen.regrid import block_mean
 
 TEST_FIELDS = 4  # fields (time steps, members) of a variable tested, evenly spread
 CROP = 256  # cells a side of one model call of the test, on the twice-coarsened grid
@@ -85,7 +86,7 @@ def self_test(
 
     sums = np.zeros(3)  # (base - truth)^2, (base - truth) * detail, detail^2
     tested = cells = 0
-    coarse_covariates = None if covariates is None else _block_mean(np.asarray(covariates, np.float64), refiner.factor)
+    coarse_covariates = None if covariates is None else block_mean(np.asarray(covariates, np.float64), refiner.factor)
     generator = torch.Generator().manual_seed(stream_seed(*seed_key, "self-test"))
     for field in fields:
         field = np.asarray(field, dtype=np.float64)
@@ -100,7 +101,7 @@ def self_test(
             valid = np.isfinite(part)
             if not valid.any():
                 continue
-            coarser = _block_mean(part, 2)
+            coarser = block_mean(part, 2)
             coarser_t = torch.as_tensor(fill_nearest(coarser), dtype=torch.float32)[None, None]
             cov = mask = None
             if coarse_covariates is not None:
@@ -121,17 +122,6 @@ def self_test(
         return ResidualGain(note=f"too small to test (needs {2 * MIN_CELLS} x {2 * MIN_CELLS} coarse cells with data)")
     chosen = choose_gain(*sums, min_improvement=min_improvement)
     return ResidualGain(chosen.gain, chosen.optimum, chosen.error_ratio, tested, cells, chosen.note)
-
-
-def _block_mean(values: np.ndarray, factor: int) -> np.ndarray:
-    """Mean of each factor x factor block over its finite cells (NaN where it has none)."""
-    ny, nx = values.shape[-2] // factor, values.shape[-1] // factor
-    blocks = values[..., : ny * factor, : nx * factor].reshape(*values.shape[:-2], ny, factor, nx, factor)
-    valid = np.isfinite(blocks)
-    count = valid.sum(axis=(-3, -1))
-    total = np.where(valid, blocks, 0.0).sum(axis=(-3, -1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def _crops(shape: tuple[int, int]) -> list[tuple[slice, slice]]:
