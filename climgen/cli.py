@@ -129,6 +129,9 @@ _Scheduler = Annotated[str | None, typer.Option(help="Attach to a running dask s
 _RegionTiles = Annotated[int, typer.Option(help="Tiles per dask task side.")]
 _TimeChunk = Annotated[int, typer.Option(help="Time steps per dask task.")]
 _Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+_Wait = Annotated[
+    bool, typer.Option("--wait", help="If another climgen process is writing the output, wait for it instead of stopping.")
+]
 _Device = Annotated[str, typer.Option(help="Where tasks run the model: auto (a GPU when the worker has one), cpu, cuda.")]
 
 
@@ -205,6 +208,7 @@ def synthesize(
     region_tiles: _RegionTiles = 4,
     time_chunk: _TimeChunk = 8,
     quiet: _Quiet = False,
+    wait: _Wait = False,
     device: _Device = "auto",
 ) -> None:
     """Refine INPUT by FACTOR and write a CF-compliant OUTPUT.
@@ -231,7 +235,7 @@ def synthesize(
         conservation=conservation,
         residual_gain=_parse_gain(residual_gain),
     )
-    options = StreamOptions(region_tiles, time_chunk, workers, scheduler, progress=not quiet, device=device)
+    options = StreamOptions(region_tiles, time_chunk, workers, scheduler, progress=not quiet, device=device, wait=wait)
     with open_input(input) as ds:
         _stream(ds, output, config, _parse_covariates(covariate), options, overwrite)
 
@@ -244,6 +248,7 @@ def run(
     workers: _Workers = None,
     scheduler: _Scheduler = None,
     quiet: _Quiet = False,
+    wait: _Wait = False,
     device: _Device = "auto",
 ) -> None:
     """Run a batch refinement recipe (resumable: rerun it to finish an interrupted job)."""
@@ -283,6 +288,7 @@ def run(
         scheduler or (None if workers else cluster.scheduler),
         progress=not quiet,
         device=device,
+        wait=wait,
     )
     output = output.resolve() if output else job.resolve(job.output)
     if not dry_run:

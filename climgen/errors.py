@@ -31,6 +31,10 @@ class OutputExistsError(ClimgenError, FileExistsError):
     """The output path exists and ``overwrite`` was not requested."""
 
 
+class OutputLockedError(ClimgenError):
+    """Another climgen process is writing the same output (see :mod:`climgen.io.lock`)."""
+
+
 class MissingDependencyError(ClimgenError, ImportError):
     """An optional dependency needed for this feature is not installed."""
 

@@ -37,6 +37,7 @@ from climgen.conservation import count_disordered, count_outside, format_bounds,
 from climgen.errors import ConfigError, OutputExistsError
 from climgen.grid import find_spatial_axes, spatial_last
 from climgen.io import cf
+from climgen.io.lock import OutputLock
 from climgen.io.write import check_output, output_format
 from climgen.pipeline import Plan, SynthesisConfig, assemble, depth_policy_text, plan, warn_disordered, warn_outside_bounds
 from climgen.skill import detail_kept
@@ -56,6 +57,7 @@ class StreamOptions:
     scheduler: str | None = None
     progress: bool = True
     device: str = "auto"  # where tasks run the model: cpu, cuda, or auto (cuda when the worker has one)
+    wait: bool = False  # wait for another climgen process writing the same output, instead of stopping
 
     def validate(self) -> StreamOptions:
         if self.device not in ("auto", "cpu", "cuda"):
@@ -619,9 +621,17 @@ def run(
     job = prepare_job(ds, output, config, covariates, options)
     if dry_run:
         return job
+    with OutputLock(output, wait=job.options.wait):  # one writer per output
+        _write(job, overwrite, command, started)
+    return job
+
+
+def _write(job: Job, overwrite: bool, command: str | None, started: float) -> None:
+    """Build or resume the job's partial store and move it to the output (under its lock)."""
+    output = job.output
     if _finished_job(output) == job.job_id and not overwrite:
         job.tasks = []
-        return job
+        return
     check_output(output, overwrite)
     others = _other_partials(job)
     if others and not overwrite:
@@ -633,7 +643,7 @@ def run(
         shutil.rmtree(other, ignore_errors=True) if other.is_dir() else other.unlink()
     if _store_complete(job.store):  # killed while converting or renaming: only that is left
         _replace(job)
-        return job
+        return
     if not job.manifest.is_dir():
         if job.store.exists():
             shutil.rmtree(job.store)
@@ -642,7 +652,6 @@ def run(
     pending = [task for task in job.tasks if task.key not in done]
     _execute(_delayed_tasks(job.plan.source, job, pending), job)
     _finish(job, time.perf_counter() - started)
-    return job
 
 
 def _store_complete(store: Path) -> bool:

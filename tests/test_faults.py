@@ -16,3 +16,123 @@ def test_partials_of_live_processes_are_kept(tmp_path):
     dead.write_text("left by a killed run")
     assert remove_stale_partials(target) == [dead]
     assert mine.exists() and not dead.exists()
+
+
+# --- one writer per output: real processes on one output ----------------------------------
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from climgen.errors import ConfigError, OutputLockedError  # noqa: E402
+from climgen.io.lock import OutputLock, StaleLockWarning, lock_path  # noqa: E402
+
+HOLD = """
+import sys, time
+from climgen.io.lock import OutputLock
+lock = OutputLock(sys.argv[1]).acquire()
+print("held", flush=True)
+sys.stdin.read()  # until the test closes our stdin (or kills us)
+lock.release()
+"""
+
+
+def _climgen(*arguments):
+    return [sys.executable, "-m", "climgen.cli", *map(str, arguments)]
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """A separate process holding the lock of tmp_path/out.nc."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path / "out.nc")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout.readline().strip() == "held"
+    yield process
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def test_a_second_run_on_an_output_being_written_stops_in_one_line(hsurf_coarse_file, tmp_path, holder):
+    output = tmp_path / "out.nc"
+    result = subprocess.run(_climgen("synthesize", hsurf_coarse_file, output, "--quiet"), capture_output=True, text=True)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    line = result.stderr.strip()
+    assert "\n" not in line and "another climgen process is writing" in line
+    assert f"pid {holder.pid}" in line and "since 20" in line and "--wait" in line
+    assert not output.exists()
+
+
+def test_with_wait_a_second_run_waits_then_takes_over_a_lock_its_holder_left(hsurf_coarse_file, tmp_path, holder):
+    """The holder is killed (its lock file stays): the waiting run takes the lock over with a
+    warning and writes the same bytes as an undisturbed run."""
+    output = tmp_path / "out.nc"
+    waiting = subprocess.Popen(
+        _climgen("synthesize", hsurf_coarse_file, output, "--quiet", "--wait"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3)
+    assert waiting.poll() is None, "it waits while the other process holds the lock"
+    holder.kill()
+    holder.wait()
+    assert json.loads(lock_path(output).read_text())["pid"] == holder.pid  # the killed holder's file is left
+    _, stderr = waiting.communicate(timeout=240)
+    assert waiting.returncode == 0, stderr
+    assert "taking over the lock" in stderr and "Traceback" not in stderr
+    assert not lock_path(output).exists()
+    reference = tmp_path / "reference.nc"
+    assert subprocess.run(_climgen("synthesize", hsurf_coarse_file, reference, "--quiet"), capture_output=True).returncode == 0
+    with xr.open_dataset(output) as first, xr.open_dataset(reference) as second:
+        np.testing.assert_array_equal(first["HSURF"].values, second["HSURF"].values)
+
+
+def test_two_runs_started_together_write_one_output(hsurf_coarse_file, tmp_path):
+    """A job array with a duplicated line: one run writes, the other stops in one line (or,
+    if it comes after, finds the output done); never a traceback, and the output is right."""
+    output = tmp_path / "out.nc"
+    runs = [
+        subprocess.Popen(
+            _climgen("synthesize", hsurf_coarse_file, output, "--quiet"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [(run.wait(timeout=240), *run.communicate()) for run in runs]
+    assert all("Traceback" not in stderr for _, _, stderr in results)
+    assert sum(code == 0 for code, _, _ in results) >= 1
+    for code, _, stderr in results:
+        assert code == 0 or "another climgen process is writing" in stderr
+    reference = tmp_path / "reference.nc"
+    assert subprocess.run(_climgen("synthesize", hsurf_coarse_file, reference, "--quiet"), capture_output=True).returncode == 0
+    with xr.open_dataset(output) as first, xr.open_dataset(reference) as second:
+        np.testing.assert_array_equal(first["HSURF"].values, second["HSURF"].values)
+
+
+def test_lock_in_process_and_a_folder_that_cannot_be_written(tmp_path, monkeypatch):
+    output = tmp_path / "out.zarr"
+    with OutputLock(output):
+        with pytest.raises(OutputLockedError, match="another climgen process"):
+            OutputLock(output).acquire()
+    assert not lock_path(output).exists()
+    lock_path(output).write_text(json.dumps({"host": "elsewhere", "pid": 999999999, "since": "2026-01-01T00:00:00Z"}))
+    with pytest.warns(StaleLockWarning, match="pid 999999999"), OutputLock(output):
+        pass
+    with pytest.raises(ConfigError, match="does not exist"):
+        OutputLock(tmp_path / "missing" / "out.nc").acquire()
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("climgen.io.lock.os.open", read_only)  # a read-only folder, as root cannot make one
+    with pytest.raises(ConfigError, match="cannot write in .*Permission denied"):
+        OutputLock(output).acquire()
