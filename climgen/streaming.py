@@ -38,6 +38,7 @@ from climgen.errors import ConfigError, OutputExistsError
 from climgen.grid import find_spatial_axes, spatial_last
 from climgen.io import cf
 from climgen.io.lock import OutputLock
+from climgen.io.manifest import checksum, drop_damaged, record_task, store_region
 from climgen.io.write import check_output, output_format
 from climgen.pipeline import Plan, SynthesisConfig, assemble, depth_policy_text, plan, warn_disordered, warn_outside_bounds
 from climgen.skill import detail_kept
@@ -107,8 +108,9 @@ class Job:
         return self.store.with_suffix(".manifest")
 
     def done(self) -> set[str]:
+        """The tasks the manifest records as finished (entries being written are not)."""
         folder = self.manifest
-        return {path.name for path in folder.iterdir()} if folder.is_dir() else set()
+        return {path.name for path in folder.iterdir() if not path.name.startswith(".")} if folder.is_dir() else set()
 
     def output_bytes(self) -> int:
         factor = self.plan.config.factor
@@ -403,17 +405,30 @@ def write_region(
         order_stacks([fine[name] for name in chain], [coarse[name] for name in chain], context.factor, limits, weights)
     target = targets[task.variable]
     fine = fine[task.variable].reshape(*target.shape[:-2], *(n * context.factor for n in target.shape[-2:]))
-    rows, cols = fine_slices(task.region, context.factor)
-    shift = context.wrap_cells * context.factor
-    region = {dims[-2]: rows, dims[-1]: slice(cols.start - shift, cols.stop - shift)}
-    leading_dims = [dim for dim in dims[:-2] if dim != "realization"]
-    region |= dict(zip(leading_dims, task.leading, strict=True))
+    region = store_region(task.region, task.leading, task.member, dims, context.factor, context.wrap_cells, context.members)
     if context.members > 1:
         fine = fine[None]
-        region["realization"] = slice(task.member, task.member + 1)
     xr.Dataset({task.variable: (dims, fine)}).to_zarr(context.store, region=region, mode="r+", zarr_format=2, consolidated=False)
-    (Path(context.store).with_suffix(".manifest") / task.key).touch()
+    record_task(Path(context.store).with_suffix(".manifest"), task.key, checksum(fine))
     return task.key
+
+
+def verified_done(job: Job) -> set[str]:
+    """The finished tasks whose values in the store still match their recorded checksum; the
+    entries of the others are removed, so they are refined again (:mod:`climgen.io.manifest`)."""
+    done = job.done()
+    if not done:
+        return done
+    plan_ = job.plan
+    entries = []
+    for task in job.tasks:
+        if task.key in done:
+            _, dims = _variable_layout(plan_.source, plan_, task.variable)
+            region = store_region(
+                task.region, task.leading, task.member, dims, plan_.config.factor, plan_.wrap_cells, plan_.config.members
+            )
+            entries.append((task.key, task.variable, region))
+    return done - set(drop_damaged(job.store, job.manifest, entries))
 
 
 def _delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
@@ -648,7 +663,7 @@ def _write(job: Job, overwrite: bool, command: str | None, started: float) -> No
         if job.store.exists():
             shutil.rmtree(job.store)
         _start_store(job.plan.source, job, command)
-    done = job.done()
+    done = verified_done(job)
     pending = [task for task in job.tasks if task.key not in done]
     _execute(_delayed_tasks(job.plan.source, job, pending), job)
     _finish(job, time.perf_counter() - started)

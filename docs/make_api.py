@@ -21,6 +21,8 @@ MODULES = [
     "climgen.io.earthdata",
     "climgen.io.open",
     "climgen.io.write",
+    "climgen.io.lock",
+    "climgen.io.manifest",
     "climgen.io.acdd",
     "climgen.grid",
     "climgen.complexity",

@@ -3,6 +3,7 @@ chunking or workers; resumable after kill -9; reruns and other jobs handled."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import yaml
 
 from climgen import pipeline, streaming
 from climgen.errors import ConfigError, OutputExistsError
+from climgen.io.manifest import store_region
 from climgen.testing import make_dataset
 
 
@@ -245,3 +247,59 @@ def test_imerg_layout_time_lon_lat_streams_with_spatial_dimensions_last(tmp_path
         expected = in_memory["precipitation"].transpose("time", "lat", "lon").values
         assert np.array_equal(out["precipitation"].values, expected)
         assert float(out["precipitation"].min()) >= 0.0  # a precipitation rate, by its IMERG name
+
+
+def test_tampered_or_truncated_chunks_of_finished_tasks_are_redone(tmp_path):
+    """A job killed midway, then three of its finished tasks damaged in the partial store: one
+    altered, one's chunk deleted, one's chunk truncated. The rerun checks every finished task
+    against the checksum in the manifest, redoes those three, and matches an undisturbed run."""
+    import zarr
+
+    source = tmp_path / "in.nc"
+    make_dataset("latlon", shape=(48, 48), times=6, seed=2).to_netcdf(source)
+    options = ["--factor", "4", "--seed", "9", "--region-tiles", "1", "--time-chunk", "1", "--quiet"]
+    reference = tmp_path / "reference.zarr"
+    assert subprocess.run(_cli("synthesize", source, reference, *options), capture_output=True, timeout=600).returncode == 0
+    target = tmp_path / "killed.zarr"
+    job = subprocess.Popen(_cli("synthesize", source, target, *options), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, done = time.monotonic() + 300, []
+    while time.monotonic() < deadline and len(done) < 8 and job.poll() is None:
+        time.sleep(0.05)
+        done = [path for folder in tmp_path.glob(".killed.zarr.partial-job-*.manifest") for path in folder.iterdir()]
+    os.kill(job.pid, signal.SIGKILL)
+    job.wait(timeout=60)
+    assert job.returncode == -signal.SIGKILL, "the job finished before it could be killed: use a larger input"
+    manifest = next(tmp_path.glob(".killed.zarr.partial-job-*.manifest"))
+    store = manifest.with_suffix(".zarr")
+    with xr.open_dataset(source) as ds:
+        planned = streaming.prepare_job(
+            ds,
+            target,
+            pipeline.make_config(factor=4, seed=9),
+            options=streaming.StreamOptions(region_tiles=1, time_chunk=1, progress=False),
+        )
+    assert planned.store == store
+    finished = [task for task in planned.tasks if (manifest / task.key).is_file()][:3]
+    assert len(finished) == 3 and all(len((manifest / task.key).read_text()) == 64 for task in finished)
+    array = zarr.open_array(str(store / "tas"), mode="r+", zarr_format=2)
+    dims = json.loads((store / "tas" / ".zattrs").read_text())["_ARRAY_DIMENSIONS"]
+
+    def chunk_file(task):
+        region = store_region(task.region, task.leading, task.member, dims, 4, 0, 1)
+        index = [
+            region[dim].start // size if isinstance(region[dim], slice) else region[dim] // size
+            for dim, size in zip(dims, array.chunks, strict=True)
+        ]
+        return store / "tas" / ".".join(map(str, index)), region
+
+    altered, region = chunk_file(finished[0])
+    selection = tuple(region[dim] for dim in dims)
+    array[selection] = np.asarray(array[selection]) + 1.0
+    chunk_file(finished[1])[0].unlink()
+    truncated = chunk_file(finished[2])[0]
+    truncated.write_bytes(truncated.read_bytes()[:10])
+    rerun = subprocess.run(_cli("synthesize", source, target, *options), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "3 finished task(s)" in rerun.stderr and "Traceback" not in rerun.stderr
+    with xr.open_zarr(reference) as expected, xr.open_zarr(target) as got:
+        np.testing.assert_array_equal(got["tas"].values, expected["tas"].values)
