@@ -31,6 +31,10 @@ class OutputExistsError(ClimgenError, FileExistsError):
     """The output path exists and ``overwrite`` was not requested."""
 
 
+class OutputWriteError(ClimgenError, OSError):
+    """The output could not be written (a full disk, a read-only folder); the job resumes."""
+
+
 class OutputLockedError(ClimgenError):
     """Another climgen process is writing the same output (see :mod:`climgen.io.lock`)."""
 

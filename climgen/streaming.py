@@ -16,6 +16,7 @@ options and model), marked complete when every task is done, and only then renam
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ import shutil
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +36,7 @@ from climgen._torch import torch_threads
 from climgen.allocator import retain_freed_memory
 from climgen.complexity import combine_scores, tile_components
 from climgen.conservation import count_disordered, count_outside, format_bounds, order_stacks
-from climgen.errors import ConfigError, OutputExistsError
+from climgen.errors import ConfigError, OutputExistsError, OutputWriteError
 from climgen.grid import find_spatial_axes, spatial_last
 from climgen.io import cf
 from climgen.io.lock import OutputLock
@@ -44,6 +46,8 @@ from climgen.pipeline import Plan, SynthesisConfig, assemble, depth_policy_text,
 from climgen.skill import detail_kept
 from climgen.tiling import TileLayout, fine_slices
 
+FULL_OR_READ_ONLY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+"""Write errors a user fixes by freeing space or permissions, then resumes."""
 _MODEL_LOCK = threading.Lock()
 _DEVICE_MODULES: dict = {}  # (model sha256, device) -> the model's channels-last copy on that device
 
@@ -546,9 +550,11 @@ def _execute(delayed: list, job: Job) -> None:
                         bar.update(1)
 
             retain_freed_memory()  # see climgen.allocator
-            with _Ticks():
+            # a pool of our own, left only when its tasks in flight are done: after a write
+            # error (a full disk) no task is still writing when the error reaches the user
+            with _Ticks(), ThreadPoolExecutor(CPU_COUNT) as pool:
                 with torch_threads(1):  # one thread per task, tasks in parallel: same bits as on any cluster
-                    dask.compute(*delayed, scheduler="threads", num_workers=CPU_COUNT)
+                    dask.compute(*delayed, scheduler="threads", pool=pool)
     finally:
         bar.close()
 
@@ -637,7 +643,16 @@ def run(
     if dry_run:
         return job
     with OutputLock(output, wait=job.options.wait):  # one writer per output
-        _write(job, overwrite, command, started)
+        try:
+            _write(job, overwrite, command, started)
+        except OSError as error:
+            if error.errno not in FULL_OR_READ_ONLY:
+                raise
+            job.store.with_suffix(".nc").unlink(missing_ok=True)  # a NetCDF conversion cut short
+            raise OutputWriteError(
+                f"{os.strerror(error.errno)} while writing {output}: nothing is at {output.name}; the finished tasks are "
+                f"kept in {job.store.name}, so free space (or make the folder writable) and rerun the same command to resume"
+            ) from None
     return job
 
 

@@ -136,3 +136,75 @@ def test_lock_in_process_and_a_folder_that_cannot_be_written(tmp_path, monkeypat
     monkeypatch.setattr("climgen.io.lock.os.open", read_only)  # a read-only folder, as root cannot make one
     with pytest.raises(ConfigError, match="cannot write in .*Permission denied"):
         OutputLock(output).acquire()
+
+
+# --- a full disk: a clear error, nothing at the final path, and the rerun resumes -----------
+
+import errno  # noqa: E402
+import shutil  # noqa: E402
+
+from climgen import pipeline, streaming  # noqa: E402
+from climgen.errors import OutputWriteError  # noqa: E402
+from climgen.testing import make_dataset  # noqa: E402
+
+
+def _tiny_filesystem(folder, size: str) -> bool:
+    """Mount a tmpfs of ``size`` at ``folder`` (root only); False where that is not allowed."""
+    if shutil.which("mount") is None or os.geteuid() != 0:
+        return False
+    folder.mkdir(exist_ok=True)
+    return (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True).returncode == 0
+    )
+
+
+def test_a_full_disk_stops_in_one_line_and_the_rerun_after_freeing_space_matches(tmp_path):
+    source = tmp_path / "in.nc"
+    make_dataset("latlon", shape=(64, 64), times=24, seed=2).to_netcdf(source)
+    options = ["--factor", "4", "--region-tiles", "1", "--time-chunk", "1", "--quiet"]
+    reference = tmp_path / "reference.zarr"
+    assert subprocess.run(_climgen("synthesize", source, reference, *options), capture_output=True).returncode == 0
+    disk = tmp_path / "disk"
+    if not _tiny_filesystem(disk, "2m"):
+        pytest.skip("cannot mount a size-limited tmpfs here (needs root)")
+    try:
+        output = disk / "out.zarr"
+        full = subprocess.run(_climgen("synthesize", source, output, *options), capture_output=True, text=True)
+        assert full.returncode != 0 and "Traceback" not in full.stderr
+        assert "No space left on device" in full.stderr and "rerun the same command to resume" in full.stderr
+        assert len(full.stderr.strip().splitlines()) == 1
+        assert not output.exists() and list(disk.glob(".out.zarr.partial-job-*.zarr"))
+        assert subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], capture_output=True).returncode == 0
+        rerun = subprocess.run(_climgen("synthesize", source, output, *options), capture_output=True, text=True)
+        assert rerun.returncode == 0, rerun.stderr
+        with xr.open_zarr(reference) as expected, xr.open_zarr(output) as got:
+            np.testing.assert_array_equal(got["tas"].values, expected["tas"].values)
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_an_injected_write_error_keeps_the_job_resumable(tmp_path, monkeypatch):
+    """The same on any machine: the disk fills after a few tasks (an injected ENOSPC on the real
+    code path); the error is an OutputWriteError and the rerun gives the undisturbed bits."""
+    ds = make_dataset("latlon", shape=(48, 48), times=4, seed=3)
+    config = pipeline.make_config(factor=4, seed=1)
+    options = streaming.StreamOptions(region_tiles=1, time_chunk=1, progress=False)
+    streaming.run(ds, tmp_path / "reference.zarr", config, options=options)
+    written = []
+    original = streaming.record_task
+
+    def fill_up(manifest, key, digest):
+        if len(written) >= 5:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written.append(key)
+        original(manifest, key, digest)
+
+    monkeypatch.setattr(streaming, "record_task", fill_up)
+    output = tmp_path / "out.nc"
+    with pytest.raises(OutputWriteError, match="No space left on device while writing .*rerun the same command"):
+        streaming.run(ds, output, config, options=options)
+    assert not output.exists()
+    monkeypatch.setattr(streaming, "record_task", original)
+    streaming.run(ds, output, config, options=options)
+    with xr.open_zarr(tmp_path / "reference.zarr") as expected, xr.open_dataset(output) as got:
+        np.testing.assert_array_equal(got["tas"].values, expected["tas"].values)
