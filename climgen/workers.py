@@ -7,11 +7,13 @@ job runs on a cluster (``workers`` or ``scheduler`` given).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import dask
 from dask.system import CPU_COUNT
 from distributed import Client, LocalCluster, WorkerPlugin
+
+from climgen.errors import ClimgenError
 
 
 class ModelLoader(WorkerPlugin):
@@ -36,6 +38,9 @@ class ModelLoader(WorkerPlugin):
         load_checkpoint(self.model)
 
 
+STARTS = 3  # attempts at starting a local cluster whose workers die while starting
+
+
 @contextmanager
 def attach_client(options, model: str) -> Iterator[Client]:
     """A client on ``options.scheduler``, or on a new local cluster of ``options.workers``
@@ -46,13 +51,37 @@ def attach_client(options, model: str) -> Iterator[Client]:
             yield client
         return
     threads = max(1, CPU_COUNT // options.workers)  # the cores this process may use
-    # dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in workers, which returns every freed
-    # tile buffer to the OS and makes refinement about 1.6 times slower: keep glibc's default
-    # (ModelLoader then raises the thresholds, see climgen.allocator)
-    with (
-        dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}),
-        LocalCluster(n_workers=options.workers, threads_per_worker=threads, processes=True, dashboard_address=None) as cluster,
-        Client(cluster) as client,
-    ):
-        client.register_plugin(ModelLoader(model))
-        yield client
+    with ExitStack() as stack:
+        stack.enter_context(_started_cluster(options.workers, threads, model, stack))
+        yield stack.client
+
+
+@contextmanager
+def _started_cluster(workers: int, threads: int, model: str, owner: ExitStack) -> Iterator[None]:
+    """Start a local cluster of ``workers`` processes and a client with the model loader,
+    attached to ``owner`` as ``owner.client``. A worker that dies while this starts (killed, out
+    of memory) makes climgen start again, up to :data:`STARTS` times."""
+    for attempt in range(1, STARTS + 1):
+        setup = ExitStack()
+        try:
+            # dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in workers, which returns every freed
+            # tile buffer to the OS and makes refinement about 1.6 times slower: keep glibc's
+            # default (ModelLoader then raises the thresholds, see climgen.allocator)
+            setup.enter_context(dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}))
+            cluster = setup.enter_context(
+                LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, dashboard_address=None)
+            )
+            client = setup.enter_context(Client(cluster))
+            client.register_plugin(ModelLoader(model))
+        except Exception as error:  # noqa: BLE001 - distributed fails in many ways when a worker dies early
+            setup.close()
+            if attempt == STARTS:
+                raise ClimgenError(
+                    f"the local dask cluster of {workers} workers failed to start {STARTS} times "
+                    f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); rerun the same command"
+                ) from None
+            continue
+        owner.client = client
+        with setup:
+            yield
+        return

@@ -208,3 +208,41 @@ def test_an_injected_write_error_keeps_the_job_resumable(tmp_path, monkeypatch):
     streaming.run(ds, output, config, options=options)
     with xr.open_zarr(tmp_path / "reference.zarr") as expected, xr.open_dataset(output) as got:
         np.testing.assert_array_equal(got["tas"].values, expected["tas"].values)
+
+
+# --- a dead worker: dask reschedules its tasks, and the output has the same bits ------------
+
+import signal  # noqa: E402
+
+
+def test_a_worker_killed_mid_job_costs_nothing_but_time(tmp_path):
+    """A 2-worker local cluster; one worker process is SIGKILLed once some tasks are done.
+    The nanny starts a new worker, dask runs the lost tasks again, the job completes, and its
+    output is bit-identical to an undisturbed run."""
+    psutil = pytest.importorskip("psutil")
+    source = tmp_path / "in.nc"
+    make_dataset("latlon", shape=(48, 48), times=8, seed=4).to_netcdf(source)
+    options = ["--factor", "4", "--seed", "2", "--region-tiles", "1", "--time-chunk", "1", "--quiet"]
+    reference = tmp_path / "reference.zarr"
+    assert subprocess.run(_climgen("synthesize", source, reference, *options), capture_output=True).returncode == 0
+    output = tmp_path / "out.zarr"
+    job = subprocess.Popen(
+        _climgen("synthesize", source, output, *options, "--workers", "2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline, killed = time.monotonic() + 240, None
+    while time.monotonic() < deadline and job.poll() is None and killed is None:
+        time.sleep(0.1)
+        finished = [path for folder in tmp_path.glob(".out.zarr.partial-job-*.manifest") for path in folder.iterdir()]
+        workers = [child for child in psutil.Process(job.pid).children(recursive=True) if "spawn" in " ".join(child.cmdline())]
+        if len(finished) >= 4 and workers:
+            killed = workers[0].pid
+            os.kill(killed, signal.SIGKILL)
+    assert killed is not None, "the job finished before a worker could be killed: use a larger input"
+    _, stderr = job.communicate(timeout=300)
+    assert job.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    with xr.open_zarr(reference) as expected, xr.open_zarr(output) as got:
+        np.testing.assert_array_equal(got["tas"].values, expected["tas"].values)
