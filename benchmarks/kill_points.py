@@ -43,13 +43,20 @@ def workers_of(process: subprocess.Popen) -> list[psutil.Process]:
         children = psutil.Process(process.pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    return [child for child in children if "spawn" in " ".join(child.cmdline())]
+    workers = []
+    for child in children:
+        try:
+            if "spawn" in " ".join(child.cmdline()):
+                workers.append(child)
+        except psutil.Error:  # it ended (or changed) while we looked
+            pass
+    return workers
 
 
 def trial(source: Path, output: Path, rng: random.Random, longest: float) -> dict:
     """One job killed once at a random moment, then rerun to completion if its main process died."""
     target = rng.choice(["main", "worker"])
-    moment = rng.uniform(0.5, 0.9 * longest)  # within an undisturbed run, so every trial is killed
+    moment = rng.uniform(0.3, 0.75 * longest)  # well within an undisturbed run, so every trial is killed
     job = subprocess.Popen(
         climgen("synthesize", source, output, *OPTIONS, "--workers", 2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -63,11 +70,17 @@ def trial(source: Path, output: Path, rng: random.Random, longest: float) -> dic
             workers = workers_of(job)
             job.send_signal(signal.SIGKILL)
             for worker in workers:
-                worker.kill()
+                try:
+                    worker.kill()
+                except psutil.NoSuchProcess:
+                    pass
             killed = "main"
         elif workers := workers_of(job):
-            rng.choice(workers).kill()
-            killed = "worker"
+            try:
+                rng.choice(workers).kill()
+                killed = "worker"
+            except psutil.NoSuchProcess:  # it ended just now: try another moment's worker
+                pass
     _, stderr = job.communicate(timeout=600)
     reruns = 0
     while job.returncode != 0 and reruns < 3:

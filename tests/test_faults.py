@@ -236,7 +236,12 @@ def test_a_worker_killed_mid_job_costs_nothing_but_time(tmp_path):
     while time.monotonic() < deadline and job.poll() is None and killed is None:
         time.sleep(0.1)
         finished = [path for folder in tmp_path.glob(".out.zarr.partial-job-*.manifest") for path in folder.iterdir()]
-        workers = [child for child in psutil.Process(job.pid).children(recursive=True) if "spawn" in " ".join(child.cmdline())]
+        try:
+            workers = [
+                child for child in psutil.Process(job.pid).children(recursive=True) if "spawn" in " ".join(child.cmdline())
+            ]
+        except psutil.Error:  # a child ended while we looked
+            continue
         if len(finished) >= 4 and workers:
             killed = workers[0].pid
             os.kill(killed, signal.SIGKILL)
