@@ -639,10 +639,12 @@ def run(
     """
     started = time.perf_counter()
     output = Path(output).expanduser()
-    job = prepare_job(ds, output, config, covariates, options)
     if dry_run:
-        return job
-    with OutputLock(output, wait=job.options.wait):  # one writer per output
+        return prepare_job(ds, output, config, covariates, options)
+    output_format(output)  # a wrong suffix is an error before anything is written
+    # one writer per output, taken before any work: a folder that cannot be written is said at once
+    with OutputLock(output, wait=(options or StreamOptions()).wait):
+        job = prepare_job(ds, output, config, covariates, options)
         try:
             _write(job, overwrite, command, started)
         except OSError as error:

@@ -251,3 +251,20 @@ def test_a_worker_killed_mid_job_costs_nothing_but_time(tmp_path):
     assert "Traceback" not in stderr
     with xr.open_zarr(reference) as expected, xr.open_zarr(output) as got:
         np.testing.assert_array_equal(got["tas"].values, expected["tas"].values)
+
+
+def test_a_read_only_output_folder_is_a_clear_error_before_any_work(tmp_path, hsurf_coarse_file):
+    """A read-only filesystem (a real one: a tmpfs mounted ro, where root may mount it)."""
+    folder = tmp_path / "read-only"
+    if not _tiny_filesystem(folder, "1m"):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        assert subprocess.run(["mount", "-o", "remount,ro", str(folder)], capture_output=True).returncode == 0
+        result = subprocess.run(
+            _climgen("synthesize", hsurf_coarse_file, folder / "out.nc", "--quiet"), capture_output=True, text=True
+        )
+        assert result.returncode != 0 and "Traceback" not in result.stderr
+        assert "cannot write in" in result.stderr and "Read-only file system" in result.stderr
+        assert not list(folder.iterdir())
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True)
