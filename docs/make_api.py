@@ -15,6 +15,8 @@ from pathlib import Path
 
 MODULES = [
     "climgen.pipeline",
+    "climgen.planning",
+    "climgen.inputs",
     "climgen.config",
     "climgen.streaming",
     "climgen.jobs",

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from climgen import gain, pipeline
+from climgen import gain, inputs, pipeline
 from climgen.compute import window_cells
 from climgen.errors import ConfigError, GridError, InputError
-from climgen.grid import coarsen_dataset
+from climgen.grid import coarsen_dataset, find_spatial_axes
 from climgen.testing import assert_coarse_consistent, make_dataset
 
 
@@ -219,8 +219,8 @@ def test_a_global_covariate_is_read_only_around_the_domain(monkeypatch):
     globe = xr.DataArray(field, dims=("lat", "lon"), coords={"lat": lat, "lon": lon}, name="orog", attrs={"units": "m"})
     box = globe.sel(lat=slice(-20, 20), lon=slice(0, 50))
     read = []
-    original = pipeline._around
-    monkeypatch.setattr(pipeline, "_around", lambda *args: read.append(original(*args)) or read[-1])
+    original = inputs._around
+    monkeypatch.setattr(inputs, "_around", lambda *args: read.append(original(*args)) or read[-1])
     whole = ds.climgen.synthesize(factor=4, covariates={"elevation": globe})
     assert read[-1].sizes["lat"] * read[-1].sizes["lon"] < 0.02 * globe.size  # what interpolation reads
     np.testing.assert_array_equal(
@@ -233,7 +233,7 @@ def test_a_finer_covariate_is_averaged_over_each_fine_cell(kind):
     """A covariate at 8x the fine resolution (nested cells) gives its cell means, weighted by
     area on lat/lon (it used to be sampled bilinearly at the fine cells' centres)."""
     ds = make_dataset(kind, shape=(6, 8))
-    axes = pipeline.find_spatial_axes(ds)
+    axes = find_spatial_axes(ds)
     fine_axes = pipeline._fine_axes(ds, axes, 2)
     edges = {}
     for axis in (axes.y, axes.x):

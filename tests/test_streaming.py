@@ -15,7 +15,7 @@ import pytest
 import xarray as xr
 import yaml
 
-from climgen import pipeline, streaming
+from climgen import pipeline, planning, streaming
 from climgen.errors import ConfigError, OutputExistsError
 from climgen.io.manifest import store_region
 from climgen.testing import make_dataset
@@ -116,7 +116,7 @@ def test_another_depth_map_is_another_job(source, tmp_path, monkeypatch):
     with xr.open_dataset(source) as ds:
         before = streaming.prepare_job(ds, tmp_path / "out.zarr", config, options=options)
         assert streaming.prepare_job(ds, tmp_path / "out.zarr", config, options=options).job_id == before.job_id
-        monkeypatch.setattr(pipeline, "DEFAULT_TOLERANCE", 1e-6)  # a climgen whose default tolerance differs
+        monkeypatch.setattr(planning, "DEFAULT_TOLERANCE", 1e-6)  # a climgen whose default tolerance differs
         after = streaming.prepare_job(ds, tmp_path / "out.zarr", config, options=options)
         looser = streaming.prepare_job(
             ds,

@@ -1,0 +1,375 @@
+"""Inputs made ready for refinement: variables chosen and checked, covariates on the fine grid,
+longitudes made contiguous and a global grid wrapped, physical bounds and ordered variables.
+No model runs here; :mod:`climgen.planning` builds on this."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import xarray as xr
+
+from climgen.config import MAX_STAGE_INPUT, SynthesisConfig, parse_limits  # noqa: F401 (public here since 0.1)
+from climgen.conservation import Bounds, format_bounds
+from climgen.errors import ConfigError, InputError
+from climgen.grid import (
+    SpatialAxes,
+    cell_bounds,
+    contiguous_longitude,
+    find_spatial_axes,
+    is_global_longitude,
+    make_axis,
+    refine_bounds,
+    wrap_longitude,
+)
+from climgen.io import cf
+from climgen.io.units import check_units
+from climgen.regrid import area_mean
+from climgen.tiling import TileLayout
+
+
+class PhysicalBoundsWarning(UserWarning):
+    """Coarse input values lie outside the physical bounds of their variable."""
+
+
+class LongitudeWarning(UserWarning):
+    """An input's longitudes were put on the other convention (-180..180 or 0..360) to make
+    its domain contiguous."""
+
+
+class OrderWarning(UserWarning):
+    """Coarse input values of variables that come in order (tasmin <= tasmax) are out of order."""
+
+
+@dataclass
+class _Prepared:
+    axes: SpatialAxes
+    variables: list[str]
+    layout: TileLayout
+    covariates: np.ndarray | None
+    covariate_names: list[str] = field(default_factory=list)
+    bounds: dict = field(default_factory=dict)  # variable -> ((lower, upper), where they come from)
+    order: list[tuple[str, ...]] = field(default_factory=list)  # chains of variables kept in order, lowest first
+
+    @property
+    def limits(self) -> dict[str, Bounds]:
+        """Each variable's physical (lower, upper) bounds."""
+        return {name: limits for name, (limits, _) in self.bounds.items()}
+
+
+def _as_dataset(data: xr.Dataset | xr.DataArray) -> xr.Dataset:
+    if isinstance(data, xr.DataArray):
+        return data.to_dataset(name=data.name or "data")
+    if not isinstance(data, xr.Dataset):
+        raise InputError(f"expected an xarray Dataset or DataArray, got {type(data).__name__}")
+    return data
+
+
+def _categorical(variable: xr.DataArray) -> bool:
+    """A CF flag variable (land cover type, quality flags): categories, not quantities."""
+    return "flag_values" in variable.attrs or "flag_masks" in variable.attrs
+
+
+def select_variables(ds: xr.Dataset, axes: SpatialAxes, variables) -> list[str]:
+    """The variables to refine: those named, else every numeric variable on the (y, x) grid
+    that is not categorical (CF flags) nor one of climgen's own maps."""
+    if isinstance(variables, str):
+        variables = [v for v in variables.split(",") if v]
+    # 2-D latitude/longitude, and the maps climgen writes with every output (a climgen output
+    # refined again gets new ones): not fields to refine
+    skipped = set(cf.find_latlon_auxiliaries(ds, axes) or ()) | set(cf.ANCILLARY_ATTRS)
+    if variables:
+        missing = [name for name in variables if name not in ds.data_vars]
+        if missing:
+            raise InputError(f"variables not found: {missing}; the input has {sorted(ds.data_vars)}")
+        maps = [name for name in variables if name in cf.ANCILLARY_ATTRS]
+        if maps:
+            raise InputError(f"{maps[0]!r} is a map climgen writes with every output; it is made anew, not refined")
+        categorical = [name for name in variables if _categorical(ds[name])]
+        if categorical:
+            raise InputError(
+                f"variable {categorical[0]!r} holds categories (flag_values): refining would average them into "
+                "values that mean nothing; refine a fraction of each category instead"
+            )
+        chosen = list(variables)
+    else:
+        chosen = [
+            name
+            for name, var in ds.data_vars.items()
+            if axes.y in var.dims and axes.x in var.dims and name not in skipped and not _categorical(var)
+        ]
+    if not chosen:
+        raise InputError(f"no variable on the ({axes.y}, {axes.x}) grid to refine")
+    for name in chosen:
+        var = ds[name]
+        if axes.y not in var.dims or axes.x not in var.dims:
+            raise InputError(f"variable {name!r} does not span the spatial dimensions ({axes.y}, {axes.x})")
+        if var.dtype.kind not in "fiu":
+            raise InputError(f"variable {name!r} is not numeric ({var.dtype})")
+        empty = [dim for dim in var.dims if var.sizes[dim] == 0]
+        if empty:
+            raise InputError(
+                f"variable {name!r} has no values: dimension {empty[0]!r} has length 0 (a selection that matched nothing?)"
+            )
+    return chosen
+
+
+def _fine_axes(ds: xr.Dataset, axes: SpatialAxes, factor: int) -> dict[str, tuple[xr.DataArray, xr.DataArray]]:
+    result = {}
+    for name in (axes.y, axes.x):
+        centres, bounds = refine_bounds(cell_bounds(ds[name], ds), factor)
+        result[name] = make_axis(name, centres, bounds, ds[name])
+    return result
+
+
+def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_axes: dict) -> np.ndarray:
+    """Resample a covariate to the fine grid on shared axis names: the area-weighted mean of its
+    cells over each fine cell where it is finer (:mod:`climgen.regrid`; the block mean where the
+    grids nest), linear interpolation where it is not.
+
+    Longitudes in 0..360 and -180..180 are matched to the input's convention. Cells outside the
+    covariate's coverage are missing (the model then ignores the covariate there).
+    """
+    if isinstance(covariate, xr.Dataset):
+        if len(covariate.data_vars) != 1:
+            raise InputError(f"covariate {name!r}: pass a DataArray or a Dataset with one variable")
+        covariate = next(iter(covariate.data_vars.values()))
+    try:
+        cov_axes = find_spatial_axes(covariate)
+    except InputError as err:
+        raise InputError(f"covariate {name!r}: {err}") from err
+    if cov_axes.kind != axes.kind:
+        raise InputError(
+            f"covariate {name!r} is on a {cov_axes.kind} grid ({cov_axes.y}, {cov_axes.x}) but the input is on a "
+            f"{axes.kind} grid ({axes.y}, {axes.x}); regrid the covariate to the input's grid first"
+        )
+    extra = [dim for dim in covariate.dims if dim not in (cov_axes.y, cov_axes.x)]
+    for dim in extra:
+        if covariate.sizes[dim] != 1:
+            raise InputError(f"covariate {name!r} must be static (2-D); it has dimension {dim!r} of size {covariate.sizes[dim]}")
+    covariate = covariate.squeeze([d for d in extra], drop=True).rename({cov_axes.y: axes.y, cov_axes.x: axes.x})
+    covariate = covariate.reset_coords(drop=True)
+    target_y = fine_axes[axes.y][0].values
+    target_x = fine_axes[axes.x][0].values
+    if axes.kind == "curvilinear":  # no coordinates to interpolate by: the fine grid itself
+        fine_shape = (target_y.size, target_x.size)
+        if (covariate.sizes[axes.y], covariate.sizes[axes.x]) != fine_shape:
+            raise InputError(
+                f"covariate {name!r} on a curvilinear grid must be on the output's fine grid ({fine_shape[0]}x{fine_shape[1]} "
+                f"cells), got {covariate.sizes[axes.y]}x{covariate.sizes[axes.x]}"
+            )
+        return covariate.transpose(axes.y, axes.x).values.astype(np.float64)
+    if axes.kind == "latlon" and is_global_longitude(covariate, axes):
+        covariate = _cover_longitudes(covariate, axes.x, target_x)  # any convention, any margin
+    elif axes.kind == "latlon":
+        source_x = covariate[axes.x].values
+        converted = None
+        if (target_x > 180).any() and (source_x < 0).any():
+            converted = source_x % 360
+        elif (target_x < 0).any() and (source_x > 180).any():
+            converted = (source_x + 180) % 360 - 180
+        if converted is not None:
+            covariate = covariate.assign_coords({axes.x: converted}).sortby(axes.x)
+            if np.ptp(converted) > np.ptp(source_x) + 1e-9:  # the covariate crosses the new seam:
+                covariate = _wrap_longitudes(covariate, axes.x)  # keep its neighbours across it
+        covariate = covariate.sortby(axes.x)
+    covariate = covariate.sortby(axes.y)
+    # only the cells around the domain are read: a 1 km global elevation is gigabytes
+    for axis in (axes.y, axes.x):
+        covariate = _around(covariate, axis, np.asarray(fine_axes[axis][1].values))  # the fine cells' edges
+        if covariate.sizes[axis] == 0:
+            raise InputError(f"covariate {name!r} does not overlap the input domain")
+    covariate = covariate.astype(np.float64)
+    if _finer_than(covariate, axes, target_y, target_x):
+        # averaged over each fine cell, not sampled at its centre (which aliases the finer detail)
+        values = area_mean(
+            covariate.transpose(axes.y, axes.x).values,
+            tuple(cell_bounds(covariate[axis]) for axis in (axes.y, axes.x)),
+            tuple(np.asarray(fine_axes[axis][1].values, dtype=np.float64) for axis in (axes.y, axes.x)),
+            latitude_rows=axes.kind == "latlon",
+        )
+        if not np.isfinite(values).any():
+            raise InputError(f"covariate {name!r} does not overlap the input domain")
+        return values
+    if (
+        covariate.sizes[axes.y] == target_y.size
+        and covariate.sizes[axes.x] == target_x.size
+        and np.allclose(np.sort(covariate[axes.y].values), np.sort(target_y))
+        and np.allclose(np.sort(covariate[axes.x].values), np.sort(target_x))
+    ):
+        values = covariate.reindex({axes.y: target_y, axes.x: target_x}, method="nearest")
+    else:
+        values = covariate.interp({axes.y: target_y, axes.x: target_x}, method="linear")
+    values = values.transpose(axes.y, axes.x).values
+    if not np.isfinite(values).any():
+        raise InputError(f"covariate {name!r} does not overlap the input domain")
+    return values
+
+
+def _finer_than(covariate: xr.DataArray, axes: SpatialAxes, target_y: np.ndarray, target_x: np.ndarray) -> bool:
+    """Whether the covariate's cells are no larger than the fine grid's along both axes and
+    clearly smaller (by a quarter) along one: then it is averaged, else interpolated."""
+    ratios = []
+    for axis, target in ((axes.y, target_y), (axes.x, target_x)):
+        source = np.asarray(covariate[axis].values, dtype=np.float64)
+        if source.size < 2 or target.size < 2:
+            return False
+        ratios.append(np.median(np.abs(np.diff(source))) / np.median(np.abs(np.diff(target))))
+    return max(ratios) <= 1 + 1e-6 and min(ratios) < 0.8
+
+
+def _around(covariate: xr.DataArray, name: str, target: np.ndarray) -> xr.DataArray:
+    """The covariate (sorted along ``name``) cut to the cells within two of its largest steps of
+    the ``target`` coordinates (the fine cells' edges): all that interpolation onto their
+    centres, or averaging over them, reads."""
+    values = covariate[name].values
+    step = float(np.abs(np.diff(values)).max()) if values.size > 1 else 0.0
+    inside = np.flatnonzero((values >= target.min() - 2 * step) & (values <= target.max() + 2 * step))
+    return covariate.isel({name: slice(inside[0], inside[-1] + 1) if inside.size else slice(0, 0)})
+
+
+def _cover_longitudes(covariate: xr.DataArray, name: str, target: np.ndarray) -> xr.DataArray:
+    """A global covariate's columns, shifted by multiples of 360 degrees, that cover the
+    ``target`` longitudes (any convention, wrapped margins included) with a column to spare."""
+    longitudes = np.asarray(covariate[name].values, dtype=np.float64)
+    spacing = abs(float(np.diff(longitudes).mean()))
+    low, high = float(np.min(target)) - 1.5 * spacing, float(np.max(target)) + 1.5 * spacing
+    parts = []
+    for turns in range(int(np.floor((low - longitudes.max()) / 360)), int(np.ceil((high - longitudes.min()) / 360)) + 1):
+        shifted = longitudes + 360.0 * turns
+        inside = np.flatnonzero((shifted >= low) & (shifted <= high))
+        if inside.size:
+            parts.append(covariate.isel({name: inside}).assign_coords({name: shifted[inside]}))
+    return xr.concat(parts, dim=name).sortby(name)
+
+
+def _wrap_longitudes(covariate: xr.DataArray, name: str) -> xr.DataArray:
+    """Add copies of the cells within one spacing of the longitude seam on its other side, so
+    interpolation near the seam sees the neighbours a contiguous covariate has there."""
+    lon = covariate[name].values
+    spacing = float(np.median(np.diff(lon))) if lon.size > 1 else 0.0
+    seam = 360.0 if lon.max() > 180 else 180.0
+    low = covariate.isel({name: np.flatnonzero(lon < seam - 360 + spacing + 1e-9)})  # just after the seam
+    high = covariate.isel({name: np.flatnonzero(lon > seam - spacing - 1e-9)})  # just before it
+    return xr.concat(
+        [high.assign_coords({name: high[name] - 360}), covariate, low.assign_coords({name: low[name] + 360})], dim=name
+    )
+
+
+def contiguous_input(ds: xr.Dataset) -> tuple[xr.Dataset, str | None]:
+    """``ds`` on contiguous longitudes (:func:`climgen.grid.contiguous_longitude`), with a
+    warning when its longitudes had to change convention: the output follows the new one."""
+    axes = find_spatial_axes(ds)
+    converted, convention = contiguous_longitude(ds, axes)
+    if convention:
+        warnings.warn(
+            f"longitude {axes.x!r} crosses the longitude seam: refined on {convention} longitudes "
+            f"({float(converted[axes.x].min()):g} to {float(converted[axes.x].max()):g}), sorted; the output is on them too",
+            LongitudeWarning,
+            stacklevel=3,
+        )
+    return converted, convention
+
+
+def wrap_global(ds: xr.Dataset, config: SynthesisConfig) -> tuple[xr.Dataset, int]:
+    """A global lat/lon input with one tile halo of columns wrapped beyond each edge, and that
+    number (0, and ``ds`` itself, for any other grid): tiles at either edge then see their true
+    neighbours across the seam, and the output has no seam there. The output is cropped back."""
+    axes = find_spatial_axes(ds)
+    if not is_global_longitude(ds, axes):
+        return ds, 0
+    cells = config.layout((ds.sizes[axes.y], ds.sizes[axes.x])).halo
+    return (wrap_longitude(ds, axes, cells), min(cells, ds.sizes[axes.x])) if cells else (ds, 0)
+
+
+def _prepare(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None) -> _Prepared:
+    axes = find_spatial_axes(ds)
+    if axes.kind == "curvilinear" and config.conservation == "area":
+        raise ConfigError(
+            "conservation='area' needs cell areas, which climgen does not derive on a curvilinear grid; use 'cells'"
+        )
+    variables = select_variables(ds, axes, config.variables)
+    check_units(ds, variables)
+    for name in (axes.y, axes.x):
+        cell_bounds(ds[name], ds)  # validates monotonic, finite coordinates
+    cf.projected_axis_scale(ds, axes)  # projected axes in a length unit pint can read
+    layout = config.layout((ds.sizes[axes.y], ds.sizes[axes.x]))
+    stacked = None
+    names: list[str] = []
+    if covariates:
+        fine_axes = _fine_axes(ds, axes, config.factor)
+        stacked = np.stack([align_covariate(value, key, axes, fine_axes) for key, value in covariates.items()])
+        names = list(covariates)
+    bounds = variable_bounds(ds, variables, config.bounds)
+    return _Prepared(axes, variables, layout, stacked, names, bounds, variable_order(ds, variables, config.order))
+
+
+def _fields(ds: xr.Dataset, name: str, axes: SpatialAxes) -> tuple[xr.DataArray, np.ndarray]:
+    variable = ds[name]
+    leading = [dim for dim in variable.dims if dim not in (axes.y, axes.x)]
+    ordered = variable.transpose(*leading, axes.y, axes.x)
+    try:
+        values = np.asarray(ordered.values, dtype=np.float64)
+    except (OSError, RuntimeError, ValueError) as err:  # truncated or corrupt files fail on read
+        raise InputError(
+            f"cannot read variable {name!r}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        ) from err
+    return ordered, values.reshape(-1, ds.sizes[axes.y], ds.sizes[axes.x])
+
+
+def variable_bounds(ds: xr.Dataset, variables: list[str], given: Mapping | None = None) -> dict:
+    """Each variable's physical (lower, upper) limits and their source: ``given`` ones (the
+    user's), else those its metadata implies (:func:`climgen.io.cf.physical_bounds`)."""
+    given = dict(given or {})
+    unknown = set(given) - set(variables)
+    if unknown:
+        raise ConfigError(f"bounds given for {sorted(unknown)}, which are not refined here (variables: {variables})")
+    return {
+        name: (parse_limits(name, given[name]), "given") if name in given else cf.physical_bounds(ds[name], name)
+        for name in variables
+    }
+
+
+def variable_order(ds: xr.Dataset, variables: list[str], given=None) -> list[tuple[str, ...]]:
+    """The chains of variables kept in order in every cell, lowest first: ``given`` ones (an
+    empty list for none), else those the names and cell methods imply
+    (:func:`climgen.io.cf.ordered_chains`)."""
+    if given is None:
+        return cf.ordered_chains(ds, variables)
+    chains = [tuple(chain) for chain in given]
+    for chain in chains:
+        unknown = [name for name in chain if name not in variables]
+        if unknown:
+            raise ConfigError(f"order names {unknown}, which are not refined here (variables: {variables})")
+        layouts = {cf.chain_layout(ds[name]) for name in chain}
+        if len({layout[:2] for layout in layouts}) > 1:
+            raise ConfigError(f"variables kept in order need the same dimensions and shape: {', '.join(chain)} differ")
+        if len(layouts) > 1:
+            units = sorted(layout[2] for layout in layouts)
+            raise ConfigError(f"variables kept in order need the same units: {', '.join(chain)} have {units}")
+    return chains
+
+
+def warn_disordered(chain: tuple[str, ...], disordered: int) -> None:
+    """Warn when ``disordered`` coarse cells of ``chain`` are out of order (their fine blocks
+    are left as refined: no ordered block can average to them)."""
+    if disordered:
+        warnings.warn(
+            f"{disordered} coarse cell(s) of {' <= '.join(chain)} are out of order; their fine blocks are left as refined",
+            OrderWarning,
+            stacklevel=2,
+        )
+
+
+def warn_outside_bounds(name: str, outside: int, bounds: Bounds) -> None:
+    """Warn when ``outside`` coarse values lie outside the variable's bounds (their fine blocks
+    then keep the coarse value: no refined block can average to it inside the bounds)."""
+    if outside:
+        warnings.warn(
+            f"{outside} coarse value(s) of {name!r} lie outside its physical bounds {format_bounds(bounds)}; "
+            "each of their fine blocks keeps the coarse value (give other bounds to change this)",
+            PhysicalBoundsWarning,
+            stacklevel=2,
+        )

@@ -1,0 +1,317 @@
+"""Everything decided before any tile is refined: the model, the complexity scores, the
+self-tests (the detail kept, the predicted gain) and the depth of every tile."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import xarray as xr
+
+from climgen import __version__
+from climgen.complexity import (
+    ComplexityScores,
+    choose_depth,
+    combine_scores,
+    depth_thresholds,
+    tile_components,
+)
+from climgen.compute import compute_report, window_cells
+from climgen.config import MAX_STAGE_INPUT, SynthesisConfig, parse_limits  # noqa: F401 (public here since 0.1)
+from climgen.conservation import Weights
+from climgen.errors import ConfigError
+from climgen.gain import (
+    DEFAULT_TOLERANCE,
+    GainPrediction,
+    depth_by_budget,
+    depth_by_tolerance,
+    tolerance_for_quality,
+)
+from climgen.grid import (
+    SpatialAxes,
+    cell_weights,
+)
+from climgen.inputs import _as_dataset, _fields, _fine_axes, _prepare, _Prepared, contiguous_input, wrap_global
+from climgen.io import cf
+
+
+def _scores(ds: xr.Dataset, prepared: _Prepared, factor: int) -> ComplexityScores:
+    scores = []
+    for name in prepared.variables:
+        _, values = _fields(ds, name, prepared.axes)
+        for field_values in values:
+            scores.append(tile_components(field_values, prepared.layout, prepared.covariates, factor, prepared.limits[name]))
+    return combine_scores(scores)
+
+
+def complexity(
+    data: xr.Dataset | xr.DataArray,
+    factor: int = 4,
+    variables=None,
+    covariates: Mapping | None = None,
+    tile_size: int | None = None,
+) -> xr.DataArray:
+    """Complexity score of each tile, on the coarse grid (for plotting and depth decisions)."""
+    original = _as_dataset(data)
+    config = SynthesisConfig(factor=factor, variables=variables, tile_size=tile_size)
+    original, _ = contiguous_input(original)
+    ds, wrap_cells = wrap_global(original, config)
+    prepared = _prepare(ds, config, covariates)
+    scores = _scores(ds, prepared, config.factor)
+    axes = prepared.axes
+    values = prepared.layout.tile_map(scores.score).astype(np.float32)
+    values = values[:, wrap_cells : values.shape[1] - wrap_cells]  # the input's columns only
+    coords = {axes.y: original[axes.y], axes.x: original[axes.x]}
+    return xr.DataArray(
+        values, dims=(axes.y, axes.x), coords=coords, name="complexity_score", attrs=dict(cf.ANCILLARY_ATTRS["complexity_score"])
+    )
+
+
+@dataclass
+class Plan:
+    """Everything decided before any tile is refined: grid, model, scores and depth per tile."""
+
+    config: SynthesisConfig
+    prepared: _Prepared
+    checkpoint: object
+    scores: ComplexityScores
+    depth: np.ndarray
+    fine_axes: dict
+    residual_gains: dict = field(default_factory=dict)  # variable -> climgen.skill.ResidualGain
+    gain: GainPrediction | None = None  # predicted gain per stage and tile (best-estimate models, adaptive)
+    depth_policy: dict = field(default_factory=dict)  # how the depth was chosen, for the provenance
+    source: xr.Dataset | None = None  # the input as refined: with wrapped columns on a global grid
+    wrap_cells: int = 0  # columns of a global grid copied beyond each edge (cropped from the output)
+    longitude_convention: str | None = None  # set when the input's longitudes were made contiguous
+
+    @property
+    def full_depth(self) -> int:
+        return self.config.factor.bit_length() - 1
+
+    def refiner(self, device: str = "auto"):
+        """A :class:`~climgen.refine.TileRefiner` on ``device`` (auto: a GPU when torch sees one)."""
+        from climgen.refine import TileRefiner, resolve_device
+
+        module, layout = self.checkpoint.module, self.prepared.layout
+        return TileRefiner(module, self.config.factor, layout, device=resolve_device(device), cell_weights=self.cell_weights)
+
+    def residual_gain(self, name: str) -> float:
+        """The share of the model's learned detail kept for variable ``name``."""
+        return self.residual_gains[name].gain if name in self.residual_gains else 1.0
+
+    def model_fields(self, field_counts: Mapping[str, int]) -> int:
+        """The 2-D fields (members included) that go through the model, from each variable's
+        field count: a variable that keeps none of the learned detail skips the network."""
+        return sum(count * self.config.members for name, count in field_counts.items() if self.residual_gain(name) != 0)
+
+    @property
+    def cell_weights(self) -> Weights:
+        """The fine cells' area factors (rows, columns) with ``conservation="area"``, else None."""
+        if self.config.conservation != "area":
+            return None
+        axes = self.prepared.axes
+        return cell_weights(self.fine_axes[axes.y][1].values, self.fine_axes[axes.x][1].values, axes.kind)
+
+    def seed_keys(self, name: str, indices, member: int) -> list[tuple]:
+        """Noise keys of fields ``indices`` (flat indices over the leading dimensions)."""
+        return [(self.config.seed, name, int(index), member) for index in indices]
+
+    def provenance(self, fields_refined: int, seconds: float) -> dict:
+        config, layout = self.config, self.prepared.layout
+        return {
+            "climgen_version": __version__,
+            "model": self.checkpoint.name,
+            "model_sha256": self.checkpoint.sha256,
+            **{k: v for k, v in config.as_dict().items() if k != "model"},
+            "tile_size": layout.tile,
+            "halo": layout.halo,
+            "later_halo": layout.later_halo,
+            "merge_tiles": layout.merge,
+            "model_argument": config.model,
+            "covariates": self.prepared.covariate_names,
+            "depth_policy": self.depth_policy,
+            "depth_histogram": {str(k): int((self.depth == k).sum()) for k in range(self.full_depth + 1)},
+            "compute": compute_report(self.checkpoint.module, layout, self.depth, self.full_depth, fields_refined),
+            "residual_gains": {name: gain.as_dict() for name, gain in self.residual_gains.items()},
+            "physical_bounds": {
+                name: {"lower": limits[0], "upper": limits[1], "from": source}
+                for name, (limits, source) in self.prepared.bounds.items()
+                if limits != (None, None)
+            },
+            "ordered_variables": [list(chain) for chain in self.prepared.order],
+            **({"longitude_wrap_cells": self.wrap_cells} if self.wrap_cells else {}),
+            **({"longitudes_converted_to": self.longitude_convention} if self.longitude_convention else {}),
+            "seconds": round(seconds, 3),
+        }
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """The input's coarse (rows, columns): the layout's without a global grid's wrapped columns."""
+        rows, columns = self.prepared.layout.shape
+        return rows, columns - 2 * self.wrap_cells
+
+    def crop(self, result: xr.Dataset) -> xr.Dataset:
+        """``result`` on the fine grid of the padded input, without the wrapped columns."""
+        if not self.wrap_cells:
+            return result
+        x, cut = self.prepared.axes.x, self.wrap_cells * self.config.factor
+        return result.isel({x: slice(cut, result.sizes[x] - cut)})
+
+
+def make_config(variables=None, model="default", **options) -> SynthesisConfig:
+    """A validated :class:`SynthesisConfig` from keyword arguments (variables as list or "a,b")."""
+    if isinstance(variables, str):
+        variables = tuple(v for v in variables.split(",") if v)
+    return SynthesisConfig(variables=tuple(variables) if variables else None, model=str(model), **options)
+
+
+def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = None, scorer: Callable | None = None) -> Plan:
+    """Validate the request, load the model, score the tiles and choose their depth.
+
+    ``scorer(ds, prepared, factor)`` computes the scores (default: every field read and scored
+    here; the streaming path scores time chunks as dask tasks).
+    """
+    from climgen.models.checkpoint import load_checkpoint
+
+    ds, convention = contiguous_input(ds)
+    ds, wrap_cells = wrap_global(ds, config)
+    prepared = _prepare(ds, config, covariates)
+    checkpoint = load_checkpoint(config.model)
+    slots = checkpoint.module.config.covariate_slots
+    if prepared.covariates is not None and prepared.covariates.shape[0] > slots:
+        raise ConfigError(f"model {checkpoint.name!r} takes at most {slots} covariates, got {prepared.covariates.shape[0]}")
+    if checkpoint.architecture != "amsgm":
+        model_factor = checkpoint.module.config.factor
+        if config.factor != model_factor:
+            raise ConfigError(f"model {checkpoint.name!r} is a single-scale {checkpoint.architecture} for x{model_factor} only")
+        if config.budget is not None or config.quality is not None or config.tolerance is not None:
+            raise ConfigError(
+                f"model {checkpoint.name!r} refines every tile fully: budget, quality and tolerance need the default model"
+            )
+    if checkpoint.draws_samples and (config.quality is not None or config.tolerance is not None):
+        raise ConfigError(
+            f"model {checkpoint.name!r} samples detail, whose gain no error test can judge: "
+            "quality and tolerance need a best-estimate model (its depth follows the complexity score, or budget)"
+        )
+    scores = (scorer or _scores)(ds, prepared, config.factor)
+    full_depth = config.factor.bit_length() - 1
+    result = Plan(config, prepared, checkpoint, scores, np.zeros(1), _fine_axes(ds, prepared.axes, config.factor))
+    result.source, result.wrap_cells, result.longitude_convention = ds, wrap_cells, convention
+    result.residual_gains = residual_gains(ds, result)
+    adaptive = config.adaptive and checkpoint.architecture == "amsgm"  # baselines jump the whole factor
+    layout = prepared.layout
+
+    def cost(depth: np.ndarray) -> float:
+        return window_cells(layout, depth)
+
+    if not adaptive:
+        result.depth = choose_depth(scores, full_depth, adaptive=False)
+        result.depth_policy = {"policy": "uniform"}
+    elif checkpoint.draws_samples:
+        # a model that samples detail keeps its stages where the complexity score asks for
+        # them: they add the members' spread, which no error test can value
+        result.depth = choose_depth(scores, full_depth, budget=config.budget, cost=cost, second_stage_score=0.0)
+        result.depth_policy = (
+            {"policy": "budget", "by": "complexity score", "budget": config.budget}
+            if config.budget is not None
+            else {
+                "policy": "thresholds",
+                "thresholds": depth_thresholds(full_depth, "covariate" in scores.components, second_stage_score=0.0),
+            }
+        )
+    else:
+        result.gain = predicted_gains(ds, result)
+        if config.budget is not None:
+            result.depth = depth_by_budget(result.gain, config.budget, cost)
+            result.depth_policy = {"policy": "budget", "by": "predicted gain", "budget": config.budget}
+        else:
+            tolerance = config.tolerance
+            if config.quality is not None:
+                tolerance = tolerance_for_quality(config.quality)
+            tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
+            result.depth = depth_by_tolerance(result.gain, tolerance)
+            result.depth_policy = {"policy": "predicted gain", "tolerance": round(tolerance, 6)}
+            if config.quality is not None:
+                result.depth_policy["quality"] = config.quality
+        result.depth_policy |= result.gain.as_dict()
+    # a tile inside a window that its group refines deeper anyway takes that depth: the same
+    # model calls, so the same cost, and the depth map says what each tile got
+    result.depth = prepared.layout.deepen_within_windows(result.depth, scores.constant)
+    return result
+
+
+def depth_policy_text(policy: dict) -> str:
+    """A plan's ``depth_policy`` in words, for command-line summaries (a stage no score
+    reaches reads "never")."""
+
+    def listed(values: list[float]) -> str:
+        return ", ".join(f"{t:.2f}" if np.isfinite(t) else "never" for t in values)
+
+    name = policy.get("policy")
+    if name == "predicted gain":
+        quality = f" (quality {policy['quality']:g})" if "quality" in policy else ""
+        return (
+            f"predicted gain, tolerance {policy['tolerance']:.3g} of full depth's squared error{quality}; "
+            f"skill {policy.get('skill', 0):.2f}, octave ratio {policy.get('octave_ratio', 0):.2f}"
+        )
+    if name == "budget":
+        return f"budget {policy.get('budget')} by {policy.get('by', 'predicted gain')}"
+    texts = {"thresholds": f"score thresholds {listed(policy.get('thresholds', []))}", "uniform": "uniform full depth"}
+    return texts.get(name, "")
+
+
+def gain_fields(ds: xr.Dataset, name: str, axes: SpatialAxes, count: int) -> list[np.ndarray]:
+    """Up to ``count`` 2-D fields of variable ``name``, evenly spread over its other
+    dimensions (only those are read): what the self-tests look at."""
+    variable = ds[name].transpose(..., axes.y, axes.x)
+    leading = list(np.ndindex(*variable.shape[:-2]))
+    picks = np.unique(np.linspace(0, len(leading) - 1, min(count, len(leading))).round().astype(int))
+    return [np.asarray(variable[leading[i]].values, dtype=np.float64) for i in picks]
+
+
+def predicted_gains(ds: xr.Dataset, job: Plan) -> GainPrediction:
+    """Each stage's predicted gain per tile (:mod:`climgen.gain`): every variable self-tested
+    one scale coarser on up to :data:`climgen.gain.TEST_FIELDS` of its fields, at its share of
+    the learned detail; a tile gains what its neediest variable gains."""
+    from climgen import gain
+
+    prepared, refiner = job.prepared, job.refiner()
+    predictions = []
+    for name in prepared.variables:
+        refine = gain.self_test_refine(
+            refiner.with_gain(job.residual_gain(name)), prepared.covariates, prepared.limits[name], (job.config.seed, name)
+        )
+        sums = gain.self_test_sums(refine, gain_fields(ds, name, prepared.axes, gain.TEST_FIELDS), prepared.layout)
+        predictions.append(gain.predict(sums, job.full_depth, job.scores.constant))
+    return gain.combine(predictions)
+
+
+def residual_gains(ds: xr.Dataset, job: Plan) -> dict:
+    """Each variable's share of the model's learned detail: the given ``residual_gain``, or
+    with ``"auto"`` the result of :func:`climgen.skill.self_test` on up to
+    :data:`climgen.skill.TEST_FIELDS` of its fields, evenly spread (only those are read).
+    Models trained to sample detail (:attr:`~climgen.models.checkpoint.Checkpoint.draws_samples`:
+    ``amsgm-ensemble``) keep it whole."""
+    from climgen.skill import TEST_FIELDS, ResidualGain, self_test
+
+    config, prepared = job.config, job.prepared
+    if config.residual_gain != "auto":
+        if job.checkpoint.architecture != "amsgm" and config.residual_gain != 1:
+            raise ConfigError(
+                f"residual_gain applies to the multi-scale generator, not to {job.checkpoint.architecture!r} models"
+            )
+        return {name: ResidualGain(gain=float(config.residual_gain), note="given") for name in prepared.variables}
+    if job.checkpoint.architecture != "amsgm":
+        return {}
+    if job.checkpoint.draws_samples:
+        # a sample's detail is meant to differ from the truth's by the field's own variability:
+        # a least-squares test would damp it towards the mean and take the ensemble's spread away
+        note = "not tested: the model draws detail as samples (adversarial training), which an RMSE test would damp"
+        return {name: ResidualGain(note=note) for name in prepared.variables}
+    refiner = job.refiner()
+    gains = {}
+    for name in prepared.variables:
+        fields = gain_fields(ds, name, prepared.axes, TEST_FIELDS)
+        gains[name] = self_test(refiner, fields, prepared.covariates, (config.seed, name))
+    return gains
