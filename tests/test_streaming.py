@@ -140,24 +140,35 @@ def _cli(*arguments):
     return [sys.executable, "-m", "climgen.cli", *map(str, arguments)]
 
 
-def test_kill_9_then_rerun_finishes_only_what_is_missing_and_matches(tmp_path):
+KILL_OPTIONS = ["--factor", "4", "--seed", "9", "--region-tiles", "1", "--time-chunk", "1", "--quiet"]
+
+
+def _reference_and_killed_job(tmp_path, tasks_done: int):
+    """A 48 x 48 x 6 input, its undisturbed refinement (``reference.zarr``) and a job into
+    ``killed.zarr`` SIGKILLed once ``tasks_done`` tasks are in its manifest; returns the input,
+    the reference, the target and the manifest folder."""
     source = tmp_path / "in.nc"
     make_dataset("latlon", shape=(48, 48), times=6, seed=2).to_netcdf(source)
-    options = ["--factor", "4", "--seed", "9", "--region-tiles", "1", "--time-chunk", "1", "--quiet"]
     reference = tmp_path / "reference.zarr"
-    assert subprocess.run(_cli("synthesize", source, reference, *options), capture_output=True, timeout=600).returncode == 0
-
+    assert subprocess.run(_cli("synthesize", source, reference, *KILL_OPTIONS), capture_output=True, timeout=600).returncode == 0
     target = tmp_path / "killed.zarr"
-    job = subprocess.Popen(_cli("synthesize", source, target, *options), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job = subprocess.Popen(
+        _cli("synthesize", source, target, *KILL_OPTIONS), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline, done = time.monotonic() + 300, []
-    while time.monotonic() < deadline and len(done) < 5 and job.poll() is None:
+    while time.monotonic() < deadline and len(done) < tasks_done and job.poll() is None:
         time.sleep(0.05)
         done = [path for folder in tmp_path.glob(".killed.zarr.partial-job-*.manifest") for path in folder.iterdir()]
     os.kill(job.pid, signal.SIGKILL)
     job.wait(timeout=60)
     assert job.returncode == -signal.SIGKILL, "the job finished before it could be killed: use a larger input"
+    return source, reference, target, next(tmp_path.glob(".killed.zarr.partial-job-*.manifest"))
+
+
+def test_kill_9_then_rerun_finishes_only_what_is_missing_and_matches(tmp_path):
+    source, reference, target, manifest = _reference_and_killed_job(tmp_path, 5)
+    options = KILL_OPTIONS
     assert not target.exists(), "a killed job must not leave anything at the final path"
-    manifest = next(tmp_path.glob(".killed.zarr.partial-job-*.manifest"))
     finished = len(list(manifest.iterdir()))
     assert 5 <= finished < 54
 
@@ -255,21 +266,8 @@ def test_tampered_or_truncated_chunks_of_finished_tasks_are_redone(tmp_path):
     against the checksum in the manifest, redoes those three, and matches an undisturbed run."""
     import zarr
 
-    source = tmp_path / "in.nc"
-    make_dataset("latlon", shape=(48, 48), times=6, seed=2).to_netcdf(source)
-    options = ["--factor", "4", "--seed", "9", "--region-tiles", "1", "--time-chunk", "1", "--quiet"]
-    reference = tmp_path / "reference.zarr"
-    assert subprocess.run(_cli("synthesize", source, reference, *options), capture_output=True, timeout=600).returncode == 0
-    target = tmp_path / "killed.zarr"
-    job = subprocess.Popen(_cli("synthesize", source, target, *options), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline, done = time.monotonic() + 300, []
-    while time.monotonic() < deadline and len(done) < 8 and job.poll() is None:
-        time.sleep(0.05)
-        done = [path for folder in tmp_path.glob(".killed.zarr.partial-job-*.manifest") for path in folder.iterdir()]
-    os.kill(job.pid, signal.SIGKILL)
-    job.wait(timeout=60)
-    assert job.returncode == -signal.SIGKILL, "the job finished before it could be killed: use a larger input"
-    manifest = next(tmp_path.glob(".killed.zarr.partial-job-*.manifest"))
+    source, reference, target, manifest = _reference_and_killed_job(tmp_path, 8)
+    options = KILL_OPTIONS
     store = manifest.with_suffix(".zarr")
     with xr.open_dataset(source) as ds:
         planned = streaming.prepare_job(
