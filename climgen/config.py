@@ -8,6 +8,7 @@ an error names its field. :class:`SynthesisConfig` raises :class:`~climgen.error
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -24,6 +25,10 @@ default: (4 tiles of 32 + 2 halos of 8) x 4 at x8 is 576; at x16 even two tiles 
 would hold about a gigabyte of activations per call, so x16 merges none."""
 
 Bounds = tuple[float | None, float | None]
+
+ATTRIBUTE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+RESERVED_ATTRIBUTES = frozenset({"Conventions", "history", "date_created", "processing_level"})
+"""Global attributes that record what climgen did, which a user's ``attributes`` may not replace."""
 
 
 def _whole_number(value: Any) -> Any:
@@ -82,6 +87,7 @@ class SynthesisOptions(BaseModel):
     order: tuple[tuple[str, ...], ...] | None = None  # chains kept in order, lowest first; None: from metadata
     conservation: Literal["cells", "area"] = "cells"  # block means over cells alike, or weighted by area
     residual_gain: Any = "auto"  # share of the model's learned detail kept, 0..2; "auto": self-tested
+    attributes: Mapping[str, Any] | None = None  # global attributes the user states: creator, licence, project...
 
     @field_validator("factor")
     @classmethod
@@ -132,6 +138,20 @@ class SynthesisOptions(BaseModel):
         if isinstance(gain, (bool, str)) or not isinstance(gain, (int, float, np.number)) or not 0 <= gain <= 2:
             raise ValueError(f"residual_gain must be 'auto' or a number in 0..2 (1: the detail as trained), got {gain!r}")
         return float(gain)
+
+    @field_validator("attributes")
+    @classmethod
+    def _attributes(cls, attributes: Mapping | None) -> dict | None:
+        if attributes is None:
+            return None
+        for key, value in attributes.items():
+            if not isinstance(key, str) or not ATTRIBUTE_NAME.fullmatch(key):
+                raise ValueError(f"attribute names are letters, digits and underscores, starting with a letter; got {key!r}")
+            if key in RESERVED_ATTRIBUTES or key.startswith("climgen_"):
+                raise ValueError(f"attribute {key!r} is climgen's to write (it states what the run did)")
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                raise ValueError(f"attribute {key!r} must be text or a number, got {value!r}")
+        return dict(attributes)
 
     @model_validator(mode="after")
     def _combinations(self):

@@ -81,12 +81,12 @@ def select_variables(ds: xr.Dataset, axes: SpatialAxes, variables) -> list[str]:
     # refined again gets new ones): not fields to refine
     skipped = set(cf.find_latlon_auxiliaries(ds, axes) or ()) | set(cf.ANCILLARY_ATTRS)
     if variables:
-        missing = [name for name in variables if name not in ds.data_vars]
-        if missing:
-            raise InputError(f"variables not found: {missing}; the input has {sorted(ds.data_vars)}")
         maps = [name for name in variables if name in cf.ANCILLARY_ATTRS]
         if maps:
             raise InputError(f"{maps[0]!r} is a map climgen writes with every output; it is made anew, not refined")
+        missing = [name for name in variables if name not in ds.data_vars]
+        if missing:
+            raise InputError(f"variables not found: {missing}; the input has {sorted(ds.data_vars)}")
         categorical = [name for name in variables if _categorical(ds[name])]
         if categorical:
             raise InputError(

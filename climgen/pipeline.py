@@ -105,6 +105,7 @@ def synthesize(
     order=None,
     conservation: str = "cells",
     residual_gain: float | str = "auto",
+    attributes: Mapping[str, str | float] | None = None,
     command: str | None = None,
     device: str = "auto",
 ) -> xr.Dataset:
@@ -129,8 +130,8 @@ def synthesize(
         fraction of full depth, taking stages by predicted gain per multiply-accumulate.
     tolerance : float, optional
         A tile stops where its remaining stages are predicted to remove less than this share of
-        the error full depth leaves (default :data:`climgen.gain.DEFAULT_TOLERANCE`, 0.01:
-        RMSE within about 0.5% of full depth's); the gain comes from a self-test one scale
+        the error full depth leaves (default :data:`climgen.gain.DEFAULT_TOLERANCE`, 0.0025:
+        RMSE within about 0.1% of full depth's); the gain comes from a self-test one scale
         coarser (:mod:`climgen.gain`; the ``predicted_gain`` map of the output).
     quality : float, optional
         The same, set as RMSE over full depth's of at most ``1 / quality`` (0.995: a tolerance
@@ -162,12 +163,17 @@ def synthesize(
         detail as trained). ``"auto"`` tests the model on each variable's coarse field, coarsened
         once more and refined back, and damps the detail only where that cuts the error
         (:mod:`climgen.skill`); the gains are in the provenance.
+    attributes : mapping of str to str or number, optional
+        Global attributes of the output that only the user can state (``creator_name``,
+        ``creator_email``, ``institution``, ``license``, ``id``...); they have the last word
+        over climgen's ACDD-1.3 discovery attributes, except those that record the run.
 
     Returns
     -------
     Dataset
         The refined variables on the fine grid (names, attributes and other dimensions kept),
-        with ``complexity_score`` and ``refinement_depth`` and CF metadata. The whole result is
+        with CF metadata; the maps ``complexity_score``, ``predicted_gain``, ``refinement_depth``
+        and ``refinement_macs`` are auxiliary coordinates, so they travel with each variable. The whole result is
         computed in memory; for domains or time series that do not fit, write to a store with
         :func:`climgen.streaming.run` (``climgen synthesize``/``climgen run``), which gives
         the same numbers.
@@ -197,6 +203,7 @@ def synthesize(
         order=None if order is None else tuple(tuple(chain) for chain in order),
         conservation=conservation,
         residual_gain=residual_gain,
+        attributes=attributes,
     )
     job = plan(ds, config, covariates)
     ds = job.source  # with wrapped columns on a global grid

@@ -158,6 +158,14 @@ ERRORS = [
     ("budget-above-one", lambda tmp: pipeline.synthesize(_small(), budget=1.5), ConfigError, "budget must be in"),
     ("budget-with-uniform", lambda tmp: pipeline.synthesize(_small(), budget=0.5, adaptive=False), ConfigError, "budget applies"),
     (
+        "attribute-reserved",
+        lambda tmp: pipeline.synthesize(_small(), attributes={"history": "x"}),
+        ConfigError,
+        "climgen's to write",
+    ),
+    ("attribute-name", lambda tmp: pipeline.synthesize(_small(), attributes={"my key": "x"}), ConfigError, "attribute names"),
+    ("attribute-value", lambda tmp: pipeline.synthesize(_small(), attributes={"id": [1, 2]}), ConfigError, "text or a number"),
+    (
         "covariate-elsewhere",
         lambda tmp: pipeline.synthesize(_small(), covariates={"e": _small()["tas"].assign_coords(lat=np.linspace(60, 70, 8))}),
         InputError,

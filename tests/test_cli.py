@@ -58,11 +58,20 @@ def test_covariate_option(tmp_path):
     coarse.to_netcdf(tmp_path / "in.nc")
     covariate.to_netcdf(tmp_path / "orog.nc")
     result = climgen(
-        "synthesize", tmp_path / "in.nc", tmp_path / "out.nc", "--covariate", f"elevation={tmp_path / 'orog.nc'}:orog"
+        "synthesize",
+        tmp_path / "in.nc",
+        tmp_path / "out.nc",
+        "--covariate",
+        f"elevation={tmp_path / 'orog.nc'}:orog",
+        "--attribute",
+        "creator_name=A. Scientist",
+        "--attribute",
+        "license=CC-BY-4.0",
     )
     assert result.returncode == 0, result.stderr
     with xr.open_dataset(tmp_path / "out.nc") as out:
         assert '"covariates": ["elevation"]' in out.attrs["climgen_provenance"]
+        assert out.attrs["creator_name"] == "A. Scientist" and out.attrs["license"] == "CC-BY-4.0"
 
 
 @pytest.mark.parametrize(
@@ -77,6 +86,8 @@ def test_covariate_option(tmp_path):
         (["synthesize", "{input}", "out.nc", "--model", "weights.pt"], "pickle"),
         (["synthesize", "{input}", "out.nc", "--budget", "2"], "budget must be in"),
         (["synthesize", "{input}", "out.nc", "--bounds", "HSURF=0"], "NAME=LOWER:UPPER"),
+        (["synthesize", "{input}", "out.nc", "--attribute", "creator_name"], "KEY=VALUE"),
+        (["synthesize", "{input}", "out.nc", "--attribute", "climgen_model=mine"], "climgen's to write"),
         (["synthesize", "{input}", "out.nc", "--bounds", "HSURF=5:1"], "lower must be below upper"),
         (["synthesize", "{input}", "out.nc", "--bounds", "pr=0:"], "not refined here"),
         (["synthesize"], "Missing argument"),

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import xarray as xr
 
@@ -22,3 +23,29 @@ def test_demo_writes_netcdf_png_and_summary(tmp_path):
         assert ds["tas"].shape == (12, 156, 160)
         assert len(set(ds["refinement_depth"].values.ravel())) > 1
         assert '"covariates": ["elevation"]' in ds.attrs["climgen_provenance"]
+
+
+def test_demo_output_is_unchanged_and_repeatable(tmp_path):
+    """The demo gives the stored reference (tests/data/make_demo_reference.py), and two runs give
+    the same bytes. The reference is compared to 1e-4 K, the rounding of other CPUs' kernels;
+    any change of method moves values by far more."""
+    import json
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).parent / "data"))
+    from make_demo_reference import summarise
+
+    outputs = []
+    for run in ("first", "second"):
+        command = [sys.executable, "-m", "climgen.cli", "demo", "--out", str(tmp_path / run)]
+        assert subprocess.run(command, capture_output=True, timeout=600).returncode == 0
+        outputs.append(tmp_path / run / "africa_tas_x4.nc")
+    with xr.open_dataset(outputs[0]) as first, xr.open_dataset(outputs[1]) as second:
+        for name in ("tas", "complexity_score", "predicted_gain", "refinement_depth", "refinement_macs"):
+            assert first[name].values.tobytes() == second[name].values.tobytes(), name
+    reference = json.loads((Path(__file__).parent / "data" / "demo_reference.json").read_text())
+    got = summarise(outputs[0])
+    assert got["shape"] == reference["shape"] and got["refinement_depth"] == reference["refinement_depth"]
+    np.testing.assert_allclose(got["tas_sample"], reference["tas_sample"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(got["tas_monthly_mean"], reference["tas_monthly_mean"], rtol=0, atol=1e-4)

@@ -69,6 +69,35 @@ def _time_coverage(ds: xr.Dataset) -> dict:
     return attrs
 
 
+VERTICAL_CRS = {"altitude": "EPSG:5829", "depth": "EPSG:5831"}
+"""The vertical reference of a vertical coordinate by standard name (height above sea level,
+depth below it); ``height`` (above the surface) has no EPSG code, so it gets none."""
+
+
+def _vertical_coverage(ds: xr.Dataset) -> dict:
+    """Least and greatest value of a vertical coordinate (CMIP's scalar ``height`` of 2 m, a
+    depth axis...) in its own units, and its direction; no vertical coordinate: nothing."""
+    for name in ds.coords:
+        variable = ds[name]
+        standard_name = variable.attrs.get("standard_name")
+        if variable.ndim > 1 or not (standard_name in ("height", "altitude", "depth") or variable.attrs.get("axis") == "Z"):
+            continue
+        values = np.asarray(variable.values, dtype=np.float64)
+        if not values.size or not np.isfinite(values).any() or "units" not in variable.attrs:
+            continue
+        positive = str(variable.attrs.get("positive", "down" if standard_name == "depth" else "up")).lower()
+        attrs = {
+            "geospatial_vertical_min": float(np.nanmin(values)),
+            "geospatial_vertical_max": float(np.nanmax(values)),
+            "geospatial_vertical_units": str(variable.attrs["units"]),
+            "geospatial_vertical_positive": positive,
+        }
+        if standard_name in VERTICAL_CRS:
+            attrs["geospatial_bounds_vertical_crs"] = VERTICAL_CRS[standard_name]
+        return attrs
+    return {}
+
+
 def discovery_attributes(
     ds: xr.Dataset, source: xr.Dataset, variables: list[str], axes: SpatialAxes, provenance: dict, created: str
 ) -> dict:
@@ -107,7 +136,7 @@ def discovery_attributes(
             "geospatial_bounds": f"POLYGON (({south} {west}, {north} {west}, {north} {east}, {south} {east}, {south} {west}))",
             "geospatial_bounds_crs": "EPSG:4326",
         }
-    return attrs | _time_coverage(ds)
+    return attrs | _vertical_coverage(ds) | _time_coverage(ds)
 
 
 def with_conventions(conventions: str) -> str:

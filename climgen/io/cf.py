@@ -503,14 +503,20 @@ def decorate(
         if mapping:
             ds[name].attrs["grid_mapping"] = mapping
     ds["refinement_depth"].attrs["valid_range"] = np.array([0, full_depth], dtype=np.int8)
+    # The maps describe how each cell was made: auxiliary coordinates of every refined variable
+    # (CF 'coordinates'), so they travel with ds[name] and catalogues do not take them for data.
+    ds = ds.set_coords(list(ANCILLARY_NAMES))
     if axes.kind != "latlon" and "lat" in ds.coords:
-        for name in (*variables, *ANCILLARY_NAMES):
+        for name in ANCILLARY_NAMES:
             ds[name].attrs["coordinates"] = "lat lon"
+        for name in variables:
+            ds[name].attrs["coordinates"] = " ".join(("lat", "lon", *ANCILLARY_NAMES))
     ds = tidy(ds, axes)
     if "realization" in ds.dims:
         ds["realization"].attrs = {"standard_name": "realization", "long_name": "ensemble member", "units": "1"}
     discovery = acdd.discovery_attributes(ds, source, variables, axes, provenance, _utc_now())
     ds.attrs = {key: value for key, value in ds.attrs.items() if key not in discovery} | discovery
+    ds.attrs |= provenance.get("attributes") or {}  # what the user states (creator, licence...) has the last word
     return ds
 
 
