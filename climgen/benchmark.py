@@ -32,17 +32,18 @@ COLUMNS = (
     "variant",
     "rmse",
     "ssim",
-    "ms_ssim",
+    "detail_ssim",
     "frechet_distance",
     "spectral_error",
     "diversity",
+    "diversity_ratio",
     "crps",
     "flops_per_pixel",
     "mpix_per_s",
 )
 LEARNED = {"amsgm": "default", "gan": "srgan-x4", "vae": "cvae-x4"}
-# name -> (shipped checkpoint, row label): the default recipe with 3x3 convolutions only, and
-# stage 2 from the default model with and without the feedback controller
+# name -> (shipped checkpoint, row label): the multi-branch recipe with 3x3 convolutions only,
+# and stage 2 from the multi-branch generator with and without the feedback controller
 ABLATIONS = {
     "amsgm-3x3": ("amsgm-3x3", "3x3 blocks only"),
     "amsgm-stage2": ("amsgm-stage2", "stage 2, feedback controller"),
@@ -75,18 +76,24 @@ def fine_values(ds: xr.Dataset, variable: str) -> np.ndarray:
     return values.reshape(-1, *values.shape[-2:])
 
 
-def score(method: str, members: np.ndarray, truth: np.ndarray, seconds: float, macs: float, variant: str = "") -> dict:
-    """One benchmark row: member 0's scores against the truth and the ensemble's."""
+def score(
+    method: str, members: np.ndarray, truth: np.ndarray, reference: np.ndarray, seconds: float, macs: float, variant: str = ""
+) -> dict:
+    """One benchmark row: member 0's scores against the truth, and the ensemble's (one member:
+    diversity 0 and CRPS the MAE). ``reference`` is bicubic interpolation, the zero of the
+    detail SSIM; ``seconds`` and ``macs`` are those of one member."""
     first = members[0]
     return {
         "method": method,
         "variant": variant,
         "rmse": metrics.rmse(first, truth),
         "ssim": float(np.mean([metrics.ssim(p, t) for p, t in zip(first, truth, strict=True)])),
+        "detail_ssim": float(np.mean([metrics.detail_ssim(p, t, r) for p, t, r in zip(first, truth, reference, strict=True)])),
         "ms_ssim": metrics.ms_ssim(first, truth),
         "frechet_distance": metrics.frechet_distance(first, truth),
         "spectral_error": list(metrics.spectral_error_per_octave(first, truth).values())[-1],
         "diversity": metrics.diversity(members),
+        "diversity_ratio": metrics.diversity_ratio(members, truth) if len(members) > 1 else 0.0,
         "crps": metrics.crps(members, truth),
         "flops_per_pixel": 2 * macs / truth.size,
         "mpix_per_s": truth.size / seconds / 1e6 if seconds > 0 else None,
@@ -110,6 +117,7 @@ def halves(truth: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
 def finetune(method: str, west: xr.Dataset, variable: str, options: BenchmarkOptions, folder: Path, log) -> str:
     """Fine-tune a shipped model on the western half; returns the new checkpoint's path."""
     from climgen.training.recipe import TrainRecipe
+    from climgen.training.run import train
 
     source = folder / "west.nc"
     if not source.exists():
@@ -126,12 +134,10 @@ def finetune(method: str, west: xr.Dataset, variable: str, options: BenchmarkOpt
         stages = min(2, options.factor.bit_length() - 1)
         document["pretrain"] = {"steps": options.finetune_steps, "batch_size": 8, "learning_rate": 2e-4, "max_stages": stages}
         document["pretrain"] |= {"validate_every": options.finetune_steps, "checkpoint_every": options.finetune_steps}
-        from climgen.training.pretrain import pretrain as train
     else:
         kind = LEARNED[method].split("-")[0]
         document["baseline"] = {"kind": kind, "factor": 4, "steps": options.finetune_steps, "batch_size": 8}
         document["baseline"] |= {"learning_rate": 2e-4, "validate_every": options.finetune_steps}
-        from climgen.training.baselines import train_baseline as train
     recipe = TrainRecipe(**document, base_dir=folder)
     log(f"fine-tuning {method} on the western half: {options.finetune_steps} steps")
     return str(train(recipe, log=lambda message: None))
@@ -151,8 +157,9 @@ def run_benchmark(truth: xr.Dataset, variable: str, out: str | Path, options: Be
     expected = fine_values(east, variable)
     bicubic_reference(expected[:1], options.factor)  # warm up (imports), so the timing is the work
     started = time.perf_counter()
-    rows = [score("bicubic", bicubic_reference(expected, options.factor)[None], expected, time.perf_counter() - started, 0.0)]
-    curves = {"truth": expected, "bicubic": bicubic_reference(expected, options.factor)}
+    reference = bicubic_reference(expected, options.factor)
+    rows = [score("bicubic", reference[None], expected, reference, time.perf_counter() - started, 0.0)]
+    curves = {"truth": expected, "bicubic": reference}
     methods = dict(LEARNED) if options.factor == 4 else {"amsgm": "default"}
     if options.ablations:
         methods |= {name: shipped for name, (shipped, _) in ABLATIONS.items()}
@@ -160,23 +167,21 @@ def run_benchmark(truth: xr.Dataset, variable: str, out: str | Path, options: Be
         for method, model in methods.items():
             if not options.pretrained:
                 model = finetune(method, west, variable, options, Path(scratch), log)
-            variants = {"amsgm": [("adaptive", True), ("uniform depth", False)]}
-            variants |= {name: [(label, True)] for name, (_, label) in ABLATIONS.items()}
-            for variant, adaptive in variants.get(method, [("", False)]):
+            for variant, adaptive, members in method_variants(method, model, options.members):
                 log(f"refining with {method} {variant}".rstrip())
                 axes = find_spatial_axes(coarse)
                 warm_up = coarse.isel({axes.y: slice(0, 8), axes.x: slice(0, 8)})
                 synthesize(warm_up, factor=options.factor, seed=options.seed, model=model, adaptive=adaptive)  # load the model
                 started = time.perf_counter()
-                single = synthesize(coarse, factor=options.factor, seed=options.seed, model=model, adaptive=adaptive)
-                seconds = time.perf_counter() - started
-                ensemble = synthesize(
-                    coarse, factor=options.factor, seed=options.seed, model=model, adaptive=adaptive, members=options.members
+                result = synthesize(
+                    coarse, factor=options.factor, seed=options.seed, model=model, adaptive=adaptive, members=members
                 )
-                members = np.stack([fine_values(ensemble.isel(realization=m), variable) for m in range(options.members)])
-                macs = json.loads(single.attrs["climgen_provenance"])["compute"]["macs"]
-                rows.append(score(method.split("-")[0], members, expected, seconds, macs, variant))
-                curves[f"{method} {variant}".strip()] = members[0]
+                seconds = (time.perf_counter() - started) / members
+                fields = [result.isel(realization=m) for m in range(members)] if members > 1 else [result]
+                values = np.stack([fine_values(field, variable) for field in fields])
+                macs = json.loads(result.attrs["climgen_provenance"])["compute"]["macs"] / members
+                rows.append(score(method.split("-")[0], values, expected, reference, seconds, macs, variant))
+                curves[f"{method} {variant}".strip()] = values[0]
     notes = {
         "variable": variable,
         "factor": options.factor,
@@ -194,6 +199,21 @@ def run_benchmark(truth: xr.Dataset, variable: str, out: str | Path, options: Be
     return rows
 
 
+def method_variants(method: str, model: str, members: int) -> list[tuple[str, bool, int]]:
+    """(row label, adaptive depth, members) of each row a method gets: a model that gives a
+    best estimate without noise gets it at default and uniform depth, and its samples; one
+    whose every output is a sample (the GAN, the VAE, the older models) gets its members."""
+    from climgen.models.checkpoint import load_checkpoint
+
+    if method in ABLATIONS:
+        return [(ABLATIONS[method][1], True, members)]
+    if not method.startswith("amsgm"):
+        return [("", False, members)]
+    if getattr(load_checkpoint(model).module, "best_estimate_without_noise", False):
+        return [("best estimate", True, 1), ("best estimate, uniform depth", False, 1), (f"{members} samples", True, members)]
+    return [("adaptive", True, members), ("uniform depth", False, members)]
+
+
 def format_markdown(rows: list[dict], notes: dict) -> str:
     """The rows as a markdown table, with what was compared and what was not run."""
 
@@ -206,7 +226,10 @@ def format_markdown(rows: list[dict], notes: dict) -> str:
     lines = [
         f"# Benchmark: {notes['variable']}, x{notes['factor']}, {notes['evaluated_on']}",
         "",
-        f"Models {how}; {notes['members']} ensemble members; scores of member 0 except diversity and CRPS.",
+        f"Models {how}; {notes['members']} ensemble members; scores of member 0 except diversity, diversity ratio and "
+        "CRPS. SSIM of the fields and of their detail beyond bicubic interpolation (`detail_ssim`: low for bicubic, 1 for "
+        "the truth); diversity ratio: members' distance to each other over their distance to the truth (1: the truth "
+        "could be a member; 0: copies).",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),

@@ -63,7 +63,11 @@ def _single_scale_stages(model) -> int | None:
 
 
 def macs_per_cell(model) -> float:
-    """MACs per input cell of one x2 stage (of the whole jump for single-scale baselines)."""
+    """MACs per input cell of one x2 stage (of the whole jump for single-scale baselines); a
+    model that states its own count (its unpadded convolutions would make a small probe's
+    count too high) is taken at its word, for its best estimate."""
+    if hasattr(model, "stage_macs"):
+        return float(model.macs_per_cell())
     return _macs_per_cell(id(model), model)
 
 
@@ -76,30 +80,41 @@ def window_cells(layout: TileLayout, depth: np.ndarray, single_scale: bool = Fal
     return float(sum(call.cells if single_scale else call.work for call in calls))
 
 
-def window_macs(model, layout: TileLayout, depth: np.ndarray) -> float:
-    """MACs spent on one 2-D field at the given tile depths."""
-    return macs_per_cell(model) * window_cells(layout, depth, bool(_single_scale_stages(model)))
+def call_macs(model, call, sample: bool = False) -> float:
+    """MACs of one model call: by the model's own count of each stage on its window when it
+    gives one (unpadded convolutions also compute a margin; ``sample``: an ensemble member,
+    which also runs the sample head), else per cell processed."""
+    if hasattr(model, "stage_macs"):
+        height, width = call.box[1] - call.box[0], call.box[3] - call.box[2]
+        scales = [2 ** (stage - 1) for stage in range(call.first, call.last + 1)]  # stage s works at 2**(s-1) x coarse
+        return float(sum(model.stage_macs(height * scale, width * scale, sample) for scale in scales))
+    return macs_per_cell(model) * (call.cells if _single_scale_stages(model) else call.work)
 
 
-def tile_macs(model, layout: TileLayout, depth: np.ndarray) -> np.ndarray:
+def window_macs(model, layout: TileLayout, depth: np.ndarray, sample: bool = False) -> float:
+    """MACs spent on one 2-D field (one ensemble member with ``sample``) at the given tile
+    depths: every model call of the layout, each once."""
+    return float(sum(call_macs(model, call, sample) for call in layout.model_calls(np.asarray(depth))))
+
+
+def tile_macs(model, layout: TileLayout, depth: np.ndarray, sample: bool = False) -> np.ndarray:
     """MACs spent on each tile (tile-grid shaped) for one 2-D field: each model call's share
     goes to the tiles it refines, in proportion to their core cells, so the tiles' sum is
     :func:`window_macs`."""
-    per_cell = macs_per_cell(model)
-    single_scale = bool(_single_scale_stages(model))
     spent = np.zeros(layout.grid_shape)
     for rows, cols in layout.groups():
         for call, keys in layout.call_users(rows, cols, np.asarray(depth)).items():
             cores = [layout.tile_at(*key).core for key in keys]
             areas = np.array([(y.stop - y.start) * (x.stop - x.start) for y, x in cores], dtype=np.float64)
-            work = per_cell * (call.cells if single_scale else call.work)
+            work = call_macs(model, call, sample)
             for key, share in zip(keys, areas / areas.sum(), strict=True):
                 spent[key] += work * share
     return spent
 
 
-def compute_report(model, layout: TileLayout, depth: np.ndarray, full_depth: int, fields: int) -> dict:
-    """Total MACs spent on ``fields`` 2-D fields, against uniform full depth."""
-    spent = window_macs(model, layout, depth) * fields
-    uniform = window_macs(model, layout, np.full(layout.grid_shape, full_depth)) * fields
+def compute_report(model, layout: TileLayout, depth: np.ndarray, full_depth: int, fields: int, sample: bool = False) -> dict:
+    """Total MACs spent on ``fields`` 2-D fields (ensemble members with ``sample``), against
+    uniform full depth."""
+    spent = window_macs(model, layout, depth, sample) * fields
+    uniform = window_macs(model, layout, np.full(layout.grid_shape, full_depth), sample) * fields
     return {"macs": spent, "macs_uniform": uniform, "fraction_of_uniform": spent / uniform if uniform else 0.0}

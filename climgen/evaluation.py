@@ -11,7 +11,9 @@ from climgen import metrics
 from climgen.conservation import block_means, count_outside
 from climgen.errors import InputError
 from climgen.grid import area_weights, cell_bounds, check_factor, contiguous_longitude, find_spatial_axes
-from climgen.io.cf import physical_bounds, refined_variables
+from climgen.io.cf import refined_variables
+from climgen.io.physical import physical_bounds
+from climgen.regrid import block_mean
 
 
 def _values(data: xr.DataArray, axes) -> np.ndarray:
@@ -54,17 +56,29 @@ def check_same_grid(truth: xr.Dataset, prediction: xr.Dataset) -> None:
 
 def bicubic_reference(truth: np.ndarray, factor: int, weights: tuple | None = None) -> np.ndarray:
     """Bicubic interpolation of the truth's block means (weighted by the cells' area factors
-    ``weights``, rows and columns, if given): the baseline every method must beat."""
+    ``weights``, rows and columns, if given): the baseline every method must beat. Missing
+    coarse cells (land in an ocean field) are filled from the nearest valid cell first, as
+    climgen fills its own input, so cells beside them are not pulled towards a fill value."""
     import torch
 
     from climgen.models.generator import bicubic_upsample
+    from climgen.refine import fill_nearest
 
     ny, nx = truth.shape[-2:]
     trimmed = truth[..., : ny // factor * factor, : nx // factor * factor]
     if weights is not None:
         weights = weights[0][: trimmed.shape[-2]], weights[1][: trimmed.shape[-1]]
-    coarse = block_means(trimmed, factor, weights)
-    flat = torch.as_tensor(np.nan_to_num(coarse.reshape(-1, 1, *coarse.shape[-2:]), nan=np.nanmean(coarse)))
+    # the mean of each block's valid cells, as climgen coarsen (and xarray's skipna) makes it
+    if weights is None:
+        coarse = block_mean(trimmed, factor)
+    else:
+        finite = np.isfinite(trimmed)
+        total = block_means(np.where(finite, trimmed, 0.0), factor, weights)
+        share = block_means(finite.astype(np.float64), factor, weights)
+        coarse = np.where(share > 0, total / np.where(share > 0, share, 1.0), np.nan)
+    fields = coarse.reshape(-1, *coarse.shape[-2:])
+    filled = np.stack([fill_nearest(field) if np.isfinite(field).any() else np.zeros_like(field) for field in fields])
+    flat = torch.as_tensor(filled[:, None])
     upsampled = bicubic_upsample(flat, factor).numpy().reshape(*trimmed.shape)
     result = np.full(truth.shape, np.nan)
     result[..., : trimmed.shape[-2], : trimmed.shape[-1]] = upsampled

@@ -24,7 +24,7 @@ from climgen.grid import (
     refine_bounds,
     wrap_longitude,
 )
-from climgen.io import cf
+from climgen.io import cf, physical
 from climgen.io.units import check_units
 from climgen.regrid import area_mean
 from climgen.tiling import TileLayout
@@ -321,13 +321,13 @@ def _fields(ds: xr.Dataset, name: str, axes: SpatialAxes) -> tuple[xr.DataArray,
 
 def variable_bounds(ds: xr.Dataset, variables: list[str], given: Mapping | None = None) -> dict:
     """Each variable's physical (lower, upper) limits and their source: ``given`` ones (the
-    user's), else those its metadata implies (:func:`climgen.io.cf.physical_bounds`)."""
+    user's), else those its metadata implies (:func:`climgen.io.physical.physical_bounds`)."""
     given = dict(given or {})
     unknown = set(given) - set(variables)
     if unknown:
         raise ConfigError(f"bounds given for {sorted(unknown)}, which are not refined here (variables: {variables})")
     return {
-        name: (parse_limits(name, given[name]), "given") if name in given else cf.physical_bounds(ds[name], name)
+        name: (parse_limits(name, given[name]), "given") if name in given else physical.physical_bounds(ds[name], name)
         for name in variables
     }
 
@@ -335,15 +335,15 @@ def variable_bounds(ds: xr.Dataset, variables: list[str], given: Mapping | None 
 def variable_order(ds: xr.Dataset, variables: list[str], given=None) -> list[tuple[str, ...]]:
     """The chains of variables kept in order in every cell, lowest first: ``given`` ones (an
     empty list for none), else those the names and cell methods imply
-    (:func:`climgen.io.cf.ordered_chains`)."""
+    (:func:`climgen.io.physical.ordered_chains`)."""
     if given is None:
-        return cf.ordered_chains(ds, variables)
+        return physical.ordered_chains(ds, variables)
     chains = [tuple(chain) for chain in given]
     for chain in chains:
         unknown = [name for name in chain if name not in variables]
         if unknown:
             raise ConfigError(f"order names {unknown}, which are not refined here (variables: {variables})")
-        layouts = {cf.chain_layout(ds[name]) for name in chain}
+        layouts = {physical.chain_layout(ds[name]) for name in chain}
         if len({layout[:2] for layout in layouts}) > 1:
             raise ConfigError(f"variables kept in order need the same dimensions and shape: {', '.join(chain)} differ")
         if len(layouts) > 1:

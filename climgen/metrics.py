@@ -211,6 +211,36 @@ def diversity(members: np.ndarray) -> float:
     return float(np.mean(distances))
 
 
+def diversity_ratio(members: np.ndarray, truth: np.ndarray) -> float:
+    """Members' mean pairwise RMS distance over their mean RMS distance to the truth: about 1
+    when the truth could be one more member, 0 when the members are copies (mode collapse)."""
+    members = np.asarray(members, dtype=np.float64)
+    to_truth = float(np.mean([rmse(member, truth) for member in members]))
+    return diversity(members) / to_truth if to_truth > 0 else float("nan")
+
+
+def detail_ssim(prediction: np.ndarray, truth: np.ndarray, reference: np.ndarray) -> float:
+    """SSIM of the detail beyond ``reference`` (the bicubic interpolation of the coarse field):
+    prediction and truth less it, the window of :func:`ssim`, and the standard deviation of the
+    truth's detail as the data range (its range would let SSIM's constants dominate wherever
+    the detail is small, and score bicubic's zero detail near 1). Plain SSIM of a smooth field
+    is near 1 for any method, bicubic included; this one is low for bicubic (its detail is 0)
+    and 1 for the truth's own detail. Cells where either field lacks data count as no detail
+    in both. NaN below 3 x 3 cells."""
+    from pytorch_msssim import ssim as ssim_torch
+
+    detail, target = np.asarray(prediction) - reference, np.asarray(truth) - reference
+    missing = ~(np.isfinite(detail) & np.isfinite(target))
+    detail, target = np.where(missing, 0.0, detail), np.where(missing, 0.0, target)  # no detail where either lacks data
+    x, y, _ = _as_images(detail, target)
+    spread = float(np.std(target[~missing])) if (~missing).any() else 0.0
+    spread = spread if np.isfinite(spread) and spread > 0 else 1.0
+    window = min(SSIM_WINDOW, min(target.shape[-2:]) // 2 * 2 - 1)
+    if window < 3:
+        return float("nan")
+    return float(ssim_torch(x, y, data_range=spread, win_size=window, size_average=True))
+
+
 def summary(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float | None]:
     """The pointwise and structural scores of one deterministic field."""
     return {

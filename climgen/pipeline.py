@@ -73,7 +73,7 @@ def assemble(ds: xr.Dataset, plan: Plan, refined: Mapping, provenance: dict, com
     fine_gain = np.repeat(np.repeat(layout.tile_map(gain_map), factor, 0), factor, 1)
     result["predicted_gain"] = ((axes.y, axes.x), fine_gain.astype(np.float32))
     result["refinement_depth"] = ((axes.y, axes.x), fine_depth.astype(np.int8))
-    per_cell = tile_macs(plan.checkpoint.module, layout, plan.depth) / (layout.core_areas() * factor**2)
+    per_cell = tile_macs(plan.checkpoint.module, layout, plan.depth, plan.draws_members) / (layout.core_areas() * factor**2)
     fine_macs = np.repeat(np.repeat(layout.tile_map(per_cell), factor, 0), factor, 1)
     result["refinement_macs"] = ((axes.y, axes.x), fine_macs.astype(np.float32))
     if config.members > 1:
@@ -145,13 +145,13 @@ def synthesize(
         Physical limits the refined values keep, None for no limit (``{"pr": (0, None)}``;
         ``(None, None)`` turns them off). By default they follow the metadata: precipitation,
         humidity, wind speed, snow... are non-negative and fractions stay in 0..1 (0..100 in
-        %); see :func:`climgen.io.cf.physical_bounds`. Blocks still average exactly to the
+        %); see :func:`climgen.io.physical.physical_bounds`. Blocks still average exactly to the
         coarse values (:mod:`climgen.conservation`).
     order : list of lists of variable names, optional
         Variables whose values come in order in every cell, lowest first
         (``[["tasmin", "tas", "tasmax"]]``; ``[]`` for none). By default they follow the names
         (tasmin/tas/tasmax, tn/tg/tx, mn2t/mx2t...) and cell methods (minimum, mean, maximum of
-        one standard_name); see :func:`climgen.io.cf.ordered_chains`. Out-of-order blocks get
+        one standard_name); see :func:`climgen.io.physical.ordered_chains`. Out-of-order blocks get
         the nearest ordered ones with the same coarse means (:func:`climgen.conservation.order_fields`).
     conservation : {"cells", "area"}
         How each block's mean matches its coarse value: over its cells alike (the default,

@@ -94,16 +94,33 @@ class Plan:
         from climgen.refine import TileRefiner, resolve_device
 
         module, layout = self.checkpoint.module, self.prepared.layout
-        return TileRefiner(module, self.config.factor, layout, device=resolve_device(device), cell_weights=self.cell_weights)
+        return TileRefiner(
+            module,
+            self.config.factor,
+            layout,
+            device=resolve_device(device),
+            cell_weights=self.cell_weights,
+            sample=self.config.members > 1,
+        )
 
     def residual_gain(self, name: str) -> float:
         """The share of the model's learned detail kept for variable ``name``."""
         return self.residual_gains[name].gain if name in self.residual_gains else 1.0
 
+    @property
+    def draws_members(self) -> bool:
+        """Whether the model draws ensemble members from its sample head (``members > 1`` with
+        a model whose best estimate takes no noise): they run the whole model whatever the
+        residual gain, and cost the sample head too."""
+        return self.config.members > 1 and getattr(self.checkpoint.module, "best_estimate_without_noise", False)
+
     def model_fields(self, field_counts: Mapping[str, int]) -> int:
         """The 2-D fields (members included) that go through the model, from each variable's
         field count: a variable that keeps none of the learned detail skips the network."""
-        return sum(count * self.config.members for name, count in field_counts.items() if self.residual_gain(name) != 0)
+        samples = self.draws_members
+        return sum(
+            count * self.config.members for name, count in field_counts.items() if samples or self.residual_gain(name) != 0
+        )
 
     @property
     def cell_weights(self) -> Weights:
@@ -132,7 +149,9 @@ class Plan:
             "covariates": self.prepared.covariate_names,
             "depth_policy": self.depth_policy,
             "depth_histogram": {str(k): int((self.depth == k).sum()) for k in range(self.full_depth + 1)},
-            "compute": compute_report(self.checkpoint.module, layout, self.depth, self.full_depth, fields_refined),
+            "compute": compute_report(
+                self.checkpoint.module, layout, self.depth, self.full_depth, fields_refined, self.draws_members
+            ),
             "residual_gains": {name: gain.as_dict() for name, gain in self.residual_gains.items()},
             "physical_bounds": {
                 name: {"lower": limits[0], "upper": limits[1], "from": source}
@@ -181,7 +200,7 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
     slots = checkpoint.module.config.covariate_slots
     if prepared.covariates is not None and prepared.covariates.shape[0] > slots:
         raise ConfigError(f"model {checkpoint.name!r} takes at most {slots} covariates, got {prepared.covariates.shape[0]}")
-    if checkpoint.architecture != "amsgm":
+    if not checkpoint.multi_scale:
         model_factor = checkpoint.module.config.factor
         if config.factor != model_factor:
             raise ConfigError(f"model {checkpoint.name!r} is a single-scale {checkpoint.architecture} for x{model_factor} only")
@@ -199,15 +218,21 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
     result = Plan(config, prepared, checkpoint, scores, np.zeros(1), _fine_axes(ds, prepared.axes, config.factor))
     result.source, result.wrap_cells, result.longitude_convention = ds, wrap_cells, convention
     result.residual_gains = residual_gains(ds, result)
-    adaptive = config.adaptive and checkpoint.architecture == "amsgm"  # baselines jump the whole factor
+    adaptive = config.adaptive and checkpoint.multi_scale  # baselines jump the whole factor
     layout = prepared.layout
 
     def cost(depth: np.ndarray) -> float:
         return window_cells(layout, depth)
 
-    if not adaptive:
+    # members of a model that gives its best estimate without noise draw their spread at every
+    # stage: a tile stopped early would keep none of the finer stages' spread (under-dispersed)
+    sampled = config.members > 1 and getattr(checkpoint.module, "best_estimate_without_noise", False)
+    chosen_depth = config.budget is not None or config.tolerance is not None or config.quality is not None
+    if not adaptive or (sampled and not chosen_depth):
         result.depth = choose_depth(scores, full_depth, adaptive=False)
         result.depth_policy = {"policy": "uniform"}
+        if adaptive:
+            result.depth_policy["why"] = "ensemble members draw spread at every stage"
     elif checkpoint.draws_samples:
         # a model that samples detail keeps its stages where the complexity score asks for
         # them: they add the members' spread, which no error test can value
@@ -292,18 +317,23 @@ def residual_gains(ds: xr.Dataset, job: Plan) -> dict:
     with ``"auto"`` the result of :func:`climgen.skill.self_test` on up to
     :data:`climgen.skill.TEST_FIELDS` of its fields, evenly spread (only those are read).
     Models trained to sample detail (:attr:`~climgen.models.checkpoint.Checkpoint.draws_samples`:
-    ``amsgm-ensemble``) keep it whole."""
+    the ``amsgm-stage2`` ablations) and the hierarchical generator keep it whole."""
     from climgen.skill import TEST_FIELDS, ResidualGain, self_test
 
     config, prepared = job.config, job.prepared
     if config.residual_gain != "auto":
-        if job.checkpoint.architecture != "amsgm" and config.residual_gain != 1:
+        if not job.checkpoint.multi_scale and config.residual_gain != 1:
             raise ConfigError(
                 f"residual_gain applies to the multi-scale generator, not to {job.checkpoint.architecture!r} models"
             )
         return {name: ResidualGain(gain=float(config.residual_gain), note="given") for name in prepared.variables}
-    if job.checkpoint.architecture != "amsgm":
+    if not job.checkpoint.multi_scale:
         return {}
+    if getattr(job.checkpoint.module, "best_estimate_without_noise", False):
+        # the hierarchical model's mean is trained on the real corpus: a test one octave up, on
+        # a grid half as fine, damped it where keeping it whole was better (48 of 52 held-out runs)
+        note = "not tested: the hierarchical model's best estimate keeps its detail whole"
+        return {name: ResidualGain(note=note) for name in prepared.variables}
     if job.checkpoint.draws_samples:
         # a sample's detail is meant to differ from the truth's by the field's own variability:
         # a least-squares test would damp it towards the mean and take the ensemble's spread away

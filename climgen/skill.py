@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from climgen.refine import TileRefiner, fill_nearest, stream_seed
+from climgen.noise import stream_seed
+from climgen.refine import TileRefiner, fill_nearest
 from climgen.regrid import block_mean
 
 TEST_FIELDS = 4  # fields (time steps, members) of a variable tested, evenly spread

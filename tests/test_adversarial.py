@@ -77,7 +77,7 @@ def test_tiny_adversarial_stage_from_the_default_model(tmp_path):
 
     recipe = _recipe(
         tmp_path,
-        init_from="default",
+        init_from="amsgm-multibranch",
         model={},
         pretrain={"steps": 0},
         adversarial={"steps": 4, "batch_size": 2, "validate_every": 2, "discriminator_channels": 8, "ensemble_weight": 1.0},
@@ -98,7 +98,7 @@ def test_adversarial_stage_without_feedback_keeps_its_weights(tmp_path):
 
     settings = {"steps": 4, "batch_size": 2, "validate_every": 2, "discriminator_channels": 8, "feedback": False}
     settings |= {"tolerance": 0.0, "spectral_target": 0.0}  # with feedback, these would force adjustments
-    recipe = _recipe(tmp_path, init_from="default", model={}, pretrain={"steps": 0}, adversarial=settings)
+    recipe = _recipe(tmp_path, init_from="amsgm-multibranch", model={}, pretrain={"steps": 0}, adversarial=settings)
     recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"validation_fields": recipe.data.real_fields})})
     lines = []
     checkpoint = load_checkpoint(pretrain(recipe, log=lines.append))

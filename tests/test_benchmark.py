@@ -15,9 +15,11 @@ REQUIRED = {
     "rmse",
     "ssim",
     "ms_ssim",
+    "detail_ssim",
     "frechet_distance",
     "spectral_error",
     "diversity",
+    "diversity_ratio",
     "crps",
     "flops_per_pixel",
     "mpix_per_s",
@@ -29,19 +31,22 @@ def test_pretrained_benchmark_at_x2_compares_amsgm_with_bicubic(hsurf_truth, tmp
     rows = run_benchmark(hsurf_truth, "HSURF", tmp_path, options, log=lambda m: None)
     assert [(row["method"], row["variant"]) for row in rows] == [
         ("bicubic", ""),
-        ("amsgm", "adaptive"),
-        ("amsgm", "uniform depth"),
+        ("amsgm", "best estimate"),
+        ("amsgm", "best estimate, uniform depth"),
+        ("amsgm", "2 samples"),
         ("amsgm", "3x3 blocks only"),
         ("amsgm", "stage 2, feedback controller"),
         ("amsgm", "stage 2, fixed weights"),
     ]
     assert all(REQUIRED <= set(row) for row in rows)
-    bicubic, adaptive, uniform = rows[:3]
-    assert bicubic["diversity"] == 0 and adaptive["diversity"] > 0
-    assert adaptive["flops_per_pixel"] <= uniform["flops_per_pixel"]
+    bicubic, best, uniform, samples = rows[:4]
+    assert bicubic["diversity"] == best["diversity"] == 0 < samples["diversity"]
+    assert 0 < samples["diversity_ratio"] < 2 and bicubic["diversity_ratio"] == 0
+    assert bicubic["detail_ssim"] < best["detail_ssim"]  # bicubic adds no detail
+    assert best["flops_per_pixel"] <= uniform["flops_per_pixel"]
     written = json.loads((tmp_path / "benchmark.json").read_text())
     assert written["rows"] == json.loads(json.dumps(rows)) and "gan and vae" in " ".join(written["not_run"])
-    assert "| amsgm | adaptive |" in (tmp_path / "benchmark.md").read_text()
+    assert "| amsgm | best estimate |" in (tmp_path / "benchmark.md").read_text()
     assert (tmp_path / "spectra.png").stat().st_size > 10_000
 
 
@@ -52,7 +57,7 @@ def test_benchmark_command_fine_tunes_then_compares(hsurf_truth, tmp_path):
     result = subprocess.run([*command, "--factor", "2", "--members", "2", "--quick"], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr
     assert "fine-tuning amsgm on the western half: 60 steps" in result.stderr
-    assert "| bicubic |" in result.stdout and "| amsgm | uniform depth |" in result.stdout
+    assert "| bicubic |" in result.stdout and "| amsgm | best estimate, uniform depth |" in result.stdout
 
 
 def test_benchmark_refuses_a_truth_too_small_to_split(tmp_path):

@@ -14,7 +14,7 @@ import yaml
 
 from climgen import pipeline, streaming
 from climgen.errors import ConfigError
-from climgen.io.cf import physical_bounds
+from climgen.io.physical import physical_bounds
 from climgen.testing import assert_coarse_consistent
 
 

@@ -143,7 +143,7 @@ def test_lock_in_process_and_a_folder_that_cannot_be_written(tmp_path, monkeypat
 import errno  # noqa: E402
 import shutil  # noqa: E402
 
-from climgen import pipeline, streaming  # noqa: E402
+from climgen import pipeline, streaming, tasks  # noqa: E402
 from climgen.errors import OutputWriteError  # noqa: E402
 from climgen.testing import make_dataset  # noqa: E402
 
@@ -191,7 +191,7 @@ def test_an_injected_write_error_keeps_the_job_resumable(tmp_path, monkeypatch):
     options = streaming.StreamOptions(region_tiles=1, time_chunk=1, progress=False)
     streaming.run(ds, tmp_path / "reference.zarr", config, options=options)
     written = []
-    original = streaming.record_task
+    original = tasks.record_task
 
     def fill_up(manifest, key, digest):
         if len(written) >= 5:
@@ -199,12 +199,12 @@ def test_an_injected_write_error_keeps_the_job_resumable(tmp_path, monkeypatch):
         written.append(key)
         original(manifest, key, digest)
 
-    monkeypatch.setattr(streaming, "record_task", fill_up)
+    monkeypatch.setattr(tasks, "record_task", fill_up)
     output = tmp_path / "out.nc"
     with pytest.raises(OutputWriteError, match="No space left on device while writing .*rerun the same command"):
         streaming.run(ds, output, config, options=options)
     assert not output.exists()
-    monkeypatch.setattr(streaming, "record_task", original)
+    monkeypatch.setattr(tasks, "record_task", original)
     streaming.run(ds, output, config, options=options)
     with xr.open_zarr(tmp_path / "reference.zarr") as expected, xr.open_dataset(output) as got:
         np.testing.assert_array_equal(got["tas"].values, expected["tas"].values)

@@ -104,10 +104,10 @@ def test_model_on_cpu_is_a_channels_last_copy_and_the_shared_checkpoint_stays():
     # the refiner runs a channels-last copy (faster convolutions); the cached checkpoint module
     # other users share keeps its layout, and a copy already in place is not copied again
     shared = load_checkpoint().module
-    weight = shared.head.weight
+    weight = shared.stage_network.head.weight
     copy = model_on_device(shared, "cpu")
-    assert copy is not shared and copy.head.weight.is_contiguous(memory_format=torch.channels_last)
-    assert shared.head.weight is weight and weight.is_contiguous()
+    assert copy is not shared and copy.stage_network.head.weight.is_contiguous(memory_format=torch.channels_last)
+    assert shared.stage_network.head.weight is weight and weight.is_contiguous()
     assert model_on_device(copy, "cpu") is copy
     coarse = 280 + torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(4)).cumsum(-1)
     noise = [torch.zeros(1, 1, 32, 32)]

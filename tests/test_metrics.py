@@ -95,12 +95,14 @@ def test_area_weighted_rmse_counts_each_cell_by_its_area():
 
 
 def test_evaluate_rows_and_grid_check(hsurf_truth, hsurf_coarse):
-    refined = hsurf_coarse.climgen.synthesize(factor=4, members=2)
+    refined = hsurf_coarse.climgen.synthesize(factor=4)
     rows = evaluate(hsurf_truth, refined, factor=4)
     assert [row["method"] for row in rows] == ["prediction", "bicubic"]
     assert rows[0]["rmse"] < rows[1]["rmse"]
     assert rows[0]["rmse_area_weighted"] < rows[1]["rmse_area_weighted"]
-    assert "crps" in rows[0] and rows[0]["diversity"] >= 0
+    members = evaluate(hsurf_truth, hsurf_coarse.climgen.synthesize(factor=4, members=4), factor=4)[0]
+    # samples: the truth could be one more member, so the ensemble's CRPS beats one field's MAE
+    assert members["diversity"] > 0 and members["crps"] < rows[0]["mae"]
     with pytest.raises(InputError, match="grids differ"):
         evaluate(hsurf_truth.isel(rlat=slice(0, 40)), refined)
     with pytest.raises(InputError, match="no variable to compare"):
@@ -216,3 +218,16 @@ def test_rank_histogram_is_flat_for_a_calibrated_ensemble_and_u_shaped_for_a_nar
     assert narrow[0] > 0.3 and narrow[-1] > 0.3
     rounded = np.round(calibrated), np.round(truth)  # many ties
     np.testing.assert_allclose(metrics.rank_histogram(*rounded), _rank_by_definition(*rounded), atol=1e-12)
+
+
+def test_detail_ssim_and_diversity_ratio_separate_what_plain_scores_do_not():
+    from climgen.testing import rough_field
+
+    truth = rough_field((64, 64), seed=1, smoothness=2.5)
+    reference = truth + 0.3 * rough_field((64, 64), seed=2, smoothness=4.0)  # a smooth stand-in for bicubic
+    assert metrics.detail_ssim(truth, truth, reference) == pytest.approx(1.0)
+    assert metrics.detail_ssim(reference, truth, reference) < 0.1 < metrics.ssim(reference, truth)
+    rng = np.random.default_rng(0)
+    members = truth + rng.normal(size=(8, 64, 64))  # the truth and the members: draws around one mean
+    assert metrics.diversity_ratio(members, truth + rng.normal(size=(64, 64))) == pytest.approx(1.0, abs=0.05)
+    assert metrics.diversity_ratio(np.repeat(members[:1], 8, axis=0), truth) == 0.0  # copies: mode collapse

@@ -128,10 +128,12 @@ def test_checkpoint_round_trip(tmp_path):
 def test_default_checkpoint_is_trained_and_described():
     checkpoint = load_checkpoint("default")
     document = json.loads(default_checkpoint_path().with_suffix(".json").read_text())
-    assert document["architecture"] == "amsgm" and document["weights_sha256"] == checkpoint.sha256
+    assert document["architecture"] == "hierarchical" and document["weights_sha256"] == checkpoint.sha256
     assert document["validation"], "the shipped model records its validation history"
-    tail = checkpoint.module.tail.weight
-    assert tail.abs().sum() > 0, "an untrained generator has a zero tail (plain bicubic)"
+    network = checkpoint.module.stage_network
+    for head in (network.mean_head, network.sample_head[-1]):
+        assert head.weight.abs().sum() > 0, "an untrained head is zero (plain bicubic, no spread)"
+    assert any("relief" in line for line in document["training_data"]["corpus"])
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".pth", ".ckpt", ".pkl"])
@@ -191,3 +193,10 @@ def test_a_checkpoint_stem_with_dots_is_saved_and_loaded_by_that_name(tmp_path):
     assert (first.name, second.name) == ("amsgm-lr-0.02.safetensors", "amsgm-lr-0.0.safetensors")  # not both amsgm-lr-0
     assert load_checkpoint(tmp_path / "amsgm-lr-0.02").sha256 == file_sha256(first)
     assert (tmp_path / "amsgm-lr-0.0.json").is_file()
+
+
+def test_a_retired_model_says_what_replaced_it():
+    from climgen.errors import ModelError
+
+    with pytest.raises(ModelError, match="amsgm-ensemble.*retired.*--members"):
+        load_checkpoint("amsgm-ensemble")

@@ -18,7 +18,7 @@ import yaml
 from climgen import pipeline, streaming
 from climgen.conservation import order_fields, project_blocks
 from climgen.errors import ConfigError
-from climgen.io.cf import ordered_chains
+from climgen.io.physical import ordered_chains
 from climgen.testing import assert_coarse_consistent
 
 FACTOR = 4

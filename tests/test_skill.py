@@ -40,7 +40,7 @@ def test_the_gain_minimises_the_quadratic_and_is_kept_only_when_it_pays():
 
 
 def test_the_generator_scales_its_detail_and_stays_coarse_consistent():
-    model = load_checkpoint().module
+    model = load_checkpoint("amsgm-multibranch").module
     generator = torch.Generator().manual_seed(3)
     coarse = torch.randn(2, 1, 12, 12, generator=generator).cumsum(-1).cumsum(-2)
     noise = [torch.randn(2, 1, 24, 24, generator=generator)]
@@ -62,7 +62,7 @@ def _refiner(model) -> TileRefiner:
 
 def test_detail_learned_on_terrain_is_kept_there_and_random_detail_is_dropped(hsurf_coarse):
     fields = [hsurf_coarse["HSURF"].values[0]]
-    trained = self_test(_refiner(load_checkpoint().module), fields, seed_key=(0, "HSURF"))
+    trained = self_test(_refiner(load_checkpoint("amsgm-multibranch").module), fields, seed_key=(0, "HSURF"))
     assert trained.gain == 1.0 and trained.error_ratio == 1.0 and trained.fields == 1
     assert trained.cells == (fields[0].shape[0] // 2 * 2) * (fields[0].shape[1] // 2 * 2)
     assert trained.optimum > 0.9  # the terrain's own coarser copy confirms the learned detail
@@ -80,7 +80,7 @@ def test_detail_learned_on_terrain_is_kept_there_and_random_detail_is_dropped(hs
 
 
 def test_gaps_small_domains_and_covariates(hsurf_coarse, hsurf_truth):
-    refiner = _refiner(load_checkpoint().module)
+    refiner = _refiner(load_checkpoint("amsgm-multibranch").module)
     field = hsurf_coarse["HSURF"].values[0].copy()
     field[:10, :20] = np.nan  # missing cells are filled for the model and left out of the test
     gapped = self_test(refiner, [field], seed_key=(1,))
@@ -132,7 +132,7 @@ def test_gains_reach_memory_streaming_cli_and_recipes_with_the_same_bits(hsurf_c
     refused = _climgen("run", recipe)
     assert refused.returncode == 2 and "residual_gain" in refused.stderr
     # the ensemble model's detail is a sample: damping it by an RMSE test would take its spread away
-    sampled = pipeline.synthesize(coarse, seed=2, tile_size=8, model="amsgm-ensemble")
+    sampled = pipeline.synthesize(coarse, seed=2, tile_size=8, model="amsgm-stage2")
     gains = json.loads(sampled.attrs["climgen_provenance"])["residual_gains"]["HSURF"]
     assert gains["gain"] == 1.0 and gains["note"].startswith("not tested: the model draws detail as samples")
     with pytest.raises(ConfigError, match="residual_gain must be 'auto' or a number in 0..2"):
@@ -154,7 +154,7 @@ def test_gains_reach_memory_streaming_cli_and_recipes_with_the_same_bits(hsurf_c
 def test_only_models_trained_to_sample_skip_the_self_test(stages, adversarial, samples, hsurf_coarse, tmp_path):
     from climgen.models.checkpoint import save_checkpoint
 
-    default = load_checkpoint("default")
+    default = load_checkpoint("amsgm-multibranch")
     metadata = {"stages": stages, "recipe": {"adversarial": adversarial | {"spectral_weight": 0.02}}}
     path = save_checkpoint(default.module, tmp_path / "model", "amsgm", metadata)
     assert load_checkpoint(path).draws_samples is samples

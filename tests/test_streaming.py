@@ -18,6 +18,7 @@ import yaml
 from climgen import pipeline, planning, streaming
 from climgen.errors import ConfigError, OutputExistsError
 from climgen.io.manifest import store_region
+from climgen.tasks import delayed_tasks
 from climgen.testing import make_dataset
 
 
@@ -64,7 +65,7 @@ def test_each_group_of_tiles_sharing_windows_is_refined_by_one_task(source, tmp_
     options = streaming.StreamOptions(progress=False, region_tiles=region_tiles, time_chunk=1)
     with xr.open_dataset(source) as ds:
         job = streaming.prepare_job(ds, tmp_path / "out.zarr", config, options=options)
-        graph = {key for write in streaming._delayed_tasks(ds, job, job.tasks) for key in dict(write.__dask_graph__())}
+        graph = {key for write in delayed_tasks(ds, job, job.tasks) for key in dict(write.__dask_graph__())}
     layout = job.plan.prepared.layout
     rows, cols = layout.grid_shape
     assert layout.merge == 4 and (rows, cols) == (5, 5)
@@ -111,7 +112,7 @@ def test_rerunning_a_finished_job_does_nothing_and_other_jobs_need_overwrite(sou
 def test_another_depth_map_is_another_job(source, tmp_path, monkeypatch):
     """A half-done job must not be resumed by a climgen whose depth policy changed since: its
     finished tiles were refined to other depths."""
-    config = pipeline.make_config(factor=4, seed=5, members=2, tile_size=8)
+    config = pipeline.make_config(factor=4, seed=5, tile_size=8)  # members take full depth: one field
     options = streaming.StreamOptions(progress=False, region_tiles=2)
     with xr.open_dataset(source) as ds:
         before = streaming.prepare_job(ds, tmp_path / "out.zarr", config, options=options)
@@ -121,7 +122,7 @@ def test_another_depth_map_is_another_job(source, tmp_path, monkeypatch):
         looser = streaming.prepare_job(
             ds,
             tmp_path / "out.zarr",
-            pipeline.make_config(factor=4, seed=5, members=2, tile_size=8, tolerance=0.5),
+            pipeline.make_config(factor=4, seed=5, tile_size=8, tolerance=0.5),
             options=options,
         )
     assert (after.plan.depth != before.plan.depth).any()

@@ -202,7 +202,7 @@ def test_no_seams_at_tile_borders_with_the_shipped_model(tile):
 
 
 def test_noise_windows_do_not_depend_on_how_the_domain_is_cut():
-    from climgen.refine import NOISE_BLOCK, noise_window
+    from climgen.noise import NOISE_BLOCK, noise_window
 
     whole = noise_window((1, "tas", 0, 0), 2, slice(0, 3 * NOISE_BLOCK), slice(10, 150))
     part = noise_window((1, "tas", 0, 0), 2, slice(50, 140), slice(70, 133))
@@ -214,7 +214,7 @@ def test_noise_windows_do_not_depend_on_how_the_domain_is_cut():
 
 
 def test_overlapping_noise_windows_draw_each_block_once():
-    from climgen.refine import NOISE_BLOCK, noise_window
+    from climgen.noise import NOISE_BLOCK, noise_window
 
     blocks: dict = {}
     first = noise_window((1, "tas", 0, 0), 2, slice(0, 2 * NOISE_BLOCK), slice(0, 2 * NOISE_BLOCK), blocks)

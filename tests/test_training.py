@@ -1,5 +1,6 @@
 """A tiny end-to-end training run on CPU, through the real recipe and CLI code."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -15,20 +16,30 @@ from climgen.training.recipe import load_recipe
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_default_recipes_chain_into_the_shipped_model():
-    base = load_recipe(ROOT / "recipes" / "train-default.yaml")
-    middle = load_recipe(ROOT / "recipes" / "train-default-continue.yaml")
-    final = load_recipe(ROOT / "recipes" / "train-default-covariates.yaml")
+def test_multibranch_recipes_chain_into_the_shipped_model():
+    base = load_recipe(ROOT / "recipes" / "train-multibranch.yaml")
+    middle = load_recipe(ROOT / "recipes" / "train-multibranch-continue.yaml")
+    final = load_recipe(ROOT / "recipes" / "train-multibranch-covariates.yaml")
     assert base.data.real_fields and base.data.validation_fields
     assert middle.data == base.data
     assert final.data.real_fields == base.data.real_fields and final.data.large_scale_covariate_share > 0
     # each phase starts from what the one before writes; the last writes the shipped model
     assert middle.resolve(middle.init_from) == base.resolve(base.output) + ".safetensors"
     assert final.resolve(final.init_from) == middle.resolve(middle.output) + ".safetensors"
-    assert final.resolve(final.output).endswith("climgen/models/weights/amsgm-default")
-    shipped = load_checkpoint("default").metadata
-    assert shipped["recipe"]["init_from"] == final.init_from and shipped["recipe"]["seed"] == final.seed
+    assert final.resolve(final.output).endswith("climgen/models/weights/amsgm-multibranch")
+    shipped = load_checkpoint("amsgm-multibranch").metadata  # trained when it was the default
+    assert shipped["recipe"]["init_from"].endswith("phase2.safetensors") and shipped["recipe"]["seed"] == final.seed
+    assert shipped["recipe"]["data"] == json.loads(final.data.model_dump_json(exclude={"corpus"}))
     assert "large scales only" in shipped["training_data"]["generated"]
+
+
+def test_the_default_recipe_makes_the_shipped_default():
+    recipe = load_recipe(ROOT / "recipes" / "train-default.yaml")
+    assert recipe.model.architecture == "hierarchical" and recipe.data.corpus is not None
+    assert recipe.resolve(recipe.output).endswith("climgen/models/weights/amsgm-default")
+    shipped = load_checkpoint("default").metadata["recipe"]
+    for section in ("seed", "model", "data", "pretrain"):
+        assert shipped[section] == json.loads(recipe.model_dump_json())[section], section
 
 
 def test_large_scale_covariate_relations_leave_the_fine_detail_alone():
@@ -136,7 +147,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
 def test_fine_tuning_starts_from_a_checkpoint(tmp_path):
     import torch
 
-    from climgen.training.pretrain import pretrain
+    from climgen.training.run import train
 
     recipe = _recipe(
         tmp_path,
@@ -144,7 +155,7 @@ def test_fine_tuning_starts_from_a_checkpoint(tmp_path):
         model={},
         pretrain={"steps": 2, "batch_size": 2, "validate_every": 2, "learning_rate": 1e-4},
     )
-    tuned = load_checkpoint(pretrain(recipe, log=lambda line: None))
+    tuned = load_checkpoint(train(recipe, log=lambda line: None))
     default = load_checkpoint("default")
     assert tuned.module.config == default.module.config
     assert tuned.metadata["initialised_from"].startswith(default.name)
@@ -159,7 +170,8 @@ def test_bf16_precision_runs_the_model_under_autocast_and_is_recorded(tmp_path):
     import torch
 
     from climgen.models.generator import AdaptiveMultiScaleGenerator, GeneratorConfig
-    from climgen.training.pretrain import autocast, pretrain
+    from climgen.training.common import autocast
+    from climgen.training.pretrain import pretrain
 
     # the context the training loops run the generator in: bf16 convolutions only when asked
     network = AdaptiveMultiScaleGenerator(GeneratorConfig(channels=8, blocks=1)).head

@@ -13,7 +13,6 @@ from datetime import datetime, timezone
 import numpy as np
 import xarray as xr
 
-from climgen.conservation import Bounds
 from climgen.errors import GridError
 from climgen.grid import AXIS_STANDARD_NAMES, SpatialAxes, bounds_name, latlon_role
 from climgen.io import acdd
@@ -189,75 +188,6 @@ ANCILLARY_ATTRS = {
 }
 
 
-# Physical limits kept by the final projection (climgen.conservation): quantities that cannot
-# be negative, and fractions (0..1, or 0..100 in percent), by CF standard name
-NON_NEGATIVE = frozenset(
-    """precipitation_flux precipitation_amount lwe_precipitation_rate lwe_thickness_of_precipitation_amount
-    convective_precipitation_flux convective_precipitation_amount stratiform_precipitation_flux
-    stratiform_precipitation_amount rainfall_flux rainfall_amount rainfall_rate snowfall_flux snowfall_amount
-    lwe_snowfall_rate lwe_thickness_of_snowfall_amount specific_humidity humidity_mixing_ratio wind_speed
-    wind_speed_of_gust surface_snow_amount surface_snow_thickness lwe_thickness_of_surface_snow_amount
-    atmosphere_mass_content_of_water_vapor surface_downwelling_shortwave_flux_in_air
-    surface_downwelling_longwave_flux_in_air toa_incoming_shortwave_flux mass_content_of_water_in_soil
-    mass_content_of_water_in_soil_layer sea_ice_thickness leaf_area_index air_pressure_at_mean_sea_level
-    surface_air_pressure""".split()
-)
-FRACTIONS = frozenset(
-    """land_area_fraction sea_area_fraction sea_ice_area_fraction cloud_area_fraction relative_humidity
-    area_fraction surface_snow_area_fraction land_ice_area_fraction lake_area_fraction
-    vegetation_area_fraction volume_fraction_of_condensed_water_in_soil""".split()
-)
-# CMIP, ERA5, MERRA-2, IMERG and gridded-observation short names, for files without a standard_name
-SHORT_NAMES = {
-    "pr": "precipitation_flux",
-    "prc": "convective_precipitation_flux",
-    "prsn": "snowfall_flux",
-    "tp": "lwe_thickness_of_precipitation_amount",
-    "huss": "specific_humidity",
-    "hurs": "relative_humidity",
-    "sfcWind": "wind_speed",
-    "clt": "cloud_area_fraction",
-    "sftlf": "land_area_fraction",
-    "sic": "sea_ice_area_fraction",
-    "siconc": "sea_ice_area_fraction",
-    "snw": "surface_snow_amount",
-    "snd": "surface_snow_thickness",
-    "rsds": "surface_downwelling_shortwave_flux_in_air",
-    "prw": "atmosphere_mass_content_of_water_vapor",
-    "mrso": "mass_content_of_water_in_soil",
-    # ERA5
-    "cp": "convective_precipitation_amount",
-    "lsp": "stratiform_precipitation_amount",
-    "sf": "lwe_thickness_of_snowfall_amount",
-    "sd": "lwe_thickness_of_surface_snow_amount",
-    "tcwv": "atmosphere_mass_content_of_water_vapor",
-    "si10": "wind_speed",
-    "q": "specific_humidity",
-    "tcc": "cloud_area_fraction",
-    "lsm": "land_area_fraction",
-    # MERRA-2
-    "PRECTOT": "precipitation_flux",
-    "PRECTOTCORR": "precipitation_flux",
-    "PRECTOTLAND": "precipitation_flux",
-    "PRECCON": "convective_precipitation_flux",
-    "PRECSNO": "snowfall_flux",
-    "QV2M": "specific_humidity",
-    "SPEED": "wind_speed",
-    "CLDTOT": "cloud_area_fraction",
-    "TQV": "atmosphere_mass_content_of_water_vapor",
-    # GPM IMERG (V07, V06), GPCP, CHIRPS, Daymet, E-OBS
-    "precipitation": "lwe_precipitation_rate",
-    "precipitationCal": "lwe_precipitation_rate",
-    "precip": "lwe_precipitation_rate",
-    "prcp": "lwe_precipitation_rate",
-    "rr": "lwe_precipitation_rate",
-}
-PERCENT_UNITS = frozenset({"%", "percent"})
-FRACTION_UNITS = frozenset({"1", "fraction", "0-1", "(0 - 1)", "0 - 1"})  # the last two: ERA5
-
-
-# CF 3.3: lower-case letters, digits and underscores, starting with a letter, and optionally one
-# of the standard modifiers after a space
 _STANDARD_NAME = re.compile(r"[a-z][a-z0-9_]*( (detection_minimum|number_of_observations|standard_error|status_flag))?")
 
 
@@ -269,99 +199,6 @@ def valid_standard_name(value) -> bool:
     return isinstance(value, str) and value != "unknown" and _STANDARD_NAME.fullmatch(value) is not None
 
 
-def physical_bounds(variable: xr.DataArray, name: str) -> tuple[Bounds, str | None]:
-    """The (lower, upper) limits a variable's values respect (None: no limit), and their source.
-
-    From the ``standard_name`` (or, without one, a CMIP/ERA5 short name such as ``pr`` or
-    ``sftlf``): non-negative quantities (precipitation, humidity, wind speed, snow...) and
-    fractions (0..1, or 0..100 with units ``%``; only non-negative when the units say neither).
-    ``valid_min``/``valid_max``/``valid_range`` narrow them further, unless the variable was
-    packed (they then hold packed numbers).
-    """
-    attrs = variable.attrs
-    standard_name = attrs.get("standard_name")
-    source = f"standard_name {standard_name}"
-    if not valid_standard_name(standard_name):
-        standard_name = None  # ERA5's "unknown"
-    if not standard_name and name in SHORT_NAMES:
-        standard_name = SHORT_NAMES[name]
-        source = f"variable name {name} ({standard_name})"
-    lower = upper = None
-    sources = []
-    if standard_name in NON_NEGATIVE or standard_name in FRACTIONS:
-        lower = 0.0
-        units = str(attrs.get("units", "")).strip()
-        if standard_name in FRACTIONS and units in PERCENT_UNITS | FRACTION_UNITS:
-            upper = 100.0 if units in PERCENT_UNITS else 1.0
-        sources.append(source)
-    packed = {"scale_factor", "add_offset"} & (set(attrs) | set(variable.encoding))
-    declared = _declared_range(attrs) if not packed else (None, None)
-    narrowed = _tighter(lower, declared[0], max), _tighter(upper, declared[1], min)
-    # a declared range that contradicts the standard name's is a broken attribute: ignored
-    if declared != (None, None) and (None in narrowed or narrowed[0] < narrowed[1]):
-        lower, upper = narrowed
-        sources.append("valid range")
-    return (lower, upper), ("; ".join(sources) or None)
-
-
-def _declared_range(attrs: dict) -> Bounds:
-    if "valid_range" in attrs:
-        low, high = np.asarray(attrs["valid_range"], dtype=np.float64).ravel()[:2]
-        return float(low), float(high)
-    low, high = attrs.get("valid_min"), attrs.get("valid_max")
-    return (None if low is None else float(low)), (None if high is None else float(high))
-
-
-def _tighter(current: float | None, declared: float | None, pick) -> float | None:
-    if declared is None:
-        return current
-    return declared if current is None else pick(current, declared)
-
-
-# families of variables whose values come in order in every cell, lowest first (CMIP, E-OBS,
-# ERA5 and common short names); a file may hold any two or more of a family
-ORDERED_NAMES = (
-    ("tasmin", "tas", "tasmax"),
-    ("tn", "tg", "tx"),
-    ("tmin", "tmean", "tmax"),
-    ("mn2t", "mx2t"),
-    ("mn2t24", "mx2t24"),
-)
-_STATISTIC_RANK = {"minimum": 0, "mean": 1, "maximum": 2}
-
-
-def ordered_chains(ds: xr.Dataset, variables: list[str]) -> list[tuple[str, ...]]:
-    """Variables whose values must come in order in every cell, each chain lowest first: daily
-    minimum <= mean <= maximum, known by name (:data:`ORDERED_NAMES`) or, for others, by one
-    ``standard_name`` whose ``cell_methods`` end in ``minimum``, ``mean`` and ``maximum`` over
-    the same dimension. Only variables of the same shape and units are chained."""
-    chains = []
-    for family in ORDERED_NAMES:
-        present = tuple(name for name in family if name in variables)
-        if len(present) > 1:
-            chains.append(present)
-    named = {name for chain in chains for name in chain}
-    statistics: dict[tuple, dict[int, list[str]]] = {}
-    for name in variables:
-        attrs = ds[name].attrs
-        method = str(attrs.get("cell_methods", "")).split()
-        if name in named or "standard_name" not in attrs or len(method) < 2 or method[-1] not in _STATISTIC_RANK:
-            continue
-        key = (attrs["standard_name"], str(attrs.get("units")), method[-2])
-        statistics.setdefault(key, {}).setdefault(_STATISTIC_RANK[method[-1]], []).append(name)
-    for ranks in statistics.values():
-        if len(ranks) > 1 and all(len(names) == 1 for names in ranks.values()):
-            chains.append(tuple(ranks[rank][0] for rank in sorted(ranks)))
-    return [chain for chain in chains if len({chain_layout(ds[name]) for name in chain}) == 1]
-
-
-def chain_layout(variable: xr.DataArray) -> tuple:
-    """What variables of one ordered chain must share: dimensions, shape and units."""
-    return variable.dims, variable.shape, str(variable.attrs.get("units", "")).strip()
-
-
-# global attributes that describe the input file alone: its unique id (CMIP's tracking_id),
-# creation date and resolution; an output keeping them would claim to be that file
 INPUT_GRID_ATTRS = ("grid_type", "associated_files")
 """Variable attributes of CMIP-style inputs about the coarse grid (Gaussian, its areacella and
 gridspec files): untrue of the refined grid."""

@@ -19,6 +19,8 @@ FORMAT = "climgen-checkpoint"
 FORMAT_VERSION = 1
 PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".tar"}
 DEFAULT_MODEL = "default"
+MULTI_SCALE = ("amsgm", "hierarchical")
+"""Architectures that refine in x2 stages."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,11 @@ class Checkpoint:
     sha256: str
     metadata: dict = field(default_factory=dict)
     path: str = ""
+
+    @property
+    def multi_scale(self) -> bool:
+        """Whether it refines in x2 stages (so tiles may stop early), not a single-scale baseline."""
+        return self.architecture in MULTI_SCALE
 
     @property
     def draws_samples(self) -> bool:
@@ -52,20 +59,29 @@ def default_checkpoint_path() -> Path:
 
 SHIPPED = {
     DEFAULT_MODEL: "amsgm-default",
+    "amsgm-multibranch": "amsgm-multibranch",
     "amsgm-3x3": "amsgm-3x3",
     "amsgm-stage2": "amsgm-stage2",
     "amsgm-stage2-fixed": "amsgm-stage2-fixed",
-    "amsgm-ensemble": "amsgm-ensemble",
     "srgan-x4": "srgan-x4",
     "cvae-x4": "cvae-x4",
 }
 
 
+RETIRED = {
+    "amsgm-ensemble": "it is retired: the default model draws calibrated members (--members N, members=N), "
+    "and gives its best estimate with one",
+}
+"""Shipped models that are no longer, and what to use instead."""
+
+
 def resolve_checkpoint_path(model: str | Path) -> Path:
-    """Map a shipped model's name (``"default"``; ``"amsgm-ensemble"``, trained for ensemble
-    spread; the baselines ``"srgan-x4"``, ``"cvae-x4"``; the ablations ``"amsgm-3x3"``,
+    """Map a shipped model's name (``"default"``; ``"amsgm-multibranch"``, the default of
+    0.1.0; the baselines ``"srgan-x4"``, ``"cvae-x4"``; the ablations ``"amsgm-3x3"``,
     ``"amsgm-stage2"``, ``"amsgm-stage2-fixed"``) or a user path
     (weights, JSON or stem) to the weights file."""
+    if str(model) in RETIRED:
+        raise ModelError(f"model {model!r}: {RETIRED[str(model)]}")
     if str(model) in SHIPPED:
         return default_checkpoint_path().with_name(SHIPPED[str(model)] + ".safetensors")
     path = Path(model).expanduser()
@@ -142,9 +158,11 @@ def _architectures() -> dict:
     """Architecture name in the JSON -> (module class, config class); imported on use."""
     from climgen.models.baselines import BaselineConfig, ConditionalVAE, SingleScaleGenerator
     from climgen.models.generator import AdaptiveMultiScaleGenerator, GeneratorConfig
+    from climgen.models.hierarchical import HierarchicalConfig, HierarchicalGenerator
 
     return {
         "amsgm": (AdaptiveMultiScaleGenerator, GeneratorConfig),
+        "hierarchical": (HierarchicalGenerator, HierarchicalConfig),
         "srgan": (SingleScaleGenerator, BaselineConfig),
         "cvae": (ConditionalVAE, BaselineConfig),
     }

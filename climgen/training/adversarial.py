@@ -154,7 +154,7 @@ def adversarial_stage(
                 0, scores["ratio"], scores["spectral_error"], scores["discriminator_accuracy"], discriminator_optimiser, log
             )
         history.append({"step": 0, **scores})
-    from climgen.training.pretrain import autocast, draw_batch, training_progress
+    from climgen.training.common import autocast, draw_batch, training_progress
 
     started = time.perf_counter()
     progress = training_progress(settings.steps, 0, "adversarial")
@@ -164,7 +164,7 @@ def adversarial_stage(
         stages = int(rng.integers(1, settings.max_stages + 1))
         coarse = coarsen(target, 2**stages)
         upsampled = bicubic_upsample(coarse, 2**stages)
-        with autocast(device, precision):  # float32 unless asked (see pretrain.autocast)
+        with autocast(device, precision):  # float32 unless asked (see common.autocast)
             outputs = [o.float() for o in model(coarse, covariates, mask, stages=stages, generator=noise_generator)]
         fake = outputs[-1]
         # discriminator step (hinge)

@@ -20,16 +20,8 @@ from climgen.models.baselines import BaselineConfig, ConditionalVAE, SingleScale
 from climgen.models.checkpoint import save_checkpoint
 from climgen.models.discriminator import MultiScaleDiscriminator
 from climgen.models.generator import bicubic_upsample, coarsen
-from climgen.training.pretrain import (
-    autocast,
-    checkpoint_metadata,
-    content_loss,
-    draw_batch,
-    pick_device,
-    training_data,
-    training_progress,
-    validate,
-)
+from climgen.training.common import autocast, checkpoint_metadata, draw_batch, pick_device, training_progress
+from climgen.training.pretrain import content_loss, training_data, validate
 from climgen.training.recipe import TrainRecipe
 
 

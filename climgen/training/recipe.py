@@ -21,8 +21,15 @@ class FieldSource(Strict):
 
 
 class ModelSection(Strict):
-    """Generator size and structure (channels, blocks, kernels, covariate slots, stages)."""
+    """Generator size and structure (channels, blocks, kernels, covariate slots, stages).
 
+    ``architecture``: ``amsgm`` (multi-branch blocks; noise enters the network) or
+    ``hierarchical`` (:class:`climgen.models.hierarchical.HierarchicalGenerator`: residual
+    blocks, a mean head for the best estimate and a sample head for ensemble members);
+    ``kernel_sizes`` and ``context_window`` belong to the first, ``sampler_channels`` and
+    ``roughness_window`` to the second."""
+
+    architecture: Literal["amsgm", "hierarchical"] = "amsgm"
     channels: int = Field(32, ge=4, le=256)
     blocks: int = Field(3, ge=1, le=16)
     covariate_slots: int = Field(2, ge=0, le=8)
@@ -30,6 +37,33 @@ class ModelSection(Strict):
     norm_window: int = Field(7, ge=3)
     context_window: int = Field(15, ge=3)
     max_stages: int = Field(4, ge=1, le=6)
+    sampler_channels: int = Field(16, ge=1, le=256)
+    roughness_window: int = Field(21, ge=3)
+
+    def generator_config(self):
+        """The architecture's config dataclass from this section."""
+        values = self.model_dump(exclude={"architecture"})
+        if self.architecture == "hierarchical":
+            from climgen.models.hierarchical import HierarchicalConfig
+
+            dropped = {"kernel_sizes", "context_window"}
+            return HierarchicalConfig.from_dict({k: v for k, v in values.items() if k not in dropped})
+        from climgen.models.generator import GeneratorConfig
+
+        return GeneratorConfig.from_dict({k: v for k, v in values.items() if k not in {"sampler_channels", "roughness_window"}})
+
+
+class CorpusSection(Strict):
+    """Crops of the real corpus (:mod:`climgen.training.corpus`): the folder holding
+    ``corpus/`` and ``ncl/``, the share of training crops drawn from it, the share drawn from
+    a field averaged by 2 first, the least share of valid cells in a crop, and weights of
+    balancing groups (1 where not given)."""
+
+    root: str
+    share: float = Field(0.7, ge=0, le=1)
+    coarser_share: float = Field(0.25, ge=0, le=1)
+    min_valid: float = Field(0.7, gt=0, le=1)
+    group_weights: dict[str, float] = {}
 
 
 class DataSection(Strict):
@@ -42,6 +76,7 @@ class DataSection(Strict):
     large_scale_covariate_share: float = Field(0.0, ge=0, le=1)
     real_fields: list[FieldSource] = []
     validation_fields: list[FieldSource] = []
+    corpus: CorpusSection | None = None
 
 
 class PretrainSection(Strict):
@@ -54,6 +89,13 @@ class PretrainSection(Strict):
     msssim_weight: float = Field(0.2, ge=0)
     validate_every: int = Field(250, ge=1)
     checkpoint_every: int = Field(100, ge=1)
+    # hierarchical generator only: the mean squared error of the detail (in units of the
+    # detail's own spread) beside the absolute error; the fair CRPS of two sampled members
+    # (weight), and the share of steps whose stages start from the truth (teacher forcing,
+    # where the sample heads learn) instead of the previous stage's output
+    detail_mse_weight: float = Field(0.1, ge=0)
+    crps_weight: float = Field(1.0, ge=0)
+    teacher_forcing: float = Field(0.5, ge=0, le=1)
 
 
 class AdversarialSection(Strict):
@@ -104,7 +146,7 @@ class TrainRecipe(Strict):
     seed: int = 0
     device: Literal["cpu", "cuda", "auto"] = "auto"
     # bfloat16: the generator's forward passes under bf16 autocast (losses stay float32). Opt-in:
-    # it diverged once on an H100 (see climgen.training.pretrain.autocast)
+    # it diverged once on an H100 (see climgen.training.common.autocast)
     precision: Literal["float32", "bfloat16"] = "float32"
     threads: int | None = None
     output: str

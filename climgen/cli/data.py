@@ -1,0 +1,98 @@
+"""Commands around the data: ``fetch`` (NASA Earthdata), ``coarsen`` and ``check`` (CF)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from climgen.cli.app import app
+from climgen.cli.options import command_line
+from climgen.errors import ConfigError, InputError
+
+
+@app.command()
+def fetch(
+    collection: Annotated[str | None, typer.Option(help="Catalog name or short name (see --list).")] = None,
+    variables: Annotated[str | None, typer.Option(help="Comma-separated variables, e.g. T2M,U10M.")] = None,
+    bbox: Annotated[
+        str | None, typer.Option(help="W,S,E,N in degrees (write --bbox=W,S,E,N when W < 0; W > E crosses the antimeridian).")
+    ] = None,
+    start: Annotated[str | None, typer.Option(help="First day, YYYY-MM-DD.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last day, YYYY-MM-DD (default: start).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Cube to write (.zarr); granules are cached beside it.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a different cube at --out.")] = False,
+    list_collections: Annotated[bool, typer.Option("--list", help="List the catalog of collections and stop.")] = False,
+) -> None:
+    """Fetch NASA Earthdata granules into a chunked zarr cube (login from env vars or ~/.netrc)."""
+    import datetime as dt
+
+    from climgen.io import earthdata
+
+    if list_collections:
+        for key, entry in earthdata.CATALOG.items():
+            typer.echo(f"{key:14} {entry.short_name} v{entry.version}: {entry.title}")
+            typer.echo(f"{'':14} variables {', '.join(f'{k} [{u}]' for k, (u, _) in entry.variables.items())}; {entry.grid}")
+        return
+    needed = {"--collection": collection, "--variables": variables, "--bbox": bbox, "--start": start, "--out": out}
+    absent = [name for name, value in needed.items() if not value]
+    if absent:
+        raise ConfigError(f"fetch needs {', '.join(absent)} (or --list)")
+    try:
+        first = dt.date.fromisoformat(start)
+        last = dt.date.fromisoformat(end) if end else first
+    except ValueError as err:
+        raise ConfigError(f"dates must be YYYY-MM-DD: {err}") from err
+    request = earthdata.Request(
+        earthdata.find_collection(collection),
+        tuple(v for v in variables.split(",") if v),
+        earthdata.parse_bbox(bbox),
+        first,
+        last,
+    )
+    report = earthdata.fetch(request, out, overwrite=overwrite, log=lambda message: typer.echo(message, err=True))
+    typer.echo(report.summary())
+
+
+@app.command()
+def coarsen(
+    input: Annotated[Path, typer.Argument(help="Fine NetCDF file or zarr store (the truth).")],
+    output: Annotated[Path, typer.Argument(help="Coarse output (.nc).")],
+    factor: Annotated[int, typer.Option("--factor", "-f", help="Block size: 2, 4, 8 or 16.")] = 4,
+    conservation: Annotated[
+        str, typer.Option(help="Block means over cells alike ('cells') or weighted by cell area ('area').")
+    ] = "cells",
+    overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
+) -> None:
+    """Block-mean a fine field onto the grid that refining by FACTOR maps back to it."""
+    from climgen.grid import coarsen_dataset, find_spatial_axes
+    from climgen.io.cf import INPUT_FILE_ATTRS, describe_block_mean, encoding_for_plain, history_line, tidy
+    from climgen.io.open import open_input
+    from climgen.io.write import check_output, write_dataset
+
+    check_output(output, overwrite)
+    with open_input(input) as ds:
+        coarse = coarsen_dataset(ds, factor, conservation)
+        coarse.attrs = {key: value for key, value in coarse.attrs.items() if key not in INPUT_FILE_ATTRS}
+        previous = str(ds.attrs.get("history", "")).strip()
+        coarse.attrs["history"] = history_line(command_line()) + ("\n" + previous if previous else "")
+        coarse.attrs.setdefault("title", f"{Path(input).name} block-averaged by {factor} (climgen coarsen)")
+        axes = find_spatial_axes(coarse)
+        coarse = describe_block_mean(tidy(coarse, axes), axes, factor, conservation)
+        write_dataset(coarse, output, encoding_for_plain(coarse), overwrite=overwrite)
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
+def check(file: Annotated[Path, typer.Argument(help="NetCDF file to check against CF-1.8.")]) -> None:
+    """Run the offline CF checkers (cfchecks and IOOS compliance-checker) and summarise."""
+    from climgen.io.checks import run_checks
+
+    if not file.exists():
+        raise InputError(f"file not found: {file}")
+    results = run_checks(file)
+    for result in results:
+        typer.echo(result.summary())
+    if not all(result.passed for result in results):
+        raise typer.Exit(1)

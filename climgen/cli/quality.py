@@ -1,0 +1,120 @@
+"""Commands that measure and train: ``evaluate``, ``benchmark`` and ``train``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from climgen.cli.app import app
+from climgen.errors import ConfigError, InputError
+
+
+@app.command()
+def evaluate(
+    truth: Annotated[Path, typer.Option("--truth", help="Fine truth (NetCDF or zarr).")],
+    pred: Annotated[Path, typer.Option("--pred", help="Refined output on the same fine grid.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for scores.json and plots.")] = None,
+    variables: Annotated[str | None, typer.Option(help="Comma-separated variables (default: the refined ones).")] = None,
+    factor: Annotated[int | None, typer.Option(help="Also score bicubic from the truth coarsened by FACTOR.")] = None,
+) -> None:
+    """Score a refined field against the truth: table on stdout, JSON and plots with --out."""
+    import json
+
+    from climgen.evaluation import crop_to_prediction, format_table
+    from climgen.evaluation import evaluate as run
+    from climgen.grid import find_spatial_axes
+    from climgen.io.open import open_input
+
+    with open_input(truth) as whole_truth, open_input(pred) as pred_ds:
+        truth_ds = crop_to_prediction(whole_truth, pred_ds)
+        axes = find_spatial_axes(whole_truth)
+        if truth_ds.sizes != whole_truth.sizes:
+            typer.echo(
+                f"comparing the truth's first {truth_ds.sizes[axes.y]} x {truth_ds.sizes[axes.x]} cells of "
+                f"{whole_truth.sizes[axes.y]} x {whole_truth.sizes[axes.x]} (coarsening dropped the rest)"
+            )
+        names = [v for v in variables.split(",") if v] if variables else None
+        rows = run(truth_ds, pred_ds, names, factor)
+        typer.echo(format_table(rows))
+        if out is not None:
+            from climgen.plotting import plot_evaluation
+
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "scores.json").write_text(json.dumps(rows, indent=2) + "\n")
+            pictures = plot_evaluation(
+                truth_ds, pred_ds, [row["variable"] for row in rows if row["method"] == "prediction"], out, factor
+            )
+            typer.echo(f"wrote {out / 'scores.json'}" + "".join(f"\nwrote {p}" for p in pictures))
+
+
+@app.command()
+def benchmark(
+    truth: Annotated[Path, typer.Option("--truth", help="A real fine field (NetCDF or zarr) to coarsen and refine.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for benchmark.json, benchmark.md and spectra.png.")],
+    factor: Annotated[int, typer.Option("--factor", "-f", help="Refinement factor (the GAN and VAE: 4 only).")] = 4,
+    variable: Annotated[str | None, typer.Option(help="Variable to compare (default: the only gridded one).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Short fine-tuning (60 steps).")] = False,
+    pretrained: Annotated[bool, typer.Option("--pretrained", help="Use the shipped models without fine-tuning.")] = False,
+    members: Annotated[int, typer.Option(help="Ensemble members for diversity and CRPS.")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    ablations: Annotated[
+        bool, typer.Option("--ablations", help="Also AMSGM ablations: 3x3 blocks only; stage 2 with and without feedback.")
+    ] = False,
+) -> None:
+    """Compare AMSGM, a single-scale GAN, a conditional VAE and bicubic on a real field."""
+    from climgen.benchmark import BenchmarkOptions, format_markdown, run_benchmark
+    from climgen.grid import check_factor
+    from climgen.io.open import open_input
+
+    check_factor(factor)
+    with open_input(truth) as ds:
+        candidates = [name for name, v in ds.data_vars.items() if v.ndim >= 2 and v.dtype.kind == "f"]
+        if variable is None and len(candidates) != 1:
+            raise InputError(f"name the variable to compare with --variable (candidates: {candidates})")
+        options = BenchmarkOptions(factor, members, pretrained, quick, seed, ablations=ablations)
+        rows = run_benchmark(ds.load(), variable or candidates[0], out, options, log=lambda m: typer.echo(m, err=True))
+    notes = json.loads((out / "benchmark.json").read_text())
+    typer.echo(format_markdown(rows, notes))
+    typer.echo(f"wrote {out / 'benchmark.json'}, {out / 'benchmark.md'}, {out / 'spectra.png'}")
+
+
+@app.command()
+def train(
+    recipe: Annotated[Path, typer.Argument(help="Training recipe (YAML).")],
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (overrides the recipe).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Override the pre-training steps.")] = None,
+    output: Annotated[str | None, typer.Option(help="Override the checkpoint path (no suffix).")] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="float32 or bfloat16 (bf16 autocast of the model; overrides the recipe).")
+    ] = None,
+) -> None:
+    """Train what RECIPE describes (the hierarchical generator, the multi-branch one or a baseline) and save it."""
+    from climgen.training.recipe import load_recipe
+
+    loaded = load_recipe(recipe)
+    updates = {}
+    if device:
+        if device not in ("cpu", "cuda", "auto"):
+            raise ConfigError(f"device must be cpu, cuda or auto, got {device!r}")
+        updates["device"] = device
+    if precision:
+        if precision not in ("float32", "bfloat16"):
+            raise ConfigError(f"precision must be float32 or bfloat16, got {precision!r}")
+        updates["precision"] = precision
+    if output:
+        updates["output"] = str(Path(output).resolve())
+    if steps:
+        updates["pretrain"] = loaded.pretrain.model_copy(
+            update={"steps": steps, "validate_every": min(steps, loaded.pretrain.validate_every)}
+        )
+    loaded = loaded.model_copy(update=updates)
+    for source in loaded.data.real_fields + loaded.data.validation_fields:
+        if not Path(loaded.resolve(source.path)).exists():
+            raise InputError(f"training field not found: {loaded.resolve(source.path)}")
+    from climgen.training.run import train as run_recipe
+
+    path = run_recipe(loaded, log=typer.echo)
+    typer.echo(f"wrote {path} and {path.with_suffix('.json')}")

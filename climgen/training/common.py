@@ -1,0 +1,180 @@
+"""What every training loop shares: the device, the progress bar, the optimiser, schedule and
+resumable state (:func:`start_loop`), checkpoint metadata, real fields as crop pools and
+batches, and the windows of a recipe's validation fields.
+
+Nothing here imports a training loop, so the loops (:mod:`~climgen.training.pretrain`,
+:mod:`~climgen.training.adversarial`, :mod:`~climgen.training.hierarchical`,
+:mod:`~climgen.training.baselines`) share it without importing each other both ways.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from climgen import __version__
+from climgen.training.data import SampleGenerator, load_real_pool
+from climgen.training.recipe import TrainRecipe
+
+
+def pick_device(requested: str) -> torch.device:
+    """``auto`` takes CUDA when present, else the CPU."""
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(requested)
+
+
+def autocast(device: torch.device, precision: str = "float32"):
+    """The region the generator's forward pass runs in: float32 by default (tf32 convolutions
+    on a GPU), bf16 autocast when a recipe asks for ``precision: bfloat16``.
+
+    Not the default on GPUs: bf16 autocast diverged on an H100 within 50 steps of
+    pre-training (validation RMSE 23x bicubic's) while float32 on the same GPU, and bf16 on
+    CPU, trained normally. Pre-training then computed its losses inside the autocast region
+    (MS-SSIM's filters in bf16); every loop now computes them in float32 outside it, which
+    is the first thing a GPU run with ``--precision bfloat16`` should check.
+    Inference uses bf16 on GPUs (:class:`climgen.refine.TileRefiner`), where it was checked
+    against the CPU result.
+    """
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
+def training_progress(total: int, done: int, description: str):
+    """A progress bar on stderr for an interactive terminal (steps, rate, time left); silent otherwise."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc=description, unit="step", disable=None, leave=False)
+
+
+def checkpoint_metadata(recipe: TrainRecipe, device: torch.device, real_sources: list[dict]) -> dict:
+    """What every trained checkpoint records: names, versions, device, recipe, training data."""
+    generated = (
+        "Gaussian random fields (spectral slope 1.8-4.2) with varying roughness, fronts, "
+        "fractions and intermittent fields; covariates related with random sign and strength"
+    )
+    if recipe.data.large_scale_covariate_share:
+        generated += f", {recipe.data.large_scale_covariate_share:g} of them at large scales only (covariate smoothed)"
+    return {
+        "name": recipe.name,
+        "climgen_version": __version__,
+        "git_revision": _git_revision(),
+        "trained_on_device": str(device),
+        "torch_version": torch.__version__,
+        "recipe": recipe.model_dump(mode="json", exclude={"base_dir"}),
+        "training_data": {
+            "generated": generated,
+            "real_fields": [f"{Path(s['path']).name}:{s['variable']} sel={s.get('sel')}" for s in real_sources],
+        },
+    }
+
+
+def _git_revision() -> str:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except OSError:
+        return "unknown"
+    return result.stdout.strip() or "unknown"
+
+
+def real_pool_of(recipe: TrainRecipe):
+    """The recipe's real fields (paths resolved) as a crop pool (None without any), and their sources."""
+    real_sources = [source.model_dump() | {"path": recipe.resolve(source.path)} for source in recipe.data.real_fields]
+    for source in real_sources:
+        if source.get("covariate_path"):
+            source["covariate_path"] = recipe.resolve(source["covariate_path"])
+    return (load_real_pool(real_sources, recipe.data.crop_size) if real_sources else None), real_sources
+
+
+def draw_batch(sampler: SampleGenerator, rng: np.random.Generator, size: int, device: torch.device):
+    """``size`` training crops as tensors: target (B, 1, n, n), covariates and their mask."""
+    samples = [sampler(rng) for _ in range(size)]
+    target = torch.tensor(np.stack([s[0] for s in samples]), dtype=torch.float32, device=device)[:, None]
+    covariates = torch.tensor(np.stack([s[1] for s in samples]), dtype=torch.float32, device=device)
+    mask = torch.tensor(np.stack([s[2] for s in samples]), dtype=torch.float32, device=device)
+    return target, covariates, mask
+
+
+def field_validation_windows(recipe: TrainRecipe, size: int) -> list[np.ndarray]:
+    """Square windows (``size`` cells, or less for narrow regions) tiling the recipe's
+    ``validation_fields``: the held-out windows a recipe's validation scores."""
+    sources = [source.model_dump() | {"path": recipe.resolve(source.path)} for source in recipe.data.validation_fields]
+    if not sources:
+        return []
+    pool = load_real_pool(sources)
+    windows = []
+    for target in pool.targets:
+        side = min(size, min(target.shape) // 16 * 16)  # regions narrower than a crop still count
+        if side == 0:
+            continue
+        for y0 in range(0, target.shape[0] - side + 1, side):
+            for x0 in range(0, target.shape[1] - side + 1, side):
+                windows.append(target[y0 : y0 + side, x0 : x0 + side])
+    by_side: dict[int, list] = {}
+    for window in windows:
+        by_side.setdefault(window.shape[0], []).append(window)
+    return max(by_side.values(), key=len) if by_side else []
+
+
+@dataclass
+class TrainingLoop:
+    """The optimiser, schedule and noise stream of one training run, with its validation
+    history and where an interrupted run resumes (:func:`start_loop`)."""
+
+    optimiser: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    noise: torch.Generator
+    output: str
+    fingerprint: str
+    history: list[dict] = field(default_factory=list)
+    first_step: int = 1
+
+    def step(self, model: torch.nn.Module, loss: torch.Tensor) -> None:
+        """One optimiser step on ``loss`` (gradients clipped to norm 1) and one schedule step."""
+        self.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        self.optimiser.step()
+        self.schedule.step()
+
+    def record(self, record: dict, log) -> None:
+        """Keep one validation record and log it as ``key=value`` pairs."""
+        self.history.append(record)
+        log(" ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}" for key, value in record.items()))
+
+    def save_if_due(self, step: int, settings, model: torch.nn.Module, rng: np.random.Generator) -> None:
+        """Save the whole training state every ``checkpoint_every`` steps (not after the last)."""
+        from climgen.training.state import save_state
+
+        if step % settings.checkpoint_every == 0 and step < settings.steps:
+            save_state(self.output, step, self.fingerprint, model, self.optimiser, self.schedule, rng, self.noise, self.history)
+
+
+def start_loop(recipe: TrainRecipe, model: torch.nn.Module, rng: np.random.Generator, device: torch.device, log) -> TrainingLoop:
+    """AdamW with a linear warm-up over the first twentieth of the steps and a cosine decay, the
+    noise stream (seeded by the recipe), and the saved state of an interrupted run of the same
+    recipe, when there is one, loaded into them."""
+    from climgen.training.state import load_state, recipe_fingerprint
+
+    settings = recipe.pretrain
+    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=1e-4)
+    warmup, total = max(1, settings.steps // 20), max(1, settings.steps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(step, total) / total))
+    )
+    loop = TrainingLoop(
+        optimiser,
+        schedule,
+        torch.Generator(device=device).manual_seed(recipe.seed),
+        recipe.resolve(recipe.output),
+        recipe_fingerprint(recipe.model_dump(mode="json", exclude={"base_dir", "device", "threads"})),
+    )
+    resumed = load_state(loop.output, loop.fingerprint, model, optimiser, schedule, rng, loop.noise)
+    if resumed is not None:
+        done, loop.history = resumed
+        loop.first_step = done + 1
+        log(f"resuming from step {done} of {settings.steps}")
+    return loop
