@@ -1,8 +1,9 @@
-"""The predicted-gain depth policy, judged leave-one-field-out on every real field.
+"""The predicted-gain depth policy, judged leave-one-field-out on every held-out real field.
 
-For each real field (``shared/data/ncl`` and ``shared/data/corpus``; the default model trained
-only on the western half of one regional orography and land fraction, so every field here is
-held out from the model) and each factor, the truth is coarsened by block means and refined:
+For each real field that no shipped model trained on (:func:`climgen.training.corpus.held_out_fields`:
+eight ETOPO5 tiles, the held-out halves and years of COADS, Levitus and FNOC, the east halves
+of the NCL regional fields and the CMIP5 fields) and each factor, the truth is coarsened by
+block means and refined:
 
 - every tile at each depth 0..full (the rest of the factor bicubic), which gives each tile's
   realised gain per stage: the drop of its squared error, over full depth's mean squared error;
@@ -43,48 +44,12 @@ from climgen.grid import coarsen_dataset, find_spatial_axes
 from climgen.models.generator import bicubic_upsample
 from climgen.pipeline import make_config, plan
 from climgen.refine import refine_domain
+from climgen.training.corpus import held_out_fields
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGETS = [round(0.1 * k, 1) for k in range(1, 11)]
-# (path under shared/data, variable, selection, time steps); the east halves of the regional
-# fields (the default model saw the west half of orog_mod3 and sftlf_mod3)
-FIELDS = [
-    ("ncl/HSURF_regional_model_0.44deg.nc", "HSURF", {"rlon": slice(18, None)}, None),
-    ("ncl/FR-LAND_regional_model_0.44deg.nc", "FR_LAND", {"rlon": slice(18, None)}, None),
-    ("ncl/orog_mod3_rectilinear_grid_2D.nc", "orog", {"rlon": slice(18, None)}, None),
-    ("ncl/sftlf_mod3_rectilinear_grid_2D.nc", "sftlf", {"rlon": slice(18, None)}, None),
-    ("ncl/orog_mod2_rectilinear_grid_2D.nc", "orog", {"rlon": slice(18, None)}, None),
-    ("ncl/tas_rectilinear_grid_2D.nc", "tas", {}, [0, 6]),
-    ("ncl/uas_rectilinear_grid_2D.nc", "uas", {}, [0, 6]),
-    ("ncl/vas_rectilinear_grid_2D.nc", "vas", {}, [0, 6]),
-    ("corpus/coads_climatology_2deg.nc", "airt", {}, [0, 6]),
-    ("corpus/coads_climatology_2deg.nc", "slp", {}, [0, 6]),
-    ("corpus/coads_climatology_2deg.nc", "uwnd", {}, [0, 6]),
-    ("corpus/coads_climatology_2deg.nc", "speh", {}, [0, 6]),
-    ("corpus/levitus_climatology_1deg.nc", "temp", {}, [0]),
-    ("corpus/levitus_climatology_1deg.nc", "salt", {}, [0]),
-    ("corpus/navy_winds_monthly_2.5deg.nc", "uwnd", {}, [0, 60]),
-    ("corpus/navy_winds_monthly_2.5deg.nc", "vwnd", {}, [0, 60]),
-]
 GRID = list(itertools.product([0.05, 0.1], [0.05, 0.1, 0.15, 0.25], [0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02]))
 """(skill floor, stage decay, tolerance) tried by the fit."""
-
-
-def real_fields(shared: Path, quick: bool) -> list[tuple[str, str, dict, list | None]]:
-    """Every field of FIELDS and every ETOPO5 tile (with ``quick``, one tile in six)."""
-    tiles = sorted((shared / "data" / "corpus" / "etopo5").glob("*.nc"))
-    tiles = tiles[::6] if quick else tiles
-    return FIELDS + [(f"corpus/etopo5/{path.name}", "elevation", {}, None) for path in tiles]
-
-
-def load(shared: Path, path: str, variable: str, selection: dict, steps: list | None) -> xr.Dataset:
-    """One field's truth as float64 (the given time steps; the first level of a depth axis)."""
-    with xr.open_dataset(shared / "data" / path) as ds:
-        ds = ds.sel(selection)[[variable]]
-        leading = list(ds[variable].dims[:-2])
-        if leading:
-            ds = ds.isel({leading[0]: steps or [0]} | {dim: 0 for dim in leading[1:]})
-        return ds.load().astype("float64")
 
 
 @dataclass
@@ -284,20 +249,29 @@ def draw_figure(run: FieldRun, parameters: tuple[float, float, float], path: Pat
 
 
 def print_quality_table(rows: list[dict]) -> None:
-    """The README's table: RMSE over bicubic's at uniform and default depth, the default's
-    excess and cost; the ETOPO5 tiles as their median."""
-    groups: dict[tuple[str, int], list[dict]] = {}
+    """The README's table, a row per field: RMSE over bicubic's at uniform and default depth and
+    the default's share of uniform's multiply-accumulates, per factor; the ETOPO5 tiles as their
+    median."""
+    groups: dict[str, dict[int, list[dict]]] = {}
     for row in rows:
-        name = "ETOPO5 relief, 48 tiles of 30 degrees (median)" if row["field"].startswith("elevation") else row["field"]
-        groups.setdefault((name, row["factor"]), []).append(row)
-    print("\n| held-out field | factor | uniform / bicubic | default / bicubic | default vs uniform | default MACs / uniform |")
-    print("|---|---|---|---|---|---|")
-    for (name, factor), chosen in sorted(groups.items(), key=lambda item: (not item[0][0].startswith("ETOPO5"), item[0])):
-        uniform = np.median([row["uniform_over_bicubic"] for row in chosen])
-        default = np.median([row["uniform_over_bicubic"] * (1 + row["adaptive_vs_uniform"]) for row in chosen])
-        excess = np.median([row["adaptive_vs_uniform"] for row in chosen])
-        cost = np.median([row["adaptive_cost"] for row in chosen])
-        print(f"| {name} | x{factor} | {uniform:.3f} | {default:.3f} | {100 * excess:+.2f}% | {cost:.2f} |")
+        name = "ETOPO5 relief, held-out tiles (median)" if row["field"].startswith("ETOPO5") else row["field"]
+        groups.setdefault(name, {}).setdefault(row["factor"], []).append(row)
+    factors = sorted({row["factor"] for row in rows})
+    header = " | ".join(f"x{f} uniform / bicubic | x{f} default / bicubic | x{f} default MACs / uniform" for f in factors)
+    print(f"\n| held-out field | {header} |")
+    print("|---|" + "---|" * 3 * len(factors))
+    for name, by_factor in sorted(groups.items(), key=lambda item: (not item[0].startswith("ETOPO5"), item[0])):
+        cells = []
+        for factor in factors:
+            chosen = by_factor.get(factor)
+            if not chosen:
+                cells += ["", "", ""]
+                continue
+            uniform = np.median([row["uniform_over_bicubic"] for row in chosen])
+            default = np.median([row["uniform_over_bicubic"] * (1 + row["adaptive_vs_uniform"]) for row in chosen])
+            cost = np.median([row["adaptive_cost"] for row in chosen])
+            cells += [f"{uniform:.3f}", f"{default:.3f}", f"{cost:.2f}"]
+        print(f"| {name} | {' | '.join(cells)} |")
 
 
 def print_tables(rows: list[dict]) -> None:
@@ -356,19 +330,19 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--factors", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--limit", type=float, default=0.01, help="RMSE excess over full depth the fit allows (0.01)")
-    parser.add_argument("--quick", action="store_true", help="one ETOPO5 tile in six")
+    parser.add_argument(
+        "--quick", action="store_true", help="only two of the eight held-out ETOPO5 tiles (every other field still)"
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--figure", type=Path, help="draw gain, depth and oracle depth of one held-out field here")
-    parser.add_argument("--figure-field", default="elevation (relief_lat+30_lon270)", help="the field drawn (x4)")
+    parser.add_argument("--figure-field", default="ETOPO5 relief lat+30_lon270", help="the field drawn (x4)")
     arguments = parser.parse_args()
     warnings.simplefilter("ignore")
     started = time.perf_counter()
     runs = []
-    for path, variable, selection, steps in real_fields(arguments.shared, arguments.quick):
-        truth = load(arguments.shared, path, variable, selection, steps)
-        name = f"{variable} ({Path(path).stem})"
+    for field in held_out_fields(arguments.shared / "data", 2 if arguments.quick else None):
         for factor in arguments.factors:
-            runs.append(prepare(truth, variable, factor, name))
+            runs.append(prepare(field.truth, field.variable, factor, field.name))
     names = sorted({run.name for run in runs})
     print(f"{len(names)} fields, {len(runs)} runs prepared in {time.perf_counter() - started:.0f} s", flush=True)
     tables = [outcomes(run) for run in runs]

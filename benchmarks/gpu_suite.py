@@ -299,15 +299,16 @@ def refinement_rows(record: Recorder, device: torch.device, quick: bool, deadlin
 
 
 def training_rows(record: Recorder, device: torch.device, quick: bool, deadline: float) -> None:
-    from climgen.training.pretrain import pretrain
     from climgen.training.recipe import load_recipe
+    from climgen.training.run import train
 
     recipe = load_recipe(ROOT / "recipes" / "train-default.yaml")
     steps = 2 if quick else 60
+    corpus = recipe.data.corpus
     real = all(Path(recipe.resolve(source.path)).exists() for source in recipe.data.real_fields)
-    data = (
-        recipe.data if real else recipe.data.model_copy(update={"real_fields": [], "validation_fields": [], "real_fraction": 0.0})
-    )
+    real = real and (corpus is None or Path(recipe.resolve(corpus.root)).exists())
+    generated_only = {"real_fields": [], "validation_fields": [], "real_fraction": 0.0, "corpus": None}
+    data = recipe.data if real else recipe.data.model_copy(update=generated_only)
     with tempfile.TemporaryDirectory() as folder:
         trial = recipe.model_copy(
             update={
@@ -320,7 +321,7 @@ def training_rows(record: Recorder, device: torch.device, quick: bool, deadline:
             }
         )
         started = time.perf_counter()
-        pretrain(trial, log=lambda message: None)
+        train(trial, log=lambda message: None)
         seconds = time.perf_counter() - started
     record.add(
         "training",

@@ -324,11 +324,12 @@ def main() -> None:
         "--merge-tiles", type=int, default=None, help="tiles a side sharing one window (default: climgen's choice; 1: none)"
     )
     parser.add_argument("--budgets", type=float, nargs="*", default=[0.3], help="also run these compute budgets")
+    parser.add_argument("--model", default="default", help="the model timed: default, amsgm-multibranch or a checkpoint")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
     dataset, truth = build_domain(args.shared, args.size, args.field, args.factor)
-    layout_options = {"factor": args.factor, "tile_size": args.tile, "merge_tiles": args.merge_tiles}
+    layout_options = {"factor": args.factor, "tile_size": args.tile, "merge_tiles": args.merge_tiles, "model": args.model}
     job = plan(dataset, make_config(**layout_options))
     field = dataset["orog"].values.astype(np.float64)
     modes = {"adaptive": job.depth}

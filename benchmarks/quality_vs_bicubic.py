@@ -43,7 +43,7 @@ import climgen  # noqa: F401
 from climgen.compute import compute_report
 from climgen.conservation import project_blocks
 from climgen.grid import cell_bounds, cell_weights, coarsen_dataset, find_spatial_axes, refine_bounds
-from climgen.io.cf import physical_bounds
+from climgen.io.physical import physical_bounds
 from climgen.metrics import top_octave_power
 from climgen.models.generator import bicubic_upsample
 from climgen.pipeline import make_config, plan, synthesize
@@ -61,8 +61,8 @@ FIELDS = [
 
 
 def _fourier_top_octave(field: np.ndarray) -> float:
-    """The same from a Fourier transform, as this benchmark measured it before 2026-11-24's
-    fifth session: on a domain that is not periodic, the jump between opposite edges puts
+    """The same from a Fourier transform, as this benchmark measured it in climgen 0.1.0's
+    first figures: on a domain that is not periodic, the jump between opposite edges puts
     power into every wavenumber, and that dominates the top octave (kept in the JSON)."""
     field = field - field.mean(axis=(-2, -1), keepdims=True)
     power = np.abs(np.fft.fft2(field)) ** 2
