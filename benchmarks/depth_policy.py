@@ -7,8 +7,8 @@ block means and refined:
 
 - every tile at each depth 0..full (the rest of the factor bicubic), which gives each tile's
   realised gain per stage: the drop of its squared error, over full depth's mean squared error;
-- with the depth map of the policy whose parameters (:data:`climgen.gain.DEFAULT_TOLERANCE`,
-  :data:`~climgen.gain.SKILL_FLOOR`, :data:`~climgen.gain.STAGE_DECAY`) were fitted on all the
+- with the depth map of the policy whose parameters (:data:`climgen.depth.gain.DEFAULT_TOLERANCE`,
+  :data:`~climgen.depth.gain.SKILL_FLOOR`, :data:`~climgen.depth.gain.STAGE_DECAY`) were fitted on all the
   *other* fields: the lowest mean cost whose RMSE stays within ``--limit`` of full depth's on
   every one of them (from the per-tile errors), then run for real on the field left out;
 - with the oracle map: stages taken by their realised gain per multiply-accumulate, at the
@@ -38,8 +38,8 @@ import xarray as xr
 from scipy.stats import spearmanr
 
 import climgen  # noqa: F401
-from climgen import gain
-from climgen.compute import window_cells
+from climgen.depth import gain
+from climgen.depth.compute import window_cells
 from climgen.grid import coarsen_dataset, find_spatial_axes
 from climgen.models.generator import bicubic_upsample
 from climgen.pipeline import make_config, plan

@@ -3,7 +3,7 @@
 For each held-out real field and factor: the default model refines the coarsened field whole
 (no tiles) keeping a share ``gain`` of its learned detail (``residual_gain``), and its RMSE
 against the truth is divided by the RMSE with all the detail (truth row); the self-test of
-:mod:`climgen.skill` does the same one scale coarser, against the coarse field itself
+:mod:`climgen.depth.skill` does the same one scale coarser, against the coarse field itself
 (self-test row). The last column is the gain ``synthesize`` picks (``residual_gain="auto"``).
 
     python benchmarks/detail_gain.py [--shared ../shared] [--factors 4 8] [--gains 0 0.25 0.5 0.75 1 1.25]
@@ -22,10 +22,10 @@ import numpy as np
 import torch
 import xarray as xr
 
+from climgen.depth.skill import self_test
 from climgen.models.checkpoint import load_checkpoint
 from climgen.models.generator import coarsen
 from climgen.refine import TileRefiner
-from climgen.skill import self_test
 from climgen.tiling import TileLayout
 
 ROOT = Path(__file__).resolve().parents[1]

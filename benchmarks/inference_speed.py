@@ -40,7 +40,7 @@ from torch import nn
 
 from climgen._torch import torch_threads
 from climgen.allocator import retain_freed_memory
-from climgen.compute import compute_report
+from climgen.depth.compute import compute_report
 from climgen.pipeline import make_config, plan
 from climgen.refine import TileRefiner, fill_nearest, refine_domain
 

@@ -10,13 +10,13 @@ own output: land fraction in 0..1). Prints a markdown table; ``--json`` saves th
 regridding does) and ``--conservation area`` makes climgen (and the projection after bicubic)
 match them by area-weighted means; both default to ``cells`` (plain block means).
 ``--residual-gain 1`` keeps all of the model's learned detail on every field (climgen before the
-self-test of :mod:`climgen.skill`; default ``auto``); the last column gives the share kept.
+self-test of :mod:`climgen.depth.skill`; default ``auto``); the last column gives the share kept.
 ``--depths`` adds a second table: every tile refined to each depth in turn (the rest of the
 factor bicubic), and the default adaptive depth map, with RMSE over bicubic's, top-octave power
 and share of uniform full depth's multiply-accumulates: what each learned stage is worth.
 ``--tiles`` adds a table of what the second stage is worth per tile: every tile at depth 1,
 then at depth 2, grouped by score and by whether the tile is a front (cells at a physical bound
-beside cells off it, :mod:`climgen.complexity`), as the default depth map treats them.
+beside cells off it, :mod:`climgen.depth.complexity`), as the default depth map treats them.
 
     python benchmarks/quality_vs_bicubic.py [--shared ../shared] [--factors 4 8] [--json out.json]
         [--model default|CHECKPOINT] [--only HSURF tas ...] [--budget 0.3] [--no-bounds]
@@ -40,8 +40,8 @@ import torch
 import xarray as xr
 
 import climgen  # noqa: F401
-from climgen.compute import compute_report
 from climgen.conservation import project_blocks
+from climgen.depth.compute import compute_report
 from climgen.grid import cell_bounds, cell_weights, coarsen_dataset, find_spatial_axes, refine_bounds
 from climgen.io.physical import physical_bounds
 from climgen.metrics import top_octave_power

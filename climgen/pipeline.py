@@ -17,9 +17,9 @@ import numpy as np
 import xarray as xr
 
 from climgen import __version__
-from climgen.compute import tile_macs
 from climgen.config import MAX_STAGE_INPUT, SynthesisConfig, parse_limits  # noqa: F401 (public here since 0.1)
 from climgen.conservation import Bounds, count_disordered, count_outside, order_stacks
+from climgen.depth.compute import tile_macs
 from climgen.grid import (
     bounds_name,
 )
@@ -130,9 +130,9 @@ def synthesize(
         fraction of full depth, taking stages by predicted gain per multiply-accumulate.
     tolerance : float, optional
         A tile stops where its remaining stages are predicted to remove less than this share of
-        the error full depth leaves (default :data:`climgen.gain.DEFAULT_TOLERANCE`, 0.0025:
+        the error full depth leaves (default :data:`climgen.depth.gain.DEFAULT_TOLERANCE`, 0.0025:
         RMSE within about 0.1% of full depth's); the gain comes from a self-test one scale
-        coarser (:mod:`climgen.gain`; the ``predicted_gain`` map of the output).
+        coarser (:mod:`climgen.depth.gain`; the ``predicted_gain`` map of the output).
     quality : float, optional
         The same, set as RMSE over full depth's of at most ``1 / quality`` (0.995: a tolerance
         of 1 / 0.995**2 - 1, about 0.01).
@@ -162,7 +162,7 @@ def synthesize(
         Share of the model's learned detail kept (0: bicubic with exact block means; 1: the
         detail as trained). ``"auto"`` tests the model on each variable's coarse field, coarsened
         once more and refined back, and damps the detail only where that cuts the error
-        (:mod:`climgen.skill`); the gains are in the provenance.
+        (:mod:`climgen.depth.skill`); the gains are in the provenance.
     attributes : mapping of str to str or number, optional
         Global attributes of the output that only the user can state (``creator_name``,
         ``creator_email``, ``institution``, ``license``, ``id``...); they have the last word

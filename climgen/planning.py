@@ -10,24 +10,24 @@ import numpy as np
 import xarray as xr
 
 from climgen import __version__
-from climgen.complexity import (
+from climgen.config import MAX_STAGE_INPUT, SynthesisConfig, parse_limits  # noqa: F401 (public here since 0.1)
+from climgen.conservation import Weights
+from climgen.depth.complexity import (
     ComplexityScores,
     choose_depth,
     combine_scores,
     depth_thresholds,
     tile_components,
 )
-from climgen.compute import compute_report, window_cells
-from climgen.config import MAX_STAGE_INPUT, SynthesisConfig, parse_limits  # noqa: F401 (public here since 0.1)
-from climgen.conservation import Weights
-from climgen.errors import ConfigError
-from climgen.gain import (
+from climgen.depth.compute import compute_report, window_cells
+from climgen.depth.gain import (
     DEFAULT_TOLERANCE,
     GainPrediction,
     depth_by_budget,
     depth_by_tolerance,
     tolerance_for_quality,
 )
+from climgen.errors import ConfigError
 from climgen.grid import (
     SpatialAxes,
     cell_weights,
@@ -78,7 +78,7 @@ class Plan:
     scores: ComplexityScores
     depth: np.ndarray
     fine_axes: dict
-    residual_gains: dict = field(default_factory=dict)  # variable -> climgen.skill.ResidualGain
+    residual_gains: dict = field(default_factory=dict)  # variable -> climgen.depth.skill.ResidualGain
     gain: GainPrediction | None = None  # predicted gain per stage and tile (best-estimate models, adaptive)
     depth_policy: dict = field(default_factory=dict)  # how the depth was chosen, for the provenance
     source: xr.Dataset | None = None  # the input as refined: with wrapped columns on a global grid
@@ -296,10 +296,10 @@ def gain_fields(ds: xr.Dataset, name: str, axes: SpatialAxes, count: int) -> lis
 
 
 def predicted_gains(ds: xr.Dataset, job: Plan) -> GainPrediction:
-    """Each stage's predicted gain per tile (:mod:`climgen.gain`): every variable self-tested
-    one scale coarser on up to :data:`climgen.gain.TEST_FIELDS` of its fields, at its share of
+    """Each stage's predicted gain per tile (:mod:`climgen.depth.gain`): every variable self-tested
+    one scale coarser on up to :data:`climgen.depth.gain.TEST_FIELDS` of its fields, at its share of
     the learned detail; a tile gains what its neediest variable gains."""
-    from climgen import gain
+    from climgen.depth import gain
 
     prepared, refiner = job.prepared, job.refiner()
     predictions = []
@@ -314,11 +314,11 @@ def predicted_gains(ds: xr.Dataset, job: Plan) -> GainPrediction:
 
 def residual_gains(ds: xr.Dataset, job: Plan) -> dict:
     """Each variable's share of the model's learned detail: the given ``residual_gain``, or
-    with ``"auto"`` the result of :func:`climgen.skill.self_test` on up to
-    :data:`climgen.skill.TEST_FIELDS` of its fields, evenly spread (only those are read).
+    with ``"auto"`` the result of :func:`climgen.depth.skill.self_test` on up to
+    :data:`climgen.depth.skill.TEST_FIELDS` of its fields, evenly spread (only those are read).
     Models trained to sample detail (:attr:`~climgen.models.checkpoint.Checkpoint.draws_samples`:
     the ``amsgm-stage2`` ablations) and the hierarchical generator keep it whole."""
-    from climgen.skill import TEST_FIELDS, ResidualGain, self_test
+    from climgen.depth.skill import TEST_FIELDS, ResidualGain, self_test
 
     config, prepared = job.config, job.prepared
     if config.residual_gain != "auto":

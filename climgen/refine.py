@@ -89,7 +89,7 @@ class TileRefiner:
         self.torch = import_torch()
         self.factor = factor
         self.cell_weights = cell_weights  # fine cells' (row, column) area factors: area-weighted block means
-        self.residual_gain = float(residual_gain)  # share of the model's learned detail kept (climgen.skill)
+        self.residual_gain = float(residual_gain)  # share of the model's learned detail kept (climgen.depth.skill)
         # a model that gives its best estimate without noise gets noise only to draw members
         self.sample = sample or not getattr(model, "best_estimate_without_noise", False)
         self.full_depth = factor.bit_length() - 1
@@ -106,7 +106,7 @@ class TileRefiner:
 
     def with_gain(self, residual_gain: float) -> TileRefiner:
         """This refiner (same model, device and geometry) keeping ``residual_gain`` of the
-        model's learned detail: one variable's share, from :func:`climgen.skill.self_test`."""
+        model's learned detail: one variable's share, from :func:`climgen.depth.skill.self_test`."""
         refiner = copy.copy(self)
         refiner.residual_gain = float(residual_gain)
         return refiner

@@ -33,8 +33,9 @@ import xarray as xr
 from climgen import __version__
 from climgen._torch import torch_threads
 from climgen.allocator import retain_freed_memory
-from climgen.complexity import combine_scores, tile_components
 from climgen.conservation import count_disordered, count_outside, format_bounds
+from climgen.depth.complexity import combine_scores, tile_components
+from climgen.depth.skill import detail_kept
 from climgen.errors import ConfigError, OutputExistsError, OutputWriteError
 from climgen.grid import find_spatial_axes, spatial_last
 from climgen.io import cf
@@ -42,7 +43,6 @@ from climgen.io.lock import OutputLock
 from climgen.io.manifest import drop_damaged, store_region
 from climgen.io.write import check_output, output_format
 from climgen.pipeline import Plan, SynthesisConfig, assemble, depth_policy_text, plan, warn_disordered, warn_outside_bounds
-from climgen.skill import detail_kept
 from climgen.tasks import Task, delayed_tasks, model_reference, variable_layout
 
 FULL_OR_READ_ONLY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})

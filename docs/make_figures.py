@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 
 import climgen  # noqa: F401  (registers the .climgen accessor)
-from climgen.complexity import depth_thresholds
+from climgen.depth.complexity import depth_thresholds
 from climgen.grid import coarsen_dataset
 from climgen.plotting import use_shipped_shapes
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from climgen.complexity import (
+from climgen.depth.complexity import (
     FINE_STAGES_SCORE,
     SECOND_STAGE_SCORE,
     ComplexityScores,
@@ -136,7 +136,7 @@ def test_budget_weighted_by_tile_area():
 
 
 def test_budget_counts_the_windows_tiles_share():
-    from climgen.compute import window_cells
+    from climgen.depth.compute import window_cells
 
     layout = TileLayout((64, 64), 8, 4, merge=2)
     field = rough_field((64, 64), seed=5) * np.linspace(0, 3, 64)[None, :] ** 2

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from climgen.compute import compute_report, counting_macs, tile_macs, window_macs
+from climgen.depth.compute import compute_report, counting_macs, tile_macs, window_macs
 from climgen.models.checkpoint import load_checkpoint
 from climgen.refine import TileRefiner
 from climgen.testing import rough_field

@@ -1,10 +1,11 @@
-"""Predicted gain per stage and tile, and the depth policies on it (climgen.gain)."""
+"""Predicted gain per stage and tile, and the depth policies on it (climgen.depth.gain)."""
 
 import numpy as np
 import pytest
 
-from climgen import gain, pipeline
-from climgen.compute import window_cells
+from climgen import pipeline
+from climgen.depth import gain
+from climgen.depth.compute import window_cells
 from climgen.errors import ConfigError
 from climgen.testing import make_dataset, rough_field
 from climgen.tiling import TileLayout

@@ -87,7 +87,7 @@ def test_checkpoint_round_trip_and_pipeline_members(tmp_path):
 
 
 def test_stated_macs_are_the_convolutions_that_ran():
-    from climgen.compute import counting_macs, macs_per_cell
+    from climgen.depth.compute import counting_macs, macs_per_cell
 
     model, coarse = _model(), _coarse(12)[..., :10]
     for noise in (None, [torch.zeros(1, 1, 24, 20)]):

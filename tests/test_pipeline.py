@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from climgen import gain, inputs, pipeline
-from climgen.compute import window_cells
+from climgen import inputs, pipeline
+from climgen.depth import gain
+from climgen.depth.compute import window_cells
 from climgen.errors import ConfigError, GridError, InputError
 from climgen.grid import coarsen_dataset, find_spatial_axes
 from climgen.testing import assert_coarse_consistent, make_dataset

@@ -13,11 +13,11 @@ import xarray as xr
 import yaml
 
 from climgen import pipeline, streaming
+from climgen.depth.skill import ResidualGain, choose_gain, detail_kept, self_test
 from climgen.errors import ConfigError
 from climgen.models.checkpoint import load_checkpoint
 from climgen.models.generator import AdaptiveMultiScaleGenerator, GeneratorConfig, bicubic_upsample, project_to_coarse
 from climgen.refine import TileRefiner
-from climgen.skill import ResidualGain, choose_gain, detail_kept, self_test
 from climgen.tiling import TileLayout
 
 

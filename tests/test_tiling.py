@@ -56,7 +56,7 @@ GRIDS = dict(rows=st.integers(1, 7), cols=st.integers(1, 7), merge=st.integers(1
 @settings(max_examples=40, deadline=None)
 @given(**GRIDS, full=st.integers(1, 3))
 def test_model_calls_chain_each_tile_to_its_depth_and_never_cost_more_than_uniform(rows, cols, merge, full, seed):
-    from climgen.complexity import stage_cost
+    from climgen.depth.complexity import stage_cost
 
     layout = TileLayout((rows * 8 - 3, cols * 8), 8, 4, merge)
     depth = np.random.default_rng(seed).integers(0, full + 1, layout.grid_shape)

@@ -92,8 +92,8 @@ def summary(result, seconds: float, source_shape: tuple[int, int]) -> str:
     histogram = ", ".join(f"depth {k}: {100 * v / total:.0f}%" for k, v in sorted(counts.items()))
     fine_shape = result["refinement_depth"].shape
     from climgen.conservation import format_bounds
+    from climgen.depth.skill import detail_kept
     from climgen.pipeline import depth_policy_text
-    from climgen.skill import detail_kept
 
     provenance = json.loads(result.attrs["climgen_provenance"])
     compute = provenance["compute"]

@@ -163,12 +163,12 @@ ANCILLARY_ATTRS = {
         "long_name": "climgen complexity score of the coarse input per tile (0 smooth, 1 complex)",
         "units": "1",
         "valid_range": np.array([0.0, 1.0], dtype=np.float32),
-        "comment": "weighted mean of gradient, spectral, variance and covariate components; see climgen.complexity",
+        "comment": "weighted mean of gradient, spectral, variance and covariate components; see climgen.depth.complexity",
     },
     "predicted_gain": {
         "long_name": "predicted share of full-depth refinement's mean squared error that the learned stages remove per tile",
         "units": "1",
-        "comment": "from a self-test one scale coarser (climgen.gain): each stage's predicted error removal over the "
+        "comment": "from a self-test one scale coarser (climgen.depth.gain): each stage's predicted error removal over the "
         "error full depth leaves, summed over stages; a tile stops where its remaining stages' share falls below the "
         "tolerance in climgen_provenance depth_policy; missing where no gain was predicted (uniform depth, models that "
         "sample detail)",
@@ -183,7 +183,7 @@ ANCILLARY_ATTRS = {
         "units": "1",
         "comment": "each model call's operations shared among the tiles it refines by area; the sum over "
         "the grid is the compute per field in climgen_provenance (less the columns a global grid wraps beyond "
-        "its edges, see longitude_wrap_cells there); see climgen.compute.tile_macs",
+        "its edges, see longitude_wrap_cells there); see climgen.depth.compute.tile_macs",
     },
 }
 

@@ -198,7 +198,7 @@ def choose_depth(
     ``adaptive=False``: full depth everywhere (the non-adaptive reference). ``budget`` in (0, 1]:
     the deepest assignment, monotone in score, whose cost is at most that fraction of full-depth
     cost. The cost of a depth map is ``cost(depth)`` if given (e.g. the work of the windows the
-    tiles share, :func:`climgen.compute.window_cells`), else the sum of each tile's
+    tiles share, :func:`climgen.depth.compute.window_cells`), else the sum of each tile's
     :func:`stage_cost` times its ``tile_weights`` (e.g. padded area; default 1).
     Otherwise fixed thresholds (:func:`depth_thresholds` with ``second_stage_score``, guided
     when ``scores`` has a ``covariate`` component, and at the tiles ``scores`` marks as fronts):
