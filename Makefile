@@ -2,7 +2,7 @@
 #   make demo   # set up .venv and refine the embedded sample -> climgen-demo/*.nc, *.png
 #   make test   # set up .venv (with test extras) and run the test suite
 #   make docs   # build the documentation site offline into site/ (warnings fail it)
-#   make benchmarks  # every figure of docs/benchmarks.md (QUICK=1: a smaller run of each)
+#   make benchmarks  # every figure of docs/benchmarks.md (QUICK=1: a smaller run, into build/benchmarks-quick)
 #   make gallery     # the pictures of docs/gallery.md
 # SHARED is the folder with the real fields (data/corpus, data/ncl) the benchmarks use.
 # TORCH pins the build installed first; any torch >= 2.13 works with climgen.

@@ -5,8 +5,8 @@ and writes docs/benchmarks.md (and the figures in docs/images). Each section's o
 kept in ``build/benchmarks/<section>.md``, so one section can be run again alone (``--only``)
 and the page is assembled from the latest run of every section.
 
-    python benchmarks/report.py --shared ../shared            # everything (about two hours on 2 cores)
-    python benchmarks/report.py --shared ../shared --quick    # a smaller run of each (minutes)
+    python benchmarks/report.py --shared ../shared            # everything (about 20 minutes on 2 cores, 13 of them training sizes)
+    python benchmarks/report.py --shared ../shared --quick    # a smaller run of each (minutes), in build/
     python benchmarks/report.py --shared ../shared --only speed ensembles
 """
 
@@ -134,8 +134,10 @@ def tables_of(output: str) -> str:
 
 def run_section(section: Section, shared: str, quick: bool, store: Path, shared_shown: str = "../shared") -> Path:
     """Run one benchmark; write its tables to ``store/<key>.md`` and return that path."""
+    store.mkdir(parents=True, exist_ok=True)
     arguments = list(section.command) + (["--shared", shared] if section.shared else [])
-    if quick:
+    if quick:  # a quick run's figures stay beside its tables, not in the docs
+        arguments = [str(store / Path(arg).name) if arg.startswith(str(IMAGES)) else arg for arg in arguments]
         arguments += list(section.quick)
     started = time.perf_counter()
     print(f"[{section.key}] python benchmarks/{' '.join(arguments)}", flush=True)
@@ -152,7 +154,6 @@ def run_section(section: Section, shared: str, quick: bool, store: Path, shared_
         f"## {section.title}\n\n{section.about}\n\n`python benchmarks/{shown}`"
         f"{' (quick mode)' if quick else ''}, {seconds:.0f} s on {os.cpu_count()} CPU cores:\n\n{tables_of(done.stdout)}\n"
     )
-    store.mkdir(parents=True, exist_ok=True)
     path = store / f"{section.key}.md"
     path.write_text(text)
     print(f"[{section.key}] {seconds:.0f} s", flush=True)
@@ -198,16 +199,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shared", default="../shared", help="the shared folder (data/corpus, data/ncl)")
     parser.add_argument("--quick", action="store_true", help="a smaller run of each benchmark")
     parser.add_argument("--only", nargs="+", choices=[section.key for section in SECTIONS], help="run these sections")
-    parser.add_argument("--store", default=str(ROOT / "build" / "benchmarks"), help="where each section's tables are kept")
-    parser.add_argument("--page", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--store", help="where each section's tables are kept (build/benchmarks, quick: build/benchmarks-quick)")
+    parser.add_argument("--page", help="the page written (docs/benchmarks.md; quick: build/benchmarks-quick/benchmarks.md)")
     args = parser.parse_args(argv)
-    store = Path(args.store)
+    store = Path(args.store or ROOT / "build" / ("benchmarks-quick" if args.quick else "benchmarks"))
+    args.page = args.page or str(store / "benchmarks.md" if args.quick else ROOT / "docs" / "benchmarks.md")
     shared = str(Path(args.shared).resolve())
     for section in SECTIONS:
         if args.only is None or section.key in args.only:
             run_section(section, shared, args.quick, store, args.shared)
     assemble(store, Path(args.page))
-    readme_table(store, ROOT / "README.md")
+    if not args.quick:  # the README shows full runs only
+        readme_table(store, ROOT / "README.md")
     print(f"wrote {args.page}")
 
 
