@@ -253,3 +253,17 @@ def test_the_ssim_training_reports_is_the_ssim_a_user_measures():
     expected = np.mean([metrics.ssim(b, t) for b, t in zip(bicubic, truth[:, 0].double().numpy(), strict=True)])
     assert scores["ssim_bicubic"] == pytest.approx(expected, rel=1e-9)
     assert 0 < scores["ssim"] <= 1
+
+
+def test_a_section_the_loop_would_ignore_is_an_error():
+    from climgen.errors import ConfigError
+    from climgen.training.recipe import load_recipe
+    from climgen.training.run import check_sections
+
+    recipe = load_recipe(ROOT / "recipes" / "train-default.yaml")
+    with pytest.raises(ConfigError, match="data.corpus"):
+        check_sections(recipe, "amsgm")
+    adversarial = recipe.model_copy(update={"adversarial": recipe.adversarial.model_copy(update={"steps": 10})})
+    with pytest.raises(ConfigError, match="adversarial.steps"):
+        check_sections(adversarial, "hierarchical")
+    check_sections(recipe, "hierarchical")

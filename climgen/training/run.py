@@ -24,10 +24,23 @@ def train(recipe: TrainRecipe, log=print) -> Path:
         from climgen.training.baselines import train_baseline
 
         return train_baseline(recipe, log=log)
-    if architecture(recipe) == "hierarchical":
+    trains = architecture(recipe)
+    check_sections(recipe, trains)
+    if trains == "hierarchical":
         from climgen.training.hierarchical import train_hierarchical
 
         return train_hierarchical(recipe, log=log)
     from climgen.training.pretrain import pretrain
 
     return pretrain(recipe, log=log)
+
+
+def check_sections(recipe: TrainRecipe, trains: str) -> None:
+    """A recipe section the loop would silently ignore is an error naming it: the adversarial
+    stage belongs to the multi-branch generator, the corpus to the hierarchical one."""
+    from climgen.errors import ConfigError
+
+    if trains == "hierarchical" and recipe.adversarial.steps:
+        raise ConfigError("adversarial.steps: the hierarchical generator has no adversarial stage (remove the section)")
+    if trains != "hierarchical" and recipe.data.corpus is not None:
+        raise ConfigError(f"data.corpus: only the hierarchical generator trains on the corpus, not {trains!r}")
