@@ -44,7 +44,8 @@ SECTIONS = (
         "Each held-out real field is coarsened by block means, refined at uniform full depth and "
         "at the default depth, and compared with the truth. The policy's constants are fitted with "
         "the field left out (leave one field out); the oracle takes, per tile, the depth the truth "
-        "says pays most per multiply-accumulate at the same cost.",
+        "says pays most per multiply-accumulate at the same cost.\n\n"
+        "![predicted gain, realised gain, chosen and oracle depth](images/gain-and-depth.png)",
         ("depth_policy.py", "--figure", str(IMAGES / "gain-and-depth.png")),
         ("--quick",),
     ),
@@ -53,8 +54,8 @@ SECTIONS = (
         "Best estimate and ensembles",
         "The default model's best estimate (members=1) and 8 members drawn from its per-stage "
         "noise, on every held-out field (best estimate at default depth, members at full depth). Spread/skill near 1 and CRPS below the "
-        "best estimate's MAE mean calibrated members; the rank histograms are in "
-        "images/rank-histograms.png.",
+        "best estimate's MAE mean calibrated members.\n\n"
+        "![rank histograms of the held-out truth among 8 members](images/rank-histograms.png)",
         (
             "ensemble_scores.py",
             "--factors",
