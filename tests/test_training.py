@@ -33,11 +33,13 @@ def test_multibranch_recipes_chain_into_the_shipped_model():
     assert "large scales only" in shipped["training_data"]["generated"]
 
 
-def test_the_default_recipe_makes_the_shipped_default():
-    recipe = load_recipe(ROOT / "recipes" / "train-default.yaml")
+@pytest.mark.parametrize(("recipe_file", "model"), [("train-default.yaml", "default"), ("train-fast.yaml", "amsgm-fast")])
+def test_the_recipes_make_the_shipped_hierarchical_models(recipe_file, model):
+    recipe = load_recipe(ROOT / "recipes" / recipe_file)
     assert recipe.model.architecture == "hierarchical" and recipe.data.corpus is not None
-    assert recipe.resolve(recipe.output).endswith("climgen/models/weights/amsgm-default")
-    shipped = load_checkpoint("default").metadata["recipe"]
+    checkpoint = load_checkpoint(model)
+    assert recipe.resolve(recipe.output).endswith(f"climgen/models/weights/{checkpoint.name}")
+    shipped = checkpoint.metadata["recipe"]
     for section in ("seed", "model", "data", "pretrain"):
         assert shipped[section] == json.loads(recipe.model_dump_json())[section], section
 

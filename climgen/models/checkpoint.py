@@ -59,6 +59,7 @@ def default_checkpoint_path() -> Path:
 
 SHIPPED = {
     DEFAULT_MODEL: "amsgm-default",
+    "amsgm-fast": "amsgm-fast",
     "amsgm-multibranch": "amsgm-multibranch",
     "amsgm-3x3": "amsgm-3x3",
     "amsgm-stage2": "amsgm-stage2",
