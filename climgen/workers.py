@@ -6,6 +6,7 @@ job runs on a cluster (``workers`` or ``scheduler`` given).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
@@ -69,7 +70,16 @@ def _started_cluster(workers: int, threads: int, model: str, owner: ExitStack) -
             # default (ModelLoader then raises the thresholds, see climgen.allocator)
             setup.enter_context(dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}))
             cluster = setup.enter_context(
-                LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, dashboard_address=None)
+                # distributed's own warnings of a worker lost mid-job (climgen runs its tasks again)
+                # are noise on the command line, and one of them can fail to format (a logging
+                # traceback on stderr): show its errors only
+                LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=threads,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
             )
             client = setup.enter_context(Client(cluster))
             client.register_plugin(ModelLoader(model))
