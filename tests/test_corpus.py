@@ -64,3 +64,14 @@ def test_missing_corpus_is_a_clear_error(tmp_path):
         load_corpus(tmp_path, "train")
     with pytest.raises(InputError, match="no training field is at least 4096"):
         CorpusSampler(load_corpus(write_corpus(tmp_path / "tiny"), "train"), 4096)
+
+
+def test_a_column_on_the_regional_edge_is_held_out_not_trained_on():
+    import xarray as xr
+
+    from climgen.training.corpus import REGIONAL_WEST_EDGE, _split
+
+    rlon = np.array([REGIONAL_WEST_EDGE - 1, REGIONAL_WEST_EDGE, REGIONAL_WEST_EDGE + 1])
+    data = xr.DataArray(np.arange(6.0).reshape(2, 3), dims=("rlat", "rlon"), coords={"rlon": rlon})
+    train, validation = _split(data, "west", "train"), _split(data, "west", "validation")
+    assert train.shape[-1] == 1 and validation.shape[-1] == 2

@@ -231,3 +231,31 @@ def test_detail_ssim_and_diversity_ratio_separate_what_plain_scores_do_not():
     members = truth + rng.normal(size=(8, 64, 64))  # the truth and the members: draws around one mean
     assert metrics.diversity_ratio(members, truth + rng.normal(size=(64, 64))) == pytest.approx(1.0, abs=0.05)
     assert metrics.diversity_ratio(np.repeat(members[:1], 8, axis=0), truth) == 0.0  # copies: mode collapse
+
+
+def test_weighted_bicubic_reference_averages_the_valid_cells_of_each_block():
+    """A block with one missing cell keeps the (area-weighted) mean of the others, with or
+    without weights: missing cells must not make the whole block missing."""
+    from climgen.evaluation import bicubic_reference
+
+    truth = rough_field((16, 16), seed=5)
+    truth[0, 0] = np.nan
+    rows, cols = np.linspace(0.5, 1.5, 16), np.ones(16)
+    plain = bicubic_reference(truth, 4)
+    weighted = bicubic_reference(truth, 4, weights=(rows, cols))
+    assert np.isfinite(plain).all() and np.isfinite(weighted).all()
+    equal_weights = bicubic_reference(truth, 4, weights=(np.ones(16), np.ones(16)))
+    np.testing.assert_allclose(equal_weights, plain, atol=1e-12)
+
+
+def test_detail_ssim_ignores_cells_without_data():
+    """Cells where the truth is missing count as no detail in both fields: a prediction with
+    anything there scores as if it matched."""
+    truth = rough_field((32, 32), seed=6)
+    reference = np.zeros_like(truth)
+    gap = truth.copy()
+    gap[:8, :8] = np.nan
+    wild = truth.copy()
+    wild[:8, :8] = 1e6  # where the truth has no data
+    score = metrics.detail_ssim(wild, gap, reference)
+    assert np.isfinite(score) and score == pytest.approx(metrics.detail_ssim(truth, gap, reference))
