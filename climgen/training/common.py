@@ -153,6 +153,16 @@ class TrainingLoop:
             save_state(self.output, step, self.fingerprint, model, self.optimiser, self.schedule, rng, self.noise, self.history)
 
 
+def start_run(recipe: TrainRecipe) -> tuple[torch.device, np.random.Generator]:
+    """The recipe's threads, device and seeds set: the device, and the numpy stream every data
+    draw comes from."""
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
+    device = pick_device(recipe.device)
+    torch.manual_seed(recipe.seed)
+    return device, np.random.default_rng(recipe.seed)
+
+
 def start_loop(recipe: TrainRecipe, model: torch.nn.Module, rng: np.random.Generator, device: torch.device, log) -> TrainingLoop:
     """AdamW with a linear warm-up over the first twentieth of the steps and a cosine decay, the
     noise stream (seeded by the recipe), and the saved state of an interrupted run of the same

@@ -263,14 +263,10 @@ def train_hierarchical(recipe: TrainRecipe, log=print) -> Path:
     """Train (or fine-tune, with ``init_from``) the hierarchical generator as ``recipe`` says
     and save it; resumable like :func:`climgen.training.pretrain.pretrain`."""
     from climgen.models.checkpoint import save_checkpoint
-    from climgen.training.common import checkpoint_metadata, pick_device, real_pool_of, start_loop, training_progress
+    from climgen.training.common import checkpoint_metadata, real_pool_of, start_loop, start_run, training_progress
     from climgen.training.state import clear_state
 
-    if recipe.threads:
-        torch.set_num_threads(recipe.threads)
-    device = pick_device(recipe.device)
-    torch.manual_seed(recipe.seed)
-    rng = np.random.default_rng(recipe.seed)
+    device, rng = start_run(recipe)
     model, initial = _initial_model(recipe, device)
     real_pool, real_sources = real_pool_of(recipe)
     batches = MixedBatches(recipe, model.config.covariate_slots, real_pool)

@@ -21,9 +21,9 @@ from climgen.training.common import (
     checkpoint_metadata,
     draw_batch,
     field_validation_windows,
-    pick_device,
     real_pool_of,
     start_loop,
+    start_run,
     training_progress,
 )
 from climgen.training.data import SampleGenerator
@@ -124,11 +124,7 @@ def pretrain(recipe: TrainRecipe, log=print) -> Path:
     """
     from climgen.training.state import clear_state
 
-    if recipe.threads:
-        torch.set_num_threads(recipe.threads)
-    device = pick_device(recipe.device)
-    torch.manual_seed(recipe.seed)
-    rng = np.random.default_rng(recipe.seed)
+    device, rng = start_run(recipe)
     model, initial = _initial_model(recipe, device)
     config = model.config
     sampler, windows, real_sources = training_data(recipe, config.covariate_slots)
