@@ -31,6 +31,19 @@ RESERVED_ATTRIBUTES = frozenset({"Conventions", "history", "date_created", "proc
 """Global attributes that record what climgen did, which a user's ``attributes`` may not replace."""
 
 
+def check_attributes(attributes: Mapping) -> dict:
+    """Global attributes a user states, checked: netCDF names, text or numbers, none of climgen's
+    own (ValueError otherwise)."""
+    for key, value in attributes.items():
+        if not isinstance(key, str) or not ATTRIBUTE_NAME.fullmatch(key):
+            raise ValueError(f"attribute names are letters, digits and underscores, starting with a letter; got {key!r}")
+        if key in RESERVED_ATTRIBUTES or key.startswith("climgen_"):
+            raise ValueError(f"attribute {key!r} is climgen's to write (it states what the run did)")
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValueError(f"attribute {key!r} must be text or a number, got {value!r}")
+    return dict(attributes)
+
+
 def _whole_number(value: Any) -> Any:
     """Integers (numpy's too) as int; a bool is no count, and a float is no integer."""
     if isinstance(value, bool) or isinstance(value, (float, np.floating)):
@@ -142,16 +155,7 @@ class SynthesisOptions(BaseModel):
     @field_validator("attributes")
     @classmethod
     def _attributes(cls, attributes: Mapping | None) -> dict | None:
-        if attributes is None:
-            return None
-        for key, value in attributes.items():
-            if not isinstance(key, str) or not ATTRIBUTE_NAME.fullmatch(key):
-                raise ValueError(f"attribute names are letters, digits and underscores, starting with a letter; got {key!r}")
-            if key in RESERVED_ATTRIBUTES or key.startswith("climgen_"):
-                raise ValueError(f"attribute {key!r} is climgen's to write (it states what the run did)")
-            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-                raise ValueError(f"attribute {key!r} must be text or a number, got {value!r}")
-        return dict(attributes)
+        return None if attributes is None else check_attributes(attributes)
 
     @model_validator(mode="after")
     def _combinations(self):

@@ -191,8 +191,12 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
     ``scorer(ds, prepared, factor)`` computes the scores (default: every field read and scored
     here; the streaming path scores time chunks as dask tasks).
     """
+    from climgen.io.acdd import standing_attributes
     from climgen.models.checkpoint import load_checkpoint
 
+    standing = standing_attributes()  # the user's creator, publisher...: read before any work, recorded
+    if standing:
+        config = config.model_copy(update={"attributes": standing | (config.attributes or {})})
     ds, convention = contiguous_input(ds)
     ds, wrap_cells = wrap_global(ds, config)
     prepared = _prepare(ds, config, covariates)

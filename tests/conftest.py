@@ -21,6 +21,13 @@ settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
+@pytest.fixture(autouse=True)
+def no_standing_attributes(monkeypatch, tmp_path_factory):
+    """Tests see no user's standing attributes file (~/.config/climgen/attributes.yaml)."""
+    monkeypatch.delenv("CLIMGEN_ATTRIBUTES", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+
+
 @pytest.fixture(scope="session")
 def hsurf_truth() -> xr.Dataset:
     """Real rotated-pole surface height over east Africa (held out from model training)."""

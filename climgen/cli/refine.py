@@ -199,7 +199,12 @@ DEMO_ATTRIBUTES = {
     "copyright 2013 University Corporation for Atmospheric Research (COPYRIGHT-UCAR in the climgen package)",
     "license": "Input data: BSD-4-Clause (COPYRIGHT-UCAR); refinement by climgen: BSD-3-Clause",
 }
-"""What the demo can say of its own output; who made it is the user's to add (--attribute)."""
+"""What the demo can say of its own output; who made it is the user's to add (--attribute, or
+once for every output in the standing attributes file, climgen.io.acdd.attributes_file)."""
+
+CMIP_TAS_HEIGHT = {"standard_name": "height", "long_name": "height", "units": "m", "axis": "Z", "positive": "up"}
+"""CMIP5's tas is the air temperature 2 m above the surface (the Amon table's scalar ``height``
+coordinate, which the sample's subset lost); the demo restores it so the output states it."""
 
 
 @app.command()
@@ -227,7 +232,7 @@ def demo(
         xr.open_dataset(str(data / "africa_orography_0.44deg.nc")) as orography,
     ):
         result = run(
-            ds,
+            ds.assign_coords(height=xr.DataArray(2.0, attrs=CMIP_TAS_HEIGHT)),
             factor=factor,
             variables=["tas"],
             covariates={"elevation": orography["orog"]},

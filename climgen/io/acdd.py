@@ -1,16 +1,25 @@
 """ACDD-1.3 discovery attributes of a refined dataset, so catalogues can find and describe it.
 
 What climgen knows it states: a title and summary of what was refined and how, keywords, the
-creation date, the processing level, the latitude/longitude and time coverage, and each
-variable's coverage content type. Who made or publishes the data, under which licence, is the
-user's to say: those attributes are carried from the input when it has them, never invented.
+creation date, the processing level, an identifier, the latitude/longitude, vertical and time
+coverage, and each variable's coverage content type. Who made or publishes the data, under which
+licence, is the user's to say: those attributes are carried from the input when it has them,
+read from the user's standing attributes file (:func:`standing_attributes`), or given per run;
+never invented.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
+from pathlib import Path
+
 import numpy as np
 import xarray as xr
+import yaml
 
+from climgen.config import check_attributes
+from climgen.errors import ConfigError
 from climgen.grid import SpatialAxes
 
 CONVENTION = "ACDD-1.3"
@@ -69,9 +78,54 @@ def _time_coverage(ds: xr.Dataset) -> dict:
     return attrs
 
 
-VERTICAL_CRS = {"altitude": "EPSG:5829", "depth": "EPSG:5831"}
-"""The vertical reference of a vertical coordinate by standard name (height above sea level,
-depth below it); ``height`` (above the surface) has no EPSG code, so it gets none."""
+VERTICAL_CRS = {
+    "altitude": "EPSG:5829",
+    "depth": "EPSG:5831",
+    "height": 'VERTCRS["height above the surface",VDATUM["local surface"],CS[vertical,1],'
+    'AXIS["gravity-related height (H)",up],LENGTHUNIT["metre",1]]',
+}
+"""The vertical reference of a vertical coordinate by standard name: height above sea level and
+depth below it by EPSG code; ``height`` (above the surface, CMIP's 2 m) has no EPSG code, so it
+is written out as an OGC WKT2 vertical CRS, as ACDD allows."""
+
+NAMING_AUTHORITY = "climgen"
+"""Who assigned ``id`` when the user gives none: climgen, as a random UUID (unique without a
+registry). Publishing under an institution's authority: give both ``id`` and ``naming_authority``."""
+
+ATTRIBUTES_FILE = "CLIMGEN_ATTRIBUTES"
+"""Environment variable naming the standing attributes file; by default
+``$XDG_CONFIG_HOME/climgen/attributes.yaml`` (``~/.config/climgen/attributes.yaml``)."""
+
+
+def attributes_file() -> Path:
+    """Where the user's standing global attributes are read from (the file need not exist)."""
+    if os.environ.get(ATTRIBUTES_FILE):
+        return Path(os.environ[ATTRIBUTES_FILE]).expanduser()
+    config_home = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(config_home) / "climgen" / "attributes.yaml"
+
+
+def standing_attributes() -> dict:
+    """The global attributes a user states once for every output (creator, publisher, project,
+    licence...), from :func:`attributes_file`: a YAML mapping of name to text or number. No file:
+    nothing. A run's own ``attributes`` override them."""
+    path = attributes_file()
+    if not path.is_file():
+        if os.environ.get(ATTRIBUTES_FILE):
+            raise ConfigError(f"{ATTRIBUTES_FILE} names {path}, which is not a file")
+        return {}
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"standing attributes file {path} cannot be read as YAML: {err}") from err
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"standing attributes file {path} must be a mapping of attribute name to value")
+    try:
+        return check_attributes(document)
+    except ValueError as err:
+        raise ConfigError(f"standing attributes file {path}: {err}") from err
 
 
 def _vertical_coverage(ds: xr.Dataset) -> dict:
@@ -121,6 +175,8 @@ def discovery_attributes(
         "date_created": created,
         "processing_level": f"refined x{factor} (statistical downscaling) by climgen {provenance['climgen_version']}",
         "standard_name_vocabulary": STANDARD_NAME_VOCABULARY,
+        "id": str(uuid.uuid4()),
+        "naming_authority": NAMING_AUTHORITY,
     }
     attrs |= {key: source.attrs[key] for key in CARRIED if key in source.attrs}
     latitudes, longitudes = _extent(ds, "lat"), _extent(ds, "lon")
