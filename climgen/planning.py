@@ -134,6 +134,12 @@ class Plan:
         """Noise keys of fields ``indices`` (flat indices over the leading dimensions)."""
         return [(self.config.seed, name, int(index), member) for index in indices]
 
+    def _sample_scale(self) -> dict:
+        """The scale of the drawn detail per chain length, when members are drawn (the model's
+        calibration, kept in its JSON beside the weights)."""
+        scales = getattr(self.checkpoint.module.config, "sample_scale", None)
+        return {"sample_scale": list(scales)} if self.draws_members and scales else {}
+
     def provenance(self, fields_refined: int, seconds: float) -> dict:
         config, layout = self.config, self.prepared.layout
         return {
@@ -160,6 +166,7 @@ class Plan:
             },
             "ordered_variables": [list(chain) for chain in self.prepared.order],
             **({"longitude_wrap_cells": self.wrap_cells} if self.wrap_cells else {}),
+            **self._sample_scale(),
             **({"longitudes_converted_to": self.longitude_convention} if self.longitude_convention else {}),
             "seconds": round(seconds, 3),
         }

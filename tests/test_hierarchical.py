@@ -122,3 +122,33 @@ def test_members_are_counted_with_their_sample_head(hsurf_coarse):
     per_field = best.provenance(1, 0.0)["compute"]["macs"]
     per_member = members.provenance(1, 0.0)["compute"]["macs"]
     assert per_member > per_field
+
+
+@torch.no_grad()
+def test_drawn_detail_is_scaled_by_the_chain_length_and_saved_with_the_model(tmp_path):
+    """``sample_scale[k - 1]`` scales every stage's drawn detail in a chain of k stages: 0 gives
+    the best estimate, and a smaller scale a smaller spread; the scales travel in the JSON."""
+    from dataclasses import replace
+
+    model, coarse = _model(), _coarse()
+    best = model(coarse, stages=2)[-1]
+    spreads = []
+    for scales in ((1.0, 1.0, 1.0, 1.0), (1.0, 0.5, 1.0, 1.0), (1.0, 0.0, 1.0, 1.0)):
+        model.config = replace(model.config, sample_scale=scales)
+        member = model(coarse, stages=2, generator=torch.Generator().manual_seed(3))[-1]
+        spreads.append(float((member - best).pow(2).mean().sqrt()))
+        one_stage = model(coarse, stages=1, generator=torch.Generator().manual_seed(3))[-1]
+        assert not torch.equal(one_stage, model(coarse, stages=1)[-1])  # a one-stage chain keeps scale 1
+    assert spreads[0] > spreads[1] > spreads[2] == 0.0
+    model.config = replace(model.config, sample_scale=(1.0, 0.5, 0.25, 0.25))
+    checkpoint = load_checkpoint(save_checkpoint(model, tmp_path / "scaled", "hierarchical", {"name": "scaled"}))
+    assert checkpoint.module.config.sample_scale == (1.0, 0.5, 0.25, 0.25)
+
+
+def test_members_record_the_drawn_detail_scale(hsurf_coarse):
+    import json
+
+    members = hsurf_coarse.isel(rlat=slice(0, 16), rlon=slice(0, 16)).climgen.synthesize(factor=4, members=2)
+    provenance = json.loads(members.attrs["climgen_provenance"])
+    assert provenance["sample_scale"] == list(load_checkpoint("default").module.config.sample_scale)
+    assert provenance["sample_scale"][1] < 1.0  # x4 members are calibrated with less than the raw draw

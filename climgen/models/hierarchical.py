@@ -40,6 +40,10 @@ class HierarchicalConfig:
     norm_window: int = 7
     roughness_window: int = 21
     max_stages: int = 4
+    sample_scale: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
+    """Scale of every stage's drawn detail by the number of stages the chain has (1, 2, 3, 4):
+    the sample head learns each stage's spread alone, and chained stages add to it, so a
+    longer chain is calibrated with less (``benchmarks/spread_calibration.py``)."""
 
     @classmethod
     def from_dict(cls, values: dict) -> HierarchicalConfig:
@@ -47,6 +51,9 @@ class HierarchicalConfig:
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown generator config keys: {sorted(unknown)}")
+        values = dict(values)
+        if "sample_scale" in values:
+            values["sample_scale"] = tuple(float(scale) for scale in values["sample_scale"])
         return cls(**values)
 
     def to_dict(self) -> dict:
@@ -179,9 +186,11 @@ class HierarchicalGenerator(nn.Module):
         covariate_mask: torch.Tensor | None,
         noise: torch.Tensor | None,
         residual_gain: float = 1.0,
+        sample_scale: float = 1.0,
     ) -> torch.Tensor:
         """One x2 stage, exactly coarse-consistent: the mean (``noise`` None) or a sample.
-        ``residual_gain`` scales the mean's learned detail (0: bicubic, projected)."""
+        ``residual_gain`` scales the mean's learned detail (0: bicubic, projected),
+        ``sample_scale`` the drawn detail around it."""
         if residual_gain == 0 and noise is None:  # no learned mean detail: nothing to run
             return project_to_coarse(bicubic_upsample(field, 2), field)
         inputs, std = self.stage_inputs(field, covariates, covariate_mask)
@@ -190,7 +199,7 @@ class HierarchicalGenerator(nn.Module):
         if residual_gain != 1.0:
             detail = residual_gain * detail
         if noise is not None:  # the sample's spread is the model's own: a damped mean keeps it
-            detail = detail + self.stage_network.sample(features, noise)
+            detail = detail + sample_scale * self.stage_network.sample(features, noise)
         return self.compose(field, std, detail)
 
     @staticmethod
@@ -220,6 +229,7 @@ class HierarchicalGenerator(nn.Module):
         outputs = []
         scale = magnitude_scale(coarse)
         field = coarse * scale
+        sample_scale = self.config.sample_scale[min(stages, len(self.config.sample_scale)) - 1]
         for stage in range(1, stages + 1):
             stage_cov = stage_mask = None
             if covariates is not None:
@@ -230,7 +240,7 @@ class HierarchicalGenerator(nn.Module):
             elif generator is not None:
                 shape = (field.shape[0], 1, 2 * field.shape[-2], 2 * field.shape[-1])
                 stage_noise = torch.randn(shape, generator=generator, device=field.device, dtype=field.dtype)
-            field = self.refine_stage(field, stage_cov, stage_mask, stage_noise, residual_gain)
+            field = self.refine_stage(field, stage_cov, stage_mask, stage_noise, residual_gain, sample_scale)
             outputs.append(field / scale)
         return outputs
 
