@@ -309,6 +309,22 @@ def print_tables(rows: list[dict]) -> None:
         f"\nSpearman, predicted vs realised gain per tile and stage, pooled over {len(rows)} held-out runs: "
         f"{spearmanr(predicted, realised).correlation:.3f} ({predicted.size} tile stages)"
     )
+    for factor in sorted({row["factor"] for row in rows}):
+        chosen = [row for row in rows if row["factor"] == factor]
+        stages = [
+            (
+                np.concatenate([np.asarray(row["predicted"])[k] for row in chosen]),
+                np.concatenate([np.asarray(row["realised"])[k] for row in chosen]),
+            )
+            for k in range(len(chosen[0]["realised"]))
+        ]
+        per_stage = ", ".join(f"{k + 1}: {spearmanr(*pair).correlation:.2f}" for k, pair in enumerate(stages))
+        # how well the truth's own gain of one stage ranks the next's: what a predictor that has
+        # run a stage (an early exit's regressor) could hope for
+        following = ", ".join(
+            f"{k + 1} -> {k + 2}: {spearmanr(stages[k][1], stages[k + 1][1]).correlation:.2f}" for k in range(len(stages) - 1)
+        )
+        print(f"x{factor}: Spearman per stage {per_stage}; realised gain of a stage against the next's (Spearman) {following}")
     for stage in (1, 2, 3):
         pairs = [
             (np.array(row["adaptive_depth"]) >= stage, np.array(row["oracle_depth"]) >= stage)
