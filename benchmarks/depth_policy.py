@@ -324,7 +324,7 @@ def print_tables(rows: list[dict]) -> None:
         following = ", ".join(
             f"{k + 1} -> {k + 2}: {spearmanr(stages[k][1], stages[k + 1][1]).correlation:.2f}" for k in range(len(stages) - 1)
         )
-        print(f"x{factor}: Spearman per stage {per_stage}; realised gain of a stage against the next's (Spearman) {following}")
+        print(f"Spearman by stage at x{factor}: {per_stage}; the realised gain of a stage against the next's: {following}")
     for stage in (1, 2, 3):
         pairs = [
             (np.array(row["adaptive_depth"]) >= stage, np.array(row["oracle_depth"]) >= stage)
