@@ -192,6 +192,17 @@ def test_zarr_output_carries_the_same_metadata(hsurf_coarse, tmp_path):
         assert ds.attrs["climgen_model_sha256"] == result.attrs["climgen_model_sha256"]
 
 
+STANDING = {  # who made and publishes the data: only the user can say
+    "creator_name": "A. Scientist",
+    "creator_url": "https://example.org/a-scientist",
+    "creator_email": "a.scientist@example.org",
+    "publisher_name": "Example Climate Centre",
+    "publisher_url": "https://example.org",
+    "publisher_email": "data@example.org",
+    "project": "Example downscaling study",
+}
+
+
 def _acdd_failures(path) -> set[tuple[str, int]]:
     """(check, weight) of every IOOS ACDD-1.3 check that ``path`` fails (3 high, 2 medium, 1 low)."""
     import json
@@ -245,14 +256,7 @@ def test_cmip_grid_attributes_are_dropped_and_discovery_attributes_added(tmp_pat
     failed = _acdd_failures(path)
     assert {weight for _, weight in failed} == {2}  # no high: the maps are coordinates, not data without a standard name
     assert not any("extents_match" in name or "date_created" in name for name, _ in failed)
-    stated = {
-        "creator_name": "A. Scientist",
-        "creator_url": "https://example.org/a-scientist",
-        "creator_email": "a.scientist@example.org",
-        "publisher_name": "Example Climate Centre",
-        "publisher_url": "https://example.org",
-        "publisher_email": "data@example.org",
-        "project": "Example downscaling study",
+    stated = STANDING | {
         "license": "CC-BY-4.0",
         "id": "example-tas-x2",
         "naming_authority": "org.example",
@@ -269,17 +273,6 @@ def test_cmip_grid_attributes_are_dropped_and_discovery_attributes_added(tmp_pat
     assert described.attrs["geospatial_vertical_positive"] == "up"
     assert described.attrs["geospatial_bounds_vertical_crs"].startswith('VERTCRS["height above the surface"')
     assert not _acdd_failures(_write(described, tmp_path / "described.nc"))  # 0 high, 0 medium
-
-
-STANDING = {
-    "creator_name": "A. Scientist",
-    "creator_url": "https://example.org/a-scientist",
-    "creator_email": "a.scientist@example.org",
-    "publisher_name": "Example Climate Centre",
-    "publisher_url": "https://example.org",
-    "publisher_email": "data@example.org",
-    "project": "Example downscaling study",
-}
 
 
 def test_demo_output_with_standing_attributes_passes_acdd(tmp_path, monkeypatch, checker_ready):
