@@ -11,7 +11,7 @@ mean squared log over the fields. Reported:
 
 - **leave one field out**: for each field, the scale fitted on all the others, and the field's
   spread / skill at it;
-- **shipped**: the scale fitted on all fields (what goes into the checkpoint's ``sample_scale``).
+- **fitted on all fields**: what goes into the checkpoint's ``sample_scale``.
 
     python benchmarks/spread_calibration.py [--shared ../shared] [--factors 2 4 8] [--model default]
         [--scales 0.5 0.6 0.7 0.8 0.9 1.0] [--quick] [--json out.json]
@@ -87,7 +87,7 @@ def calibrate(measured: dict[float, list[dict]], members: int) -> dict:
 def print_tables(results: dict[int, dict]) -> None:
     low, high = CALIBRATED_RANGE
     print(
-        "\n| factor | stages | shipped scale | leave-one-out scales | spread / skill unscaled (in 0.8-1.2) | left out at its scale (in 0.8-1.2) |"
+        "\n| factor | stages | scale fitted on all fields | leave-one-out scales | spread / skill unscaled (in 0.8-1.2) | left out at its scale (in 0.8-1.2) |"
     )
     print("|---|---|---|---|---|---|")
     for factor, result in results.items():
