@@ -45,7 +45,9 @@ def test_each_grid_kind_is_cf_clean(kind, tmp_path, checker_ready):
     # bare (y, x) dimensions, as a curvilinear input has them, are not recognised as Y and X by
     # compliance-checker's recommended-order test (a warning the input gets too)
     allowed = "recommended order T, Z, Y, X" if kind == "curvilinear" else None
-    _assert_clean(_write(ds.climgen.synthesize(factor=2), tmp_path / f"{kind}.nc"), allowed)
+    path = _write(ds.climgen.synthesize(factor=2), tmp_path / f"{kind}.nc")
+    _assert_clean(path, allowed)
+    assert not {name for name, weight in _acdd_failures(path) if weight == 3}  # ACDD: the axes have long names
 
 
 def test_real_rotated_pole_and_ensemble_are_cf_clean(hsurf_coarse, tmp_path, checker_ready):
@@ -149,6 +151,9 @@ def test_check_command_passes_clean_and_fails_broken_files(tmp_path, checker_rea
     clean = _write(make_dataset("latlon", shape=(8, 8)).climgen.synthesize(factor=2), tmp_path / "clean.nc")
     result = _cli("check", clean)
     assert result.returncode == 0 and result.stdout.count("PASS") == 2, result.stdout
+    discovery = _cli("check", clean, "--acdd")  # who made the data is not stated: warnings, not errors
+    assert discovery.returncode == 0 and "compliance-checker acdd:1.3: PASS (0 errors" in discovery.stdout
+    assert "creator_name not present" in discovery.stdout
     broken = make_dataset("latlon", shape=(8, 8))
     broken["tas"].attrs["standard_name"] = "not_a_cf_standard_name"
     broken.to_netcdf(tmp_path / "broken.nc")

@@ -85,13 +85,18 @@ def coarsen(
 
 
 @app.command()
-def check(file: Annotated[Path, typer.Argument(help="NetCDF file to check against CF-1.8.")]) -> None:
+def check(
+    file: Annotated[Path, typer.Argument(help="NetCDF file to check against CF-1.8.")],
+    acdd: Annotated[
+        bool, typer.Option("--acdd/--no-acdd", help="Also the ACDD-1.3 discovery check (catalogues); medium = warnings.")
+    ] = False,
+) -> None:
     """Run the offline CF checkers (cfchecks and IOOS compliance-checker) and summarise."""
     from climgen.io.checks import run_checks
 
     if not file.exists():
         raise InputError(f"file not found: {file}")
-    results = run_checks(file)
+    results = run_checks(file, acdd=acdd)
     for result in results:
         typer.echo(result.summary())
     if not all(result.passed for result in results):

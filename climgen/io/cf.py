@@ -231,8 +231,11 @@ def tidy(ds: xr.Dataset, axes: SpatialAxes) -> xr.Dataset:
         ds[name].attrs.setdefault("standard_name", standard)
         if axes.kind == "latlon":
             ds[name].attrs.setdefault("units", "degrees_north" if standard == "latitude" else "degrees_east")
-    for name, standard in zip(find_latlon_auxiliaries(ds, axes) or (), ("latitude", "longitude"), strict=False):
+    auxiliaries = find_latlon_auxiliaries(ds, axes) or ()
+    for name, standard in zip(auxiliaries, ("latitude", "longitude"), strict=False):
         ds[name].attrs.setdefault("standard_name", standard)
+    for name in (axes.y, axes.x, *auxiliaries):  # ACDD: every coordinate variable has a long name
+        ds[name].attrs.setdefault("long_name", str(ds[name].attrs.get("standard_name", name)).replace("_", " "))
     for name in list(ds.variables):
         mapping_attrs = ds[name].attrs
         if "grid_mapping_name" in mapping_attrs and (ds[name].ndim > 0 or ds[name].dtype.kind in "SU"):

@@ -83,12 +83,13 @@ def run_cfchecks(path: str | Path) -> CheckResult:
     return CheckResult("cfchecks", int(errors.group(1)), int(warnings.group(1)) if warnings else 0, messages)
 
 
-def run_compliance_checker(path: str | Path) -> CheckResult:
-    """IOOS compliance-checker ``cf:1.8``: high findings count as errors, medium as warnings."""
+def run_compliance_checker(path: str | Path, test: str = f"cf:{CF_VERSION}") -> CheckResult:
+    """IOOS compliance-checker ``test`` (``cf:1.8``, or ``acdd:1.3`` for catalogue discovery
+    attributes): high findings count as errors, medium as warnings."""
     environment = dict(os.environ, CF_STANDARD_NAME_TABLE=str(standard_name_table()))
     with tempfile.TemporaryDirectory() as folder:
         report = Path(folder) / "report.json"
-        command = ["compliance-checker", f"--test=cf:{CF_VERSION}", "--format=json", f"--output={report}", str(path)]
+        command = ["compliance-checker", f"--test={test}", "--format=json", f"--output={report}", str(path)]
         executable = Path(sys.executable).with_name("compliance-checker")
         if executable.exists():
             command[0] = str(executable)
@@ -98,7 +99,7 @@ def run_compliance_checker(path: str | Path) -> CheckResult:
                 f"compliance-checker did not run: {(completed.stderr or completed.stdout).strip()[-300:]}"
             )
         document = json.loads(report.read_text())
-    results = document[f"cf:{CF_VERSION}"]
+    results = document[test]
     findings = {}
     for priority in ("high", "medium"):
         failed = [item for item in results.get(f"{priority}_priorities", []) if item["value"][0] < item["value"][1]]
@@ -106,9 +107,11 @@ def run_compliance_checker(path: str | Path) -> CheckResult:
     messages = [
         f"{priority}: {item['name']}: {'; '.join(item.get('msgs', []))}" for priority, items in findings.items() for item in items
     ]
-    return CheckResult("compliance-checker cf:1.8", len(findings["high"]), len(findings["medium"]), messages)
+    return CheckResult(f"compliance-checker {test}", len(findings["high"]), len(findings["medium"]), messages)
 
 
-def run_checks(path: str | Path) -> list[CheckResult]:
-    """Both checkers on one file."""
-    return [run_cfchecks(path), run_compliance_checker(path)]
+def run_checks(path: str | Path, acdd: bool = False) -> list[CheckResult]:
+    """Both CF checkers on one file; with ``acdd``, also the ACDD-1.3 discovery check (what a
+    catalogue needs: its medium findings are the attributes only the user can state)."""
+    results = [run_cfchecks(path), run_compliance_checker(path)]
+    return results + [run_compliance_checker(path, "acdd:1.3")] if acdd else results
