@@ -65,6 +65,16 @@ def project_to_coarse(fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
     return fine - F.interpolate(error, scale_factor=factor, mode="nearest")
 
 
+def add_detail(field: torch.Tensor, std: torch.Tensor, detail: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+    """One x2 stage's output: ``field`` upsampled bicubically plus ``detail`` (on the fine grid,
+    in the input's local standard deviations ``std``, times ``gain``), projected so every
+    2 x 2 block averages to ``field``."""
+    std_fine = F.interpolate(std, scale_factor=2, mode="bilinear", align_corners=False)
+    if gain != 1.0:
+        std_fine = gain * std_fine
+    return project_to_coarse(bicubic_upsample(field, 2) + std_fine * detail, field)
+
+
 def bicubic_upsample(field: torch.Tensor, factor: int) -> torch.Tensor:
     """Bicubic interpolation to ``factor`` times the resolution (cell-centre aligned)."""
     return F.interpolate(field, scale_factor=factor, mode="bicubic", align_corners=False)
@@ -177,11 +187,7 @@ class AdaptiveMultiScaleGenerator(nn.Module):
             dim=1,
         )
         residual = F.pixel_shuffle(self.tail(self.body(self.head(inputs))), 2).float()
-        std_fine = F.interpolate(std, scale_factor=2, mode="bilinear", align_corners=False)
-        if residual_gain != 1.0:
-            std_fine = residual_gain * std_fine
-        fine = bicubic_upsample(field, 2) + std_fine * residual
-        return project_to_coarse(fine, field)
+        return add_detail(field, std, residual, residual_gain)
 
     def forward(
         self,

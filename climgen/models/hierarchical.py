@@ -26,7 +26,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from climgen.models.blocks import local_mean
-from climgen.models.generator import bicubic_upsample, local_standardise, magnitude_scale, masked_coarsen, project_to_coarse
+from climgen.models.generator import (
+    add_detail,
+    bicubic_upsample,
+    local_standardise,
+    magnitude_scale,
+    masked_coarsen,
+    project_to_coarse,
+)
 
 
 @dataclass(frozen=True)
@@ -206,9 +213,7 @@ class HierarchicalGenerator(nn.Module):
     def compose(field: torch.Tensor, std: torch.Tensor, detail: torch.Tensor) -> torch.Tensor:
         """Bicubic upsampling plus ``detail`` (4 sub-cells per cell, in local standard
         deviations), projected so every 2 x 2 block averages to ``field``."""
-        std_fine = F.interpolate(std, scale_factor=2, mode="bilinear", align_corners=False)
-        fine = bicubic_upsample(field, 2) + std_fine * F.pixel_shuffle(detail.float(), 2)
-        return project_to_coarse(fine, field)
+        return add_detail(field, std, F.pixel_shuffle(detail.float(), 2))
 
     def forward(
         self,
