@@ -24,11 +24,15 @@ class ModelLoader(WorkerPlugin):
 
     name = "climgen-model"
 
-    def __init__(self, model: str):
+    def __init__(self, model: str, one_line_errors: bool = False):
         self.model = model
+        self.one_line_errors = one_line_errors
 
     def setup(self, worker) -> None:
         import torch
+
+        if self.one_line_errors:
+            log_errors_in_one_line()
 
         from climgen.allocator import retain_freed_memory
         from climgen.models.checkpoint import load_checkpoint
@@ -37,6 +41,29 @@ class ModelLoader(WorkerPlugin):
         retain_freed_memory(respect_environment=False)
         torch.set_num_threads(1)
         load_checkpoint(self.model)
+
+
+class OneLineErrors(logging.Filter):
+    """Writes a logged exception as one line. A worker whose peer was killed logs the lost
+    transfer with its traceback, though dask runs the lost tasks again: on the command line that
+    traceback reads as climgen failing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            detail = str(error).splitlines()[0] if str(error) else ""
+            record.msg = f"{record.getMessage()} ({type(error).__name__}: {detail})"
+            record.args = None
+            record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+def log_errors_in_one_line() -> None:
+    """Add :class:`OneLineErrors` to the handlers of distributed's logger and the root logger in
+    this process (once)."""
+    for handler in logging.getLogger("distributed").handlers + logging.getLogger().handlers:
+        if not any(isinstance(existing, OneLineErrors) for existing in handler.filters):
+            handler.addFilter(OneLineErrors())
 
 
 STARTS = 3  # attempts at starting a local cluster whose workers die while starting
@@ -72,7 +99,7 @@ def _started_cluster(workers: int, threads: int, model: str, owner: ExitStack) -
             cluster = setup.enter_context(
                 # distributed's own warnings of a worker lost mid-job (climgen runs its tasks again)
                 # are noise on the command line, and one of them can fail to format (a logging
-                # traceback on stderr): show its errors only
+                # traceback on stderr): show its errors only, each in one line (OneLineErrors)
                 LocalCluster(
                     n_workers=workers,
                     threads_per_worker=threads,
@@ -82,7 +109,7 @@ def _started_cluster(workers: int, threads: int, model: str, owner: ExitStack) -
                 )
             )
             client = setup.enter_context(Client(cluster))
-            client.register_plugin(ModelLoader(model))
+            client.register_plugin(ModelLoader(model, one_line_errors=True))
         except Exception as error:  # noqa: BLE001 - distributed fails in many ways when a worker dies early
             setup.close()
             if attempt == STARTS:

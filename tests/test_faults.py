@@ -253,6 +253,31 @@ def test_a_worker_killed_mid_job_costs_nothing_but_time(tmp_path):
         np.testing.assert_array_equal(got["tas"].values, expected["tas"].values)
 
 
+WORKER_LOGS_AN_EXCEPTION = """
+import logging
+from types import SimpleNamespace
+from climgen.workers import attach_client
+
+def lose_a_transfer():
+    try:
+        raise ConnectionResetError(104, "Connection reset by peer")
+    except OSError:
+        logging.getLogger("distributed.worker").exception("failed during get data with %s", "a peer")
+
+with attach_client(SimpleNamespace(scheduler=None, workers=1), "default") as client:
+    client.run(lose_a_transfer)
+"""
+
+
+def test_a_worker_logs_a_lost_transfer_in_one_line_without_a_traceback():
+    """What a surviving worker logs when a killed peer drops a transfer (dask runs the lost tasks
+    again): one line naming the error, not a traceback that reads as climgen failing."""
+    done = subprocess.run([sys.executable, "-c", WORKER_LOGS_AN_EXCEPTION], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "failed during get data with a peer (ConnectionResetError: [Errno 104] Connection reset by peer)" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_a_read_only_output_folder_is_a_clear_error_before_any_work(tmp_path, hsurf_coarse_file):
     """A read-only filesystem (a real one: a tmpfs mounted ro, where root may mount it)."""
     folder = tmp_path / "read-only"
