@@ -38,7 +38,7 @@ import xarray as xr
 from dask.system import CPU_COUNT
 from torch import nn
 
-from climgen._torch import torch_threads
+from climgen._torch import native_bf16, torch_threads
 from climgen.allocator import retain_freed_memory
 from climgen.depth.compute import compute_report
 from climgen.pipeline import make_config, plan
@@ -352,7 +352,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|", flush=True)
     rows = []
     for device in args.devices:
-        precisions = ["float32"] if device == "cpu" else ["bfloat16", "float32"]
+        precisions = ["bfloat16", "float32"] if native_bf16(device) else ["float32"]  # bf16 first: what auto takes
         for precision in precisions:
             rows += measure(args, job, modes, field, truth, device, precision, False)
         if device == "cuda" and args.compile:

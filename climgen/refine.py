@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from climgen._torch import import_torch, model_on_device, resolve_device  # noqa: F401  (re-exported)
+from climgen._torch import import_torch, model_on_device, resolve_device, resolve_precision  # noqa: F401  (re-exported)
 from climgen.conservation import Bounds, Weights, project_blocks
 from climgen.noise import noise_window
 from climgen.tiling import Tile, TileLayout, blend_weights, fine_slices, window_key
@@ -69,8 +69,10 @@ class TileRefiner:
     Model calls of the same stages and shape go through the model ``batch_size`` at a time
     (groups and fields mixed). On CPU the default is 1: results then do not depend on how tiles are
     grouped, and one window per call is also the fastest there. On a GPU the default is 128
-    windows per call, in bf16 (``precision="auto"``; normalisation stays in float32) with
-    channels-last tensors; ``compile=True`` adds ``torch.compile``.
+    windows per call. ``precision="auto"`` runs the model's convolutions in bf16 where the
+    device computes it natively (GPUs; CPUs with AVX512-BF16 or AMX), else in float32
+    (:func:`climgen._torch.resolve_precision`); normalisation stays in float32. Tensors are
+    channels-last; ``compile=True`` adds ``torch.compile``.
     """
 
     def __init__(
@@ -97,12 +99,14 @@ class TileRefiner:
         self.device = self.torch.device(device or "cpu")
         on_gpu = self.device.type == "cuda"
         self.batch_size = batch_size or (128 if on_gpu else 1)
-        if precision not in ("auto", "float32", "bfloat16"):
-            raise ValueError(f"precision must be auto, float32 or bfloat16, got {precision!r}")
-        self.precision = ("bfloat16" if on_gpu else "float32") if precision == "auto" else precision
+        self.precision = resolve_precision(precision, self.device.type)
         self.model = model_on_device(model, self.device.type)
         self.compiled = compile and model is not None
         self._forward = self.torch.compile(self.model, dynamic=False) if self.compiled else self.model
+
+    def hardware(self) -> dict:
+        """Where and in what precision the model runs (for the provenance)."""
+        return {"device": self.device.type, "precision_used": self.precision}
 
     def with_gain(self, residual_gain: float) -> TileRefiner:
         """This refiner (same model, device and geometry) keeping ``residual_gain`` of the

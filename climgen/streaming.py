@@ -31,7 +31,7 @@ import numpy as np
 import xarray as xr
 
 from climgen import __version__
-from climgen._torch import torch_threads
+from climgen._torch import resolve_device, resolve_precision, torch_threads
 from climgen.allocator import retain_freed_memory
 from climgen.conservation import count_disordered, count_outside, format_bounds
 from climgen.depth.complexity import combine_scores, tile_components
@@ -221,6 +221,13 @@ def _job_id(plan_: Plan, options: StreamOptions, ds: xr.Dataset, output: Path) -
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _hardware(plan_: Plan, options: StreamOptions) -> dict:
+    """The device and precision the model runs in, as resolved where the job is planned (the
+    workers of a local cluster; a remote cluster's workers resolve ``auto`` themselves)."""
+    device = resolve_device(options.device)
+    return {"device": device, "precision_used": resolve_precision(plan_.config.precision, device)}
+
+
 def _tasks(ds: xr.Dataset, plan_: Plan, options: StreamOptions) -> tuple[list[Task], dict[str, int]]:
     axes, layout = plan_.prepared.axes, plan_.prepared.layout
     step = options.region_tiles * layout.tile
@@ -290,6 +297,7 @@ def _template(ds: xr.Dataset, job: Job, command: str | None) -> tuple[xr.Dataset
         "seconds": None,
         "job": job.job_id,
         "region_tiles": options.region_tiles,
+        **_hardware(plan_, options),
     }
     result = assemble(ds, plan_, placeholders, provenance, command)
     for name in plan_.prepared.variables:  # a global grid's output is cropped: chunks from its first column

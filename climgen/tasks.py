@@ -65,6 +65,7 @@ class TaskContext:
     seed: int
     members: int
     device: str = "auto"
+    precision: str = "auto"
     bounds: Mapping = field(default_factory=dict)  # variable -> its physical (lower, upper)
     order: tuple = ()  # chains of variables kept in order, lowest first
     cell_weights: tuple | None = None  # fine cells' (row, column) area factors: area-weighted block means
@@ -86,7 +87,13 @@ def _refiner(context: TaskContext):
             _DEVICE_MODULES[key] = model_on_device(checkpoint.module, device)
         module = _DEVICE_MODULES[key]
     return TileRefiner(
-        module, context.factor, context.layout, device=device, cell_weights=context.cell_weights, sample=context.members > 1
+        module,
+        context.factor,
+        context.layout,
+        device=device,
+        precision=context.precision,
+        cell_weights=context.cell_weights,
+        sample=context.members > 1,
     )
 
 
@@ -158,6 +165,7 @@ def delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
             plan_.config.seed,
             plan_.config.members,
             job.options.device,
+            plan_.config.precision,
             plan_.prepared.limits,
             tuple(plan_.prepared.order),
             plan_.cell_weights,

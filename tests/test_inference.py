@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from climgen._torch import native_bf16, resolve_precision
 from climgen.models.blocks import local_mean
 from climgen.models.checkpoint import load_checkpoint
 from climgen.models.generator import _local_standardise, local_standardise
@@ -97,7 +98,20 @@ def test_devices_and_precisions_are_checked():
     with pytest.raises(ValueError, match="precision must be"):
         TileRefiner(None, 4, TileLayout((8, 8), 8, 0), precision="float16")
     refiner = TileRefiner(None, 4, TileLayout((8, 8), 8, 0))
-    assert (refiner.batch_size, refiner.precision) == (1, "float32")  # CPU defaults
+    # CPU defaults: one window a call; bf16 only where the CPU computes it natively
+    assert (refiner.batch_size, refiner.precision) == (1, "bfloat16" if native_bf16("cpu") else "float32")
+    assert resolve_precision("auto", "cuda") == "bfloat16" and resolve_precision("float32", "cuda") == "float32"
+
+
+def test_bf16_refinement_is_within_one_percent_of_the_detail_and_exactly_coarse_consistent():
+    """What ``precision="auto"`` gives on a CPU with native bf16 (and anywhere it is asked for):
+    the model's convolutions in bf16, its normalisation and projection in float32."""
+    fields, _ = _domain()
+    single, half = _refine(1, "float32"), _refine(1, "bfloat16")
+    detail = np.std(single - np.repeat(np.repeat(fields, 4, 1), 4, 2))
+    assert 0 < np.sqrt(np.mean((half - single) ** 2)) < 0.01 * detail
+    coarse_means = half.reshape(2, 40, 4, 44, 4).mean(axis=(2, 4))
+    np.testing.assert_allclose(coarse_means, fields, rtol=0, atol=1e-3)
 
 
 def test_model_on_cpu_is_a_channels_last_copy_and_the_shared_checkpoint_stays():
@@ -113,3 +127,20 @@ def test_model_on_cpu_is_a_channels_last_copy_and_the_shared_checkpoint_stays():
     noise = [torch.zeros(1, 1, 32, 32)]
     with torch.inference_mode():
         torch.testing.assert_close(copy(coarse, noise=noise)[-1], shared(coarse, noise=noise)[-1], rtol=0, atol=1e-3)
+
+
+def test_the_precision_is_an_option_and_the_provenance_names_the_one_used():
+    import json
+
+    from climgen.errors import ConfigError
+    from climgen.pipeline import synthesize
+    from climgen.testing import make_dataset
+
+    ds = make_dataset("latlon", shape=(24, 24), times=1, seed=1)
+    out = synthesize(ds, factor=2, precision="float32")
+    provenance = json.loads(out.attrs["climgen_provenance"])
+    assert (provenance["precision"], provenance["precision_used"], provenance["device"]) == ("float32", "float32", "cpu")
+    automatic = json.loads(synthesize(ds, factor=2).attrs["climgen_provenance"])
+    assert automatic["precision_used"] == resolve_precision("auto", "cpu")
+    with pytest.raises(ConfigError, match="precision"):
+        synthesize(ds, factor=2, precision="float16")

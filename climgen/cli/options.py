@@ -123,6 +123,13 @@ Wait = Annotated[
     bool, typer.Option("--wait", help="If another climgen process is writing the output, wait for it instead of stopping.")
 ]
 Device = Annotated[str, typer.Option(help="Where tasks run the model: auto (a GPU when the worker has one), cpu, cuda.")]
+Precision = Annotated[
+    str,
+    typer.Option(
+        help="The model's precision: auto (bf16 where the device computes it natively: GPUs, CPUs with AVX512-BF16 or "
+        "AMX; else float32), float32 or bfloat16. bf16 is about twice as fast and within 1% of float32's fine detail."
+    ),
+]
 Attribute = Annotated[
     list[str] | None,
     typer.Option(

@@ -13,6 +13,7 @@ from climgen.cli.app import app
 from climgen.cli.options import (
     Attribute,
     Device,
+    Precision,
     Quiet,
     RegionTiles,
     Scheduler,
@@ -104,6 +105,7 @@ def synthesize(
     quiet: Quiet = False,
     wait: Wait = False,
     device: Device = "auto",
+    precision: Precision = "auto",
     attribute: Attribute = None,
 ) -> None:
     """Refine INPUT by FACTOR and write a CF-compliant OUTPUT.
@@ -130,6 +132,7 @@ def synthesize(
         conservation=conservation,
         residual_gain=parse_gain(residual_gain),
         attributes=parse_attributes(attribute),
+        precision=precision,
     )
     options = StreamOptions(region_tiles, time_chunk, workers, scheduler, progress=not quiet, device=device, wait=wait)
     with open_input(input) as ds:
@@ -213,6 +216,7 @@ def demo(
     factor: Annotated[int, typer.Option(help="Refinement factor.")] = 4,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite/--no-overwrite", help="Replace earlier demo output.")] = True,
+    precision: Precision = "auto",
     attribute: Attribute = None,
 ) -> None:
     """Refine the embedded sample (CMIP5 temperature over Africa, orography covariate)."""
@@ -237,6 +241,7 @@ def demo(
             variables=["tas"],
             covariates={"elevation": orography["orog"]},
             seed=seed,
+            precision=precision,
             command=command_line(),
             attributes=DEMO_ATTRIBUTES | (parse_attributes(attribute) or {}),
         )

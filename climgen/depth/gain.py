@@ -283,7 +283,9 @@ def self_test_refine(refiner, covariates: np.ndarray | None, bounds, seed_key: t
         shape = coarser.shape[-2:]
         tile = max(4, run_layout.tile // 2)
         layout = TileLayout(shape, tile, run_layout.halo, max(1, min(4, 2 * run_layout.merge)), run_layout.later_halo)
-        test = TileRefiner(refiner.model, 2, layout, device=str(refiner.device), residual_gain=refiner.residual_gain)
+        test = TileRefiner(
+            refiner.model, 2, layout, device=str(refiner.device), precision=refiner.precision, residual_gain=refiner.residual_gain
+        )
         guide = None if coarse_covariates is None else coarse_covariates[:, : 2 * shape[0], : 2 * shape[1]]
         keys = [(*seed_key, "gain-test", shape, index) for index in range(len(coarser))]
         depths = np.full(layout.grid_shape, depth, dtype=np.int8)
