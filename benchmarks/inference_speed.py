@@ -186,7 +186,8 @@ def machine_description() -> str:
         name = next(
             (line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")), name
         )
-    description = f"{name}, {CPU_COUNT} cores, torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()})"
+    bf16 = ", native bf16" if native_bf16("cpu") else ", no native bf16"
+    description = f"{name}, {CPU_COUNT} cores, torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}{bf16})"
     if torch.cuda.is_available():
         description += f"; GPU {torch.cuda.get_device_name()}"
     return description
@@ -341,7 +342,7 @@ def main() -> None:
     # every row under the same allocator settings as climgen's CPU path (EDSR's included)
     allocator = "glibc thresholds raised" if retain_freed_memory() else "system allocator"
     machine = f"{machine_description()}; {allocator}"
-    print(machine)
+    print(f"machine: {machine}")
     layout = job.prepared.layout
     print(
         f"{args.field} mosaic {args.size}^2 -> {args.size * args.factor}^2, {job.depth.size} tiles of {layout.tile} (halo {layout.halo}, "

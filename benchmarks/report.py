@@ -99,7 +99,8 @@ SECTIONS = (
         "Model size against quality and speed",
         "The default recipe trained at several sizes (channels x residual blocks) for the same "
         "number of steps, judged at x4 and uniform depth on the held-out fields, and timed on the "
-        "speed benchmark's 1024 x 1024 output; the shipped models for reference.",
+        "speed benchmark's 1024 x 1024 output (in the precision climgen takes by default on the "
+        "machine); the shipped models for reference.",
         ("model_sizes.py", "--sizes", "16x4", "24x4", "32x4", "--steps", "2000"),
         ("--sizes", "16x4", "24x4", "--steps", "200"),
     ),
@@ -108,7 +109,8 @@ SECTIONS = (
         "Speed on 2 CPU cores",
         "Output megapixels per second on a 1024 x 1024 output of a heterogeneous real domain "
         "(a mosaic of a held-out orography), the default model against the previous one "
-        "(amsgm-multibranch), at default and uniform depth.",
+        "(amsgm-multibranch), at default and uniform depth; in bf16 where the CPU computes it "
+        "natively (what precision auto takes there) and in float32.",
         ("inference_speed.py", "--repeats", "3"),
         ("--size", "256", "--repeats", "1"),
     ),
@@ -135,7 +137,7 @@ def tables_of(output: str) -> str:
         table = line.startswith("|")
         following = next((later for later in lines[index + 1 :] if later.strip()), "")
         caption = not table and (index == 0 or not lines[index - 1].strip()) and following.startswith("|")
-        summary = line.startswith(("fitted on", "Spearman", "stage ")) or line.endswith("s in all")
+        summary = line.startswith(("fitted on", "Spearman", "stage ", "machine: ")) or line.endswith("s in all")
         if table or caption or summary:
             new_table = table and following.startswith("|--")  # a header row: a table of its own
             if kept and kept[-1] and (table != kept[-1].startswith("|") or new_table):
