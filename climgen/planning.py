@@ -4,7 +4,7 @@ self-tests (the detail kept, the predicted gain) and the depth of every tile."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import xarray as xr
@@ -210,6 +210,9 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
     ds, wrap_cells = wrap_global(ds, config)
     prepared = _prepare(ds, config, covariates)
     checkpoint = load_checkpoint(config.model)
+    # a model of unpadded convolutions computes a margin around every window it is given:
+    # tiles then share a window where that costs less than their own, margins included
+    prepared.layout = replace(prepared.layout, call_margin=getattr(checkpoint.module, "window_margin", 0))
     slots = checkpoint.module.config.covariate_slots
     if prepared.covariates is not None and prepared.covariates.shape[0] > slots:
         raise ConfigError(f"model {checkpoint.name!r} takes at most {slots} covariates, got {prepared.covariates.shape[0]}")

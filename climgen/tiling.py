@@ -75,6 +75,10 @@ class TileLayout:
     halo: int = 8
     merge: int = 1
     later_halo: int | None = None
+    call_margin: int = 0
+    """Cells (at each stage's input resolution) the model computes around every window it is
+    given: the reach of its unpadded convolutions. Tiles share a window when that costs less
+    than their own windows, margins included."""
 
     def __post_init__(self):
         if self.tile < 1 or self.halo < 0 or self.merge < 1:
@@ -183,7 +187,9 @@ class TileLayout:
                 deep_cols = range(min(t.col for t in deep), max(t.col for t in deep) + 1)
                 full, later = (self.padded_window(deep_rows, deep_cols, stage_halo(s)) for s in (1, stage))
                 box = window(stage, full, later, list(own))
-                separate = _key_area(box) > sum(_key_area(key) for key in own.values())
+                separate = _stage_area(box, stage, self.call_margin) > sum(
+                    _stage_area(key, stage, self.call_margin) for key in own.values()
+                )
             for key, own_window in own.items():
                 boxes[key].append(own_window if separate else box)
         # segments of one box per tile; a call runs to the last stage any tile keeps its box
@@ -274,7 +280,7 @@ class TileLayout:
         """Coarse cells in each tile's core (edge tiles may be smaller)."""
         return np.array(
             [
-                [_key_area(window_key(self.tile_at(r, c).core)) for c in range(self.grid_shape[1])]
+                [_stage_area(window_key(self.tile_at(r, c).core), 1, 0) for c in range(self.grid_shape[1])]
                 for r in range(self.grid_shape[0])
             ]
         )
@@ -304,8 +310,11 @@ def window_key(window: tuple[slice, slice]) -> tuple[int, int, int, int]:
     return window[0].start, window[0].stop, window[1].start, window[1].stop
 
 
-def _key_area(key: tuple[int, int, int, int]) -> int:
-    return (key[1] - key[0]) * (key[3] - key[2])
+def _stage_area(key: tuple[int, int, int, int], stage: int, margin: int) -> int:
+    """Cells a model call on the window ``key`` computes at ``stage`` (at that stage's input
+    resolution), with the ``margin`` its network computes around every window."""
+    scale = 2 ** (stage - 1)
+    return ((key[1] - key[0]) * scale + 2 * margin) * ((key[3] - key[2]) * scale + 2 * margin)
 
 
 def ramp(length: int, ramp_length: int) -> np.ndarray:

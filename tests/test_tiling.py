@@ -54,11 +54,11 @@ GRIDS = dict(rows=st.integers(1, 7), cols=st.integers(1, 7), merge=st.integers(1
 
 
 @settings(max_examples=40, deadline=None)
-@given(**GRIDS, full=st.integers(1, 3))
-def test_model_calls_chain_each_tile_to_its_depth_and_never_cost_more_than_uniform(rows, cols, merge, full, seed):
+@given(**GRIDS, full=st.integers(1, 3), margin=st.sampled_from([0, 11]))
+def test_model_calls_chain_each_tile_to_its_depth_and_never_cost_more_than_uniform(rows, cols, merge, full, seed, margin):
     from climgen.depth.complexity import stage_cost
 
-    layout = TileLayout((rows * 8 - 3, cols * 8), 8, 4, merge)
+    layout = TileLayout((rows * 8 - 3, cols * 8), 8, 4, merge, call_margin=margin)
     depth = np.random.default_rng(seed).integers(0, full + 1, layout.grid_shape)
     for tile in layout:
         group = layout.padded_window(*layout.group_ranges(tile))
@@ -78,7 +78,8 @@ def test_model_calls_chain_each_tile_to_its_depth_and_never_cost_more_than_unifo
     calls = layout.model_calls(depth)
     separate = float((layout.padded_areas() * stage_cost(depth)).sum())
     uniform = sum(call.work for call in layout.model_calls(np.full(layout.grid_shape, full)))
-    assert sum(call.work for call in calls) <= min(separate, uniform)
+    if margin == 0:  # with a margin, sharing may process more cells to compute fewer margins
+        assert sum(call.work for call in calls) <= min(separate, uniform)
     if merge == 1:  # no sharing: one call per refined tile, all its stages at once
         assert len(calls) == (depth > 0).sum() and all(call.first == 1 for call in calls)
 
@@ -122,6 +123,23 @@ def test_windows_opened_by_later_stages_are_narrower_and_cost_no_more(rows, cols
                 assert parent.start <= window.start <= inner.start and inner.stop <= window.stop <= parent.stop
         if chain:  # the last call covers the margin the tile blends over
             assert all(w.start <= b.start and b.stop <= w.stop for b, w in zip(tile.blend, chain[-1].window, strict=True))
+
+
+def test_tiles_share_a_window_where_the_models_margin_makes_their_own_cost_more():
+    """Three of a group's four top tiles go a stage deeper: their own windows hold fewer cells
+    than the window of their bounding box, but with the 11 cells the network computes around
+    each window (at the second stage's resolution) one shared window costs less."""
+    depth = np.ones((4, 4), dtype=np.int8)
+    depth[0, [0, 1, 3]] = 2
+    plain = TileLayout((64, 64), 16, 4, 4, later_halo=2)
+    with_margin = TileLayout((64, 64), 16, 4, 4, later_halo=2, call_margin=11)
+    second = {
+        name: [c for c in layout.model_calls(depth) if c.last == 2]
+        for name, layout in [("plain", plain), ("margin", with_margin)]
+    }
+    assert len(second["plain"]) == 3 and len(second["margin"]) == 1
+    # the tile the shared window spans is refined that deep too, at no further cost
+    assert with_margin.deepen_within_windows(depth)[0].tolist() == [2, 2, 2, 2]
 
 
 def test_later_halo_must_cover_the_blend_margin():
@@ -239,3 +257,13 @@ def test_projection_in_place_equals_the_copy():
     assert projected is fine
     np.testing.assert_array_equal(projected, copy)
     np.testing.assert_allclose(projected.reshape(6, 4, 5, 4).mean(axis=(1, 3)), field, rtol=0, atol=1e-12)
+
+
+def test_the_plan_gives_the_layout_the_margin_of_the_models_unpadded_convolutions():
+    from climgen.pipeline import make_config, plan
+    from climgen.testing import make_dataset
+
+    job = plan(make_dataset("latlon", shape=(40, 40), times=1, seed=0), make_config(factor=4))
+    assert job.prepared.layout.call_margin == job.checkpoint.module.window_margin == job.checkpoint.module.stage_network.reach
+    previous = plan(make_dataset("latlon", shape=(40, 40), times=1, seed=0), make_config(factor=4, model="amsgm-multibranch"))
+    assert previous.prepared.layout.call_margin == 0  # padded convolutions: no margin

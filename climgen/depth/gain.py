@@ -282,7 +282,9 @@ def self_test_refine(refiner, covariates: np.ndarray | None, bounds, seed_key: t
     def refine(coarser: np.ndarray, depth: int) -> np.ndarray:
         shape = coarser.shape[-2:]
         tile = max(4, run_layout.tile // 2)
-        layout = TileLayout(shape, tile, run_layout.halo, max(1, min(4, 2 * run_layout.merge)), run_layout.later_halo)
+        layout = TileLayout(
+            shape, tile, run_layout.halo, max(1, min(4, 2 * run_layout.merge)), run_layout.later_halo, run_layout.call_margin
+        )
         test = TileRefiner(
             refiner.model, 2, layout, device=str(refiner.device), precision=refiner.precision, residual_gain=refiner.residual_gain
         )

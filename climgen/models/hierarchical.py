@@ -150,6 +150,12 @@ class HierarchicalGenerator(nn.Module):
         in_channels = 2 + 9 * self.config.covariate_slots
         self.stage_network = StageNetwork(in_channels, self.config)
 
+    @property
+    def window_margin(self) -> int:
+        """Cells the stage network computes around every window it is given, at the stage's
+        input resolution (the input is padded that far once; see :class:`StageNetwork`)."""
+        return self.stage_network.reach
+
     def stage_macs(self, height: int, width: int, sample: bool = False) -> int:
         """Multiply-accumulates of one stage on a ``height`` x ``width`` input, the margins its
         unpadded convolutions compute included; ``sample`` adds the sample head."""
