@@ -83,7 +83,7 @@ class FieldRun:
 
     def cost(self, depth: np.ndarray) -> float:
         """Share of uniform full depth's model work (the windows the tiles share)."""
-        layout = self.job.prepared.layout
+        layout = self.job.policy_layout
         return window_cells(layout, depth) / window_cells(layout, np.full(layout.grid_shape, self.job.full_depth))
 
     def realised_gain(self) -> np.ndarray:
@@ -98,7 +98,7 @@ class FieldRun:
 
     def policy_depth(self, floor: float, decay: float, tolerance: float) -> np.ndarray:
         depth = gain.depth_by_tolerance(self.prediction(floor, decay), tolerance)
-        return self.job.prepared.layout.deepen_within_windows(depth, self.job.scores.constant)
+        return self.job.policy_layout.deepen_within_windows(depth, self.job.scores.constant)
 
 
 def prepare(truth_ds: xr.Dataset, variable: str, factor: int, name: str) -> FieldRun:
@@ -174,7 +174,7 @@ def oracle_depth(run: FieldRun, cost: float) -> np.ndarray:
     """Stages by realised gain per unit of work, best first, up to ``cost`` of full depth's."""
     realised = run.realised_gain()
     prediction = gain.GainPrediction(np.where(run.live, realised, 0.0), ~run.live)
-    return gain.depth_by_budget(prediction, min(max(cost, 1e-6), 1.0), lambda depth: window_cells(run.job.prepared.layout, depth))
+    return gain.depth_by_budget(prediction, min(max(cost, 1e-6), 1.0), lambda depth: window_cells(run.job.policy_layout, depth))
 
 
 def oracle_least_cost(run: FieldRun, limit: float = 0.01) -> float:
@@ -198,8 +198,8 @@ def field_row(run: FieldRun, parameters: tuple[float, float, float]) -> dict:
     full = run.composite_error(np.full(depth.shape, run.job.full_depth))
     budgets = {}
     for budget in BUDGETS:
-        chosen = gain.depth_by_budget(run.prediction(*parameters[:2]), budget, lambda d: window_cells(run.job.prepared.layout, d))
-        chosen = run.job.prepared.layout.deepen_within_windows(chosen, run.job.scores.constant)
+        chosen = gain.depth_by_budget(run.prediction(*parameters[:2]), budget, lambda d: window_cells(run.job.policy_layout, d))
+        chosen = run.job.policy_layout.deepen_within_windows(chosen, run.job.scores.constant)
         budgets[budget] = run.rmse(run.refine(chosen)) / uniform - 1
     live = run.live
     return {

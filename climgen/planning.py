@@ -34,6 +34,7 @@ from climgen.grid import (
 )
 from climgen.inputs import _as_dataset, _fields, _fine_axes, _prepare, _Prepared, contiguous_input, wrap_global
 from climgen.io import cf
+from climgen.tiling import TileLayout
 
 
 def _scores(ds: xr.Dataset, prepared: _Prepared, factor: int) -> ComplexityScores:
@@ -104,6 +105,12 @@ class Plan:
             cell_weights=self.cell_weights,
             sample=self.config.members > 1,
         )
+
+    @property
+    def policy_layout(self) -> TileLayout:
+        """The layout the depth policy counts cost and shares windows on: the run's, without
+        the model's margin (which only groups the calls, see :func:`plan`)."""
+        return replace(self.prepared.layout, call_margin=0)
 
     def residual_gain(self, name: str) -> float:
         """The share of the model's learned detail kept for variable ``name``."""
@@ -210,9 +217,6 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
     ds, wrap_cells = wrap_global(ds, config)
     prepared = _prepare(ds, config, covariates)
     checkpoint = load_checkpoint(config.model)
-    # a model of unpadded convolutions computes a margin around every window it is given:
-    # tiles then share a window where that costs less than their own, margins included
-    prepared.layout = replace(prepared.layout, call_margin=getattr(checkpoint.module, "window_margin", 0))
     slots = checkpoint.module.config.covariate_slots
     if prepared.covariates is not None and prepared.covariates.shape[0] > slots:
         raise ConfigError(f"model {checkpoint.name!r} takes at most {slots} covariates, got {prepared.covariates.shape[0]}")
@@ -279,6 +283,11 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
     # a tile inside a window that its group refines deeper anyway takes that depth: the same
     # model calls, so the same cost, and the depth map says what each tile got
     result.depth = prepared.layout.deepen_within_windows(result.depth, scores.constant)
+    # a model of unpadded convolutions computes a margin around every window it is given: the
+    # calls then share a window where that costs less than their own windows, margins included.
+    # The depth map stays the policy's (a tile a wider window spans keeps its depth), so this
+    # only changes how the work is cut into calls
+    prepared.layout = replace(prepared.layout, call_margin=getattr(checkpoint.module, "window_margin", 0))
     return result
 
 
