@@ -67,6 +67,7 @@ def test_batch_recipes_dry_run_offline(recipe, tmp_path):
         ("residual_gain: 5", "residual_gain must be 'auto' or a number in 0..2"),
         ("order: [[tas]]", "order takes chains of two or more distinct variables"),
         ("bounds: {pr: [1, 0]}", "lower must be below upper"),
+        ("precision: float16", "precision"),
     ],
 )
 def test_recipes_and_the_library_share_one_set_of_rules(tmp_path, options, message):
