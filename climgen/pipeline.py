@@ -73,7 +73,8 @@ def assemble(ds: xr.Dataset, plan: Plan, refined: Mapping, provenance: dict, com
     fine_gain = np.repeat(np.repeat(layout.tile_map(gain_map), factor, 0), factor, 1)
     result["predicted_gain"] = ((axes.y, axes.x), fine_gain.astype(np.float32))
     result["refinement_depth"] = ((axes.y, axes.x), fine_depth.astype(np.int8))
-    per_cell = tile_macs(plan.checkpoint.module, layout, plan.depth, plan.draws_members) / (layout.core_areas() * factor**2)
+    spent = tile_macs(plan.checkpoint.module, layout, plan.depth, plan.draws_members, plan.prepared.covariates is not None)
+    per_cell = spent / (layout.core_areas() * factor**2)
     fine_macs = np.repeat(np.repeat(layout.tile_map(per_cell), factor, 0), factor, 1)
     result["refinement_macs"] = ((axes.y, axes.x), fine_macs.astype(np.float32))
     if config.members > 1:

@@ -165,7 +165,13 @@ class Plan:
             "depth_policy": self.depth_policy,
             "depth_histogram": {str(k): int((self.depth == k).sum()) for k in range(self.full_depth + 1)},
             "compute": compute_report(
-                self.checkpoint.module, layout, self.depth, self.full_depth, fields_refined, self.draws_members
+                self.checkpoint.module,
+                layout,
+                self.depth,
+                self.full_depth,
+                fields_refined,
+                self.draws_members,
+                self.prepared.covariates is not None,
             ),
             "residual_gains": {name: gain.as_dict() for name, gain in self.residual_gains.items()},
             "physical_bounds": {

@@ -11,14 +11,16 @@ from climgen.tiling import TileLayout
 
 
 @pytest.mark.parametrize("merge", [1, 2])
-def test_reported_macs_match_the_convolutions_that_ran(merge):
+@pytest.mark.parametrize("with_covariate", [False, True])
+def test_reported_macs_match_the_convolutions_that_ran(merge, with_covariate):
     model = load_checkpoint("default").module
     layout = TileLayout((20, 28), 8, 4, merge)
     depth = np.array([[0, 1, 2, 2], [1, 0, 2, 1], [2, 2, 0, 0]])
+    covariates = rough_field((80, 112), seed=9)[None] if with_covariate else None
     with counting_macs(model) as counted:
         fields = np.stack([rough_field((20, 28), seed=s) for s in range(2)])
-        TileRefiner(model, 4, layout).refine(fields, depth, None, [(0, s) for s in range(2)])
-    report = compute_report(model, layout, depth, full_depth=2, fields=2)
+        TileRefiner(model, 4, layout).refine(fields, depth, covariates, [(0, s) for s in range(2)])
+    report = compute_report(model, layout, depth, full_depth=2, fields=2, covariates=with_covariate)
     assert counted[0] > 0
     assert report["macs"] == counted[0]
     assert 0 < report["fraction_of_uniform"] < 1

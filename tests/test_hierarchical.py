@@ -90,10 +90,13 @@ def test_stated_macs_are_the_convolutions_that_ran():
     from climgen.depth.compute import counting_macs, macs_per_cell
 
     model, coarse = _model(), _coarse(12)[..., :10]
+    covariate = torch.randn(1, 1, 24, 20, generator=torch.Generator().manual_seed(1))
     for noise in (None, [torch.zeros(1, 1, 24, 20)]):
-        with counting_macs(model) as counted, torch.no_grad():
-            model(coarse, stages=1, noise=noise)
-        assert counted[0] == model.stage_macs(12, 10, sample=noise is not None)
+        for covariates in (None, covariate):  # without covariates the head takes 2 channels
+            with counting_macs(model) as counted, torch.no_grad():
+                model(coarse, covariates, stages=1, noise=noise)
+            assert counted[0] == model.stage_macs(12, 10, sample=noise is not None, covariates=covariates is not None)
+    assert model.stage_macs(12, 10, covariates=False) < model.stage_macs(12, 10)
     interior = 9 * (model.stage_network.head.in_channels * 8 + 2 * 2 * 8 * 8 + 8 * 4)
     assert interior < macs_per_cell(model) < 1.05 * interior  # margins are a few percent of a large window
 

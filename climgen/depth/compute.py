@@ -20,8 +20,8 @@ from climgen.tiling import TileLayout
 
 
 def _conv_macs(module, inputs, output) -> int:
-    kernel = module.kernel_size[0] * module.kernel_size[1]
-    return int(output.numel() * (module.in_channels // module.groups) * kernel)
+    kernel = module.kernel_size[0] * module.kernel_size[1]  # the input channels given (a head may take fewer)
+    return int(output.numel() * (inputs[0].shape[1] // module.groups) * kernel)
 
 
 @contextmanager
@@ -80,24 +80,25 @@ def window_cells(layout: TileLayout, depth: np.ndarray, single_scale: bool = Fal
     return float(sum(call.cells if single_scale else call.work for call in calls))
 
 
-def call_macs(model, call, sample: bool = False) -> float:
+def call_macs(model, call, sample: bool = False, covariates: bool = True) -> float:
     """MACs of one model call: by the model's own count of each stage on its window when it
     gives one (unpadded convolutions also compute a margin; ``sample``: an ensemble member,
-    which also runs the sample head), else per cell processed."""
+    which also runs the sample head; ``covariates``: whether the run has any), else per cell
+    processed."""
     if hasattr(model, "stage_macs"):
         height, width = call.box[1] - call.box[0], call.box[3] - call.box[2]
         scales = [2 ** (stage - 1) for stage in range(call.first, call.last + 1)]  # stage s works at 2**(s-1) x coarse
-        return float(sum(model.stage_macs(height * scale, width * scale, sample) for scale in scales))
+        return float(sum(model.stage_macs(height * scale, width * scale, sample, covariates) for scale in scales))
     return macs_per_cell(model) * (call.cells if _single_scale_stages(model) else call.work)
 
 
-def window_macs(model, layout: TileLayout, depth: np.ndarray, sample: bool = False) -> float:
+def window_macs(model, layout: TileLayout, depth: np.ndarray, sample: bool = False, covariates: bool = True) -> float:
     """MACs spent on one 2-D field (one ensemble member with ``sample``) at the given tile
     depths: every model call of the layout, each once."""
-    return float(sum(call_macs(model, call, sample) for call in layout.model_calls(np.asarray(depth))))
+    return float(sum(call_macs(model, call, sample, covariates) for call in layout.model_calls(np.asarray(depth))))
 
 
-def tile_macs(model, layout: TileLayout, depth: np.ndarray, sample: bool = False) -> np.ndarray:
+def tile_macs(model, layout: TileLayout, depth: np.ndarray, sample: bool = False, covariates: bool = True) -> np.ndarray:
     """MACs spent on each tile (tile-grid shaped) for one 2-D field: each model call's share
     goes to the tiles it refines, in proportion to their core cells, so the tiles' sum is
     :func:`window_macs`."""
@@ -106,15 +107,17 @@ def tile_macs(model, layout: TileLayout, depth: np.ndarray, sample: bool = False
         for call, keys in layout.call_users(rows, cols, np.asarray(depth)).items():
             cores = [layout.tile_at(*key).core for key in keys]
             areas = np.array([(y.stop - y.start) * (x.stop - x.start) for y, x in cores], dtype=np.float64)
-            work = call_macs(model, call, sample)
+            work = call_macs(model, call, sample, covariates)
             for key, share in zip(keys, areas / areas.sum(), strict=True):
                 spent[key] += work * share
     return spent
 
 
-def compute_report(model, layout: TileLayout, depth: np.ndarray, full_depth: int, fields: int, sample: bool = False) -> dict:
-    """Total MACs spent on ``fields`` 2-D fields (ensemble members with ``sample``), against
-    uniform full depth."""
-    spent = window_macs(model, layout, depth, sample) * fields
-    uniform = window_macs(model, layout, np.full(layout.grid_shape, full_depth), sample) * fields
+def compute_report(
+    model, layout: TileLayout, depth: np.ndarray, full_depth: int, fields: int, sample: bool = False, covariates: bool = True
+) -> dict:
+    """Total MACs spent on ``fields`` 2-D fields (ensemble members with ``sample``; a run with
+    or without ``covariates``), against uniform full depth."""
+    spent = window_macs(model, layout, depth, sample, covariates) * fields
+    uniform = window_macs(model, layout, np.full(layout.grid_shape, full_depth), sample, covariates) * fields
     return {"macs": spent, "macs_uniform": uniform, "fraction_of_uniform": spent / uniform if uniform else 0.0}

@@ -100,13 +100,24 @@ def covariate_regression(
     return F.pixel_unshuffle(predicted, 2)
 
 
+class LeadingChannelsConv2d(nn.Conv2d):
+    """A convolution that also takes only the leading input channels, with their weights: a
+    stage without covariates gives the field and its roughness alone, since the covariate
+    channels would all be 0 (the same result, about 14% less work a stage)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == self.in_channels:
+            return super().forward(x)
+        return self._conv_forward(x, self.weight[:, : x.shape[1]], self.bias)
+
+
 class StageNetwork(nn.Module):
     """Features of one stage's inputs, and the two heads that turn them into detail."""
 
     def __init__(self, in_channels: int, config: HierarchicalConfig):
         super().__init__()
         channels = config.channels
-        self.head = nn.Conv2d(in_channels, channels, 3)
+        self.head = LeadingChannelsConv2d(in_channels, channels, 3)
         self.body = nn.Sequential(*[ResidualBlock(channels) for _ in range(config.blocks)])
         self.mean_head = nn.Conv2d(channels, 4, 3)
         self.sample_head = nn.Sequential(
@@ -156,9 +167,10 @@ class HierarchicalGenerator(nn.Module):
         input resolution (the input is padded that far once; see :class:`StageNetwork`)."""
         return self.stage_network.reach
 
-    def stage_macs(self, height: int, width: int, sample: bool = False) -> int:
+    def stage_macs(self, height: int, width: int, sample: bool = False, covariates: bool = True) -> int:
         """Multiply-accumulates of one stage on a ``height`` x ``width`` input, the margins its
-        unpadded convolutions compute included; ``sample`` adds the sample head."""
+        unpadded convolutions compute included; ``sample`` adds the sample head; without
+        ``covariates`` the first convolution takes the field and its roughness only."""
         network = self.stage_network
         layers = [(network.head, network.reach - 1)]
         for index, block in enumerate(network.body, start=1):
@@ -166,13 +178,19 @@ class HierarchicalGenerator(nn.Module):
         layers.append((network.mean_head, 1))
         if sample:
             layers += [(network.sample_head[0], 1), (network.sample_head[-1], 0)]
+        head_inputs = network.head.in_channels if covariates else 2
         return sum(
-            (height + 2 * margin) * (width + 2 * margin) * layer.in_channels * layer.out_channels * 9 for layer, margin in layers
+            (height + 2 * margin)
+            * (width + 2 * margin)
+            * (layer.in_channels if layer is not network.head else head_inputs)
+            * layer.out_channels
+            * 9
+            for layer, margin in layers
         )
 
-    def macs_per_cell(self, sample: bool = False) -> float:
+    def macs_per_cell(self, sample: bool = False, covariates: bool = True) -> float:
         """:meth:`stage_macs` per input cell of a large window (where the margins vanish)."""
-        return self.stage_macs(1000, 1000, sample) / 1e6
+        return self.stage_macs(1000, 1000, sample, covariates) / 1e6
 
     def stage_inputs(self, field: torch.Tensor, covariates: torch.Tensor | None, covariate_mask: torch.Tensor | None):
         """(network inputs, local std): the field in local standard deviations, the log of its
@@ -183,10 +201,7 @@ class HierarchicalGenerator(nn.Module):
         normalised, _, std = local_standardise(field, config.norm_window)
         wide = torch.sqrt(local_mean(std**2, config.roughness_window))
         parts = [normalised, torch.log(std / wide)]
-        batch, _, height, width = field.shape
-        if covariates is None:
-            parts.append(field.new_zeros((batch, 9 * config.covariate_slots, height, width)))
-        else:
+        if covariates is not None:  # without, the covariate channels would be 0: left out
             cov_norm, _, _ = local_standardise(covariates, 2 * config.norm_window + 1)
             parts += [F.pixel_unshuffle(cov_norm * covariate_mask, 2), F.avg_pool2d(covariate_mask, 2)]
             parts.append(covariate_regression(normalised, covariates, covariate_mask, 2 * config.norm_window + 1))
