@@ -226,7 +226,7 @@ def measure(
     for mode, depth in modes.items():
         # the windows refinements start from (later stages refine inside them), on the fine grid
         window_pixels = sum(call.cells * factor * factor for call in layout.model_calls(depth) if call.first == 1)
-        macs = compute_report(job.checkpoint.module, layout, depth, refiner.full_depth, 1)["macs"]
+        macs = compute_report(job.checkpoint.module, layout, depth, refiner.full_depth, 1, covariates=False)["macs"]
         seconds = generator_seconds(refiner, window_batches(job, refiner, depth, field), cores, args.repeats)
         rows.append(
             {

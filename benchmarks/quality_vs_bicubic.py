@@ -189,7 +189,10 @@ def stage_rows(truth_ds: xr.Dataset, variable: str, factor: int, model: str = "d
     rows = []
     for name, depth in maps.items():
         fine = stages.refine(depth)
-        share = compute_report(job.checkpoint.module, job.prepared.layout, depth, stages.full, 1)["fraction_of_uniform"]
+        covariates = job.prepared.covariates is not None
+        share = compute_report(job.checkpoint.module, job.prepared.layout, depth, stages.full, 1, covariates=covariates)[
+            "fraction_of_uniform"
+        ]
         rows.append(
             {
                 "depths": name,
