@@ -20,7 +20,8 @@ from climgen.tiling import TileLayout
 
 
 def _conv_macs(module, inputs, output) -> int:
-    kernel = module.kernel_size[0] * module.kernel_size[1]  # the input channels given (a head may take fewer)
+    kernel = module.kernel_size[0] * module.kernel_size[1]
+    # the input channels given, not the module's (a stage's first convolution may take fewer)
     return int(output.numel() * (inputs[0].shape[1] // module.groups) * kernel)
 
 
