@@ -184,8 +184,8 @@ def synthesize(
         tiles run in large batches.
     precision : str
         ``"auto"`` (bf16 convolutions where the device computes them natively: GPUs, CPUs with
-        AVX512-BF16 or AMX; else float32), ``"float32"`` or ``"bfloat16"``. bf16 runs the model
-        about twice as fast and differs from float32 by under 1% of the fine detail; the coarse
+        AVX512-BF16 or AMX; else float32), ``"float32"`` or ``"bfloat16"``. bf16 refines about
+        1.5 times as fast and differs from float32 by under 1% of the fine detail; the coarse
         means hold exactly either way. The precision used is in the provenance.
     """
     from climgen.refine import refine_domain

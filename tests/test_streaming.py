@@ -209,10 +209,12 @@ def test_run_recipe_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert "depth       predicted gain, tolerance" in result.stdout
     assert not list(tmp_path.glob("*out.zarr*"))
 
-    ran = subprocess.run(_cli("run", recipe, "--quiet"), capture_output=True, text=True, timeout=300)
+    ran = subprocess.run(_cli("run", recipe, "--quiet", "--precision", "float32"), capture_output=True, text=True, timeout=300)
     assert ran.returncode == 0, ran.stderr
     with xr.open_zarr(tmp_path / "out.zarr") as got:
         assert got["tas"].shape == (4, 80, 80)
+        provenance = json.loads(got.attrs["climgen_provenance"])
+        assert (provenance["precision"], provenance["precision_used"]) == ("float32", "float32")
 
 
 def test_run_recipe_errors_name_the_field(tmp_path):

@@ -149,6 +149,9 @@ def run(
     quiet: Quiet = False,
     wait: Wait = False,
     device: Device = "auto",
+    precision: Annotated[
+        str | None, typer.Option(help="The model's precision, overriding the recipe's: auto, float32 or bfloat16.")
+    ] = None,
 ) -> None:
     """Run a batch refinement recipe (resumable: rerun it to finish an interrupted job)."""
     from climgen.io.open import open_covariate, open_inputs, parse_covariate
@@ -174,7 +177,7 @@ def run(
             cube.parent.mkdir(parents=True, exist_ok=True)
             typer.echo(fetch_cube(request, cube, log=lambda message: typer.echo(message, err=True)).summary())
     model = str(job.resolve(job.model)) if job.model != "default" else "default"
-    config = make_config(**(job.synthesis_options() | {"model": model}))
+    config = make_config(**(job.synthesis_options() | {"model": model} | ({"precision": precision} if precision else {})))
     covariates = {}
     for name, spec in job.covariates.items():
         _, path, variable = parse_covariate(f"{name}={spec}")
