@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator, model_validator
 
+from climgen._torch import PRECISIONS
 from climgen.errors import ConfigError
 from climgen.grid import SUPPORTED_FACTORS
 from climgen.tiling import TileLayout
@@ -101,7 +102,7 @@ class SynthesisOptions(BaseModel):
     conservation: Literal["cells", "area"] = "cells"  # block means over cells alike, or weighted by area
     residual_gain: Any = "auto"  # share of the model's learned detail kept, 0..2; "auto": self-tested
     attributes: Mapping[str, Any] | None = None  # global attributes the user states: creator, licence, project...
-    precision: Literal["auto", "float32", "bfloat16"] = "auto"  # the model's; auto: bf16 where computed natively
+    precision: Literal[PRECISIONS] = "auto"  # the model's; auto: bf16 where computed natively
 
     @field_validator("factor")
     @classmethod

@@ -100,6 +100,11 @@ def covariate_regression(
     return F.pixel_unshuffle(predicted, 2)
 
 
+FIELD_CHANNELS = 2
+"""Network inputs of the field itself (its value in local standard deviations, its roughness);
+the covariates' channels follow them."""
+
+
 class LeadingChannelsConv2d(nn.Conv2d):
     """A convolution that also takes only the leading input channels, with their weights: a
     stage without covariates gives the field and its roughness alone, since the covariate
@@ -158,7 +163,7 @@ class HierarchicalGenerator(nn.Module):
         super().__init__()
         self.config = config or HierarchicalConfig()
         # field, roughness; per covariate: 4 folded values, coverage, 4 folded regression detail
-        in_channels = 2 + 9 * self.config.covariate_slots
+        in_channels = FIELD_CHANNELS + 9 * self.config.covariate_slots
         self.stage_network = StageNetwork(in_channels, self.config)
 
     @property
@@ -178,7 +183,7 @@ class HierarchicalGenerator(nn.Module):
         layers.append((network.mean_head, 1))
         if sample:
             layers += [(network.sample_head[0], 1), (network.sample_head[-1], 0)]
-        head_inputs = network.head.in_channels if covariates else 2
+        head_inputs = network.head.in_channels if covariates else FIELD_CHANNELS
         return sum(
             (height + 2 * margin)
             * (width + 2 * margin)
