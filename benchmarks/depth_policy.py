@@ -65,6 +65,7 @@ class FieldRun:
     refine: object  # depth map -> fine fields, as the pipeline refines them
     truth: np.ndarray
     scored: np.ndarray  # fine cells where the truth and bicubic have data
+    change: np.ndarray  # (stages, rows, cols): summed squared change each stage makes per tile
     bicubic_rmse: float = 0.0
 
     @property
@@ -92,6 +93,13 @@ class FieldRun:
         full = self.composite_error(np.full(self.cells.shape, self.job.full_depth))
         drops = self.tile_error[:-1] - self.tile_error[1:]
         return drops / np.maximum(self.cells, 1) / full
+
+    def stage_change(self) -> np.ndarray:
+        """(stages, rows, cols): the mean squared change each stage makes to a tile, over the
+        self-test's predicted full-depth error: what a probe that runs the stage (an early
+        exit's regressor) sees, without the truth."""
+        full = self.prediction(gain.SKILL_FLOOR, gain.STAGE_DECAY).full_depth_error
+        return self.change / np.maximum(self.cells, 1) / max(full, 1e-300)
 
     def prediction(self, floor: float, decay: float) -> gain.GainPrediction:
         return gain.predict(self.sums, self.job.full_depth, self.job.scores.constant, floor, decay)
@@ -122,9 +130,11 @@ def prepare(truth_ds: xr.Dataset, variable: str, factor: int, name: str) -> Fiel
     test = gain.self_test_refine(refiner, job.prepared.covariates, limits, (0, variable))
     sums = gain.self_test_sums(test, [field for field in source], job.prepared.layout)
     layout, offset = job.prepared.layout, job.wrap_cells
-    errors, cells = [], np.zeros(layout.grid_shape)
-    for depth in range(job.full_depth + 1):
-        squared = np.nanmean((refine(np.where(job.scores.constant, 0, depth).astype(np.int8)) - truth) ** 2, axis=0)
+    cells = np.zeros(layout.grid_shape)
+
+    def tile_sums(squared: np.ndarray, count: bool) -> np.ndarray:
+        """Per tile: the sum of a fine map's finite cells in the tile's core (their number into
+        ``cells`` if ``count``)."""
         per_tile = np.zeros(layout.grid_shape)
         for tile in layout:
             columns = slice(tile.core[1].start - offset, tile.core[1].stop - offset)
@@ -135,12 +145,21 @@ def prepare(truth_ds: xr.Dataset, variable: str, factor: int, name: str) -> Fiel
             ]
             valid = np.isfinite(part)
             per_tile[tile.row, tile.col] = part[valid].sum()
-            cells[tile.row, tile.col] = valid.sum()
-        errors.append(per_tile)
+            if count:
+                cells[tile.row, tile.col] = valid.sum()
+        return per_tile
+
+    errors, changes, previous = [], [], None
+    for depth in range(job.full_depth + 1):
+        fine = refine(np.where(job.scores.constant, 0, depth).astype(np.int8))
+        errors.append(tile_sums(np.nanmean((fine - truth) ** 2, axis=0), count=True))
+        if previous is not None:  # what this stage changed, which needs no truth
+            changes.append(tile_sums(np.nanmean((fine - previous) ** 2, axis=0), count=False))
+        previous = fine
     coarse = torch.tensor(coarse_ds[variable].transpose(..., axes.y, axes.x).values.reshape(-1, 1, ny // factor, nx // factor))
     bicubic = bicubic_upsample(coarse, factor).numpy()[:, 0]
     scored = np.isfinite(truth) & np.isfinite(bicubic)
-    run = FieldRun(name, factor, job, sums, np.stack(errors), cells, refine, truth, scored)
+    run = FieldRun(name, factor, job, sums, np.stack(errors), cells, refine, truth, scored, np.stack(changes))
     run.bicubic_rmse = run.rmse(bicubic)
     return run
 
@@ -214,6 +233,7 @@ def field_row(run: FieldRun, parameters: tuple[float, float, float]) -> dict:
         "budgets": budgets,
         "predicted": run.prediction(*parameters[:2]).stage_gain[:, live].tolist(),
         "realised": run.realised_gain()[:, live].tolist(),
+        "probe": run.stage_change()[:, live].tolist(),
         "adaptive_depth": depth[live].tolist(),
         "oracle_depth": oracle[live].tolist(),
     }
@@ -324,9 +344,11 @@ def print_tables(rows: list[dict]) -> None:
             )
     predicted = np.concatenate([np.ravel(row["predicted"]) for row in rows])
     realised = np.concatenate([np.ravel(row["realised"]) for row in rows])
+    probe = np.concatenate([np.ravel(row["probe"]) for row in rows])
     print(
         f"\nSpearman, predicted vs realised gain per tile and stage, pooled over {len(rows)} held-out runs: "
-        f"{spearmanr(predicted, realised).correlation:.3f} ({predicted.size} tile stages)"
+        f"{spearmanr(predicted, realised).correlation:.3f} ({predicted.size} tile stages); "
+        f"the change each stage makes, run and measured (no truth): {spearmanr(probe, realised).correlation:.3f}"
     )
     for factor in sorted({row["factor"] for row in rows}):
         chosen = [row for row in rows if row["factor"] == factor]
@@ -337,7 +359,11 @@ def print_tables(rows: list[dict]) -> None:
             )
             for k in range(len(chosen[0]["realised"]))
         ]
-        per_stage = ", ".join(f"{k + 1}: {spearmanr(*pair).correlation:.2f}" for k, pair in enumerate(stages))
+        probes = [np.concatenate([np.asarray(row["probe"])[k] for row in chosen]) for k in range(len(stages))]
+        per_stage = ", ".join(
+            f"{k + 1}: {spearmanr(*pair).correlation:.2f} (probe {spearmanr(probes[k], pair[1]).correlation:.2f})"
+            for k, pair in enumerate(stages)
+        )
         # how well the truth's own gain of one stage ranks the next's: what a predictor that has
         # run a stage (an early exit's regressor) could hope for
         following = ", ".join(

@@ -79,6 +79,7 @@ class GainPrediction:
     octave_ratio: float = 0.0
     skill: float = 0.0  # share of the detail bicubic misses one octave up that the model recovers
     fields: int = 0
+    full_depth_error: float = 0.0  # predicted mean squared error left at full depth (field units squared)
 
     @property
     def full_depth(self) -> int:
@@ -201,7 +202,7 @@ def predict(
     octaves = tile_ratio[None] ** np.arange(1, full_depth + 1)[:, None, None]  # each stage's missing detail
     full_depth_error = max(mean_model_error, 1e-12 * mean_base_error) * (ratio ** np.arange(1, full_depth + 1)).sum()
     stage_gain = recovered[:, None, None] * octaves * base[None] / full_depth_error
-    return GainPrediction(np.where(constant, 0.0, stage_gain), constant, ratio, float(skill), sums.fields)
+    return GainPrediction(np.where(constant, 0.0, stage_gain), constant, ratio, float(skill), sums.fields, full_depth_error)
 
 
 def combine(predictions: list[GainPrediction]) -> GainPrediction:
