@@ -52,11 +52,16 @@ class _Prepared:
     covariate_names: list[str] = field(default_factory=list)
     bounds: dict = field(default_factory=dict)  # variable -> ((lower, upper), where they come from)
     order: list[tuple[str, ...]] = field(default_factory=list)  # chains of variables kept in order, lowest first
+    flip: tuple[bool, bool] = (False, False)  # (y, x) stored descending: the model sees them ascending
 
     @property
     def limits(self) -> dict[str, Bounds]:
         """Each variable's physical (lower, upper) bounds."""
         return {name: limits for name, (limits, _) in self.bounds.items()}
+
+
+MEMBER_DIM = "realization"
+"""The dimension climgen's ensemble members go on (CF standard name ``realization``)."""
 
 
 def _as_dataset(data: xr.Dataset | xr.DataArray) -> xr.Dataset:
@@ -108,6 +113,11 @@ def select_variables(ds: xr.Dataset, axes: SpatialAxes, variables) -> list[str]:
             raise InputError(f"variable {name!r} does not span the spatial dimensions ({axes.y}, {axes.x})")
         if var.dtype.kind not in "fiu":
             raise InputError(f"variable {name!r} is not numeric ({var.dtype})")
+        if MEMBER_DIM in var.dims:
+            raise InputError(
+                f"variable {name!r} has a dimension {MEMBER_DIM!r}, the name climgen gives its own ensemble members; "
+                f"rename the input's first, e.g. ds.rename({MEMBER_DIM}='member') (each member is then refined as a field)"
+            )
         empty = [dim for dim in var.dims if var.sizes[dim] == 0]
         if empty:
             raise InputError(
@@ -291,6 +301,7 @@ def _prepare(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None
             "conservation='area' needs cell areas, which climgen does not derive on a curvilinear grid; use 'cells'"
         )
     variables = select_variables(ds, axes, config.variables)
+    warn_left_out(ds, axes)
     check_units(ds, variables)
     for name in (axes.y, axes.x):
         cell_bounds(ds[name], ds)  # validates monotonic, finite coordinates
@@ -303,7 +314,36 @@ def _prepare(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None
         stacked = np.stack([align_covariate(value, key, axes, fine_axes) for key, value in covariates.items()])
         names = list(covariates)
     bounds = variable_bounds(ds, variables, config.bounds)
-    return _Prepared(axes, variables, layout, stacked, names, bounds, variable_order(ds, variables, config.order))
+    order = variable_order(ds, variables, config.order)
+    return _Prepared(axes, variables, layout, stacked, names, bounds, order, descending_axes(ds, axes))
+
+
+def descending_axes(ds: xr.Dataset, axes: SpatialAxes) -> tuple[bool, bool]:
+    """Whether the (y, x) coordinates are stored in descending order (north to south, east to
+    west). The model refines every field south to north and west to east, so that a field's
+    refinement does not depend on the order its grid is stored in; bare index dimensions
+    (curvilinear grids) are taken as stored."""
+    result = []
+    for name in (axes.y, axes.x):
+        values = ds[name].values if name in ds.coords else np.arange(2)
+        result.append(bool(values.size > 1 and values[-1] < values[0]))
+    return result[0], result[1]
+
+
+def warn_left_out(ds: xr.Dataset, axes: SpatialAxes) -> None:
+    """Warn of data variables along one spatial axis only (zonal or meridional means, profiles):
+    they have no place on the fine grid, so the output leaves them out."""
+    bounds = {ds[axes.y].attrs.get("bounds"), ds[axes.x].attrs.get("bounds")}
+    partial = [
+        name for name, variable in ds.data_vars.items() if len({axes.y, axes.x} & set(variable.dims)) == 1 and name not in bounds
+    ]
+    if partial:
+        warnings.warn(
+            f"variables {partial} lie along only one of ({axes.y}, {axes.x}): they are not on the fine grid "
+            "and are left out of the output",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _fields(ds: xr.Dataset, name: str, axes: SpatialAxes) -> tuple[xr.DataArray, np.ndarray]:

@@ -56,7 +56,7 @@ def complexity(
     """Complexity score of each tile, on the coarse grid (for plotting and depth decisions)."""
     original = _as_dataset(data)
     config = SynthesisConfig(factor=factor, variables=variables, tile_size=tile_size)
-    original, _ = contiguous_input(original)
+    original, _ = contiguous_input(cf.decode_packed(original))
     ds, wrap_cells = wrap_global(original, config)
     prepared = _prepare(ds, config, covariates)
     scores = _scores(ds, prepared, config.factor)
@@ -104,6 +104,7 @@ class Plan:
             precision=self.config.precision,
             cell_weights=self.cell_weights,
             sample=self.config.members > 1,
+            flip=self.prepared.flip,
         )
 
     @property
@@ -219,7 +220,7 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
     standing = standing_attributes()  # the user's creator, publisher...: read before any work, recorded
     if standing:
         config = config.model_copy(update={"attributes": standing | (config.attributes or {})})
-    ds, convention = contiguous_input(ds)
+    ds, convention = contiguous_input(cf.decode_packed(ds))
     ds, wrap_cells = wrap_global(ds, config)
     prepared = _prepare(ds, config, covariates)
     checkpoint = load_checkpoint(config.model)

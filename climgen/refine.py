@@ -87,8 +87,12 @@ class TileRefiner:
         cell_weights: Weights = None,
         residual_gain: float = 1.0,
         sample: bool = False,
+        flip: tuple[bool, bool] = (False, False),
     ):
         self.torch = import_torch()
+        # grid axes stored descending, turned round for the model and back: the model is not
+        # exactly mirror-symmetric, and a field's refinement should not depend on its storage
+        self.flip = (bool(flip[0]), bool(flip[1]))
         self.factor = factor
         self.cell_weights = cell_weights  # fine cells' (row, column) area factors: area-weighted block means
         self.residual_gain = float(residual_gain)  # share of the model's learned detail kept (climgen.depth.skill)
@@ -410,11 +414,14 @@ class TileRefiner:
         moved = [t if t is None else t.to(self.device, non_blocking=True) for t in tensors]
         if on_gpu:
             moved = [t if t is None else t.contiguous(memory_format=torch.channels_last) for t in moved]
+        dims = [dim for dim, flipped in zip((-2, -1), self.flip, strict=True) if flipped]
+        if dims:
+            moved = [t if t is None else t.flip(dims) for t in moved]
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
             # only the generator scales its detail; other models are called as they were
             gain = {} if self.residual_gain == 1.0 else {"residual_gain": self.residual_gain}
             outputs = self._forward(moved[0], moved[1], moved[2], stages=depth, noise=moved[3:] or None, **gain)
-        return [output[:count].float() for output in outputs]
+        return [(output.flip(dims) if dims else output)[:count].float() for output in outputs]
 
     def _blend(self, tile: Tile, outputs: np.ndarray, region, accumulated: np.ndarray, weights: np.ndarray) -> None:
         """Add a tile's weighted outputs (N, h*f, w*f over its blend window) inside ``region``."""

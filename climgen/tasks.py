@@ -71,6 +71,7 @@ class TaskContext:
     cell_weights: tuple | None = None  # fine cells' (row, column) area factors: area-weighted block means
     residual_gains: Mapping = field(default_factory=dict)  # variable -> share of the learned detail kept
     wrap_cells: int = 0  # a global grid's columns wrapped before its first: the store starts after them
+    flip: tuple[bool, bool] = (False, False)  # (y, x) stored descending, turned round for the model
 
 
 def _refiner(context: TaskContext):
@@ -94,6 +95,7 @@ def _refiner(context: TaskContext):
         precision=context.precision,
         cell_weights=context.cell_weights,
         sample=context.members > 1,
+        flip=context.flip,
     )
 
 
@@ -171,6 +173,7 @@ def delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
             plan_.cell_weights,
             {name: plan_.residual_gain(name) for name in plan_.prepared.variables},
             plan_.wrap_cells,
+            plan_.prepared.flip,
         ),
         name=f"context-{job.job_id[:16]}",
     )

@@ -65,6 +65,11 @@ def _single_cell_no_bounds():
     return pipeline.synthesize(_small().isel(lat=[0]), factor=2)
 
 
+def _with_realization():
+    ensemble = xr.concat([_small(), _small() + 1], dim="realization")
+    return pipeline.synthesize(ensemble, factor=2)
+
+
 def _covariate_with_time():
     covariate = make_dataset("latlon", shape=(16, 16), times=3)["tas"]
     return pipeline.synthesize(_small(), factor=2, covariates={"elevation": covariate})
@@ -178,6 +183,7 @@ ERRORS = [
         "regrid the covariate",
     ),
     ("covariate-not-static", lambda tmp: _covariate_with_time(), InputError, "must be static"),
+    ("realization-in-input", lambda tmp: _with_realization(), InputError, "rename the input's first"),
     ("covariate-spec", lambda tmp: parse_covariate("elevation"), InputError, "NAME=FILE"),
     (
         "covariate-variable-unknown",
@@ -236,6 +242,17 @@ def _packed_file(tmp: Path) -> xr.Dataset:
     with xr.open_dataset(tmp / "packed.nc", mask_and_scale=False) as raw:
         assert raw["tas"].dtype == np.int16
     return xr.open_dataset(tmp / "packed.nc")
+
+
+def _undecoded(build):
+    """The file of ``build`` opened without CF decoding: fill values and packing left in the attributes."""
+
+    def opened(tmp: Path) -> xr.Dataset:
+        build(tmp).close()
+        path = next(tmp.glob("*.nc"))
+        return xr.open_dataset(path, mask_and_scale=False)
+
+    return opened
 
 
 def _inf_cells(tmp: Path) -> xr.Dataset:
@@ -374,6 +391,18 @@ HANDLED = [
     ("missing-value-attribute", _missing_value_file, lambda ds, out: np.isnan(out["tas"]).sum() == 3 * 4),
     ("packed-int16", _packed_file, lambda ds, out: out["tas"].dtype == np.float32 and "scale_factor" not in out["tas"].attrs),
     (
+        "fill-value-not-decoded",
+        _undecoded(_fill_value_file),
+        lambda ds, out: np.isnan(out["tas"]).sum() == 4 * 4 and float(out["tas"].min()) > 200,
+    ),
+    (
+        "packed-not-decoded",
+        _undecoded(_packed_file),
+        lambda ds, out: (
+            float(out["tas"].min()) > 200 and float(out["tas"].max()) < 400 and "scale_factor" not in out["tas"].attrs
+        ),
+    ),
+    (
         "infinite-cells",
         _inf_cells,
         lambda ds, out: np.isnan(out["tas"]).sum() == 4 and np.isfinite(out["tas"]).sum() == 64 * 4 - 4,
@@ -465,6 +494,14 @@ HANDLED = [
 ]
 
 
+def test_a_variable_along_one_spatial_axis_only_is_named_in_a_warning():
+    ds = _small()
+    ds["zonal_mean"] = ("lat", ds["tas"].mean("lon").values)
+    with pytest.warns(UserWarning, match=r"\['zonal_mean'\] lie along only one of \(lat, lon\)"):
+        out = pipeline.synthesize(ds, factor=2)
+    assert "zonal_mean" not in out and "tas" in out
+
+
 @pytest.mark.parametrize("case, build, check", HANDLED, ids=[case[0] for case in HANDLED])
 def test_handled_cases(case, build, check, tmp_path):
     ds = build(tmp_path)
@@ -474,6 +511,8 @@ def test_handled_cases(case, build, check, tmp_path):
     assert check(ds, out), case
     if seam:  # the output is on -180..180 longitudes, sorted
         ds = ds.assign_coords(lon=(ds["lon"] + 180) % 360 - 180).sortby("lon")
+    if case.endswith("not-decoded"):  # judged against the input as CF decodes it
+        ds = xr.decode_cf(ds)
     assert_coarse_consistent(
         out["tas"].astype(np.float64), ds["tas"].astype(np.float64).where(np.isfinite(ds["tas"])), 2, rtol=1e-5
     )

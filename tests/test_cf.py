@@ -232,6 +232,12 @@ def _acdd_failures(path) -> set[tuple[str, int]]:
     }
 
 
+def test_a_scalar_time_gives_the_time_coverage_of_one_instant():
+    ds = make_dataset("latlon", shape=(8, 8), times=1).isel(time=0)  # time kept as a scalar coordinate
+    attrs = ds.climgen.synthesize(factor=2).attrs
+    assert attrs["time_coverage_start"] == attrs["time_coverage_end"] and attrs["time_coverage_duration"] == "PT0S"
+
+
 def test_cmip_grid_attributes_are_dropped_and_discovery_attributes_added(tmp_path, checker_ready):
     """grid_type ("gaussian") and associated_files (the coarse grid's areacella) no longer hold
     for the refined grid: dropped and named in the comment. ACDD-1.3 attributes say what the

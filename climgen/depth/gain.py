@@ -287,7 +287,13 @@ def self_test_refine(refiner, covariates: np.ndarray | None, bounds, seed_key: t
             shape, tile, run_layout.halo, max(1, min(4, 2 * run_layout.merge)), run_layout.later_halo, run_layout.call_margin
         )
         test = TileRefiner(
-            refiner.model, 2, layout, device=str(refiner.device), precision=refiner.precision, residual_gain=refiner.residual_gain
+            refiner.model,
+            2,
+            layout,
+            device=str(refiner.device),
+            precision=refiner.precision,
+            residual_gain=refiner.residual_gain,
+            flip=refiner.flip,
         )
         guide = None if coarse_covariates is None else coarse_covariates[:, : 2 * shape[0], : 2 * shape[1]]
         keys = [(*seed_key, "gain-test", shape, index) for index in range(len(coarser))]

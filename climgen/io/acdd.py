@@ -61,19 +61,38 @@ def _iso_duration(seconds: float, calendar_steps: bool = False) -> str:
     return f"P{round(days)}D" if abs(days - round(days)) < 1e-6 and days >= 1 else f"PT{round(seconds)}S"
 
 
+def _time_values(variable: xr.DataArray) -> list | None:
+    """A time coordinate's instants, sorted, as ``datetime64[s]`` or cftime dates (a scalar time
+    is one instant); None for anything else."""
+    if variable.ndim > 1 or not variable.size:
+        return None
+    values = np.atleast_1d(variable.values).ravel()
+    if values.dtype.kind == "M":
+        return list(np.sort(values.astype("datetime64[s]")))
+    if values.dtype.kind == "O" and all(hasattr(value, "calendar") for value in values):  # cftime dates
+        return sorted(values)
+    return None
+
+
+def _seconds(later, earlier) -> float:
+    difference = later - earlier
+    return float(difference / np.timedelta64(1, "s")) if isinstance(difference, np.timedelta64) else difference.total_seconds()
+
+
 def _time_coverage(ds: xr.Dataset) -> dict:
-    """Start, end, duration and resolution of a decoded ``time`` axis (none: nothing)."""
-    time = next((ds[name] for name in ds.coords if ds[name].dtype.kind == "M" and ds[name].ndim == 1 and ds[name].size), None)
-    if time is None:
+    """Start, end, duration and resolution of a decoded time coordinate, in any calendar (none:
+    nothing)."""
+    values = next((found for name in ds.coords if (found := _time_values(ds[name])) is not None), None)
+    if values is None:
         return {}
-    values = np.sort(time.values.astype("datetime64[s]"))
+    text = [f"{value}Z" if isinstance(value, np.datetime64) else f"{value.isoformat()}Z" for value in (values[0], values[-1])]
     attrs = {
-        "time_coverage_start": f"{values[0]}Z",
-        "time_coverage_end": f"{values[-1]}Z",
-        "time_coverage_duration": _iso_duration(float((values[-1] - values[0]) / np.timedelta64(1, "s"))),
+        "time_coverage_start": text[0],
+        "time_coverage_end": text[1],
+        "time_coverage_duration": _iso_duration(_seconds(values[-1], values[0])),
     }
-    if values.size > 1:
-        step = float(np.median(np.diff(values)) / np.timedelta64(1, "s"))
+    if len(values) > 1:
+        step = float(np.median([_seconds(later, earlier) for earlier, later in zip(values[:-1], values[1:], strict=True)]))
         attrs["time_coverage_resolution"] = _iso_duration(step, calendar_steps=True)
     return attrs
 

@@ -104,6 +104,24 @@ def auxiliary_latlon(
     return _interpolated_latlon(ds, axes, y, x)
 
 
+PACKING_ATTRIBUTES = ("_FillValue", "missing_value", "scale_factor", "add_offset")
+
+
+def decode_packed(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with variables whose attributes still hold CF fill values or packing (opened with
+    ``mask_and_scale=False`` or ``decode_cf=False``, or built by hand) decoded as CF says: fill
+    values missing, packed integers unpacked. Refined raw, fill values would bleed into valid
+    cells and packed numbers would lose their scale."""
+    names = [name for name, variable in ds.data_vars.items() if any(key in variable.attrs for key in PACKING_ATTRIBUTES)]
+    if not names:
+        return ds
+    raw = {name: ds[name].variable.copy(deep=False) for name in names}
+    for variable in raw.values():
+        variable.encoding = {}  # how a file stored it: the attributes say how to read the values
+    decoded = xr.decode_cf(xr.Dataset(raw), decode_times=False, decode_coords=False, decode_timedelta=False)
+    return ds.assign({name: (ds[name].dims, decoded[name].data, decoded[name].attrs) for name in names})
+
+
 def _interpolated_latlon(ds: xr.Dataset, axes: SpatialAxes, y: np.ndarray, x: np.ndarray):
     names = find_latlon_auxiliaries(ds, axes)
     if names is None:
@@ -115,18 +133,22 @@ def _interpolated_latlon(ds: xr.Dataset, axes: SpatialAxes, y: np.ndarray, x: np
     index_y = _extrapolate_index(y, coarse_y)
     index_x = _extrapolate_index(x, coarse_x)
     points = np.stack(np.meshgrid(index_y, index_x, indexing="ij"), axis=-1)
-    result = []
-    for name in names:
+
+    def radians(name: str) -> np.ndarray:
         leading = {dim: 0 for dim in ds[name].dims if dim not in (axes.y, axes.x)}  # one grid, repeated in time
-        values = ds[name].isel(leading).transpose(axes.y, axes.x).values.astype(np.float64)
-        if name == names[1]:
-            values = np.rad2deg(np.unwrap(np.deg2rad(values), axis=1))
-        interpolator = RegularGridInterpolator(
-            (np.arange(coarse_y.size), np.arange(coarse_x.size)), values, bounds_error=False, fill_value=None
-        )
-        result.append(interpolator(points))
-    lat, lon = result
-    return np.clip(lat, -90, 90), (lon + 180) % 360 - 180 if (ds[names[1]] < 0).any() else lon % 360
+        return np.deg2rad(ds[name].isel(leading).transpose(axes.y, axes.x).values.astype(np.float64))
+
+    lat, lon = radians(names[0]), radians(names[1])
+    # interpolated as points on the unit sphere: a grid whose rows or columns cross the
+    # dateline, or that circles a pole, has no seam in (x, y, z)
+    unit = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=-1)
+    interpolator = RegularGridInterpolator(
+        (np.arange(coarse_y.size), np.arange(coarse_x.size)), unit, bounds_error=False, fill_value=None
+    )
+    fine = interpolator(points)
+    fine_lat = np.rad2deg(np.arctan2(fine[..., 2], np.hypot(fine[..., 0], fine[..., 1])))
+    fine_lon = np.rad2deg(np.arctan2(fine[..., 1], fine[..., 0]))
+    return fine_lat, (fine_lon + 180) % 360 - 180 if (ds[names[1]] < 0).any() else fine_lon % 360
 
 
 def _extrapolate_index(fine: np.ndarray, coarse: np.ndarray) -> np.ndarray:
