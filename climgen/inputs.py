@@ -186,6 +186,7 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
                 covariate = _wrap_longitudes(covariate, axes.x)  # keep its neighbours across it
         covariate = covariate.sortby(axes.x)
     covariate = covariate.sortby(axes.y)
+    _warn_partial_cover(covariate, name, axes, fine_axes)
     # only the cells around the domain are read: a 1 km global elevation is gigabytes
     for axis in (axes.y, axes.x):
         covariate = _around(covariate, axis, np.asarray(fine_axes[axis][1].values))  # the fine cells' edges
@@ -216,6 +217,24 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
     if not np.isfinite(values).any():
         raise InputError(f"covariate {name!r} does not overlap the input domain")
     return values
+
+
+def _warn_partial_cover(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_axes: dict) -> None:
+    """Warn when a covariate's extent covers under 90% of the fine grid: outside it the model
+    refines without it, which a user who passed it would not expect silently."""
+    share = 1.0
+    for axis in (axes.y, axes.x):
+        if covariate.sizes[axis] < 2:
+            continue
+        edges = cell_bounds(covariate[axis])
+        centres = np.asarray(fine_axes[axis][0].values, dtype=np.float64)
+        share *= float(np.mean((centres >= edges.min()) & (centres <= edges.max())))
+    if share < 0.9:  # not for a sliver along the edges
+        warnings.warn(
+            f"covariate {name!r} covers {100 * share:.0f}% of the domain; outside it the model refines without it",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _finer_than(covariate: xr.DataArray, axes: SpatialAxes, target_y: np.ndarray, target_x: np.ndarray) -> bool:

@@ -1,6 +1,7 @@
 """synthesize(): grid, consistency, determinism, adaptivity, bad input, metadata."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -288,6 +289,16 @@ def test_terrain_covariate_puts_temperature_detail_where_the_terrain_is(hsurf_tr
     upside_down = rmse({"elevation": terrain.copy(data=terrain.values[::-1])})
     assert with_terrain < 0.7 * without
     assert upside_down > 1.5 * with_terrain
+
+
+def test_a_covariate_covering_part_of_the_domain_is_named_in_a_warning():
+    ds = make_dataset("latlon", shape=(8, 8))
+    fine = ds.climgen.synthesize(factor=2)["tas"].reset_coords(drop=True)  # on the output's grid
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one that covers it all: no warning
+        ds.climgen.synthesize(factor=2, covariates={"elevation": fine})
+    with pytest.warns(UserWarning, match="covariate 'elevation' covers 50% of the domain"):
+        ds.climgen.synthesize(factor=2, covariates={"elevation": fine.isel(lon=slice(0, 8))})
 
 
 def test_covariate_errors_are_clear():
