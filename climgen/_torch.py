@@ -43,6 +43,19 @@ def resolve_device(device: str | None) -> str:
         raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
     if device == "auto":
         return "cuda" if import_torch().cuda.is_available() else "cpu"
+    return check_device(device)
+
+
+def check_device(device: str) -> str:
+    """``device``, if torch can run on it here (a clear error for ``cuda`` without a GPU)."""
+    from climgen.errors import ConfigError
+
+    torch = import_torch()
+    if device == "cuda" and not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        raise ConfigError(
+            f"device 'cuda' asked for, but torch {torch.__version__} ({build}) sees no CUDA GPU here; use cpu or auto"
+        )
     return device
 
 

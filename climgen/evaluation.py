@@ -100,6 +100,12 @@ def evaluate(
         raise InputError("no variable to compare: name them with --variables (present in both files)")
     # a prediction that matched area-weighted block means is compared with bicubic from them
     provenance = json.loads(prediction.attrs.get("climgen_provenance", "{}"))
+    refined_by = provenance.get("factor")
+    if factor is not None and refined_by is not None and int(refined_by) != factor:
+        raise InputError(
+            f"the prediction was refined x{refined_by} (its provenance), but bicubic was asked for at x{factor}: "
+            f"compare like with like (--factor {refined_by})"
+        )
     areas = area_weights(truth)
     weights = areas if provenance.get("conservation") == "area" else None
     rows = []

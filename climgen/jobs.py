@@ -8,6 +8,7 @@ relative to the recipe's folder. ``--dry-run`` prints the plan without refining 
 from __future__ import annotations
 
 import glob
+from datetime import date
 from pathlib import Path
 
 from pydantic import ConfigDict, Field, model_validator
@@ -37,8 +38,8 @@ class FetchSection(Strict):
     collection: str
     variables: list[str]
     bbox: tuple[float, float, float, float]
-    start: str
-    end: str | None = None
+    start: date  # YYYY-MM-DD, quoted or not (YAML reads an unquoted one as a date)
+    end: date | None = None
     cube: str
 
 
@@ -89,15 +90,8 @@ def load_run_recipe(path: str | Path) -> RunRecipe:
 
 def fetch_request(section: FetchSection):
     """The :class:`climgen.io.earthdata.Request` a recipe's fetch section describes."""
-    import datetime as dt
-
-    from climgen.errors import ConfigError
     from climgen.io import earthdata
 
-    try:
-        start = dt.date.fromisoformat(section.start)
-        end = dt.date.fromisoformat(section.end) if section.end else start
-    except ValueError as err:
-        raise ConfigError(f"fetch dates must be YYYY-MM-DD: {err}") from err
     collection = earthdata.find_collection(section.collection)
-    return earthdata.Request(collection, tuple(section.variables), tuple(section.bbox), start, end).validate()
+    end = section.end or section.start
+    return earthdata.Request(collection, tuple(section.variables), tuple(section.bbox), section.start, end).validate()

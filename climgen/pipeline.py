@@ -247,7 +247,7 @@ def synthesize(
         refined[name] = stacked.transpose(*range(offset), *(i + offset for i in axes_order))
     fields_refined = job.model_fields({name: values.shape[0] for name, values in coarse.items()})
     provenance = job.provenance(fields_refined, time.perf_counter() - started) | refiner.hardware()
-    return assemble(ds, job, refined, provenance, command)
+    return cf.with_file_encoding(assemble(ds, job, refined, provenance, command), job.prepared.variables)
 
 
 def _carry_over(ds: xr.Dataset, result: xr.Dataset, prepared: _Prepared) -> xr.Dataset:

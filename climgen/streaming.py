@@ -31,7 +31,7 @@ import numpy as np
 import xarray as xr
 
 from climgen import __version__
-from climgen._torch import resolve_device, resolve_precision, torch_threads
+from climgen._torch import check_device, resolve_device, resolve_precision, torch_threads
 from climgen.allocator import retain_freed_memory
 from climgen.conservation import count_disordered, count_outside, format_bounds
 from climgen.depth.complexity import combine_scores, tile_components
@@ -70,7 +70,25 @@ class StreamOptions:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if self.workers and self.scheduler:
             raise ConfigError("give either workers (start a local cluster) or scheduler (attach to one), not both")
+        if self.device == "cuda" and not self.scheduler:  # a remote cluster's workers may have GPUs this machine lacks
+            check_device("cuda")
+        if self.scheduler:
+            check_scheduler_address(self.scheduler)
         return self
+
+
+def check_scheduler_address(address: str) -> None:
+    """A clear error for a scheduler address dask cannot parse (before any work)."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme in ("tcp", "tls"):
+            parse_host_port(location)
+    except ValueError as err:
+        raise ConfigError(
+            f"scheduler must be a dask scheduler's address such as tcp://HOST:8786, got {address!r} ({err})"
+        ) from None
 
 
 @dataclass

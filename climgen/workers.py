@@ -14,7 +14,7 @@ import dask
 from dask.system import CPU_COUNT
 from distributed import Client, LocalCluster, WorkerPlugin
 
-from climgen.errors import ClimgenError
+from climgen.errors import ClimgenError, ConfigError
 
 
 class ModelLoader(WorkerPlugin):
@@ -74,7 +74,12 @@ def attach_client(options, model: str) -> Iterator[Client]:
     """A client on ``options.scheduler``, or on a new local cluster of ``options.workers``
     worker processes sharing out the cores as threads."""
     if options.scheduler:
-        with Client(options.scheduler) as client:
+        try:
+            client = Client(options.scheduler)
+        except (OSError, TimeoutError) as err:  # unreachable: one line, as every other refusal
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ConfigError(f"cannot reach the dask scheduler at {options.scheduler}: {reason}") from None
+        with client:
             client.register_plugin(ModelLoader(model))
             yield client
         return

@@ -346,3 +346,24 @@ def test_standing_attributes_are_read_from_the_user_config_folder(tmp_path, monk
     attributes_file().parent.mkdir()
     attributes_file().write_text("creator_name: A. Scientist\n")
     assert standing_attributes() == {"creator_name": "A. Scientist"}
+
+
+def test_an_in_memory_result_written_with_xarray_is_cf_clean(tmp_path, checker_ready):
+    # the notebooks' way: ds.climgen.synthesize(...).to_netcdf(path), no climgen writer
+    result = make_dataset("latlon", shape=(8, 8), times=2).climgen.synthesize(factor=2)
+    result.to_netcdf(tmp_path / "plain.nc")
+    _assert_clean(tmp_path / "plain.nc")
+    result.to_zarr(tmp_path / "plain.zarr")  # the same encoding suits zarr
+    with xr.open_zarr(tmp_path / "plain.zarr") as reopened:
+        assert np.array_equal(reopened["tas"].values, result["tas"].values, equal_nan=True)
+
+
+def test_the_checkers_are_not_run_on_what_they_cannot_read(tmp_path):
+    from climgen.errors import InputError
+
+    (tmp_path / "notes.nc").write_text("not NetCDF")
+    with pytest.raises(InputError, match="cannot read .*notes.nc as NetCDF"):
+        checks.run_checks(tmp_path / "notes.nc")
+    (tmp_path / "out.zarr").mkdir()
+    with pytest.raises(InputError, match="is a folder"):
+        checks.run_checks(tmp_path / "out.zarr")

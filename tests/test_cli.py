@@ -91,6 +91,10 @@ def test_covariate_option(tmp_path):
         (["synthesize", "{input}", "out.nc", "--bounds", "HSURF=5:1"], "lower must be below upper"),
         (["synthesize", "{input}", "out.nc", "--bounds", "pr=0:"], "not refined here"),
         (["synthesize"], "Missing argument"),
+        (["synthesize", "{input}", "out.nc", "--covariate", "e={input}", "--covariate", "e={input}"], "given twice"),
+        (["synthesize", "{input}", "out.nc", "--scheduler", "nonsense"], "dask scheduler's address"),
+        (["demo", "--out", "demo", "--factor", "3"], "factor must be one of"),
+        (["benchmark", "--truth", "{input}", "--out", "bench", "--members", "0"], "members must be at least 2"),
         (["check", "missing.nc"], "file not found"),
         (["train", "missing.yaml"], "cannot read recipe"),
         (["train", "{recipe}", "--precision", "float16"], "precision must be float32 or bfloat16"),
@@ -98,12 +102,13 @@ def test_covariate_option(tmp_path):
 )
 def test_user_errors_are_one_line_with_nothing_written(arguments, message, hsurf_coarse_file, tmp_path):
     recipe = str(Path(__file__).resolve().parents[1] / "recipes" / "train-default.yaml")
-    arguments = [{"{input}": str(hsurf_coarse_file), "{recipe}": recipe}.get(a, a) for a in arguments]
+    arguments = [a.replace("{input}", str(hsurf_coarse_file)).replace("{recipe}", recipe) for a in arguments]
     result = climgen(*arguments, cwd=tmp_path)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out.nc").exists() and not list(tmp_path.glob(".*partial*"))
+    assert not (tmp_path / "demo").exists() and not (tmp_path / "bench").exists()
 
 
 def test_existing_output_is_kept_without_overwrite(hsurf_coarse_file, tmp_path):

@@ -107,6 +107,8 @@ def test_evaluate_rows_and_grid_check(hsurf_truth, hsurf_coarse):
         evaluate(hsurf_truth.isel(rlat=slice(0, 40)), refined)
     with pytest.raises(InputError, match="no variable to compare"):
         evaluate(make_dataset("latlon", shape=(8, 8)), make_dataset("latlon", shape=(8, 8)))
+    with pytest.raises(InputError, match=r"refined x4 \(its provenance\), but bicubic was asked for at x8"):
+        evaluate(hsurf_truth, refined, factor=8)  # bicubic of another factor would flatter the prediction
 
 
 def test_evaluate_command(hsurf_coarse_file, tmp_path):

@@ -88,3 +88,23 @@ def test_recipes_and_the_library_share_one_set_of_rules(tmp_path, options, messa
 
     with pytest.raises(ConfigError, match=message):
         make_config(**yaml.safe_load(options))
+
+
+def test_fetch_dates_are_read_quoted_or_not(tmp_path):
+    import datetime as dt
+
+    from climgen.errors import ConfigError
+    from climgen.jobs import fetch_request
+
+    text = (RECIPES / "downscale-merra2-front-range-x8.yaml").read_text()
+    job = load_run_recipe(RECIPES / "downscale-merra2-front-range-x8.yaml")
+    quoted = f'"{job.fetch.start.isoformat()}"'
+    assert quoted in text  # the shipped recipe quotes its dates; YAML reads an unquoted one as a date
+    unquoted = tmp_path / "unquoted.yaml"
+    unquoted.write_text(text.replace(quoted, job.fetch.start.isoformat()))
+    assert fetch_request(load_run_recipe(unquoted).fetch).start == job.fetch.start
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(text.replace(quoted, '"2020-13-01"'))
+    with pytest.raises(ConfigError, match="fetch.start"):
+        load_run_recipe(wrong)
+    assert isinstance(job.fetch.start, dt.date)

@@ -215,6 +215,15 @@ def test_run_recipe_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
         assert got["tas"].shape == (4, 80, 80)
         provenance = json.loads(got.attrs["climgen_provenance"])
         assert (provenance["precision"], provenance["precision_used"]) == ("float32", "float32")
+    # another job onto the same output: refused, naming the flag that replaces it
+    refused = subprocess.run(
+        _cli("run", recipe, "--quiet", "--precision", "bfloat16"), capture_output=True, text=True, timeout=300
+    )
+    assert refused.returncode == 2 and "--overwrite" in refused.stderr
+    replaced = subprocess.run(
+        _cli("run", recipe, "--quiet", "--precision", "bfloat16", "--overwrite"), capture_output=True, text=True, timeout=300
+    )
+    assert replaced.returncode == 0, replaced.stderr
 
 
 def test_run_recipe_errors_name_the_field(tmp_path):
@@ -304,3 +313,24 @@ def test_tampered_or_truncated_chunks_of_finished_tasks_are_redone(tmp_path):
     assert "3 finished task(s)" in rerun.stderr and "Traceback" not in rerun.stderr
     with xr.open_zarr(reference) as expected, xr.open_zarr(target) as got:
         np.testing.assert_array_equal(got["tas"].values, expected["tas"].values)
+
+
+def test_a_device_or_scheduler_that_cannot_work_is_refused_in_one_line(tmp_path):
+    import dask
+    import torch
+
+    ds = make_dataset("latlon", shape=(8, 8))
+    config = pipeline.make_config(factor=2)
+    if not torch.cuda.is_available():  # refused before any output is started
+        with pytest.raises(ConfigError, match="sees no CUDA GPU"):
+            streaming.run(ds, tmp_path / "out.nc", config, options=streaming.StreamOptions(device="cuda", progress=False))
+        assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ConfigError, match="scheduler must be a dask scheduler's address"):
+        streaming.run(ds, tmp_path / "out.nc", config, options=streaming.StreamOptions(scheduler="nonsense", progress=False))
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        with pytest.raises(ConfigError, match="cannot reach the dask scheduler at tcp://127.0.0.1:1"):
+            streaming.run(
+                ds, tmp_path / "out.nc", config, options=streaming.StreamOptions(scheduler="tcp://127.0.0.1:1", progress=False)
+            )
+    streaming.run(ds, tmp_path / "out.nc", config, options=streaming.StreamOptions(progress=False))  # the same job, resumed
+    assert (tmp_path / "out.nc").exists() and sorted(path.name for path in tmp_path.iterdir()) == ["out.nc"]

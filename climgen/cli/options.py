@@ -15,13 +15,15 @@ def command_line() -> str:
 
 
 def parse_covariates(specs: list[str] | None) -> dict:
+    from climgen.errors import ConfigError
     from climgen.io.open import open_covariate, parse_covariate
 
-    covariates = {}
-    for spec in specs or []:
-        name, path, variable = parse_covariate(spec)
-        covariates[name] = open_covariate(path, variable)
-    return covariates
+    parsed = [parse_covariate(spec) for spec in specs or []]
+    names = [name for name, _, _ in parsed]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ConfigError(f"covariate {twice[0]!r} is given twice; give each covariate once, under its own name")
+    return {name: open_covariate(path, variable) for name, path, variable in parsed}
 
 
 def parse_attributes(specs: list[str] | None) -> dict | None:

@@ -70,6 +70,8 @@ def benchmark(
     from climgen.io.open import open_input
 
     check_factor(factor)
+    if members < 2:
+        raise ConfigError(f"members must be at least 2 (the samples scored for diversity and CRPS), got {members}")
     with open_input(truth) as ds:
         candidates = [name for name, v in ds.data_vars.items() if v.ndim >= 2 and v.dtype.kind == "f"]
         if variable is None and len(candidates) != 1:

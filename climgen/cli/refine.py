@@ -152,6 +152,9 @@ def run(
     precision: Annotated[
         str | None, typer.Option(help="The model's precision, overriding the recipe's: auto, float32 or bfloat16.")
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing output (as overwrite: true in the recipe).")
+    ] = False,
 ) -> None:
     """Run a batch refinement recipe (resumable: rerun it to finish an interrupted job)."""
     from climgen.io.open import open_covariate, open_inputs, parse_covariate
@@ -196,7 +199,7 @@ def run(
     if not dry_run:
         output.parent.mkdir(parents=True, exist_ok=True)
     with open_inputs(job.input_paths()) as ds:
-        stream(ds, output, config, covariates, options, job.overwrite, dry_run)
+        stream(ds, output, config, covariates, options, overwrite or job.overwrite, dry_run)
 
 
 DEMO_ATTRIBUTES = {
@@ -225,11 +228,13 @@ def demo(
     """Refine the embedded sample (CMIP5 temperature over Africa, orography covariate)."""
     import xarray as xr
 
+    from climgen.grid import check_factor
     from climgen.io.cf import encoding_for
     from climgen.io.write import check_output, write_dataset
     from climgen.pipeline import synthesize as run
     from climgen.plotting import plot_refinement
 
+    check_factor(factor)  # before the folder is made
     data = resources.files("climgen") / "data"
     out.mkdir(parents=True, exist_ok=True)
     target = check_output(out / f"africa_tas_x{factor}.nc", overwrite)

@@ -430,6 +430,16 @@ def encoding_for(ds: xr.Dataset, variables: list[str], fine_chunks: tuple[int, i
     return encoding
 
 
+def with_file_encoding(ds: xr.Dataset, variables: list[str]) -> xr.Dataset:
+    """``ds`` with the encoding of climgen's own files (:func:`encoding_for`, less what only one
+    format knows): no fill values on coordinates and bounds, float32 data with climgen's fill
+    value, so that a user's ``ds.to_netcdf(path)`` or ``ds.to_zarr(path)`` is CF-clean too."""
+    for name, spec in encoding_for(ds, variables, (1, 1), netcdf=False).items():
+        if name in ds.variables:
+            ds.variables[name].encoding = spec
+    return ds
+
+
 def encoding_for_plain(ds: xr.Dataset, exclude: list[str] | tuple = (), netcdf: bool = True) -> dict:
     """Encoding of everything but the refined data: no fill values, float64 time with the
     source's units and calendar, shared by time and its bounds; in NetCDF, 32-bit integers

@@ -113,5 +113,24 @@ def run_compliance_checker(path: str | Path, test: str = f"cf:{CF_VERSION}") -> 
 def run_checks(path: str | Path, acdd: bool = False) -> list[CheckResult]:
     """Both CF checkers on one file; with ``acdd``, also the ACDD-1.3 discovery check (what a
     catalogue needs: its medium findings are the attributes only the user can state)."""
+    _check_readable(Path(path))
     results = [run_cfchecks(path), run_compliance_checker(path)]
     return results + [run_compliance_checker(path, "acdd:1.3")] if acdd else results
+
+
+def _check_readable(path: Path) -> None:
+    """A clear error for what the checkers cannot read: a zarr store, a file that is not NetCDF."""
+    import netCDF4
+
+    from climgen.errors import InputError
+
+    if path.is_dir():
+        raise InputError(
+            f"{path} is a folder (a zarr store?): the CF checkers read NetCDF files; write the output as .nc to check it"
+        )
+    try:
+        netCDF4.Dataset(path).close()
+    except OSError as err:
+        raise InputError(
+            f"cannot read {path} as NetCDF: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        ) from None
