@@ -229,7 +229,7 @@ def _warn_partial_cover(covariate: xr.DataArray, name: str, axes: SpatialAxes, f
         edges = cell_bounds(covariate[axis])
         centres = np.asarray(fine_axes[axis][0].values, dtype=np.float64)
         share *= float(np.mean((centres >= edges.min()) & (centres <= edges.max())))
-    if share < 0.9:  # not for a sliver along the edges
+    if 0 < share < 0.9:  # not for a sliver along the edges (none at all is an error below)
         warnings.warn(
             f"covariate {name!r} covers {100 * share:.0f}% of the domain; outside it the model refines without it",
             UserWarning,
