@@ -3,9 +3,10 @@
 ``complexity-and-depth.png``: the embedded African orography (a regional model's terrain,
 0.44 degrees; mountains beside plains and sea) is coarsened by 4 and refined back; the panels
 show the fine terrain, each tile's complexity score from the coarse field (tiles of 8 coarse
-cells), the depth its default thresholds choose, and the depth each tile is refined to by
-default and under a compute budget of 0.3 (tiles inside a window that their group refines
-deeper anyway take that depth: the output's ``refinement_depth``).
+cells, the explanation map), each tile's predicted gain (the self-test's, which sets the
+default depth), and the depth each tile is refined to by default and under a compute budget of
+0.3 (tiles inside a window that their group refines deeper anyway take that depth: the
+output's ``refinement_depth``).
 
     python docs/make_figures.py               # writes docs/images/
     python docs/make_figures.py --out DIR
@@ -22,7 +23,6 @@ import numpy as np
 import xarray as xr
 
 import climgen  # noqa: F401  (registers the .climgen accessor)
-from climgen.depth.complexity import depth_thresholds
 from climgen.grid import coarsen_dataset
 from climgen.plotting import use_shipped_shapes
 
@@ -31,7 +31,7 @@ TILE = 8  # coarse cells a side: small tiles, so that the maps resolve the terra
 
 
 def complexity_and_depth(path: Path) -> Path:
-    """Terrain, complexity score and three depth maps of the embedded orography at x4."""
+    """Terrain, complexity score, predicted gain and two depth maps of the embedded orography at x4."""
     import cartopy.crs as ccrs
     import cartopy.feature as cfeature
     import matplotlib
@@ -44,13 +44,14 @@ def complexity_and_depth(path: Path) -> Path:
     coarse = coarsen_dataset(fine, FACTOR)
     score = coarse.climgen.complexity(factor=FACTOR, tile_size=TILE)
     full_depth = FACTOR.bit_length() - 1
-    chosen = sum((score >= threshold).astype(int) for threshold in depth_thresholds(full_depth, guided=False))
-    runs = {"default thresholds": {}, "budget 0.3": {"budget": 0.3}}
+    runs = {"default (predicted gain)": {}, "budget 0.3": {"budget": 0.3}}
     depths, costs = {}, {}
     for label, options in runs.items():
         refined = coarse.climgen.synthesize(factor=FACTOR, seed=0, tile_size=TILE, **options)
         depths[label] = refined["refinement_depth"]
         costs[label] = json.loads(refined.attrs["climgen_provenance"])["compute"]["fraction_of_uniform"]
+        if not options:
+            predicted = refined["predicted_gain"]
     use_shipped_shapes()
     borders = cfeature.NaturalEarthFeature(
         "cultural", "admin_0_countries", "110m", facecolor="none", edgecolor="0.3", linewidth=0.4
@@ -61,7 +62,10 @@ def complexity_and_depth(path: Path) -> Path:
         (score, f"complexity score per tile (coarse field, x{FACTOR} coarser)", "viridis", dict(vmin=0, vmax=1), "score"),
     ]
     stages = dict(vmin=-0.5, vmax=full_depth + 0.5)
-    panels.append((chosen, "depth the default score thresholds choose", "magma", stages, "learned x2 stages"))
+    gain_limits = dict(vmin=0, vmax=float(np.nanpercentile(predicted.values, 98)))
+    panels.append(
+        (predicted, "predicted gain per tile (self-test)", "viridis", gain_limits, "share of full depth's squared error")
+    )
     for label, depth in depths.items():
         title = f"refined, {label} ({100 * costs[label]:.0f}% of uniform MACs)"
         panels.append((depth, title, "magma", stages, "learned x2 stages"))

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from climgen.benchmark import BenchmarkOptions, run_benchmark
@@ -66,3 +67,25 @@ def test_benchmark_refuses_a_truth_too_small_to_split(tmp_path):
 
     with pytest.raises(InputError, match="too small"):
         run_benchmark(make_dataset("latlon", shape=(24, 40)), "tas", tmp_path, BenchmarkOptions(pretrained=True))
+
+
+def test_benchmark_command_takes_the_only_field_beside_its_bounds(tmp_path):
+    from climgen.testing import make_dataset
+
+    truth = make_dataset("latlon", shape=(24, 40))
+    truth["lat_bnds"] = (("lat", "nv"), np.stack([truth["lat"].values - 0.5, truth["lat"].values + 0.5], axis=1))
+    truth["lat"].attrs["bounds"] = "lat_bnds"
+    truth.to_netcdf(tmp_path / "truth.nc")
+    command = [
+        sys.executable,
+        "-m",
+        "climgen.cli",
+        "benchmark",
+        "--truth",
+        str(tmp_path / "truth.nc"),
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    result = subprocess.run([*command, "--pretrained"], capture_output=True, text=True, timeout=300)
+    # past choosing the variable (tas, not lat_bnds), to the domain's own limit
+    assert result.returncode == 2 and "too small" in result.stderr and "--variable" not in result.stderr

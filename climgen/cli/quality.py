@@ -66,14 +66,16 @@ def benchmark(
 ) -> None:
     """Compare AMSGM, a single-scale GAN, a conditional VAE and bicubic on a real field."""
     from climgen.benchmark import BenchmarkOptions, format_markdown, run_benchmark
-    from climgen.grid import check_factor
+    from climgen.grid import check_factor, find_spatial_axes
+    from climgen.inputs import select_variables
     from climgen.io.open import open_input
 
     check_factor(factor)
     if members < 2:
         raise ConfigError(f"members must be at least 2 (the samples scored for diversity and CRPS), got {members}")
     with open_input(truth) as ds:
-        candidates = [name for name, v in ds.data_vars.items() if v.ndim >= 2 and v.dtype.kind == "f"]
+        # the gridded fields synthesize would refine (not bounds, 2-D latitude and longitude)
+        candidates = select_variables(ds, find_spatial_axes(ds), None) if variable is None else [variable]
         if variable is None and len(candidates) != 1:
             raise InputError(f"name the variable to compare with --variable (candidates: {candidates})")
         options = BenchmarkOptions(factor, members, pretrained, quick, seed, ablations=ablations)

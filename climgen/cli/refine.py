@@ -55,7 +55,12 @@ def synthesize(
     factor: Annotated[int, typer.Option("--factor", "-f", help="Refinement factor: 2, 4, 8 or 16.")] = 4,
     variables: Annotated[str | None, typer.Option(help="Comma-separated variables (default: all on the grid).")] = None,
     covariate: Annotated[list[str] | None, typer.Option(help="Static fine covariate NAME=FILE[:VAR]; repeatable.")] = None,
-    model: Annotated[str, typer.Option(help="'default' or a safetensors checkpoint path.")] = "default",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="'default', a shipped model (amsgm-fast, amsgm-multibranch, cvae-x4, srgan-x4) or a safetensors checkpoint path."
+        ),
+    ] = "default",
     seed: Annotated[int, typer.Option(help="Seed of every noise map.")] = 0,
     members: Annotated[int, typer.Option(help="Ensemble members (realization dimension).")] = 1,
     uniform: Annotated[bool, typer.Option("--uniform", help="Refine every tile to full depth.")] = False,
