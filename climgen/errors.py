@@ -1,7 +1,8 @@
-"""User-facing errors.
+"""User-facing errors and warnings.
 
-Every error a user can cause derives from :class:`ClimgenError`. The CLI prints such errors as
-one line on stderr and exits non-zero; the accessor and library raise them unchanged.
+Every error a user can cause derives from :class:`ClimgenError`, every warning of climgen's from
+:class:`ClimgenWarning`. The CLI prints each as one line on stderr (and exits non-zero on an
+error); the accessor and library raise and warn them unchanged.
 """
 
 from __future__ import annotations
@@ -45,3 +46,11 @@ class MissingDependencyError(ClimgenError, ImportError):
 
 class CredentialsError(ClimgenError):
     """No usable NASA Earthdata Login credentials (environment variables or ``.netrc``)."""
+
+
+class ClimgenWarning(UserWarning):
+    """Base class of climgen's warnings: something in the input or the job a user should know."""
+
+
+class InputWarning(ClimgenWarning):
+    """Part of the input is left aside (a variable off the grid, a covariate's missing cover)."""

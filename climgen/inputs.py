@@ -13,7 +13,7 @@ import xarray as xr
 
 from climgen.config import MAX_STAGE_INPUT, SynthesisConfig, parse_limits  # noqa: F401 (public here since 0.1)
 from climgen.conservation import Bounds, format_bounds
-from climgen.errors import ConfigError, InputError
+from climgen.errors import ClimgenWarning, ConfigError, InputError, InputWarning
 from climgen.grid import (
     SpatialAxes,
     cell_bounds,
@@ -30,16 +30,16 @@ from climgen.regrid import area_mean
 from climgen.tiling import TileLayout
 
 
-class PhysicalBoundsWarning(UserWarning):
+class PhysicalBoundsWarning(ClimgenWarning):
     """Coarse input values lie outside the physical bounds of their variable."""
 
 
-class LongitudeWarning(UserWarning):
+class LongitudeWarning(ClimgenWarning):
     """An input's longitudes were put on the other convention (-180..180 or 0..360) to make
     its domain contiguous."""
 
 
-class OrderWarning(UserWarning):
+class OrderWarning(ClimgenWarning):
     """Coarse input values of variables that come in order (tasmin <= tasmax) are out of order."""
 
 
@@ -232,7 +232,7 @@ def _warn_partial_cover(covariate: xr.DataArray, name: str, axes: SpatialAxes, f
     if 0 < share < 0.9:  # not for a sliver along the edges (none at all is an error below)
         warnings.warn(
             f"covariate {name!r} covers {100 * share:.0f}% of the domain; outside it the model refines without it",
-            UserWarning,
+            InputWarning,
             stacklevel=4,
         )
 
@@ -360,7 +360,7 @@ def warn_left_out(ds: xr.Dataset, axes: SpatialAxes) -> None:
         warnings.warn(
             f"variables {partial} lie along only one of ({axes.y}, {axes.x}): they are not on the fine grid "
             "and are left out of the output",
-            UserWarning,
+            InputWarning,
             stacklevel=3,
         )
 

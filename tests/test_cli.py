@@ -136,3 +136,15 @@ def test_coarsen_command_inverts_the_grid(tmp_path):
     with xr.open_dataset(truth) as t, xr.open_dataset(tmp_path / "f.nc") as f:
         np.testing.assert_allclose(f["rlat"], t["rlat"], atol=1e-5)
         np.testing.assert_allclose(f["rlon"], t["rlon"], atol=1e-5)
+
+
+def test_climgen_warnings_are_one_line_each(tmp_path):
+    from climgen.testing import make_dataset
+
+    ds = make_dataset("latlon", shape=(8, 8))
+    ds["zonal_mean"] = ("lat", ds["tas"].mean("lon").values)
+    ds.to_netcdf(tmp_path / "in.nc")
+    result = climgen("synthesize", tmp_path / "in.nc", tmp_path / "out.nc", "--factor", "2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "climgen: warning: variables ['zonal_mean'] lie along only one of (lat, lon)" in result.stderr
+    assert "warnings.warn" not in result.stderr and "InputWarning" not in result.stderr

@@ -25,10 +25,9 @@ __all__ = ["app", "main"]
 
 def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning) -> None:
     """climgen's own warnings as one line each; other libraries' as usual."""
-    from climgen.io.units import UnitsWarning
-    from climgen.pipeline import LongitudeWarning, OrderWarning, PhysicalBoundsWarning
+    from climgen.errors import ClimgenWarning
 
-    if issubclass(category, (UnitsWarning, PhysicalBoundsWarning, OrderWarning, LongitudeWarning)):
+    if issubclass(category, ClimgenWarning):
         typer.echo(f"climgen: warning: {message}", err=True)
     else:
         _default(message, category, filename, lineno, file, line)

@@ -22,12 +22,12 @@ import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
-from climgen.errors import ConfigError, OutputLockedError
+from climgen.errors import ClimgenWarning, ConfigError, OutputLockedError
 
 POLL_SECONDS = 2.0  # how often a waiting run looks again
 
 
-class StaleLockWarning(UserWarning):
+class StaleLockWarning(ClimgenWarning):
     """A lock file left by a climgen process that is gone was taken over."""
 
 

@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from climgen.errors import ClimgenWarning
 from climgen.tiling import fine_slices
 
 
-class TamperedStoreWarning(UserWarning):
+class TamperedStoreWarning(ClimgenWarning):
     """Finished tasks of a partial store failed their checksum and are refined again."""
 
 

@@ -15,13 +15,15 @@ from functools import lru_cache
 
 import xarray as xr
 
+from climgen.errors import ClimgenWarning
+
 COMMON = frozenset(
     "1 % K degC degree_Celsius degrees_C celsius m km cm mm s m s-1 m/s m2 s-2 Pa hPa kg kg-1 kg/kg g kg-1 "
     "kg m-2 kg m-2 s-1 mm/day mm day-1 mm d-1 mm/h W m-2 J m-2 m-1 s-1 percent fraction degrees degree".split(" ")
 ) | {"m s-1", "kg kg-1", "kg m-2 s-1", "W m-2", "mm day-1", "mm d-1", "kg m-2", "J m-2", "g kg-1", "m2 s-2"}
 
 
-class UnitsWarning(UserWarning):
+class UnitsWarning(ClimgenWarning):
     """A variable's units are missing or could not be parsed."""
 
 
