@@ -340,8 +340,8 @@ def _prepare(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None
 def descending_axes(ds: xr.Dataset, axes: SpatialAxes) -> tuple[bool, bool]:
     """Whether the (y, x) coordinates are stored in descending order (north to south, east to
     west). The model refines every field south to north and west to east, so that a field's
-    refinement does not depend on the order its grid is stored in; bare index dimensions
-    (curvilinear grids) are taken as stored."""
+    refinement depends on the order its grid is stored in only where the tiles fall
+    differently; bare index dimensions (curvilinear grids) are taken as stored."""
     result = []
     for name in (axes.y, axes.x):
         values = ds[name].values if name in ds.coords else np.arange(2)
