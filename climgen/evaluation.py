@@ -85,6 +85,21 @@ def bicubic_reference(truth: np.ndarray, factor: int, weights: tuple | None = No
     return result
 
 
+def _matched_steps(truth: xr.DataArray, predicted: xr.DataArray, axes) -> xr.DataArray:
+    """``predicted`` with its non-spatial steps (times, levels) in the truth's order, matched by
+    their labels: compared by position, a reordered file would score every step against another."""
+    for dim in truth.dims:
+        if dim in (axes.y, axes.x) or dim not in predicted.dims or dim not in truth.coords or dim not in predicted.coords:
+            continue
+        wanted, have = truth[dim].values, predicted[dim].values
+        if np.array_equal(wanted, have):
+            continue
+        if wanted.size != have.size or not np.isin(wanted, have).all():
+            raise InputError(f"{truth.name!r}: the truth's and the prediction's {dim!r} differ; compare the same steps")
+        predicted = predicted.sel({dim: wanted})
+    return predicted
+
+
 def evaluate(
     truth: xr.Dataset, prediction: xr.Dataset, variables: list[str] | None = None, factor: int | None = None
 ) -> list[dict]:
@@ -113,7 +128,7 @@ def evaluate(
         if name not in truth.data_vars or name not in prediction.data_vars:
             raise InputError(f"variable {name!r} must be in both the truth and the prediction")
         true_values = _values(truth[name], axes)
-        predicted = prediction[name]
+        predicted = _matched_steps(truth[name], prediction[name], axes)
         members = None
         if "realization" in predicted.dims:
             members = np.stack([_values(predicted.isel(realization=i), axes) for i in range(predicted.sizes["realization"])])

@@ -252,8 +252,9 @@ def coarsen_dataset(ds: xr.Dataset, factor: int, conservation: str = "cells") ->
     if ny == 0 or nx == 0:
         raise GridError(f"domain {ds.sizes[axes.y]}x{ds.sizes[axes.x]} is smaller than one {factor}x{factor} block")
     trimmed = ds.isel({axes.y: slice(0, ny), axes.x: slice(0, nx)})
-    y_centres, y_bounds = coarse_bounds(cell_bounds(trimmed[axes.y], ds), factor)
-    x_centres, x_bounds = coarse_bounds(cell_bounds(trimmed[axes.x], ds), factor)
+    # the trimmed dataset's own bounds variables (trimmed with it): the untrimmed ones would not fit
+    y_centres, y_bounds = coarse_bounds(cell_bounds(trimmed[axes.y], trimmed), factor)
+    x_centres, x_bounds = coarse_bounds(cell_bounds(trimmed[axes.x], trimmed), factor)
     spatial = [name for name, var in trimmed.variables.items() if axes.y in var.dims and axes.x in var.dims]
     drop = [
         bounds_name_
@@ -263,7 +264,7 @@ def coarsen_dataset(ds: xr.Dataset, factor: int, conservation: str = "cells") ->
     window = {axes.y: factor, axes.x: factor}
     blocks = trimmed.drop_vars(drop).coarsen(window).mean(keep_attrs=True)
     if conservation == "area":
-        rows, cols = cell_weights(cell_bounds(trimmed[axes.y], ds), cell_bounds(trimmed[axes.x], ds), axes.kind)
+        rows, cols = cell_weights(cell_bounds(trimmed[axes.y], trimmed), cell_bounds(trimmed[axes.x], trimmed), axes.kind)
         area = xr.DataArray(
             rows[:, None] * cols[None, :], dims=(axes.y, axes.x), coords={n: trimmed[n] for n in (axes.y, axes.x)}
         )

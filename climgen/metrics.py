@@ -42,8 +42,10 @@ def mae(prediction: np.ndarray, truth: np.ndarray) -> float:
 
 
 def psnr(prediction: np.ndarray, truth: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB, with the truth's range as the peak."""
+    """Peak signal-to-noise ratio in dB, with the truth's range as the peak (NaN without valid cells)."""
     valid = _valid(prediction, truth)
+    if not valid.any():
+        return float("nan")
     data_range = float(truth[valid].max() - truth[valid].min())
     error = rmse(prediction, truth)
     return float("inf") if error == 0 else float(20 * np.log10(data_range / error))
@@ -65,14 +67,15 @@ SSIM_WINDOW = 7
 def ssim(prediction: np.ndarray, truth: np.ndarray) -> float:
     """Structural similarity: the one definition behind every SSIM climgen reports (``climgen
     evaluate``, ``climgen benchmark``, training validation): pytorch-msssim's, with a Gaussian
-    window of :data:`SSIM_WINDOW` cells (sigma 1.5; smaller on fields under 14 cells a side)
-    and the truth's range as ``data_range``. NaN below 3 x 3 cells."""
+    window of :data:`SSIM_WINDOW` cells (sigma 1.5; smaller on fields under 8 cells a side)
+    and the truth's range as ``data_range``. NaN on fields under 4 cells a side and without
+    valid cells. Missing cells are filled with the truth's mean (SSIM needs whole windows)."""
     from pytorch_msssim import ssim as ssim_torch
 
-    x, y, data_range = _as_images(prediction, truth)
     window = min(SSIM_WINDOW, min(truth.shape[-2:]) // 2 * 2 - 1)
-    if window < 3:
+    if window < 3 or not _valid(prediction, truth).any():
         return float("nan")
+    x, y, data_range = _as_images(prediction, truth)
     return float(ssim_torch(x, y, data_range=data_range, win_size=window, size_average=True))
 
 
@@ -162,7 +165,7 @@ def crps(members: np.ndarray, truth: np.ndarray) -> float:
     The members' mean pairwise distance comes from the sorted members (for m sorted values,
     the sum of |x_i - x_j| over pairs is 2 * sum((2i - m - 1) x_(i))), so memory grows with
     members x cells, not members squared."""
-    members = np.asarray(members, dtype=np.float64)
+    members = _members(members, truth)
     count = members.shape[0]
     valid = np.isfinite(truth) & np.isfinite(members).all(axis=0)
     skill = np.abs(members - truth[None]).mean(axis=0)
@@ -174,12 +177,22 @@ def crps(members: np.ndarray, truth: np.ndarray) -> float:
     return float((skill - spread)[valid].mean())
 
 
+def _members(members: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """``members`` as float64, checked to be (member, *truth's shape)."""
+    members = np.asarray(members, dtype=np.float64)
+    if members.shape[1:] != np.shape(truth):
+        raise ValueError(
+            f"members must be shaped (member, *truth's shape {np.shape(truth)}), got {members.shape}: one member is members[None]"
+        )
+    return members
+
+
 def rank_histogram(members: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Share of valid cells where the truth ranks 0..m among m members (axis 0): flat for a
     calibrated ensemble, U-shaped for one too narrow, peaked for one too wide. A truth equal
     to k members shares its cell evenly among the k + 1 ranks it could take."""
-    members = np.asarray(members, dtype=np.float64)
     truth = np.asarray(truth, dtype=np.float64)
+    members = _members(members, truth)
     count = members.shape[0]
     valid = np.isfinite(truth) & np.isfinite(members).all(axis=0)
     below = (members < truth[None]).sum(axis=0)[valid]
@@ -193,10 +206,12 @@ def rank_histogram(members: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def spread_skill(members: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """Ensemble spread (mean member standard deviation) against the RMSE of the ensemble mean;
-    a calibrated ensemble has a ratio near 1."""
-    members = np.asarray(members, dtype=np.float64)
-    spread = float(np.sqrt(np.nanmean(members.var(axis=0, ddof=1)))) if members.shape[0] > 1 else 0.0
+    """Ensemble spread (the root of the members' mean variance) against the RMSE of the
+    ensemble mean, both over the cells where the truth and every member have data; a calibrated
+    ensemble has a ratio near 1."""
+    members = _members(members, truth)
+    valid = np.isfinite(truth) & np.isfinite(members).all(axis=0)
+    spread = float(np.sqrt(np.mean(members.var(axis=0, ddof=1)[valid]))) if members.shape[0] > 1 and valid.any() else 0.0
     skill = rmse(members.mean(axis=0), truth)
     return {"spread": spread, "rmse_of_mean": skill, "ratio": spread / skill if skill else float("nan")}
 
@@ -214,7 +229,8 @@ def diversity(members: np.ndarray) -> float:
 def diversity_ratio(members: np.ndarray, truth: np.ndarray) -> float:
     """Members' mean pairwise RMS distance over their mean RMS distance to the truth: about 1
     when the truth could be one more member, 0 when the members are copies (mode collapse)."""
-    members = np.asarray(members, dtype=np.float64)
+    members = _members(members, truth)
+    members = np.where(np.isfinite(truth)[None], members, np.nan)  # where the truth has data, as the distance to it
     to_truth = float(np.mean([rmse(member, truth) for member in members]))
     return diversity(members) / to_truth if to_truth > 0 else float("nan")
 

@@ -143,3 +143,25 @@ def test_latitude_edges_stay_inside_the_poles_whatever_the_axis_name(with_bounds
     assert cell_bounds(ds["y"], ds)[0, 0] == -90.0
     ds["y"].attrs["units"] = "m"  # a projected axis is not clipped
     assert cell_bounds(ds["y"], ds)[0, 0] < -90.0
+
+
+@pytest.mark.parametrize("rows", [8, 7])  # 7: the last row does not fill a block and is dropped
+def test_coarsening_takes_the_stored_bounds_of_the_rows_it_keeps(rows):
+    edges = np.array([-90, -60, -40, -20, 0, 20, 40, 60, 90], dtype=float)  # uneven cells
+    ds = xr.Dataset(
+        {"tas": (("lat", "lon"), np.arange(64, dtype=float).reshape(8, 8))},
+        coords={
+            "lat": (
+                "lat",
+                (edges[:-1] + edges[1:]) / 2,
+                {"standard_name": "latitude", "units": "degrees_north", "bounds": "lat_bnds"},
+            ),
+            "lon": ("lon", np.arange(8) * 10.0 + 5, {"standard_name": "longitude", "units": "degrees_east"}),
+        },
+    )
+    ds["lat_bnds"] = (("lat", "nv"), np.stack([edges[:-1], edges[1:]], axis=1))
+    coarse = coarsen_dataset(ds.isel(lat=slice(0, rows)), 2, "area")
+    np.testing.assert_array_equal(coarse["lat_bnds"].values[0], [-90, -40])
+    weights = np.diff(np.sin(np.deg2rad(edges[:3])))  # the two rows' areas, from their stored edges
+    expected = (ds["tas"].values[:2, :2].mean(axis=1) * weights).sum() / weights.sum()
+    assert coarse["tas"].values[0, 0] == pytest.approx(expected)

@@ -261,3 +261,26 @@ def test_detail_ssim_ignores_cells_without_data():
     wild[:8, :8] = 1e6  # where the truth has no data
     score = metrics.detail_ssim(wild, gap, reference)
     assert np.isfinite(score) and score == pytest.approx(metrics.detail_ssim(truth, gap, reference))
+
+
+def test_ensemble_scores_use_only_the_cells_where_the_truth_has_data():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(32, 32))
+    members = truth[None] + rng.normal(size=(8, 32, 32))
+    missing = truth.copy()
+    missing[:16] = np.nan
+    wild = members.copy()
+    wild[:, :16] *= 10  # where the truth is missing: must not count
+    assert metrics.spread_skill(wild, missing) == metrics.spread_skill(members, missing)
+    assert metrics.diversity_ratio(wild, missing) == pytest.approx(metrics.diversity_ratio(members, missing))
+    with pytest.raises(ValueError, match="members must be shaped"):
+        metrics.crps(members[0], truth)  # one field is not an ensemble: members[None]
+    nothing = np.full_like(truth, np.nan)
+    assert np.isnan(metrics.ssim(nothing, truth)) and np.isnan(metrics.psnr(nothing, truth))
+
+
+def test_evaluate_matches_steps_by_their_labels():
+    ds = make_dataset("latlon", shape=(16, 16), times=2)
+    assert evaluate(ds, ds.isel(time=[1, 0]), variables=["tas"])[0]["rmse"] == 0.0  # reordered, not shifted
+    with pytest.raises(InputError, match="'time' differ"):
+        evaluate(ds, ds.isel(time=[0, 0]), variables=["tas"])
