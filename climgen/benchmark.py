@@ -26,6 +26,7 @@ from climgen import metrics
 from climgen.errors import InputError
 from climgen.evaluation import bicubic_reference
 from climgen.grid import coarsen_dataset, find_spatial_axes
+from climgen.io.cf import MEMBER_DIM
 
 COLUMNS = (
     "method",
@@ -177,7 +178,7 @@ def run_benchmark(truth: xr.Dataset, variable: str, out: str | Path, options: Be
                     coarse, factor=options.factor, seed=options.seed, model=model, adaptive=adaptive, members=members
                 )
                 seconds = (time.perf_counter() - started) / members
-                fields = [result.isel(realization=m) for m in range(members)] if members > 1 else [result]
+                fields = [result.isel({MEMBER_DIM: m}) for m in range(members)] if members > 1 else [result]
                 values = np.stack([fine_values(field, variable) for field in fields])
                 macs = json.loads(result.attrs["climgen_provenance"])["compute"]["macs"] / members
                 rows.append(score(method.split("-")[0], values, expected, reference, seconds, macs, variant))

@@ -11,7 +11,7 @@ from climgen import metrics
 from climgen.conservation import block_means, count_outside
 from climgen.errors import InputError
 from climgen.grid import area_weights, cell_bounds, check_factor, contiguous_longitude, find_spatial_axes
-from climgen.io.cf import refined_variables
+from climgen.io.cf import MEMBER_DIM, refined_variables
 from climgen.io.physical import physical_bounds
 from climgen.regrid import block_mean
 
@@ -130,8 +130,8 @@ def evaluate(
         true_values = _values(truth[name], axes)
         predicted = _matched_steps(truth[name], prediction[name], axes)
         members = None
-        if "realization" in predicted.dims:
-            members = np.stack([_values(predicted.isel(realization=i), axes) for i in range(predicted.sizes["realization"])])
+        if MEMBER_DIM in predicted.dims:
+            members = np.stack([_values(predicted.isel({MEMBER_DIM: i}), axes) for i in range(predicted.sizes[MEMBER_DIM])])
             predicted_values = members.mean(axis=0)
         else:
             predicted_values = _values(predicted, axes)

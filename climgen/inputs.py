@@ -60,10 +60,6 @@ class _Prepared:
         return {name: limits for name, (limits, _) in self.bounds.items()}
 
 
-MEMBER_DIM = "realization"
-"""The dimension climgen's ensemble members go on (CF standard name ``realization``)."""
-
-
 def _as_dataset(data: xr.Dataset | xr.DataArray) -> xr.Dataset:
     if isinstance(data, xr.DataArray):
         return data.to_dataset(name=data.name or "data")
@@ -113,10 +109,10 @@ def select_variables(ds: xr.Dataset, axes: SpatialAxes, variables) -> list[str]:
             raise InputError(f"variable {name!r} does not span the spatial dimensions ({axes.y}, {axes.x})")
         if var.dtype.kind not in "fiu":
             raise InputError(f"variable {name!r} is not numeric ({var.dtype})")
-        if MEMBER_DIM in var.dims:
+        if cf.MEMBER_DIM in var.dims:
             raise InputError(
-                f"variable {name!r} has a dimension {MEMBER_DIM!r}, the name climgen gives its own ensemble members; "
-                f"rename the input's first, e.g. ds.rename({MEMBER_DIM}='member') (each member is then refined as a field)"
+                f"variable {name!r} has a dimension {cf.MEMBER_DIM!r}, the name climgen gives its own ensemble members; "
+                f"rename the input's first, e.g. ds.rename({cf.MEMBER_DIM}='member') (each member is then refined as a field)"
             )
         empty = [dim for dim in var.dims if var.sizes[dim] == 0]
         if empty:

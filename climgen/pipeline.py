@@ -63,7 +63,7 @@ def assemble(ds: xr.Dataset, plan: Plan, refined: Mapping, provenance: dict, com
     for name, (_, bounds) in plan.fine_axes.items():
         result[bounds_name(name)] = bounds
     for name in prepared.variables:
-        dims = (["realization"] if config.members > 1 else []) + list(ds[name].dims)
+        dims = ([cf.MEMBER_DIM] if config.members > 1 else []) + list(ds[name].dims)
         leading = [dim for dim in ds[name].dims if dim not in (axes.y, axes.x)]
         result[name] = xr.DataArray(refined[name], dims=dims, coords={dim: ds[dim] for dim in leading if dim in ds.coords})
     fine_scores = np.repeat(np.repeat(layout.tile_map(plan.scores.score), factor, 0), factor, 1)
@@ -78,7 +78,7 @@ def assemble(ds: xr.Dataset, plan: Plan, refined: Mapping, provenance: dict, com
     fine_macs = np.repeat(np.repeat(layout.tile_map(per_cell), factor, 0), factor, 1)
     result["refinement_macs"] = ((axes.y, axes.x), fine_macs.astype(np.float32))
     if config.members > 1:
-        result = result.assign_coords(realization=np.arange(config.members, dtype=np.int32))
+        result = result.assign_coords({cf.MEMBER_DIM: np.arange(config.members, dtype=np.int32)})
     result = _carry_over(ds, plan.crop(result), prepared)
     call = command or _call_text(config, prepared.covariate_names)
     result = cf.decorate(result, ds, prepared.variables, axes, provenance, call, plan.full_depth)

@@ -14,6 +14,7 @@ import xarray as xr
 
 from climgen.errors import MissingDependencyError
 from climgen.grid import find_spatial_axes
+from climgen.io.cf import MEMBER_DIM
 
 
 def use_shipped_shapes() -> None:
@@ -97,8 +98,8 @@ def plot_evaluation(
     for name in variables:
         true_values = _values(truth[name], axes)
         predicted = prediction[name]
-        if "realization" in predicted.dims:
-            predicted = predicted.mean("realization")
+        if MEMBER_DIM in predicted.dims:
+            predicted = predicted.mean(MEMBER_DIM)
         predicted_values = _values(predicted, axes)
         figure, (spectrum_axis, error_axis, depth_axis) = plt.subplots(1, 3, figsize=(16, 4.8), layout="constrained")
         curves = [("truth", true_values, "k"), ("climgen", predicted_values, "tab:blue")]

@@ -18,6 +18,7 @@ import xarray as xr
 
 from climgen.conservation import order_stacks
 from climgen.errors import ConfigError
+from climgen.io.cf import MEMBER_DIM
 from climgen.io.manifest import checksum, record_task, store_region
 from climgen.tiling import TileLayout, fine_slices
 
@@ -48,7 +49,7 @@ def variable_layout(ds: xr.Dataset, plan_: Plan, name: str) -> tuple[list[str], 
     """The variable's leading dimensions, and the output's dimensions (members first)."""
     axes = plan_.prepared.axes
     leading = [dim for dim in ds[name].dims if dim not in (axes.y, axes.x)]
-    members = ["realization"] if plan_.config.members > 1 else []
+    members = [MEMBER_DIM] if plan_.config.members > 1 else []
     return leading, members + leading + [axes.y, axes.x]
 
 

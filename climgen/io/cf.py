@@ -104,6 +104,9 @@ def auxiliary_latlon(
     return _interpolated_latlon(ds, axes, y, x)
 
 
+MEMBER_DIM = "realization"
+"""The dimension climgen's ensemble members go on (CF standard name ``realization``)."""
+
 PACKING_ATTRIBUTES = ("_FillValue", "missing_value", "scale_factor", "add_offset")
 
 
@@ -374,8 +377,8 @@ def decorate(
         for name in variables:
             ds[name].attrs["coordinates"] = " ".join(("lat", "lon", *ANCILLARY_NAMES))
     ds = tidy(ds, axes)
-    if "realization" in ds.dims:
-        ds["realization"].attrs = {"standard_name": "realization", "long_name": "ensemble member", "units": "1"}
+    if MEMBER_DIM in ds.dims:
+        ds[MEMBER_DIM].attrs = {"standard_name": "realization", "long_name": "ensemble member", "units": "1"}
     discovery = acdd.discovery_attributes(ds, source, variables, axes, provenance, _utc_now())
     ds.attrs = {key: value for key, value in ds.attrs.items() if key not in discovery} | discovery
     ds.attrs |= provenance.get("attributes") or {}  # what the user states (creator, licence...) has the last word

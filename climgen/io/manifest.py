@@ -18,6 +18,7 @@ import numpy as np
 import xarray as xr
 
 from climgen.errors import ClimgenWarning
+from climgen.io.cf import MEMBER_DIM
 from climgen.tiling import fine_slices
 
 
@@ -33,10 +34,10 @@ def store_region(
     rows, cols = fine_slices(cells, factor)
     shift = wrap_cells * factor
     region = {dims[-2]: rows, dims[-1]: slice(cols.start - shift, cols.stop - shift)}
-    leading_dims = [dim for dim in dims[:-2] if dim != "realization"]
+    leading_dims = [dim for dim in dims[:-2] if dim != MEMBER_DIM]
     region |= dict(zip(leading_dims, leading, strict=True))
     if members > 1:
-        region["realization"] = slice(member, member + 1)
+        region[MEMBER_DIM] = slice(member, member + 1)
     return region
 
 
