@@ -28,6 +28,10 @@ class ModelError(ClimgenError):
     """A model checkpoint is missing, unsafe (pickle) or inconsistent with its config."""
 
 
+class TrainingError(ClimgenError):
+    """Training cannot go on or cannot be saved (it diverged, its saved state is unreadable)."""
+
+
 class OutputExistsError(ClimgenError, FileExistsError):
     """The output path exists and ``overwrite`` was not requested."""
 

@@ -167,7 +167,7 @@ def format_table(rows: list[dict]) -> str:
     for row in rows:
         octaves = row["spectral_error_per_octave"]
         top = f"{list(octaves.values())[-1]:.3f}" if octaves else "n/a"
-        ms = "n/a (field <= 160 cells)" if row["ms_ssim"] is None else f"{row['ms_ssim']:.4f}"
+        ms = "n/a (field <= 160 cells or with missing cells)" if row["ms_ssim"] is None else f"{row['ms_ssim']:.4f}"
         lines.append(
             f"| {row['variable']} | {row['method']} | {row['rmse']:.4g} | {row['rmse_area_weighted']:.4g} | "
             f"{row['bias']:.3g} | {row['mae']:.4g} | "

@@ -273,6 +273,8 @@ def coarsen_dataset(ds: xr.Dataset, factor: int, conservation: str = "cells") ->
             if name in trimmed.data_vars and variable.dtype.kind == "f":
                 weighted = (variable * area).coarsen(window).sum() / area.where(variable.notnull()).coarsen(window).sum()
                 blocks[name] = weighted.transpose(*variable.dims).astype(variable.dtype)
+    for name, centres in _spherical_block_means(trimmed, axes, window).items():
+        blocks[name] = centres.transpose(*trimmed[name].dims)
     for name in spatial:
         if name in blocks.variables:
             blocks[name].attrs = dict(trimmed[name].attrs)
@@ -286,6 +288,28 @@ def coarsen_dataset(ds: xr.Dataset, factor: int, conservation: str = "cells") ->
     blocks[bounds_name(axes.y)] = y_b
     blocks[bounds_name(axes.x)] = x_b
     return blocks
+
+
+def _spherical_block_means(ds: xr.Dataset, axes: SpatialAxes, window: dict[str, int]) -> dict[str, xr.DataArray]:
+    """2-D latitude and longitude auxiliaries of ``ds`` block-averaged as points on the unit
+    sphere: a block across the 0/360 seam (359 and 1 average to 0, not 180) or around a pole
+    gets the centre of its cells. Longitudes keep the input's convention."""
+    found = {}
+    for name, variable in ds.variables.items():
+        if variable.ndim >= 2 and {axes.y, axes.x} <= set(variable.dims) and (role := latlon_role(str(name), variable)):
+            found[role] = name
+    if len(found) != 2:
+        return {}
+    lat_name, lon_name = found["latitude"], found["longitude"]
+    lat, lon = np.deg2rad(ds[lat_name].astype(np.float64)), np.deg2rad(ds[lon_name].astype(np.float64))
+    x, y, z = (part.coarsen(window).mean() for part in (np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)))
+    centre_lat = np.rad2deg(np.arctan2(z, np.hypot(x, y)))
+    centre_lon = np.rad2deg(np.arctan2(y, x))
+    centre_lon = (centre_lon + 180) % 360 - 180 if bool((ds[lon_name] < 0).any()) else centre_lon % 360
+    return {
+        lat_name: centre_lat.astype(ds[lat_name].dtype).drop_vars([lat_name, lon_name], errors="ignore"),
+        lon_name: centre_lon.astype(ds[lon_name].dtype).drop_vars([lat_name, lon_name], errors="ignore"),
+    }
 
 
 def _longitude_gap_allowed(longitudes: np.ndarray) -> float:

@@ -64,27 +64,60 @@ SSIM_WINDOW = 7
 """Cells a side of the Gaussian window (sigma 1.5) of every SSIM climgen reports."""
 
 
+def _ssim_window(shape: tuple[int, ...]) -> int:
+    """:data:`SSIM_WINDOW`, or the largest odd window under half the field's shorter side."""
+    return min(SSIM_WINDOW, min(shape[-2:]) // 2 * 2 - 1)
+
+
+def _windowed_ssim(prediction: np.ndarray, truth: np.ndarray, data_range: float) -> float:
+    """Mean SSIM over the Gaussian windows (:func:`_ssim_window` cells a side, sigma 1.5) that
+    lie wholly on cells where both fields have data, pooled over leading dimensions: with no
+    missing cell it is pytorch-msssim's SSIM; NaN without a whole valid window. Windows that
+    touch a missing cell are left out rather than filled, so a land mask neither raises nor
+    lowers an ocean field's score."""
+    import torch
+    import torch.nn.functional as F
+    from pytorch_msssim.ssim import gaussian_filter
+
+    window = _ssim_window(truth.shape)
+    valid = _valid(prediction, truth)
+    if window < 3 or not valid.any():
+        return float("nan")
+    x, y, _ = _as_images(prediction, truth)
+    missing = torch.as_tensor(~valid.reshape(x.shape), dtype=torch.float64)
+    whole = F.max_pool2d(missing, window, stride=1)[:, 0] == 0  # windows without a missing cell
+    if not whole.any():
+        return float("nan")
+    kernel = torch.signal.windows.gaussian(window, std=1.5, dtype=torch.float64)
+    kernel = (kernel / kernel.sum()).reshape(1, 1, 1, window)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2  # pytorch-msssim's constants
+    mu_x, mu_y = gaussian_filter(x, kernel), gaussian_filter(y, kernel)
+    var_x = gaussian_filter(x * x, kernel) - mu_x**2
+    var_y = gaussian_filter(y * y, kernel) - mu_y**2
+    covariance = gaussian_filter(x * y, kernel) - mu_x * mu_y
+    similarity = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1) * (2 * covariance + c2) / (var_x + var_y + c2)
+    return float(similarity[:, 0][whole].mean())
+
+
 def ssim(prediction: np.ndarray, truth: np.ndarray) -> float:
     """Structural similarity: the one definition behind every SSIM climgen reports (``climgen
     evaluate``, ``climgen benchmark``, training validation): pytorch-msssim's, with a Gaussian
     window of :data:`SSIM_WINDOW` cells (sigma 1.5; smaller on fields under 8 cells a side)
-    and the truth's range as ``data_range``. NaN on fields under 4 cells a side and without
-    valid cells. Missing cells are filled with the truth's mean (SSIM needs whole windows)."""
-    from pytorch_msssim import ssim as ssim_torch
-
-    window = min(SSIM_WINDOW, min(truth.shape[-2:]) // 2 * 2 - 1)
-    if window < 3 or not _valid(prediction, truth).any():
-        return float("nan")
-    x, y, data_range = _as_images(prediction, truth)
-    return float(ssim_torch(x, y, data_range=data_range, win_size=window, size_average=True))
+    and the truth's range as ``data_range``, averaged over the windows where both fields have
+    data (a masked field is scored on its data alone). NaN on fields under 4 cells a side and
+    without a whole window of valid cells."""
+    valid = _valid(prediction, truth)
+    data_range = float(truth[valid].max() - truth[valid].min()) if valid.any() else 1.0
+    return _windowed_ssim(prediction, truth, data_range or 1.0)
 
 
 def ms_ssim(prediction: np.ndarray, truth: np.ndarray) -> float | None:
     """Multi-scale SSIM with the standard 11-cell window and five scales; ``None`` when the
-    field is too small (that needs more than 160 cells a side)."""
+    field is too small (that needs more than 160 cells a side) or has missing cells (its
+    coarser scales would mix them in)."""
     from pytorch_msssim import ms_ssim as ms_ssim_torch
 
-    if min(truth.shape[-2:]) <= 160:
+    if min(truth.shape[-2:]) <= 160 or not _valid(prediction, truth).all():
         return None
     x, y, data_range = _as_images(prediction, truth)
     return float(ms_ssim_torch(x, y, data_range=data_range, size_average=True))
@@ -237,24 +270,16 @@ def diversity_ratio(members: np.ndarray, truth: np.ndarray) -> float:
 
 def detail_ssim(prediction: np.ndarray, truth: np.ndarray, reference: np.ndarray) -> float:
     """SSIM of the detail beyond ``reference`` (the bicubic interpolation of the coarse field):
-    prediction and truth less it, the window of :func:`ssim`, and the standard deviation of the
-    truth's detail as the data range (its range would let SSIM's constants dominate wherever
-    the detail is small, and score bicubic's zero detail near 1). Plain SSIM of a smooth field
-    is near 1 for any method, bicubic included; this one is low for bicubic (its detail is 0)
-    and 1 for the truth's own detail. Cells where either field lacks data count as no detail
-    in both. NaN below 3 x 3 cells."""
-    from pytorch_msssim import ssim as ssim_torch
-
+    prediction and truth less it, the windows of :func:`ssim`, and the standard deviation of
+    the truth's detail as the data range (its range would let SSIM's constants dominate
+    wherever the detail is small, and score bicubic's zero detail near 1). Plain SSIM of a
+    smooth field is near 1 for any method, bicubic included; this one is low for bicubic (its
+    detail is 0) and 1 for the truth's own detail. Like :func:`ssim`, it is averaged over the
+    windows where both fields have data; NaN below 3 x 3 cells or without such a window."""
     detail, target = np.asarray(prediction) - reference, np.asarray(truth) - reference
-    missing = ~(np.isfinite(detail) & np.isfinite(target))
-    detail, target = np.where(missing, 0.0, detail), np.where(missing, 0.0, target)  # no detail where either lacks data
-    x, y, _ = _as_images(detail, target)
-    spread = float(np.std(target[~missing])) if (~missing).any() else 0.0
-    spread = spread if np.isfinite(spread) and spread > 0 else 1.0
-    window = min(SSIM_WINDOW, min(target.shape[-2:]) // 2 * 2 - 1)
-    if window < 3:
-        return float("nan")
-    return float(ssim_torch(x, y, data_range=spread, win_size=window, size_average=True))
+    valid = _valid(detail, target)
+    spread = float(np.std(target[valid])) if valid.any() else 0.0
+    return _windowed_ssim(detail, target, spread if np.isfinite(spread) and spread > 0 else 1.0)
 
 
 def summary(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float | None]:

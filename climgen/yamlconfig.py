@@ -27,7 +27,10 @@ def load_yaml_model(path: str | Path, schema: type[Model], **extra) -> Model:
     except OSError as err:
         raise ConfigError(f"cannot read recipe {path}: {err.strerror}") from err
     except yaml.YAMLError as err:
-        raise ConfigError(f"recipe {path} is not valid YAML: {err}") from err
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"recipe {path} is not valid YAML{where}: {problem}") from err
     if not isinstance(document, dict):
         raise ConfigError(f"recipe {path} must be a mapping")
     try:

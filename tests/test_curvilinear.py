@@ -87,6 +87,18 @@ def test_curvilinear_latitude_and_longitude_are_interpolated_across_the_dateline
     assert around["lat"].values.max() > 89.8  # the fine cells next to the pole are nearer it than the coarse
 
 
+def test_coarsening_averages_latitude_and_longitude_on_the_sphere():
+    """Block means of 2-D latitude and longitude across the dateline and around the pole are
+    the blocks' centres (a plain mean of 178, 179, -180 and -179 would be -40.5)."""
+    rows, cols = np.mgrid[0:20, 0:24].astype(float)
+    crossing = coarsen_dataset(_on_grid(40 + cols, (170 + rows + 180) % 360 - 180), 4)
+    np.testing.assert_allclose(crossing["lon"].values[:, 0], [171.5, 175.5, 179.5, -176.5, -172.5], atol=1e-9)
+    around = coarsen_dataset(_on_grid(*_polar(80, 0.25)), 4)
+    lat, lon = _polar(20, 1.0)
+    np.testing.assert_allclose(around["lat"].values, lat, atol=1e-3)
+    np.testing.assert_allclose((around["lon"].values - lon + 180) % 360 - 180, 0, atol=2e-3)
+
+
 def test_curvilinear_output_streams_equal_and_round_trips_through_coarsen_and_evaluate(tmp_path):
     ds = _ocean()
     in_memory = ds.climgen.synthesize(factor=2, seed=3)

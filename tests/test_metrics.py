@@ -251,8 +251,7 @@ def test_weighted_bicubic_reference_averages_the_valid_cells_of_each_block():
 
 
 def test_detail_ssim_ignores_cells_without_data():
-    """Cells where the truth is missing count as no detail in both fields: a prediction with
-    anything there scores as if it matched."""
+    """A prediction with anything where the truth has no data scores as one that matched."""
     truth = rough_field((32, 32), seed=6)
     reference = np.zeros_like(truth)
     gap = truth.copy()
@@ -261,6 +260,38 @@ def test_detail_ssim_ignores_cells_without_data():
     wild[:8, :8] = 1e6  # where the truth has no data
     score = metrics.detail_ssim(wild, gap, reference)
     assert np.isfinite(score) and score == pytest.approx(metrics.detail_ssim(truth, gap, reference))
+
+
+def test_ssim_of_a_masked_field_is_the_ssim_of_its_data():
+    """A land mask neither raises nor lowers an ocean field's SSIM: with the west half missing
+    it is the SSIM of the east half alone (windows touching a missing cell are left out, not
+    filled), and it equals pytorch-msssim's where nothing is missing."""
+    import torch
+    from pytorch_msssim import ssim as ssim_torch
+
+    truth = rough_field((48, 64), seed=7, smoothness=2.0)
+    prediction = truth + np.random.default_rng(7).normal(scale=0.5 * truth.std(), size=truth.shape)
+    east = (slice(None), slice(32, None))
+    expected = float(
+        ssim_torch(
+            torch.as_tensor(prediction[east])[None, None],
+            torch.as_tensor(truth[east])[None, None],
+            data_range=float(np.ptp(truth[east])),
+            win_size=7,
+        )
+    )
+    assert metrics.ssim(prediction[east], truth[east]) == pytest.approx(expected, abs=1e-7)
+    masked = truth.copy()
+    masked[:, :32] = np.nan
+    assert metrics.ssim(prediction, masked) == pytest.approx(expected, abs=1e-7)  # filled with the mean: 0.37
+    reference = np.zeros_like(truth)
+    assert metrics.detail_ssim(prediction, masked, reference) == pytest.approx(
+        metrics.detail_ssim(prediction[east], truth[east], reference[east]), abs=1e-7
+    )
+    assert metrics.ms_ssim(np.pad(prediction, 60), np.pad(masked, 60)) is None  # its coarser scales would mix NaN in
+    speckled = truth.copy()
+    speckled[::4, ::4] = np.nan  # no whole window of data anywhere
+    assert np.isnan(metrics.ssim(prediction, speckled))
 
 
 def test_ensemble_scores_use_only_the_cells_where_the_truth_has_data():

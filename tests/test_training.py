@@ -140,7 +140,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     assert all(path.exists() for path in state_paths(interrupted.resolve(interrupted.output)))
     lines = []
     resumed = load_checkpoint(pretrain(interrupted, log=lines.append))
-    assert lines[0] == "resuming from step 2 of 6"
+    assert lines[0].startswith("resuming from step 2 of 6 (") and lines[0].endswith("tiny-model.train-state.json)")
     for name, tensor in reference.module.state_dict().items():
         assert torch.equal(tensor, resumed.module.state_dict()[name]), name
     assert not any(path.exists() for path in state_paths(interrupted.resolve(interrupted.output)))
@@ -151,12 +151,13 @@ def test_fine_tuning_starts_from_a_checkpoint(tmp_path):
 
     from climgen.training.run import train
 
-    recipe = _recipe(
-        tmp_path,
-        init_from="default",
-        model={},
-        pretrain={"steps": 2, "batch_size": 2, "validate_every": 2, "learning_rate": 1e-4},
+    from climgen.training.recipe import TrainRecipe
+
+    document = _recipe_document(
+        tmp_path, init_from="default", pretrain={"steps": 2, "batch_size": 2, "validate_every": 2, "learning_rate": 1e-4}
     )
+    del document["model"]  # a fine-tune keeps its init_from's architecture
+    recipe = TrainRecipe(**document, base_dir=tmp_path)
     tuned = load_checkpoint(train(recipe, log=lambda line: None))
     default = load_checkpoint("default")
     assert tuned.module.config == default.module.config

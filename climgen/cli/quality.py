@@ -96,6 +96,8 @@ def train(
     ] = None,
 ) -> None:
     """Train what RECIPE describes (the hierarchical generator, the multi-branch one or a baseline) and save it."""
+    from pydantic import ValidationError
+
     from climgen.training.recipe import load_recipe
 
     loaded = load_recipe(recipe)
@@ -109,15 +111,19 @@ def train(
             raise ConfigError(f"precision must be float32 or bfloat16, got {precision!r}")
         updates["precision"] = precision
     if output:
-        updates["output"] = str(Path(output).resolve())
-    if steps:
-        updates["pretrain"] = loaded.pretrain.model_copy(
-            update={"steps": steps, "validate_every": min(steps, loaded.pretrain.validate_every)}
-        )
-    loaded = loaded.model_copy(update=updates)
-    for source in loaded.data.real_fields + loaded.data.validation_fields:
-        if not Path(loaded.resolve(source.path)).exists():
-            raise InputError(f"training field not found: {loaded.resolve(source.path)}")
+        updates["output"] = str(Path(output).resolve()) + ("/" if output.endswith(("/", "\\")) else "")
+    if steps is not None:
+        if steps < 1:
+            raise ConfigError(f"--steps must be at least 1, got {steps}")
+        updates["pretrain"] = loaded.pretrain.model_dump() | {
+            "steps": steps,
+            "validate_every": min(steps, loaded.pretrain.validate_every),
+        }
+    try:  # validated again, as if the recipe said so
+        loaded = type(loaded).model_validate(loaded.model_dump(exclude_unset=True) | updates)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ConfigError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from err
     from climgen.training.run import train as run_recipe
 
     path = run_recipe(loaded, log=typer.echo)

@@ -6,14 +6,17 @@ arbitrary code. The JSON is validated and every tensor shape checked before weig
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import math
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from climgen.errors import ModelError
+from climgen.errors import ModelError, TrainingError
 
 FORMAT = "climgen-checkpoint"
 FORMAT_VERSION = 1
@@ -93,7 +96,10 @@ def resolve_checkpoint_path(model: str | Path) -> Path:
         )
     path = weights_path(path)
     if not path.is_file():
-        raise ModelError(f"model checkpoint not found: {path}")
+        names = {stem: name for name, stem in SHIPPED.items()} | {name: name for name in SHIPPED}
+        close = difflib.get_close_matches(str(model), list(names), n=1)
+        hint = f" (did you mean the shipped model {names[close[0]]!r}?)" if close else f" (shipped models: {', '.join(SHIPPED)})"
+        raise ModelError(f"model checkpoint not found: {path}{hint}")
     if not path.with_suffix(".json").is_file():
         raise ModelError(f"model config not found beside the weights: {path.with_suffix('.json')}")
     return path
@@ -119,22 +125,51 @@ def file_sha256(path: Path) -> str:
 
 def save_checkpoint(module, path: str | Path, architecture: str, metadata: dict | None = None) -> Path:
     """Write ``module``'s weights to ``path`` (.safetensors) and its config to the JSON beside it."""
+    import torch
     from safetensors.torch import save_file
 
     path = weights_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in module.state_dict().items()}
-    save_file(state, str(path))
+    diverged = [name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if diverged:
+        raise TrainingError(
+            f"the weights are not finite ({diverged[0]} and {len(diverged) - 1} more): training diverged; "
+            f"nothing was written to {path} (lower the learning rate)"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    save_file(state, str(partial))
+    partial.chmod(0o666 & ~_umask())  # safetensors creates 0600: readable as the JSON is
     document = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "architecture": architecture,
         "config": module.config.to_dict(),
-        "weights_sha256": file_sha256(path),
-        **(metadata or {}),
+        "weights_sha256": file_sha256(partial),
+        **_finite_or_none(metadata or {}),
     }
-    path.with_suffix(".json").write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    config = path.with_suffix(".json")
+    config.with_name(config.name + ".partial").write_text(json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    os.replace(partial, path)  # the pair replaces an older checkpoint only once both are whole
+    os.replace(config.with_name(config.name + ".partial"), config)
     return path
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def _finite_or_none(value):
+    """``value`` with NaN and infinities (a validation score without cells) as None: strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    return value
 
 
 def _read_document(path: Path) -> dict:
@@ -186,9 +221,9 @@ def _load_cached(path_text: str, sha256: str) -> Checkpoint:
     module_class, config_class = builders[architecture]
     try:
         config = config_class.from_dict(document.get("config", {}))
+        module = module_class(config)
     except (TypeError, ValueError) as err:
         raise ModelError(f"invalid generator config in {path.with_suffix('.json').name}: {err}") from err
-    module = module_class(config)
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as err:

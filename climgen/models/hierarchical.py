@@ -52,6 +52,16 @@ class HierarchicalConfig:
     the sample head learns each stage's spread alone, and chained stages add to it, so a
     longer chain is calibrated with less (``benchmarks/spread_calibration.py``)."""
 
+    def __post_init__(self):
+        least = {"covariate_slots": 0, "max_stages": 1}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name == "sample_scale":
+                if not value or any(not isinstance(scale, (int, float)) or scale < 0 for scale in value):
+                    raise ValueError(f"sample_scale must be non-negative numbers, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, int) or value < least.get(item.name, 1):
+                raise ValueError(f"{item.name} must be an integer of at least {least.get(item.name, 1)}, got {value!r}")
+
     @classmethod
     def from_dict(cls, values: dict) -> HierarchicalConfig:
         """Build from a JSON mapping, rejecting unknown keys."""
@@ -59,8 +69,10 @@ class HierarchicalConfig:
         if unknown:
             raise ValueError(f"unknown generator config keys: {sorted(unknown)}")
         values = dict(values)
-        if "sample_scale" in values:
-            values["sample_scale"] = tuple(float(scale) for scale in values["sample_scale"])
+        if isinstance(values.get("sample_scale"), (list, tuple)):
+            values["sample_scale"] = tuple(
+                float(scale) if isinstance(scale, (int, float)) else scale for scale in values["sample_scale"]
+            )
         return cls(**values)
 
     def to_dict(self) -> dict:

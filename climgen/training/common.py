@@ -10,6 +10,7 @@ Nothing here imports a training loop, so the loops (:mod:`~climgen.training.pret
 from __future__ import annotations
 
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,10 +23,12 @@ from climgen.training.recipe import TrainRecipe
 
 
 def pick_device(requested: str) -> torch.device:
-    """``auto`` takes CUDA when present, else the CPU."""
+    """``auto`` takes CUDA when present, else the CPU; ``cuda`` without a GPU is a clear error."""
+    from climgen._torch import check_device
+
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(requested)
+    return torch.device(check_device(requested))
 
 
 def autocast(device: torch.device, precision: str = "float32"):
@@ -64,7 +67,8 @@ def checkpoint_metadata(recipe: TrainRecipe, device: torch.device, real_sources:
         "git_revision": _git_revision(),
         "trained_on_device": str(device),
         "torch_version": torch.__version__,
-        "recipe": recipe.model_dump(mode="json", exclude={"base_dir"}),
+        # a fine-tune's architecture is its init_from's (the checkpoint's "config"), not the model section's defaults
+        "recipe": recipe.model_dump(mode="json", exclude={"base_dir", "model"} if recipe.init_from else {"base_dir"}),
         "training_data": {
             "generated": generated,
             "real_fields": [f"{Path(s['path']).name}:{s['variable']} sel={s.get('sel')}" for s in real_sources],
@@ -80,13 +84,15 @@ def _git_revision() -> str:
     return result.stdout.strip() or "unknown"
 
 
-def real_pool_of(recipe: TrainRecipe):
-    """The recipe's real fields (paths resolved) as a crop pool (None without any), and their sources."""
+def real_pool_of(recipe: TrainRecipe, min_valid: float = 1.0):
+    """The recipe's real fields (paths resolved) as a crop pool (None without any), and their
+    sources; ``min_valid`` below 1 keeps fields with missing cells (:func:`load_real_pool`)."""
     real_sources = [source.model_dump() | {"path": recipe.resolve(source.path)} for source in recipe.data.real_fields]
     for source in real_sources:
         if source.get("covariate_path"):
             source["covariate_path"] = recipe.resolve(source["covariate_path"])
-    return (load_real_pool(real_sources, recipe.data.crop_size) if real_sources else None), real_sources
+    pool = load_real_pool(real_sources, recipe.data.crop_size, min_valid) if real_sources else None
+    return pool, real_sources
 
 
 def draw_batch(sampler: SampleGenerator, rng: np.random.Generator, size: int, device: torch.device):
@@ -98,13 +104,17 @@ def draw_batch(sampler: SampleGenerator, rng: np.random.Generator, size: int, de
     return target, covariates, mask
 
 
-def field_validation_windows(recipe: TrainRecipe, size: int) -> list[np.ndarray]:
-    """Square windows (``size`` cells, or less for narrow regions) tiling the recipe's
-    ``validation_fields``: the held-out windows a recipe's validation scores."""
+def field_validation_windows(recipe: TrainRecipe, size: int, min_valid: float = 1.0) -> list[np.ndarray]:
+    """Square windows (``size`` cells, or less for narrow regions, at least 16) tiling the
+    recipe's ``validation_fields``, each with at least ``min_valid`` of its cells valid: the
+    held-out windows a recipe's validation scores. Fields that give none are an error, not a
+    run without validation."""
+    from climgen.errors import ConfigError
+
     sources = [source.model_dump() | {"path": recipe.resolve(source.path)} for source in recipe.data.validation_fields]
     if not sources:
         return []
-    pool = load_real_pool(sources)
+    pool = load_real_pool(sources, min_valid=min_valid)
     windows = []
     for target in pool.targets:
         side = min(size, min(target.shape) // 16 * 16)  # regions narrower than a crop still count
@@ -112,11 +122,19 @@ def field_validation_windows(recipe: TrainRecipe, size: int) -> list[np.ndarray]
             continue
         for y0 in range(0, target.shape[0] - side + 1, side):
             for x0 in range(0, target.shape[1] - side + 1, side):
-                windows.append(target[y0 : y0 + side, x0 : x0 + side])
+                window = target[y0 : y0 + side, x0 : x0 + side]
+                if np.isfinite(window).mean() >= min_valid:
+                    windows.append(window)
     by_side: dict[int, list] = {}
     for window in windows:
         by_side.setdefault(window.shape[0], []).append(window)
-    return max(by_side.values(), key=len) if by_side else []
+    if not by_side:
+        shapes = ", ".join(f"{target.shape[0]} x {target.shape[1]}" for target in pool.targets[:3])
+        raise ConfigError(
+            f"data.validation_fields give no window of at least 16 x 16 cells with {min_valid:.0%} of them valid "
+            f"(their regions: {shapes}): widen the validation region"
+        )
+    return max(by_side.values(), key=len)
 
 
 @dataclass
@@ -131,9 +149,17 @@ class TrainingLoop:
     fingerprint: str
     history: list[dict] = field(default_factory=list)
     first_step: int = 1
+    running: list[float] = field(default_factory=list)
+    """Losses since the last validation record (saved with the state, so a resumed run's
+    records are an uninterrupted run's)."""
+    seconds_before: float = 0.0
+    """Training seconds of the runs this one resumes."""
+    started: float = field(default_factory=time.perf_counter)
 
     def step(self, model: torch.nn.Module, loss: torch.Tensor) -> None:
-        """One optimiser step on ``loss`` (gradients clipped to norm 1) and one schedule step."""
+        """One optimiser step on ``loss`` (gradients clipped to norm 1) and one schedule step;
+        a loss that is not finite stops training before it reaches the weights."""
+        check_finite(loss)
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -150,7 +176,31 @@ class TrainingLoop:
         from climgen.training.state import save_state
 
         if step % settings.checkpoint_every == 0 and step < settings.steps:
-            save_state(self.output, step, self.fingerprint, model, self.optimiser, self.schedule, rng, self.noise, self.history)
+            save_state(
+                self.output,
+                step,
+                self.fingerprint,
+                model,
+                self.optimiser,
+                self.schedule,
+                rng,
+                self.noise,
+                {"history": self.history, "running": self.running, "seconds": self.seconds_before + self.elapsed()},
+            )
+
+    def elapsed(self) -> float:
+        """Seconds since this run started its loop."""
+        return time.perf_counter() - self.started
+
+
+def check_finite(loss: torch.Tensor) -> None:
+    """Stop a run whose loss is NaN or infinite (it diverged: every later step would be too),
+    before an optimiser step spreads it into the weights."""
+    from climgen.errors import TrainingError
+
+    value = float(loss.detach())
+    if not np.isfinite(value):
+        raise TrainingError(f"training diverged: the loss is {value}; no checkpoint was written (lower the learning rate)")
 
 
 def start_run(recipe: TrainRecipe) -> tuple[torch.device, np.random.Generator]:
@@ -167,7 +217,7 @@ def start_loop(recipe: TrainRecipe, model: torch.nn.Module, rng: np.random.Gener
     """AdamW with a linear warm-up over the first twentieth of the steps and a cosine decay, the
     noise stream (seeded by the recipe), and the saved state of an interrupted run of the same
     recipe, when there is one, loaded into them."""
-    from climgen.training.state import load_state, recipe_fingerprint
+    from climgen.training.state import load_state, recipe_fingerprint, state_paths
 
     settings = recipe.pretrain
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=1e-4)
@@ -180,11 +230,14 @@ def start_loop(recipe: TrainRecipe, model: torch.nn.Module, rng: np.random.Gener
         schedule,
         torch.Generator(device=device).manual_seed(recipe.seed),
         recipe.resolve(recipe.output),
-        recipe_fingerprint(recipe.model_dump(mode="json", exclude={"base_dir", "device", "threads"})),
+        # where it is written is no part of the trajectory (and may be given relative or absolute)
+        recipe_fingerprint(recipe.model_dump(mode="json", exclude={"base_dir", "device", "threads", "output"})),
     )
     resumed = load_state(loop.output, loop.fingerprint, model, optimiser, schedule, rng, loop.noise)
     if resumed is not None:
-        done, loop.history = resumed
+        done, record = resumed
+        loop.history, loop.running = record["history"], record.get("running", [])
+        loop.seconds_before = float(record.get("seconds") or 0.0)
         loop.first_step = done + 1
-        log(f"resuming from step {done} of {settings.steps}")
+        log(f"resuming from step {done} of {settings.steps} ({state_paths(loop.output)[1]})")
     return loop

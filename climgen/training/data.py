@@ -30,55 +30,90 @@ def _standardise(values: np.ndarray) -> np.ndarray:
 
 @dataclass
 class RealFieldPool:
-    """Crops of real 2-D fields (with optional paired covariates on the same grid)."""
+    """Crops of real 2-D fields (with optional paired covariates on the same grid). With
+    ``min_valid`` below 1 the fields may have missing cells (NaN: land in an ocean field) and a
+    crop is drawn again until at least that share of it has data."""
 
     targets: list[np.ndarray]
     covariates: list[np.ndarray | None]
+    min_valid: float = 1.0
 
     def crop(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray | None]:
-        index = rng.integers(len(self.targets))
-        target = self.targets[index]
-        ny, nx = target.shape
-        y0 = rng.integers(0, ny - size + 1)
-        x0 = rng.integers(0, nx - size + 1)
-        window = (slice(y0, y0 + size), slice(x0, x0 + size))
+        for _ in range(100):
+            index = rng.integers(len(self.targets))
+            target = self.targets[index]
+            ny, nx = target.shape
+            y0 = rng.integers(0, ny - size + 1)
+            x0 = rng.integers(0, nx - size + 1)
+            window = (slice(y0, y0 + size), slice(x0, x0 + size))
+            if self.min_valid >= 1 or np.isfinite(target[window]).mean() >= self.min_valid:
+                break
         covariate = self.covariates[index]
         return target[window].copy(), None if covariate is None else covariate[window].copy()
 
 
-def load_real_pool(sources: list[dict], crop_size: int = 0) -> RealFieldPool:
+def load_real_pool(sources: list[dict], crop_size: int = 0, min_valid: float = 1.0) -> RealFieldPool:
     """Read real fields listed as ``{path, variable, covariate_path?, covariate_variable?, sel?}``.
 
-    ``sel`` is a mapping of coordinate slices (``{"rlon": [null, 18.0]}``) that keeps a training
-    region, so a different region can be held out for validation. Every 2-D slice (time step,
-    level) of a variable with spatial dimensions last is a separate target; slices with missing
-    values are skipped.
+    ``sel`` is a mapping of coordinate ranges (``{"rlon": [null, 18.0]}``, inclusive) that
+    keeps a training region, so a different region can be held out for validation; a range
+    is taken whichever way the coordinate runs, and longitudes in either convention. Every 2-D
+    slice (time step, level) of a variable with spatial dimensions last is a separate target.
+    With ``min_valid`` 1 slices with missing values are skipped; below 1 a slice is kept when
+    some crop of it can have that share of valid cells (:class:`RealFieldPool`). A covariate is
+    one 2-D field on the target's grid.
     """
     import xarray as xr
 
     targets: list[np.ndarray] = []
     covariates: list[np.ndarray | None] = []
     for source in sources:
+        name = f"{source['path']}:{source['variable']}"
         with xr.open_dataset(source["path"]) as ds:
-            values = np.asarray(
-                _select(_variable(ds, source["variable"], source["path"]), source.get("sel")).values, dtype=np.float64
-            )
+            selected = _select(_variable(ds, source["variable"], source["path"]), source.get("sel"), name)
+            values = np.asarray(selected.values, dtype=np.float64)
             covariate = None
             if source.get("covariate_path"):
                 with xr.open_dataset(source["covariate_path"]) as cov_ds:
-                    cov = _select(_variable(cov_ds, source["covariate_variable"], source["covariate_path"]), source.get("sel"))
-                    covariate = np.asarray(cov.squeeze(drop=True).values, dtype=np.float64)
-        name = f"{source['path']}:{source['variable']}"
+                    cov_name = f"{source['covariate_path']}:{source['covariate_variable']}"
+                    cov = _select(
+                        _variable(cov_ds, source["covariate_variable"], source["covariate_path"]), source.get("sel"), cov_name
+                    )
+                    covariate = _covariate_on_grid(cov.squeeze(drop=True), selected, cov_name, name)
         if values.ndim < 2 or min(values.shape[-2:]) < crop_size:
             raise InputError(
                 f"training field {name} must have 2 spatial dimensions of at least {crop_size} cells, got {values.shape}"
             )
-        kept = [field for field in values.reshape(-1, *values.shape[-2:]) if np.isfinite(field).all()]
+        slices = values.reshape(-1, *values.shape[-2:])
+        if min_valid >= 1:
+            kept = [field for field in slices if np.isfinite(field).all()]
+        else:
+            kept = [field for field in slices if np.isfinite(field).mean() >= min_valid / 4]
         if not kept:
-            raise InputError(f"training field {name} has no 2-D slice without missing values")
+            raise InputError(
+                f"training field {name} has no 2-D slice without missing values"
+                if min_valid >= 1
+                else f"training field {name} has no 2-D slice with {min_valid / 4:.0%} of its cells valid"
+            )
         targets.extend(kept)
         covariates.extend([covariate] * len(kept))
-    return RealFieldPool(targets, covariates)
+    return RealFieldPool(targets, covariates, min_valid)
+
+
+def _covariate_on_grid(covariate: xr.DataArray, target: xr.DataArray, name: str, target_name: str) -> np.ndarray:
+    """The covariate's values, if it is one 2-D field on the target's grid; else a clear error."""
+    if covariate.ndim != 2:
+        raise InputError(f"covariate {name} must be one 2-D field, but it has dimensions {covariate.dims}")
+    if covariate.shape != target.shape[-2:]:
+        raise InputError(
+            f"covariate {name} ({covariate.shape[0]} x {covariate.shape[1]}) is not on the grid of {target_name} "
+            f"({target.shape[-2]} x {target.shape[-1]}): give it on the same grid (and the same sel)"
+        )
+    for dim in target.dims[-2:]:
+        if dim in covariate.coords and dim in target.coords:
+            if not np.allclose(np.asarray(covariate[dim], float), np.asarray(target[dim], float), rtol=0, atol=1e-6):
+                raise InputError(f"covariate {name} is not on the grid of {target_name}: their {dim!r} differ")
+    return np.asarray(covariate.values, dtype=np.float64)
 
 
 def _variable(ds: xr.Dataset, name: str, path) -> xr.DataArray:
@@ -88,15 +123,55 @@ def _variable(ds: xr.Dataset, name: str, path) -> xr.DataArray:
     return ds[name]
 
 
-def _select(data, selection: dict | None):
+def _select(data, selection: dict | None, name: str = ""):
+    """``data`` within each inclusive coordinate range of ``selection``, whichever way the
+    coordinate runs; longitude ranges in either convention (-100..-10 on 0..360 data is
+    260..350). A range that selects nothing is an error naming the coordinate's extent."""
     if not selection:
         return data
-    unknown = [name for name in selection if name not in data.coords]
+    unknown = [dim for dim in selection if dim not in data.coords]
     if unknown:
         raise InputError(
             f"sel names {unknown}, which {data.name!r} has no coordinate for; it has {sorted(map(str, data.coords))}"
         )
-    return data.sel({name: slice(*bounds) for name, bounds in selection.items()})
+    indexers = {}
+    for dim, bounds in selection.items():
+        values = np.asarray(data[dim].values)
+        low, high = (_on_convention(bound, values, data[dim]) for bound in bounds)
+        if low is not None and high is not None and low > high:
+            if _is_longitude(data[dim]) and bounds[0] < bounds[1]:
+                raise InputError(
+                    f"sel {dim}: {list(bounds)} crosses the longitude seam of {name} ({values.min():g} to "
+                    f"{values.max():g}): give the two sides as two fields"
+                )
+            low, high = high, low
+        descending = values.size > 1 and values[0] > values[-1]
+        indexers[dim] = slice(high, low) if descending else slice(low, high)
+    selected = data.sel(indexers)
+    for dim, bounds in selection.items():
+        if selected[dim].size == 0:
+            values = np.asarray(data[dim].values)
+            raise InputError(
+                f"sel {dim}: {list(bounds)} selects no cells of {name}, whose {dim} runs from {values[0]:g} to {values[-1]:g}"
+            )
+    return selected
+
+
+def _is_longitude(coordinate) -> bool:
+    from climgen.grid import latlon_role
+
+    return latlon_role(str(coordinate.name), coordinate) == "longitude" or str(coordinate.name) in ("lon", "longitude")
+
+
+def _on_convention(bound: float | None, values: np.ndarray, coordinate) -> float | None:
+    """A longitude bound moved to the convention of ``values`` (0..360 or -180..180)."""
+    if bound is None or not _is_longitude(coordinate) or values.size == 0:
+        return bound
+    if values.min() >= 0 and bound < 0:
+        return bound % 360
+    if values.max() <= 180 and bound > 180:
+        return bound - 360
+    return bound
 
 
 class SampleGenerator:
@@ -120,7 +195,8 @@ class SampleGenerator:
         """A real terrain crop when available, else a rough generated surface."""
         if self.real_pool is not None and rng.random() < 0.7:
             target, _ = self.real_pool.crop(rng, self.size)
-            return target
+            if np.isfinite(target).all():  # a crop of a masked field is no terrain
+                return target
         return self.generated_field(rng)
 
     def generated_field(self, rng: np.random.Generator) -> np.ndarray:
@@ -149,7 +225,7 @@ class SampleGenerator:
             target, paired = self.real_pool.crop(rng, size)
             if paired is not None and rng.random() < 0.5:
                 slot = rng.integers(slots)
-                covariates[slot], mask[slot] = paired, 1.0
+                covariates[slot], mask[slot] = np.nan_to_num(paired), np.isfinite(paired)
         else:
             target = self.generated_field(rng)
             if rng.random() < 0.6:  # a covariate related to the target with random strength

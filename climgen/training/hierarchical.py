@@ -19,7 +19,6 @@ input, as the pipeline fills them, and left out of every loss.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,9 @@ from climgen.training.recipe import TrainRecipe
 
 UNRELATED_COVARIATE_SHARE = 0.2
 """Share of corpus crops given an unrelated covariate, so the model learns to leave it be."""
+MIN_VALID_SHARE = 0.7
+"""Least share of valid cells in a crop (and a validation window) of a real field with missing
+cells (land in an ocean field), where a recipe has no corpus section to say."""
 FOLLOWING_COVARIATE_SHARE = 0.3
 """Share of corpus crops whose fine detail is made to follow a terrain covariate below a random
 scale (:func:`follow_terrain`), as temperature follows elevation by its lapse rate."""
@@ -78,8 +80,8 @@ class MixedBatches:
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
         size, slots = self.size, self.slots
         if self.corpus is None or rng.random() >= self.corpus_share:
-            target, covariates, covariate_mask = self.generated(rng)
-            return target, np.ones_like(target), covariates, covariate_mask
+            target, covariates, covariate_mask = self.generated(rng)  # real fields may have missing cells
+            return target, np.isfinite(target).astype(target.dtype), covariates, covariate_mask
         target, mask = self.corpus(rng)
         covariates = np.zeros((slots, size, size))
         covariate_mask = np.zeros((slots, size, size))
@@ -197,7 +199,7 @@ def validation_windows(recipe: TrainRecipe, size: int = 64, per_field: int = 6) 
     if recipe.data.corpus is None:  # a fine-tuning recipe: its own validation fields
         from climgen.training.common import field_validation_windows
 
-        return [("validation", window) for window in field_validation_windows(recipe, size)]
+        return [("validation", window) for window in field_validation_windows(recipe, size, MIN_VALID_SHARE)]
     windows = []
     for item in load_corpus(recipe.resolve(recipe.data.corpus.root), "validation").fields:
         slices = item.slices
@@ -268,14 +270,12 @@ def train_hierarchical(recipe: TrainRecipe, log=print) -> Path:
 
     device, rng = start_run(recipe)
     model, initial = _initial_model(recipe, device)
-    real_pool, real_sources = real_pool_of(recipe)
+    real_pool, real_sources = real_pool_of(recipe, _min_valid(recipe))
     batches = MixedBatches(recipe, model.config.covariate_slots, real_pool)
     windows = validation_windows(recipe)
     settings = recipe.pretrain
     loop = start_loop(recipe, model, rng, device, log)
-    started = time.perf_counter()
     progress = training_progress(settings.steps, loop.first_step - 1, "training")
-    running = []
     for step in range(loop.first_step, settings.steps + 1):
         batch = batches(rng, settings.batch_size, device)
         stages = int(rng.integers(1, settings.max_stages + 1))
@@ -286,11 +286,11 @@ def train_hierarchical(recipe: TrainRecipe, log=print) -> Path:
             value = chained_loss(model, batch, loss)
         loop.step(model, value)
         progress.update(1)
-        running.append(value.item())
+        loop.running.append(value.item())
         if step % settings.validate_every == 0 or step == settings.steps:
-            record = {"step": step, "loss": round(float(np.mean(running)), 5), **validate(model, windows, device)}
-            record["seconds"] = round(time.perf_counter() - started, 1)
-            running = []
+            record = {"step": step, "loss": round(float(np.mean(loop.running)), 5), **validate(model, windows, device)}
+            record["seconds"] = round(loop.seconds_before + loop.elapsed(), 1)
+            loop.running = []
             loop.record(record, log)
         loop.save_if_due(step, settings, model, rng)
     progress.close()
@@ -300,6 +300,12 @@ def train_hierarchical(recipe: TrainRecipe, log=print) -> Path:
     path = save_checkpoint(model, loop.output, "hierarchical", metadata)
     clear_state(loop.output)
     return path
+
+
+def _min_valid(recipe: TrainRecipe) -> float:
+    """The least share of valid cells in a crop of a masked field: the corpus section's, else
+    :data:`MIN_VALID_SHARE`."""
+    return recipe.data.corpus.min_valid if recipe.data.corpus is not None else MIN_VALID_SHARE
 
 
 def _initial_model(recipe: TrainRecipe, device: torch.device) -> tuple[HierarchicalGenerator, str | None]:

@@ -5,7 +5,6 @@ This is the only place (with the later training stages) where optimisers exist.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +129,6 @@ def pretrain(recipe: TrainRecipe, log=print) -> Path:
     sampler, windows, real_sources = training_data(recipe, config.covariate_slots)
     settings = recipe.pretrain
     loop = start_loop(recipe, model, rng, device, log)
-    started = time.perf_counter()
     progress = training_progress(settings.steps, loop.first_step - 1, "pre-training")
     for step in range(loop.first_step, settings.steps + 1):
         target, covariates, mask = draw_batch(sampler, rng, settings.batch_size, device)
@@ -144,7 +142,13 @@ def pretrain(recipe: TrainRecipe, log=print) -> Path:
         if step % settings.validate_every == 0 or step == settings.steps:
             scores = validate(model, windows, device)
             loop.record(
-                {"step": step, "loss": round(loss.item(), 5), **scores, "seconds": round(time.perf_counter() - started, 1)}, log
+                {
+                    "step": step,
+                    "loss": round(loss.item(), 5),
+                    **scores,
+                    "seconds": round(loop.seconds_before + loop.elapsed(), 1),
+                },
+                log,
             )
         loop.save_if_due(step, settings, model, rng)
     progress.close()

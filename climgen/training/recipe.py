@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from climgen.yamlconfig import Strict, load_yaml_model
 
@@ -18,6 +18,12 @@ class FieldSource(Strict):
     covariate_path: str | None = None
     covariate_variable: str | None = None
     sel: dict[str, tuple[float | None, float | None]] | None = None
+
+    @model_validator(mode="after")
+    def _covariate_named(self):
+        if (self.covariate_path is None) != (self.covariate_variable is None):
+            raise ValueError("covariate_path and covariate_variable go together: give both or neither")
+        return self
 
 
 class ModelSection(Strict):
@@ -143,12 +149,12 @@ class TrainRecipe(Strict):
     """Everything needed to reproduce a trained generator."""
 
     name: str
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)
     device: Literal["cpu", "cuda", "auto"] = "auto"
     # bfloat16: the generator's forward passes under bf16 autocast (losses stay float32). Opt-in:
     # it diverged once on an H100 (see climgen.training.common.autocast)
     precision: Literal["float32", "bfloat16"] = "float32"
-    threads: int | None = None
+    threads: int | None = Field(None, ge=1)
     output: str
     init_from: str | None = None  # "default" or a checkpoint: fine-tune instead of training from scratch
     model: ModelSection = ModelSection()
@@ -157,6 +163,20 @@ class TrainRecipe(Strict):
     adversarial: AdversarialSection = AdversarialSection()
     baseline: BaselineSection | None = None
     base_dir: Path = Path(".")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.output.endswith(("/", "\\")):
+            raise ValueError(
+                f"output names the checkpoint to write, without suffix (e.g. models/my-model), not a folder: {self.output!r}"
+            )
+        stages = [self.pretrain.max_stages] + [self.adversarial.max_stages] * bool(self.adversarial.steps)
+        multiple = self.baseline.factor if self.baseline is not None else 2 ** max(stages)
+        if self.data.crop_size % multiple:
+            raise ValueError(
+                f"data.crop_size {self.data.crop_size} must be a multiple of {multiple} (the crops are coarsened by it)"
+            )
+        return self
 
     def resolve(self, path: str) -> str:
         """A path from the recipe, relative to the recipe file's folder."""

@@ -20,6 +20,7 @@ def architecture(recipe: TrainRecipe) -> str:
 def train(recipe: TrainRecipe, log=print) -> Path:
     """Train a single-scale baseline, the hierarchical generator or the multi-branch one, as
     ``recipe`` says, and return the weights' path."""
+    check_files(recipe)
     if recipe.baseline is not None:
         from climgen.training.baselines import train_baseline
 
@@ -40,7 +41,38 @@ def check_sections(recipe: TrainRecipe, trains: str) -> None:
     stage belongs to the multi-branch generator, the corpus to the hierarchical one."""
     from climgen.errors import ConfigError
 
+    if recipe.init_from is not None and "model" in recipe.model_fields_set:
+        raise ConfigError(
+            f"model: a fine-tune keeps the architecture of init_from ({recipe.init_from!r}); remove the model section"
+        )
     if trains == "hierarchical" and recipe.adversarial.steps:
         raise ConfigError("adversarial.steps: the hierarchical generator has no adversarial stage (remove the section)")
+    if trains == "hierarchical" and recipe.precision != "float32":
+        raise ConfigError("precision: the hierarchical generator trains in float32 (bfloat16 is for the multi-branch one)")
+    if not recipe.pretrain.steps and not (trains != "hierarchical" and recipe.adversarial.steps):
+        raise ConfigError("pretrain.steps is 0: nothing to train")
     if trains != "hierarchical" and recipe.data.corpus is not None:
         raise ConfigError(f"data.corpus: only the hierarchical generator trains on the corpus, not {trains!r}")
+
+
+def check_files(recipe: TrainRecipe) -> None:
+    """Before any training: every field the recipe reads exists, and the checkpoint can be
+    written where it says (not over a folder, in a folder that can be written)."""
+    import os
+
+    from climgen.errors import ConfigError, InputError
+
+    for source in recipe.data.real_fields + recipe.data.validation_fields:
+        for path in (source.path, source.covariate_path):
+            if path is not None and not Path(recipe.resolve(path)).is_file():
+                raise InputError(f"training field not found: {recipe.resolve(path)}")
+    output = Path(recipe.resolve(recipe.output))
+    if output.is_dir():
+        raise ConfigError(f"output {output} is a folder: name the checkpoint to write in it (e.g. {output / recipe.name})")
+    folder = output.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot make the output folder {folder}: {err.strerror}") from err
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"cannot write the checkpoint in {folder}: permission denied")

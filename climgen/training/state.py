@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 
@@ -28,9 +29,11 @@ def state_paths(output: str | Path) -> tuple[Path, Path]:
 
 
 def save_state(
-    output, step: int, fingerprint: str, model, optimiser, schedule, rng: np.random.Generator, noise_generator, history: list
+    output, step: int, fingerprint: str, model, optimiser, schedule, rng: np.random.Generator, noise_generator, record: dict
 ) -> None:
-    """Write the state atomically (temporary names, then rename), tensors first."""
+    """Write the state atomically (temporary names, then rename), tensors first; ``record``
+    (the validation history, the losses since its last entry, the seconds so far) goes with
+    the counters."""
     tensors = {f"model.{name}": tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     optimiser_state = optimiser.state_dict()
     for index, values in optimiser_state["state"].items():
@@ -46,7 +49,7 @@ def save_state(
         "schedule": schedule.state_dict() | {"lr_lambdas": None},
         "param_groups": optimiser_state["param_groups"],
         "numpy_rng": rng.bit_generator.state,
-        "history": history,
+        **record,
     }
     Path(str(json_path) + ".tmp").write_text(json.dumps(document))
     os.replace(str(tensor_path) + ".tmp", tensor_path)
@@ -55,15 +58,30 @@ def save_state(
 
 def load_state(
     output, fingerprint: str, model, optimiser, schedule, rng: np.random.Generator, noise_generator
-) -> tuple[int, list] | None:
-    """Restore a state written by the same recipe; returns (step, history) or None."""
+) -> tuple[int, dict] | None:
+    """Restore a state written by the same recipe; returns (step, its record: ``history``,
+    ``running``, ``seconds``) or None where there is none. A state of another recipe, or one
+    that cannot be read, is an error that names it: it is an interrupted run's work, so it is
+    neither used nor removed without the user."""
+    from climgen.errors import TrainingError
+
     tensor_path, json_path = state_paths(output)
     if not (tensor_path.exists() and json_path.exists()):
         return None
-    document = json.loads(json_path.read_text())
+    try:
+        document = json.loads(json_path.read_text())
+        tensors = load_file(str(tensor_path))
+        step = int(document["step"])
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as err:
+        raise TrainingError(
+            f"the saved training state {json_path} cannot be read ({type(err).__name__}: {err}); "
+            "remove it and the .safetensors beside it to train from the start"
+        ) from err
     if document.get("fingerprint") != fingerprint:
-        return None
-    tensors = load_file(str(tensor_path))
+        raise TrainingError(
+            f"{json_path} holds step {step} of an interrupted run of another recipe (or other options): "
+            "run that recipe again to resume it, or remove this file and the .safetensors beside it to start this one"
+        )
     model.load_state_dict({name[len("model.") :]: tensor for name, tensor in tensors.items() if name.startswith("model.")})
     restored: dict[int, dict] = {}
     for name, tensor in tensors.items():
@@ -75,7 +93,10 @@ def load_state(
     schedule.__dict__.update(schedule_state)
     rng.bit_generator.state = document["numpy_rng"]
     noise_generator.set_state(tensors["noise_generator"])
-    return int(document["step"]), list(document["history"])
+    return step, {
+        "history": list(document.get("history", [])),
+        **{k: document[k] for k in ("running", "seconds") if k in document},
+    }
 
 
 def clear_state(output) -> None:
