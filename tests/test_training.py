@@ -149,9 +149,8 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
 def test_fine_tuning_starts_from_a_checkpoint(tmp_path):
     import torch
 
-    from climgen.training.run import train
-
     from climgen.training.recipe import TrainRecipe
+    from climgen.training.run import train
 
     document = _recipe_document(
         tmp_path, init_from="default", pretrain={"steps": 2, "batch_size": 2, "validate_every": 2, "learning_rate": 1e-4}

@@ -131,7 +131,14 @@ def test_a_recipe_that_cannot_train_is_refused_as_it_is_read(tmp_path, change, m
         ({"model": {"channels": 8}}, "keeps the architecture of init_from"),
         ({"precision": "bfloat16"}, "trains in float32"),
         ({"pretrain": {"steps": 0}}, "nothing to train"),
-        ({"data": {"real_fields": [{"path": "tas.nc", "variable": "tas", "covariate_path": "x.nc", "covariate_variable": "z"}]}}, "not found"),
+        (
+            {
+                "data": {
+                    "real_fields": [{"path": "tas.nc", "variable": "tas", "covariate_path": "x.nc", "covariate_variable": "z"}]
+                }
+            },
+            "not found",
+        ),
     ],
 )
 def test_a_recipe_its_loop_would_not_follow_is_refused_before_training(tmp_path, change, message):
@@ -191,7 +198,9 @@ def test_a_covariate_must_be_one_field_on_the_targets_grid(tmp_path):
 def test_validation_fields_without_a_window_are_an_error_not_a_run_without_scores(tmp_path):
     from climgen.training.run import train
 
-    recipe = _fine_tune(tmp_path, data={"validation_fields": [{"path": "tas.nc", "variable": "tas", "sel": {"lon": [38.0, None]}}]})
+    recipe = _fine_tune(
+        tmp_path, data={"validation_fields": [{"path": "tas.nc", "variable": "tas", "sel": {"lon": [38.0, None]}}]}
+    )
     with pytest.raises(ConfigError, match="no window of at least 16"):
         train(recipe, log=lambda line: None)
 
