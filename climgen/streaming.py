@@ -166,10 +166,13 @@ def _score_block(values: np.ndarray, layout, covariates, factor: int, bounds) ->
 
 
 def _time_blocks(variable: xr.DataArray, time_chunk: int) -> list:
-    """The variable's data (spatial dimensions last) in blocks of ``time_chunk`` leading steps."""
+    """The variable's data (spatial dimensions last) in blocks of ``time_chunk`` leading steps,
+    as dask arrays: each is read when its block is scored, so a long series read from a file is
+    never in memory whole."""
     if variable.ndim == 2:
         return [variable.data]
-    return [variable[start : start + time_chunk].data for start in range(0, variable.shape[0], time_chunk)]
+    lazy = variable.chunk({variable.dims[0]: time_chunk})  # no read: a file's variable stays on disk
+    return [lazy[start : start + time_chunk].data for start in range(0, variable.shape[0], time_chunk)]
 
 
 def stream_scores(ds: xr.Dataset, prepared, factor: int, time_chunk: int):
@@ -201,12 +204,15 @@ def stream_scores(ds: xr.Dataset, prepared, factor: int, time_chunk: int):
 
 
 def _input_identity(ds: xr.Dataset, variables: list[str]) -> dict:
-    """What makes two inputs the same job: source files (size, mtime), shapes, coordinates."""
-    source = ds.encoding.get("source")
+    """What makes two inputs the same job: every source file (size, mtime; for a zarr store,
+    every file in it, so chunks rewritten in place count), shapes, coordinates."""
+    from climgen.io.open import SOURCES
+
+    sources = ds.encoding.get(SOURCES) or [ds.encoding.get("source")]
     identity: dict = {"sizes": dict(ds.sizes), "variables": variables}
-    if source and os.path.exists(source):
-        stat = os.stat(source)
-        identity["source"] = [os.path.abspath(source), stat.st_size, stat.st_mtime_ns]
+    files = [_source_state(source) for source in sources if source and os.path.exists(source)]
+    if files:
+        identity["source"] = files if len(files) > 1 else files[0]
     digest = hashlib.sha256()
     for name in sorted(ds.coords):
         values = ds[name].values
@@ -214,6 +220,22 @@ def _input_identity(ds: xr.Dataset, variables: list[str]) -> dict:
         digest.update(name.encode() + np.ascontiguousarray(values).tobytes())
     identity["coordinates_sha256"] = digest.hexdigest()
     return identity
+
+
+def _source_state(source: str) -> list:
+    """A file's path, size and modification time; a folder's (a zarr store) path and a digest
+    of those of every file in it."""
+    path = os.path.abspath(source)
+    if not os.path.isdir(path):
+        stat = os.stat(path)
+        return [path, stat.st_size, stat.st_mtime_ns]
+    digest = hashlib.sha256()
+    for folder, subfolders, names in os.walk(path):
+        subfolders.sort()
+        for name in sorted(names):
+            stat = os.stat(os.path.join(folder, name))
+            digest.update(f"{os.path.relpath(os.path.join(folder, name), path)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return [path, digest.hexdigest()]
 
 
 def _job_id(plan_: Plan, options: StreamOptions, ds: xr.Dataset, output: Path) -> str:
@@ -424,7 +446,7 @@ def _replace(job: Job) -> None:
         source = job.store
     else:
         source = job.store.with_suffix(".nc")
-        with xr.open_zarr(job.store, consolidated=True, chunks={}) as stored:
+        with open_output(job.store, consolidated=True, chunks={}) as stored:
             variables = cf.refined_variables(stored)
             factor = job.plan.config.factor
             fine_chunk = job.options.region_tiles * job.plan.prepared.layout.tile * factor
@@ -444,12 +466,24 @@ def _replace(job: Job) -> None:
         shutil.rmtree(job.store)
 
 
+def open_output(path: Path, **options) -> xr.Dataset:
+    """A climgen output or partial store, opened as xarray would, except that a time axis no
+    calendar decodes ("months since") is read as the numbers it was written with."""
+    engine = "zarr" if path.is_dir() or output_format(path) == "zarr" else None
+    try:
+        return xr.open_dataset(path, engine=engine, **options)
+    except ValueError as err:
+        if "decode time" not in str(err):
+            raise
+        return xr.open_dataset(path, engine=engine, decode_times=False, **options)
+
+
 def _finished_job(output: Path) -> str | None:
     """The job id recorded in a finished output (None when there is none or it is not ours)."""
     if not output.exists():
         return None
     try:
-        with xr.open_dataset(output, engine="zarr" if output.is_dir() else None) as done:
+        with open_output(output) as done:
             return done.attrs.get("climgen_job")
     except (OSError, ValueError, KeyError):
         return None
@@ -500,6 +534,10 @@ def _write(job: Job, overwrite: bool, command: str | None, started: float) -> No
     """Build or resume the job's partial store and move it to the output (under its lock)."""
     output = job.output
     if _finished_job(output) == job.job_id and not overwrite:
+        # a run stopped between moving its output into place and removing its own leftovers
+        shutil.rmtree(job.store, ignore_errors=True)
+        job.store.with_suffix(".nc").unlink(missing_ok=True)
+        shutil.rmtree(job.manifest, ignore_errors=True)
         job.tasks = []
         return
     check_output(output, overwrite)

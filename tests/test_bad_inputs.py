@@ -520,7 +520,16 @@ def test_handled_cases(case, build, check, tmp_path):
 
 @pytest.mark.parametrize(
     "units, warned",
-    [("K", False), ("m s-1", False), ("kg m-2 s-1", False), ("degrees_north", False), ("Kelvins", True), (None, True)],
+    [
+        ("K", False),
+        ("m s-1", False),
+        ("kg m-2 s-1", False),
+        ("degrees_north", False),
+        ("1e-3", False),  # CF's canonical salinity: a scale factor alone
+        ("1e-6 kg m-2", False),
+        ("Kelvins", True),
+        (None, True),
+    ],
 )
 def test_units_are_read_and_checked(units, warned):
     import warnings

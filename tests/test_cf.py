@@ -238,6 +238,38 @@ def test_a_scalar_time_gives_the_time_coverage_of_one_instant():
     assert attrs["time_coverage_start"] == attrs["time_coverage_end"] and attrs["time_coverage_duration"] == "PT0S"
 
 
+def test_a_scalar_time_is_named_as_time_and_the_output_is_clean(tmp_path, checker_ready):
+    ds = make_dataset("latlon", shape=(8, 8), times=1).isel(time=0)
+    result = ds.climgen.synthesize(factor=2)
+    assert result["time"].attrs["standard_name"] == "time" and "axis" not in result["time"].attrs
+    path = _write(result, tmp_path / "scalar.nc")
+    _assert_clean(path)
+    assert "time" not in {name for name, weight in _acdd_failures(path) if weight == 3}
+
+
+def test_attributes_netcdf_cannot_store_are_made_storable_before_any_work(tmp_path):
+    """A zarr input may hold None, booleans and mappings as attributes: the NetCDF output of a
+    streamed job (written at its very end) and of coarsen take them as text and numbers."""
+    from climgen import pipeline, streaming
+    from climgen.io.cf import storable_attributes
+
+    ds = make_dataset("latlon", shape=(16, 16), times=2)
+    ds.attrs |= {"step": {"hours": 1}, "flag": True, "nothing": None, "mixed": [1, "a"]}
+    ds["tas"].attrs |= {"extra": None, "climgen_job": "0123"}
+    ds.to_zarr(tmp_path / "in.zarr")
+    with xr.open_zarr(tmp_path / "in.zarr") as opened:
+        streaming.run(
+            opened, tmp_path / "out.nc", pipeline.make_config(factor=2), options=streaming.StreamOptions(progress=False)
+        )
+    with xr.open_dataset(tmp_path / "out.nc") as out:
+        assert out.attrs["step"] == '{"hours": 1}' and out.attrs["flag"] == 1 and "nothing" not in out.attrs
+        assert out.attrs["mixed"] == '[1, "a"]' and "extra" not in out["tas"].attrs
+    assert storable_attributes(xr.Dataset(attrs={"kept": [1.0, 2.0], "names": ["a", "b"]})).attrs == {
+        "kept": [1.0, 2.0],
+        "names": ["a", "b"],
+    }
+
+
 def test_cmip_grid_attributes_are_dropped_and_discovery_attributes_added(tmp_path, checker_ready):
     """grid_type ("gaussian") and associated_files (the coarse grid's areacella) no longer hold
     for the refined grid: dropped and named in the comment. ACDD-1.3 attributes say what the

@@ -9,6 +9,7 @@ import pytest
 import xarray as xr
 
 from climgen import pipeline
+from climgen.testing import make_dataset
 
 
 def climgen(*args, cwd=None):
@@ -148,3 +149,17 @@ def test_climgen_warnings_are_one_line_each(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "climgen: warning: variables ['zonal_mean'] lie along only one of (lat, lon)" in result.stderr
     assert "warnings.warn" not in result.stderr and "InputWarning" not in result.stderr
+
+
+def test_a_time_axis_no_calendar_decodes_is_carried_as_its_numbers(tmp_path):
+    """'months since' in a standard calendar cannot become dates: the file is refined, with its
+    time axis as written and one line of warning, where it used to be refused."""
+    ds = make_dataset("latlon", shape=(16, 16), times=3)
+    ds["time"] = ("time", np.arange(3.0), {"units": "months since 2000-01-01", "calendar": "standard"})
+    ds.to_netcdf(tmp_path / "months.nc")
+    result = climgen("synthesize", tmp_path / "months.nc", tmp_path / "fine.nc", "--factor", 2, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("\n") == 1 and "unable to decode time units 'months since 2000-01-01'" in result.stderr
+    with xr.open_dataset(tmp_path / "fine.nc", decode_times=False) as fine:
+        assert fine["time"].values.tolist() == [0.0, 1.0, 2.0] and fine["time"].attrs["units"] == "months since 2000-01-01"
+        assert fine["tas"].shape == (3, 32, 32)

@@ -193,6 +193,12 @@ def test_earthdata_cube_refines_and_keeps_cf_metadata(earthdata_server, tmp_path
         assert "climgen fetch" in fine.attrs["history"] and "climgen synthesize" in fine.attrs["history"]
 
 
+def test_a_box_between_grid_centres_is_an_error_not_an_empty_cube(earthdata_server, tmp_path):
+    with pytest.raises(earthdata.InputError, match="holds no grid centre"):
+        earthdata.fetch(_request(bbox=(1.3, 41.1, 1.4, 41.2)), tmp_path / "empty.zarr", system=earthdata_server)
+    assert not (tmp_path / "empty.zarr").exists()
+
+
 def test_earthdata_fetch_without_credentials_fails_fast_in_one_line(tmp_path):
     environment = {k: v for k, v in os.environ.items() if not k.startswith("EARTHDATA_")}
     environment |= {"HOME": str(tmp_path), "NETRC": str(tmp_path / "no-netrc")}

@@ -130,6 +130,65 @@ def test_another_depth_map_is_another_job(source, tmp_path, monkeypatch):
     assert len({before.job_id, after.job_id, looser.job_id}) == 3  # the policy is part of the job
 
 
+def test_an_input_changed_in_place_is_another_job(tmp_path):
+    """A zarr store whose chunks are rewritten, or the second of several files edited, makes
+    another job: a half-done output is never resumed with the new data."""
+    import os
+    import time
+
+    from climgen.io.open import open_input, open_inputs
+
+    data = make_dataset("latlon", shape=(24, 24), times=4)
+    data.to_zarr(tmp_path / "in.zarr")
+    data.isel(time=[0, 1]).to_netcdf(tmp_path / "a.nc")
+    data.isel(time=[2, 3]).to_netcdf(tmp_path / "b.nc")
+    config = pipeline.make_config(factor=2, seed=1, tile_size=8)
+    options = streaming.StreamOptions(progress=False)
+
+    def job(*paths):
+        with open_inputs(list(paths)) if len(paths) > 1 else open_input(paths[0]) as ds:
+            return streaming.prepare_job(ds, tmp_path / "out.zarr", config, options=options).job_id
+
+    zarr_before, files_before = job(tmp_path / "in.zarr"), job(tmp_path / "a.nc", tmp_path / "b.nc")
+    assert job(tmp_path / "in.zarr") == zarr_before and job(tmp_path / "a.nc", tmp_path / "b.nc") == files_before
+    time.sleep(0.01)
+    (data[["tas"]] + 10).drop_vars(["time", "lat", "lon"]).to_zarr(tmp_path / "in.zarr", mode="r+")
+    warmer = data.isel(time=[2, 3]) + 10
+    warmer.to_netcdf(tmp_path / "b2.nc")
+    os.replace(tmp_path / "b2.nc", tmp_path / "b.nc")
+    assert job(tmp_path / "in.zarr") != zarr_before
+    assert job(tmp_path / "a.nc", tmp_path / "b.nc") != files_before
+
+
+def test_a_finished_job_removes_what_a_run_stopped_after_its_move_left(source, tmp_path):
+    """Killed between moving its NetCDF into place and removing its store, a job leaves the
+    store and manifest beside the output: the rerun that finds the job done removes them."""
+    config = pipeline.make_config(factor=4, seed=5, tile_size=8)
+    options = streaming.StreamOptions(progress=False, region_tiles=2)
+    output = tmp_path / "out.nc"
+    with xr.open_dataset(source) as ds:
+        streaming.run(ds, output, config, options=options)
+        job = streaming.prepare_job(ds, output, config, options=options)
+        job.store.mkdir()
+        job.manifest.mkdir()
+        again = streaming.run(ds, output, config, options=options)
+    assert again.tasks == [] and not job.store.exists() and not job.manifest.exists()
+
+
+def test_scoring_a_series_from_a_file_reads_it_one_time_chunk_at_a_time(tmp_path):
+    """The complexity pass of a streamed job hands dask lazy blocks of a file's variable, not
+    the whole series read into memory first."""
+    import dask.array
+
+    make_dataset("latlon", shape=(16, 16), times=6).to_netcdf(tmp_path / "series.nc")
+    with xr.open_dataset(tmp_path / "series.nc") as ds:  # not dask-backed, as the CLI opens it
+        blocks = streaming._time_blocks(ds["tas"], 4)
+        assert [block.shape[0] for block in blocks] == [4, 2]
+        assert all(isinstance(block, dask.array.Array) for block in blocks)
+        assert not ds["tas"].variable._in_memory
+        np.testing.assert_array_equal(np.concatenate([np.asarray(block) for block in blocks]), ds["tas"].values)
+
+
 def test_options_are_validated():
     with pytest.raises(ConfigError, match="not both"):
         streaming.StreamOptions(workers=2, scheduler="tcp://localhost:8786").validate()

@@ -32,7 +32,6 @@ from climgen.cli.options import (
 
 def stream(ds, output: Path, config, covariates: dict, options, overwrite: bool, dry_run: bool = False) -> None:
     """Run (or with ``dry_run`` only plan) a streaming job and print what it did."""
-    import xarray as xr
 
     from climgen.streaming import run
 
@@ -44,7 +43,9 @@ def stream(ds, output: Path, config, covariates: dict, options, overwrite: bool,
     if not job.tasks:
         typer.echo(f"{output} is already complete (job {job.job_id[:16]}); nothing to do")
         return
-    with xr.open_dataset(output, engine="zarr" if output.suffix == ".zarr" else None) as result:
+    from climgen.streaming import open_output
+
+    with open_output(output) as result:
         typer.echo(f"wrote {output}: " + summary(result, time.perf_counter() - started, job.plan.input_shape))
 
 

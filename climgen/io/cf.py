@@ -54,7 +54,7 @@ def projected_axis_scale(ds: xr.Dataset, axes: SpatialAxes) -> float:
 
 def _add_comment(variable: xr.DataArray, text: str) -> None:
     """Append ``text`` to a variable's ``comment``: what climgen changed in its metadata."""
-    variable.attrs["comment"] = " ".join([variable.attrs.get("comment", ""), text]).strip()
+    variable.attrs["comment"] = "; ".join(part for part in (str(variable.attrs.get("comment", "")).strip(), text) if part)
 
 
 def _keep_referenced_externals(ds: xr.Dataset) -> None:
@@ -228,8 +228,39 @@ INPUT_GRID_ATTRS = ("grid_type", "associated_files")
 """Variable attributes of CMIP-style inputs about the coarse grid (Gaussian, its areacella and
 gridspec files): untrue of the refined grid."""
 INPUT_FILE_ATTRS = frozenset(
-    {"tracking_id", "creation_date", "nominal_resolution", "geospatial_lat_resolution", "geospatial_lon_resolution"}
+    {
+        "tracking_id",
+        "creation_date",
+        "nominal_resolution",
+        "geospatial_lat_resolution",
+        "geospatial_lon_resolution",
+        "climgen_job",  # a streamed climgen output's job and state: this output is another
+        "climgen_complete",
+    }
 )
+
+
+def storable_attributes(ds: xr.Dataset) -> xr.Dataset:
+    """Attributes every output format can store, in place: NetCDF takes numbers, strings and
+    arrays or lists of one of them, where a zarr input or a user's YAML may hold None (dropped),
+    booleans (0 or 1), mappings and mixed lists (their JSON text). Checked before a job runs, so
+    a NetCDF output never fails at its end."""
+    for attrs in [ds.attrs, *(variable.attrs for variable in ds.variables.values())]:
+        for key, value in list(attrs.items()):
+            if value is None:
+                del attrs[key]
+            elif isinstance(value, (bool, np.bool_)):
+                attrs[key] = np.int8(value)
+            elif isinstance(value, dict) or (isinstance(value, (list, tuple)) and not _one_kind(value)):
+                attrs[key] = json.dumps(value, default=str)
+    return ds
+
+
+def _one_kind(values: list | tuple) -> bool:
+    """Whether a list is all strings or all numbers (not booleans): what NetCDF stores."""
+    if all(isinstance(value, str) for value in values):
+        return True
+    return all(isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_)) for value in values)
 
 
 def _utc_now() -> str:
@@ -277,11 +308,12 @@ def tidy(ds: xr.Dataset, axes: SpatialAxes) -> xr.Dataset:
         elif bounds is not None:  # its variable was dropped (e.g. with a subset of the input): CF 7.1
             del ds[name].attrs["bounds"]
     for name in ds.coords:
-        if _is_time(ds[name]) and ds[name].ndim == 1:
+        if _is_time(ds[name]) and ds[name].ndim <= 1:  # a scalar time (one step selected) as well
             ds[name].attrs.setdefault("standard_name", "time")
             ds[name].attrs.setdefault("long_name", "time")
-            ds[name].attrs.setdefault("axis", "T")
-    return ds
+            if ds[name].ndim == 1:
+                ds[name].attrs.setdefault("axis", "T")
+    return storable_attributes(ds)
 
 
 def describe_block_mean(ds: xr.Dataset, axes: SpatialAxes, factor: int, conservation: str = "cells") -> xr.Dataset:
@@ -382,7 +414,7 @@ def decorate(
     discovery = acdd.discovery_attributes(ds, source, variables, axes, provenance, _utc_now())
     ds.attrs = {key: value for key, value in ds.attrs.items() if key not in discovery} | discovery
     ds.attrs |= provenance.get("attributes") or {}  # what the user states (creator, licence...) has the last word
-    return ds
+    return storable_attributes(ds)
 
 
 def match_range_types(variable: xr.Variable, dtype=None) -> None:

@@ -331,7 +331,16 @@ def subset(ds: xr.Dataset, variables: tuple[str, ...], bbox: tuple[float, float,
     elif float(lon.max()) > 180:
         ds = ds.assign_coords({axes.x: ((lon + 180) % 360 - 180).assign_attrs(lon.attrs)})
     ds = ds.sortby([axes.y, axes.x])
-    return ds.sel({axes.y: slice(south, north), axes.x: slice(west, east)})
+    selected = ds.sel({axes.y: slice(south, north), axes.x: slice(west, east)})
+    if selected.sizes[axes.y] == 0 or selected.sizes[axes.x] == 0:
+        spacing = [
+            float(np.abs(np.diff(ds[name].values[:2])).max()) if ds.sizes[name] > 1 else float("nan") for name in (axes.y, axes.x)
+        ]
+        raise InputError(
+            f"the box {tuple(bbox)} holds no grid centre of this collection (spacing {spacing[0]:g} x {spacing[1]:g} "
+            "degrees): widen it"
+        )
+    return selected
 
 
 def assemble_cube(paths: list[Path], request: Request) -> xr.Dataset:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import xarray as xr
 
-from climgen.errors import InputError
+from climgen.errors import InputError, InputWarning
 
 
 def open_input(path: str | Path) -> xr.Dataset:
@@ -15,18 +16,34 @@ def open_input(path: str | Path) -> xr.Dataset:
     if not path.exists():
         raise InputError(f"input not found: {path}")
     try:
-        if path.is_dir() or path.suffix == ".zarr":
-            return xr.open_dataset(path, engine="zarr", chunks=None)
-        ds = xr.open_dataset(path)
-        group = None if ds.data_vars else _data_group(path)  # HDF5 products (IMERG half-hourly) keep data in groups
-        if group is None:
-            return ds
-        ds.close()
-        return xr.open_dataset(path, group=group)
+        try:
+            return _open(path)
+        except ValueError as err:
+            if "decode time" not in str(err):
+                raise
+            # "months since" and other units no calendar can turn into dates: the axis is
+            # carried through as its numbers and units, as the file has it
+            warnings.warn(
+                f"{path.name}: {str(err).splitlines()[0].split('. ')[0]}; the time axis is kept as its numbers with their units",
+                InputWarning,
+                stacklevel=2,
+            )
+            return _open(path, decode_times=False)
     except InputError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise InputError(f"cannot read {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+
+
+def _open(path: Path, **options) -> xr.Dataset:
+    if path.is_dir() or path.suffix.lower() == ".zarr":
+        return xr.open_dataset(path, engine="zarr", chunks=None, **options)
+    ds = xr.open_dataset(path, **options)
+    group = None if ds.data_vars else _data_group(path)  # HDF5 products (IMERG half-hourly) keep data in groups
+    if group is None:
+        return ds
+    ds.close()
+    return xr.open_dataset(path, group=group, **options)
 
 
 def _data_group(path: Path) -> str | None:
@@ -83,7 +100,7 @@ def open_inputs(paths: list[str | Path]) -> xr.Dataset:
     if missing:
         raise InputError(f"input not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     try:
-        return xr.open_mfdataset(
+        combined = xr.open_mfdataset(
             [str(path) for path in paths],
             combine="by_coords",
             chunks={},
@@ -95,3 +112,10 @@ def open_inputs(paths: list[str | Path]) -> xr.Dataset:
         raise InputError(
             f"cannot combine {len(paths)} inputs: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
         ) from err
+    combined.encoding[SOURCES] = [str(Path(path).resolve()) for path in paths]  # xarray keeps only the first
+    return combined
+
+
+SOURCES = "climgen_sources"
+"""Encoding key of every file a dataset combined from several was read from (a streamed job's
+identity covers each of them)."""

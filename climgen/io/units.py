@@ -39,7 +39,10 @@ def parse_problem(units: str) -> str | None:
     try:
         registry.Unit(units)
     except Exception as err:  # pint raises several error types for bad strings
-        return type(err).__name__
+        try:  # UDUNITS allows a scale factor ("1e-3", CF's canonical salinity; "1e-6 kg m-2"), pint's Unit not
+            registry.Quantity(units)
+        except Exception:
+            return type(err).__name__
     return None
 
 
