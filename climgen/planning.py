@@ -3,6 +3,7 @@ self-tests (the detail kept, the predicted gain) and the depth of every tile."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -27,7 +28,7 @@ from climgen.depth.gain import (
     depth_by_tolerance,
     tolerance_for_quality,
 )
-from climgen.errors import ConfigError
+from climgen.errors import ClimgenWarning, ConfigError
 from climgen.grid import (
     SpatialAxes,
     cell_weights,
@@ -341,7 +342,16 @@ def predicted_gains(ds: xr.Dataset, job: Plan) -> GainPrediction:
         )
         sums = gain.self_test_sums(refine, gain_fields(ds, name, prepared.axes, gain.TEST_FIELDS), prepared.layout)
         predictions.append(gain.predict(sums, job.full_depth, job.scores.constant))
-    return gain.combine(predictions)
+    combined = gain.combine(predictions)
+    unknown = combined.unknown()
+    if unknown.all() and unknown.size:
+        warnings.warn(
+            f"the domain ({' x '.join(map(str, prepared.layout.shape))} coarse cells) is too small for the gain "
+            f"self-test (it averages the field by 2 and needs {gain.MIN_CELLS} cells a side): every tile takes full depth",
+            ClimgenWarning,
+            stacklevel=2,
+        )
+    return combined
 
 
 def residual_gains(ds: xr.Dataset, job: Plan) -> dict:

@@ -102,3 +102,24 @@ def test_same_seed_same_prediction_and_budgets_monotone_in_cost():
         for b in (0.2, 0.5, 1.0)
     ]
     assert costs == sorted(costs)
+
+
+def test_tiles_the_self_test_cannot_see_take_full_depth_and_say_so():
+    """A domain too small to average by 2 (or an edge strip one coarse row high) has no
+    predicted gain: its tiles take every stage, the map is NaN there, and a domain with no
+    tested tile warns, where it used to get bicubic interpolation alone."""
+    import warnings
+
+    from climgen.errors import ClimgenWarning
+
+    small = make_dataset("latlon", shape=(7, 7))
+    with pytest.warns(ClimgenWarning, match="too small for the gain self-test"):
+        refined = small.climgen.synthesize(factor=4)
+    assert (refined["refinement_depth"] == 2).all() and refined["predicted_gain"].isnull().all()
+    strip = make_dataset("latlon", shape=(33, 32))  # tiles of 8: the last row of tiles is one coarse row
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ClimgenWarning)
+        refined = strip.climgen.synthesize(factor=4)
+    last = refined.isel(lat=slice(-4, None))
+    assert (last["refinement_depth"] == 2).all() and last["predicted_gain"].isnull().all()
+    assert refined["predicted_gain"].isel(lat=slice(0, 32)).notnull().all()

@@ -80,6 +80,15 @@ class GainPrediction:
     skill: float = 0.0  # share of the detail bicubic misses one octave up that the model recovers
     fields: int = 0
     full_depth_error: float = 0.0  # predicted mean squared error left at full depth (field units squared)
+    untested: np.ndarray | None = None
+    """Tiles the self-test could not see (a domain or an edge strip too small to average by 2):
+    nothing predicts their gain, so every policy gives them full depth and the map NaN."""
+
+    def unknown(self) -> np.ndarray:
+        """Tiles with detail whose gain was not predicted (:attr:`untested`, less constant ones)."""
+        if self.untested is None:
+            return np.zeros(self.constant.shape, dtype=bool)
+        return self.untested & ~self.constant
 
     @property
     def full_depth(self) -> int:
@@ -92,8 +101,9 @@ class GainPrediction:
 
     @property
     def total(self) -> np.ndarray:
-        """The predicted gain of all stages together per tile (the ``predicted_gain`` map)."""
-        return np.where(self.constant, 0.0, self.stage_gain.sum(axis=0))
+        """The predicted gain of all stages together per tile (the ``predicted_gain`` map; NaN
+        where it was not predicted)."""
+        return np.where(self.unknown(), np.nan, np.where(self.constant, 0.0, self.stage_gain.sum(axis=0)))
 
     def as_dict(self) -> dict:
         """Figures for the provenance."""
@@ -173,8 +183,8 @@ def predict(
 ) -> GainPrediction:
     """The :class:`GainPrediction` from a variable's self-test sums (see the module text;
     ``skill_floor`` and ``stage_decay`` are :data:`SKILL_FLOOR` and :data:`STAGE_DECAY`)."""
-    empty = GainPrediction(np.zeros((full_depth, *constant.shape)), constant, fields=sums.fields)
     tested = sums.cells > 0
+    empty = GainPrediction(np.zeros((full_depth, *constant.shape)), constant, fields=sums.fields, untested=~tested)
     if not tested.any():
         return empty
     base = np.where(tested, sums.base / np.maximum(sums.cells, 1), 0.0)
@@ -186,7 +196,7 @@ def predict(
     else:
         ratio = 0.5  # too small to see two octaves: the slope of a rough field
     if mean_base_error <= 0:
-        return GainPrediction(empty.stage_gain, constant, ratio, 0.0, sums.fields)
+        return GainPrediction(empty.stage_gain, constant, ratio, 0.0, sums.fields, untested=~tested)
     skill = 1 - mean_model_error / mean_base_error
     # the share of each tile's missing detail the model recovers at stage s + 1: the field's
     # skill one octave up (at least SKILL_FLOOR), falling by STAGE_DECAY a stage
@@ -202,7 +212,8 @@ def predict(
     octaves = tile_ratio[None] ** np.arange(1, full_depth + 1)[:, None, None]  # each stage's missing detail
     full_depth_error = max(mean_model_error, 1e-12 * mean_base_error) * (ratio ** np.arange(1, full_depth + 1)).sum()
     stage_gain = recovered[:, None, None] * octaves * base[None] / full_depth_error
-    return GainPrediction(np.where(constant, 0.0, stage_gain), constant, ratio, float(skill), sums.fields, full_depth_error)
+    stage_gain = np.where(constant | ~tested, 0.0, stage_gain)
+    return GainPrediction(stage_gain, constant, ratio, float(skill), sums.fields, full_depth_error, ~tested)
 
 
 def combine(predictions: list[GainPrediction]) -> GainPrediction:
@@ -211,8 +222,11 @@ def combine(predictions: list[GainPrediction]) -> GainPrediction:
         return predictions[0]
     stage_gain = np.max([p.stage_gain for p in predictions], axis=0)
     constant = np.all([p.constant for p in predictions], axis=0)
+    untested = np.any([p.unknown() for p in predictions], axis=0)  # one variable's unknown gain is the tile's
     first = predictions[0]
-    return GainPrediction(stage_gain, constant, first.octave_ratio, first.skill, sum(p.fields for p in predictions))
+    return GainPrediction(
+        stage_gain, constant, first.octave_ratio, first.skill, sum(p.fields for p in predictions), untested=untested
+    )
 
 
 def check_tolerance(tolerance: float) -> float:
@@ -235,6 +249,7 @@ def depth_by_tolerance(prediction: GainPrediction, tolerance: float = DEFAULT_TO
     remaining = prediction.remaining()
     depth = (remaining[:-1] >= tolerance).sum(axis=0)
     # remaining gain only falls with depth, so the count is the first depth that suffices
+    depth = np.where(prediction.unknown(), prediction.full_depth, depth)  # not predicted: every stage
     return np.where(prediction.constant, 0, depth).astype(np.int8)
 
 
@@ -248,6 +263,10 @@ def depth_by_budget(prediction: GainPrediction, budget: float, cost: Callable[[n
     # per step: gain per cell over the stage's work per cell (stage s + 1 works on 4**s cells
     # per coarse cell); a tile's later stage never ranks above its earlier one
     rates = np.stack([prediction.stage_gain[s] / 4**s for s in range(full_depth)])
+    unknown, known = prediction.unknown(), ~prediction.unknown() & ~prediction.constant
+    if unknown.any():  # not predicted: ranked as a typical tile of the field (first, where none was predicted)
+        typical = [float(np.median(rates[s][known])) if known.any() else np.inf for s in range(full_depth)]
+        rates = np.where(unknown[None], np.array(typical)[:, None, None], rates)
     rates = np.minimum.accumulate(rates, axis=0)
     live = ~prediction.constant
     steps = [(rates[s, r, c], -s, r, c) for s in range(full_depth) for r in range(rows) for c in range(cols) if live[r, c]]
