@@ -46,13 +46,23 @@ def check_attributes(attributes: Mapping) -> dict:
 
 
 def _whole_number(value: Any) -> Any:
-    """Integers (numpy's too) as int; a bool is no count, and a float is no integer."""
-    if isinstance(value, bool) or isinstance(value, (float, np.floating)):
+    """Integers (numpy's too) as int; a bool is no count, a float no integer, text no number."""
+    if isinstance(value, (bool, str, bytes)) or isinstance(value, (float, np.floating)):
         raise ValueError(f"must be an integer, got {value!r}")
     return int(value) if isinstance(value, np.integer) else value
 
 
+def _real_number(value: Any) -> Any:
+    """Numbers (numpy's too) as float; a bool or text is no number (``budget=True`` was 1.0)."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, str, bytes, np.bool_)):
+        raise ValueError(f"must be a number, got {value!r}")
+    return float(value) if isinstance(value, (np.integer, np.floating)) else value
+
+
 Integer = Annotated[int, BeforeValidator(_whole_number)]
+Real = Annotated[float, BeforeValidator(_real_number)]
 
 
 def parse_limits(name: str, limits: Any) -> Bounds:
@@ -91,9 +101,9 @@ class SynthesisOptions(BaseModel):
     seed: Integer = 0
     members: Integer = 1
     adaptive: bool = True
-    budget: float | None = None
-    quality: float | None = None
-    tolerance: float | None = None  # share of full depth's error skipped stages may remove
+    budget: Real | None = None
+    quality: Real | None = None
+    tolerance: Real | None = None  # share of full depth's error skipped stages may remove
     tile_size: Integer | None = None
     halo: Integer | None = None
     merge_tiles: Integer | None = None

@@ -316,6 +316,13 @@ def _prepare(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None
             "conservation='area' needs cell areas, which climgen does not derive on a curvilinear grid; use 'cells'"
         )
     variables = select_variables(ds, axes, config.variables)
+    if config.members > 1 and cf.MEMBER_DIM in ds.variables:
+        raise InputError(
+            f"the input has a {cf.MEMBER_DIM!r} "
+            f"{'coordinate (CMIP files label their member so)' if cf.MEMBER_DIM in ds.coords else 'variable'}, and "
+            f"members={config.members} adds a {cf.MEMBER_DIM!r} dimension of its own: "
+            f"drop or rename the input's first, e.g. ds.drop_vars({cf.MEMBER_DIM!r})"
+        )
     warn_left_out(ds, axes)
     check_units(ds, variables)
     for name in (axes.y, axes.x):

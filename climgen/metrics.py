@@ -1,25 +1,42 @@
 """Quality against truth: pointwise errors, structure, spectra, conservation, ensembles.
 
-Functions take numpy arrays shaped (..., y, x) (ensembles: (member, ..., y, x)); missing
-cells (NaN in either field) are left out. No xarray here: ``climgen evaluate`` maps datasets
-onto these functions.
+Functions take arrays shaped (..., y, x) (ensembles: (member, ..., y, x)); missing cells (NaN
+in either field) are left out. A DataArray is taken as its values, in its own dimension order
+(an ensemble's ``realization`` first, as climgen writes it). No xarray here: ``climgen
+evaluate`` maps datasets onto these functions.
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+
+
+def _on_arrays(metric):
+    """Let ``metric`` take DataArrays and other array-likes: its array arguments as NumPy arrays."""
+
+    @functools.wraps(metric)
+    def wrapper(*args, **kwargs):
+        return metric(
+            *(np.asarray(a) if hasattr(a, "__array__") and not isinstance(a, np.ndarray) else a for a in args), **kwargs
+        )
+
+    return wrapper
 
 
 def _valid(prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.isfinite(prediction) & np.isfinite(truth)
 
 
+@_on_arrays
 def rmse(prediction: np.ndarray, truth: np.ndarray) -> float:
     """Root-mean-square error over valid cells."""
     valid = _valid(prediction, truth)
     return float(np.sqrt(np.mean((prediction[valid] - truth[valid]) ** 2)))
 
 
+@_on_arrays
 def area_weighted_rmse(prediction: np.ndarray, truth: np.ndarray, weights: tuple[np.ndarray, np.ndarray]) -> float:
     """Root-mean-square error over valid cells, each weighted by its area (``weights``: row and
     column factors, :func:`climgen.grid.cell_weights`): on a lat/lon grid polar rows then count
@@ -29,18 +46,21 @@ def area_weighted_rmse(prediction: np.ndarray, truth: np.ndarray, weights: tuple
     return float(np.sqrt(np.sum(area[valid] * (prediction[valid] - truth[valid]) ** 2) / np.sum(area[valid])))
 
 
+@_on_arrays
 def bias(prediction: np.ndarray, truth: np.ndarray) -> float:
     """Mean of prediction minus truth."""
     valid = _valid(prediction, truth)
     return float(np.mean(prediction[valid] - truth[valid]))
 
 
+@_on_arrays
 def mae(prediction: np.ndarray, truth: np.ndarray) -> float:
     """Mean absolute error."""
     valid = _valid(prediction, truth)
     return float(np.mean(np.abs(prediction[valid] - truth[valid])))
 
 
+@_on_arrays
 def psnr(prediction: np.ndarray, truth: np.ndarray) -> float:
     """Peak signal-to-noise ratio in dB, with the truth's range as the peak (NaN without valid cells)."""
     valid = _valid(prediction, truth)
@@ -65,7 +85,8 @@ SSIM_WINDOW = 7
 
 
 def _ssim_window(shape: tuple[int, ...]) -> int:
-    """:data:`SSIM_WINDOW`, or the largest odd window under half the field's shorter side."""
+    """:data:`SSIM_WINDOW`, or on fields under 8 cells a side the largest odd window not
+    longer than the shorter side less one (NaN scores below 3 cells)."""
     return min(SSIM_WINDOW, min(shape[-2:]) // 2 * 2 - 1)
 
 
@@ -99,6 +120,7 @@ def _windowed_ssim(prediction: np.ndarray, truth: np.ndarray, data_range: float)
     return float(similarity[:, 0][whole].mean())
 
 
+@_on_arrays
 def ssim(prediction: np.ndarray, truth: np.ndarray) -> float:
     """Structural similarity: the one definition behind every SSIM climgen reports (``climgen
     evaluate``, ``climgen benchmark``, training validation): pytorch-msssim's, with a Gaussian
@@ -111,6 +133,7 @@ def ssim(prediction: np.ndarray, truth: np.ndarray) -> float:
     return _windowed_ssim(prediction, truth, data_range or 1.0)
 
 
+@_on_arrays
 def ms_ssim(prediction: np.ndarray, truth: np.ndarray) -> float | None:
     """Multi-scale SSIM with the standard 11-cell window and five scales; ``None`` when the
     field is too small (that needs more than 160 cells a side) or has missing cells (its
@@ -144,6 +167,7 @@ def _spectral_variance(field: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     return variance, np.arange(ny)[:, None] / (2.0 * ny), np.arange(nx)[None, :] / (2.0 * nx)
 
 
+@_on_arrays
 def power_spectrum(field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Radially averaged power spectrum: (wavenumber in cycles per cell, power), averaged over
     leading dimensions, from the cosine transform of :func:`_spectral_variance` (no leakage
@@ -160,6 +184,7 @@ def power_spectrum(field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return centres[1:], radial[1:]
 
 
+@_on_arrays
 def top_octave_power(field: np.ndarray) -> float:
     """Mean power of the modes in the top octave of either axis (more than half the highest
     wavenumber, 0.25 to 0.5 cycles per cell), from the cosine transform: the finest detail
@@ -168,6 +193,7 @@ def top_octave_power(field: np.ndarray) -> float:
     return float(variance[np.maximum(ky, kx) > 0.25].mean())
 
 
+@_on_arrays
 def spectral_error_per_octave(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Mean absolute log10 ratio of the prediction's to the truth's power, per octave of
     wavenumber (highest octave last). 0 is a perfect spectrum; 0.3 is a factor of 2."""
@@ -183,6 +209,7 @@ def spectral_error_per_octave(prediction: np.ndarray, truth: np.ndarray) -> dict
     return result
 
 
+@_on_arrays
 def coarse_consistency_error(prediction: np.ndarray, coarse: np.ndarray, factor: int) -> float:
     """Largest absolute difference between block means of the prediction and the coarse input."""
     ny, nx = coarse.shape[-2:]
@@ -191,6 +218,7 @@ def coarse_consistency_error(prediction: np.ndarray, coarse: np.ndarray, factor:
     return float(np.max(np.abs(blocks[valid] - coarse[valid]))) if valid.any() else 0.0
 
 
+@_on_arrays
 def crps(members: np.ndarray, truth: np.ndarray) -> float:
     """Continuous ranked probability score of an ensemble (members on axis 0), fair estimator
     averaged over valid cells. With one member it equals the MAE.
@@ -220,6 +248,7 @@ def _members(members: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return members
 
 
+@_on_arrays
 def rank_histogram(members: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Share of valid cells where the truth ranks 0..m among m members (axis 0): flat for a
     calibrated ensemble, U-shaped for one too narrow, peaked for one too wide. A truth equal
@@ -238,6 +267,7 @@ def rank_histogram(members: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return histogram / max(int(valid.sum()), 1)
 
 
+@_on_arrays
 def spread_skill(members: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Ensemble spread (the root of the members' mean variance) against the RMSE of the
     ensemble mean, both over the cells where the truth and every member have data; a calibrated
@@ -249,6 +279,7 @@ def spread_skill(members: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     return {"spread": spread, "rmse_of_mean": skill, "ratio": spread / skill if skill else float("nan")}
 
 
+@_on_arrays
 def diversity(members: np.ndarray) -> float:
     """Mean pairwise RMS distance between ensemble members (0 when all members are equal)."""
     members = np.asarray(members, dtype=np.float64)
@@ -259,6 +290,7 @@ def diversity(members: np.ndarray) -> float:
     return float(np.mean(distances))
 
 
+@_on_arrays
 def diversity_ratio(members: np.ndarray, truth: np.ndarray) -> float:
     """Members' mean pairwise RMS distance over their mean RMS distance to the truth: about 1
     when the truth could be one more member, 0 when the members are copies (mode collapse)."""
@@ -268,6 +300,7 @@ def diversity_ratio(members: np.ndarray, truth: np.ndarray) -> float:
     return diversity(members) / to_truth if to_truth > 0 else float("nan")
 
 
+@_on_arrays
 def detail_ssim(prediction: np.ndarray, truth: np.ndarray, reference: np.ndarray) -> float:
     """SSIM of the detail beyond ``reference`` (the bicubic interpolation of the coarse field):
     prediction and truth less it, the windows of :func:`ssim`, and the standard deviation of
@@ -275,13 +308,15 @@ def detail_ssim(prediction: np.ndarray, truth: np.ndarray, reference: np.ndarray
     wherever the detail is small, and score bicubic's zero detail near 1). Plain SSIM of a
     smooth field is near 1 for any method, bicubic included; this one is low for bicubic (its
     detail is 0) and 1 for the truth's own detail. Like :func:`ssim`, it is averaged over the
-    windows where both fields have data; NaN below 3 x 3 cells or without such a window."""
+    windows where both fields have data; NaN on fields under 4 cells a side or without such a
+    window."""
     detail, target = np.asarray(prediction) - reference, np.asarray(truth) - reference
     valid = _valid(detail, target)
     spread = float(np.std(target[valid])) if valid.any() else 0.0
     return _windowed_ssim(detail, target, spread if np.isfinite(spread) and spread > 0 else 1.0)
 
 
+@_on_arrays
 def summary(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float | None]:
     """The pointwise and structural scores of one deterministic field."""
     return {
@@ -294,6 +329,7 @@ def summary(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float | None
     }
 
 
+@_on_arrays
 def frechet_distance(prediction: np.ndarray, truth: np.ndarray, patch: int = 16, stride: int = 8) -> float:
     """Frechet distance between the patch-feature distributions of two fields (or stacks of
     fields), with :class:`climgen.models.features.FieldFeatures` as the fixed extractor and

@@ -277,22 +277,20 @@ def _carry_over(ds: xr.Dataset, result: xr.Dataset, prepared: _Prepared) -> xr.D
 
 
 def _call_text(config: SynthesisConfig, covariate_names: list[str]) -> str:
-    arguments = [f"factor={config.factor}", f"seed={config.seed}", f"members={config.members}", f"adaptive={config.adaptive}"]
-    if config.variables:
-        arguments.append(f"variables={list(config.variables)}")
+    """The call as a user would type it: the factor, seed, members, depth and model always,
+    and every other option that differs from its default (the provenance has them all)."""
+    always = ("factor", "seed", "members", "adaptive")
+    arguments = [f"{name}={getattr(config, name)}" for name in always]
     if covariate_names:
         arguments.append(f"covariates={covariate_names}")
-    if config.budget is not None:
-        arguments.append(f"budget={config.budget}")
-    if config.quality is not None:
-        arguments.append(f"quality={config.quality}")
-    if config.tolerance is not None:
-        arguments.append(f"tolerance={config.tolerance}")
-    if config.bounds:
-        arguments.append(f"bounds={dict(config.bounds)}")
-    if config.order is not None:
-        arguments.append(f"order={[list(chain) for chain in config.order]}")
-    if config.conservation != "cells":
-        arguments.append(f"conservation={config.conservation!r}")
+    for name, field in type(config).model_fields.items():
+        value = getattr(config, name)
+        if name in (*always, "model") or value == field.default:
+            continue
+        if isinstance(value, tuple):
+            value = [list(item) if isinstance(item, tuple) else item for item in value]
+        elif isinstance(value, Mapping):
+            value = dict(value)
+        arguments.append(f"{name}={value!r}")
     arguments.append(f"model={config.model!r}")
     return f"climgen {__version__}: ds.climgen.synthesize({', '.join(arguments)})"

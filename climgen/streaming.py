@@ -17,7 +17,6 @@ options and model), marked complete when every task is done, and only then renam
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -30,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from climgen import __version__
 from climgen._torch import check_device, resolve_device, resolve_precision, torch_threads
 from climgen.allocator import retain_freed_memory
 from climgen.conservation import count_disordered, count_outside, format_bounds
@@ -42,6 +40,7 @@ from climgen.io import cf
 from climgen.io.lock import OutputLock
 from climgen.io.manifest import drop_damaged, store_region
 from climgen.io.write import check_output, output_format
+from climgen.job_identity import job_identity
 from climgen.pipeline import Plan, SynthesisConfig, assemble, depth_policy_text, plan, warn_disordered, warn_outside_bounds
 from climgen.tasks import Task, delayed_tasks, model_reference, variable_layout
 
@@ -203,64 +202,6 @@ def stream_scores(ds: xr.Dataset, prepared, factor: int, time_chunk: int):
     return combine_scores([scores for scores, _ in results])
 
 
-def _input_identity(ds: xr.Dataset, variables: list[str]) -> dict:
-    """What makes two inputs the same job: every source file (size, mtime; for a zarr store,
-    every file in it, so chunks rewritten in place count), shapes, coordinates."""
-    from climgen.io.open import SOURCES
-
-    sources = ds.encoding.get(SOURCES) or [ds.encoding.get("source")]
-    identity: dict = {"sizes": dict(ds.sizes), "variables": variables}
-    files = [_source_state(source) for source in sources if source and os.path.exists(source)]
-    if files:
-        identity["source"] = files if len(files) > 1 else files[0]
-    digest = hashlib.sha256()
-    for name in sorted(ds.coords):
-        values = ds[name].values
-        values = values.astype(str) if values.dtype.kind == "O" else values  # cftime dates: by value, not address
-        digest.update(name.encode() + np.ascontiguousarray(values).tobytes())
-    identity["coordinates_sha256"] = digest.hexdigest()
-    return identity
-
-
-def _source_state(source: str) -> list:
-    """A file's path, size and modification time; a folder's (a zarr store) path and a digest
-    of those of every file in it."""
-    path = os.path.abspath(source)
-    if not os.path.isdir(path):
-        stat = os.stat(path)
-        return [path, stat.st_size, stat.st_mtime_ns]
-    digest = hashlib.sha256()
-    for folder, subfolders, names in os.walk(path):
-        subfolders.sort()
-        for name in sorted(names):
-            stat = os.stat(os.path.join(folder, name))
-            digest.update(f"{os.path.relpath(os.path.join(folder, name), path)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
-    return [path, digest.hexdigest()]
-
-
-def _job_id(plan_: Plan, options: StreamOptions, ds: xr.Dataset, output: Path) -> str:
-    covariates = plan_.prepared.covariates
-    document = {
-        "climgen_version": __version__,
-        "config": plan_.config.as_dict(),
-        "model_sha256": plan_.checkpoint.sha256,
-        "input": _input_identity(ds, plan_.prepared.variables),
-        "covariates": plan_.prepared.covariate_names,
-        "bounds": plan_.prepared.limits,
-        "order": plan_.prepared.order,
-        "covariates_sha256": None if covariates is None else hashlib.sha256(covariates.tobytes()).hexdigest(),
-        "region_tiles": options.region_tiles,
-        "time_chunk": options.time_chunk,
-        "device": options.device,
-        "format": output_format(output),
-        "longitude_wrap_cells": plan_.wrap_cells,
-        # the depth map itself: a climgen whose depth policy changed must not resume another's tiles
-        "depth_policy": plan_.depth_policy,
-        "depth_sha256": hashlib.sha256(np.ascontiguousarray(plan_.depth, dtype=np.int8).tobytes()).hexdigest(),
-    }
-    return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def _hardware(plan_: Plan, options: StreamOptions) -> dict:
     """The device and precision the model runs in, as resolved where the job is planned (the
     workers of a local cluster; a remote cluster's workers resolve ``auto`` themselves)."""
@@ -313,7 +254,7 @@ def prepare_job(
         ds, config, covariates, scorer=lambda ds, prepared, factor: stream_scores(ds, prepared, factor, options.time_chunk)
     )
     tasks, counts = _tasks(plan_.source, plan_, options)
-    return Job(plan_, options, output, _job_id(plan_, options, ds, output), tasks, counts)
+    return Job(plan_, options, output, job_identity(plan_, options, ds, output), tasks, counts)
 
 
 def _template(ds: xr.Dataset, job: Job, command: str | None) -> tuple[xr.Dataset, dict]:
@@ -467,15 +408,10 @@ def _replace(job: Job) -> None:
 
 
 def open_output(path: Path, **options) -> xr.Dataset:
-    """A climgen output or partial store, opened as xarray would, except that a time axis no
-    calendar decodes ("months since") is read as the numbers it was written with."""
-    engine = "zarr" if path.is_dir() or output_format(path) == "zarr" else None
-    try:
-        return xr.open_dataset(path, engine=engine, **options)
-    except ValueError as err:
-        if "decode time" not in str(err):
-            raise
-        return xr.open_dataset(path, engine=engine, decode_times=False, **options)
+    """A climgen output or partial store (:func:`climgen.io.open.open_decoded`)."""
+    from climgen.io.open import open_decoded
+
+    return open_decoded(path, engine="zarr" if path.is_dir() or output_format(path) == "zarr" else None, **options)
 
 
 def _finished_job(output: Path) -> str | None:

@@ -113,12 +113,17 @@ def assert_coarse_consistent(
     cells alike, or weighted by the fine cells' areas ``weights`` (rows, columns; for outputs
     of ``conservation="area"``: :func:`climgen.grid.area_weights` of the output).
 
-    Missing coarse cells must be missing at exactly their fine cells and nowhere else.
+    Missing coarse cells must be missing at exactly their fine cells and nowhere else. An
+    ensemble (``fine`` with a ``realization`` dimension the coarse field lacks) is checked
+    member by member.
     """
     axes = find_spatial_axes(coarse)
     ny, nx = coarse.sizes[axes.y], coarse.sizes[axes.x]
-    fine_values = fine.transpose(..., axes.y, axes.x).values.astype(np.float64)
+    extra = [dim for dim in fine.dims if dim not in coarse.dims and dim not in (axes.y, axes.x)]
+    order = [*extra, *(dim for dim in coarse.dims if dim not in (axes.y, axes.x)), axes.y, axes.x]
+    fine_values = fine.transpose(*order).values.astype(np.float64)
     coarse_values = coarse.transpose(..., axes.y, axes.x).values.astype(np.float64)
+    coarse_values = np.broadcast_to(coarse_values, (*fine_values.shape[: len(extra)], *coarse_values.shape))
     blocks = fine_values.reshape(*fine_values.shape[:-2], ny, factor, nx, factor)
     means = block_means(fine_values, factor, weights)
     missing = ~np.isfinite(coarse_values)

@@ -36,6 +36,13 @@ def load_yaml_model(path: str | Path, schema: type[Model], **extra) -> Model:
     try:
         return schema(**document, **extra)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"recipe {path}: {where}: {first['msg']}") from err
+        raise ConfigError(f"recipe {path}: {validation_message(err)}") from err
+
+
+def validation_message(err: ValidationError) -> str:
+    """The first problem pydantic found, as ``field.path: message`` (the message alone for a
+    check of the whole document), without pydantic's ``Value error,`` prefix."""
+    first = err.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

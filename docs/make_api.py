@@ -19,6 +19,7 @@ MODULES = [
     "climgen.inputs",
     "climgen.config",
     "climgen.streaming",
+    "climgen.job_identity",
     "climgen.tasks",
     "climgen.jobs",
     "climgen.io.earthdata",

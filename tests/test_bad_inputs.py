@@ -547,3 +547,24 @@ def test_units_are_read_and_checked(units, warned):
     messages = [str(w.message) for w in caught if issubclass(w.category, UnitsWarning)]
     assert bool(messages) == warned, messages
     assert out["tas"].attrs.get("units") == units  # carried unchanged
+
+
+@pytest.mark.parametrize("option", [{"budget": True}, {"budget": "0.5"}, {"members": "2"}, {"seed": "1"}, {"tolerance": "0.01"}])
+def test_options_are_numbers_not_text_or_booleans(option):
+    with pytest.raises(ConfigError, match="must be an? (number|integer)"):
+        pipeline.make_config(factor=2, **option)
+
+
+def test_an_input_realization_is_not_silently_replaced_by_the_members():
+    ds = make_dataset("latlon", shape=(8, 8))
+    for labelled in (ds.assign_coords(realization=1), ds.assign(realization=ds["tas"])):
+        with pytest.raises(InputError, match="drop or rename the input's first"):
+            pipeline.synthesize(labelled, factor=2, members=2)
+    assert int(pipeline.synthesize(ds.assign_coords(realization=1), factor=2)["realization"]) == 1  # one field: kept
+
+
+def test_history_states_every_option_that_is_not_the_default():
+    ds = make_dataset("latlon", shape=(16, 16))
+    history = pipeline.synthesize(ds, factor=2, residual_gain=0.5, tile_size=8, quality=0.99).attrs["history"]
+    for text in ("residual_gain=0.5", "tile_size=8", "quality=0.99", "factor=2", "model='default'"):
+        assert text in history.splitlines()[0]

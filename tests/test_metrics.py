@@ -315,3 +315,19 @@ def test_evaluate_matches_steps_by_their_labels():
     assert evaluate(ds, ds.isel(time=[1, 0]), variables=["tas"])[0]["rmse"] == 0.0  # reordered, not shifted
     with pytest.raises(InputError, match="'time' differ"):
         evaluate(ds, ds.isel(time=[0, 0]), variables=["tas"])
+
+
+def test_metrics_take_data_arrays_and_ensembles_are_checked_member_by_member():
+    from climgen.grid import coarsen_dataset
+    from climgen.testing import assert_coarse_consistent
+
+    truth = make_dataset("latlon", shape=(32, 32), times=2)
+    coarse = coarsen_dataset(truth, 4)
+    members = coarse.climgen.synthesize(factor=4, members=3, seed=2)
+    assert metrics.crps(members["tas"], truth["tas"]) == metrics.crps(members["tas"].values, truth["tas"].values)
+    assert metrics.rmse(members["tas"][0], truth["tas"]) == metrics.rmse(members["tas"].values[0], truth["tas"].values)
+    assert_coarse_consistent(members["tas"], coarse["tas"], 4)
+    shifted = members["tas"].copy()
+    shifted[1, 0, 0, 0] += 5.0
+    with pytest.raises(AssertionError):
+        assert_coarse_consistent(shifted, coarse["tas"], 4)

@@ -37,12 +37,15 @@ def _fine_tune(tmp_path, **overrides) -> TrainRecipe:
 
 def test_a_diverged_run_writes_nothing_and_keeps_the_checkpoint_it_would_replace(tmp_path):
     from climgen.training.run import train
+    from climgen.training.state import state_paths
 
     first = train(_fine_tune(tmp_path), log=lambda line: None)
     before = first.read_bytes(), first.with_suffix(".json").read_bytes()
     with pytest.raises(TrainingError, match="diverged"):
         train(_fine_tune(tmp_path, pretrain={"learning_rate": 1e6, "steps": 12}), log=lambda line: None)
     assert (first.read_bytes(), first.with_suffix(".json").read_bytes()) == before
+    # its saved state would diverge again: removed, so the lower learning rate the error asks for runs
+    assert not any(path.exists() for path in state_paths(tmp_path / "tuned"))
     # and the writer itself refuses weights that are not finite
     model = load_checkpoint("default").module
     broken = type(model)(model.config)
@@ -53,6 +56,7 @@ def test_a_diverged_run_writes_nothing_and_keeps_the_checkpoint_it_would_replace
         save_checkpoint(broken, first, "hierarchical", {"name": "broken"})
     assert first.read_bytes() == before[0]
     assert oct(first.stat().st_mode & 0o777) == oct(first.with_suffix(".json").stat().st_mode & 0o777)  # not 0600
+    train(_fine_tune(tmp_path, pretrain={"learning_rate": 1e-5}), log=lambda line: None)
 
 
 class _Interrupt(Exception):
@@ -167,6 +171,11 @@ def test_a_masked_field_fine_tunes_and_validates_on_its_data(tmp_path):
     tuned = load_checkpoint(train(recipe, log=lambda line: None))
     last = tuned.metadata["validation"][-1]
     assert np.isfinite(last["ratio"]) and np.isfinite(last["loss"])
+    sparse = ocean.copy()
+    sparse["tos"][:, 20:] = np.nan  # no crop of 32 cells is 70% valid
+    sparse.to_netcdf(tmp_path / "sparse.nc")
+    with pytest.raises(InputError, match="no crop of 32 cells with 70% of them valid"):
+        train(_fine_tune(tmp_path, data={"real_fields": [{"path": "sparse.nc", "variable": "tos"}]}), log=lambda line: None)
 
 
 def test_sel_takes_a_range_whichever_way_the_axis_runs_and_says_when_it_selects_nothing(tmp_path):
@@ -180,6 +189,10 @@ def test_sel_takes_a_range_whichever_way_the_axis_runs_and_says_when_it_selects_
     np.testing.assert_array_equal(ascending.targets[0], either.targets[0])
     with pytest.raises(InputError, match="selects no cells.*lat runs from 10 to -10"):
         load_real_pool([{"path": path, "variable": "tas", "sel": {"lat": [40, 60]}}])
+    # a regional field east of 0 in -180..180: a range starting west of it keeps its meaning
+    make_dataset("latlon", shape=(40, 40)).to_netcdf(tmp_path / "east.nc")
+    region = load_real_pool([{"path": str(tmp_path / "east.nc"), "variable": "tas", "sel": {"lon": [-10, 25]}}])
+    assert region.targets[0].shape[1] == 20  # longitudes 10 to 25
 
 
 def test_a_covariate_must_be_one_field_on_the_targets_grid(tmp_path):
@@ -223,6 +236,9 @@ def test_the_cli_refuses_bad_steps_and_a_broken_recipe_in_one_line(tmp_path):
     run = subprocess.run([sys.executable, "-m", "climgen.cli", "train", str(recipe)], capture_output=True, text=True)
     assert run.returncode != 0 and len(run.stderr.strip().splitlines()) == 1
     assert "not valid YAML at line" in run.stderr
+    recipe.write_text("name: x\noutput: out\ndata:\n  crop_size: 62\n")
+    run = subprocess.run([sys.executable, "-m", "climgen.cli", "train", str(recipe)], capture_output=True, text=True)
+    assert run.stderr.strip().endswith("recipe.yaml: data.crop_size 62 must be a multiple of 4 (the crops are coarsened by it)")
     recipe.write_text("name: x\noutput: out\n")
     for steps in ("0", "-3"):
         run = subprocess.run(

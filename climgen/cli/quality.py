@@ -99,6 +99,7 @@ def train(
     from pydantic import ValidationError
 
     from climgen.training.recipe import load_recipe
+    from climgen.yamlconfig import validation_message
 
     loaded = load_recipe(recipe)
     updates = {}
@@ -122,8 +123,7 @@ def train(
     try:  # validated again, as if the recipe said so
         loaded = type(loaded).model_validate(loaded.model_dump(exclude_unset=True) | updates)
     except ValidationError as err:
-        first = err.errors()[0]
-        raise ConfigError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from err
+        raise ConfigError(validation_message(err)) from err
     from climgen.training.run import train as run_recipe
 
     path = run_recipe(loaded, log=typer.echo)

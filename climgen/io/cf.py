@@ -251,6 +251,8 @@ def storable_attributes(ds: xr.Dataset) -> xr.Dataset:
                 del attrs[key]
             elif isinstance(value, (bool, np.bool_)):
                 attrs[key] = np.int8(value)
+            elif isinstance(value, np.ndarray) and value.dtype.kind in "bO":
+                attrs[key] = value.astype(np.int8) if value.dtype.kind == "b" else json.dumps(value.tolist(), default=str)
             elif isinstance(value, dict) or (isinstance(value, (list, tuple)) and not _one_kind(value)):
                 attrs[key] = json.dumps(value, default=str)
     return ds

@@ -16,23 +16,35 @@ def open_input(path: str | Path) -> xr.Dataset:
     if not path.exists():
         raise InputError(f"input not found: {path}")
     try:
-        try:
-            return _open(path)
-        except ValueError as err:
-            if "decode time" not in str(err):
-                raise
-            # "months since" and other units no calendar can turn into dates: the axis is
-            # carried through as its numbers and units, as the file has it
-            warnings.warn(
-                f"{path.name}: {str(err).splitlines()[0].split('. ')[0]}; the time axis is kept as its numbers with their units",
-                InputWarning,
-                stacklevel=2,
-            )
-            return _open(path, decode_times=False)
+        return _undecodable_times_kept(lambda **options: _open(path, **options), path.name)
     except InputError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise InputError(f"cannot read {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+
+
+def open_decoded(path: str | Path, **options) -> xr.Dataset:
+    """``xr.open_dataset(path, **options)``, with a time axis no calendar decodes read as the
+    numbers it was written with (a climgen output of such an input is read back as written)."""
+    return _undecodable_times_kept(lambda **more: xr.open_dataset(path, **options, **more), None)
+
+
+def _undecodable_times_kept(opener, warn_name: str | None) -> xr.Dataset:
+    """``opener()``; where its time units cannot be decoded ("months since" in a standard
+    calendar), ``opener(decode_times=False)``: the axis is carried through as its numbers and
+    units, as the file has it (with a warning naming ``warn_name``, where given)."""
+    try:
+        return opener()
+    except ValueError as err:
+        if "decode time" not in str(err):
+            raise
+        if warn_name is not None:
+            warnings.warn(
+                f"{warn_name}: {str(err).splitlines()[0].split('. ')[0]}; the time axis is kept as its numbers with their units",
+                InputWarning,
+                stacklevel=3,
+            )
+        return opener(decode_times=False)
 
 
 def _open(path: Path, **options) -> xr.Dataset:
@@ -100,13 +112,17 @@ def open_inputs(paths: list[str | Path]) -> xr.Dataset:
     if missing:
         raise InputError(f"input not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     try:
-        combined = xr.open_mfdataset(
-            [str(path) for path in paths],
-            combine="by_coords",
-            chunks={},
-            data_vars="minimal",
-            coords="minimal",
-            compat="override",
+        combined = _undecodable_times_kept(
+            lambda **options: xr.open_mfdataset(
+                [str(path) for path in paths],
+                combine="by_coords",
+                chunks={},
+                data_vars="minimal",
+                coords="minimal",
+                compat="override",
+                **options,
+            ),
+            f"{Path(paths[0]).name} and {len(paths) - 1} more",
         )
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise InputError(

@@ -132,14 +132,15 @@ def save_checkpoint(module, path: str | Path, architecture: str, metadata: dict 
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in module.state_dict().items()}
     diverged = [name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
     if diverged:
+        more = f" and {len(diverged) - 1} more" if len(diverged) > 1 else ""
         raise TrainingError(
-            f"the weights are not finite ({diverged[0]} and {len(diverged) - 1} more): training diverged; "
+            f"the weights are not finite ({diverged[0]}{more}): training diverged; "
             f"nothing was written to {path} (lower the learning rate)"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
+    config = path.with_suffix(".json")
+    partial, partial_config = path.with_name(path.name + ".partial"), config.with_name(config.name + ".partial")
     save_file(state, str(partial))
-    partial.chmod(0o666 & ~_umask())  # safetensors creates 0600: readable as the JSON is
     document = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -148,20 +149,16 @@ def save_checkpoint(module, path: str | Path, architecture: str, metadata: dict 
         "weights_sha256": file_sha256(partial),
         **_finite_or_none(metadata or {}),
     }
-    config = path.with_suffix(".json")
-    config.with_name(config.name + ".partial").write_text(json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n")
-    os.replace(partial, path)  # the pair replaces an older checkpoint only once both are whole
-    os.replace(config.with_name(config.name + ".partial"), config)
+    partial_config.write_text(json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    partial.chmod(partial_config.stat().st_mode & 0o777)  # safetensors creates 0600: readable as the JSON is
+    # each file replaces its older one whole; the weights' checksum in the JSON tells a pair
+    # cut between the two replacements apart
+    os.replace(partial, path)
+    os.replace(partial_config, config)
     return path
 
 
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
-def _finite_or_none(value):
+def _finite_or_none(value: object) -> object:
     """``value`` with NaN and infinities (a validation score without cells) as None: strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return None

@@ -154,7 +154,7 @@ def adversarial_stage(
                 0, scores["ratio"], scores["spectral_error"], scores["discriminator_accuracy"], discriminator_optimiser, log
             )
         history.append({"step": 0, **scores})
-    from climgen.training.common import autocast, draw_batch, training_progress
+    from climgen.training.common import autocast, check_finite, draw_batch, training_progress
 
     started = time.perf_counter()
     progress = training_progress(settings.steps, 0, "adversarial")
@@ -195,6 +195,7 @@ def adversarial_stage(
                 second = model(coarse, covariates, mask, stages=stages, generator=noise_generator)[-1].float()
             loss_g = loss_g + settings.ensemble_weight * ensemble_loss(fake, second, target)
         generator_optimiser.zero_grad(set_to_none=True)
+        check_finite(loss_g)
         loss_g.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         generator_optimiser.step()

@@ -20,7 +20,14 @@ from climgen.models.baselines import BaselineConfig, ConditionalVAE, SingleScale
 from climgen.models.checkpoint import save_checkpoint
 from climgen.models.discriminator import MultiScaleDiscriminator
 from climgen.models.generator import bicubic_upsample, coarsen
-from climgen.training.common import autocast, checkpoint_metadata, draw_batch, pick_device, training_progress
+from climgen.training.common import (
+    autocast,
+    check_finite,
+    checkpoint_metadata,
+    draw_batch,
+    pick_device,
+    training_progress,
+)
 from climgen.training.pretrain import content_loss, training_data, validate
 from climgen.training.recipe import TrainRecipe
 
@@ -80,6 +87,7 @@ def train_baseline(recipe: TrainRecipe, log=print) -> Path:
             discriminator_optimiser.step()
             loss = loss - settings.adversarial_weight * sum(f.mean() for f, _ in discriminator(fake, upsampled, coarse))
         optimiser.zero_grad(set_to_none=True)
+        check_finite(loss)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimiser.step()

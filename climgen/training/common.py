@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from climgen import __version__
-from climgen.training.data import SampleGenerator, load_real_pool
+from climgen.training.data import RealFieldPool, SampleGenerator, load_real_pool
 from climgen.training.recipe import TrainRecipe
 
 
@@ -84,7 +84,7 @@ def _git_revision() -> str:
     return result.stdout.strip() or "unknown"
 
 
-def real_pool_of(recipe: TrainRecipe, min_valid: float = 1.0):
+def real_pool_of(recipe: TrainRecipe, min_valid: float = 1.0) -> tuple[RealFieldPool | None, list[dict]]:
     """The recipe's real fields (paths resolved) as a crop pool (None without any), and their
     sources; ``min_valid`` below 1 keeps fields with missing cells (:func:`load_real_pool`)."""
     real_sources = [source.model_dump() | {"path": recipe.resolve(source.path)} for source in recipe.data.real_fields]
@@ -159,7 +159,13 @@ class TrainingLoop:
     def step(self, model: torch.nn.Module, loss: torch.Tensor) -> None:
         """One optimiser step on ``loss`` (gradients clipped to norm 1) and one schedule step;
         a loss that is not finite stops training before it reaches the weights."""
-        check_finite(loss)
+        try:
+            check_finite(loss)
+        except Exception:
+            from climgen.training.state import clear_state
+
+            clear_state(self.output)  # the same run from its saved state would diverge again
+            raise
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -200,7 +206,10 @@ def check_finite(loss: torch.Tensor) -> None:
 
     value = float(loss.detach())
     if not np.isfinite(value):
-        raise TrainingError(f"training diverged: the loss is {value}; no checkpoint was written (lower the learning rate)")
+        raise TrainingError(
+            f"training diverged: the loss is {value}; no checkpoint was written and no state kept to resume "
+            "(lower the learning rate)"
+        )
 
 
 def start_run(recipe: TrainRecipe) -> tuple[torch.device, np.random.Generator]:
@@ -233,7 +242,9 @@ def start_loop(recipe: TrainRecipe, model: torch.nn.Module, rng: np.random.Gener
         # where it is written is no part of the trajectory (and may be given relative or absolute)
         recipe_fingerprint(recipe.model_dump(mode="json", exclude={"base_dir", "device", "threads", "output"})),
     )
-    resumed = load_state(loop.output, loop.fingerprint, model, optimiser, schedule, rng, loop.noise)
+    # a state saved before the output left the fingerprint (the output as the recipe gave it)
+    legacy = recipe_fingerprint(recipe.model_dump(mode="json", exclude={"base_dir", "device", "threads"}))
+    resumed = load_state(loop.output, (loop.fingerprint, legacy), model, optimiser, schedule, rng, loop.noise)
     if resumed is not None:
         done, record = resumed
         loop.history, loop.running = record["history"], record.get("running", [])

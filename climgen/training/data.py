@@ -39,7 +39,7 @@ class RealFieldPool:
     min_valid: float = 1.0
 
     def crop(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray | None]:
-        for _ in range(100):
+        for _ in range(1000):
             index = rng.integers(len(self.targets))
             target = self.targets[index]
             ny, nx = target.shape
@@ -47,9 +47,12 @@ class RealFieldPool:
             x0 = rng.integers(0, nx - size + 1)
             window = (slice(y0, y0 + size), slice(x0, x0 + size))
             if self.min_valid >= 1 or np.isfinite(target[window]).mean() >= self.min_valid:
-                break
-        covariate = self.covariates[index]
-        return target[window].copy(), None if covariate is None else covariate[window].copy()
+                covariate = self.covariates[index]
+                return target[window].copy(), None if covariate is None else covariate[window].copy()
+        raise InputError(
+            f"the training fields give few crops of {size} cells with {self.min_valid:.0%} of them valid: "
+            "use a smaller crop_size or fields with more data"
+        )
 
 
 def load_real_pool(sources: list[dict], crop_size: int = 0, min_valid: float = 1.0) -> RealFieldPool:
@@ -88,16 +91,28 @@ def load_real_pool(sources: list[dict], crop_size: int = 0, min_valid: float = 1
         if min_valid >= 1:
             kept = [field for field in slices if np.isfinite(field).all()]
         else:
-            kept = [field for field in slices if np.isfinite(field).mean() >= min_valid / 4]
+            kept = [field for field in slices if _best_crop_share(field, crop_size) >= min_valid]
         if not kept:
             raise InputError(
-                f"training field {name} has no 2-D slice without missing values"
+                f"training field {name} has no 2-D slice without missing values (the hierarchical generator, "
+                "the default, trains on fields with missing cells)"
                 if min_valid >= 1
-                else f"training field {name} has no 2-D slice with {min_valid / 4:.0%} of its cells valid"
+                else f"training field {name} has no crop of {crop_size} cells with {min_valid:.0%} of them valid"
             )
         targets.extend(kept)
         covariates.extend([covariate] * len(kept))
     return RealFieldPool(targets, covariates, min_valid)
+
+
+def _best_crop_share(field: np.ndarray, size: int) -> float:
+    """The largest share of valid cells in any ``size`` x ``size`` crop of ``field`` (of the
+    whole field when ``size`` is 0)."""
+    valid = np.isfinite(field).astype(np.float64)
+    if size <= 0 or size > min(field.shape):
+        return float(valid.mean())
+    summed = np.pad(valid.cumsum(0).cumsum(1), ((1, 0), (1, 0)))  # box sums from an integral image
+    boxes = summed[size:, size:] - summed[:-size, size:] - summed[size:, :-size] + summed[:-size, :-size]
+    return float(boxes.max() / size**2)
 
 
 def _covariate_on_grid(covariate: xr.DataArray, target: xr.DataArray, name: str, target_name: str) -> np.ndarray:
@@ -157,19 +172,20 @@ def _select(data, selection: dict | None, name: str = ""):
     return selected
 
 
-def _is_longitude(coordinate) -> bool:
+def _is_longitude(coordinate: xr.DataArray) -> bool:
     from climgen.grid import latlon_role
 
     return latlon_role(str(coordinate.name), coordinate) == "longitude" or str(coordinate.name) in ("lon", "longitude")
 
 
-def _on_convention(bound: float | None, values: np.ndarray, coordinate) -> float | None:
-    """A longitude bound moved to the convention of ``values`` (0..360 or -180..180)."""
+def _on_convention(bound: float | None, values: np.ndarray, coordinate: xr.DataArray) -> float | None:
+    """A longitude bound moved to the convention of ``values`` where they are on the other one
+    (``-10`` on data past 180 E is 350; ``200`` on data west of 0 is -160); else as given."""
     if bound is None or not _is_longitude(coordinate) or values.size == 0:
         return bound
-    if values.min() >= 0 and bound < 0:
+    if bound < 0 and values.min() >= 0 and values.max() > 180:
         return bound % 360
-    if values.max() <= 180 and bound > 180:
+    if bound > 180 and values.min() < 0:
         return bound - 360
     return bound
 

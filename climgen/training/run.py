@@ -20,13 +20,14 @@ def architecture(recipe: TrainRecipe) -> str:
 def train(recipe: TrainRecipe, log=print) -> Path:
     """Train a single-scale baseline, the hierarchical generator or the multi-branch one, as
     ``recipe`` says, and return the weights' path."""
-    check_files(recipe)
     if recipe.baseline is not None:
         from climgen.training.baselines import train_baseline
 
+        check_files(recipe)
         return train_baseline(recipe, log=log)
     trains = architecture(recipe)
     check_sections(recipe, trains)
+    check_files(recipe)
     if trains == "hierarchical":
         from climgen.training.hierarchical import train_hierarchical
 

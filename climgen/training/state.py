@@ -57,7 +57,7 @@ def save_state(
 
 
 def load_state(
-    output, fingerprint: str, model, optimiser, schedule, rng: np.random.Generator, noise_generator
+    output, fingerprint: str | tuple[str, ...], model, optimiser, schedule, rng: np.random.Generator, noise_generator
 ) -> tuple[int, dict] | None:
     """Restore a state written by the same recipe; returns (step, its record: ``history``,
     ``running``, ``seconds``) or None where there is none. A state of another recipe, or one
@@ -77,7 +77,8 @@ def load_state(
             f"the saved training state {json_path} cannot be read ({type(err).__name__}: {err}); "
             "remove it and the .safetensors beside it to train from the start"
         ) from err
-    if document.get("fingerprint") != fingerprint:
+    accepted = (fingerprint,) if isinstance(fingerprint, str) else fingerprint
+    if document.get("fingerprint") not in accepted:
         raise TrainingError(
             f"{json_path} holds step {step} of an interrupted run of another recipe (or other options): "
             "run that recipe again to resume it, or remove this file and the .safetensors beside it to start this one"
