@@ -39,7 +39,6 @@ from scipy.stats import spearmanr
 
 import climgen  # noqa: F401
 from climgen.depth import gain
-from climgen.depth.compute import window_cells
 from climgen.grid import coarsen_dataset, find_spatial_axes
 from climgen.models.generator import bicubic_upsample
 from climgen.pipeline import make_config, plan
@@ -83,9 +82,10 @@ class FieldRun:
         return float(picked[live].sum() / self.cells[live].sum())
 
     def cost(self, depth: np.ndarray) -> float:
-        """Share of uniform full depth's model work (the windows the tiles share)."""
-        layout = self.job.policy_layout
-        return window_cells(layout, depth) / window_cells(layout, np.full(layout.grid_shape, self.job.full_depth))
+        """Share of uniform full depth's multiply-accumulates of a map as the run refines it
+        (deepened within shared windows; :meth:`climgen.planning.Plan.work`)."""
+        full = np.full(self.job.policy_layout.grid_shape, self.job.full_depth)
+        return self.job.work(depth, deepen=False) / self.job.work(full, deepen=False)
 
     def realised_gain(self) -> np.ndarray:
         """(stages, rows, cols): each stage's drop of the tile's squared error per cell over full
@@ -193,7 +193,7 @@ def oracle_depth(run: FieldRun, cost: float) -> np.ndarray:
     """Stages by realised gain per unit of work, best first, up to ``cost`` of full depth's."""
     realised = run.realised_gain()
     prediction = gain.GainPrediction(np.where(run.live, realised, 0.0), ~run.live)
-    return gain.depth_by_budget(prediction, min(max(cost, 1e-6), 1.0), lambda depth: window_cells(run.job.policy_layout, depth))
+    return gain.depth_by_budget(prediction, min(max(cost, 1e-6), 1.0), run.job.work)
 
 
 def oracle_least_cost(run: FieldRun, limit: float = 0.01) -> float:
@@ -217,7 +217,7 @@ def field_row(run: FieldRun, parameters: tuple[float, float, float]) -> dict:
     full = run.composite_error(np.full(depth.shape, run.job.full_depth))
     budgets = {}
     for budget in BUDGETS:
-        chosen = gain.depth_by_budget(run.prediction(*parameters[:2]), budget, lambda d: window_cells(run.job.policy_layout, d))
+        chosen = gain.depth_by_budget(run.prediction(*parameters[:2]), budget, run.job.work)
         chosen = run.job.policy_layout.deepen_within_windows(chosen, run.job.scores.constant)
         budgets[budget] = run.rmse(run.refine(chosen)) / uniform - 1
     live = run.live

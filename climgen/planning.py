@@ -20,7 +20,7 @@ from climgen.depth.complexity import (
     depth_thresholds,
     tile_components,
 )
-from climgen.depth.compute import compute_report, window_cells
+from climgen.depth.compute import compute_report, window_cells, window_macs
 from climgen.depth.gain import (
     DEFAULT_TOLERANCE,
     GainPrediction,
@@ -113,6 +113,20 @@ class Plan:
         """The layout the depth policy counts cost and shares windows on: the run's, without
         the model's margin (which only groups the calls, see :func:`plan`)."""
         return replace(self.prepared.layout, call_margin=0)
+
+    def work(self, depth: np.ndarray, deepen: bool = True) -> float:
+        """What refining one 2-D field at the policy's ``depth`` costs as the run does it: each
+        tile as deep as the windows it shares take it (:meth:`TileLayout.deepen_within_windows`;
+        ``deepen=False`` for a map that already is), every model call with the margin the
+        network computes around its window. MACs (an ensemble member's with its sample head);
+        cells processed for single-scale models."""
+        layout = self.policy_layout
+        final = layout.deepen_within_windows(depth, self.scores.constant) if deepen else depth
+        module = self.checkpoint.module
+        if not self.checkpoint.multi_scale:
+            return window_cells(layout, final, single_scale=True)
+        run_layout = replace(layout, call_margin=getattr(module, "window_margin", 0))
+        return window_macs(module, run_layout, final, self.draws_members, self.prepared.covariates is not None)
 
     def residual_gain(self, name: str) -> float:
         """The share of the model's learned detail kept for variable ``name``."""
@@ -247,11 +261,7 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
     result.source, result.wrap_cells, result.longitude_convention = ds, wrap_cells, convention
     result.residual_gains = residual_gains(ds, result)
     adaptive = config.adaptive and checkpoint.multi_scale  # baselines jump the whole factor
-    layout = prepared.layout
-
-    def cost(depth: np.ndarray) -> float:
-        return window_cells(layout, depth)
-
+    cost = result.work  # a budget is of the work the run will do
     # members of a model that gives its best estimate without noise draw their spread at every
     # stage: a tile stopped early would keep none of the finer stages' spread (under-dispersed)
     sampled = config.members > 1 and getattr(checkpoint.module, "best_estimate_without_noise", False)

@@ -123,3 +123,16 @@ def test_tiles_the_self_test_cannot_see_take_full_depth_and_say_so():
     last = refined.isel(lat=slice(-4, None))
     assert (last["refinement_depth"] == 2).all() and last["predicted_gain"].isnull().all()
     assert refined["predicted_gain"].isel(lat=slice(0, 32)).notnull().all()
+
+
+def test_a_run_spends_at_most_its_budget_of_the_work_it_states():
+    """The budget counts the work as the run does it (shared windows, the network's margins):
+    the provenance's share of uniform's multiply-accumulates never exceeds it, where counting
+    windows without margins let a small domain spend twice its budget."""
+    import json
+
+    ds = make_dataset("latlon", shape=(32, 48), times=1)
+    for budget in (0.05, 0.1, 0.3, 0.7):
+        refined = ds.climgen.synthesize(factor=4, budget=budget)
+        spent = json.loads(refined.attrs["climgen_provenance"])["compute"]["fraction_of_uniform"]
+        assert spent <= budget * (1 + 1e-9), (budget, spent)
