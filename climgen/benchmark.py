@@ -69,6 +69,18 @@ class BenchmarkOptions:
     def finetune_steps(self) -> int:
         return self.steps or (60 if self.quick else 300)
 
+    def check(self) -> None:
+        """Refuse, before any fine-tuning, what the runs would refuse after it: the factor,
+        members and seed by the refinement's own rules, and fewer than 2 members."""
+        from climgen.errors import ConfigError
+        from climgen.pipeline import make_config
+
+        make_config(factor=self.factor, members=self.members, seed=self.seed)
+        if self.members < 2:
+            raise ConfigError(f"members must be at least 2 (the samples scored for diversity and CRPS), got {self.members}")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps must be at least 1, got {self.steps}")
+
 
 def fine_values(ds: xr.Dataset, variable: str) -> np.ndarray:
     """(N, y, x) float64 values of a variable (leading dimensions flattened)."""
@@ -147,12 +159,16 @@ def finetune(method: str, west: xr.Dataset, variable: str, options: BenchmarkOpt
 def run_benchmark(truth: xr.Dataset, variable: str, out: str | Path, options: BenchmarkOptions, log=print) -> list[dict]:
     """Compare the methods on ``truth[variable]``; writes benchmark.json, benchmark.md and
     spectra.png under ``out`` and returns the rows."""
+    from climgen.io.write import check_folder
     from climgen.pipeline import synthesize
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     if variable not in truth.data_vars:
         raise InputError(f"variable {variable!r} not in the truth; it has {sorted(truth.data_vars)}")
+    axes = find_spatial_axes(truth)
+    if not {axes.y, axes.x} <= set(truth[variable].dims):
+        raise InputError(f"variable {variable!r} does not span the spatial dimensions ({axes.y}, {axes.x})")
+    options.check()  # before any folder or fine-tuning
+    out = check_folder(out)
     west, east = halves(truth[[variable]].assign_coords(truth.coords))
     coarse = coarsen_dataset(east, options.factor)
     expected = fine_values(east, variable)

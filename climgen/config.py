@@ -68,10 +68,16 @@ Real = Annotated[float, BeforeValidator(_real_number)]
 def parse_limits(name: str, limits: Any) -> Bounds:
     """A variable's (lower, upper) bounds as floats or None, checked: lower below upper."""
     try:
+        if isinstance(limits, (str, bytes)) or any(isinstance(v, (str, bytes, bool, np.bool_)) for v in limits):
+            raise TypeError
         lower, upper = limits
         lower, upper = (None if v is None else float(v) for v in (lower, upper))
     except (TypeError, ValueError):
         raise ConfigError(f"bounds of {name!r} must be (lower, upper), each a number or None, got {limits!r}") from None
+    if any(v is not None and np.isnan(v) for v in (lower, upper)):
+        raise ConfigError(f"bounds of {name!r} must be numbers or None (no limit), got {limits!r}")
+    lower = None if lower is not None and np.isinf(lower) and lower < 0 else lower  # -inf, +inf: no limit
+    upper = None if upper is not None and np.isinf(upper) and upper > 0 else upper
     if lower is not None and upper is not None and not lower < upper:
         raise ConfigError(f"bounds of {name!r}: lower must be below upper, got {lower}, {upper}")
     return lower, upper

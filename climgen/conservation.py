@@ -184,9 +184,15 @@ def order_fields(
         _order_chain(chain, [values[rows, cols] for values in coarse], chosen)
         for values, ordered in zip(blocks, chain, strict=True):
             values[rows, :, cols, :] = ordered
+    projected = False
     for values, target, limits in zip(fields, coarse, bounds or [None] * len(fields), strict=True):
         if limits is not None and count_outside(values, limits):
             project_blocks(values, target, factor, in_place=True, bounds=limits, weights=weights)
+            projected = True
+    if projected:  # a weighted projection moves cells by rounding: keep the order it may cross by an ulp
+        ordered = np.repeat(np.repeat(feasible, factor, 0), factor, 1)
+        for low, high in reversed(list(pairwise(fields))):
+            np.minimum(low, high, out=low, where=ordered & np.isfinite(low) & np.isfinite(high))
     return int(rows.size)
 
 

@@ -17,6 +17,8 @@ from climgen.regrid import block_mean
 
 
 def _values(data: xr.DataArray, axes) -> np.ndarray:
+    if not {axes.y, axes.x} <= set(data.dims):
+        raise InputError(f"variable {data.name!r} does not span the spatial dimensions ({axes.y}, {axes.x})")
     leading = [dim for dim in data.dims if dim not in (axes.y, axes.x)]
     return np.asarray(data.transpose(*leading, axes.y, axes.x).values, dtype=np.float64)
 
@@ -149,6 +151,7 @@ def evaluate(
             row["outside_bounds"] = None if bounds == (None, None) else count_outside(values, bounds) / max(valid, 1)
             row["spectral_error_per_octave"] = metrics.spectral_error_per_octave(values, true_values)
             if method == "prediction" and members is not None:
+                row["members"] = int(members.shape[0])  # the pointwise scores are of their mean
                 row["crps"] = metrics.crps(members, true_values)
                 row["rank_histogram"] = metrics.rank_histogram(members, true_values).round(4).tolist()
                 row["diversity"] = metrics.diversity(members)
@@ -168,8 +171,9 @@ def format_table(rows: list[dict]) -> str:
         octaves = row["spectral_error_per_octave"]
         top = f"{list(octaves.values())[-1]:.3f}" if octaves else "n/a"
         ms = "n/a (field <= 160 cells or with missing cells)" if row["ms_ssim"] is None else f"{row['ms_ssim']:.4f}"
+        label = row["method"] + (f" (mean of {row['members']} members)" if row.get("members") else "")
         lines.append(
-            f"| {row['variable']} | {row['method']} | {row['rmse']:.4g} | {row['rmse_area_weighted']:.4g} | "
+            f"| {row['variable']} | {label} | {row['rmse']:.4g} | {row['rmse_area_weighted']:.4g} | "
             f"{row['bias']:.3g} | {row['mae']:.4g} | "
             f"{row['psnr']:.2f} | {row['ssim']:.4f} | {ms} | {top} | {_share(row.get('outside_bounds'))} |"
         )

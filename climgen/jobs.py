@@ -11,9 +11,9 @@ import glob
 from datetime import date
 from pathlib import Path
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, StrictBool, model_validator
 
-from climgen.config import SynthesisOptions
+from climgen.config import Integer, SynthesisOptions
 from climgen.errors import InputError
 from climgen.yamlconfig import Strict, load_yaml_model
 
@@ -21,14 +21,14 @@ from climgen.yamlconfig import Strict, load_yaml_model
 class Chunking(Strict):
     """How the job is cut into dask tasks (does not change the numbers)."""
 
-    region_tiles: int = Field(4, ge=1, description="tiles per task side")
-    time_chunk: int = Field(8, ge=1, description="time steps per task")
+    region_tiles: Integer = Field(4, ge=1, description="tiles per task side")
+    time_chunk: Integer = Field(8, ge=1, description="time steps per task")
 
 
 class Cluster(Strict):
     """Where tasks run: local threads (default), a local cluster of N workers, or a scheduler."""
 
-    workers: int | None = Field(None, ge=1)
+    workers: Integer | None = Field(None, ge=1)
     scheduler: str | None = None
 
 
@@ -55,13 +55,15 @@ class RunRecipe(SynthesisOptions):
     covariates: dict[str, str] = {}  # name -> FILE[:VAR]
     chunks: Chunking = Chunking()
     cluster: Cluster = Cluster()
-    overwrite: bool = False
+    overwrite: StrictBool = False
     base_dir: Path = Path(".")
 
     @model_validator(mode="after")
     def _one_input(self) -> RunRecipe:
         if (self.input is None) == (self.fetch is None):
             raise ValueError("give either input (files) or fetch (from NASA Earthdata), not both or neither")
+        if isinstance(self.input, list) and not self.input:
+            raise ValueError("input lists no file")
         return self
 
     def resolve(self, path: str) -> Path:

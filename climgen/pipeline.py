@@ -206,7 +206,7 @@ def synthesize(
         halo=halo,
         merge_tiles=merge_tiles,
         bounds=bounds,
-        order=None if order is None else tuple(tuple(chain) for chain in order),
+        order=_chains(order),
         conservation=conservation,
         residual_gain=residual_gain,
         attributes=attributes,
@@ -274,6 +274,16 @@ def _carry_over(ds: xr.Dataset, result: xr.Dataset, prepared: _Prepared) -> xr.D
             lon=((axes.y, axes.x), lon.astype(np.float32), cf.LATLON_ATTRS["lon"]),
         )
     return result
+
+
+def _chains(order):
+    """``order`` as a tuple of name tuples; anything else (a string, a flat list of names) is
+    passed on as given, for the config to refuse with what the user wrote."""
+    if order is None or isinstance(order, str):
+        return order
+    if all(isinstance(chain, (list, tuple)) for chain in order):
+        return tuple(tuple(chain) for chain in order)
+    return order
 
 
 def _call_text(config: SynthesisConfig, covariate_names: list[str]) -> str:

@@ -26,6 +26,10 @@ def load_yaml_model(path: str | Path, schema: type[Model], **extra) -> Model:
         document = yaml.safe_load(path.read_text())
     except OSError as err:
         raise ConfigError(f"cannot read recipe {path}: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"recipe {path} is not text (a YAML file is; was a data file given?)") from err
+    except ValueError as err:  # a value YAML reads but cannot hold, e.g. an unquoted date 2020-02-30
+        raise ConfigError(f"recipe {path}: {err} (quote the value if it is not meant as a date)") from err
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -33,6 +37,9 @@ def load_yaml_model(path: str | Path, schema: type[Model], **extra) -> Model:
         raise ConfigError(f"recipe {path} is not valid YAML{where}: {problem}") from err
     if not isinstance(document, dict):
         raise ConfigError(f"recipe {path} must be a mapping")
+    given = sorted(set(document) & set(extra))
+    if given:
+        raise ConfigError(f"recipe {path}: {given[0]} is not a recipe key (climgen sets it: the recipe's own folder)")
     try:
         return schema(**document, **extra)
     except ValidationError as err:

@@ -17,6 +17,7 @@ MODULES = [
     "climgen.pipeline",
     "climgen.planning",
     "climgen.inputs",
+    "climgen.covariates",
     "climgen.config",
     "climgen.streaming",
     "climgen.job_identity",

@@ -568,3 +568,27 @@ def test_history_states_every_option_that_is_not_the_default():
     history = pipeline.synthesize(ds, factor=2, residual_gain=0.5, tile_size=8, quality=0.99).attrs["history"]
     for text in ("residual_gain=0.5", "tile_size=8", "quality=0.99", "factor=2", "model='default'"):
         assert text in history.splitlines()[0]
+
+
+@pytest.mark.parametrize("limits", ["01", b"01", (False, True), ("0", "1"), (float("nan"), 1.0)])
+def test_bounds_are_numbers_or_none(limits):
+    ds = make_dataset("latlon", shape=(8, 8))
+    with pytest.raises(ConfigError, match="bounds of 'tas'"):
+        pipeline.synthesize(ds, factor=2, bounds={"tas": limits})
+
+
+def test_infinite_bounds_are_no_limit_and_order_errors_quote_what_was_given():
+    import json
+
+    ds = make_dataset("latlon", shape=(8, 8))
+    provenance = json.loads(pipeline.synthesize(ds, factor=2, bounds={"tas": (0.0, float("inf"))}).attrs["climgen_provenance"])
+    assert provenance["bounds"] == {"tas": [0.0, None]}
+    with pytest.raises(ConfigError, match="tasmin,tas,tasmax"):
+        pipeline.synthesize(ds, factor=2, order="tasmin,tas,tasmax")
+
+
+@pytest.mark.parametrize("value", [None, "orog.nc", np.zeros((16, 16))])
+def test_a_covariate_that_is_no_data_array_is_an_input_error(value):
+    ds = make_dataset("latlon", shape=(8, 8))
+    with pytest.raises(InputError, match="must be an xarray DataArray"):
+        pipeline.synthesize(ds, factor=2, covariates={"elevation": value})

@@ -302,3 +302,14 @@ def test_sixty_granules_stream_into_the_cube_in_bounded_memory(tmp_path):
         np.testing.assert_array_equal(written["time"].values, expected["time"].values)
     assert peaks[1] < 1.5 * peaks[0] + 2**20, f"peak {peaks[1] / 2**20:.1f} MiB for 60 granules, {peaks[0] / 2**20:.1f} for 20"
     assert peaks[1] < eager_peak / 3, f"peak {peaks[1] / 2**20:.1f} MiB, reading every granule {eager_peak / 2**20:.1f} MiB"
+
+
+def test_a_fetched_cube_is_known_as_the_request_it_holds(earthdata_server, tmp_path):
+    """A batch job whose cube is already fetched refines it without the network (a rerun on a
+    compute node); another box, variable or date range is not the same request."""
+    cube = tmp_path / "merra2.zarr"
+    assert not earthdata.holds(_request(), cube)
+    earthdata.fetch(_request(), cube, system=earthdata_server)
+    assert earthdata.holds(_request(), cube)
+    assert not earthdata.holds(_request(bbox=(0.0, 40.0, 8.0, 46.0)), cube)
+    assert not earthdata.holds(_request(variables=("T2M",)), cube)

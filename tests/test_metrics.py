@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import xarray as xr
 import pytest
 
 from climgen import metrics
@@ -331,3 +332,16 @@ def test_metrics_take_data_arrays_and_ensembles_are_checked_member_by_member():
     shifted[1, 0, 0, 0] += 5.0
     with pytest.raises(AssertionError):
         assert_coarse_consistent(shifted, coarse["tas"], 4)
+
+
+def test_evaluating_members_says_the_scores_are_of_their_mean_and_gridless_variables_are_refused():
+    from climgen.evaluation import format_table
+    from climgen.grid import coarsen_dataset
+
+    truth = make_dataset("latlon", shape=(32, 32), times=1)
+    members = coarsen_dataset(truth, 4).climgen.synthesize(factor=4, members=3)
+    rows = evaluate(truth, members, variables=["tas"])
+    assert rows[0]["members"] == 3 and "prediction (mean of 3 members)" in format_table(rows)
+    with pytest.raises(InputError, match="does not span the spatial dimensions"):
+        step = xr.DataArray(np.arange(1.0), dims="time")
+        evaluate(truth.assign(step=step), members.assign(step=step), variables=["step"])

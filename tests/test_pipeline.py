@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from climgen import inputs, pipeline
+from climgen import pipeline
 from climgen.depth import gain
 from climgen.depth.compute import window_cells
 from climgen.errors import ConfigError, GridError, InputError
@@ -223,9 +223,11 @@ def test_a_global_covariate_is_read_only_around_the_domain(monkeypatch):
     field = np.random.default_rng(3).standard_normal((360, 720))
     globe = xr.DataArray(field, dims=("lat", "lon"), coords={"lat": lat, "lon": lon}, name="orog", attrs={"units": "m"})
     box = globe.sel(lat=slice(-20, 20), lon=slice(0, 50))
+    from climgen import covariates as alignment
+
     read = []
-    original = inputs._around
-    monkeypatch.setattr(inputs, "_around", lambda *args: read.append(original(*args)) or read[-1])
+    original = alignment._around
+    monkeypatch.setattr(alignment, "_around", lambda *args: read.append(original(*args)) or read[-1])
     whole = ds.climgen.synthesize(factor=4, covariates={"elevation": globe})
     assert read[-1].sizes["lat"] * read[-1].sizes["lon"] < 0.02 * globe.size  # what interpolation reads
     np.testing.assert_array_equal(
@@ -453,3 +455,46 @@ def test_a_field_stored_north_to_south_or_east_to_west_is_refined_as_the_same_fi
     assert refined[dim].values[0] > refined[dim].values[-1]  # the output keeps the input's order
     detail = float((ascending - ascending.coarsen(lat=4, lon=4).mean().interp_like(ascending)).std())
     np.testing.assert_allclose(refined.sortby(dim).values, ascending.values, atol=1e-3 * detail)
+
+
+def test_a_covariate_with_a_gap_is_missing_there_and_projected_units_are_converted():
+    """A covariate with columns left out (one tile of a mosaic missing) is not filled across
+    the gap: missing there, with the partial-cover warning. A projected covariate in m on an
+    input in km is the same covariate."""
+    from climgen import pipeline
+
+    ds = make_dataset("latlon", shape=(8, 16))
+    fine = ds.climgen.synthesize(factor=2)["tas"].reset_coords(drop=True)
+    with pytest.warns(UserWarning, match="covers 69% of the domain"):
+        plan = pipeline.plan(ds, pipeline.make_config(factor=2), {"elevation": fine.isel(lon=np.r_[0:10, 22:32])})
+    missing = np.isnan(plan.prepared.covariates[0]).all(axis=0)
+    assert missing[11:21].all() and not missing[:10].any() and not missing[22:].any()
+    metres = make_dataset("projected", shape=(16, 16))
+    kilometres = metres.assign_coords(x=metres["x"] / 1000, y=metres["y"] / 1000)
+    for axis in ("x", "y"):
+        kilometres[axis].attrs = metres[axis].attrs | {"units": "km"}
+    covariate = metres.climgen.synthesize(factor=2)["tas"].reset_coords(drop=True)  # on the fine grid, in m
+    in_m, in_km = (
+        pipeline.plan(source, pipeline.make_config(factor=2), {"elevation": covariate}).prepared.covariates
+        for source in (metres, kilometres)
+    )
+    np.testing.assert_array_equal(in_m, in_km)
+
+
+def test_a_covariate_file_on_another_rotated_pole_is_refused(tmp_path):
+    """The same rlat/rlon numbers about another pole are other places: a covariate file whose
+    grid mapping differs from the input's is an error, not a silently misplaced covariate."""
+    from climgen.errors import InputError
+    from climgen.io.open import open_covariate
+
+    ds = make_dataset("rotated", shape=(8, 8))
+    fine = ds.climgen.synthesize(factor=2)[["tas", "rotated_pole"]].reset_coords(drop=True)
+    fine.rename(tas="orog").to_netcdf(tmp_path / "same.nc")
+    other = fine.rename(tas="orog")
+    other["rotated_pole"].attrs["grid_north_pole_latitude"] = 50.0
+    other.to_netcdf(tmp_path / "other.nc")
+    ds.climgen.synthesize(factor=2, covariates={"elevation": open_covariate(tmp_path / "same.nc")})
+    with pytest.raises(
+        InputError, match="another projection than the input: its grid mapping's grid_north_pole_latitude is 50.0"
+    ):
+        ds.climgen.synthesize(factor=2, covariates={"elevation": open_covariate(tmp_path / "other.nc", "orog")})

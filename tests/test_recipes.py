@@ -108,3 +108,60 @@ def test_fetch_dates_are_read_quoted_or_not(tmp_path):
     with pytest.raises(ConfigError, match="fetch.start"):
         load_run_recipe(wrong)
     assert isinstance(job.fetch.start, dt.date)
+
+
+def _climgen(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "climgen.cli", *map(str, args)], capture_output=True, text=True, timeout=600, cwd=cwd
+    )
+
+
+def test_a_recipe_runs_a_shipped_model_by_name_and_refuses_files_on_another_grid(tmp_path):
+    from climgen.testing import make_dataset
+
+    data = make_dataset("latlon", shape=(16, 16), times=4)
+    data.isel(time=[0, 1]).to_netcdf(tmp_path / "tas_a.nc")
+    data.isel(time=[2, 3]).to_netcdf(tmp_path / "tas_b.nc")
+    (tmp_path / "fast.yaml").write_text("input: tas_*.nc\noutput: fine.nc\nfactor: 2\nmodel: amsgm-fast\n")
+    ran = _climgen("run", tmp_path / "fast.yaml", "--quiet")
+    assert ran.returncode == 0, ran.stderr
+    with xr.open_dataset(tmp_path / "fine.nc") as fine:
+        assert fine.attrs["climgen_model"] == "amsgm-fast" and fine.sizes["time"] == 4
+    make_dataset("latlon", shape=(20, 20), name="orog").to_netcdf(tmp_path / "tas_orog.nc")  # a glob picks it up
+    (tmp_path / "mixed.yaml").write_text("input: tas_*.nc\noutput: mixed.nc\nfactor: 2\n")
+    refused = _climgen("run", tmp_path / "mixed.yaml", "--quiet")
+    assert refused.returncode == 2 and "is on another grid than" in refused.stderr
+    assert not (tmp_path / "mixed.nc").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("input: []\noutput: o.nc\n", "input lists no file"),
+        ("input: a.nc\noutput: o.nc\nbase_dir: /etc\n", "base_dir is not a recipe key"),
+        ("input: a.nc\noutput: o.nc\nseed: 2020-02-30\n", "quote the value"),
+        ("input: a.nc\noutput: o.nc\nchunks: {time_chunk: '8'}\n", "must be an integer"),
+        ("input: a.nc\noutput: o.nc\noverwrite: 'yes'\n", "overwrite"),
+    ],
+)
+def test_a_broken_batch_recipe_is_one_line(tmp_path, text, message):
+    (tmp_path / "r.yaml").write_text(text)
+    result = _climgen("run", tmp_path / "r.yaml", "--dry-run")
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_output_folders_that_are_files_and_zero_workers_are_refused_before_work(tmp_path):
+    from climgen.testing import make_dataset
+
+    make_dataset("latlon", shape=(16, 16)).to_netcdf(tmp_path / "in.nc")
+    (tmp_path / "afile").write_text("")
+    for command in (
+        ("demo", "--out", tmp_path / "afile"),
+        ("evaluate", "--truth", tmp_path / "in.nc", "--pred", tmp_path / "in.nc", "--out", tmp_path / "afile"),
+    ):
+        result = _climgen(*command)
+        assert result.returncode == 2 and "is a file; give a folder" in result.stderr, result.stderr
+    (tmp_path / "r.yaml").write_text("input: in.nc\noutput: o.nc\nfactor: 2\n")
+    result = _climgen("run", tmp_path / "r.yaml", "--workers", "0")
+    assert result.returncode == 2 and "workers must be >= 1" in result.stderr
+    assert _climgen("--version").stdout.startswith("climgen ")

@@ -10,11 +10,25 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Refine coarse climate fields with an adaptive multi-scale generator.",
 )
 state = {"debug": False}
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from climgen import __version__
+
+        typer.echo(f"climgen {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False) -> None:
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print climgen's version and stop.")
+    ] = False,
+) -> None:
     state["debug"] = debug

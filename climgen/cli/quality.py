@@ -28,6 +28,11 @@ def evaluate(
     from climgen.grid import find_spatial_axes
     from climgen.io.open import open_input
 
+    if out is not None:
+        from climgen.io.write import check_folder
+
+        if out.exists() and not out.is_dir():
+            check_folder(out)  # a file where the folder should go: said before any scoring
     with open_input(truth) as whole_truth, open_input(pred) as pred_ds:
         truth_ds = crop_to_prediction(whole_truth, pred_ds)
         axes = find_spatial_axes(whole_truth)
@@ -42,7 +47,7 @@ def evaluate(
         if out is not None:
             from climgen.plotting import plot_evaluation
 
-            out.mkdir(parents=True, exist_ok=True)
+            check_folder(out)
             (out / "scores.json").write_text(json.dumps(rows, indent=2) + "\n")
             pictures = plot_evaluation(
                 truth_ds, pred_ds, [row["variable"] for row in rows if row["method"] == "prediction"], out, factor

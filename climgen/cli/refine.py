@@ -28,6 +28,7 @@ from climgen.cli.options import (
     parse_order,
     summary,
 )
+from climgen.errors import ConfigError
 
 
 def stream(ds, output: Path, config, covariates: dict, options, overwrite: bool, dry_run: bool = False) -> None:
@@ -171,6 +172,7 @@ def run(
     job = load_run_recipe(recipe)
     if job.fetch is not None:
         from climgen.io.earthdata import fetch as fetch_cube
+        from climgen.io.earthdata import holds
         from climgen.jobs import fetch_request
 
         request, cube = fetch_request(job.fetch), job.resolve(job.fetch.cube)
@@ -182,20 +184,27 @@ def run(
             )
             if not cube.exists():
                 return
+        elif holds(request, cube):  # a rerun (to resume the refinement) needs no network
+            typer.echo(f"{cube} holds this request already: refined as it is (remove it to fetch again)", err=True)
         else:
             cube.parent.mkdir(parents=True, exist_ok=True)
             typer.echo(fetch_cube(request, cube, log=lambda message: typer.echo(message, err=True)).summary())
-    model = str(job.resolve(job.model)) if job.model != "default" else "default"
+    from climgen.models.checkpoint import RETIRED, SHIPPED
+
+    # a shipped name as given; a checkpoint path relative to the recipe's folder
+    model = job.model if job.model in SHIPPED or job.model in RETIRED else str(job.resolve(job.model))
     config = make_config(**(job.synthesis_options() | {"model": model} | ({"precision": precision} if precision else {})))
     covariates = {}
     for name, spec in job.covariates.items():
         _, path, variable = parse_covariate(f"{name}={spec}")
         covariates[name] = open_covariate(job.resolve(str(path)), variable)
     cluster = job.cluster
+    if workers is not None and workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
     options = StreamOptions(
         job.chunks.region_tiles,
         job.chunks.time_chunk,
-        workers or (None if scheduler else cluster.workers),
+        workers if workers is not None else (None if scheduler else cluster.workers),
         scheduler or (None if workers else cluster.scheduler),
         progress=not quiet,
         device=device,
@@ -236,13 +245,13 @@ def demo(
 
     from climgen.grid import check_factor
     from climgen.io.cf import encoding_for
-    from climgen.io.write import check_output, write_dataset
+    from climgen.io.write import check_folder, check_output, write_dataset
     from climgen.pipeline import synthesize as run
     from climgen.plotting import plot_refinement
 
     check_factor(factor)  # before the folder is made
     data = resources.files("climgen") / "data"
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_folder(out)
     target = check_output(out / f"africa_tas_x{factor}.nc", overwrite)
     started = time.perf_counter()
     with (

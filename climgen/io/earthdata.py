@@ -421,16 +421,7 @@ def fetch(
     manifest = {f.granule_id: {"file": f.name, "url": f.url, "size": f.size, "checksum": f.checksum} for f in files}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     report = FetchReport(cube, len(files), downloaded, refetched)
-    identity = json.dumps(
-        {
-            "collection": request.collection.short_name,
-            "version": request.collection.version,
-            "variables": request.variables,
-            "bbox": request.bbox,
-            "granules": sorted(manifest),
-        },
-        sort_keys=True,
-    )
+    identity = json.dumps(_request_identity(request) | {"granules": sorted(manifest)}, sort_keys=True)
     if cube.exists() and not overwrite:
         with xr.open_zarr(cube) as existing:
             recorded = existing.attrs.get("climgen_fetch")
@@ -446,6 +437,32 @@ def fetch(
     with assemble_cube([folder / f.name for f in sorted(files, key=lambda f: f.name)], request) as result:
         _write_cube(result, cube, request, identity)
     return report
+
+
+def _request_identity(request: Request) -> dict:
+    """What a cube was fetched for, as its ``climgen_fetch`` attribute records it."""
+    return {
+        "collection": request.collection.short_name,
+        "version": request.collection.version,
+        "variables": list(request.variables),
+        "bbox": list(request.bbox),
+        "start": str(request.start),
+        "end": str(request.end),
+    }
+
+
+def holds(request: Request, cube: str | Path) -> bool:
+    """Whether ``cube`` is a whole cube fetched for ``request`` (collection, variables, box and
+    dates): a batch job rerun on a machine without network refines it as it is."""
+    cube = Path(cube).expanduser()
+    if not (cube / ".zattrs").exists() and not (cube / "zarr.json").exists():
+        return False
+    try:
+        with xr.open_zarr(cube) as existing:
+            recorded = json.loads(existing.attrs.get("climgen_fetch", "{}"))
+    except (OSError, ValueError, KeyError):
+        return False
+    return {key: recorded.get(key) for key in _request_identity(request)} == _request_identity(request)
 
 
 def _write_cube(result: xr.Dataset, cube: Path, request: Request, identity: str) -> None:

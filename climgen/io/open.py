@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from climgen.errors import InputError, InputWarning
@@ -96,11 +97,25 @@ def open_covariate(path: str | Path, variable: str | None = None) -> xr.DataArra
     if variable is not None:
         if variable not in ds.data_vars:
             raise InputError(f"covariate variable {variable!r} not in {path}; it has {sorted(ds.data_vars)}")
-        return ds[variable]
-    candidates = [name for name, var in ds.data_vars.items() if var.ndim >= 2 and var.dtype.kind in "fiu"]
+        return _with_grid_mapping(ds, variable)
+    bounds = {str(var.attrs.get("bounds")) for var in ds.variables.values() if var.attrs.get("bounds")}
+    candidates = [
+        name
+        for name, var in ds.data_vars.items()
+        if var.ndim >= 2 and var.dtype.kind in "fiu" and name not in bounds and not str(name).endswith(("_bnds", "_bounds"))
+    ]
     if len(candidates) != 1:
         raise InputError(f"name the covariate variable in {path} as FILE:VAR (candidates: {candidates})")
-    return ds[candidates[0]]
+    return _with_grid_mapping(ds, candidates[0])
+
+
+def _with_grid_mapping(ds: xr.Dataset, name: str) -> xr.DataArray:
+    """``ds[name]`` with the grid mapping variable it names as a coordinate, so that the
+    covariate's projection can be compared with the input's."""
+    mapping = ds[name].attrs.get("grid_mapping")
+    if mapping and mapping in ds.data_vars:
+        return ds[name].assign_coords({mapping: ds[mapping]})
+    return ds[name]
 
 
 def open_inputs(paths: list[str | Path]) -> xr.Dataset:
@@ -111,6 +126,7 @@ def open_inputs(paths: list[str | Path]) -> xr.Dataset:
     missing = [str(path) for path in paths if not Path(path).exists()]
     if missing:
         raise InputError(f"input not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    _check_one_grid(paths)
     try:
         combined = _undecodable_times_kept(
             lambda **options: xr.open_mfdataset(
@@ -130,6 +146,37 @@ def open_inputs(paths: list[str | Path]) -> xr.Dataset:
         ) from err
     combined.encoding[SOURCES] = [str(Path(path).resolve()) for path in paths]  # xarray keeps only the first
     return combined
+
+
+def _check_one_grid(paths: list[str | Path]) -> None:
+    """Files combined into one input share their spatial grid: combined by coordinates, files
+    on other grids (a covariate beside the inputs that a glob picked up) would make one grid
+    of mostly missing cells."""
+    from climgen.grid import find_spatial_axes
+
+    first = None
+    for path in paths:
+        try:
+            ds = _open(Path(path), decode_times=False)
+        except (OSError, ValueError, KeyError, RuntimeError) as err:
+            raise InputError(f"cannot read {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+        with ds:
+            try:
+                axes = find_spatial_axes(ds)
+            except InputError:
+                continue
+            grid = {name: np.asarray(ds[name].values) for name in (axes.y, axes.x) if name in ds.coords}
+        if first is None:
+            first = (path, grid)
+            continue
+        same = grid.keys() == first[1].keys() and all(
+            grid[name].shape == first[1][name].shape and np.allclose(grid[name], first[1][name]) for name in grid
+        )
+        if not same:
+            raise InputError(
+                f"{Path(path).name} is on another grid than {Path(first[0]).name}: files combined into one input "
+                "must share their grid (is a covariate or another product among them?)"
+            )
 
 
 SOURCES = "climgen_sources"

@@ -90,3 +90,16 @@ def write_dataset(ds: xr.Dataset, path: str | Path, encoding: dict, overwrite: b
         _remove(temporary)
         raise
     return path
+
+
+def check_folder(path: str | Path, option: str = "--out") -> Path:
+    """A folder outputs go in: made where missing; an existing file there is an error (named
+    by ``option``), before any work."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path} is a file; give a folder (it is made where missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot make the folder {path} ({option}): {err.strerror}") from err
+    return path

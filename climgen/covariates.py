@@ -1,0 +1,241 @@
+"""Covariates on the fine grid: a user's elevation or land fraction, read only around the
+domain, averaged where it is finer and interpolated where it is not, missing where it does not
+reach, and refused on another projection."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import xarray as xr
+
+from climgen.errors import InputError, InputWarning
+from climgen.grid import SpatialAxes, cell_bounds, find_spatial_axes, is_global_longitude
+from climgen.io import cf
+from climgen.regrid import area_mean
+
+
+def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_axes: dict) -> np.ndarray:
+    """Resample a covariate to the fine grid on shared axis names: the area-weighted mean of its
+    cells over each fine cell where it is finer (:mod:`climgen.regrid`; the block mean where the
+    grids nest), linear interpolation where it is not.
+
+    Longitudes in 0..360 and -180..180 are matched to the input's convention. Cells outside the
+    covariate's coverage are missing (the model then ignores the covariate there).
+    """
+    if isinstance(covariate, xr.Dataset):
+        if len(covariate.data_vars) != 1:
+            raise InputError(f"covariate {name!r}: pass a DataArray or a Dataset with one variable")
+        covariate = next(iter(covariate.data_vars.values()))
+    if not isinstance(covariate, xr.DataArray):
+        raise InputError(
+            f"covariate {name!r} must be an xarray DataArray (or a Dataset with one variable) with its coordinates, "
+            f"got {type(covariate).__name__}"
+        )
+    if not covariate.notnull().any():
+        raise InputError(f"covariate {name!r} has no values (every cell is missing)")
+    try:
+        cov_axes = find_spatial_axes(covariate)
+    except InputError as err:
+        raise InputError(f"covariate {name!r}: {err}") from err
+    if cov_axes.kind != axes.kind:
+        raise InputError(
+            f"covariate {name!r} is on a {cov_axes.kind} grid ({cov_axes.y}, {cov_axes.x}) but the input is on a "
+            f"{axes.kind} grid ({axes.y}, {axes.x}); regrid the covariate to the input's grid first"
+        )
+    extra = [dim for dim in covariate.dims if dim not in (cov_axes.y, cov_axes.x)]
+    for dim in extra:
+        if covariate.sizes[dim] != 1:
+            raise InputError(f"covariate {name!r} must be static (2-D); it has dimension {dim!r} of size {covariate.sizes[dim]}")
+    covariate = covariate.squeeze([d for d in extra], drop=True).rename({cov_axes.y: axes.y, cov_axes.x: axes.x})
+    covariate = covariate.reset_coords(drop=True)
+    target_y = fine_axes[axes.y][0].values
+    target_x = fine_axes[axes.x][0].values
+    if axes.kind == "projected":  # the covariate's axes in the input's length unit (km against m...)
+        wanted = cf.metres_per_unit(fine_axes[axes.x][0].attrs.get("units", "m"), f"projected axis {axes.x!r}")
+        for axis in (axes.y, axes.x):
+            scale = cf.metres_per_unit(covariate[axis].attrs.get("units", "m"), f"covariate {name!r} axis {axis!r}") / wanted
+            if scale != 1.0:
+                covariate = covariate.assign_coords({axis: covariate[axis] * scale})
+    if axes.kind == "curvilinear":  # no coordinates to interpolate by: the fine grid itself
+        fine_shape = (target_y.size, target_x.size)
+        if (covariate.sizes[axes.y], covariate.sizes[axes.x]) != fine_shape:
+            raise InputError(
+                f"covariate {name!r} on a curvilinear grid must be on the output's fine grid ({fine_shape[0]}x{fine_shape[1]} "
+                f"cells), got {covariate.sizes[axes.y]}x{covariate.sizes[axes.x]}"
+            )
+        return covariate.transpose(axes.y, axes.x).values.astype(np.float64)
+    if axes.kind == "latlon" and is_global_longitude(covariate, axes):
+        covariate = _cover_longitudes(covariate, axes.x, target_x)  # any convention, any margin
+    elif axes.kind == "latlon":
+        source_x = covariate[axes.x].values
+        converted = None
+        if (target_x > 180).any() and (source_x < 0).any():
+            converted = source_x % 360
+        elif (target_x < 0).any() and (source_x > 180).any():
+            converted = (source_x + 180) % 360 - 180
+        if converted is not None:
+            covariate = covariate.assign_coords({axes.x: converted}).sortby(axes.x)
+            if np.ptp(converted) > np.ptp(source_x) + 1e-9:  # the covariate crosses the new seam:
+                covariate = _wrap_longitudes(covariate, axes.x)  # keep its neighbours across it
+        covariate = covariate.sortby(axes.x)
+    covariate = covariate.sortby(axes.y)
+    covered = [
+        _covered(np.asarray(covariate[axis].values, np.float64), target)
+        for axis, target in ((axes.y, target_y), (axes.x, target_x))
+    ]
+    _warn_partial_cover(float(covered[0].mean() * covered[1].mean()), name)
+    outside = ~np.outer(*covered)
+    # only the cells around the domain are read: a 1 km global elevation is gigabytes
+    for axis in (axes.y, axes.x):
+        covariate = _around(covariate, axis, np.asarray(fine_axes[axis][1].values))  # the fine cells' edges
+        if covariate.sizes[axis] == 0:
+            raise InputError(f"covariate {name!r} does not overlap the input domain")
+    covariate = covariate.astype(np.float64)
+    if _finer_than(covariate, axes, target_y, target_x):
+        # averaged over each fine cell, not sampled at its centre (which aliases the finer detail)
+        values = area_mean(
+            covariate.transpose(axes.y, axes.x).values,
+            tuple(cell_bounds(covariate[axis]) for axis in (axes.y, axes.x)),
+            tuple(np.asarray(fine_axes[axis][1].values, dtype=np.float64) for axis in (axes.y, axes.x)),
+            latitude_rows=axes.kind == "latlon",
+        )
+        values[outside] = np.nan
+        if not np.isfinite(values).any():
+            raise InputError(f"covariate {name!r} does not overlap the input domain")
+        return values
+    if (
+        covariate.sizes[axes.y] == target_y.size
+        and covariate.sizes[axes.x] == target_x.size
+        and np.allclose(np.sort(covariate[axes.y].values), np.sort(target_y))
+        and np.allclose(np.sort(covariate[axes.x].values), np.sort(target_x))
+    ):
+        values = covariate.reindex({axes.y: target_y, axes.x: target_x}, method="nearest")
+    else:
+        values = covariate.interp({axes.y: target_y, axes.x: target_x}, method="linear")
+    values = values.transpose(axes.y, axes.x).values.copy()
+    values[outside] = np.nan
+    if not np.isfinite(values).any():
+        raise InputError(f"covariate {name!r} does not overlap the input domain")
+    return values
+
+
+def _covered(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Which ``target`` centres lie within the cells of the (sorted) ``source`` centres along one
+    axis: inside the outer cells' edges (half a step beyond the outer centres) and within one
+    step of the nearest centre, the smaller of its two neighbouring steps. A gap in the
+    covariate (a tile left out) is not covered, where interpolating, or cell edges halfway
+    across it, would fill it."""
+    if source.size < 2:
+        return np.ones(target.shape, dtype=bool)
+    steps = np.diff(source)
+    spacing = np.minimum(np.concatenate([steps[:1], steps]), np.concatenate([steps, steps[-1:]]))
+    nearest = np.clip(np.searchsorted(source, target), 1, source.size - 1)
+    nearest = np.where(np.abs(target - source[nearest - 1]) <= np.abs(source[nearest] - target), nearest - 1, nearest)
+    tolerance = 1 + 1e-9
+    inside = (target >= source[0] - 0.5 * steps[0] * tolerance) & (target <= source[-1] + 0.5 * steps[-1] * tolerance)
+    return inside & (np.abs(target - source[nearest]) <= spacing[nearest] * tolerance)
+
+
+def _warn_partial_cover(share: float, name: str) -> None:
+    """Warn when a covariate covers under 90% of the fine grid: outside it the model refines
+    without it, which a user who passed it would not expect silently."""
+    if 0 < share < 0.9:  # not for a sliver along the edges (none at all is an error below)
+        warnings.warn(
+            f"covariate {name!r} covers {100 * share:.0f}% of the domain; outside it the model refines without it",
+            InputWarning,
+            stacklevel=4,
+        )
+
+
+def _finer_than(covariate: xr.DataArray, axes: SpatialAxes, target_y: np.ndarray, target_x: np.ndarray) -> bool:
+    """Whether the covariate's cells are no larger than the fine grid's along both axes and
+    clearly smaller (by a quarter) along one: then it is averaged, else interpolated."""
+    ratios = []
+    for axis, target in ((axes.y, target_y), (axes.x, target_x)):
+        source = np.asarray(covariate[axis].values, dtype=np.float64)
+        if source.size < 2 or target.size < 2:
+            return False
+        ratios.append(np.median(np.abs(np.diff(source))) / np.median(np.abs(np.diff(target))))
+    return max(ratios) <= 1 + 1e-6 and min(ratios) < 0.8
+
+
+def _around(covariate: xr.DataArray, name: str, target: np.ndarray) -> xr.DataArray:
+    """The covariate (sorted along ``name``) cut to the cells within two of its largest steps of
+    the ``target`` coordinates (the fine cells' edges): all that interpolation onto their
+    centres, or averaging over them, reads."""
+    values = covariate[name].values
+    step = float(np.abs(np.diff(values)).max()) if values.size > 1 else 0.0
+    inside = np.flatnonzero((values >= target.min() - 2 * step) & (values <= target.max() + 2 * step))
+    return covariate.isel({name: slice(inside[0], inside[-1] + 1) if inside.size else slice(0, 0)})
+
+
+def _cover_longitudes(covariate: xr.DataArray, name: str, target: np.ndarray) -> xr.DataArray:
+    """A global covariate's columns, shifted by multiples of 360 degrees, that cover the
+    ``target`` longitudes (any convention, wrapped margins included) with a column to spare."""
+    longitudes = np.asarray(covariate[name].values, dtype=np.float64)
+    spacing = abs(float(np.diff(longitudes).mean()))
+    low, high = float(np.min(target)) - 1.5 * spacing, float(np.max(target)) + 1.5 * spacing
+    parts = []
+    for turns in range(int(np.floor((low - longitudes.max()) / 360)), int(np.ceil((high - longitudes.min()) / 360)) + 1):
+        shifted = longitudes + 360.0 * turns
+        inside = np.flatnonzero((shifted >= low) & (shifted <= high))
+        if inside.size:
+            parts.append(covariate.isel({name: inside}).assign_coords({name: shifted[inside]}))
+    return xr.concat(parts, dim=name).sortby(name)
+
+
+def _wrap_longitudes(covariate: xr.DataArray, name: str) -> xr.DataArray:
+    """Add copies of the cells within one spacing of the longitude seam on its other side, so
+    interpolation near the seam sees the neighbours a contiguous covariate has there."""
+    lon = covariate[name].values
+    spacing = float(np.median(np.diff(lon))) if lon.size > 1 else 0.0
+    seam = 360.0 if lon.max() > 180 else 180.0
+    low = covariate.isel({name: np.flatnonzero(lon < seam - 360 + spacing + 1e-9)})  # just after the seam
+    high = covariate.isel({name: np.flatnonzero(lon > seam - spacing - 1e-9)})  # just before it
+    return xr.concat(
+        [high.assign_coords({name: high[name] - 360}), covariate, low.assign_coords({name: low[name] + 360})], dim=name
+    )
+
+
+MAPPING_KEYS = (
+    "grid_mapping_name",
+    "grid_north_pole_latitude",
+    "grid_north_pole_longitude",
+    "north_pole_grid_longitude",
+    "latitude_of_projection_origin",
+    "longitude_of_projection_origin",
+    "longitude_of_central_meridian",
+    "standard_parallel",
+    "straight_vertical_longitude_from_pole",
+    "false_easting",
+    "false_northing",
+)
+"""Grid mapping attributes that place a grid on the globe: a covariate whose values differ is
+on another grid, whatever its coordinates' numbers."""
+
+
+def check_same_projection(ds: xr.Dataset, variables: list[str], covariate, name: str) -> None:
+    """A covariate that carries its grid mapping (as ``open_covariate`` gives it) must be on the
+    input's: a rotated pole elsewhere puts the same rlat/rlon numbers on other places."""
+    if not isinstance(covariate, xr.DataArray):
+        return
+    mapping = covariate.attrs.get("grid_mapping")
+    source = cf.grid_mapping_name(ds, variables)
+    if not mapping or mapping not in covariate.coords or source is None:
+        return
+    theirs, ours = covariate[mapping].attrs, ds[source].attrs
+    differ = [key for key in MAPPING_KEYS if key in theirs and key in ours and not _same_value(theirs[key], ours[key])]
+    if differ:
+        raise InputError(
+            f"covariate {name!r} is on another projection than the input: its grid mapping's {differ[0]} is "
+            f"{theirs[differ[0]]}, the input's {ours[differ[0]]}; regrid the covariate to the input's grid first"
+        )
+
+
+def _same_value(first, second) -> bool:
+    """Attribute values alike: numbers to 1e-9, anything else as text."""
+    try:
+        return bool(np.allclose(np.asarray(first, dtype=float), np.asarray(second, dtype=float), rtol=1e-9, atol=1e-9))
+    except (TypeError, ValueError):
+        return str(first) == str(second)
