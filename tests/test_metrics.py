@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import numpy as np
-import xarray as xr
 import pytest
+import xarray as xr
 
 from climgen import metrics
 from climgen.errors import InputError
