@@ -189,10 +189,13 @@ def order_fields(
         if limits is not None and count_outside(values, limits):
             project_blocks(values, target, factor, in_place=True, bounds=limits, weights=weights)
             projected = True
-    if projected:  # a weighted projection moves cells by rounding: keep the order it may cross by an ulp
+    if projected:  # a weighted projection rounds: an order it crosses by a few float32 ulps is kept
         ordered = np.repeat(np.repeat(feasible, factor, 0), factor, 1)
         for low, high in reversed(list(pairwise(fields))):
-            np.minimum(low, high, out=low, where=ordered & np.isfinite(low) & np.isfinite(high))
+            with np.errstate(invalid="ignore"):
+                scale = max(float(np.nanmax(np.abs(low), initial=0.0)), float(np.nanmax(np.abs(high), initial=0.0)))
+                crossed_by_rounding = ordered & (low > high) & (low - high <= 4 * np.finfo(np.float32).eps * scale)
+            np.minimum(low, high, out=low, where=crossed_by_rounding)
     return int(rows.size)
 
 

@@ -32,8 +32,6 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
             f"covariate {name!r} must be an xarray DataArray (or a Dataset with one variable) with its coordinates, "
             f"got {type(covariate).__name__}"
         )
-    if not covariate.notnull().any():
-        raise InputError(f"covariate {name!r} has no values (every cell is missing)")
     try:
         cov_axes = find_spatial_axes(covariate)
     except InputError as err:
@@ -54,7 +52,8 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
     if axes.kind == "projected":  # the covariate's axes in the input's length unit (km against m...)
         wanted = cf.metres_per_unit(fine_axes[axes.x][0].attrs.get("units", "m"), f"projected axis {axes.x!r}")
         for axis in (axes.y, axes.x):
-            scale = cf.metres_per_unit(covariate[axis].attrs.get("units", "m"), f"covariate {name!r} axis {axis!r}") / wanted
+            given = covariate[axis].attrs.get("units")  # none given: the input's, as the numbers are compared
+            scale = 1.0 if given is None else cf.metres_per_unit(given, f"covariate {name!r} axis {axis!r}") / wanted
             if scale != 1.0:
                 covariate = covariate.assign_coords({axis: covariate[axis] * scale})
     if axes.kind == "curvilinear":  # no coordinates to interpolate by: the fine grid itself
@@ -78,8 +77,7 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
             covariate = covariate.assign_coords({axes.x: converted}).sortby(axes.x)
             if np.ptp(converted) > np.ptp(source_x) + 1e-9:  # the covariate crosses the new seam:
                 covariate = _wrap_longitudes(covariate, axes.x)  # keep its neighbours across it
-        covariate = covariate.sortby(axes.x)
-    covariate = covariate.sortby(axes.y)
+    covariate = covariate.sortby(axes.x).sortby(axes.y)
     covered = [
         _covered(np.asarray(covariate[axis].values, np.float64), target)
         for axis, target in ((axes.y, target_y), (axes.x, target_x))
@@ -90,7 +88,7 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
     for axis in (axes.y, axes.x):
         covariate = _around(covariate, axis, np.asarray(fine_axes[axis][1].values))  # the fine cells' edges
         if covariate.sizes[axis] == 0:
-            raise InputError(f"covariate {name!r} does not overlap the input domain")
+            raise InputError(f"covariate {name!r} does not overlap the input domain (or has no values there)")
     covariate = covariate.astype(np.float64)
     if _finer_than(covariate, axes, target_y, target_x):
         # averaged over each fine cell, not sampled at its centre (which aliases the finer detail)
@@ -102,7 +100,7 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
         )
         values[outside] = np.nan
         if not np.isfinite(values).any():
-            raise InputError(f"covariate {name!r} does not overlap the input domain")
+            raise InputError(f"covariate {name!r} does not overlap the input domain (or has no values there)")
         return values
     if (
         covariate.sizes[axes.y] == target_y.size
@@ -116,25 +114,29 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
     values = values.transpose(axes.y, axes.x).values.copy()
     values[outside] = np.nan
     if not np.isfinite(values).any():
-        raise InputError(f"covariate {name!r} does not overlap the input domain")
+        raise InputError(f"covariate {name!r} does not overlap the input domain (or has no values there)")
     return values
 
 
 def _covered(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Which ``target`` centres lie within the cells of the (sorted) ``source`` centres along one
-    axis: inside the outer cells' edges (half a step beyond the outer centres) and within one
-    step of the nearest centre, the smaller of its two neighbouring steps. A gap in the
-    covariate (a tile left out) is not covered, where interpolating, or cell edges halfway
-    across it, would fill it."""
+    axis: inside the outer cells' edges (half a step beyond the outer centres), and not in a
+    gap, an interval more than twice as wide as both its neighbours (a tile left out of a
+    mosaic), except within half a neighbouring step of its edges. Interpolation, or cell edges
+    halfway across, would fill a gap; a grid whose spacing changes gradually has none."""
     if source.size < 2:
         return np.ones(target.shape, dtype=bool)
     steps = np.diff(source)
-    spacing = np.minimum(np.concatenate([steps[:1], steps]), np.concatenate([steps, steps[-1:]]))
-    nearest = np.clip(np.searchsorted(source, target), 1, source.size - 1)
-    nearest = np.where(np.abs(target - source[nearest - 1]) <= np.abs(source[nearest] - target), nearest - 1, nearest)
+    before = np.concatenate([steps[:1], steps[:-1]])
+    after = np.concatenate([steps[1:], steps[-1:]])
+    gap = steps > 2 * np.maximum(before, after)
+    interval = np.clip(np.searchsorted(source, target) - 1, 0, steps.size - 1)
     tolerance = 1 + 1e-9
     inside = (target >= source[0] - 0.5 * steps[0] * tolerance) & (target <= source[-1] + 0.5 * steps[-1] * tolerance)
-    return inside & (np.abs(target - source[nearest]) <= spacing[nearest] * tolerance)
+    near_edge = (target - source[interval] <= 0.5 * before[interval] * tolerance) | (
+        source[interval + 1] - target <= 0.5 * after[interval] * tolerance
+    )
+    return inside & (~gap[interval] | near_edge)
 
 
 def _warn_partial_cover(share: float, name: str) -> None:
@@ -208,14 +210,13 @@ MAPPING_KEYS = (
     "longitude_of_central_meridian",
     "standard_parallel",
     "straight_vertical_longitude_from_pole",
-    "false_easting",
-    "false_northing",
 )
 """Grid mapping attributes that place a grid on the globe: a covariate whose values differ is
-on another grid, whatever its coordinates' numbers."""
+on another grid, whatever its coordinates' numbers (false easting and northing are in the
+axes' units, which the covariate's may not share, so they are not compared)."""
 
 
-def check_same_projection(ds: xr.Dataset, variables: list[str], covariate, name: str) -> None:
+def check_same_projection(ds: xr.Dataset, variables: list[str], covariate: object, name: str) -> None:
     """A covariate that carries its grid mapping (as ``open_covariate`` gives it) must be on the
     input's: a rotated pole elsewhere puts the same rlat/rlon numbers on other places."""
     if not isinstance(covariate, xr.DataArray):

@@ -281,9 +281,10 @@ def _chains(order):
     passed on as given, for the config to refuse with what the user wrote."""
     if order is None or isinstance(order, str):
         return order
-    if all(isinstance(chain, (list, tuple)) for chain in order):
-        return tuple(tuple(chain) for chain in order)
-    return order
+    chains = list(order)  # a generator is read once
+    if all(isinstance(chain, (list, tuple, np.ndarray)) for chain in chains):
+        return tuple(tuple(chain.tolist() if isinstance(chain, np.ndarray) else chain) for chain in chains)
+    return tuple(chains)
 
 
 def _call_text(config: SynthesisConfig, covariate_names: list[str]) -> str:

@@ -163,3 +163,11 @@ def test_a_time_axis_no_calendar_decodes_is_carried_as_its_numbers(tmp_path):
     with xr.open_dataset(tmp_path / "fine.nc", decode_times=False) as fine:
         assert fine["time"].values.tolist() == [0.0, 1.0, 2.0] and fine["time"].attrs["units"] == "months since 2000-01-01"
         assert fine["tas"].shape == (3, 32, 32)
+
+
+def test_bounds_given_twice_for_one_variable_say_so():
+    from climgen.cli.options import parse_bounds
+    from climgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_bounds(["pr=0:", "pr=1:"])

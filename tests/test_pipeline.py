@@ -465,7 +465,7 @@ def test_a_covariate_with_a_gap_is_missing_there_and_projected_units_are_convert
 
     ds = make_dataset("latlon", shape=(8, 16))
     fine = ds.climgen.synthesize(factor=2)["tas"].reset_coords(drop=True)
-    with pytest.warns(UserWarning, match="covers 69% of the domain"):
+    with pytest.warns(UserWarning, match="covers 62% of the domain"):
         plan = pipeline.plan(ds, pipeline.make_config(factor=2), {"elevation": fine.isel(lon=np.r_[0:10, 22:32])})
     missing = np.isnan(plan.prepared.covariates[0]).all(axis=0)
     assert missing[11:21].all() and not missing[:10].any() and not missing[22:].any()
@@ -498,3 +498,23 @@ def test_a_covariate_file_on_another_rotated_pole_is_refused(tmp_path):
         InputError, match="another projection than the input: its grid mapping's grid_north_pole_latitude is 50.0"
     ):
         ds.climgen.synthesize(factor=2, covariates={"elevation": open_covariate(tmp_path / "other.nc", "orog")})
+
+
+def test_covariates_in_any_order_with_unstated_units_and_changing_spacing_are_aligned_whole():
+    """A projected covariate stored east to west, one whose axes state no units (the input's
+    are taken), and one whose spacing widens from 0.25 to 1 degree (no gap) lose no cell."""
+    from climgen import pipeline
+
+    projected = make_dataset("projected", shape=(16, 16))
+    fine = projected.climgen.synthesize(factor=2)["tas"].reset_coords(drop=True)
+    for covariate in (fine.isel(x=slice(None, None, -1)), fine.assign_coords(x=fine["x"].values, y=fine["y"].values)):
+        aligned = pipeline.plan(projected, pipeline.make_config(factor=2), {"elevation": covariate}).prepared.covariates
+        assert np.isfinite(aligned).all()
+    ds = make_dataset("latlon", shape=(8, 16))  # longitudes 10 to 40
+    lon = np.concatenate([np.arange(8.0, 20.0, 0.25), np.arange(20.0, 43.0, 1.0)])
+    lat = np.linspace(-12, 12, 49)
+    varying = xr.DataArray(
+        np.random.default_rng(0).normal(size=(lat.size, lon.size)), dims=("lat", "lon"), coords={"lat": lat, "lon": lon}
+    )
+    aligned = pipeline.plan(ds, pipeline.make_config(factor=2), {"elevation": varying}).prepared.covariates
+    assert np.isfinite(aligned).all()

@@ -50,11 +50,12 @@ def parse_bounds(specs: list[str] | None) -> dict | None:
         try:
             if not (name and equals and colon):
                 raise ValueError
-            if name in bounds:
-                raise ConfigError(f"--bounds for {name!r} given twice: give each variable's bounds once")
-            bounds[name] = tuple(float(v) if v.strip() else None for v in (lower, upper))
+            limits = tuple(float(v) if v.strip() else None for v in (lower, upper))
         except ValueError:
             raise ConfigError(f"--bounds takes NAME=LOWER:UPPER (e.g. pr=0: or sftlf=0:1), got {spec!r}") from None
+        if name in bounds:
+            raise ConfigError(f"--bounds for {name!r} given twice: give each variable's bounds once")
+        bounds[name] = limits
     return bounds or None
 
 

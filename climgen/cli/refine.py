@@ -169,6 +169,8 @@ def run(
     from climgen.pipeline import make_config
     from climgen.streaming import StreamOptions
 
+    if workers is not None and workers < 1:  # before any download
+        raise ConfigError(f"workers must be >= 1, got {workers}")
     job = load_run_recipe(recipe)
     if job.fetch is not None:
         from climgen.io.earthdata import fetch as fetch_cube
@@ -199,8 +201,6 @@ def run(
         _, path, variable = parse_covariate(f"{name}={spec}")
         covariates[name] = open_covariate(job.resolve(str(path)), variable)
     cluster = job.cluster
-    if workers is not None and workers < 1:
-        raise ConfigError(f"workers must be >= 1, got {workers}")
     options = StreamOptions(
         job.chunks.region_tiles,
         job.chunks.time_chunk,

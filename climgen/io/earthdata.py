@@ -460,9 +460,9 @@ def holds(request: Request, cube: str | Path) -> bool:
     try:
         with xr.open_zarr(cube) as existing:
             recorded = json.loads(existing.attrs.get("climgen_fetch", "{}"))
-    except (OSError, ValueError, KeyError):
+        return {key: recorded.get(key) for key in _request_identity(request)} == _request_identity(request)
+    except (OSError, ValueError, KeyError, AttributeError):  # unreadable, or a record that is no mapping
         return False
-    return {key: recorded.get(key) for key in _request_identity(request)} == _request_identity(request)
 
 
 def _write_cube(result: xr.Dataset, cube: Path, request: Request, identity: str) -> None:

@@ -136,6 +136,7 @@ def open_inputs(paths: list[str | Path]) -> xr.Dataset:
                 data_vars="minimal",
                 coords="minimal",
                 compat="override",
+                join="override",  # one grid, checked above: the first file's coordinates, not rounding differences
                 **options,
             ),
             f"{Path(paths[0]).name} and {len(paths) - 1} more",
@@ -169,14 +170,20 @@ def _check_one_grid(paths: list[str | Path]) -> None:
         if first is None:
             first = (path, grid)
             continue
-        same = grid.keys() == first[1].keys() and all(
-            grid[name].shape == first[1][name].shape and np.allclose(grid[name], first[1][name]) for name in grid
-        )
-        if not same:
-            raise InputError(
-                f"{Path(path).name} is on another grid than {Path(first[0]).name}: files combined into one input "
-                "must share their grid (is a covariate or another product among them?)"
-            )
+        for name in first[1]:
+            reference = first[1][name]
+            values = grid.get(name)
+            step = float(np.abs(np.diff(reference)).min()) if reference.size > 1 else 1.0
+            if values is None or values.shape != reference.shape or not np.allclose(values, reference, rtol=0, atol=1e-3 * step):
+                apart = (
+                    ""
+                    if values is None or values.shape != reference.shape
+                    else f" (up to {np.abs(values - reference).max():g} apart)"
+                )
+                raise InputError(
+                    f"{Path(path).name} is on another grid than {Path(first[0]).name}: its {name!r} differs{apart}; files "
+                    "combined into one input must share their grid (is a covariate or another product among them?)"
+                )
 
 
 SOURCES = "climgen_sources"
