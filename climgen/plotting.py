@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from climgen.errors import MissingDependencyError
+from climgen.errors import InputError, MissingDependencyError
 from climgen.grid import find_spatial_axes
 from climgen.io.cf import MEMBER_DIM
 
@@ -29,7 +29,10 @@ def _lonlat(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
     if "lat" in da.coords and da["lat"].ndim == 2:
         return da["lon"].values, da["lat"].values
     if axes.kind != "latlon":
-        raise ValueError("maps need true latitude/longitude: 1-D lat/lon or 2-D lat/lon auxiliaries")
+        raise InputError(
+            f"a map needs true latitude and longitude, and {da.name!r} is on a {axes.kind} grid without 2-D lat/lon "
+            "coordinates: plot a refined output's variable (climgen adds them), or assign lat/lon coordinates first"
+        )
     lon, lat = np.meshgrid(da[axes.x].values, da[axes.y].values)
     return lon, lat
 
@@ -45,6 +48,14 @@ def plot_refinement(coarse: xr.DataArray, fine: xr.DataArray, depth: xr.DataArra
         import matplotlib.pyplot as plt
     except ImportError as err:
         raise MissingDependencyError("maps need cartopy and matplotlib: pip install cartopy matplotlib") from err
+    for data in (coarse, fine, depth):
+        spatial = find_spatial_axes(data)
+        extra = [dim for dim in data.dims if dim not in (spatial.y, spatial.x)]
+        if extra:
+            raise InputError(
+                f"a map shows one field, and {data.name!r} also has {extra}: select one first, e.g. "
+                f".isel({', '.join(f'{dim}=0' for dim in extra)})"
+            )
     use_shipped_shapes()
     borders = cfeature.NaturalEarthFeature(
         "cultural", "admin_0_countries", "110m", facecolor="none", edgecolor="0.2", linewidth=0.5

@@ -120,6 +120,14 @@ class Job:
         ny, nx = self.plan.input_shape
         return sum(count * self.plan.config.members for count in self.field_counts.values()) * (ny * nx * factor * factor * 4)
 
+    def _output_state(self) -> str:
+        """What a run would find at the output: this job finished, or another job's output."""
+        if not self.output.exists():
+            return ""
+        if _finished_job(self.output) == self.job_id:
+            return "; already complete: a run does nothing"
+        return "; the path holds another output: a run needs --overwrite"
+
     def describe(self) -> str:
         """The plan as text (``climgen run --dry-run``)."""
         plan_, layout = self.plan, self.plan.prepared.layout
@@ -132,7 +140,7 @@ class Job:
         if layout.later_halo not in (None, layout.halo):
             halo += f" ({layout.later_halo} for later stages' windows)"
         lines = [
-            f"output      {self.output} ({output_format(self.output)}), job {self.job_id[:16]}",
+            f"output      {self.output} ({output_format(self.output)}), job {self.job_id[:16]}{self._output_state()}",
             f"grid        {ny}x{nx} -> {ny * factor}x{nx * factor} (x{factor}); variables {', '.join(plan_.prepared.variables)}",
             *(
                 [f"longitude   global: {plan_.wrap_cells} columns wrapped beyond each edge, so the seam has context"]

@@ -171,3 +171,10 @@ def test_bounds_given_twice_for_one_variable_say_so():
 
     with pytest.raises(ConfigError, match="given twice"):
         parse_bounds(["pr=0:", "pr=1:"])
+
+
+def test_coarsen_says_which_rows_and_columns_it_leaves_out(tmp_path):
+    make_dataset("latlon", shape=(18, 21)).to_netcdf(tmp_path / "odd.nc")
+    result = climgen("coarsen", tmp_path / "odd.nc", tmp_path / "coarse.nc", "--factor", 4)
+    assert result.returncode == 0, result.stderr
+    assert "left out, as they do not fill a 4 x 4 block: the last 2 rows (lat) and the last 1 column (lon)" in result.stdout

@@ -345,3 +345,15 @@ def test_evaluating_members_says_the_scores_are_of_their_mean_and_gridless_varia
     with pytest.raises(InputError, match="does not span the spatial dimensions"):
         step = xr.DataArray(np.arange(1.0), dims="time")
         evaluate(truth.assign(step=step), members.assign(step=step), variables=["step"])
+
+
+def test_maps_of_fields_they_cannot_draw_say_what_to_pass(tmp_path):
+    pytest.importorskip("cartopy")
+    from climgen.plotting import plot_refinement
+
+    fine = make_dataset("latlon", shape=(8, 8), times=2).climgen.synthesize(factor=2)
+    with pytest.raises(InputError, match=r"select one first, e.g. .isel\(time=0\)"):
+        plot_refinement(fine["tas"], fine["tas"], fine["refinement_depth"], tmp_path / "map.png")
+    rotated = make_dataset("rotated", shape=(8, 8))
+    with pytest.raises(InputError, match="needs true latitude and longitude"):
+        plot_refinement(rotated["tas"], rotated["tas"], rotated["tas"], tmp_path / "map.png")

@@ -274,6 +274,15 @@ def test_run_recipe_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
         assert got["tas"].shape == (4, 80, 80)
         provenance = json.loads(got.attrs["climgen_provenance"])
         assert (provenance["precision"], provenance["precision_used"]) == ("float32", "float32")
+    # the plan says what a run would find at the output
+    finished = subprocess.run(
+        _cli("run", recipe, "--dry-run", "--precision", "float32"), capture_output=True, text=True, timeout=300
+    )
+    assert "already complete: a run does nothing" in finished.stdout
+    other = subprocess.run(
+        _cli("run", recipe, "--dry-run", "--precision", "bfloat16"), capture_output=True, text=True, timeout=300
+    )
+    assert "holds another output: a run needs --overwrite" in other.stdout
     # another job onto the same output: refused, naming the flag that replaces it
     refused = subprocess.run(
         _cli("run", recipe, "--quiet", "--precision", "bfloat16"), capture_output=True, text=True, timeout=300

@@ -58,12 +58,12 @@ def fetch(
 @app.command()
 def coarsen(
     input: Annotated[Path, typer.Argument(help="Fine NetCDF file or zarr store (the truth).")],
-    output: Annotated[Path, typer.Argument(help="Coarse output (.nc).")],
+    output: Annotated[Path, typer.Argument(help="Coarse output (.nc or .zarr).")],
     factor: Annotated[int, typer.Option("--factor", "-f", help="Block size: 2, 4, 8 or 16.")] = 4,
     conservation: Annotated[
         str, typer.Option(help="Block means over cells alike ('cells') or weighted by cell area ('area').")
     ] = "cells",
-    overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ) -> None:
     """Block-mean a fine field onto the grid that refining by FACTOR maps back to it."""
     from climgen.grid import coarsen_dataset, find_spatial_axes
@@ -81,7 +81,13 @@ def coarsen(
         axes = find_spatial_axes(coarse)
         coarse = describe_block_mean(tidy(coarse, axes), axes, factor, conservation)
         write_dataset(coarse, output, encoding_for_plain(coarse), overwrite=overwrite)
-    typer.echo(f"wrote {output}")
+        parts = [
+            f"the last {ds.sizes[name] % factor} {kind}{'s' if ds.sizes[name] % factor > 1 else ''} ({name})"
+            for name, kind in ((axes.y, "row"), (axes.x, "column"))
+            if ds.sizes[name] % factor
+        ]
+    note = f"; left out, as they do not fill a {factor} x {factor} block: {' and '.join(parts)}" if parts else ""
+    typer.echo(f"wrote {output}{note}")
 
 
 @app.command()
