@@ -178,3 +178,16 @@ def test_coarsen_says_which_rows_and_columns_it_leaves_out(tmp_path):
     result = climgen("coarsen", tmp_path / "odd.nc", tmp_path / "coarse.nc", "--factor", 4)
     assert result.returncode == 0, result.stderr
     assert "left out, as they do not fill a 4 x 4 block: the last 2 rows (lat) and the last 1 column (lon)" in result.stdout
+
+
+def test_a_coarsened_climgen_output_is_a_new_coarse_field(tmp_path):
+    """Coarsening a refined output leaves out the refinement's maps and record: block means of
+    a depth map or a provenance of the refinement would describe another field."""
+    make_dataset("latlon", shape=(16, 16), times=2).to_netcdf(tmp_path / "in.nc")
+    assert climgen("synthesize", tmp_path / "in.nc", tmp_path / "fine.nc", "--factor", 2, "--quiet").returncode == 0
+    result = climgen("coarsen", tmp_path / "fine.nc", tmp_path / "back.nc", "--factor", 2)
+    assert result.returncode == 0, result.stderr
+    with xr.open_dataset(tmp_path / "back.nc") as back:
+        assert "refinement_depth" not in back.variables and "predicted_gain" not in back.variables
+        assert not [key for key in back.attrs if key.startswith("climgen_")]
+        assert "ancillary_variables" not in back["tas"].attrs

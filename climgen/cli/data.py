@@ -67,14 +67,26 @@ def coarsen(
 ) -> None:
     """Block-mean a fine field onto the grid that refining by FACTOR maps back to it."""
     from climgen.grid import coarsen_dataset, find_spatial_axes
-    from climgen.io.cf import INPUT_FILE_ATTRS, describe_block_mean, encoding_for_plain, history_line, tidy
+    from climgen.io.cf import ANCILLARY_ATTRS, INPUT_FILE_ATTRS, describe_block_mean, encoding_for_plain, history_line, tidy
     from climgen.io.open import open_input
     from climgen.io.write import check_output, write_dataset
 
     check_output(output, overwrite)
     with open_input(input) as ds:
+        # a climgen output coarsened is a new coarse field: not the refinement's maps and record
+        ds = ds.drop_vars([name for name in ANCILLARY_ATTRS if name in ds.variables])
+        for variable in ds.variables.values():
+            for key in ("ancillary_variables", "coordinates"):
+                kept = [name for name in str(variable.attrs.get(key, "")).split() if name not in ANCILLARY_ATTRS]
+                if key in variable.attrs and not kept:
+                    del variable.attrs[key]
+                elif key in variable.attrs:
+                    variable.attrs[key] = " ".join(kept)
+            variable.encoding.pop("coordinates", None)
         coarse = coarsen_dataset(ds, factor, conservation)
-        coarse.attrs = {key: value for key, value in coarse.attrs.items() if key not in INPUT_FILE_ATTRS}
+        coarse.attrs = {
+            key: value for key, value in coarse.attrs.items() if key not in INPUT_FILE_ATTRS and not key.startswith("climgen_")
+        }
         previous = str(ds.attrs.get("history", "")).strip()
         coarse.attrs["history"] = history_line(command_line()) + ("\n" + previous if previous else "")
         coarse.attrs.setdefault("title", f"{Path(input).name} block-averaged by {factor} (climgen coarsen)")
