@@ -45,18 +45,20 @@ def check_attributes(attributes: Mapping) -> dict:
     return dict(attributes)
 
 
+NOT_NUMBERS = (bool, np.bool_, str, bytes)
+"""Values pydantic would coerce into numbers, which options refuse (``budget=True`` was 1.0)."""
+
+
 def _whole_number(value: Any) -> Any:
     """Integers (numpy's too) as int; a bool is no count, a float no integer, text no number."""
-    if isinstance(value, (bool, str, bytes)) or isinstance(value, (float, np.floating)):
+    if isinstance(value, (*NOT_NUMBERS, float, np.floating)):
         raise ValueError(f"must be an integer, got {value!r}")
     return int(value) if isinstance(value, np.integer) else value
 
 
 def _real_number(value: Any) -> Any:
-    """Numbers (numpy's too) as float; a bool or text is no number (``budget=True`` was 1.0)."""
-    if value is None:
-        return None
-    if isinstance(value, (bool, str, bytes, np.bool_)):
+    """Numbers (numpy's too) as float (None stays None); a bool or text is no number."""
+    if isinstance(value, NOT_NUMBERS):
         raise ValueError(f"must be a number, got {value!r}")
     return float(value) if isinstance(value, (np.integer, np.floating)) else value
 
@@ -68,7 +70,7 @@ Real = Annotated[float, BeforeValidator(_real_number)]
 def parse_limits(name: str, limits: Any) -> Bounds:
     """A variable's (lower, upper) bounds as floats or None, checked: lower below upper."""
     try:
-        if isinstance(limits, (str, bytes)) or any(isinstance(v, (str, bytes, bool, np.bool_)) for v in limits):
+        if isinstance(limits, (str, bytes)) or any(isinstance(v, NOT_NUMBERS) for v in limits):
             raise TypeError
         lower, upper = limits
         lower, upper = (None if v is None else float(v) for v in (lower, upper))

@@ -31,8 +31,7 @@ def evaluate(
     if out is not None:
         from climgen.io.write import check_folder
 
-        if out.exists() and not out.is_dir():
-            check_folder(out)  # a file where the folder should go: said before any scoring
+        check_folder(out, make=False)  # a file where the folder should go: said before any scoring
     with open_input(truth) as whole_truth, open_input(pred) as pred_ds:
         truth_ds = crop_to_prediction(whole_truth, pred_ds)
         axes = find_spatial_axes(whole_truth)

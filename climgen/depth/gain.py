@@ -263,7 +263,8 @@ def depth_by_budget(prediction: GainPrediction, budget: float, cost: Callable[[n
     # per step: gain per cell over the stage's work per cell (stage s + 1 works on 4**s cells
     # per coarse cell); a tile's later stage never ranks above its earlier one
     rates = np.stack([prediction.stage_gain[s] / 4**s for s in range(full_depth)])
-    unknown, known = prediction.unknown(), ~prediction.unknown() & ~prediction.constant
+    unknown = prediction.unknown()
+    known = ~unknown & ~prediction.constant
     if unknown.any():  # not predicted: ranked as a typical tile of the field (first, where none was predicted)
         typical = [float(np.median(rates[s][known])) if known.any() else np.inf for s in range(full_depth)]
         rates = np.where(unknown[None], np.array(typical)[:, None, None], rates)

@@ -92,12 +92,14 @@ def write_dataset(ds: xr.Dataset, path: str | Path, encoding: dict, overwrite: b
     return path
 
 
-def check_folder(path: str | Path, option: str = "--out") -> Path:
-    """A folder outputs go in: made where missing; an existing file there is an error (named
-    by ``option``), before any work."""
+def check_folder(path: str | Path, option: str = "--out", make: bool = True) -> Path:
+    """A folder outputs go in: made where missing (unless not ``make``, to check it before
+    work that may fail); an existing file there is an error (named by ``option``)."""
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{option} {path} is a file; give a folder (it is made where missing)")
+    if not make:
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:

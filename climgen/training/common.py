@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from climgen import __version__
+from climgen.errors import TrainingError
 from climgen.training.data import RealFieldPool, SampleGenerator, load_real_pool
 from climgen.training.recipe import TrainRecipe
 
@@ -161,7 +162,7 @@ class TrainingLoop:
         a loss that is not finite stops training before it reaches the weights."""
         try:
             check_finite(loss)
-        except Exception:
+        except TrainingError:
             from climgen.training.state import clear_state
 
             clear_state(self.output)  # the same run from its saved state would diverge again
@@ -202,8 +203,6 @@ class TrainingLoop:
 def check_finite(loss: torch.Tensor) -> None:
     """Stop a run whose loss is NaN or infinite (it diverged: every later step would be too),
     before an optimiser step spreads it into the weights."""
-    from climgen.errors import TrainingError
-
     value = float(loss.detach())
     if not np.isfinite(value):
         raise TrainingError(
