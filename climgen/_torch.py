@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -36,25 +37,40 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def check_device_name(device: str) -> str:
+    """``device`` if it names a device climgen runs on (``auto``, ``cpu``, ``cuda``, ``cuda:N``),
+    whether or not this machine has it (a cluster's workers may)."""
+    from climgen.errors import ConfigError
+
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N (a GPU's index), got {device!r}")
+    return device
+
+
 def resolve_device(device: str | None) -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; other names are checked."""
-    device = device or "auto"
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cpu``, ``cuda`` and
+    ``cuda:N`` (GPU N of those this process sees) are checked."""
+    device = check_device_name(device or "auto")
     if device == "auto":
         return "cuda" if import_torch().cuda.is_available() else "cpu"
     return check_device(device)
 
 
 def check_device(device: str) -> str:
-    """``device``, if torch can run on it here (a clear error for ``cuda`` without a GPU)."""
+    """``device``, if torch can run on it here (a clear error for ``cuda`` without a GPU, or
+    ``cuda:N`` past the GPUs this process sees)."""
     from climgen.errors import ConfigError
 
     torch = import_torch()
-    if device == "cuda" and not torch.cuda.is_available():
+    if device.startswith("cuda") and not torch.cuda.is_available():
         build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
         raise ConfigError(
-            f"device 'cuda' asked for, but torch {torch.__version__} ({build}) sees no CUDA GPU here; use cpu or auto"
+            f"device {device!r} asked for, but torch {torch.__version__} ({build}) sees no CUDA GPU here; use cpu or auto"
+        )
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device {device!r} asked for, but this process sees {torch.cuda.device_count()} GPU(s) "
+            "(numbered from 0; CUDA_VISIBLE_DEVICES renumbers them)"
         )
     return device
 
@@ -66,8 +82,10 @@ def native_bf16(device: str) -> bool:
     """Whether ``device`` computes bf16 convolutions natively: GPUs, and CPUs with AVX512-BF16
     or AMX. Elsewhere oneDNN emulates bf16, 2 to 10 times slower than float32."""
     torch = import_torch()
-    if device == "cuda":
-        return True
+    if device.startswith("cuda"):
+        # bf16 tensor cores from compute capability 8.0 (A100, H100); older GPUs emulate it
+        # (where no GPU is seen here, as on a cluster's planning machine, a current one is assumed)
+        return not torch.cuda.is_available() or torch.cuda.get_device_capability(device) >= (8, 0)
     capabilities = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
     return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
 
@@ -77,9 +95,11 @@ def resolve_precision(precision: str | None, device: str) -> str:
     ``float32``; other names are checked. bf16 convolutions run about twice as fast; the
     normalisation, upsampling and projection stay float32, so the result differs from float32's
     by under 1% of the fine detail and keeps the coarse means exactly."""
+    from climgen.errors import ConfigError
+
     precision = precision or "auto"
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be auto, float32 or bfloat16, got {precision!r}")
+        raise ConfigError(f"precision must be auto, float32 or bfloat16, got {precision!r}")
     if precision == "auto":
         return "bfloat16" if native_bf16(device) else "float32"
     return precision
@@ -92,6 +112,9 @@ def model_on_device(model, device: str):
     without weights, is returned as is."""
     torch = import_torch()
     weights = next((p for p in model.parameters() if p.dim() == 4), None) if hasattr(model, "parameters") else None
-    if weights is None or (weights.device.type == device and weights.is_contiguous(memory_format=torch.channels_last)):
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if weights is None or (weights.device == device and weights.is_contiguous(memory_format=torch.channels_last)):
         return model
     return copy.deepcopy(model).to(device, memory_format=torch.channels_last)

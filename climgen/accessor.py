@@ -41,11 +41,11 @@ class _ClimgenAccessor:
             **options,
         )
 
-    def complexity(self, factor: int = 4, variables=None, covariates=None, **options) -> xr.DataArray:
+    def complexity(self, factor: int = 4, variables=None, covariates=None, tile_size: int | None = None) -> xr.DataArray:
         """Complexity score per tile on the coarse grid; see :func:`climgen.pipeline.complexity`."""
         from climgen.pipeline import complexity
 
-        return complexity(self._obj, factor=factor, variables=variables, covariates=covariates, **options)
+        return complexity(self._obj, factor=factor, variables=variables, covariates=covariates, tile_size=tile_size)
 
 
 @xr.register_dataset_accessor("climgen")

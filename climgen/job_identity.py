@@ -55,10 +55,11 @@ def source_state(source: str) -> list:
     return [path, digest.hexdigest()]
 
 
-def job_identity(plan_: Plan, options: StreamOptions, ds: xr.Dataset, output: Path) -> str:
+def job_identity(plan_: Plan, options: StreamOptions, ds: xr.Dataset, output: Path, precision: str) -> str:
     """The streamed job's id: a hash of everything that makes its output what it is (the
-    climgen version, options, model, input files and coordinates, covariates, chunking, depth
-    policy and map), so a half-done output is resumed only by the same job."""
+    climgen version, options, model, input files and coordinates, covariates, chunking, the
+    precision the model runs in, depth policy and map), so a half-done output is resumed only by
+    the same job."""
     covariates = plan_.prepared.covariates
     document = {
         "climgen_version": __version__,
@@ -72,6 +73,7 @@ def job_identity(plan_: Plan, options: StreamOptions, ds: xr.Dataset, output: Pa
         "region_tiles": options.region_tiles,
         "time_chunk": options.time_chunk,
         "device": options.device,
+        "precision_used": precision,
         "format": output_format(output),
         "longitude_wrap_cells": plan_.wrap_cells,
         # the depth map itself: a climgen whose depth policy changed must not resume another's tiles

@@ -116,7 +116,8 @@ def synthesize(
     Parameters
     ----------
     data : Dataset or DataArray
-        Coarse input on a lat/lon, rotated-pole (rlat/rlon) or projected (y/x) grid.
+        Coarse input on a lat/lon, rotated-pole (rlat/rlon), projected (y/x) or curvilinear
+        grid (bare y/x dimensions located by 2-D latitude and longitude).
     factor : int
         Refinement factor, one of 2, 4, 8, 16 (that many x2 stages: 1..4).
     variables : list of str, optional
@@ -124,7 +125,8 @@ def synthesize(
     covariates : mapping of name to DataArray, optional
         Static fine covariates (elevation, land fraction...) on any grid covering the domain.
     model : str
-        ``"default"`` (the shipped checkpoint) or a path to a safetensors + JSON checkpoint.
+        A shipped model (``"default"``, ``"amsgm-fast"``, ``"amsgm-multibranch"``, the x4
+        baselines ``"cvae-x4"`` and ``"srgan-x4"``) or a path to a safetensors + JSON checkpoint.
     seed, members : int
         Seed of every noise map, and number of ensemble members (``realization`` dimension).
     adaptive, budget : bool, float
@@ -162,13 +164,26 @@ def synthesize(
         shrink towards the poles; see :func:`climgen.grid.cell_weights`).
     residual_gain : "auto" or float
         Share of the model's learned detail kept (0: bicubic with exact block means; 1: the
-        detail as trained). ``"auto"`` tests the model on each variable's coarse field, coarsened
-        once more and refined back, and damps the detail only where that cuts the error
-        (:mod:`climgen.depth.skill`); the gains are in the provenance.
+        detail as trained). ``"auto"`` keeps the default model's detail whole; for other
+        multi-scale models it tests the model on each variable's coarse field, coarsened once
+        more and refined back, and damps the detail only where that cuts the error
+        (:mod:`climgen.depth.skill`). The gains, or why none was tested, are in the provenance.
     attributes : mapping of str to str or number, optional
         Global attributes of the output that only the user can state (``creator_name``,
         ``creator_email``, ``institution``, ``license``, ``id``...); they have the last word
         over climgen's ACDD-1.3 discovery attributes, except those that record the run.
+    command : str, optional
+        The command line recorded in the output's ``history`` (default: a Python call).
+    device : str
+        ``"auto"`` (a GPU when torch sees one, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``
+        (GPU N). The depth's self-tests run there too. On a GPU, tiles run in large batches,
+        halved if the GPU runs out of memory.
+    precision : str
+        ``"auto"`` (bf16 convolutions where the device computes them natively: GPUs from
+        compute capability 8.0, CPUs with AVX512-BF16 or AMX; else float32), ``"float32"`` or
+        ``"bfloat16"``. bf16 refines about 1.5 times as fast and differs from float32 by under
+        1% of the fine detail; the coarse means hold exactly either way. The precision used is
+        in the provenance.
 
     Returns
     -------
@@ -179,16 +194,8 @@ def synthesize(
         computed in memory; for domains or time series that do not fit, write to a store with
         :func:`climgen.streaming.run` (``climgen synthesize``/``climgen run``), which gives
         the same numbers.
-    device : str
-        ``"auto"`` (a GPU when torch sees one, else CPU), ``"cpu"`` or ``"cuda"``. On a GPU,
-        tiles run in large batches.
-    precision : str
-        ``"auto"`` (bf16 convolutions where the device computes them natively: GPUs, CPUs with
-        AVX512-BF16 or AMX; else float32), ``"float32"`` or ``"bfloat16"``. bf16 refines about
-        1.5 times as fast and differs from float32 by under 1% of the fine detail; the coarse
-        means hold exactly either way. The precision used is in the provenance.
     """
-    from climgen.refine import refine_domain
+    from climgen.refine import refine_domain, resolve_device
 
     started = time.perf_counter()
     ds = _as_dataset(data)
@@ -212,9 +219,10 @@ def synthesize(
         attributes=attributes,
         precision=precision,
     )
-    job = plan(ds, config, covariates)
+    device = resolve_device(device)  # checked before any work
+    job = plan(ds, config, covariates, device=device)
     ds = job.source  # with wrapped columns on a global grid
-    refiner = job.refiner(device)
+    refiner = job.refiner()
     coarse, members = {}, {}
     for name in job.prepared.variables:
         _, coarse[name] = _fields(ds, name, job.prepared.axes)

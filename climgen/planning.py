@@ -54,7 +54,13 @@ def complexity(
     covariates: Mapping | None = None,
     tile_size: int | None = None,
 ) -> xr.DataArray:
-    """Complexity score of each tile, on the coarse grid (for plotting and depth decisions)."""
+    """Complexity score of each tile, on the coarse grid: the map that explains where a field
+    has detail to add (the depth itself follows the predicted gain, :mod:`climgen.depth.gain`).
+
+    ``data``, ``factor``, ``variables`` and ``covariates`` are as for
+    :func:`climgen.pipeline.synthesize`; ``tile_size`` is the tile side in coarse cells
+    (default: 32, or less on small domains).
+    """
     original = _as_dataset(data)
     config = SynthesisConfig(factor=factor, variables=variables, tile_size=tile_size)
     original, _ = contiguous_input(cf.decode_packed(original))
@@ -86,14 +92,15 @@ class Plan:
     source: xr.Dataset | None = None  # the input as refined: with wrapped columns on a global grid
     wrap_cells: int = 0  # columns of a global grid copied beyond each edge (cropped from the output)
     longitude_convention: str | None = None  # set when the input's longitudes were made contiguous
+    device: str = "auto"  # where the run's model calls go, the planning self-tests' included
 
     @property
     def full_depth(self) -> int:
         return self.config.factor.bit_length() - 1
 
-    def refiner(self, device: str = "auto"):
-        """A :class:`~climgen.refine.TileRefiner` on ``device`` (auto: a GPU when torch sees one),
-        in the config's precision."""
+    def refiner(self, device: str | None = None):
+        """A :class:`~climgen.refine.TileRefiner` on ``device`` (default: the plan's; auto: a
+        GPU when torch sees one), in the config's precision."""
         from climgen.refine import TileRefiner, resolve_device
 
         module, layout = self.checkpoint.module, self.prepared.layout
@@ -101,7 +108,7 @@ class Plan:
             module,
             self.config.factor,
             layout,
-            device=resolve_device(device),
+            device=resolve_device(device or self.device),
             precision=self.config.precision,
             cell_weights=self.cell_weights,
             sample=self.config.members > 1,
@@ -223,11 +230,19 @@ def make_config(variables=None, model="default", **options) -> SynthesisConfig:
     return SynthesisConfig(variables=tuple(variables) if variables else None, model=str(model), **options)
 
 
-def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = None, scorer: Callable | None = None) -> Plan:
+def plan(
+    ds: xr.Dataset,
+    config: SynthesisConfig,
+    covariates: Mapping | None = None,
+    scorer: Callable | None = None,
+    device: str = "auto",
+) -> Plan:
     """Validate the request, load the model, score the tiles and choose their depth.
 
     ``scorer(ds, prepared, factor)`` computes the scores (default: every field read and scored
-    here; the streaming path scores time chunks as dask tasks).
+    here; the streaming path scores time chunks as dask tasks). The self-tests that choose the
+    depth run on ``device``, the run's, so the map does not depend on a GPU the run was told
+    not to use.
     """
     from climgen.io.acdd import standing_attributes
     from climgen.models.checkpoint import load_checkpoint
@@ -259,6 +274,7 @@ def plan(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None = N
     full_depth = config.factor.bit_length() - 1
     result = Plan(config, prepared, checkpoint, scores, np.zeros(1), _fine_axes(ds, prepared.axes, config.factor))
     result.source, result.wrap_cells, result.longitude_convention = ds, wrap_cells, convention
+    result.device = device
     result.residual_gains = residual_gains(ds, result)
     adaptive = config.adaptive and checkpoint.multi_scale  # baselines jump the whole factor
     cost = result.work  # a budget is of the work the run will do

@@ -16,20 +16,14 @@ from __future__ import annotations
 import copy
 import functools
 from collections import defaultdict
-from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
 
 from climgen._torch import import_torch, model_on_device, resolve_device, resolve_precision  # noqa: F401  (re-exported)
 from climgen.conservation import Bounds, Weights, project_blocks
-from climgen.noise import noise_window
+from climgen.model_calls import ModelCalls, RegionInputs, local_window  # noqa: F401  (RegionInputs re-exported)
 from climgen.tiling import Tile, TileLayout, blend_weights, fine_slices, window_key
-
-
-def _local(window: tuple[slice, slice], origin: tuple[int, int]) -> tuple[slice, slice]:
-    """A global coarse window relative to an array that starts at cell ``origin``."""
-    return tuple(slice(p.start - o, p.stop - o) for p, o in zip(window, origin, strict=True))
 
 
 def fill_nearest(field: np.ndarray) -> np.ndarray:
@@ -41,19 +35,7 @@ def fill_nearest(field: np.ndarray) -> np.ndarray:
     return field[iy, ix]
 
 
-@dataclass
-class RegionInputs:
-    """What the windows of one region share: the covariates as float32 tensors (K, H*f, W*f)
-    with their validity (1 valid, 0 missing), the coarse cell they start at, and the noise
-    blocks drawn so far (see :func:`noise_window`)."""
-
-    covariates: object = None  # torch.Tensor or None; typed loosely so this imports without torch
-    covariate_mask: object = None
-    origin: tuple[int, int] = (0, 0)
-    noise_blocks: dict = field(default_factory=dict)
-
-
-class TileRefiner:
+class TileRefiner(ModelCalls):
     """Refines (N, ny, nx) coarse arrays tile by tile at per-tile depths.
 
     ``model`` follows the generator interface (``model(coarse, covariates, mask, stages,
@@ -103,8 +85,12 @@ class TileRefiner:
         self.device = self.torch.device(device or "cpu")
         on_gpu = self.device.type == "cuda"
         self.batch_size = batch_size or (128 if on_gpu else 1)
-        self.precision = resolve_precision(precision, self.device.type)
-        self.model = model_on_device(model, self.device.type)
+        self.precision = resolve_precision(precision, str(self.device))
+        self.model = model_on_device(model, str(self.device))
+        if on_gpu and self.precision == "float32":
+            # float32 means float32: cuDNN would otherwise run float32 convolutions in TF32
+            # (a 10-bit mantissa). Set for the process; bf16 convolutions are not affected.
+            self.torch.backends.cudnn.allow_tf32 = False
         self.compiled = compile and model is not None
         self._forward = self.torch.compile(self.model, dynamic=False) if self.compiled else self.model
 
@@ -152,7 +138,7 @@ class TileRefiner:
         if region is None:
             region = (slice(origin[0], origin[0] + height), slice(origin[1], origin[1] + width))
         outputs = self.refine_tiles(coarse, depth, covariates, seed_keys, self.tiles_for(region), origin)
-        target = coarse[(slice(None), *_local(region, origin))]
+        target = coarse[(slice(None), *local_window(region, origin))]
         return self.blend(outputs, region, target, bounds)
 
     def refine_tiles(
@@ -229,18 +215,24 @@ class TileRefiner:
                         inputs = above[first - 1 - call.parent.first][0, top : top + rows, left : left + cols]
                     pending[(call.last, tuple(inputs.shape))].append((call, index, inputs))
             for (last, _), items in pending.items():
-                for start in range(0, len(items), self.batch_size):
+                start = 0
+                while start < len(items):
                     batch = items[start : start + self.batch_size]
-                    per_stage = self.run_stages(
-                        [call.window for call, _, _ in batch],
-                        self.torch.stack([inputs for _, _, inputs in batch]),
-                        [seed_keys[index] for _, index, _ in batch],
-                        last,
-                        shared,
-                        first,
-                    )
+                    try:
+                        per_stage = self.run_stages(
+                            [call.window for call, _, _ in batch],
+                            self.torch.stack([inputs for _, _, inputs in batch]),
+                            [seed_keys[index] for _, index, _ in batch],
+                            last,
+                            shared,
+                            first,
+                        )
+                    except self.torch.OutOfMemoryError as error:
+                        self._fewer_windows(error, tuple(batch[0][2].shape))
+                        continue  # the same windows again, fewer at a time
                     for position, (call, index, _) in enumerate(batch):
                         stage_outputs[(call, index)] = [stage[position] for stage in per_stage]
+                    start += len(batch)
         return stage_outputs
 
     def _final_fields(self, coarse, call, depth: int, window, stage_outputs: dict, origin) -> np.ndarray:
@@ -268,7 +260,7 @@ class TileRefiner:
     def _filled_window(self, coarse: np.ndarray, index: int, window, origin):
         """Field ``index`` of ``coarse`` (from cell ``origin``) over global ``window``, gaps
         filled from the nearest valid cell, as a float32 tensor; None when it has no data."""
-        values = coarse[(index, *_local(window, origin))]
+        values = coarse[(index, *local_window(window, origin))]
         if not np.isfinite(values).any():
             return None
         return self.torch.as_tensor(fill_nearest(values.astype(np.float64)), dtype=self.torch.float32)
@@ -313,16 +305,6 @@ class TileRefiner:
         rows, cols = fine_slices(region, self.factor)
         return self.cell_weights[0][rows], self.cell_weights[1][cols]
 
-    def region_inputs(self, covariates: np.ndarray | None = None, origin: tuple[int, int] = (0, 0)) -> RegionInputs:
-        """The shared inputs of a region's windows: covariates (K, H*f, W*f) from coarse cell
-        ``origin`` (missing values masked), and an empty store of noise blocks."""
-        if covariates is None:
-            return RegionInputs(origin=origin)
-        torch = self.torch
-        values = torch.as_tensor(np.ascontiguousarray(covariates), dtype=torch.float32)
-        mask = torch.isfinite(values).to(torch.float32)
-        return RegionInputs(torch.nan_to_num(values), mask, origin)
-
     def run_batch(
         self,
         windows: list[tuple[slice, slice]],
@@ -342,86 +324,6 @@ class TileRefiner:
             else:
                 refined = self.run_stages(windows, inputs, keys, depth, shared)[-1]
             return self._upsample_rest(refined, self.factor // 2**depth)[:, 0].cpu().numpy()
-
-    def run_stages(
-        self,
-        windows: list[tuple[slice, slice]],
-        inputs,
-        keys: list[tuple],
-        last: int,
-        shared: RegionInputs | None = None,
-        first: int = 1,
-    ) -> list:
-        """Stages ``first`` to ``last`` of the model on ``inputs`` (B, h, w): the field over
-        coarse ``windows`` at the resolution of stage ``first - 1`` (array or tensor). Returns
-        one float32 tensor (B, 1, ., .) per stage on the refiner's device."""
-        coarse, covariates, mask, stage_noise = self.model_inputs(windows, inputs, keys, last, shared, first)
-        return self._model_call(coarse, covariates, mask, last - first + 1, stage_noise)
-
-    def model_inputs(
-        self,
-        windows: list[tuple[slice, slice]],
-        inputs,
-        keys: list[tuple],
-        depth: int,
-        shared: RegionInputs | None = None,
-        first: int = 1,
-    ):
-        """The model's tensors for ``inputs`` (B, h, w) over coarse ``windows``, for stages
-        ``first`` to ``depth``: the field (B, 1, h, w), covariates and mask on the grid of
-        stage ``depth`` (or None), and one noise map per stage."""
-        torch = self.torch
-        shared = shared or RegionInputs()
-        coarse = torch.as_tensor(inputs, dtype=torch.float32)[:, None]
-        pairs = list(zip(windows, keys, strict=True))
-        stage_noise = [
-            torch.from_numpy(
-                np.stack([noise_window(key, stage, *fine_slices(w, 2**stage), shared.noise_blocks) for w, key in pairs])
-            )[:, None]
-            for stage in range(first, depth + 1)
-            if self.sample
-        ]
-        covariates = mask = None
-        if shared.covariates is not None:
-            covariates, mask = self._covariate_windows(windows, depth, shared)
-        return coarse, covariates, mask, stage_noise
-
-    def _covariate_windows(self, windows: list[tuple[slice, slice]], depth: int, shared: RegionInputs):
-        """Each window's covariates on the depth's grid: block means of the final-grid values."""
-        torch = self.torch
-        down = self.factor // 2**depth
-        cells = []
-        for window in windows:
-            cells.append((slice(None), *fine_slices(_local(window, shared.origin), self.factor)))
-        values = torch.stack([shared.covariates[part] for part in cells])
-        valid = torch.stack([shared.covariate_mask[part] for part in cells])
-        if down > 1:
-            pooled = torch.nn.functional.avg_pool2d(values * valid, down)
-            valid = torch.nn.functional.avg_pool2d(valid, down)
-            values = torch.where(valid > 0, pooled / valid.clamp_min(1e-12), torch.zeros_like(pooled))
-        return values, valid
-
-    def _model_call(self, coarse, covariates, mask, depth: int, stage_noise):
-        """One model call on the refiner's device and precision, returning each stage's output
-        in float32 on that device; with ``compile``, a short last batch is padded to the batch
-        size, so compiled graphs see one shape per depth."""
-        torch = self.torch
-        count = coarse.shape[0]
-        tensors = [coarse, covariates, mask, *stage_noise]
-        on_gpu = self.device.type == "cuda"
-        if self.compiled and count < self.batch_size:
-            tensors = [t if t is None else torch.cat([t, t[-1:].expand(self.batch_size - count, *t.shape[1:])]) for t in tensors]
-        moved = [t if t is None else t.to(self.device, non_blocking=True) for t in tensors]
-        if on_gpu:
-            moved = [t if t is None else t.contiguous(memory_format=torch.channels_last) for t in moved]
-        dims = [dim for dim, flipped in zip((-2, -1), self.flip, strict=True) if flipped]
-        if dims:
-            moved = [t if t is None else t.flip(dims) for t in moved]
-        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
-            # only the generator scales its detail; other models are called as they were
-            gain = {} if self.residual_gain == 1.0 else {"residual_gain": self.residual_gain}
-            outputs = self._forward(moved[0], moved[1], moved[2], stages=depth, noise=moved[3:] or None, **gain)
-        return [(output.flip(dims) if dims else output)[:count].float() for output in outputs]
 
     def _blend(self, tile: Tile, outputs: np.ndarray, region, accumulated: np.ndarray, weights: np.ndarray) -> None:
         """Add a tile's weighted outputs (N, h*f, w*f over its blend window) inside ``region``."""

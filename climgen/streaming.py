@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from climgen._torch import check_device, resolve_device, resolve_precision, torch_threads
+from climgen._torch import check_device, check_device_name, resolve_device, resolve_precision, torch_threads
 from climgen.allocator import retain_freed_memory
 from climgen.conservation import count_disordered, count_outside, format_bounds
 from climgen.depth.complexity import combine_scores, tile_components
@@ -61,16 +61,15 @@ class StreamOptions:
     wait: bool = False  # wait for another climgen process writing the same output, instead of stopping
 
     def validate(self) -> StreamOptions:
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        check_device_name(self.device)
         if self.region_tiles < 1 or self.time_chunk < 1:
             raise ConfigError(f"region_tiles and time_chunk must be >= 1, got {self.region_tiles}, {self.time_chunk}")
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if self.workers and self.scheduler:
             raise ConfigError("give either workers (start a local cluster) or scheduler (attach to one), not both")
-        if self.device == "cuda" and not self.scheduler:  # a remote cluster's workers may have GPUs this machine lacks
-            check_device("cuda")
+        if self.device.startswith("cuda") and not self.scheduler:  # a remote cluster's workers may have GPUs this machine lacks
+            check_device(self.device)
         if self.scheduler:
             check_scheduler_address(self.scheduler)
         return self
@@ -100,6 +99,9 @@ class Job:
     job_id: str
     tasks: list[Task]
     field_counts: dict[str, int] = field(default_factory=dict)
+    precision: str = "float32"
+    """The model's precision, resolved once where the job is planned: every worker runs in it,
+    so a cluster whose nodes differ (bf16 on some CPUs only) gives the same bits."""
 
     @property
     def store(self) -> Path:
@@ -210,10 +212,19 @@ def stream_scores(ds: xr.Dataset, prepared, factor: int, time_chunk: int):
     return combine_scores([scores for scores, _ in results])
 
 
+def _planning_device(options: StreamOptions) -> str:
+    """Where the planning self-tests run: the run's device where this machine has it (a remote
+    cluster's workers may have GPUs it lacks: then its own)."""
+    try:
+        return resolve_device(options.device)
+    except ConfigError:
+        return resolve_device("auto")
+
+
 def _hardware(plan_: Plan, options: StreamOptions) -> dict:
-    """The device and precision the model runs in, as resolved where the job is planned (the
-    workers of a local cluster; a remote cluster's workers resolve ``auto`` themselves)."""
-    device = resolve_device(options.device)
+    """The device and precision the model runs in, as resolved where the job is planned (a
+    remote cluster's workers resolve an ``auto`` device themselves; the precision is this)."""
+    device = _planning_device(options)
     return {"device": device, "precision_used": resolve_precision(plan_.config.precision, device)}
 
 
@@ -254,15 +265,20 @@ def prepare_job(
 ) -> Job:
     """Plan a streaming job (reads the input once, by time chunks, to score the tiles)."""
     options = (options or StreamOptions()).validate()
-    output = Path(output).expanduser()
+    output = Path(output).expanduser().resolve()  # workers in other folders (a cluster's) find it
     output_format(output)
 
     ds = spatial_last(ds, find_spatial_axes(ds))  # stores are written in (..., y, x) regions
     plan_ = plan(
-        ds, config, covariates, scorer=lambda ds, prepared, factor: stream_scores(ds, prepared, factor, options.time_chunk)
+        ds,
+        config,
+        covariates,
+        scorer=lambda ds, prepared, factor: stream_scores(ds, prepared, factor, options.time_chunk),
+        device=_planning_device(options),
     )
     tasks, counts = _tasks(plan_.source, plan_, options)
-    return Job(plan_, options, output, job_identity(plan_, options, ds, output), tasks, counts)
+    precision = _hardware(plan_, options)["precision_used"]
+    return Job(plan_, options, output, job_identity(plan_, options, ds, output, precision), tasks, counts, precision)
 
 
 def _template(ds: xr.Dataset, job: Job, command: str | None) -> tuple[xr.Dataset, dict]:

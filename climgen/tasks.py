@@ -8,6 +8,7 @@ model once and keeps a channels-last copy per device, shared by its threads.
 from __future__ import annotations
 
 import threading
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xarray as xr
 
+from climgen._torch import import_torch
 from climgen.conservation import order_stacks
 from climgen.errors import ConfigError
 from climgen.io.cf import MEMBER_DIM
@@ -75,6 +77,23 @@ class TaskContext:
     flip: tuple[bool, bool] = (False, False)  # (y, x) stored descending, turned round for the model
 
 
+def _worker_gpu(device: str) -> str:
+    """On a dask worker of a machine with several GPUs, ``cuda`` is the GPU of the worker's
+    number (a local cluster names its workers 0, 1, ...), so each worker refines on its own GPU
+    instead of all on the first."""
+    torch = import_torch()
+    if device != "cuda" or torch.cuda.device_count() < 2:
+        return device
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+    except (ImportError, ValueError):  # not in a dask worker
+        return device
+    number = name if isinstance(name, int) else zlib.crc32(str(name).encode())
+    return f"cuda:{number % torch.cuda.device_count()}"
+
+
 def _refiner(context: TaskContext):
     from climgen.models.checkpoint import load_checkpoint
     from climgen.refine import TileRefiner, model_on_device, resolve_device
@@ -82,7 +101,7 @@ def _refiner(context: TaskContext):
     checkpoint = load_checkpoint(context.model)  # cached per process: loaded once per worker
     if checkpoint.sha256 != context.model_sha256:
         raise ConfigError(f"model {context.model!r} changed while the job ran; start it again")
-    device = resolve_device(context.device)
+    device = _worker_gpu(resolve_device(context.device))
     with _MODEL_LOCK:  # threads of one worker share one (channels-last) copy per device
         key = (checkpoint.sha256, device)
         if key not in _DEVICE_MODULES:
@@ -168,7 +187,7 @@ def delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
             plan_.config.seed,
             plan_.config.members,
             job.options.device,
-            plan_.config.precision,
+            job.precision,  # resolved once: every worker runs in it
             plan_.prepared.limits,
             tuple(plan_.prepared.order),
             plan_.cell_weights,

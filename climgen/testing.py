@@ -13,6 +13,8 @@ from climgen.conservation import block_means
 from climgen.grid import find_spatial_axes
 from climgen.random_fields import gaussian_random_field
 
+__all__ = ["assert_coarse_consistent", "make_dataset", "rough_field"]
+
 
 def rough_field(shape: tuple[int, int], seed: int = 0, smoothness: float = 3.0) -> np.ndarray:
     """A Gaussian random field with power ~ k**-smoothness (zero mean, unit variance), the
@@ -34,6 +36,11 @@ def make_dataset(
 
     The field is a temperature-like mixture of a smooth gradient, a rough patch (mountains on
     the east half) and flat west half, so complexity and depth vary across the domain.
+
+    ``shape`` is (rows, columns); ``times`` > 0 adds a ``time`` dimension of that many steps
+    (each 0.5 K warmer); ``seed`` seeds the rough patch; ``name`` names the variable;
+    ``descending_y`` stores the rows north to south; ``lon_0_360`` puts a lat/lon grid east of
+    180 degrees, valid only in the 0..360 convention.
     """
     ny, nx = shape
     smooth = np.linspace(-5, 5, ny)[:, None] + np.zeros((1, nx))
@@ -115,7 +122,8 @@ def assert_coarse_consistent(
 
     Missing coarse cells must be missing at exactly their fine cells and nowhere else. An
     ensemble (``fine`` with a ``realization`` dimension the coarse field lacks) is checked
-    member by member.
+    member by member. ``rtol`` is the tolerance in units of the coarse field's largest
+    magnitude (at least 1; float32 outputs round at about 1e-7 of it).
     """
     axes = find_spatial_axes(coarse)
     ny, nx = coarse.sizes[axes.y], coarse.sizes[axes.x]

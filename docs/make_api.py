@@ -15,6 +15,7 @@ from pathlib import Path
 
 MODULES = [
     "climgen.pipeline",
+    "climgen.accessor",
     "climgen.planning",
     "climgen.inputs",
     "climgen.covariates",
@@ -30,11 +31,13 @@ MODULES = [
     "climgen.io.manifest",
     "climgen.io.acdd",
     "climgen.io.physical",
+    "climgen.io.input_attrs",
     "climgen.grid",
     "climgen.depth.complexity",
     "climgen.depth.gain",
     "climgen.tiling",
     "climgen.refine",
+    "climgen.model_calls",
     "climgen.noise",
     "climgen.allocator",
     "climgen.conservation",

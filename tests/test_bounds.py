@@ -32,7 +32,16 @@ def _variable(name="v", encoding=None, **attrs) -> xr.DataArray:
         (_variable(standard_name="cloud_area_fraction"), (0.0, None)),  # units unknown: 1 or 100?
         (_variable(standard_name="precipitation_flux", units="kg m-2 s-1"), (0.0, None)),
         (_variable("pr", units="kg m-2 s-1"), (0.0, None)),  # CMIP short name, no standard_name
-        (_variable("hurs", units="%"), (0.0, 100.0)),
+        # over ice relative humidity passes 100% (ERA5's r): only a declared maximum caps it
+        (_variable("hurs", units="%"), (0.0, None)),
+        (_variable("r", units="%", standard_name="unknown", valid_max=150.0), (0.0, 150.0)),
+        (_variable("RAINNC", units="mm"), (0.0, None)),  # WRF writes no standard names
+        (_variable("SWDOWN", units="W m-2"), (0.0, None)),
+        (_variable("ssrd", units="J m**-2", standard_name="unknown"), (0.0, None)),  # ERA5 (CDS, cfgrib)
+        (_variable(standard_name="toa_outgoing_longwave_flux"), (0.0, None)),  # one way: never negative
+        (_variable(standard_name="surface_net_downward_longwave_flux"), (None, None)),  # net: either sign
+        (_variable(standard_name="mass_fraction_of_elemental_carbon_dry_aerosol_particles_in_air"), (0.0, None)),
+        (_variable(standard_name="tendency_of_atmosphere_mass_content_of_water_vapor"), (None, None)),
         (_variable("tp", units="m", standard_name="unknown"), (0.0, None)),  # ERA5: a placeholder name
         (_variable("tcc", units="(0 - 1)"), (0.0, 1.0)),  # ERA5's fraction units
         (_variable("precipitation", units="mm/hr"), (0.0, None)),  # IMERG

@@ -9,6 +9,7 @@ import pytest
 import xarray as xr
 
 from climgen.io.cf import ANCILLARY_NAMES, encoding_for, refined_variables
+from climgen.io.input_attrs import restate_grid
 from climgen.io.write import write_dataset
 from climgen.testing import make_dataset
 
@@ -283,7 +284,8 @@ def test_cmip_grid_attributes_are_dropped_and_discovery_attributes_added(tmp_pat
         result = ds.climgen.synthesize(factor=2, variables=["tas"])
     tas = result["tas"].attrs
     assert "grid_type" not in tas and "associated_files" not in tas
-    assert "grid_type 'gaussian' of the input dropped" in tas["comment"] and "areacella" in tas["comment"]
+    assert "grid_type 'gaussian', associated_files" in tas["comment"] and "areacella" in tas["comment"]
+    assert "of the input dropped: they describe the coarse grid" in tas["comment"]
     assert tas["coverage_content_type"] == "modelResult"
     attrs = result.attrs
     assert attrs["Conventions"] == "CF-1.8, ACDD-1.3"
@@ -399,3 +401,31 @@ def test_the_checkers_are_not_run_on_what_they_cannot_read(tmp_path):
     (tmp_path / "out.zarr").mkdir()
     with pytest.raises(InputError, match="is a folder"):
         checks.run_checks(tmp_path / "out.zarr")
+
+
+def test_an_input_grid_description_is_restated_or_dropped_and_the_acdd_extent_crosses_the_antimeridian():
+    """WRF's grid spacing and sizes follow the refined grid (tools rebuild the grid from them);
+    cfgrib's description of the GRIB grid is dropped; the summary counts the output's cells; a
+    domain across 180 degrees has west > east."""
+    ds = make_dataset("curvilinear", shape=(16, 24))
+    rows, cols = np.mgrid[0:16, 0:24].astype(float)
+    lon = (155 + 50 * cols / 23 + 0.1 * rows + 180) % 360 - 180  # 155 E to 155 W, stored in -180..180
+    ds = ds.assign_coords(lon=(ds["lon"].dims, lon, ds["lon"].attrs))
+    ds.attrs |= {"DX": np.float32(12000.0), "DY": np.float32(12000.0), "WEST-EAST_GRID_DIMENSION": 25}
+    ds.attrs |= {"SOUTH-NORTH_GRID_DIMENSION": 17, "WEST-EAST_PATCH_END_UNSTAG": 24}
+    ds["tas"].attrs |= {"GRIB_Nx": 24, "GRIB_iDirectionIncrementInDegrees": 1.3, "GRIB_units": "K"}
+    result = ds.climgen.synthesize(factor=2)
+    assert (result.attrs["DX"], result.attrs["DY"]) == (6000.0, 6000.0)
+    assert (result.attrs["WEST-EAST_GRID_DIMENSION"], result.attrs["SOUTH-NORTH_GRID_DIMENSION"]) == (49, 33)
+    assert "WEST-EAST_PATCH_END_UNSTAG" not in result.attrs
+    assert "GRIB_Nx" not in result["tas"].attrs and result["tas"].attrs["GRIB_units"] == "K"
+    assert "GRIB_iDirectionIncrementInDegrees 1.3 of the input dropped" in result["tas"].attrs["comment"]
+    assert "from 16 x 24 cells to 32 x 48" in result.attrs["summary"]
+    west, east = result.attrs["geospatial_lon_min"], result.attrs["geospatial_lon_max"]
+    assert 150 < west < 160 and -160 < east < -150  # across the antimeridian, not -180..180
+    assert restate_grid({"DX": 6000.0, "WEST-EAST_GRID_DIMENSION": 49}, 2) == {"DX": 12000.0, "WEST-EAST_GRID_DIMENSION": 25}
+
+    wide = make_dataset(shape=(12, 32))  # a global grid, widened by a few columns to refine
+    wide = wide.assign_coords(lon=np.linspace(-180, 180, 32, endpoint=False))
+    refined = wide.climgen.synthesize(factor=2)
+    assert "from 12 x 32 cells to 24 x 64" in refined.attrs["summary"] and refined.sizes["lon"] == 64

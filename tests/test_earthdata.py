@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import ssl
 import subprocess
 import sys
@@ -40,6 +41,7 @@ GESDISC = "https://data.gesdisc.earthdata.nasa.gov"
 class _Earthdata(BaseHTTPRequestHandler):
     searches: list[dict] = []
     downloads: list[tuple[str, str]] = []
+    refused: dict[str, int] = {}  # file name -> the HTTP status the data server answers instead
 
     def log_message(self, *args):  # keep test output quiet
         pass
@@ -75,6 +77,9 @@ class _Earthdata(BaseHTTPRequestHandler):
         if not url.path.startswith("/data/") or not path.is_file():
             self.send_error(404)
             return
+        if name in self.refused:
+            self.send_error(self.refused[name])
+            return
         self.downloads.append((name, self.headers.get("Authorization", "")))
         data = path.read_bytes()
         self.send_response(200)
@@ -96,7 +101,7 @@ def earthdata_server(monkeypatch):
     host = f"127.0.0.1:{server.server_address[1]}"
     system = System(f"https://{host}/search/", f"https://{host}/status", f"https://{host}/status/api", host)
     monkeypatch.setenv("EARTHDATA_TOKEN", "test-token-123")
-    _Earthdata.searches, _Earthdata.downloads = [], []
+    _Earthdata.searches, _Earthdata.downloads, _Earthdata.refused = [], [], {}
     yield system
     server.shutdown()
 
@@ -151,8 +156,16 @@ def test_earthdata_rerun_fetches_only_missing_or_corrupt_granules(earthdata_serv
     again = earthdata.fetch(_request(), cube, system=earthdata_server)
     assert len(_Earthdata.downloads) == 2 and again.downloaded == [] and not again.cube_written
 
-    partial = earthdata.cache_folder(cube) / "MERRA2_400.tavg1_2d_slv_Nx.20200102.nc4"
-    partial.write_bytes(partial.read_bytes()[:5000])  # an interrupted download
+    # a whole cube of this request is kept as it is, its granule cache deleted or not
+    cache = earthdata.cache_folder(cube)
+    shutil.move(cache, tmp_path / "kept-cache")
+    kept = earthdata.fetch(_request(), cube, system=earthdata_server)
+    assert len(_Earthdata.downloads) == 2 and not kept.cube_written
+    shutil.move(tmp_path / "kept-cache", cache)
+
+    shutil.rmtree(cube)  # a cube to build again, from a cache with an interrupted download
+    partial = cache / "MERRA2_400.tavg1_2d_slv_Nx.20200102.nc4"
+    partial.write_bytes(partial.read_bytes()[:5000])
     repaired = earthdata.fetch(_request(), cube, system=earthdata_server)
     assert [name for name, _ in _Earthdata.downloads[2:]] == [partial.name]
     assert repaired.refetched == ["M2T1NXSLV.5.12.4:" + partial.name] and repaired.cube_written
@@ -313,3 +326,36 @@ def test_a_fetched_cube_is_known_as_the_request_it_holds(earthdata_server, tmp_p
     assert earthdata.holds(_request(), cube)
     assert not earthdata.holds(_request(bbox=(0.0, 40.0, 8.0, 46.0)), cube)
     assert not earthdata.holds(_request(variables=("T2M",)), cube)
+
+
+def test_earthdata_refused_download_misspelt_variable_and_unreadable_cube_are_one_line_errors(earthdata_server, tmp_path):
+    second = "MERRA2_400.tavg1_2d_slv_Nx.20200102.nc4"
+    _Earthdata.refused = {second: 403}  # the account has not authorised the data centre's application
+    with pytest.raises(earthdata.InputError, match=f"download of {second} failed .*authorise its application"):
+        earthdata.fetch(_request(), tmp_path / "a.zarr", system=earthdata_server)
+    assert not (tmp_path / "a.zarr").exists()
+    assert (earthdata.cache_folder(tmp_path / "a.zarr") / "MERRA2_400.tavg1_2d_slv_Nx.20200101.nc4").is_file()  # kept
+    _Earthdata.refused = {}
+
+    # a misspelt variable is found in the first granule, before the others are downloaded
+    _Earthdata.downloads = []
+    with pytest.raises(earthdata.InputError, match=r"20200101.nc4: variables \['SLPX'\] not in the granule"):
+        earthdata.fetch(_request(variables=("T2M", "SLPX")), tmp_path / "b.zarr", system=earthdata_server)
+    assert len(_Earthdata.downloads) == 1
+
+    (tmp_path / "c.zarr").mkdir()  # an empty folder, or a copy cut short
+    with pytest.raises(OutputExistsError, match="c.zarr is not a readable cube .*remove it or pass --overwrite"):
+        earthdata.fetch(_request(), tmp_path / "c.zarr", system=earthdata_server)
+    earthdata.fetch(_request(), tmp_path / "c.zarr", system=earthdata_server, overwrite=True)
+    assert earthdata.holds(_request(), tmp_path / "c.zarr")
+
+
+def test_earthdata_granules_on_another_grid_are_refused_not_merged(tmp_path):
+    paths = []
+    for day, shift in ((1, 0.0), (2, 0.3125)):  # the second half a cell east
+        with xr.open_dataset(RECORDED / f"MERRA2_400.tavg1_2d_slv_Nx.2020010{day}.nc4") as granule:
+            moved = granule.load().assign_coords(lon=granule["lon"] + shift)
+        paths.append(tmp_path / f"day{day}.nc4")
+        moved.to_netcdf(paths[-1])
+    with pytest.raises(earthdata.InputError, match="day2.nc4 is on another grid than day1.nc4"):
+        earthdata.assemble_cube(paths, _request()).load()

@@ -5,11 +5,13 @@ import pytest
 import torch
 
 from climgen._torch import native_bf16, resolve_precision
+from climgen.errors import ClimgenWarning, ConfigError
 from climgen.models.blocks import local_mean
 from climgen.models.checkpoint import load_checkpoint
 from climgen.models.generator import _local_standardise, local_standardise
+from climgen.pipeline import make_config, plan, synthesize
 from climgen.refine import TileRefiner, model_on_device, refine_domain, resolve_device
-from climgen.testing import rough_field
+from climgen.testing import make_dataset, rough_field
 from climgen.tiling import TileLayout
 
 
@@ -93,9 +95,17 @@ def test_normalisation_stays_float32_under_bf16_autocast():
 def test_devices_and_precisions_are_checked():
     assert resolve_device("cpu") == "cpu"
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
-    with pytest.raises(ValueError, match="device must be"):
-        resolve_device("tpu")
-    with pytest.raises(ValueError, match="precision must be"):
+    for wrong in ("tpu", "gpu", "cuda:", "cuda:x", 1):
+        with pytest.raises(ConfigError, match="device must be"):
+            resolve_device(wrong)
+    if not torch.cuda.is_available():
+        for device in ("cuda", "cuda:0"):
+            with pytest.raises(ConfigError, match="sees no CUDA GPU"):
+                resolve_device(device)
+    else:
+        with pytest.raises(ConfigError, match="GPU"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")
+    with pytest.raises(ConfigError, match="precision must be"):
         TileRefiner(None, 4, TileLayout((8, 8), 8, 0), precision="float16")
     refiner = TileRefiner(None, 4, TileLayout((8, 8), 8, 0))
     # CPU defaults: one window a call; bf16 only where the CPU computes it natively
@@ -144,3 +154,41 @@ def test_the_precision_is_an_option_and_the_provenance_names_the_one_used():
     assert automatic["precision_used"] == resolve_precision("auto", "cpu")
     with pytest.raises(ConfigError, match="precision"):
         synthesize(ds, factor=2, precision="float16")
+
+
+class _DeviceFullPast:
+    """Fault injection: model calls of more than ``windows`` windows fail as a full device does."""
+
+    def __init__(self, refiner: TileRefiner, windows: int):
+        self.run_stages, self.windows, self.calls = refiner.run_stages, windows, []
+
+    def __call__(self, windows, *args, **kwargs):
+        self.calls.append(len(windows))
+        if len(windows) > self.windows:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return self.run_stages(windows, *args, **kwargs)
+
+
+def test_a_device_out_of_memory_refines_fewer_windows_a_call_and_loses_nothing():
+    fields, depth = _domain()
+    refiner = TileRefiner(load_checkpoint().module, 4, TileLayout((40, 44), 16, 4), batch_size=4, precision="float32")
+    refiner.run_stages = full = _DeviceFullPast(refiner, windows=1)
+    with pytest.warns(ClimgenWarning, match="ran out of memory: 1 window per model call from here on"):
+        fine = refiner.refine(fields, depth, None, [(0, "tas", i, 0) for i in range(2)])
+    assert refiner.batch_size == 1 and max(full.calls) == 2 and full.calls[-1] == 1
+    np.testing.assert_array_equal(fine, _refine(1))  # every window refined, as one at a time
+
+    refiner = TileRefiner(load_checkpoint().module, 4, TileLayout((40, 44), 16, 4), batch_size=1)
+    refiner.run_stages = _DeviceFullPast(refiner, windows=0)
+    with pytest.raises(ConfigError, match="ran out of memory refining one .* window: use a smaller tile_size"):
+        refiner.refine(fields, depth, None, [(0, "tas", i, 0) for i in range(2)])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where no GPU is seen")
+def test_a_gpu_asked_for_where_none_is_seen_is_refused_before_any_work():
+    ds = make_dataset(shape=(12, 16), times=1)
+    with pytest.raises(ConfigError, match="device 'cuda:1' asked for, but .* sees no CUDA GPU"):
+        synthesize(ds, factor=2, device="cuda:1")
+    # the plan's self-tests run where the run does: a GPU it was not given is never touched
+    job = plan(ds, make_config(factor=2), device="cpu")
+    assert job.device == "cpu" and job.refiner().device.type == "cpu"

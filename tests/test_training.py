@@ -119,6 +119,7 @@ class _Interrupt(Exception):
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    import safetensors.torch
     import torch
 
     from climgen.training.pretrain import pretrain
@@ -137,7 +138,11 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
 
     with pytest.raises(_Interrupt):
         pretrain(interrupted, log=stop_at_step_4)
+    weights, _ = state_paths(interrupted.resolve(interrupted.output))
     assert all(path.exists() for path in state_paths(interrupted.resolve(interrupted.output)))
+    # the noise stream is a CPU generator's whatever the device: a state saved on a GPU resumes anywhere
+    saved_noise = safetensors.torch.load_file(weights)["noise_generator"]
+    assert saved_noise.numel() == torch.Generator().get_state().numel()
     lines = []
     resumed = load_checkpoint(pretrain(interrupted, log=lines.append))
     assert lines[0].startswith("resuming from step 2 of 6 (") and lines[0].endswith("tiny-model.train-state.json)")

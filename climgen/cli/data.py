@@ -67,7 +67,8 @@ def coarsen(
 ) -> None:
     """Block-mean a fine field onto the grid that refining by FACTOR maps back to it."""
     from climgen.grid import coarsen_dataset, find_spatial_axes
-    from climgen.io.cf import ANCILLARY_ATTRS, INPUT_FILE_ATTRS, describe_block_mean, encoding_for_plain, history_line, tidy
+    from climgen.io.cf import ANCILLARY_ATTRS, describe_block_mean, encoding_for_plain, history_line, tidy
+    from climgen.io.input_attrs import INPUT_FILE_ATTRS, coarse_grid_keys, restate_grid
     from climgen.io.open import open_input
     from climgen.io.write import check_output, write_dataset
 
@@ -84,9 +85,13 @@ def coarsen(
                     variable.attrs[key] = " ".join(kept)
             variable.encoding.pop("coordinates", None)
         coarse = coarsen_dataset(ds, factor, conservation)
-        coarse.attrs = {
-            key: value for key, value in coarse.attrs.items() if key not in INPUT_FILE_ATTRS and not key.startswith("climgen_")
-        }
+        coarse.attrs = restate_grid(
+            {key: value for key, value in coarse.attrs.items() if key not in INPUT_FILE_ATTRS and not key.startswith("climgen_")},
+            factor,
+        )
+        for variable in coarse.data_vars.values():  # a GRIB grid's description is the fine grid's
+            for key in coarse_grid_keys(variable.attrs):
+                variable.attrs.pop(key)
         previous = str(ds.attrs.get("history", "")).strip()
         coarse.attrs["history"] = history_line(command_line()) + ("\n" + previous if previous else "")
         coarse.attrs.setdefault("title", f"{Path(input).name} block-averaged by {factor} (climgen coarsen)")

@@ -127,7 +127,9 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 Wait = Annotated[
     bool, typer.Option("--wait", help="If another climgen process is writing the output, wait for it instead of stopping.")
 ]
-Device = Annotated[str, typer.Option(help="Where tasks run the model: auto (a GPU when the worker has one), cpu, cuda.")]
+Device = Annotated[
+    str, typer.Option(help="Where tasks run the model: auto (a GPU when the worker has one), cpu, cuda, or cuda:N (GPU N).")
+]
 Precision = Annotated[
     str,
     typer.Option(

@@ -190,7 +190,8 @@ def run(
             typer.echo(f"{cube} holds this request already: refined as it is (remove it to fetch again)", err=True)
         else:
             cube.parent.mkdir(parents=True, exist_ok=True)
-            typer.echo(fetch_cube(request, cube, log=lambda message: typer.echo(message, err=True)).summary())
+            replace = overwrite or job.overwrite  # a cube fetched for another request, as the output
+            typer.echo(fetch_cube(request, cube, overwrite=replace, log=lambda message: typer.echo(message, err=True)).summary())
     from climgen.models.checkpoint import RETIRED, SHIPPED
 
     # a shipped name as given; a checkpoint path relative to the recipe's folder

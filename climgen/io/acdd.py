@@ -39,14 +39,23 @@ CARRIED = (
 
 
 def _extent(ds: xr.Dataset, name: str) -> tuple[float, float] | None:
-    """Least and greatest value of a latitude or longitude coordinate (its cell centres, as
-    catalogues compare them)."""
+    """Least and greatest value of a latitude coordinate, or the western and eastern ends of a
+    longitude coordinate's values (cell centres, as catalogues compare them): the shortest arc
+    that holds them all, west > east where it crosses the antimeridian (as ACDD asks)."""
     if name not in ds.variables:
         return None
     values = np.asarray(ds[name].values, dtype=np.float64)
-    if not np.isfinite(values).any():
+    values = values[np.isfinite(values)]
+    if not values.size:
         return None
-    return float(np.nanmin(values)), float(np.nanmax(values))
+    if name != "lon" or np.ptp(values) < 180:
+        return float(values.min()), float(values.max())
+    wrapped = np.unique((values + 180) % 360 - 180)  # -180..180, sorted
+    gaps = np.diff(np.append(wrapped, wrapped[0] + 360))  # the last gap runs round to the first value
+    widest = int(np.argmax(gaps))
+    if gaps[widest] <= 360 / len(wrapped) * 1.5 or widest == len(wrapped) - 1:
+        return float(values.min()), float(values.max())  # global, or contiguous within -180..180
+    return float(wrapped[(widest + 1) % len(wrapped)]), float(wrapped[widest])
 
 
 def _iso_duration(seconds: float, calendar_steps: bool = False) -> str:
@@ -177,10 +186,10 @@ def discovery_attributes(
     """The ACDD global attributes of refined ``ds`` (``source``: the coarse input)."""
     names = [str(ds[name].attrs.get("long_name") or ds[name].attrs.get("standard_name") or name) for name in variables]
     factor = provenance["factor"]
-    shape = {axis: source.sizes[axis] for axis in (axes.y, axes.x)}
+    fine = {axis: ds.sizes[axis] for axis in (axes.y, axes.x)}  # the output's (a global input is widened to refine)
     summary = (
         f"{', '.join(names)} refined x{factor} by climgen {provenance['climgen_version']} (model {provenance['model']}) "
-        f"from {shape[axes.y]} x {shape[axes.x]} cells to {shape[axes.y] * factor} x {shape[axes.x] * factor}: each "
+        f"from {fine[axes.y] // factor} x {fine[axes.x] // factor} cells to {fine[axes.y]} x {fine[axes.x]}: each "
         f"block of {factor} x {factor} cells averages exactly to its coarse value; each tile's number of learned x2 stages "
         "follows the predicted gain of going deeper. Maps of the complexity score, predicted gain, refinement depth and "
         "compute come with the data; climgen_provenance holds every option."
@@ -201,6 +210,7 @@ def discovery_attributes(
     latitudes, longitudes = _extent(ds, "lat"), _extent(ds, "lon")
     if latitudes and longitudes:
         (south, north), (west, east) = latitudes, longitudes
+        edge = east + 360 if west > east else east
         attrs |= {
             "geospatial_lat_min": south,
             "geospatial_lat_max": north,
@@ -208,7 +218,8 @@ def discovery_attributes(
             "geospatial_lon_min": west,
             "geospatial_lon_max": east,
             "geospatial_lon_units": "degrees_east",
-            "geospatial_bounds": f"POLYGON (({south} {west}, {north} {west}, {north} {east}, {south} {east}, {south} {west}))",
+            # across the antimeridian (west > east) the polygon's eastern edge is carried past 180
+            "geospatial_bounds": f"POLYGON (({south} {west}, {north} {west}, {north} {edge}, {south} {edge}, {south} {west}))",
             "geospatial_bounds_crs": "EPSG:4326",
         }
     return attrs | _vertical_coverage(ds) | _time_coverage(ds)

@@ -16,6 +16,7 @@ import xarray as xr
 from climgen.errors import GridError
 from climgen.grid import AXIS_STANDARD_NAMES, SpatialAxes, bounds_name, latlon_role
 from climgen.io import acdd
+from climgen.io.input_attrs import INPUT_FILE_ATTRS, coarse_grid_keys, restate_grid  # noqa: F401 (INPUT_FILE_ATTRS public here)
 
 CONVENTIONS = "CF-1.8"
 ANCILLARY_NAMES = ("complexity_score", "predicted_gain", "refinement_depth", "refinement_macs")
@@ -224,22 +225,6 @@ def valid_standard_name(value) -> bool:
     return isinstance(value, str) and value != "unknown" and _STANDARD_NAME.fullmatch(value) is not None
 
 
-INPUT_GRID_ATTRS = ("grid_type", "associated_files")
-"""Variable attributes of CMIP-style inputs about the coarse grid (Gaussian, its areacella and
-gridspec files): untrue of the refined grid."""
-INPUT_FILE_ATTRS = frozenset(
-    {
-        "tracking_id",
-        "creation_date",
-        "nominal_resolution",
-        "geospatial_lat_resolution",
-        "geospatial_lon_resolution",
-        "climgen_job",  # a streamed climgen output's job and state: this output is another
-        "climgen_complete",
-    }
-)
-
-
 def storable_attributes(ds: xr.Dataset) -> xr.Dataset:
     """Attributes every output format can store, in place: NetCDF takes numbers, strings and
     arrays or lists of one of them, where a zarr input or a user's YAML may hold None (dropped),
@@ -341,6 +326,7 @@ def decorate(
     """Attach CF metadata and provenance to a refined dataset (values are not touched)."""
     ds = result
     attrs = {key: value for key, value in source.attrs.items() if key not in INPUT_FILE_ATTRS}
+    attrs = restate_grid(attrs, 1 / provenance["factor"])
     if "tracking_id" in source.attrs:  # the input file's unique id: this file is another
         attrs["climgen_input_tracking_id"] = source.attrs["tracking_id"]
     if "creation_date" in source.attrs:
@@ -369,9 +355,13 @@ def decorate(
         if measures:
             # the input's cell areas (often CMIP's external areacella) are the coarse grid's
             _add_comment(variable, f"cell_measures {measures!r} of the input dropped: the coarse grid's")
-        for key in INPUT_GRID_ATTRS:  # they describe the coarse grid, which this is not
-            if key in variable.attrs:
-                _add_comment(variable, f"{key} {variable.attrs.pop(key)!r} of the input dropped: it describes the coarse grid")
+        coarse_grid = {key: variable.attrs.pop(key) for key in coarse_grid_keys(variable.attrs)}
+        if coarse_grid:  # they describe the coarse grid, which this is not
+            described = ", ".join(f"{key} {value!r}" for key, value in coarse_grid.items())
+            _add_comment(
+                variable,
+                f"{described} of the input dropped: {'they describe' if len(coarse_grid) > 1 else 'it describes'} the coarse grid",
+            )
         variable.attrs["coverage_content_type"] = "modelResult"
         named_mapping = variable.attrs.get("grid_mapping")
         if named_mapping and named_mapping not in source.variables:

@@ -302,13 +302,31 @@ def _download(files: list[GranuleFile], granules: list, folder: Path, log: Calla
             (folder / granule_file.name).unlink()
         pending.append((granule_file, granule))
     if pending:
-        earthaccess.download([granule for _, granule in pending], local_path=str(folder), show_progress=False)
+        try:
+            earthaccess.download([granule for _, granule in pending], local_path=str(folder), show_progress=False)
+        except Exception as error:  # earthaccess raises its own, requests' and OS errors
+            raise InputError(_download_failure(error, [granule_file.name for granule_file, _ in pending])) from error
         for granule_file, _ in pending:
             reason = granule_file.check(folder / granule_file.name)
             if reason is not None:
                 raise InputError(f"download of {granule_file.name} failed: {reason}")
             downloaded.append(granule_file.granule_id)
     return downloaded, refetched
+
+
+def _download_failure(error: Exception, names: list[str]) -> str:
+    """One line for a failed download: which files, what the server said, and for a refusal
+    (401/403, an unaccepted EULA) what to do about it."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    refused = type(error).__name__ == "EulaNotAccepted" or any(code in text for code in ("401", "403", "EULA", "Unauthorized"))
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    advice = (
+        ": the data centre refused the account; authorise its application (e.g. NASA GESDISC DATA ARCHIVE) and "
+        "accept its EULA in your Earthdata profile"
+        if refused
+        else "; files already downloaded are kept, rerun to fetch the rest"
+    )
+    return f"download of {shown} failed ({text[:300]}){advice}"
 
 
 def subset(ds: xr.Dataset, variables: tuple[str, ...], bbox: tuple[float, float, float, float]) -> xr.Dataset:
@@ -351,8 +369,20 @@ def assemble_cube(paths: list[Path], request: Request) -> xr.Dataset:
     if not paths:
         raise InputError("no granule to assemble")
 
+    grid: dict = {}  # the first granule's subset coordinates: every other must match them
+
     def subset_granule(granule: xr.Dataset) -> xr.Dataset:
-        return subset(granule, request.variables, request.bbox)
+        part = subset(granule, request.variables, request.bbox)
+        coords = {name: part[name].values for name in ("lat", "lon") if name in part.coords}
+        if not grid:
+            grid.update(coords, source=granule.encoding.get("source", "the first granule"))
+        elif any(not np.array_equal(values, grid.get(name)) for name, values in coords.items()):
+            source = Path(granule.encoding.get("source", "a granule")).name
+            raise InputError(
+                f"{source} is on another grid than {Path(grid['source']).name} over the box: a collection's granules "
+                "must share their grid to make one cube (fetch the periods apart)"
+            )
+        return part
 
     with xr.open_dataset(paths[0], engine="netcdf4") as first:
         has_time = "time" in first.dims
@@ -415,28 +445,45 @@ def fetch(
             f"between {request.start} and {request.end}"
         )
     files = [GranuleFile.from_granule(granule) for granule in granules]
-    folder = cache_folder(cube)
-    folder.mkdir(parents=True, exist_ok=True)
-    downloaded, refetched = _download(files, granules, folder, log)
     manifest = {f.granule_id: {"file": f.name, "url": f.url, "size": f.size, "checksum": f.checksum} for f in files}
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    report = FetchReport(cube, len(files), downloaded, refetched)
     identity = json.dumps(_request_identity(request) | {"granules": sorted(manifest)}, sort_keys=True)
     if cube.exists() and not overwrite:
-        with xr.open_zarr(cube) as existing:
-            recorded = existing.attrs.get("climgen_fetch")
-        if (
-            recorded is None
-            or json.loads(recorded)["variables"] != list(request.variables)
-            or (json.loads(recorded)["bbox"] != list(request.bbox))
-        ):
+        recorded = _recorded_fetch(cube)
+        if recorded is None or recorded["variables"] != list(request.variables) or recorded["bbox"] != list(request.bbox):
             raise OutputExistsError(f"{cube} holds another cube; pass --overwrite to replace it")
-        if recorded == identity and not downloaded:
+        if recorded == json.loads(identity):  # written whole from these granules: nothing to download
+            report = FetchReport(cube, len(files), [], [])
             report.cube_written = False
             return report
+    folder = cache_folder(cube)
+    folder.mkdir(parents=True, exist_ok=True)
+    # the first granule alone, checked for the variables and the box before the rest is downloaded
+    downloaded, refetched = _download(files[:1], granules[:1], folder, log)
+    with xr.open_dataset(folder / files[0].name, engine="netcdf4") as first:
+        try:
+            subset(first, request.variables, request.bbox)
+        except InputError as error:
+            raise InputError(f"{files[0].name}: {error}") from None
+    more = _download(files[1:], granules[1:], folder, log)
+    downloaded, refetched = downloaded + more[0], refetched + more[1]
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    report = FetchReport(cube, len(files), downloaded, refetched)
     with assemble_cube([folder / f.name for f in sorted(files, key=lambda f: f.name)], request) as result:
         _write_cube(result, cube, request, identity)
     return report
+
+
+def _recorded_fetch(cube: Path) -> dict | None:
+    """The request an existing cube records (None: not a climgen cube); a clear error for a
+    folder that is no readable zarr store (empty, or a copy cut short)."""
+    try:
+        with xr.open_zarr(cube) as existing:
+            recorded = existing.attrs.get("climgen_fetch")
+        return None if recorded is None else dict(json.loads(recorded))
+    except Exception as error:  # zarr's, JSON's and OS errors alike
+        raise OutputExistsError(
+            f"{cube} is not a readable cube ({type(error).__name__}); remove it or pass --overwrite to replace it"
+        ) from error
 
 
 def _request_identity(request: Request) -> dict:

@@ -19,16 +19,50 @@ NON_NEGATIVE = frozenset(
     stratiform_precipitation_amount rainfall_flux rainfall_amount rainfall_rate snowfall_flux snowfall_amount
     lwe_snowfall_rate lwe_thickness_of_snowfall_amount specific_humidity humidity_mixing_ratio wind_speed
     wind_speed_of_gust surface_snow_amount surface_snow_thickness lwe_thickness_of_surface_snow_amount
-    atmosphere_mass_content_of_water_vapor surface_downwelling_shortwave_flux_in_air
-    surface_downwelling_longwave_flux_in_air toa_incoming_shortwave_flux mass_content_of_water_in_soil
+    atmosphere_mass_content_of_water_vapor toa_incoming_shortwave_flux mass_content_of_water_in_soil
     mass_content_of_water_in_soil_layer sea_ice_thickness leaf_area_index air_pressure_at_mean_sea_level
-    surface_air_pressure""".split()
+    surface_air_pressure air_pressure relative_humidity surface_net_downward_shortwave_flux
+    integral_wrt_time_of_surface_net_downward_shortwave_flux integral_wrt_time_of_toa_incoming_shortwave_flux
+    atmosphere_boundary_layer_thickness atmosphere_convective_available_potential_energy runoff_flux runoff_amount
+    surface_runoff_flux surface_runoff_amount graupel_amount""".split()
 )
+"""Non-negative quantities by CF standard name. Relative humidity has no upper limit here: over
+ice it passes 100% (ERA5's, below -23 C); a ``valid_max`` still sets one."""
+NON_NEGATIVE_PREFIXES = (
+    "mass_fraction_of_",
+    "mole_fraction_of_",
+    "volume_fraction_of_",
+    "mass_concentration_of_",
+    "mole_concentration_of_",
+    "number_concentration_of_",
+    "atmosphere_mass_content_of_",
+    "lwe_thickness_of_",
+)
+"""Families of standard names that are non-negative whatever follows (amounts and
+concentrations of a constituent: hundreds of names, one rule)."""
+ONE_WAY = ("_downwelling_", "_upwelling_", "_incoming_", "_outgoing_")
+"""Words of a radiative flux in one direction only (never net): non-negative."""
 FRACTIONS = frozenset(
-    """land_area_fraction sea_area_fraction sea_ice_area_fraction cloud_area_fraction relative_humidity
-    area_fraction surface_snow_area_fraction land_ice_area_fraction lake_area_fraction
-    vegetation_area_fraction volume_fraction_of_condensed_water_in_soil""".split()
+    """land_area_fraction sea_area_fraction sea_ice_area_fraction cloud_area_fraction
+    cloud_area_fraction_in_atmosphere_layer area_fraction surface_snow_area_fraction land_ice_area_fraction
+    lake_area_fraction vegetation_area_fraction volume_fraction_of_condensed_water_in_soil""".split()
 )
+
+
+def non_negative(standard_name: str | None) -> bool:
+    """Whether a standard name's quantity cannot be negative: listed (:data:`NON_NEGATIVE`),
+    of a constituent's family (:data:`NON_NEGATIVE_PREFIXES`), or a one-way radiative flux
+    (:data:`ONE_WAY`, or its time integral); never a tendency or a change."""
+    if not standard_name or standard_name.startswith(("tendency_of_", "change_", "change_over_time_in_")):
+        return False
+    flux = standard_name.removeprefix("integral_wrt_time_of_")
+    return (
+        standard_name in NON_NEGATIVE
+        or standard_name.startswith(NON_NEGATIVE_PREFIXES)
+        or (any(way in f"_{flux}" for way in ONE_WAY) and "_flux" in flux)
+    )
+
+
 # CMIP, ERA5, MERRA-2, IMERG and gridded-observation short names, for files without a standard_name
 SHORT_NAMES = {
     "pr": "precipitation_flux",
@@ -47,6 +81,20 @@ SHORT_NAMES = {
     "rsds": "surface_downwelling_shortwave_flux_in_air",
     "prw": "atmosphere_mass_content_of_water_vapor",
     "mrso": "mass_content_of_water_in_soil",
+    "hus": "specific_humidity",
+    "ps": "surface_air_pressure",
+    "psl": "air_pressure_at_mean_sea_level",
+    "sfcWindmax": "wind_speed",
+    "rsus": "surface_upwelling_shortwave_flux_in_air",
+    "rlds": "surface_downwelling_longwave_flux_in_air",
+    "rlus": "surface_upwelling_longwave_flux_in_air",
+    "rsdt": "toa_incoming_shortwave_flux",
+    "rsut": "toa_outgoing_shortwave_flux",
+    "rlut": "toa_outgoing_longwave_flux",
+    "clwvi": "atmosphere_mass_content_of_cloud_condensed_water",
+    "clivi": "atmosphere_mass_content_of_cloud_ice",
+    "mrro": "runoff_flux",
+    "mrros": "surface_runoff_flux",
     # ERA5
     "cp": "convective_precipitation_amount",
     "lsp": "stratiform_precipitation_amount",
@@ -57,6 +105,37 @@ SHORT_NAMES = {
     "q": "specific_humidity",
     "tcc": "cloud_area_fraction",
     "lsm": "land_area_fraction",
+    "r": "relative_humidity",
+    "sp": "surface_air_pressure",
+    "msl": "air_pressure_at_mean_sea_level",
+    "ssrd": "integral_wrt_time_of_surface_downwelling_shortwave_flux_in_air",
+    "strd": "integral_wrt_time_of_surface_downwelling_longwave_flux_in_air",
+    "ssr": "integral_wrt_time_of_surface_net_downward_shortwave_flux",
+    "tisr": "integral_wrt_time_of_toa_incoming_shortwave_flux",
+    "fdir": "integral_wrt_time_of_surface_direct_downwelling_shortwave_flux_in_air",
+    "blh": "atmosphere_boundary_layer_thickness",
+    "cape": "atmosphere_convective_available_potential_energy",
+    "i10fg": "wind_speed_of_gust",
+    "ro": "runoff_amount",
+    "sro": "surface_runoff_amount",
+    "tclw": "atmosphere_mass_content_of_cloud_liquid_water",
+    "tciw": "atmosphere_mass_content_of_cloud_ice",
+    "clwc": "mass_fraction_of_cloud_liquid_water_in_air",
+    "ciwc": "mass_fraction_of_cloud_ice_in_air",
+    "cc": "cloud_area_fraction_in_atmosphere_layer",
+    # WRF (no standard names in its files)
+    "RAINNC": "precipitation_amount",
+    "RAINC": "convective_precipitation_amount",
+    "RAINSH": "precipitation_amount",
+    "SNOWNC": "snowfall_amount",
+    "GRAUPELNC": "graupel_amount",
+    "SWDOWN": "surface_downwelling_shortwave_flux_in_air",
+    "GLW": "surface_downwelling_longwave_flux_in_air",
+    "Q2": "humidity_mixing_ratio",
+    "SNOW": "surface_snow_amount",
+    "SNOWH": "surface_snow_thickness",
+    "PBLH": "atmosphere_boundary_layer_thickness",
+    "PSFC": "surface_air_pressure",
     # MERRA-2
     "PRECTOT": "precipitation_flux",
     "PRECTOTCORR": "precipitation_flux",
@@ -83,8 +162,9 @@ FRACTION_UNITS = frozenset({"1", "fraction", "0-1", "(0 - 1)", "0 - 1"})  # the 
 def physical_bounds(variable: xr.DataArray, name: str) -> tuple[Bounds, str | None]:
     """The (lower, upper) limits a variable's values respect (None: no limit), and their source.
 
-    From the ``standard_name`` (or, without one, a CMIP/ERA5 short name such as ``pr`` or
-    ``sftlf``): non-negative quantities (precipitation, humidity, wind speed, snow...) and
+    From the ``standard_name`` (or, without one, a CMIP, ERA5, MERRA-2 or WRF short name such as
+    ``pr``, ``ssrd`` or ``RAINNC``): non-negative quantities (precipitation, humidity, wind
+    speed, snow, one-way radiative fluxes, amounts of a constituent...) and
     fractions (0..1, or 0..100 with units ``%``; only non-negative when the units say neither).
     ``valid_min``/``valid_max``/``valid_range`` narrow them further, unless the variable was
     packed (they then hold packed numbers).
@@ -99,7 +179,7 @@ def physical_bounds(variable: xr.DataArray, name: str) -> tuple[Bounds, str | No
         source = f"variable name {name} ({standard_name})"
     lower = upper = None
     sources = []
-    if standard_name in NON_NEGATIVE or standard_name in FRACTIONS:
+    if non_negative(standard_name) or standard_name in FRACTIONS:
         lower = 0.0
         units = str(attrs.get("units", "")).strip()
         if standard_name in FRACTIONS and units in PERCENT_UNITS | FRACTION_UNITS:

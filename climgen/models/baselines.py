@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from climgen.models.blocks import standard_normal
 from climgen.models.generator import bicubic_upsample, local_standardise, masked_coarsen, project_to_coarse
 
 ARCHITECTURES = ("srgan", "cvae")
@@ -92,7 +93,7 @@ class SingleScaleGenerator(nn.Module):
         batch, _, height, width = coarse.shape
         if noise is None:
             shape = (batch, self.config.stages, height, width)
-            return torch.randn(shape, generator=generator, device=coarse.device, dtype=coarse.dtype)
+            return standard_normal(shape, generator, coarse)
         maps = [F.avg_pool2d(stage_noise, 2 ** (stage + 1)) * 2 ** (stage + 1) for stage, stage_noise in enumerate(noise)]
         return torch.cat(maps, dim=1)
 

@@ -17,6 +17,13 @@ from torch import nn
 LOG2_E = 1.0 / math.log(2.0)
 
 
+def standard_normal(shape: tuple, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    """Unit normal noise of ``shape`` in ``like``'s device and dtype, drawn on ``generator``'s
+    device: a CPU generator gives the same draws whichever device the model runs on."""
+    device = generator.device if generator is not None else like.device
+    return torch.randn(shape, generator=generator, device=device).to(like.device, like.dtype)
+
+
 def local_mean(x: torch.Tensor, window: int) -> torch.Tensor:
     """Mean over a ``window`` x ``window`` neighbourhood, with replicated edges (same shape)."""
     pad = window // 2

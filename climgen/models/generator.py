@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from climgen.models.blocks import MultiBranchBlock, conv, local_mean
+from climgen.models.blocks import MultiBranchBlock, conv, local_mean, standard_normal
 
 
 @dataclass(frozen=True)
@@ -226,12 +226,7 @@ class AdaptiveMultiScaleGenerator(nn.Module):
             if noise is not None:
                 stage_noise = noise[stage - 1]
             else:
-                stage_noise = torch.randn(
-                    (batch, 1, field.shape[-2] * 2, field.shape[-1] * 2),
-                    generator=generator,
-                    device=coarse.device,
-                    dtype=coarse.dtype,
-                )
+                stage_noise = standard_normal((batch, 1, field.shape[-2] * 2, field.shape[-1] * 2), generator, coarse)
             field = self.refine_stage(field, stage_cov, stage_mask, stage_noise, residual_gain)
             outputs.append(field / scale)
         return outputs

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from climgen.models.blocks import local_mean
+from climgen.models.blocks import local_mean, standard_normal
 from climgen.models.generator import (
     add_detail,
     bicubic_upsample,
@@ -282,7 +282,7 @@ class HierarchicalGenerator(nn.Module):
                 stage_noise = noise[stage - 1]
             elif generator is not None:
                 shape = (field.shape[0], 1, 2 * field.shape[-2], 2 * field.shape[-1])
-                stage_noise = torch.randn(shape, generator=generator, device=field.device, dtype=field.dtype)
+                stage_noise = standard_normal(shape, generator, field)
             field = self.refine_stage(field, stage_cov, stage_mask, stage_noise, residual_gain, sample_scale)
             outputs.append(field / scale)
         return outputs

@@ -111,7 +111,7 @@ def _validate(model, discriminator, windows: list[np.ndarray], device, stages: i
     model.eval()
     truth = torch.tensor(np.stack(windows), dtype=torch.float32, device=device)[:, None]
     coarse = coarsen(truth, 2**stages)
-    predicted = model(coarse, stages=stages, generator=torch.Generator(device=device).manual_seed(0))[-1]
+    predicted = model(coarse, stages=stages, generator=torch.Generator().manual_seed(0))[-1]
     upsampled = bicubic_upsample(coarse, 2**stages)
     real = discriminator(truth, upsampled, coarse)
     fake = discriminator(predicted, upsampled, coarse)
@@ -145,7 +145,7 @@ def adversarial_stage(
         settings.tolerance,
         settings.spectral_target,
     )
-    noise_generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**31)))
+    noise_generator = torch.Generator().manual_seed(int(rng.integers(2**31)))  # on the CPU: any device, same draws
     history = []
     scores = _validate(model, discriminator, windows, device)
     if scores:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from climgen.errors import ConfigError
 from climgen.models.baselines import BaselineConfig, ConditionalVAE, SingleScaleGenerator
+from climgen.models.blocks import standard_normal
 from climgen.models.checkpoint import save_checkpoint
 from climgen.models.discriminator import MultiScaleDiscriminator
 from climgen.models.generator import bicubic_upsample, coarsen
@@ -58,7 +59,7 @@ def train_baseline(recipe: TrainRecipe, log=print) -> Path:
     if settings.kind == "srgan":
         discriminator = MultiScaleDiscriminator(settings.discriminator_channels).to(device)
         discriminator_optimiser = torch.optim.Adam(discriminator.parameters(), lr=2 * settings.learning_rate, betas=(0.5, 0.9))
-    noise_generator = torch.Generator(device=device).manual_seed(recipe.seed)
+    noise_generator = torch.Generator().manual_seed(recipe.seed)  # on the CPU: the same draws on any device
     history: list[dict] = []
     started = time.perf_counter()
     progress = training_progress(settings.steps, 0, settings.kind)
@@ -68,7 +69,7 @@ def train_baseline(recipe: TrainRecipe, log=print) -> Path:
         with autocast(device, recipe.precision):
             if settings.kind == "cvae":
                 mu, log_variance = model.encode(target, coarse)
-                noise = torch.randn(mu.shape, generator=noise_generator, device=device, dtype=mu.dtype)
+                noise = standard_normal(mu.shape, noise_generator, mu)
                 latent = mu + torch.exp(0.5 * log_variance) * noise
             else:
                 latent = model.latent_from(coarse, None, noise_generator)

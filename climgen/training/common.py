@@ -236,7 +236,7 @@ def start_loop(recipe: TrainRecipe, model: torch.nn.Module, rng: np.random.Gener
     loop = TrainingLoop(
         optimiser,
         schedule,
-        torch.Generator(device=device).manual_seed(recipe.seed),
+        torch.Generator().manual_seed(recipe.seed),  # on the CPU: a run saved on a GPU resumes anywhere
         recipe.resolve(recipe.output),
         # where it is written is no part of the trajectory (and may be given relative or absolute)
         recipe_fingerprint(recipe.model_dump(mode="json", exclude={"base_dir", "device", "threads", "output"})),

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from climgen.errors import ModelError
+from climgen.models.blocks import standard_normal
 from climgen.models.generator import bicubic_upsample, magnitude_scale, masked_coarsen
 from climgen.models.hierarchical import HierarchicalGenerator
 from climgen.training.corpus import CorpusSampler, load_corpus
@@ -185,7 +186,7 @@ def teacher_forced_loss(
             members = []
             for _ in range(2):
                 shape = (field.shape[0], 1, 2 * field.shape[-2], 2 * field.shape[-1])
-                draw = torch.randn(shape, generator=noise, device=field.device)
+                draw = standard_normal(shape, noise, field.float())
                 detail = mean_detail.detach() + network.sample(features.detach(), draw)
                 members.append(model.compose(field * scale, std, detail) / scale)
             total = total + crps_weight * loss.crps(*members, stage)

@@ -1,0 +1,49 @@
+"""Attributes an input carries about its own file and grid, and what an output on another grid
+makes of them: the file's id, date and resolution are left out, a grid's description is left
+out or restated for the new spacing."""
+
+from __future__ import annotations
+
+import re
+
+INPUT_GRID_ATTRS = ("grid_type", "associated_files")
+"""Variable attributes of CMIP-style inputs about the coarse grid (Gaussian, its areacella and
+gridspec files): untrue of the refined grid."""
+GRIB_GRID = re.compile(r"GRIB_(N[xyi]?|numberOf(Data)?Points|\w*Increment\w*|\w*GridPoint\w*)")
+"""cfgrib's variable attributes that give the GRIB grid's size, spacing and corners."""
+INPUT_FILE_ATTRS = frozenset(
+    {
+        "tracking_id",
+        "creation_date",
+        "nominal_resolution",
+        "geospatial_lat_resolution",
+        "geospatial_lon_resolution",
+        "climgen_job",  # a streamed climgen output's job and state: this output is another
+        "climgen_complete",
+    }
+)
+"""Global attributes that describe the input file alone: an output keeping them would claim to
+be that file, or to have its resolution."""
+WRF_SPACING = ("DX", "DY")  # grid spacing in metres
+WRF_STAGGERED_SIZE = ("WEST-EAST_GRID_DIMENSION", "SOUTH-NORTH_GRID_DIMENSION")  # cells + 1
+
+
+def coarse_grid_keys(attrs: dict) -> list[str]:
+    """A variable's attributes that describe the grid it came on (:data:`INPUT_GRID_ATTRS`,
+    :data:`GRIB_GRID`)."""
+    return [key for key in attrs if key in INPUT_GRID_ATTRS or GRIB_GRID.fullmatch(key)]
+
+
+def restate_grid(attrs: dict, spacing_ratio: float) -> dict:
+    """Global attributes for the same domain with its grid spacing times ``spacing_ratio`` (1/4
+    refined by 4, 4 coarsened by 4): WRF's ``DX``/``DY`` and staggered grid sizes restated, so
+    tools that rebuild the grid from them (salem, wrf-python, xwrf) place it right; the sizes of
+    a parallel run's patches, which no longer hold, left out."""
+    restated = {key: value for key, value in attrs.items() if "_PATCH_" not in key}
+    for key in WRF_SPACING:
+        if key in restated:
+            restated[key] = restated[key] * spacing_ratio
+    for key in WRF_STAGGERED_SIZE:
+        if key in restated:
+            restated[key] = int(round((int(restated[key]) - 1) / spacing_ratio)) + 1
+    return restated
