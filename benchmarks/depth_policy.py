@@ -33,14 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 import xarray as xr
 from scipy.stats import spearmanr
 
 import climgen  # noqa: F401
 from climgen.depth import gain
+from climgen.evaluation import bicubic_reference
 from climgen.grid import coarsen_dataset, find_spatial_axes
-from climgen.models.generator import bicubic_upsample
 from climgen.pipeline import make_config, plan
 from climgen.refine import refine_domain
 from climgen.training.corpus import held_out_fields
@@ -156,8 +155,7 @@ def prepare(truth_ds: xr.Dataset, variable: str, factor: int, name: str) -> Fiel
         if previous is not None:  # what this stage changed, which needs no truth
             changes.append(tile_sums(np.nanmean((fine - previous) ** 2, axis=0), count=False))
         previous = fine
-    coarse = torch.tensor(coarse_ds[variable].transpose(..., axes.y, axes.x).values.reshape(-1, 1, ny // factor, nx // factor))
-    bicubic = bicubic_upsample(coarse, factor).numpy()[:, 0]
+    bicubic = bicubic_reference(truth, factor)  # the baseline `climgen evaluate` scores against
     scored = np.isfinite(truth) & np.isfinite(bicubic)
     run = FieldRun(name, factor, job, sums, np.stack(errors), cells, refine, truth, scored, np.stack(changes))
     run.bicubic_rmse = run.rmse(bicubic)
