@@ -54,9 +54,11 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def timed(run, device: torch.device, repeats: int) -> float:
-    """Median wall seconds of ``run()`` after one warm-up."""
-    run()
+def timed(run, device: torch.device, repeats: int, warmups: int = 1) -> float:
+    """Median wall seconds of ``run()`` after ``warmups`` runs (compiled modes record their
+    graphs over the first calls)."""
+    for _ in range(warmups):
+        run()
     seconds = []
     for _ in range(repeats):
         synchronise(device)
@@ -155,6 +157,7 @@ def generator_row(model, device: torch.device, case: tuple, repeats: int) -> dic
     stages = factor.bit_length() - 1
     forward = model
     if mode != "eager":
+        torch._dynamo.reset()  # each case compiles afresh, never past dynamo's recompile limit
         forward = torch.compile(model, dynamic=False, mode="reduce-overhead" if mode == "cudagraphs" else None)
     generator = torch.Generator(device=device).manual_seed(0)
     coarse = torch.randn(batch, 1, window, window, device=device, generator=generator)
@@ -169,7 +172,7 @@ def generator_row(model, device: torch.device, case: tuple, repeats: int) -> dic
             forward(coarse, stages=stages, noise=noise)
 
     reset_peak(device)
-    seconds = timed(run, device, repeats)
+    seconds = timed(run, device, repeats, warmups=1 if mode == "eager" else 3)
     pixels = batch * (window * factor) ** 2
     return {"seconds": seconds, "output_mpix_per_s": pixels / seconds / 1e6, "peak_mib": peak_memory_mib(device)}
 
@@ -178,7 +181,8 @@ def generator_rows(record: Recorder, device: torch.device, quick: bool, deadline
     model = load_checkpoint("default").module.to(device, memory_format=torch.channels_last).eval()
     for case in generator_cases(quick, device.type == "cuda"):
         row = dict(zip(("factor", "precision", "mode", "window", "batch"), case, strict=True))
-        if time.perf_counter() > deadline:
+        # a compiled case takes a minute or more to compile: not started too near the deadline
+        if time.perf_counter() > deadline - (0 if case[2] == "eager" else COMPILE_SECONDS):
             row["skipped"] = "out of the section's time"
         else:
             try:
@@ -187,6 +191,10 @@ def generator_rows(record: Recorder, device: torch.device, quick: bool, deadline
                 text = str(error).splitlines()[0][:160] if str(error) else ""
                 row["failed"] = f"{type(error).__name__}: {text}"
         record.add("generator", row)
+
+
+COMPILE_SECONDS = 90
+"""Time a compiled generator case is given to compile before its section's deadline."""
 
 
 def accuracy_rows(record: Recorder, device: torch.device, quick: bool, deadline: float) -> None:
@@ -235,6 +243,9 @@ def refinement_rows(record: Recorder, device: torch.device, quick: bool, deadlin
     sizes = (32, 64) if quick else (512, 1024)  # peak memory at two domain sizes: bounded by the windows?
     with tempfile.TemporaryDirectory() as folder:
         for size in sizes:
+            if time.perf_counter() > deadline:
+                record.add("refinement", {"output": f"{size * 4}^2", "skipped": "out of the section's time"})
+                continue
             source = Path(folder) / f"coarse-{size}.zarr"
             mosaic(size, 4)[0].chunk({"y": 256, "x": 256}).to_zarr(source, mode="w")
             for label, options in (("default", {}), ("uniform", {"adaptive": False})):
@@ -260,6 +271,9 @@ def refinement_rows(record: Recorder, device: torch.device, quick: bool, deadlin
                     },
                 )
         for label, options in (("default", {}), ("uniform", {"adaptive": False})):
+            if time.perf_counter() > deadline or not source.exists():
+                record.add("refinement", {"depth": label, "what": "steps", "skipped": "out of the section's time"})
+                continue
             config = make_config(factor=4, **options)
             steps = {}
             started = time.perf_counter()
@@ -303,37 +317,35 @@ def training_rows(record: Recorder, device: torch.device, quick: bool, deadline:
     from climgen.training.run import train
 
     recipe = load_recipe(ROOT / "recipes" / "train-default.yaml")
-    steps = 2 if quick else 60
+    steps = 2 if quick else 20
     corpus = recipe.data.corpus
     real = all(Path(recipe.resolve(source.path)).exists() for source in recipe.data.real_fields)
     real = real and (corpus is None or Path(recipe.resolve(corpus.root)).exists())
     generated_only = {"real_fields": [], "validation_fields": [], "real_fraction": 0.0, "corpus": None}
     data = recipe.data if real else recipe.data.model_copy(update=generated_only)
-    with tempfile.TemporaryDirectory() as folder:
-        trial = recipe.model_copy(
-            update={
-                "device": device.type,
-                "output": str(Path(folder) / "model"),
-                "data": data,
-                "pretrain": recipe.pretrain.model_copy(
-                    update={"steps": steps, "validate_every": 10**6, "checkpoint_every": 10**6}
-                ),
-            }
-        )
-        started = time.perf_counter()
-        train(trial, log=lambda message: None)
-        seconds = time.perf_counter() - started
-    record.add(
-        "training",
-        {
-            "recipe": "train-default.yaml",
-            "steps": steps,
-            "batch": recipe.pretrain.batch_size,
-            "real_fields": real,
-            "seconds": seconds,
-            "steps_per_s": steps / seconds,
-        },
-    )
+    seconds = {}
+    for count in (steps, 4 * steps):  # the difference leaves out start-up, data loading and the save
+        if time.perf_counter() > deadline:
+            break
+        with tempfile.TemporaryDirectory() as folder:
+            trial = recipe.model_copy(
+                update={
+                    "device": device.type,
+                    "output": str(Path(folder) / "model"),
+                    "data": data,
+                    "pretrain": recipe.pretrain.model_copy(
+                        update={"steps": count, "validate_every": 10**6, "checkpoint_every": 10**6}
+                    ),
+                }
+            )
+            started = time.perf_counter()
+            train(trial, log=lambda message: None)
+            seconds[count] = time.perf_counter() - started
+    row = {"recipe": "train-default.yaml", "batch": recipe.pretrain.batch_size, "real_fields": real}
+    row |= {f"seconds_{count}_steps": value for count, value in seconds.items()}
+    if len(seconds) == 2 and seconds[4 * steps] > seconds[steps]:  # (not when start-up's jitter is larger)
+        row["steps_per_s"] = 3 * steps / (seconds[4 * steps] - seconds[steps])
+    record.add("training", row)
 
 
 SHARES = {"generator": 0.45, "accuracy": 0.6, "refinement": 0.85, "training": 1.0}
