@@ -120,13 +120,15 @@ def test_a_recipe_runs_a_shipped_model_by_name_and_refuses_files_on_another_grid
     from climgen.testing import make_dataset
 
     data = make_dataset("latlon", shape=(16, 16), times=4)
-    data.isel(time=[0, 1]).to_netcdf(tmp_path / "tas_a.nc")
-    data.isel(time=[2, 3]).to_netcdf(tmp_path / "tas_b.nc")
+    data.isel(time=[0, 1]).assign_attrs(tracking_id="hdl:21.14100/file-a").to_netcdf(tmp_path / "tas_a.nc")
+    data.isel(time=[2, 3]).assign_attrs(tracking_id="hdl:21.14100/file-b").to_netcdf(tmp_path / "tas_b.nc")
     (tmp_path / "fast.yaml").write_text("input: tas_*.nc\noutput: fine.nc\nfactor: 2\nmodel: amsgm-fast\n")
     ran = _climgen("run", tmp_path / "fast.yaml", "--quiet")
     assert ran.returncode == 0, ran.stderr
     with xr.open_dataset(tmp_path / "fine.nc") as fine:
         assert fine.attrs["climgen_model"] == "amsgm-fast" and fine.sizes["time"] == 4
+        # every input file's id, not the first's alone (provenance, ESGF errata)
+        assert fine.attrs["climgen_input_tracking_id"] == "hdl:21.14100/file-a hdl:21.14100/file-b"
     make_dataset("latlon", shape=(20, 20), name="orog").to_netcdf(tmp_path / "tas_orog.nc")  # a glob picks it up
     (tmp_path / "mixed.yaml").write_text("input: tas_*.nc\noutput: mixed.nc\nfactor: 2\n")
     refused = _climgen("run", tmp_path / "mixed.yaml", "--quiet")

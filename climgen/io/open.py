@@ -126,7 +126,7 @@ def open_inputs(paths: list[str | Path]) -> xr.Dataset:
     missing = [str(path) for path in paths if not Path(path).exists()]
     if missing:
         raise InputError(f"input not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    _check_one_grid(paths)
+    tracking_ids = _check_one_grid(paths)
     try:
         combined = _undecodable_times_kept(
             lambda **options: xr.open_mfdataset(
@@ -146,22 +146,25 @@ def open_inputs(paths: list[str | Path]) -> xr.Dataset:
             f"cannot combine {len(paths)} inputs: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
         ) from err
     combined.encoding[SOURCES] = [str(Path(path).resolve()) for path in paths]  # xarray keeps only the first
+    if tracking_ids:  # every file's unique id (CMIP, ESGF errata), space-separated as CMIP lists them; xarray kept the first
+        combined.attrs["tracking_id"] = " ".join(dict.fromkeys(tracking_ids))
     return combined
 
 
-def _check_one_grid(paths: list[str | Path]) -> None:
+def _check_one_grid(paths: list[str | Path]) -> list[str]:
     """Files combined into one input share their spatial grid: combined by coordinates, files
     on other grids (a covariate beside the inputs that a glob picked up) would make one grid
-    of mostly missing cells."""
+    of mostly missing cells. Returns the files' ``tracking_id`` attributes (those that have one)."""
     from climgen.grid import find_spatial_axes
 
-    first = None
+    first, tracking_ids = None, []
     for path in paths:
         try:
             ds = _open(Path(path), decode_times=False)
         except (OSError, ValueError, KeyError, RuntimeError) as err:
             raise InputError(f"cannot read {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
         with ds:
+            tracking_ids += str(ds.attrs.get("tracking_id", "")).split()
             try:
                 axes = find_spatial_axes(ds)
             except InputError:
@@ -184,6 +187,7 @@ def _check_one_grid(paths: list[str | Path]) -> None:
                     f"{Path(path).name} is on another grid than {Path(first[0]).name}: its {name!r} differs{apart}; files "
                     "combined into one input must share their grid (is a covariate or another product among them?)"
                 )
+    return tracking_ids
 
 
 SOURCES = "climgen_sources"
