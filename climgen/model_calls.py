@@ -32,6 +32,16 @@ class RegionInputs:
     noise_blocks: dict = field(default_factory=dict)
 
 
+_LEARNED_BATCH: dict[str, int] = {}
+"""Windows per model call that fit each device, learned from running out of memory (a dask
+worker makes a refiner per task: each starts where the last one ended)."""
+
+
+def learned_batch_size(device: str, default: int) -> int:
+    """Windows per model call on ``device``: ``default``, or fewer if this process ran out of memory there."""
+    return min(default, _LEARNED_BATCH.get(device, default))
+
+
 class ModelCalls:
     """Model calls of a :class:`~climgen.refine.TileRefiner` (which sets ``torch``, ``device``,
     ``factor``, ``precision``, ``batch_size``, ``sample``, ``flip``, ``residual_gain``,
@@ -127,20 +137,22 @@ class ModelCalls:
             outputs = self._forward(moved[0], moved[1], moved[2], stages=depth, noise=moved[3:] or None, **gain)
         return [(output.flip(dims) if dims else output)[:count].float() for output in outputs]
 
-    def _fewer_windows(self, error: Exception, window: tuple) -> None:
-        """After the device ran out of memory: halve the windows per model call (nothing is
-        lost; the call is repeated) or, at one window a call, say what to change."""
+    def _fewer_windows(self, window: tuple) -> None:
+        """After the device ran out of memory: halve the windows per model call, for this
+        refiner and every later one on the device in this process (nothing is lost; the call is
+        repeated), or, at one window a call, say what to change."""
         if self.batch_size == 1:
             raise ConfigError(
                 f"{self.device} ran out of memory refining one {' x '.join(map(str, window[-2:]))} window: "
                 "use a smaller tile_size or merge_tiles, or a device with more memory"
-            ) from error
+            )
         self.batch_size //= 2
+        _LEARNED_BATCH[str(self.device)] = min(self.batch_size, _LEARNED_BATCH.get(str(self.device), self.batch_size))
         if self.device.type == "cuda":
             self.torch.cuda.empty_cache()
         warnings.warn(
             f"{self.device} ran out of memory: {self.batch_size} window{'s' if self.batch_size > 1 else ''} "
             "per model call from here on",
             ClimgenWarning,
-            stacklevel=2,
+            stacklevel=3,
         )

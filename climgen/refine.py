@@ -22,7 +22,7 @@ from scipy import ndimage
 
 from climgen._torch import import_torch, model_on_device, resolve_device, resolve_precision  # noqa: F401  (re-exported)
 from climgen.conservation import Bounds, Weights, project_blocks
-from climgen.model_calls import ModelCalls, RegionInputs, local_window  # noqa: F401  (RegionInputs re-exported)
+from climgen.model_calls import ModelCalls, RegionInputs, learned_batch_size, local_window  # noqa: F401  (RegionInputs re-exported)
 from climgen.tiling import Tile, TileLayout, blend_weights, fine_slices, window_key
 
 
@@ -84,12 +84,14 @@ class TileRefiner(ModelCalls):
         self.layout = layout
         self.device = self.torch.device(device or "cpu")
         on_gpu = self.device.type == "cuda"
-        self.batch_size = batch_size or (128 if on_gpu else 1)
+        # on a GPU: 128 windows a call, or fewer where this process's runs ran out of memory
+        self.batch_size = batch_size or (learned_batch_size(str(self.device), 128) if on_gpu else 1)
         self.precision = resolve_precision(precision, str(self.device))
         self.model = model_on_device(model, str(self.device))
         if on_gpu and self.precision == "float32":
             # float32 means float32: cuDNN would otherwise run float32 convolutions in TF32
-            # (a 10-bit mantissa). Set for the process; bf16 convolutions are not affected.
+            # (a 10-bit mantissa). Set for the process (other threads may be refining); bf16
+            # convolutions are not affected, and training turns it back on for itself.
             self.torch.backends.cudnn.allow_tf32 = False
         self.compiled = compile and model is not None
         self._forward = self.torch.compile(self.model, dynamic=False) if self.compiled else self.model
@@ -227,8 +229,12 @@ class TileRefiner(ModelCalls):
                             shared,
                             first,
                         )
-                    except self.torch.OutOfMemoryError as error:
-                        self._fewer_windows(error, tuple(batch[0][2].shape))
+                    except self.torch.OutOfMemoryError:
+                        full = True  # handled past the except: its traceback holds the failed call's tensors
+                    else:
+                        full = False
+                    if full:
+                        self._fewer_windows(tuple(batch[0][2].shape))
                         continue  # the same windows again, fewer at a time
                     for position, (call, index, _) in enumerate(batch):
                         stage_outputs[(call, index)] = [stage[position] for stage in per_stage]

@@ -222,9 +222,11 @@ def _planning_device(options: StreamOptions) -> str:
 
 
 def _hardware(plan_: Plan, options: StreamOptions) -> dict:
-    """The device and precision the model runs in, as resolved where the job is planned (a
-    remote cluster's workers resolve an ``auto`` device themselves; the precision is this)."""
-    device = _planning_device(options)
+    """The device and precision the model runs in, as resolved where the job is planned: a
+    device asked for by name (``cuda`` on a remote cluster's GPUs that this machine lacks) as
+    named, ``auto`` as this machine resolves it (a remote cluster's workers resolve their own);
+    the precision from that device, once for every worker."""
+    device = options.device if options.device != "auto" else _planning_device(options)
     return {"device": device, "precision_used": resolve_precision(plan_.config.precision, device)}
 
 

@@ -77,12 +77,20 @@ class TaskContext:
     flip: tuple[bool, bool] = (False, False)  # (y, x) stored descending, turned round for the model
 
 
+SPREAD_GPUS = "CLIMGEN_SPREAD_GPUS"
+"""Set in the workers of the local cluster climgen starts (``--workers``): there ``cuda`` is the
+GPU of the worker's number. Other clusters choose their workers' GPUs themselves (dask-cuda
+gives each worker its own as ``cuda:0``)."""
+
+
 def _worker_gpu(device: str) -> str:
-    """On a dask worker of a machine with several GPUs, ``cuda`` is the GPU of the worker's
-    number (a local cluster names its workers 0, 1, ...), so each worker refines on its own GPU
-    instead of all on the first."""
+    """On a worker of climgen's own local cluster on a machine with several GPUs, ``cuda`` is
+    the GPU of the worker's number (workers are named 0, 1, ...), so each worker refines on its
+    own GPU instead of all on the first."""
+    import os
+
     torch = import_torch()
-    if device != "cuda" or torch.cuda.device_count() < 2:
+    if device != "cuda" or not os.environ.get(SPREAD_GPUS) or torch.cuda.device_count() < 2:
         return device
     try:
         from distributed import get_worker

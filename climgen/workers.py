@@ -15,6 +15,7 @@ from dask.system import CPU_COUNT
 from distributed import Client, LocalCluster, WorkerPlugin
 
 from climgen.errors import ClimgenError, ConfigError
+from climgen.tasks import SPREAD_GPUS
 
 
 class ModelLoader(WorkerPlugin):
@@ -111,6 +112,7 @@ def _started_cluster(workers: int, threads: int, model: str, owner: ExitStack) -
                     processes=True,
                     dashboard_address=None,
                     silence_logs=logging.ERROR,
+                    env={SPREAD_GPUS: "1"},  # a machine's GPUs shared out among the workers
                 )
             )
             client = setup.enter_context(Client(cluster))

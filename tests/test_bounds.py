@@ -34,7 +34,10 @@ def _variable(name="v", encoding=None, **attrs) -> xr.DataArray:
         (_variable("pr", units="kg m-2 s-1"), (0.0, None)),  # CMIP short name, no standard_name
         # over ice relative humidity passes 100% (ERA5's r): only a declared maximum caps it
         (_variable("hurs", units="%"), (0.0, None)),
-        (_variable("r", units="%", standard_name="unknown", valid_max=150.0), (0.0, 150.0)),
+        (_variable("r", units="%", standard_name="unknown", long_name="Relative humidity", valid_max=150.0), (0.0, 150.0)),
+        (_variable("r", units="1"), (None, None)),  # elsewhere r is often a correlation coefficient
+        (_variable(standard_name="lwe_thickness_of_water_evaporation_amount"), (None, None)),  # dew makes it negative
+        (_variable(standard_name="surface_net_downward_shortwave_flux"), (0.0, None)),  # net, yet never negative
         (_variable("RAINNC", units="mm"), (0.0, None)),  # WRF writes no standard names
         (_variable("SWDOWN", units="W m-2"), (0.0, None)),
         (_variable("ssrd", units="J m**-2", standard_name="unknown"), (0.0, None)),  # ERA5 (CDS, cfgrib)

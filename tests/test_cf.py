@@ -413,17 +413,22 @@ def test_an_input_grid_description_is_restated_or_dropped_and_the_acdd_extent_cr
     ds = ds.assign_coords(lon=(ds["lon"].dims, lon, ds["lon"].attrs))
     ds.attrs |= {"DX": np.float32(12000.0), "DY": np.float32(12000.0), "WEST-EAST_GRID_DIMENSION": 25}
     ds.attrs |= {"SOUTH-NORTH_GRID_DIMENSION": 17, "WEST-EAST_PATCH_END_UNSTAG": 24}
-    ds["tas"].attrs |= {"GRIB_Nx": 24, "GRIB_iDirectionIncrementInDegrees": 1.3, "GRIB_units": "K"}
+    ds["tas"].attrs |= {"GRIB_Nx": 24, "GRIB_DxInMetres": 12000, "GRIB_iDirectionIncrementInDegrees": 1.3, "GRIB_units": "K"}
     result = ds.climgen.synthesize(factor=2)
     assert (result.attrs["DX"], result.attrs["DY"]) == (6000.0, 6000.0)
     assert (result.attrs["WEST-EAST_GRID_DIMENSION"], result.attrs["SOUTH-NORTH_GRID_DIMENSION"]) == (49, 33)
     assert "WEST-EAST_PATCH_END_UNSTAG" not in result.attrs
-    assert "GRIB_Nx" not in result["tas"].attrs and result["tas"].attrs["GRIB_units"] == "K"
+    assert not {"GRIB_Nx", "GRIB_DxInMetres"} & set(result["tas"].attrs) and result["tas"].attrs["GRIB_units"] == "K"
     assert "GRIB_iDirectionIncrementInDegrees 1.3 of the input dropped" in result["tas"].attrs["comment"]
     assert "from 16 x 24 cells to 32 x 48" in result.attrs["summary"]
     west, east = result.attrs["geospatial_lon_min"], result.attrs["geospatial_lon_max"]
     assert 150 < west < 160 and -160 < east < -150  # across the antimeridian, not -180..180
-    assert restate_grid({"DX": 6000.0, "WEST-EAST_GRID_DIMENSION": 49}, 2) == {"DX": 12000.0, "WEST-EAST_GRID_DIMENSION": 25}
+    # coarsened: the sizes of the grid written (a trailing row or column left out counts)
+    assert restate_grid({"DX": 3000.0, "WEST-EAST_GRID_DIMENSION": 103}, 4, (10, 25)) == {
+        "DX": 12000.0,
+        "WEST-EAST_GRID_DIMENSION": 26,
+    }
+    assert restate_grid({"DX": "25 km"}, 0.25, (40, 40)) == {"DX": "25 km"}  # not WRF's: as it was
 
     wide = make_dataset(shape=(12, 32))  # a global grid, widened by a few columns to refine
     wide = wide.assign_coords(lon=np.linspace(-180, 180, 32, endpoint=False))

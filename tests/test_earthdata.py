@@ -359,3 +359,11 @@ def test_earthdata_granules_on_another_grid_are_refused_not_merged(tmp_path):
         moved.to_netcdf(paths[-1])
     with pytest.raises(earthdata.InputError, match="day2.nc4 is on another grid than day1.nc4"):
         earthdata.assemble_cube(paths, _request()).load()
+
+
+def test_a_download_failure_is_called_a_refusal_only_when_the_server_refused():
+    imerg = "https://gpm1.gesdisc.eosdis.nasa.gov/data/GPM_L3/3B-DAY.MS.MRG.3IMERG.20140101-S000000-E235959.V07.nc4"
+    dropped = earthdata._download_failure(ConnectionError(f"Connection aborted while fetching {imerg}"), ["a.nc4"])
+    assert "rerun to fetch the rest" in dropped and "refused" not in dropped  # 401 in a date is no status
+    refused = earthdata._download_failure(RuntimeError("Download failed. Status code: 403"), ["a.nc4", "b.nc4"])
+    assert refused.startswith("download of a.nc4, b.nc4 failed") and "authorise its application" in refused

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 
 from climgen.errors import ConfigError, InputError, ModelError, TrainingError
@@ -105,7 +106,15 @@ def test_an_unreadable_training_state_is_an_error_that_names_it(tmp_path):
     recipe = _fine_tune(tmp_path)
     with pytest.raises(_Interrupt):
         train(recipe, log=_stop_at(4))
-    _, document = state_paths(tmp_path / "tuned")
+    weights, document = state_paths(tmp_path / "tuned")
+    kept = weights.read_bytes()
+    # a state whose noise stream is a GPU generator's (16 bytes, as climgen 0.1 saved on CUDA)
+    tensors = safetensors.torch.load_file(weights)
+    tensors["noise_generator"] = torch.zeros(16, dtype=torch.uint8)
+    safetensors.torch.save_file(tensors, weights)
+    with pytest.raises(TrainingError, match="noise stream of another device"):
+        train(recipe, log=lambda line: None)
+    weights.write_bytes(kept)
     document.write_text("{ not json")
     with pytest.raises(TrainingError, match="cannot be read.*remove it"):
         train(recipe, log=lambda line: None)

@@ -85,9 +85,11 @@ def coarsen(
                     variable.attrs[key] = " ".join(kept)
             variable.encoding.pop("coordinates", None)
         coarse = coarsen_dataset(ds, factor, conservation)
+        axes = find_spatial_axes(coarse)
         coarse.attrs = restate_grid(
             {key: value for key, value in coarse.attrs.items() if key not in INPUT_FILE_ATTRS and not key.startswith("climgen_")},
             factor,
+            (coarse.sizes[axes.y], coarse.sizes[axes.x]),
         )
         for variable in coarse.data_vars.values():  # a GRIB grid's description is the fine grid's
             for key in coarse_grid_keys(variable.attrs):
@@ -95,7 +97,6 @@ def coarsen(
         previous = str(ds.attrs.get("history", "")).strip()
         coarse.attrs["history"] = history_line(command_line()) + ("\n" + previous if previous else "")
         coarse.attrs.setdefault("title", f"{Path(input).name} block-averaged by {factor} (climgen coarsen)")
-        axes = find_spatial_axes(coarse)
         coarse = describe_block_mean(tidy(coarse, axes), axes, factor, conservation)
         write_dataset(coarse, output, encoding_for_plain(coarse), overwrite=overwrite)
         parts = [

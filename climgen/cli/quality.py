@@ -102,15 +102,14 @@ def train(
     """Train what RECIPE describes (the hierarchical generator, the multi-branch one or a baseline) and save it."""
     from pydantic import ValidationError
 
+    from climgen._torch import check_device_name
     from climgen.training.recipe import load_recipe
     from climgen.yamlconfig import validation_message
 
     loaded = load_recipe(recipe)
     updates = {}
     if device:
-        if device not in ("cpu", "cuda", "auto"):
-            raise ConfigError(f"device must be cpu, cuda or auto, got {device!r}")
-        updates["device"] = device
+        updates["device"] = check_device_name(device)
     if precision:
         if precision not in ("float32", "bfloat16"):
             raise ConfigError(f"precision must be float32 or bfloat16, got {precision!r}")

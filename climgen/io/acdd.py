@@ -50,10 +50,15 @@ def _extent(ds: xr.Dataset, name: str) -> tuple[float, float] | None:
         return None
     if name != "lon" or np.ptp(values) < 180:
         return float(values.min()), float(values.max())
+    # a gap in the longitudes is one wider than 1.5 of the largest step between neighbouring
+    # cells (across the seam too): near a pole, where neighbours differ by tens of degrees, none is
+    grid = np.asarray(ds[name].values, dtype=np.float64)
+    steps = [np.abs((np.diff(grid, axis=axis) + 180) % 360 - 180) for axis in range(grid.ndim) if grid.shape[axis] > 1]
+    step = max((float(np.nanmax(part)) for part in steps if np.isfinite(part).any()), default=360.0)
     wrapped = np.unique((values + 180) % 360 - 180)  # -180..180, sorted
     gaps = np.diff(np.append(wrapped, wrapped[0] + 360))  # the last gap runs round to the first value
     widest = int(np.argmax(gaps))
-    if gaps[widest] <= 360 / len(wrapped) * 1.5 or widest == len(wrapped) - 1:
+    if gaps[widest] <= 1.5 * step or widest == len(wrapped) - 1:
         return float(values.min()), float(values.max())  # global, or contiguous within -180..180
     return float(wrapped[(widest + 1) % len(wrapped)]), float(wrapped[widest])
 

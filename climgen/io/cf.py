@@ -326,7 +326,7 @@ def decorate(
     """Attach CF metadata and provenance to a refined dataset (values are not touched)."""
     ds = result
     attrs = {key: value for key, value in source.attrs.items() if key not in INPUT_FILE_ATTRS}
-    attrs = restate_grid(attrs, 1 / provenance["factor"])
+    attrs = restate_grid(attrs, 1 / provenance["factor"], (ds.sizes[axes.y], ds.sizes[axes.x]))
     if "tracking_id" in source.attrs:  # the input file's unique id: this file is another
         attrs["climgen_input_tracking_id"] = source.attrs["tracking_id"]
     if "creation_date" in source.attrs:

@@ -15,6 +15,7 @@ import hashlib
 import json
 import netrc
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -318,7 +319,12 @@ def _download_failure(error: Exception, names: list[str]) -> str:
     """One line for a failed download: which files, what the server said, and for a refusal
     (401/403, an unaccepted EULA) what to do about it."""
     text = " ".join(str(error).split()) or type(error).__name__
-    refused = type(error).__name__ == "EulaNotAccepted" or any(code in text for code in ("401", "403", "EULA", "Unauthorized"))
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    refused = (
+        status in (401, 403)
+        or type(error).__name__ == "EulaNotAccepted"
+        or re.search(r"\b40[13]\b|EULA|Unauthori[sz]ed|Forbidden", text) is not None  # not the digits of a file's date
+    )
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     advice = (
         ": the data centre refused the account; authorise its application (e.g. NASA GESDISC DATA ARCHIVE) and "
@@ -354,9 +360,10 @@ def subset(ds: xr.Dataset, variables: tuple[str, ...], bbox: tuple[float, float,
         spacing = [
             float(np.abs(np.diff(ds[name].values[:2])).max()) if ds.sizes[name] > 1 else float("nan") for name in (axes.y, axes.x)
         ]
+        swapped = " (west > east makes a box across the antimeridian: are west and east swapped?)" if bbox[0] > bbox[2] else ""
         raise InputError(
             f"the box {tuple(bbox)} holds no grid centre of this collection (spacing {spacing[0]:g} x {spacing[1]:g} "
-            "degrees): widen it"
+            f"degrees): widen it{swapped}"
         )
     return selected
 

@@ -4,12 +4,13 @@ out or restated for the new spacing."""
 
 from __future__ import annotations
 
+import numbers
 import re
 
 INPUT_GRID_ATTRS = ("grid_type", "associated_files")
 """Variable attributes of CMIP-style inputs about the coarse grid (Gaussian, its areacella and
 gridspec files): untrue of the refined grid."""
-GRIB_GRID = re.compile(r"GRIB_(N[xyi]?|numberOf(Data)?Points|\w*Increment\w*|\w*GridPoint\w*)")
+GRIB_GRID = re.compile(r"GRIB_(N[xyij]?|[DN][xyij](InMetres)?|numberOf(Data)?Points|\w*Increment\w*|\w*GridPoint\w*)")
 """cfgrib's variable attributes that give the GRIB grid's size, spacing and corners."""
 INPUT_FILE_ATTRS = frozenset(
     {
@@ -34,16 +35,20 @@ def coarse_grid_keys(attrs: dict) -> list[str]:
     return [key for key in attrs if key in INPUT_GRID_ATTRS or GRIB_GRID.fullmatch(key)]
 
 
-def restate_grid(attrs: dict, spacing_ratio: float) -> dict:
-    """Global attributes for the same domain with its grid spacing times ``spacing_ratio`` (1/4
-    refined by 4, 4 coarsened by 4): WRF's ``DX``/``DY`` and staggered grid sizes restated, so
-    tools that rebuild the grid from them (salem, wrf-python, xwrf) place it right; the sizes of
-    a parallel run's patches, which no longer hold, left out."""
+def restate_grid(attrs: dict, spacing_ratio: float, shape: tuple[int, int]) -> dict:
+    """Global attributes for the same domain on a grid of ``shape`` (rows, columns) whose spacing
+    is ``spacing_ratio`` times the input's (1/4 refined by 4, 4 coarsened by 4): a WRF file's
+    ``DX``/``DY`` and staggered grid sizes restated, so tools that rebuild the grid from them
+    (salem, wrf-python, xwrf) place it right, and the sizes of its parallel run's patches, which
+    no longer hold, left out. Files without WRF's grid sizes are left as they are."""
+    if not any(key in attrs for key in WRF_STAGGERED_SIZE):
+        return dict(attrs)
     restated = {key: value for key, value in attrs.items() if "_PATCH_" not in key}
     for key in WRF_SPACING:
-        if key in restated:
+        if isinstance(restated.get(key), numbers.Real):
             restated[key] = restated[key] * spacing_ratio
-    for key in WRF_STAGGERED_SIZE:
+    rows, columns = shape
+    for key, cells in zip(WRF_STAGGERED_SIZE, (columns, rows), strict=True):
         if key in restated:
-            restated[key] = int(round((int(restated[key]) - 1) / spacing_ratio)) + 1
+            restated[key] = type(restated[key])(cells + 1) if isinstance(restated[key], numbers.Integral) else cells + 1
     return restated

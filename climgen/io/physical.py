@@ -40,6 +40,9 @@ NON_NEGATIVE_PREFIXES = (
 )
 """Families of standard names that are non-negative whatever follows (amounts and
 concentrations of a constituent: hundreds of names, one rule)."""
+NET_WORDS = ("evaporation", "sublimation", "condensation", "_net_", "net_")
+"""Words of a net quantity, negative where it runs the other way (dew and frost make
+``lwe_thickness_of_water_evaporation_amount`` negative): never bounded by a rule."""
 ONE_WAY = ("_downwelling_", "_upwelling_", "_incoming_", "_outgoing_")
 """Words of a radiative flux in one direction only (never net): non-negative."""
 FRACTIONS = frozenset(
@@ -52,15 +55,16 @@ FRACTIONS = frozenset(
 def non_negative(standard_name: str | None) -> bool:
     """Whether a standard name's quantity cannot be negative: listed (:data:`NON_NEGATIVE`),
     of a constituent's family (:data:`NON_NEGATIVE_PREFIXES`), or a one-way radiative flux
-    (:data:`ONE_WAY`, or its time integral); never a tendency or a change."""
-    if not standard_name or standard_name.startswith(("tendency_of_", "change_", "change_over_time_in_")):
+    (:data:`ONE_WAY`, or its time integral); never an unlisted tendency, change or net
+    quantity (:data:`NET_WORDS`)."""
+    if not standard_name:
+        return False
+    if standard_name in NON_NEGATIVE:
+        return True
+    if standard_name.startswith(("tendency_of_", "change_")) or any(word in standard_name for word in NET_WORDS):
         return False
     flux = standard_name.removeprefix("integral_wrt_time_of_")
-    return (
-        standard_name in NON_NEGATIVE
-        or standard_name.startswith(NON_NEGATIVE_PREFIXES)
-        or (any(way in f"_{flux}" for way in ONE_WAY) and "_flux" in flux)
-    )
+    return standard_name.startswith(NON_NEGATIVE_PREFIXES) or (any(way in f"_{flux}" for way in ONE_WAY) and "_flux" in flux)
 
 
 # CMIP, ERA5, MERRA-2, IMERG and gridded-observation short names, for files without a standard_name
@@ -105,7 +109,6 @@ SHORT_NAMES = {
     "q": "specific_humidity",
     "tcc": "cloud_area_fraction",
     "lsm": "land_area_fraction",
-    "r": "relative_humidity",
     "sp": "surface_air_pressure",
     "msl": "air_pressure_at_mean_sea_level",
     "ssrd": "integral_wrt_time_of_surface_downwelling_shortwave_flux_in_air",
@@ -122,7 +125,6 @@ SHORT_NAMES = {
     "tciw": "atmosphere_mass_content_of_cloud_ice",
     "clwc": "mass_fraction_of_cloud_liquid_water_in_air",
     "ciwc": "mass_fraction_of_cloud_ice_in_air",
-    "cc": "cloud_area_fraction_in_atmosphere_layer",
     # WRF (no standard names in its files)
     "RAINNC": "precipitation_amount",
     "RAINC": "convective_precipitation_amount",
@@ -153,6 +155,12 @@ SHORT_NAMES = {
     "prcp": "lwe_precipitation_rate",
     "rr": "lwe_precipitation_rate",
 }
+LONG_NAMES = {
+    "relative humidity": "relative_humidity",
+    "fraction of cloud cover": "cloud_area_fraction_in_atmosphere_layer",
+}
+"""ERA5 variables whose short names (``r``, ``cc``) mean other things elsewhere (a correlation
+coefficient): known by their long name, for files without a standard_name."""
 PERCENT_UNITS = frozenset({"%", "percent"})
 FRACTION_UNITS = frozenset({"1", "fraction", "0-1", "(0 - 1)", "0 - 1"})  # the last two: ERA5
 
@@ -177,6 +185,10 @@ def physical_bounds(variable: xr.DataArray, name: str) -> tuple[Bounds, str | No
     if not standard_name and name in SHORT_NAMES:
         standard_name = SHORT_NAMES[name]
         source = f"variable name {name} ({standard_name})"
+    long_name = str(attrs.get("long_name", "")).strip().lower()
+    if not standard_name and long_name in LONG_NAMES:
+        standard_name = LONG_NAMES[long_name]
+        source = f"long_name {attrs['long_name']} ({standard_name})"
     lower = upper = None
     sources = []
     if non_negative(standard_name) or standard_name in FRACTIONS:

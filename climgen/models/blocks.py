@@ -21,7 +21,7 @@ def standard_normal(shape: tuple, generator: torch.Generator | None, like: torch
     """Unit normal noise of ``shape`` in ``like``'s device and dtype, drawn on ``generator``'s
     device: a CPU generator gives the same draws whichever device the model runs on."""
     device = generator.device if generator is not None else like.device
-    return torch.randn(shape, generator=generator, device=device).to(like.device, like.dtype)
+    return torch.randn(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
 
 
 def local_mean(x: torch.Tensor, window: int) -> torch.Tensor:

@@ -217,6 +217,8 @@ def start_run(recipe: TrainRecipe) -> tuple[torch.device, np.random.Generator]:
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
     device = pick_device(recipe.device)
+    if device.type == "cuda":  # training's float32 convolutions take TF32 (a float32 refinement turns it off)
+        torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(recipe.seed)
     return device, np.random.default_rng(recipe.seed)
 

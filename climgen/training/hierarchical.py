@@ -236,7 +236,7 @@ def validate(
     scored = mask * (F.interpolate(weight, scale_factor=factor, mode="nearest") > 0)
     best = model(coarse, stages=stages)[-1]
     bicubic = bicubic_upsample(coarse, factor)
-    generator = torch.Generator(device=device).manual_seed(0)
+    generator = torch.Generator().manual_seed(0)  # on the CPU: the same validation on any device
     samples = torch.stack([model(coarse, stages=stages, generator=generator)[-1] for _ in range(members)])
     groups = np.array([group for group, _ in windows])
 

@@ -75,7 +75,7 @@ def validate(model: AdaptiveMultiScaleGenerator, windows: list[np.ndarray], devi
     model.eval()
     truth = torch.tensor(np.stack(windows), dtype=torch.float32, device=device)[:, None]
     coarse = coarsen(truth, 2**stages)
-    generator = torch.Generator(device=device).manual_seed(0)
+    generator = torch.Generator().manual_seed(0)  # on the CPU: the same validation on any device
     with torch.no_grad():
         predicted = model(coarse, stages=stages, generator=generator)[-1]
     model.train()

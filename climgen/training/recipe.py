@@ -150,7 +150,7 @@ class TrainRecipe(Strict):
 
     name: str
     seed: int = Field(0, ge=0, lt=2**63)
-    device: Literal["cpu", "cuda", "auto"] = "auto"
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")  # cuda:N: GPU N
     # bfloat16: the generator's forward passes under bf16 autocast (losses stay float32). Opt-in:
     # it diverged once on an H100 (see climgen.training.common.autocast)
     precision: Literal["float32", "bfloat16"] = "float32"

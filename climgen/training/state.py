@@ -83,6 +83,12 @@ def load_state(
             f"{json_path} holds step {step} of an interrupted run of another recipe (or other options): "
             "run that recipe again to resume it, or remove this file and the .safetensors beside it to start this one"
         )
+    saved_noise = tensors.get("noise_generator")
+    if saved_noise is None or saved_noise.numel() != noise_generator.get_state().numel():
+        raise TrainingError(
+            f"{json_path} holds step {step} with a noise stream of another device (a GPU's, saved by climgen 0.1): "
+            "resume it there, or remove this file and the .safetensors beside it to start again"
+        )
     model.load_state_dict({name[len("model.") :]: tensor for name, tensor in tensors.items() if name.startswith("model.")})
     restored: dict[int, dict] = {}
     for name, tensor in tensors.items():
