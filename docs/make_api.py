@@ -25,6 +25,7 @@ MODULES = [
     "climgen.tasks",
     "climgen.jobs",
     "climgen.io.earthdata",
+    "climgen.io.catalog",
     "climgen.io.open",
     "climgen.io.write",
     "climgen.io.lock",
