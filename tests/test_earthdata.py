@@ -367,3 +367,18 @@ def test_a_download_failure_is_called_a_refusal_only_when_the_server_refused():
     assert "rerun to fetch the rest" in dropped and "refused" not in dropped  # 401 in a date is no status
     refused = earthdata._download_failure(RuntimeError("Download failed. Status code: 403"), ["a.nc4", "b.nc4"])
     assert refused.startswith("download of a.nc4, b.nc4 failed") and "authorise its application" in refused
+
+
+def test_a_cube_that_lost_a_chunk_is_not_refined_as_it_is_but_built_again(earthdata_server, tmp_path):
+    cube = tmp_path / "merra2.zarr"
+    earthdata.fetch(_request(), cube, system=earthdata_server)
+    assert earthdata.holds(_request(), cube)
+    lost = cube / "T2M" / "1.0.0"  # the second day, as an interrupted copy to scratch leaves it
+    lost.unlink()
+    assert not earthdata.holds(_request(), cube)  # a recipe rerun would refine a day of missing values
+    logged = []
+    rebuilt = earthdata.fetch(_request(), cube, system=earthdata_server, log=logged.append)
+    assert rebuilt.cube_written and rebuilt.downloaded == [] and "lacks 1 of its chunks" in logged[0]
+    assert lost.exists() and earthdata.holds(_request(), cube)
+    with xr.open_zarr(cube) as got:
+        assert np.isfinite(got["T2M"].values).all()

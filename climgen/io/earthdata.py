@@ -365,15 +365,18 @@ def fetch(
         )
     files = [GranuleFile.from_granule(granule) for granule in granules]
     manifest = {f.granule_id: {"file": f.name, "url": f.url, "size": f.size, "checksum": f.checksum} for f in files}
-    identity = json.dumps(_request_identity(request) | {"granules": sorted(manifest)}, sort_keys=True)
+    identity = json.dumps(_request_identity(request) | {"granules": sorted(manifest), "every_chunk": True}, sort_keys=True)
     if cube.exists() and not overwrite:
         recorded = _recorded_fetch(cube)
         if recorded is None or recorded["variables"] != list(request.variables) or recorded["bbox"] != list(request.bbox):
             raise OutputExistsError(f"{cube} holds another cube; pass --overwrite to replace it")
         if recorded == json.loads(identity):  # written whole from these granules: nothing to download
-            report = FetchReport(cube, len(files), [], [])
-            report.cube_written = False
-            return report
+            lost = _lost_chunks(cube, recorded)
+            if not lost:
+                report = FetchReport(cube, len(files), [], [])
+                report.cube_written = False
+                return report
+            log(f"{cube.name} lacks {lost} of its chunks (a copy cut short?): building it again")
     folder = cache_folder(cube)
     folder.mkdir(parents=True, exist_ok=True)
     # the first granule alone, checked for the variables and the box before the rest is downloaded
@@ -426,9 +429,28 @@ def holds(request: Request, cube: str | Path) -> bool:
     try:
         with xr.open_zarr(cube) as existing:
             recorded = json.loads(existing.attrs.get("climgen_fetch", "{}"))
-        return {key: recorded.get(key) for key in _request_identity(request)} == _request_identity(request)
+        same = {key: recorded.get(key) for key in _request_identity(request)} == _request_identity(request)
+        return same and not _lost_chunks(cube, recorded)
     except (OSError, ValueError, KeyError, AttributeError):  # unreadable, or a record that is no mapping
         return False
+
+
+def _lost_chunks(cube: Path, recorded: dict) -> int:
+    """How many chunks of a cube's variables are not in the store. A cube written with every
+    chunk (its record says ``every_chunk``; missing values too) lacks one only when it was
+    damaged, which zarr would read as missing values without a word; older cubes are not told."""
+    if not recorded.get("every_chunk"):
+        return 0
+    lost = 0
+    with xr.open_zarr(cube) as existing:
+        for name in recorded.get("variables", []):
+            variable = existing[name]
+            sizes = variable.encoding.get("chunks") or variable.shape
+            expected = int(np.prod([-(-size // chunk) for size, chunk in zip(variable.shape, sizes, strict=True)]))
+            folder = cube / name
+            present = sum(1 for path in folder.iterdir() if not path.name.startswith(".")) if folder.is_dir() else 0
+            lost += max(0, expected - present)
+    return lost
 
 
 def _write_cube(result: xr.Dataset, cube: Path, request: Request, identity: str) -> None:
@@ -454,7 +476,7 @@ def _write_cube(result: xr.Dataset, cube: Path, request: Request, identity: str)
     chunks = {
         dim: size for name in request.variables for dim, size in zip(result[name].dims, encoding[name]["chunks"], strict=True)
     }
-    write_dataset(result.chunk(chunks), cube, encoding, overwrite=True)
+    write_dataset(result.chunk(chunks), cube, encoding, overwrite=True, every_chunk=True)
 
 
 def _cube_chunks(variable: xr.DataArray) -> tuple[int, ...]:

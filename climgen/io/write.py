@@ -68,8 +68,9 @@ def remove_stale_partials(path: Path) -> list[Path]:
     return removed
 
 
-def write_dataset(ds: xr.Dataset, path: str | Path, encoding: dict, overwrite: bool = False) -> Path:
-    """Write ``ds`` to ``path`` (.nc or .zarr) atomically."""
+def write_dataset(ds: xr.Dataset, path: str | Path, encoding: dict, overwrite: bool = False, every_chunk: bool = False) -> Path:
+    """Write ``ds`` to ``path`` (.nc or .zarr) atomically; with ``every_chunk``, a zarr store
+    keeps chunks of missing values too, so a chunk lost later (a copy cut short) can be told."""
     path = check_output(path, overwrite)
     kind = output_format(path)
     remove_stale_partials(path)
@@ -78,7 +79,9 @@ def write_dataset(ds: xr.Dataset, path: str | Path, encoding: dict, overwrite: b
         if kind == "netcdf":
             ds.to_netcdf(temporary, encoding=encoding, format="NETCDF4")
         else:
-            ds.to_zarr(temporary, encoding=encoding, mode="w", consolidated=True, zarr_format=2)
+            ds.to_zarr(
+                temporary, encoding=encoding, mode="w", consolidated=True, zarr_format=2, write_empty_chunks=every_chunk or None
+            )
         if path.exists():
             retired = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
             os.replace(path, retired)
