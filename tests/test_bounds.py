@@ -32,8 +32,9 @@ def _variable(name="v", encoding=None, **attrs) -> xr.DataArray:
         (_variable(standard_name="cloud_area_fraction"), (0.0, None)),  # units unknown: 1 or 100?
         (_variable(standard_name="precipitation_flux", units="kg m-2 s-1"), (0.0, None)),
         (_variable("pr", units="kg m-2 s-1"), (0.0, None)),  # CMIP short name, no standard_name
-        # over ice relative humidity passes 100% (ERA5's r): only a declared maximum caps it
-        (_variable("hurs", units="%"), (0.0, None)),
+        (_variable("hurs", units="%"), (0.0, 100.0)),
+        # ERA5's r is over ice below -23 C, where it passes 100%: only a declared maximum caps it
+        (_variable("r", units="%", standard_name="unknown", long_name="Relative humidity"), (0.0, None)),
         (_variable("r", units="%", standard_name="unknown", long_name="Relative humidity", valid_max=150.0), (0.0, 150.0)),
         (_variable("r", units="1"), (None, None)),  # elsewhere r is often a correlation coefficient
         (_variable(standard_name="lwe_thickness_of_water_evaporation_amount"), (None, None)),  # dew makes it negative

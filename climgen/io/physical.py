@@ -21,13 +21,12 @@ NON_NEGATIVE = frozenset(
     wind_speed_of_gust surface_snow_amount surface_snow_thickness lwe_thickness_of_surface_snow_amount
     atmosphere_mass_content_of_water_vapor toa_incoming_shortwave_flux mass_content_of_water_in_soil
     mass_content_of_water_in_soil_layer sea_ice_thickness leaf_area_index air_pressure_at_mean_sea_level
-    surface_air_pressure air_pressure relative_humidity surface_net_downward_shortwave_flux
+    surface_air_pressure air_pressure surface_net_downward_shortwave_flux
     integral_wrt_time_of_surface_net_downward_shortwave_flux integral_wrt_time_of_toa_incoming_shortwave_flux
     atmosphere_boundary_layer_thickness atmosphere_convective_available_potential_energy runoff_flux runoff_amount
     surface_runoff_flux surface_runoff_amount graupel_amount""".split()
 )
-"""Non-negative quantities by CF standard name. Relative humidity has no upper limit here: over
-ice it passes 100% (ERA5's, below -23 C); a ``valid_max`` still sets one."""
+"""Non-negative quantities by CF standard name."""
 NON_NEGATIVE_PREFIXES = (
     "mass_fraction_of_",
     "mole_fraction_of_",
@@ -46,7 +45,7 @@ NET_WORDS = ("evaporation", "sublimation", "condensation", "_net_", "net_")
 ONE_WAY = ("_downwelling_", "_upwelling_", "_incoming_", "_outgoing_")
 """Words of a radiative flux in one direction only (never net): non-negative."""
 FRACTIONS = frozenset(
-    """land_area_fraction sea_area_fraction sea_ice_area_fraction cloud_area_fraction
+    """land_area_fraction sea_area_fraction sea_ice_area_fraction cloud_area_fraction relative_humidity
     cloud_area_fraction_in_atmosphere_layer area_fraction surface_snow_area_fraction land_ice_area_fraction
     lake_area_fraction vegetation_area_fraction volume_fraction_of_condensed_water_in_soil""".split()
 )
@@ -156,11 +155,13 @@ SHORT_NAMES = {
     "rr": "lwe_precipitation_rate",
 }
 LONG_NAMES = {
-    "relative humidity": "relative_humidity",
+    "relative humidity": "relative_humidity_over_ice_too",
     "fraction of cloud cover": "cloud_area_fraction_in_atmosphere_layer",
 }
 """ERA5 variables whose short names (``r``, ``cc``) mean other things elsewhere (a correlation
-coefficient): known by their long name, for files without a standard_name."""
+coefficient): known by their long name, for files without a standard_name. ERA5's relative
+humidity is over ice below -23 C and passes 100% there: non-negative, with no upper limit
+(CMIP's ``hurs`` and other ``relative_humidity`` stay within 0..100%)."""
 PERCENT_UNITS = frozenset({"%", "percent"})
 FRACTION_UNITS = frozenset({"1", "fraction", "0-1", "(0 - 1)", "0 - 1"})  # the last two: ERA5
 
@@ -191,7 +192,10 @@ def physical_bounds(variable: xr.DataArray, name: str) -> tuple[Bounds, str | No
         source = f"long_name {attrs['long_name']} ({standard_name})"
     lower = upper = None
     sources = []
-    if non_negative(standard_name) or standard_name in FRACTIONS:
+    if standard_name == LONG_NAMES["relative humidity"]:
+        lower = 0.0
+        sources.append(source)
+    elif non_negative(standard_name) or standard_name in FRACTIONS:
         lower = 0.0
         units = str(attrs.get("units", "")).strip()
         if standard_name in FRACTIONS and units in PERCENT_UNITS | FRACTION_UNITS:
