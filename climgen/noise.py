@@ -8,6 +8,7 @@ window of any size and position reads the same values as the whole domain does.
 from __future__ import annotations
 
 import hashlib
+import itertools
 
 import numpy as np
 
@@ -48,3 +49,35 @@ def noise_window(keys: tuple, stage: int, rows: slice, cols: slice, blocks: dict
                 ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0
             ]
     return out
+
+
+def field_labels(variable, spatial_dims: tuple[str, str]) -> list[str]:
+    """What names each 2-D field of ``variable`` (an xarray DataArray; its leading dimensions
+    flattened in order, as climgen refines them) in its noise keys: the values of its leading
+    coordinates (``time=2000-01-16T00:00:00``; a dimension without one, the position). So a
+    field draws the same members whether it is refined alone, in a decade of a series or in the
+    whole series, and two decades refined apart do not share their noise."""
+    leading = [dim for dim in variable.dims if dim not in spatial_dims]
+    parts = []
+    for dim in leading:
+        coordinate = variable.coords.get(dim)
+        if coordinate is not None and coordinate.ndim == 1:
+            values = [_label(value) for value in coordinate.values]
+        else:
+            values = [str(index) for index in range(variable.sizes[dim])]
+        parts.append([f"{dim}={value}" for value in values])
+    labels = ["|".join(combination) for combination in itertools.product(*parts)]
+    if len(set(labels)) < len(labels):  # repeated coordinate values: positions tell them apart
+        labels = [f"{label}#{index}" for index, label in enumerate(labels)]
+    return labels
+
+
+def _label(value) -> str:
+    """A coordinate value as text that is the same wherever it is read (dates to the second)."""
+    if isinstance(value, np.datetime64):
+        return str(value.astype("datetime64[s]"))
+    if hasattr(value, "isoformat"):  # cftime and datetime dates
+        return value.isoformat()
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return str(value)

@@ -35,6 +35,7 @@ from climgen.grid import (
 )
 from climgen.inputs import _as_dataset, _fields, _fine_axes, _prepare, _Prepared, contiguous_input, wrap_global
 from climgen.io import cf
+from climgen.noise import field_labels
 from climgen.tiling import TileLayout
 
 
@@ -93,6 +94,7 @@ class Plan:
     wrap_cells: int = 0  # columns of a global grid copied beyond each edge (cropped from the output)
     longitude_convention: str | None = None  # set when the input's longitudes were made contiguous
     device: str = "auto"  # where the run's model calls go, the planning self-tests' included
+    field_labels: dict = field(default_factory=dict)  # variable -> each field's name in its noise keys
 
     @property
     def full_depth(self) -> int:
@@ -163,8 +165,10 @@ class Plan:
         return cell_weights(self.fine_axes[axes.y][1].values, self.fine_axes[axes.x][1].values, axes.kind)
 
     def seed_keys(self, name: str, indices, member: int) -> list[tuple]:
-        """Noise keys of fields ``indices`` (flat indices over the leading dimensions)."""
-        return [(self.config.seed, name, int(index), member) for index in indices]
+        """Noise keys of fields ``indices`` (flat indices over the leading dimensions): each
+        named by its leading coordinates (:func:`climgen.noise.field_labels`)."""
+        labels = self.field_labels.get(name)
+        return [(self.config.seed, name, labels[int(index)] if labels else int(index), member) for index in indices]
 
     def _sample_scale(self) -> dict:
         """The scale of the drawn detail per chain length, when members are drawn (the model's
@@ -275,6 +279,8 @@ def plan(
     result = Plan(config, prepared, checkpoint, scores, np.zeros(1), _fine_axes(ds, prepared.axes, config.factor))
     result.source, result.wrap_cells, result.longitude_convention = ds, wrap_cells, convention
     result.device = device
+    axes = (prepared.axes.y, prepared.axes.x)
+    result.field_labels = {name: field_labels(ds[name], axes) for name in prepared.variables}
     result.residual_gains = residual_gains(ds, result)
     adaptive = config.adaptive and checkpoint.multi_scale  # baselines jump the whole factor
     cost = result.work  # a budget is of the work the run will do

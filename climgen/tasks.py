@@ -75,6 +75,7 @@ class TaskContext:
     residual_gains: Mapping = field(default_factory=dict)  # variable -> share of the learned detail kept
     wrap_cells: int = 0  # a global grid's columns wrapped before its first: the store starts after them
     flip: tuple[bool, bool] = (False, False)  # (y, x) stored descending, turned round for the model
+    field_labels: Mapping = field(default_factory=dict)  # variable -> each field's name in its noise keys
 
 
 SPREAD_GPUS = "CLIMGEN_SPREAD_GPUS"
@@ -136,7 +137,11 @@ def refine_group(
     fields = np.asarray(coarse, dtype=np.float64).reshape(-1, *coarse.shape[-2:])
     rest = int(np.prod(coarse.shape[1:-2])) if coarse.ndim > 3 else 1
     first = task.leading[0].start * rest if task.leading else 0
-    keys = [(context.seed, task.variable, index, task.member) for index in range(first, first + fields.shape[0])]
+    labels = context.field_labels.get(task.variable)
+    keys = [
+        (context.seed, task.variable, labels[index] if labels else index, task.member)
+        for index in range(first, first + fields.shape[0])
+    ]
     return refiner.refine_tiles(fields, context.depth, covariates, keys, refiner.tiles_for(task.region, owned=True), origin)
 
 
@@ -202,6 +207,7 @@ def delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
             {name: plan_.residual_gain(name) for name in plan_.prepared.variables},
             plan_.wrap_cells,
             plan_.prepared.flip,
+            plan_.field_labels,
         ),
         name=f"context-{job.job_id[:16]}",
     )

@@ -4,6 +4,7 @@ import json
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -203,6 +204,19 @@ def test_members_form_a_realization_dimension():
     assert out["realization"].attrs["standard_name"] == "realization"
     for member in range(3):
         assert_coarse_consistent(out["tas"].isel(realization=member), ds["tas"], 2)
+
+
+def test_a_field_draws_the_same_members_refined_alone_or_in_its_series():
+    """Members' noise is named by the field's time, not its position in the input: a month
+    refined alone, or a decade of a series, draws what the whole series draws for it."""
+    ds = make_dataset("latlon", shape=(16, 16), times=6)
+    ds = ds.assign_coords(time=pd.date_range("2000-01-16", periods=6, freq="MS"))
+    whole = ds.climgen.synthesize(factor=2, members=2, seed=4)["tas"]
+    later = ds.isel(time=slice(3, 6)).climgen.synthesize(factor=2, members=2, seed=4)["tas"]
+    np.testing.assert_array_equal(later.values, whole.isel(time=slice(3, 6)).values)
+    # the same months a year on are other fields: their members draw other noise
+    shifted = ds.assign_coords(time=ds["time"] + pd.Timedelta(days=365)).climgen.synthesize(factor=2, members=2, seed=4)
+    assert not np.array_equal(shifted["tas"].values, whole.values)
 
 
 def test_covariate_on_another_lat_lon_grid_and_longitude_convention():
