@@ -434,3 +434,12 @@ def test_an_input_grid_description_is_restated_or_dropped_and_the_acdd_extent_cr
     wide = wide.assign_coords(lon=np.linspace(-180, 180, 32, endpoint=False))
     refined = wide.climgen.synthesize(factor=2)
     assert "from 12 x 32 cells to 24 x 64" in refined.attrs["summary"] and refined.sizes["lon"] == 64
+
+
+def test_acdd_extent_of_axes_named_latitude_and_longitude():
+    """ERA5 names its axes latitude/longitude: the output's extent is stated as for lat/lon."""
+    ds = make_dataset(shape=(16, 16)).rename(lat="latitude", lon="longitude")
+    attrs = ds.climgen.synthesize(factor=2).attrs
+    assert attrs["geospatial_lat_min"] < -10 < 10 < attrs["geospatial_lat_max"]
+    assert attrs["geospatial_lon_min"] < 10 < 40 < attrs["geospatial_lon_max"]
+    assert attrs["geospatial_bounds"].startswith("POLYGON ((")

@@ -20,7 +20,7 @@ import yaml
 
 from climgen.config import check_attributes
 from climgen.errors import ConfigError
-from climgen.grid import SpatialAxes
+from climgen.grid import SpatialAxes, latlon_role
 
 CONVENTION = "ACDD-1.3"
 STANDARD_NAME_VOCABULARY = "CF Standard Name Table"
@@ -38,17 +38,29 @@ CARRIED = (
 """Discovery attributes taken from the input when it has them (CMIP's ``institution``...)."""
 
 
-def _extent(ds: xr.Dataset, name: str) -> tuple[float, float] | None:
+def _latlon_names(ds: xr.Dataset, axes: SpatialAxes) -> tuple[str | None, str | None]:
+    """The output's latitude and longitude: its axes on a lat/lon grid (``lat``, ``latitude``...),
+    else its 2-D auxiliary coordinates (interpolated, or computed from the grid mapping)."""
+    if axes.kind == "latlon":
+        return axes.y, axes.x
+    found = {}
+    for name, variable in ds.coords.items():
+        if variable.ndim >= 2 and (role := latlon_role(str(name), variable)):
+            found[role] = str(name)
+    return found.get("latitude"), found.get("longitude")
+
+
+def _extent(ds: xr.Dataset, name: str | None, longitude: bool = False) -> tuple[float, float] | None:
     """Least and greatest value of a latitude coordinate, or the western and eastern ends of a
     longitude coordinate's values (cell centres, as catalogues compare them): the shortest arc
     that holds them all, west > east where it crosses the antimeridian (as ACDD asks)."""
-    if name not in ds.variables:
+    if name is None or name not in ds.variables:
         return None
     values = np.asarray(ds[name].values, dtype=np.float64)
     values = values[np.isfinite(values)]
     if not values.size:
         return None
-    if name != "lon" or np.ptp(values) < 180:
+    if not longitude or np.ptp(values) < 180:
         return float(values.min()), float(values.max())
     # a gap in the longitudes is one wider than 1.5 of the largest step between neighbouring
     # cells (across the seam too): near a pole, where neighbours differ by tens of degrees, none is
@@ -212,7 +224,8 @@ def discovery_attributes(
         "naming_authority": NAMING_AUTHORITY,
     }
     attrs |= {key: source.attrs[key] for key in CARRIED if key in source.attrs}
-    latitudes, longitudes = _extent(ds, "lat"), _extent(ds, "lon")
+    lat_name, lon_name = _latlon_names(ds, axes)
+    latitudes, longitudes = _extent(ds, lat_name), _extent(ds, lon_name, longitude=True)
     if latitudes and longitudes:
         (south, north), (west, east) = latitudes, longitudes
         edge = east + 360 if west > east else east
