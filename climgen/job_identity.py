@@ -74,6 +74,7 @@ def job_identity(plan_: Plan, options: StreamOptions, ds: xr.Dataset, output: Pa
         "time_chunk": options.time_chunk,
         "device": options.device,
         "precision_used": precision,
+        "noise_keys": "field coordinates",  # members are named by their fields' coordinates (not positions)
         "format": output_format(output),
         "longitude_wrap_cells": plan_.wrap_cells,
         # the depth map itself: a climgen whose depth policy changed must not resume another's tiles

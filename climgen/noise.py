@@ -8,7 +8,7 @@ window of any size and position reads the same values as the whole domain does.
 from __future__ import annotations
 
 import hashlib
-import itertools
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,33 +51,67 @@ def noise_window(keys: tuple, stage: int, rows: slice, cols: slice, blocks: dict
     return out
 
 
-def field_labels(variable, spatial_dims: tuple[str, str]) -> list[str]:
-    """What names each 2-D field of ``variable`` (an xarray DataArray; its leading dimensions
-    flattened in order, as climgen refines them) in its noise keys: the values of its leading
-    coordinates (``time=2000-01-16T00:00:00``; a dimension without one, the position). So a
-    field draws the same members whether it is refined alone, in a decade of a series or in the
-    whole series, and two decades refined apart do not share their noise."""
+@dataclass(frozen=True)
+class FieldLabels:
+    """How each 2-D field of a variable is named in its noise keys: by the values of its leading
+    coordinates (``time=2000-01-16T00:00:00``; a dimension without one, by position) and of its
+    scalar coordinates (a month picked from a series keeps its time as one), in the order of
+    their names. So a field draws the same members whether it is refined alone, in a decade of a
+    series or in the whole series, and two decades refined apart do not share their noise.
+    Kept per dimension (its size, not the product of the sizes: a long series of many levels)."""
+
+    shape: tuple[int, ...]  # sizes of the leading dimensions, in the variable's order
+    parts: tuple[tuple[str, ...], ...]  # per leading dimension, each position's "name=value"
+    scalars: tuple[str, ...] = ()  # the scalar coordinates' "name=value"
+
+    def __call__(self, index: int) -> str:
+        """The name of field ``index`` (leading dimensions flattened in order, as refined)."""
+        positions = np.unravel_index(int(index), self.shape) if self.shape else ()
+        named = [part[position] for part, position in zip(self.parts, positions, strict=True)]
+        return "|".join(sorted([*named, *self.scalars]))
+
+
+def field_labels(variable, spatial_dims: tuple[str, str]) -> FieldLabels:
+    """The :class:`FieldLabels` of ``variable`` (an xarray DataArray on ``spatial_dims``)."""
     leading = [dim for dim in variable.dims if dim not in spatial_dims]
     parts = []
     for dim in leading:
         coordinate = variable.coords.get(dim)
         if coordinate is not None and coordinate.ndim == 1:
-            values = [_label(value) for value in coordinate.values]
+            values = _distinct([_label(value) for value in coordinate.values])
         else:
             values = [str(index) for index in range(variable.sizes[dim])]
-        parts.append([f"{dim}={value}" for value in values])
-    labels = ["|".join(combination) for combination in itertools.product(*parts)]
-    if len(set(labels)) < len(labels):  # repeated coordinate values: positions tell them apart
-        labels = [f"{label}#{index}" for index, label in enumerate(labels)]
-    return labels
+        parts.append(tuple(f"{dim}={value}" for value in values))
+    scalars = tuple(
+        f"{name}={_label(coordinate.values[()])}"
+        for name, coordinate in variable.coords.items()
+        if coordinate.ndim == 0 and "grid_mapping_name" not in coordinate.attrs  # (rioxarray's spatial_ref)
+    )
+    return FieldLabels(tuple(variable.sizes[dim] for dim in leading), tuple(parts), scalars)
+
+
+def _distinct(values: list[str]) -> list[str]:
+    """Repeated values (two steps at one time, NaT) told apart by their occurrence, the others as they are."""
+    seen: dict[str, int] = {}
+    distinct = []
+    for value in values:
+        seen[value] = seen.get(value, 0) + 1
+        distinct.append(value if seen[value] == 1 else f"{value}#{seen[value]}")
+    return distinct
 
 
 def _label(value) -> str:
-    """A coordinate value as text that is the same wherever it is read (dates to the second)."""
+    """A coordinate value as text that does not depend on how it was stored: dates alike from
+    numpy and cftime (to the microsecond where it is not 0), numbers alike in any dtype."""
     if isinstance(value, np.datetime64):
-        return str(value.astype("datetime64[s]"))
-    if hasattr(value, "isoformat"):  # cftime and datetime dates
-        return value.isoformat()
+        if np.isnat(value):
+            return "NaT"
+        text = np.datetime_as_string(value.astype("datetime64[us]"))
+        return text.removesuffix(".000000")
+    if hasattr(value, "strftime") and hasattr(value, "microsecond"):  # cftime and datetime dates
+        return value.strftime("%Y-%m-%dT%H:%M:%S") + (f".{value.microsecond:06d}" if value.microsecond else "")
     if isinstance(value, (float, np.floating)):
-        return repr(float(value))
+        return np.format_float_positional(value, unique=True, trim="-")
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
     return str(value)

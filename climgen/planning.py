@@ -168,7 +168,7 @@ class Plan:
         """Noise keys of fields ``indices`` (flat indices over the leading dimensions): each
         named by its leading coordinates (:func:`climgen.noise.field_labels`)."""
         labels = self.field_labels.get(name)
-        return [(self.config.seed, name, labels[int(index)] if labels else int(index), member) for index in indices]
+        return [(self.config.seed, name, labels(index) if labels else int(index), member) for index in indices]
 
     def _sample_scale(self) -> dict:
         """The scale of the drawn detail per chain length, when members are drawn (the model's

@@ -139,7 +139,7 @@ def refine_group(
     first = task.leading[0].start * rest if task.leading else 0
     labels = context.field_labels.get(task.variable)
     keys = [
-        (context.seed, task.variable, labels[index] if labels else index, task.member)
+        (context.seed, task.variable, labels(index) if labels else index, task.member)
         for index in range(first, first + fields.shape[0])
     ]
     return refiner.refine_tiles(fields, context.depth, covariates, keys, refiner.tiles_for(task.region, owned=True), origin)

@@ -35,6 +35,9 @@ def _variable(name="v", encoding=None, **attrs) -> xr.DataArray:
         (_variable("hurs", units="%"), (0.0, 100.0)),
         # ERA5's r is over ice below -23 C, where it passes 100%: only a declared maximum caps it
         (_variable("r", units="%", standard_name="unknown", long_name="Relative humidity"), (0.0, None)),
+        # cfgrib and the new CDS netCDF name it relative_humidity: still ERA5's
+        (_variable("r", units="%", standard_name="relative_humidity", long_name="Relative humidity"), (0.0, None)),
+        (_variable("hur", units="%", standard_name="relative_humidity", GRIB_paramId=157), (0.0, None)),
         (_variable("r", units="%", standard_name="unknown", long_name="Relative humidity", valid_max=150.0), (0.0, 150.0)),
         (_variable("r", units="1"), (None, None)),  # elsewhere r is often a correlation coefficient
         (_variable(standard_name="lwe_thickness_of_water_evaporation_amount"), (None, None)),  # dew makes it negative

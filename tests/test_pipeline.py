@@ -214,6 +214,8 @@ def test_a_field_draws_the_same_members_refined_alone_or_in_its_series():
     whole = ds.climgen.synthesize(factor=2, members=2, seed=4)["tas"]
     later = ds.isel(time=slice(3, 6)).climgen.synthesize(factor=2, members=2, seed=4)["tas"]
     np.testing.assert_array_equal(later.values, whole.isel(time=slice(3, 6)).values)
+    picked = ds.isel(time=4).climgen.synthesize(factor=2, members=2, seed=4)["tas"]  # its time a scalar coordinate
+    np.testing.assert_array_equal(picked.values, whole.isel(time=4).values)
     # the same months a year on are other fields: their members draw other noise
     shifted = ds.assign_coords(time=ds["time"] + pd.Timedelta(days=365)).climgen.synthesize(factor=2, members=2, seed=4)
     assert not np.array_equal(shifted["tas"].values, whole.values)

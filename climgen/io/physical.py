@@ -154,14 +154,22 @@ SHORT_NAMES = {
     "prcp": "lwe_precipitation_rate",
     "rr": "lwe_precipitation_rate",
 }
-LONG_NAMES = {
-    "relative humidity": "relative_humidity_over_ice_too",
-    "fraction of cloud cover": "cloud_area_fraction_in_atmosphere_layer",
-}
-"""ERA5 variables whose short names (``r``, ``cc``) mean other things elsewhere (a correlation
-coefficient): known by their long name, for files without a standard_name. ERA5's relative
-humidity is over ice below -23 C and passes 100% there: non-negative, with no upper limit
-(CMIP's ``hurs`` and other ``relative_humidity`` stay within 0..100%)."""
+LONG_NAMES = {"fraction of cloud cover": "cloud_area_fraction_in_atmosphere_layer"}
+"""ERA5 variables whose short names (``cc``) mean other things elsewhere: known by their long
+name, for files without a standard_name."""
+
+
+def era5_relative_humidity(variable: xr.DataArray, name: str) -> bool:
+    """Whether a variable is ERA5's relative humidity (``r``: GRIB parameter 157, or its name or
+    long name where the file gives no standard name), which is over ice below -23 C and passes
+    100% there; CMIP's ``hurs`` and other ``relative_humidity`` stay within 0..100%."""
+    attrs = variable.attrs
+    if attrs.get("GRIB_paramId") == 157:
+        return True
+    named = str(attrs.get("long_name", "")).strip().lower() == "relative humidity"
+    return named and (name == "r" or not valid_standard_name(attrs.get("standard_name")))
+
+
 PERCENT_UNITS = frozenset({"%", "percent"})
 FRACTION_UNITS = frozenset({"1", "fraction", "0-1", "(0 - 1)", "0 - 1"})  # the last two: ERA5
 
@@ -192,9 +200,9 @@ def physical_bounds(variable: xr.DataArray, name: str) -> tuple[Bounds, str | No
         source = f"long_name {attrs['long_name']} ({standard_name})"
     lower = upper = None
     sources = []
-    if standard_name == LONG_NAMES["relative humidity"]:
+    if era5_relative_humidity(variable, name):
         lower = 0.0
-        sources.append(source)
+        sources.append(f"ERA5 relative humidity {name} (over ice: no upper limit)")
     elif non_negative(standard_name) or standard_name in FRACTIONS:
         lower = 0.0
         units = str(attrs.get("units", "")).strip()
