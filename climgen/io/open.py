@@ -126,7 +126,7 @@ def open_inputs(paths: list[str | Path]) -> xr.Dataset:
     missing = [str(path) for path in paths if not Path(path).exists()]
     if missing:
         raise InputError(f"input not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    tracking_ids = _check_one_grid(paths)
+    grid = OneGrid()  # each file checked as it is opened (not read twice)
     try:
         combined = _undecodable_times_kept(
             lambda **options: xr.open_mfdataset(
@@ -136,45 +136,53 @@ def open_inputs(paths: list[str | Path]) -> xr.Dataset:
                 data_vars="minimal",
                 coords="minimal",
                 compat="override",
-                join="override",  # one grid, checked above: the first file's coordinates, not rounding differences
+                join="override",  # one grid, checked as each file opens: the first file's coordinates
+                preprocess=grid.check,
                 **options,
             ),
             f"{Path(paths[0]).name} and {len(paths) - 1} more",
         )
+    except InputError:
+        raise
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise InputError(
             f"cannot combine {len(paths)} inputs: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
         ) from err
+    tracking_ids = grid.tracking_ids
     combined.encoding[SOURCES] = [str(Path(path).resolve()) for path in paths]  # xarray keeps only the first
     if tracking_ids:  # every file's unique id (CMIP, ESGF errata), space-separated as CMIP lists them; xarray kept the first
         combined.attrs["tracking_id"] = " ".join(dict.fromkeys(tracking_ids))
     return combined
 
 
-def _check_one_grid(paths: list[str | Path]) -> list[str]:
-    """Files combined into one input share their spatial grid: combined by coordinates, files
-    on other grids (a covariate beside the inputs that a glob picked up) would make one grid
-    of mostly missing cells. Returns the files' ``tracking_id`` attributes (those that have one)."""
-    from climgen.grid import find_spatial_axes
+class OneGrid:
+    """The check that files combined into one input share their spatial grid, made on each
+    file as it is opened (``preprocess`` of ``open_mfdataset``): combined by coordinates,
+    files on other grids (a covariate beside the inputs that a glob picked up) would make one
+    grid of mostly missing cells. Collects the files' ``tracking_id`` attributes on the way."""
 
-    first, tracking_ids = None, []
-    for path in paths:
+    def __init__(self):
+        self.first: tuple[str, dict] | None = None
+        self.tracking_ids: list[str] = []
+        self.seen: set[str] = set()
+
+    def check(self, ds: xr.Dataset) -> xr.Dataset:
+        from climgen.grid import find_spatial_axes
+
+        path = str(ds.encoding.get("source", "a file"))
+        if path in self.seen:  # opened again (times kept undecoded): checked already
+            return ds
+        self.seen.add(path)
+        self.tracking_ids += str(ds.attrs.get("tracking_id", "")).split()
         try:
-            ds = _open(Path(path), decode_times=False)
-        except (OSError, ValueError, KeyError, RuntimeError) as err:
-            raise InputError(f"cannot read {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
-        with ds:
-            tracking_ids += str(ds.attrs.get("tracking_id", "")).split()
-            try:
-                axes = find_spatial_axes(ds)
-            except InputError:
-                continue
-            grid = {name: np.asarray(ds[name].values) for name in (axes.y, axes.x) if name in ds.coords}
-        if first is None:
-            first = (path, grid)
-            continue
-        for name in first[1]:
-            reference = first[1][name]
+            axes = find_spatial_axes(ds)
+        except InputError:
+            return ds
+        grid = {name: np.asarray(ds[name].values) for name in (axes.y, axes.x) if name in ds.coords}
+        if self.first is None:
+            self.first = (path, grid)
+            return ds
+        for name, reference in self.first[1].items():
             values = grid.get(name)
             step = float(np.abs(np.diff(reference)).min()) if reference.size > 1 else 1.0
             if values is None or values.shape != reference.shape or not np.allclose(values, reference, rtol=0, atol=1e-3 * step):
@@ -184,10 +192,10 @@ def _check_one_grid(paths: list[str | Path]) -> list[str]:
                     else f" (up to {np.abs(values - reference).max():g} apart)"
                 )
                 raise InputError(
-                    f"{Path(path).name} is on another grid than {Path(first[0]).name}: its {name!r} differs{apart}; files "
-                    "combined into one input must share their grid (is a covariate or another product among them?)"
+                    f"{Path(path).name} is on another grid than {Path(self.first[0]).name}: its {name!r} differs{apart}; "
+                    "files combined into one input must share their grid (is a covariate or another product among them?)"
                 )
-    return tracking_ids
+        return ds
 
 
 SOURCES = "climgen_sources"
