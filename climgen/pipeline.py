@@ -276,11 +276,14 @@ def _carry_over(ds: xr.Dataset, result: xr.Dataset, prepared: _Prepared) -> xr.D
     mapping = cf.grid_mapping_name(ds, prepared.variables)
     latlon = cf.auxiliary_latlon(ds, axes, mapping, result[axes.y].values, result[axes.x].values)
     if latlon is not None:
-        lat, lon = latlon
-        result = result.assign_coords(
-            lat=((axes.y, axes.x), lat.astype(np.float32), cf.LATLON_ATTRS["lat"]),
-            lon=((axes.y, axes.x), lon.astype(np.float32), cf.LATLON_ATTRS["lon"]),
-        )
+        # under the input's names (NEMO's nav_lat, WRF's XLAT) where it had them, so tools that
+        # read them by name find them; else lat/lon
+        names = auxiliaries or ("lat", "lon")
+        coords = {}
+        for name, values, role in zip(names, latlon, ("lat", "lon"), strict=True):
+            kept = {key: value for key, value in ds[name].attrs.items() if key != "bounds"} if name in ds.variables else {}
+            coords[name] = ((axes.y, axes.x), values.astype(np.float32), kept | cf.LATLON_ATTRS[role])
+        result = result.assign_coords(coords)
     return result
 
 

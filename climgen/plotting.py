@@ -26,8 +26,11 @@ def use_shipped_shapes() -> None:
 
 def _lonlat(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
     axes = find_spatial_axes(da)
-    if "lat" in da.coords and da["lat"].ndim == 2:
-        return da["lon"].values, da["lat"].values
+    from climgen.io.cf import find_latlon_auxiliaries
+
+    names = find_latlon_auxiliaries(da.coords.to_dataset(), axes)
+    if names is not None:  # 2-D latitude and longitude, under any name (lat/lon, nav_lat, XLAT)
+        return da[names[1]].values, da[names[0]].values
     if axes.kind != "latlon":
         raise InputError(
             f"a map needs true latitude and longitude, and {da.name!r} is on a {axes.kind} grid without 2-D lat/lon "

@@ -42,9 +42,11 @@ def test_curvilinear_field_is_refined_with_interpolated_latitude_and_longitude()
     # fine cell centres sit a quarter of a coarse cell either side of the coarse centre
     # (interpolated on the sphere: within 0.01 degrees of linear in the indices on 1.5-degree cells)
     rows, cols = np.meshgrid(np.arange(48) / 2 - 0.25, np.arange(60) / 2 - 0.25, indexing="ij")
-    np.testing.assert_allclose(result["lat"].values, -20 + 1.5 * rows + 0.1 * cols, atol=0.01)
-    np.testing.assert_allclose(result["lon"].values, 40 + 2.0 * cols + 0.05 * rows, atol=0.01)
-    assert result["tos"].attrs["coordinates"].split()[:2] == ["lat", "lon"]  # then the maps, auxiliary coordinates too
+    # under the input's names (tools that read NEMO output look for nav_lat/nav_lon)
+    np.testing.assert_allclose(result["nav_lat"].values, -20 + 1.5 * rows + 0.1 * cols, atol=0.01)
+    np.testing.assert_allclose(result["nav_lon"].values, 40 + 2.0 * cols + 0.05 * rows, atol=0.01)
+    assert "lat" not in result.coords and result["nav_lat"].attrs["standard_name"] == "latitude"
+    assert result["tos"].attrs["coordinates"].split()[:2] == ["nav_lat", "nav_lon"]  # then the maps, auxiliary coordinates too
 
 
 def _on_grid(lat: np.ndarray, lon: np.ndarray) -> xr.Dataset:
@@ -108,7 +110,7 @@ def test_curvilinear_output_streams_equal_and_round_trips_through_coarsen_and_ev
         streaming.run(opened, tmp_path / "out.zarr", config, options=streaming.StreamOptions(region_tiles=1, progress=False))
     with xr.open_zarr(tmp_path / "out.zarr") as streamed:
         assert np.array_equal(streamed["tos"].values, in_memory["tos"].values)
-    coarse = coarsen_dataset(in_memory[["tos"]].assign_coords(nav_lat=in_memory["lat"], nav_lon=in_memory["lon"]), 2)
+    coarse = coarsen_dataset(in_memory[["tos"]], 2)
     assert "y" not in coarse.coords and coarse["tos"].shape == ds["tos"].shape
     check_same_grid(in_memory, coarse.climgen.synthesize(factor=2))
 
@@ -156,7 +158,7 @@ def test_wrf_output_is_a_curvilinear_grid_and_streams_equal(tmp_path):
     assert set(in_memory.data_vars) >= {"T2"} and "U10" not in in_memory  # the staggered grid is another grid
     assert in_memory["T2"].dims == ("Time", "south_north", "west_east")
     rows, cols = np.meshgrid(np.arange(40) / 2 - 0.25, np.arange(52) / 2 - 0.25, indexing="ij")
-    np.testing.assert_allclose(in_memory["lat"].values, 35 + 0.1 * rows + 0.002 * cols, atol=1e-4)
+    np.testing.assert_allclose(in_memory["XLAT"].values, 35 + 0.1 * rows + 0.002 * cols, atol=1e-4)  # WRF's name kept
     assert_coarse_consistent(in_memory["T2"].astype(np.float64), ds["T2"].astype(np.float64), 2, rtol=1e-6)
     ds.to_netcdf(tmp_path / "wrfout.nc")
     with xr.open_dataset(tmp_path / "wrfout.nc") as opened:

@@ -395,11 +395,12 @@ def decorate(
     # The maps describe how each cell was made: auxiliary coordinates of every refined variable
     # (CF 'coordinates'), so they travel with ds[name] and catalogues do not take them for data.
     ds = ds.set_coords(list(ANCILLARY_NAMES))
-    if axes.kind != "latlon" and "lat" in ds.coords:
+    latlon = find_latlon_auxiliaries(ds, axes) if axes.kind != "latlon" else None
+    if latlon:
         for name in ANCILLARY_NAMES:
-            ds[name].attrs["coordinates"] = "lat lon"
+            ds[name].attrs["coordinates"] = " ".join(latlon)
         for name in variables:
-            ds[name].attrs["coordinates"] = " ".join(("lat", "lon", *ANCILLARY_NAMES))
+            ds[name].attrs["coordinates"] = " ".join((*latlon, *ANCILLARY_NAMES))
     ds = tidy(ds, axes)
     if MEMBER_DIM in ds.dims:
         ds[MEMBER_DIM].attrs = {"standard_name": "realization", "long_name": "ensemble member", "units": "1"}
