@@ -258,6 +258,14 @@ def synthesize(
     return cf.with_file_encoding(assemble(ds, job, refined, provenance, command), job.prepared.variables)
 
 
+COARSE_ONLY = frozenset(
+    """bounds _FillValue missing_value valid_min valid_max valid_range actual_range scale_factor add_offset
+    _Unsigned coordinates grid_mapping ancillary_variables cell_methods cell_measures axis""".split()
+)
+"""Attributes of an input's 2-D latitude and longitude that describe its coarse values or
+storage, or name variables the output does not carry: left out of the fine ones."""
+
+
 def _carry_over(ds: xr.Dataset, result: xr.Dataset, prepared: _Prepared) -> xr.Dataset:
     """Non-spatial variables and coordinates, the grid mapping, and fine 2-D lat/lon."""
     axes = prepared.axes
@@ -281,7 +289,7 @@ def _carry_over(ds: xr.Dataset, result: xr.Dataset, prepared: _Prepared) -> xr.D
         names = auxiliaries or ("lat", "lon")
         coords = {}
         for name, values, role in zip(names, latlon, ("lat", "lon"), strict=True):
-            kept = {key: value for key, value in ds[name].attrs.items() if key != "bounds"} if name in ds.variables else {}
+            kept = {key: value for key, value in ds[name].attrs.items() if key not in COARSE_ONLY} if name in ds.variables else {}
             coords[name] = ((axes.y, axes.x), values.astype(np.float32), kept | cf.LATLON_ATTRS[role])
         result = result.assign_coords(coords)
     return result

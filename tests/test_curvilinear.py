@@ -3,6 +3,8 @@ refined in index space, 2-D latitude and longitude interpolated, bare dimensions
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -189,3 +191,23 @@ def test_projected_axes_that_are_not_a_length_are_a_clear_error(units):
     ds["x"].attrs["units"] = units
     with pytest.raises(GridError, match="length"):
         pipeline.synthesize(ds, factor=2)
+
+
+def test_files_on_other_curvilinear_grids_are_refused_and_left_closed(tmp_path):
+    from climgen.io.open import open_inputs
+
+    ds = _ocean()
+    ds.to_netcdf(tmp_path / "a.nc")
+    ds.assign_coords(nav_lat=ds["nav_lat"] + 5).to_netcdf(tmp_path / "b.nc")  # another region, same shape
+    with pytest.raises(InputError, match="b.nc is on another grid than a.nc: its 'nav_lat' differs"):
+        open_inputs([tmp_path / "a.nc", tmp_path / "b.nc"])
+    held = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{fd}")]
+    assert not [path for path in held if path.startswith(str(tmp_path))]  # the error does not hold the files open
+
+
+def test_input_attributes_of_the_coarse_coordinates_are_left_out_of_the_fine_ones():
+    ds = _ocean()
+    ds["nav_lat"].attrs |= {"valid_min": -20.0, "valid_max": 14.0, "coordinates": "gone", "description": "kept"}
+    fine = ds.climgen.synthesize(factor=2)["nav_lat"]
+    assert not {"valid_min", "valid_max", "coordinates"} & set(fine.attrs)
+    assert fine.attrs["description"] == "kept" and fine.attrs["standard_name"] == "latitude"

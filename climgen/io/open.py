@@ -127,27 +127,32 @@ def open_inputs(paths: list[str | Path]) -> xr.Dataset:
     if missing:
         raise InputError(f"input not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     grid = OneGrid()  # each file checked as it is opened (not read twice)
-    try:
-        combined = _undecodable_times_kept(
-            lambda **options: xr.open_mfdataset(
-                [str(path) for path in paths],
-                combine="by_coords",
-                chunks={},
-                data_vars="minimal",
-                coords="minimal",
-                compat="override",
-                join="override",  # one grid, checked as each file opens: the first file's coordinates
-                preprocess=grid.check,
-                **options,
-            ),
-            f"{Path(paths[0]).name} and {len(paths) - 1} more",
+
+    def opener(**options) -> xr.Dataset:
+        grid.__init__()  # a second try (times kept undecoded) checks every file again
+        return xr.open_mfdataset(
+            [str(path) for path in paths],
+            combine="by_coords",
+            chunks={},
+            data_vars="minimal",
+            coords="minimal",
+            compat="override",
+            join="override",  # one grid, checked as each file opens: the first file's coordinates
+            preprocess=grid.check,
+            **options,
         )
-    except InputError:
-        raise
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
+
+    try:
+        combined = _undecodable_times_kept(opener, f"{Path(paths[0]).name} and {len(paths) - 1} more")
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
+        if grid.mismatch is not None:  # files on other grids fail to combine: say which
+            raise grid.mismatch from None
         raise InputError(
             f"cannot combine {len(paths)} inputs: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
         ) from err
+    if grid.mismatch is not None:
+        combined.close()
+        raise grid.mismatch
     tracking_ids = grid.tracking_ids
     combined.encoding[SOURCES] = [str(Path(path).resolve()) for path in paths]  # xarray keeps only the first
     if tracking_ids:  # every file's unique id (CMIP, ESGF errata), space-separated as CMIP lists them; xarray kept the first
@@ -159,43 +164,58 @@ class OneGrid:
     """The check that files combined into one input share their spatial grid, made on each
     file as it is opened (``preprocess`` of ``open_mfdataset``): combined by coordinates,
     files on other grids (a covariate beside the inputs that a glob picked up) would make one
-    grid of mostly missing cells. Collects the files' ``tracking_id`` attributes on the way."""
+    grid of mostly missing cells. The first file that differs is kept in :attr:`mismatch` (an
+    error raised while xarray opens the files would leave them open); the files'
+    ``tracking_id`` attributes are collected on the way."""
 
     def __init__(self):
         self.first: tuple[str, dict] | None = None
         self.tracking_ids: list[str] = []
-        self.seen: set[str] = set()
+        self.mismatch: InputError | None = None
 
     def check(self, ds: xr.Dataset) -> xr.Dataset:
-        from climgen.grid import find_spatial_axes
-
         path = str(ds.encoding.get("source", "a file"))
-        if path in self.seen:  # opened again (times kept undecoded): checked already
-            return ds
-        self.seen.add(path)
         self.tracking_ids += str(ds.attrs.get("tracking_id", "")).split()
-        try:
-            axes = find_spatial_axes(ds)
-        except InputError:
+        grid = _grid_of(ds)
+        if grid is None or self.mismatch is not None:
             return ds
-        grid = {name: np.asarray(ds[name].values) for name in (axes.y, axes.x) if name in ds.coords}
         if self.first is None:
             self.first = (path, grid)
             return ds
         for name, reference in self.first[1].items():
             values = grid.get(name)
-            step = float(np.abs(np.diff(reference)).min()) if reference.size > 1 else 1.0
+            step = float(np.nanmedian(np.abs(np.diff(reference.ravel())))) if reference.size > 1 else 1.0
             if values is None or values.shape != reference.shape or not np.allclose(values, reference, rtol=0, atol=1e-3 * step):
                 apart = (
                     ""
                     if values is None or values.shape != reference.shape
-                    else f" (up to {np.abs(values - reference).max():g} apart)"
+                    else f" (up to {np.nanmax(np.abs(values - reference)):g} apart)"
                 )
-                raise InputError(
+                self.mismatch = InputError(
                     f"{Path(path).name} is on another grid than {Path(self.first[0]).name}: its {name!r} differs{apart}; "
                     "files combined into one input must share their grid (is a covariate or another product among them?)"
                 )
+                break
         return ds
+
+
+def _grid_of(ds: xr.Dataset) -> dict | None:
+    """A file's grid: the values of its spatial axes, or on a curvilinear grid (axes without
+    values) its 2-D latitude and longitude (the first step of any leading dimension); None
+    where it has no spatial axes."""
+    from climgen.grid import find_spatial_axes
+    from climgen.io.cf import find_latlon_auxiliaries
+
+    try:
+        axes = find_spatial_axes(ds)
+    except InputError:
+        return None
+    grid = {name: np.asarray(ds[name].values) for name in (axes.y, axes.x) if name in ds.coords}
+    if not grid:
+        for name in find_latlon_auxiliaries(ds, axes) or ():
+            leading = {dim: 0 for dim in ds[name].dims if dim not in (axes.y, axes.x)}
+            grid[name] = np.asarray(ds[name].isel(leading).transpose(axes.y, axes.x).values)
+    return grid
 
 
 SOURCES = "climgen_sources"
