@@ -192,3 +192,15 @@ def test_a_gpu_asked_for_where_none_is_seen_is_refused_before_any_work():
     # the plan's self-tests run where the run does: a GPU it was not given is never touched
     job = plan(ds, make_config(factor=2), device="cpu")
     assert job.device == "cpu" and job.refiner().device.type == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a planning machine without a GPU")
+def test_a_remote_gpu_cluster_runs_in_the_precision_of_its_gpus_whatever_plans_it():
+    """Planned where no GPU is seen, a job for a cluster's GPUs (``--device cuda --scheduler``)
+    resolves the precision for them, once, and records the device asked for."""
+    from climgen.streaming import StreamOptions, _hardware
+
+    job = plan(make_dataset(shape=(12, 16)), make_config(factor=2))
+    remote = StreamOptions(device="cuda", scheduler="tcp://gpu-node:8786")
+    assert _hardware(job, remote) == {"device": "cuda", "precision_used": "bfloat16"}
+    assert _hardware(job, StreamOptions(device="cpu"))["device"] == "cpu"
