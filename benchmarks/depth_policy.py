@@ -127,7 +127,7 @@ def prepare(truth_ds: xr.Dataset, variable: str, factor: int, name: str) -> Fiel
         return fine[..., cut : fine.shape[-1] - cut]
 
     test = gain.self_test_refine(refiner, job.prepared.covariates, limits, (0, variable))
-    sums = gain.self_test_sums(test, [field for field in source], job.prepared.layout)
+    sums = gain.self_test_sums(test, [field for field in source], job.prepared.layout, limits)
     layout, offset = job.prepared.layout, job.wrap_cells
     cells = np.zeros(layout.grid_shape)
 

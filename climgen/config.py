@@ -90,7 +90,7 @@ RANGES = {
     "members": (lambda v: v >= 1, lambda v: v <= 1000, "between 1 and 1000"),
     "budget": (lambda v: v > 0, lambda v: v <= 1, "in (0, 1]"),
     "quality": (lambda v: v > 0, lambda v: v < 1, "in (0, 1), e.g. 0.995"),
-    "tolerance": (lambda v: v > 0, lambda v: v < 1, "a share in (0, 1), e.g. 0.0025"),
+    "tolerance": (lambda v: v > 0, lambda v: v < 1, "a share in (0, 1), e.g. 0.015"),
     "tile_size": (lambda v: v >= 4, lambda v: True, ">= 4"),
     "halo": (lambda v: v >= 0, lambda v: True, ">= 0"),
     "merge_tiles": (lambda v: v >= 1, lambda v: True, ">= 1"),

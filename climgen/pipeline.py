@@ -134,8 +134,8 @@ def synthesize(
         fraction of full depth, taking stages by predicted gain per multiply-accumulate.
     tolerance : float, optional
         A tile stops where its remaining stages are predicted to remove less than this share of
-        the error full depth leaves (default :data:`climgen.depth.gain.DEFAULT_TOLERANCE`, 0.0025:
-        RMSE within about 0.1% of full depth's); the gain comes from a self-test one scale
+        the error full depth leaves (default :data:`climgen.depth.gain.DEFAULT_TOLERANCE`, 0.015:
+        RMSE within about 0.75% of full depth's); the gain comes from a self-test one scale
         coarser (:mod:`climgen.depth.gain`; the ``predicted_gain`` map of the output).
     quality : float, optional
         The same, set as RMSE over full depth's of at most ``1 / quality`` (0.995: a tolerance

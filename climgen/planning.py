@@ -344,6 +344,7 @@ def depth_policy_text(policy: dict) -> str:
         return (
             f"predicted gain, tolerance {policy['tolerance']:.3g} of full depth's squared error{quality}; "
             f"skill {policy.get('skill', 0):.2f}, octave ratio {policy.get('octave_ratio', 0):.2f}"
+            + (f", {policy['edge_share']:.0%} of cells on edges" if policy.get("edge_share") else "")
         )
     if name == "budget":
         return f"budget {policy.get('budget')} by {policy.get('by', 'predicted gain')}"
@@ -372,7 +373,9 @@ def predicted_gains(ds: xr.Dataset, job: Plan) -> GainPrediction:
         refine = gain.self_test_refine(
             refiner.with_gain(job.residual_gain(name)), prepared.covariates, prepared.limits[name], (job.config.seed, name)
         )
-        sums = gain.self_test_sums(refine, gain_fields(ds, name, prepared.axes, gain.TEST_FIELDS), prepared.layout)
+        fields = gain_fields(ds, name, prepared.axes, gain.TEST_FIELDS)
+        guided = gain.covariate_detail(prepared.covariates, job.config.factor)
+        sums = gain.self_test_sums(refine, fields, prepared.layout, prepared.limits[name], guided)
         predictions.append(gain.predict(sums, job.full_depth, job.scores.constant))
     combined = gain.combine(predictions)
     unknown = combined.unknown()

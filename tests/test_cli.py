@@ -23,7 +23,7 @@ def test_synthesize_writes_the_same_values_as_the_accessor(hsurf_coarse_file, tm
     result = climgen("synthesize", hsurf_coarse_file, output, "--factor", 4, "--seed", 11)
     assert result.returncode == 0, result.stderr
     assert "refinement depth" in result.stdout
-    assert "predicted gain, tolerance 0.0025" in result.stdout  # the default policy
+    assert "predicted gain, tolerance 0.015" in result.stdout  # the default policy
     with xr.open_dataset(hsurf_coarse_file) as coarse, xr.open_dataset(output) as written:
         expected = pipeline.synthesize(coarse, factor=4, seed=11)
         np.testing.assert_array_equal(written["HSURF"].values, expected["HSURF"].values)

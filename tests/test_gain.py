@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from climgen import pipeline
 from climgen.depth import gain
@@ -136,3 +137,69 @@ def test_a_run_spends_at_most_its_budget_of_the_work_it_states():
         refined = ds.climgen.synthesize(factor=4, budget=budget)
         spent = json.loads(refined.attrs["climgen_provenance"])["compute"]["fraction_of_uniform"]
         assert spent <= budget * (1 + 1e-9), (budget, spent)
+
+
+def test_edge_cells_are_beside_missing_values_or_at_a_bound():
+    field = np.full((6, 6), 0.5)
+    field[0, 0] = np.nan  # a corner of land in an ocean field
+    field[5, 5] = 1.0  # held at the upper bound (land fraction 1)
+    field[5, 0] = 0.0
+    plain = gain.edge_cells(field)
+    assert np.isnan(plain[0, 0]), "missing cells are not counted"
+    assert plain[0, 1] == plain[1, 0] == plain[1, 1] == 1, "the cells around a missing one are its coastline"
+    assert plain[2, 2] == plain[5, 5] == 0, "no bounds: nothing else is an edge"
+    bounded = gain.edge_cells(field, (0.0, 1.0))
+    assert bounded[5, 5] == bounded[5, 0] == 1 and bounded[3, 3] == 0
+    assert gain.edge_cells(field * 100, (0.0, 100.0))[5, 5] == 1, "the same in percent"
+
+
+def test_edge_tiles_keep_the_models_skill_at_later_stages():
+    """Two tiles alike but for their edge share: the second stage of the one on a coastline is
+    predicted to keep the first stage's skill, the other's to lose STAGE_DECAY of it."""
+    ones = np.ones((1, 2))
+    sums = gain._Sums(base=ones * 4.0, model=ones * 3.0, cells=ones * 4, octave=np.array([4.0, 4.0, 8.0, 4.0]), fields=1)
+    sums.edge, sums.edge_cells = np.array([[0.0, 4.0]]), ones * 4
+    prediction = gain.predict(sums, 2, np.zeros((1, 2), dtype=bool))
+    (first,), (second,) = prediction.stage_gain
+    assert first[0] == pytest.approx(first[1])
+    assert second[0] / first[0] == pytest.approx(gain.STAGE_DECAY * prediction.octave_ratio)
+    assert second[1] / first[1] == pytest.approx(prediction.octave_ratio)
+    assert prediction.edge_share == pytest.approx(0.5)
+
+
+def test_a_run_counts_the_edges_of_a_masked_or_bounded_field():
+    ds = _rough_and_smooth(4)
+    values = ds["tas"].values.copy()
+    values[:, -8:] = np.nan  # land along the east edge of a masked field
+    masked = ds.assign(tas=(ds["tas"].dims, values, ds["tas"].attrs))
+    config = pipeline.make_config(factor=4, tile_size=8)
+    open_water, coast = (pipeline.plan(d, config).depth_policy["edge_share"] for d in (ds, masked))
+    assert open_water == 0 and 0 < coast < 0.1
+    fraction = ds.assign(sftlf=(ds["tas"].dims, np.clip(ds["tas"].values - 280, 0, 1), {"units": "1"}))[["sftlf"]]
+    fraction["sftlf"].attrs["standard_name"] = "land_area_fraction"
+    assert pipeline.plan(fraction, config).depth_policy["edge_share"] > 0.5, "land fraction held at 0 or 1"
+
+
+def test_cells_where_a_fine_covariate_has_detail_count_as_edges():
+    fine = np.zeros((1, 16, 32))
+    fine[0, :, 16:] = np.random.default_rng(0).normal(0, 100, (16, 16))  # relief in the east only
+    detail = gain.covariate_detail(fine, 4)
+    assert detail.shape == (4, 8)
+    assert (detail[:, :4] == 0).all() and (detail[:, 4:] == 1).all()
+    assert gain.covariate_detail(None, 4) is None
+    assert (gain.covariate_detail(np.full((1, 8, 8), 5.0), 4) == 0).all(), "a flat covariate has no detail"
+
+
+def test_a_run_with_a_covariate_keeps_the_skill_where_the_covariate_has_detail():
+    ds = _rough_and_smooth(5)
+    lat, lon = ds["lat"].values, ds["lon"].values
+    fine_lat = np.linspace(lat[0], lat[-1], 4 * lat.size)
+    fine_lon = np.linspace(lon[0], lon[-1], 4 * lon.size)
+    relief = np.random.default_rng(1).normal(500, 200, (fine_lat.size, fine_lon.size))
+    relief[:, : fine_lon.size // 2] = 0.0  # flat sea in the west
+    elevation = xr.DataArray(relief, coords={"lat": fine_lat, "lon": fine_lon}, dims=("lat", "lon"), attrs={"units": "m"})
+    config = pipeline.make_config(factor=4, tile_size=8)
+    plain = pipeline.plan(ds, config)
+    guided = pipeline.plan(ds, config, covariates={"elevation": elevation})
+    assert plain.depth_policy["edge_share"] == 0
+    assert 0.4 < guided.depth_policy["edge_share"] < 0.6, "the half with relief"

@@ -71,7 +71,7 @@ def synthesize(
     ] = None,
     tolerance: Annotated[
         float | None,
-        typer.Option(help="Stop a tile where deeper stages would remove less than this share of full depth's error (0.0025)."),
+        typer.Option(help="Stop a tile where deeper stages would remove less than this share of full depth's error (0.015)."),
     ] = None,
     quality: Annotated[
         float | None, typer.Option(help="RMSE within 1/QUALITY of full depth's, e.g. 0.995 (sets the tolerance).")
