@@ -368,14 +368,14 @@ def predicted_gains(ds: xr.Dataset, job: Plan) -> GainPrediction:
     from climgen.depth import gain
 
     prepared, refiner = job.prepared, job.refiner()
+    guided = gain.covariate_detail(prepared.covariates, job.config.factor)
     predictions = []
     for name in prepared.variables:
         refine = gain.self_test_refine(
             refiner.with_gain(job.residual_gain(name)), prepared.covariates, prepared.limits[name], (job.config.seed, name)
         )
         fields = gain_fields(ds, name, prepared.axes, gain.TEST_FIELDS)
-        guided = gain.covariate_detail(prepared.covariates, job.config.factor)
-        sums = gain.self_test_sums(refine, fields, prepared.layout, prepared.limits[name], guided)
+        sums = gain.self_test_sums(refine, fields, prepared.layout, prepared.limits[name], guided, job.wrap_cells)
         predictions.append(gain.predict(sums, job.full_depth, job.scores.constant))
     combined = gain.combine(predictions)
     unknown = combined.unknown()

@@ -158,7 +158,7 @@ def test_edge_tiles_keep_the_models_skill_at_later_stages():
     predicted to keep the first stage's skill, the other's to lose STAGE_DECAY of it."""
     ones = np.ones((1, 2))
     sums = gain._Sums(base=ones * 4.0, model=ones * 3.0, cells=ones * 4, octave=np.array([4.0, 4.0, 8.0, 4.0]), fields=1)
-    sums.edge, sums.edge_cells = np.array([[0.0, 4.0]]), ones * 4
+    sums.edge, sums.edge_cells, sums.edge_domain = np.array([[0.0, 4.0]]), ones * 4, np.array([4.0, 8.0])
     prediction = gain.predict(sums, 2, np.zeros((1, 2), dtype=bool))
     (first,), (second,) = prediction.stage_gain
     assert first[0] == pytest.approx(first[1])

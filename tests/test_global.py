@@ -210,3 +210,19 @@ def test_truth_across_greenwich_is_coarsened_and_scored_as_its_sorted_copy():
     prediction = coarse.climgen.synthesize(factor=4)
     scores, expected = evaluate(stored, prediction, factor=4), evaluate(reference, prediction, factor=4)
     assert [row["rmse"] for row in scores] == [row["rmse"] for row in expected]
+
+
+def test_the_edge_share_counts_each_column_of_a_global_grid_once():
+    """Land at 0-22.5 E on a global ocean field: the share of cells beside it is the same
+    whether or not the wrapped columns (copies of the other side) are counted."""
+    from climgen.depth import gain
+
+    ds = _global()
+    values = ds["tas"].values.copy()
+    values[:, :3] = np.nan  # land at the first three longitudes
+    ds["tas"].values = values
+    job = pipeline.plan(ds, pipeline.make_config(factor=2, tile_size=8))
+    assert job.wrap_cells > 0
+    around = np.concatenate([values[:, -1:], values, values[:, :1]], axis=1)  # the seam's neighbours
+    expected = np.nanmean(gain.edge_cells(around)[:, 1:-1])  # the last column is a coast too
+    assert job.depth_policy["edge_share"] == pytest.approx(expected, abs=1e-4)
