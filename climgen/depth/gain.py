@@ -16,8 +16,8 @@ halfway to the field's, :data:`TILE_RATIO_WEIGHT`; clipped to 0.05..1): a coastl
 edge keeps its detail from octave to octave, a smooth slope loses it. The model's *skill*, the
 share of the missing detail it recovers, is measured over the domain one octave up
 (1 - model_error / base_error, at least :data:`SKILL_FLOOR`) and taken to fall by
-:data:`STAGE_DECAY` a stage. So stage s is predicted to remove
-``skill * STAGE_DECAY**(s - 1) * r_tile**s * base_error`` per cell of a tile, and full depth to
+:data:`STAGE_DECAY` a stage off edges (below). So stage s is predicted to remove
+``skill * STAGE_DECAY**(s - 1) * r_tile**s * base_error`` per cell of a tile off edges, and full depth to
 leave ``mean(model_error) * (r + ... + r**K)`` per cell of the domain. The
 *predicted gain* of a stage is the first over the second: a share of the error that full depth
 leaves. It is dimensionless, and does not depend on the field's variance or units, so one
@@ -66,15 +66,16 @@ OCTAVE_RATIO_RANGE = (0.05, 1.0)
 SKILL_FLOOR = 0.1
 """Least share of the missing detail the model is taken to recover: a self-test one octave up
 can miss skill the model has at the target scale (monthly 2.5-degree winds at x4: no skill in
-the test, 5% of the error removed at the target)."""
+the test, 5% of the error removed at the target). Fitted with the other constants."""
 STAGE_DECAY = 0.05
 """How the model's skill falls from one stage to the next off edges, beyond what the octave
 ratio accounts for: on relief the second stage removes 0.03-0.11 of what the first removes
 (on edges it keeps the skill, :func:`edge_cells`)."""
 TILE_RATIO_WEIGHT = 0.5
-"""Weight of a tile's own octave ratio against the field's (geometric). Against the field's
-ratio alone it cut the held-out mean cost from 0.62 to 0.56 of uniform at x4 and from 0.20 to
-0.13 at x8, every field still within 1% of full depth's RMSE (``benchmarks/depth_policy.py``)."""
+"""Weight of a tile's own octave ratio against the field's (geometric). When it was chosen
+(an earlier default model, before the edge rule), against the field's ratio alone it cut the
+held-out mean cost from 0.62 to 0.56 of uniform at x4 and from 0.20 to 0.13 at x8, every field
+still within 1% of full depth's RMSE (``benchmarks/depth_policy.py``)."""
 COVARIATE_DETAIL = 0.05
 """Least spread of a fine covariate inside a coarse cell, as a share of its spread over the
 domain, for the cell to count as an edge (:func:`covariate_detail`). On the covariate
