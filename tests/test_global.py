@@ -213,8 +213,8 @@ def test_truth_across_greenwich_is_coarsened_and_scored_as_its_sorted_copy():
 
 
 def test_the_edge_share_counts_each_column_of_a_global_grid_once():
-    """Land at 0-22.5 E on a global ocean field: the share of cells beside it is the same
-    whether or not the wrapped columns (copies of the other side) are counted."""
+    """Land at 0-22.5 E on a global ocean field: the provenance's share of cells on its coasts
+    counts each longitude once (the coast across the seam too), not the wrapped copies."""
     from climgen.depth import gain
 
     ds = _global()
