@@ -344,7 +344,11 @@ def depth_policy_text(policy: dict) -> str:
         return (
             f"predicted gain, tolerance {policy['tolerance']:.3g} of full depth's squared error{quality}; "
             f"skill {policy.get('skill', 0):.2f}, octave ratio {policy.get('octave_ratio', 0):.2f}"
-            + (f", {policy['edge_share']:.0%} of cells on edges" if policy.get("edge_share") else "")
+            + (
+                f", {policy['edge_share']:.0%} of cells on edges (coasts, bounds, covariate detail)"
+                if policy.get("edge_share")
+                else ""
+            )
         )
     if name == "budget":
         return f"budget {policy.get('budget')} by {policy.get('by', 'predicted gain')}"

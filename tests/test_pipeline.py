@@ -132,6 +132,11 @@ def test_models_that_sample_detail_keep_the_score_thresholds(hsurf_coarse):
             {"policy": "predicted gain", "tolerance": 0.01, "skill": 0.2, "octave_ratio": 0.5},
             "predicted gain, tolerance 0.01 of full depth's squared error; skill 0.20, octave ratio 0.50",
         ),
+        (
+            {"policy": "predicted gain", "tolerance": 0.015, "skill": 0.2, "octave_ratio": 0.5, "edge_share": 0.25},
+            "predicted gain, tolerance 0.015 of full depth's squared error; skill 0.20, octave ratio 0.50, "
+            "25% of cells on edges (coasts, bounds, covariate detail)",
+        ),
         ({"policy": "budget", "by": "predicted gain", "budget": 0.3}, "budget 0.3 by predicted gain"),
         ({"policy": "uniform"}, "uniform full depth"),
         ({}, ""),
