@@ -31,8 +31,7 @@ import xarray as xr
 
 from climgen._torch import check_device, check_device_name, resolve_device, resolve_precision, torch_threads
 from climgen.allocator import retain_freed_memory
-from climgen.conservation import count_disordered, count_outside, format_bounds
-from climgen.depth.complexity import combine_scores, tile_components
+from climgen.conservation import format_bounds
 from climgen.depth.skill import detail_kept
 from climgen.errors import ConfigError, OutputExistsError, OutputWriteError
 from climgen.grid import find_spatial_axes, spatial_last
@@ -41,7 +40,8 @@ from climgen.io.lock import OutputLock
 from climgen.io.manifest import drop_damaged, store_region
 from climgen.io.write import check_output, output_format
 from climgen.job_identity import job_identity
-from climgen.pipeline import Plan, SynthesisConfig, assemble, depth_policy_text, plan, warn_disordered, warn_outside_bounds
+from climgen.pipeline import Plan, SynthesisConfig, assemble, depth_policy_text, plan
+from climgen.scoring import stream_scores
 from climgen.tasks import Task, delayed_tasks, model_reference, variable_layout
 
 FULL_OR_READ_ONLY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
@@ -166,50 +166,6 @@ class Job:
             lines.append("blocks      area-weighted means equal the coarse values")
         lines += [f"detail      {text}" for text in detail_kept(plan_.residual_gains)]
         return "\n".join(lines)
-
-
-def _score_block(values: np.ndarray, layout, covariates, factor: int, bounds) -> tuple:
-    fields = np.asarray(values, dtype=np.float64).reshape(-1, *values.shape[-2:])
-    scores = [tile_components(f, layout, covariates, factor, bounds) for f in fields]
-    return combine_scores(scores), count_outside(fields, bounds)
-
-
-def _time_blocks(variable: xr.DataArray, time_chunk: int) -> list:
-    """The variable's data (spatial dimensions last) in blocks of ``time_chunk`` leading steps,
-    as dask arrays: each is read when its block is scored, so a long series read from a file is
-    never in memory whole."""
-    if variable.ndim == 2:
-        return [variable.data]
-    lazy = variable.chunk({variable.dims[0]: time_chunk})  # no read: a file's variable stays on disk
-    return [lazy[start : start + time_chunk].data for start in range(0, variable.shape[0], time_chunk)]
-
-
-def stream_scores(ds: xr.Dataset, prepared, factor: int, time_chunk: int):
-    """Complexity scores of every field, computed by dask one time chunk at a time; the same
-    pass warns about coarse values outside each variable's physical bounds and out of order."""
-    import dask
-
-    axes, layout = prepared.axes, prepared.layout
-    spatial_last = {name: ds[name].transpose(..., axes.y, axes.x) for name in prepared.variables}
-    parts, names = [], []
-    for name in prepared.variables:
-        for block in _time_blocks(spatial_last[name], time_chunk):
-            parts.append(dask.delayed(_score_block)(block, layout, prepared.covariates, factor, prepared.limits[name]))
-            names.append(name)
-    disorder = [
-        [
-            dask.delayed(count_disordered)(*blocks)
-            for blocks in zip(*(_time_blocks(spatial_last[n], time_chunk) for n in chain), strict=True)
-        ]
-        for chain in prepared.order
-    ]
-    results, disordered = dask.compute(parts, disorder)
-    for name in prepared.variables:
-        outside = sum(count for part, (_, count) in zip(names, results, strict=True) if part == name)
-        warn_outside_bounds(name, outside, prepared.limits[name])
-    for chain, counts in zip(prepared.order, disordered, strict=True):
-        warn_disordered(chain, sum(counts))
-    return combine_scores([scores for scores, _ in results])
 
 
 def _planning_device(options: StreamOptions) -> str:

@@ -21,6 +21,7 @@ MODULES = [
     "climgen.covariates",
     "climgen.config",
     "climgen.streaming",
+    "climgen.scoring",
     "climgen.job_identity",
     "climgen.tasks",
     "climgen.jobs",

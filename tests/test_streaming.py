@@ -18,6 +18,7 @@ import yaml
 from climgen import pipeline, planning, streaming
 from climgen.errors import ConfigError, OutputExistsError
 from climgen.io.manifest import store_region
+from climgen.scoring import time_blocks
 from climgen.tasks import delayed_tasks
 from climgen.testing import make_dataset
 
@@ -182,7 +183,7 @@ def test_scoring_a_series_from_a_file_reads_it_one_time_chunk_at_a_time(tmp_path
 
     make_dataset("latlon", shape=(16, 16), times=6).to_netcdf(tmp_path / "series.nc")
     with xr.open_dataset(tmp_path / "series.nc") as ds:  # not dask-backed, as the CLI opens it
-        blocks = streaming._time_blocks(ds["tas"], 4)
+        blocks = time_blocks(ds["tas"], 4)
         assert [block.shape[0] for block in blocks] == [4, 2]
         assert all(isinstance(block, dask.array.Array) for block in blocks)
         assert not ds["tas"].variable._in_memory

@@ -440,21 +440,15 @@ def _is_time(variable: xr.DataArray) -> bool:
 def encoding_for(ds: xr.Dataset, variables: list[str], fine_chunks: tuple[int, int], netcdf: bool = True) -> dict:
     """Per-variable encoding: compressed float32 data with a fill value, no fill on coordinates."""
     encoding = encoding_for_plain(ds, exclude=variables, netcdf=netcdf)
+    compressed = {"zlib": True, "complevel": 4} if netcdf else {}
     for name in variables:
         spec = {"dtype": "float32", "_FillValue": FILL_VALUE}
         if netcdf:
-            spec |= {"zlib": True, "complevel": 4, "chunksizes": _chunks(ds[name], fine_chunks)}
+            spec |= compressed | {"chunksizes": _chunks(ds[name], fine_chunks)}
         encoding[name] = spec
-    encoding["complexity_score"] = {"dtype": "float32", "_FillValue": FILL_VALUE} | (
-        {"zlib": True, "complevel": 4} if netcdf else {}
-    )
-    encoding["predicted_gain"] = {"dtype": "float32", "_FillValue": FILL_VALUE} | (
-        {"zlib": True, "complevel": 4} if netcdf else {}
-    )
-    encoding["refinement_depth"] = {"dtype": "int8", "_FillValue": None} | ({"zlib": True, "complevel": 4} if netcdf else {})
-    encoding["refinement_macs"] = {"dtype": "float32", "_FillValue": FILL_VALUE} | (
-        {"zlib": True, "complevel": 4} if netcdf else {}
-    )
+    for name in ANCILLARY_NAMES:  # the depth map is a small integer, the others float32
+        whole = name == "refinement_depth"
+        encoding[name] = {"dtype": "int8" if whole else "float32", "_FillValue": None if whole else FILL_VALUE} | compressed
     return encoding
 
 
