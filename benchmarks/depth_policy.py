@@ -348,6 +348,7 @@ def print_tables(rows: list[dict]) -> None:
         f"{spearmanr(predicted, realised).correlation:.3f} ({predicted.size} tile stages); "
         f"the change each stage makes, run and measured (no truth): {spearmanr(probe, realised).correlation:.3f}"
     )
+    print_ranking_ceiling(rows)
     for factor in sorted({row["factor"] for row in rows}):
         chosen = [row for row in rows if row["factor"] == factor]
         stages = [
@@ -382,6 +383,26 @@ def print_tables(rows: list[dict]) -> None:
         print(
             f"stage {stage}: precision {precision:.2f}, recall {recall:.2f} of 'needs this stage' against the oracle at the same MACs"
         )
+
+
+def print_ranking_ceiling(rows: list[dict]) -> None:
+    """How far a better level per field could lift the pooled Spearman correlation, and how
+    well tiles are ranked within a field: with each run's and stage's mean predicted gain set to
+    the truth's, only the ranking within it is left to the prediction."""
+    levelled, realised, within = [], [], []
+    for row in rows:
+        for predicted, truth in zip(np.asarray(row["predicted"]), np.asarray(row["realised"]), strict=True):
+            levelled.append(predicted * truth.mean() / max(predicted.mean(), 1e-300))
+            realised.append(truth)
+            if truth.size > 4 and np.ptp(predicted) > 0:
+                within.append(spearmanr(predicted, truth).correlation)
+    realised = np.concatenate(realised)
+    print(
+        f"Spearman with each run's and stage's mean predicted gain set to the realised mean: "
+        f"{spearmanr(np.concatenate(levelled), realised).correlation:.3f}; within a run and stage "
+        f"(median over {len(within)} with more than 4 tiles): {np.median(within):.2f}; "
+        f"tile stages whose realised gain is negative (the stage made the tile worse): {np.mean(realised < 0):.0%}"
+    )
 
 
 def main() -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import xarray as xr
 
 from climgen import metrics
 from climgen.conservation import block_means, count_outside
-from climgen.errors import InputError
+from climgen.errors import ClimgenWarning, InputError
 from climgen.grid import area_weights, cell_bounds, check_factor, contiguous_longitude, find_spatial_axes
 from climgen.io.cf import MEMBER_DIM, refined_variables
 from climgen.io.physical import physical_bounds
@@ -36,6 +37,17 @@ def crop_to_prediction(truth: xr.Dataset, prediction: xr.Dataset) -> xr.Dataset:
     return truth.isel(crop) if crop else truth
 
 
+def aligned_truth(truth: xr.Dataset, prediction: xr.Dataset) -> xr.Dataset:
+    """The truth on the prediction's cells: stored across the longitude seam, turned to the
+    longitudes climgen refines on; without the trailing rows and columns the prediction lacks
+    (:func:`crop_to_prediction`); raises :class:`InputError` unless the cells that remain are
+    the prediction's (:func:`check_same_grid`)."""
+    truth, _ = contiguous_longitude(truth, find_spatial_axes(truth))
+    truth = crop_to_prediction(truth, prediction)
+    check_same_grid(truth, prediction)
+    return truth
+
+
 def check_same_grid(truth: xr.Dataset, prediction: xr.Dataset) -> None:
     """Raise :class:`InputError` unless both datasets share the fine (y, x) cells: the same
     sizes, and every prediction centre inside the truth's cell of the same index (refined
@@ -53,7 +65,10 @@ def check_same_grid(truth: xr.Dataset, prediction: xr.Dataset) -> None:
         edges = np.sort(cell_bounds(truth[name], truth), axis=1)
         centres = np.asarray(prediction[name].values, dtype=np.float64)
         if not ((centres > edges[:, 0]) & (centres < edges[:, 1])).all():
-            raise InputError(f"prediction and truth coordinates differ along {name!r}")
+            raise InputError(
+                f"prediction and truth coordinates differ along {name!r}: the prediction covers other cells "
+                "(another region, or a coarser grid) than the truth's"
+            )
 
 
 def bicubic_reference(truth: np.ndarray, factor: int, weights: tuple | None = None) -> np.ndarray:
@@ -108,9 +123,7 @@ def evaluate(
     """One row of scores per (variable, method): the prediction and, with ``factor``, bicubic
     (on the truth's cells the prediction covers, see :func:`crop_to_prediction`). A truth
     stored across the longitude seam is compared on the longitudes climgen refined it on."""
-    truth, _ = contiguous_longitude(truth, find_spatial_axes(truth))
-    truth = crop_to_prediction(truth, prediction)
-    check_same_grid(truth, prediction)
+    truth = aligned_truth(truth, prediction)
     axes = find_spatial_axes(truth)
     names = variables or [name for name in refined_variables(prediction) if name in truth.data_vars]
     if not names:
@@ -139,12 +152,16 @@ def evaluate(
             predicted_values = _values(predicted, axes)
         if predicted_values.shape != true_values.shape:
             raise InputError(f"{name!r}: prediction shape {predicted_values.shape} differs from the truth's {true_values.shape}")
+        _check_units(name, truth[name], prediction[name])
+        scored_share = _scored_share(name, predicted_values, true_values)
         candidates = [("prediction", predicted_values)]
         if factor is not None:
             candidates.append(("bicubic", bicubic_reference(true_values, check_factor(factor), weights)))
         bounds = physical_bounds(truth[name], name)[0]
         for method, values in candidates:
             row = {"variable": name, "method": method, **metrics.summary(values, true_values)}
+            if method == "prediction":
+                row["scored_share"] = scored_share  # of the truth's cells with data
             row["rmse_area_weighted"] = metrics.area_weighted_rmse(values, true_values, areas)
             # share of cells outside the variable's physical bounds (None: it has none)
             valid = np.count_nonzero(np.isfinite(values))
@@ -158,6 +175,50 @@ def evaluate(
                 row |= {f"spread_skill_{key}": value for key, value in metrics.spread_skill(members, true_values).items()}
             rows.append(row)
     return rows
+
+
+def _check_units(name: str, truth: xr.DataArray, prediction: xr.DataArray) -> None:
+    """Raise :class:`InputError` when the truth and the prediction state different units."""
+    from climgen.io.units import same_units
+
+    stated = [str(values.attrs.get("units", "")).strip() for values in (truth, prediction)]
+    if all(stated) and not same_units(*stated):
+        raise InputError(
+            f"{name!r}: the truth is in {stated[0]!r} and the prediction in {stated[1]!r}; convert one to the other's units"
+        )
+
+
+def _scored_share(name: str, predicted: np.ndarray, truth: np.ndarray) -> float:
+    """The share of the truth's cells with data where the prediction has data too (the cells
+    every score is over); a warning when it is not all of them, an error when it is none."""
+    truth_cells = np.isfinite(truth)
+    both = np.count_nonzero(truth_cells & np.isfinite(predicted))
+    if truth_cells.any() and both == 0:
+        raise InputError(f"{name!r}: the prediction has no values where the truth has data; nothing to score")
+    share = both / max(np.count_nonzero(truth_cells), 1)
+    if share < 1:
+        warnings.warn(
+            f"{name!r}: the prediction has values on {share:.1%} of the truth's cells with data; its scores are over those",
+            ClimgenWarning,
+            stacklevel=3,
+        )
+    return float(share)
+
+
+def scores_json(rows: list[dict]) -> str:
+    """The rows as strict JSON: scores that are not finite (PSNR of a perfect prediction, a
+    score with no cells) become null."""
+
+    def finite(value):
+        if isinstance(value, dict):
+            return {key: finite(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [finite(item) for item in value]
+        if isinstance(value, float) and not np.isfinite(value):
+            return None
+        return value
+
+    return json.dumps(finite(rows), indent=2, allow_nan=False) + "\n"
 
 
 def format_table(rows: list[dict]) -> str:

@@ -470,13 +470,22 @@ def _write(job: Job, overwrite: bool, command: str | None, started: float) -> No
     if _store_complete(job.store):  # killed while converting or renaming: only that is left
         _replace(job)
         return
-    if not job.manifest.is_dir():
+    fresh = not job.manifest.is_dir()
+    if fresh:
         if job.store.exists():
             shutil.rmtree(job.store)
         _start_store(job.plan.source, job, command)
     done = verified_done(job)
     pending = [task for task in job.tasks if task.key not in done]
-    _execute(delayed_tasks(job.plan.source, job, pending), job)
+    try:
+        _execute(delayed_tasks(job.plan.source, job, pending), job)
+    except ConfigError:
+        # refused before any task ran (a scheduler out of reach): a store this run began holds
+        # nothing to resume, and left behind it would block the next, different run
+        if fresh and not verified_done(job):
+            shutil.rmtree(job.store, ignore_errors=True)
+            shutil.rmtree(job.manifest, ignore_errors=True)
+        raise
     _finish(job, time.perf_counter() - started)
 
 

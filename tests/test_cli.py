@@ -182,7 +182,8 @@ def test_coarsen_says_which_rows_and_columns_it_leaves_out(tmp_path):
 
 def test_a_coarsened_climgen_output_is_a_new_coarse_field(tmp_path):
     """Coarsening a refined output leaves out the refinement's maps and record: block means of
-    a depth map or a provenance of the refinement would describe another field."""
+    a depth map or a provenance of the refinement would describe another field; so would the
+    refined file's id, date and claims to be a refinement."""
     make_dataset("latlon", shape=(16, 16), times=2).to_netcdf(tmp_path / "in.nc")
     assert climgen("synthesize", tmp_path / "in.nc", tmp_path / "fine.nc", "--factor", 2, "--quiet").returncode == 0
     result = climgen("coarsen", tmp_path / "fine.nc", tmp_path / "back.nc", "--factor", 2)
@@ -191,3 +192,7 @@ def test_a_coarsened_climgen_output_is_a_new_coarse_field(tmp_path):
         assert "refinement_depth" not in back.variables and "predicted_gain" not in back.variables
         assert not [key for key in back.attrs if key.startswith("climgen_")]
         assert "ancillary_variables" not in back["tas"].attrs
+        with xr.open_dataset(tmp_path / "fine.nc") as fine:
+            assert {"id", "date_created", "summary", "processing_level"} <= set(fine.attrs)
+            assert not {"id", "date_created", "summary", "processing_level"} & set(back.attrs)
+            assert back.attrs["title"] == fine.attrs["title"].replace(" (refined x2 by climgen)", "")

@@ -318,6 +318,32 @@ def test_evaluate_matches_steps_by_their_labels():
         evaluate(ds, ds.isel(time=[0, 0]), variables=["tas"])
 
 
+def test_evaluate_says_what_it_scored_and_refuses_what_it_cannot_compare():
+    """A prediction with gaps is scored where it has values, and says on how many of the
+    truth's cells; one with none, one in other units, or one of another region is refused;
+    scores that are not finite are null in the JSON."""
+    from climgen.errors import ClimgenWarning
+    from climgen.evaluation import scores_json
+
+    truth = make_dataset("latlon", shape=(16, 16), times=1)
+    half = truth.copy(deep=True)
+    half["tas"][..., :8] = np.nan
+    with pytest.warns(ClimgenWarning, match=r"values on 50.0% of the truth's cells with data"):
+        rows = evaluate(truth, half, variables=["tas"])
+    assert rows[0]["scored_share"] == 0.5 and rows[0]["rmse"] == 0.0
+    with pytest.raises(InputError, match="no values where the truth has data"):
+        evaluate(truth, truth.map(lambda values: values * np.nan, keep_attrs=True), variables=["tas"])
+    celsius = truth.assign(tas=(truth["tas"] - 273.15).assign_attrs(truth["tas"].attrs | {"units": "degC"}))
+    with pytest.raises(InputError, match="the truth is in 'K' and the prediction in 'degC'"):
+        evaluate(truth, celsius, variables=["tas"])
+    kelvin = truth.assign(tas=truth["tas"].assign_attrs(truth["tas"].attrs | {"units": "kelvin"}))
+    assert evaluate(truth, kelvin, variables=["tas"])[0]["rmse"] == 0.0  # the same units, spelt otherwise
+    with pytest.raises(InputError, match="another region, or a coarser grid"):
+        evaluate(truth, truth.isel(lat=slice(4, 12)), variables=["tas"])
+    perfect = json.loads(scores_json(evaluate(truth, truth, variables=["tas"])))
+    assert perfect[0]["psnr"] is None and perfect[0]["rmse"] == 0.0
+
+
 def test_metrics_take_data_arrays_and_ensembles_are_checked_member_by_member():
     from climgen.grid import coarsen_dataset
     from climgen.testing import assert_coarse_consistent

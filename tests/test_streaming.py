@@ -401,5 +401,7 @@ def test_a_device_or_scheduler_that_cannot_work_is_refused_in_one_line(tmp_path)
             streaming.run(
                 ds, tmp_path / "out.nc", config, options=streaming.StreamOptions(scheduler="tcp://127.0.0.1:1", progress=False)
             )
-    streaming.run(ds, tmp_path / "out.nc", config, options=streaming.StreamOptions(progress=False))  # the same job, resumed
+    assert list(tmp_path.iterdir()) == []  # nothing was done: nothing is left to block another job
+    other = pipeline.make_config(factor=2, seed=7)
+    streaming.run(ds, tmp_path / "out.nc", other, options=streaming.StreamOptions(progress=False))
     assert (tmp_path / "out.nc").exists() and sorted(path.name for path in tmp_path.iterdir()) == ["out.nc"]

@@ -68,7 +68,7 @@ def coarsen(
     """Block-mean a fine field onto the grid that refining by FACTOR maps back to it."""
     from climgen.grid import coarsen_dataset, find_spatial_axes
     from climgen.io.cf import ANCILLARY_ATTRS, describe_block_mean, encoding_for_plain, history_line, tidy
-    from climgen.io.input_attrs import INPUT_FILE_ATTRS, coarse_grid_keys, restate_grid
+    from climgen.io.input_attrs import coarse_grid_keys, coarsened_attrs
     from climgen.io.open import open_input
     from climgen.io.write import check_output, write_dataset
 
@@ -86,11 +86,7 @@ def coarsen(
             variable.encoding.pop("coordinates", None)
         coarse = coarsen_dataset(ds, factor, conservation)
         axes = find_spatial_axes(coarse)
-        coarse.attrs = restate_grid(
-            {key: value for key, value in coarse.attrs.items() if key not in INPUT_FILE_ATTRS and not key.startswith("climgen_")},
-            factor,
-            (coarse.sizes[axes.y], coarse.sizes[axes.x]),
-        )
+        coarse.attrs = coarsened_attrs(coarse.attrs, factor, (coarse.sizes[axes.y], coarse.sizes[axes.x]))
         for variable in coarse.data_vars.values():  # a GRIB grid's description is the fine grid's
             for key in coarse_grid_keys(variable.attrs):
                 variable.attrs.pop(key)

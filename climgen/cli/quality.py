@@ -21,9 +21,7 @@ def evaluate(
     factor: Annotated[int | None, typer.Option(help="Also score bicubic from the truth coarsened by FACTOR.")] = None,
 ) -> None:
     """Score a refined field against the truth: table on stdout, JSON and plots with --out."""
-    import json
-
-    from climgen.evaluation import crop_to_prediction, format_table
+    from climgen.evaluation import aligned_truth, format_table, scores_json
     from climgen.evaluation import evaluate as run
     from climgen.grid import find_spatial_axes
     from climgen.io.open import open_input
@@ -33,7 +31,7 @@ def evaluate(
 
         check_folder(out, make=False)  # a file where the folder should go: said before any scoring
     with open_input(truth) as whole_truth, open_input(pred) as pred_ds:
-        truth_ds = crop_to_prediction(whole_truth, pred_ds)
+        truth_ds = aligned_truth(whole_truth, pred_ds)
         axes = find_spatial_axes(whole_truth)
         if truth_ds.sizes != whole_truth.sizes:
             typer.echo(
@@ -47,7 +45,7 @@ def evaluate(
             from climgen.plotting import plot_evaluation
 
             check_folder(out)
-            (out / "scores.json").write_text(json.dumps(rows, indent=2) + "\n")
+            (out / "scores.json").write_text(scores_json(rows))
             pictures = plot_evaluation(
                 truth_ds, pred_ds, [row["variable"] for row in rows if row["method"] == "prediction"], out, factor
             )

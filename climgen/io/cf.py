@@ -284,10 +284,9 @@ def tidy(ds: xr.Dataset, axes: SpatialAxes) -> xr.Dataset:
         if "grid_mapping_name" in mapping_attrs and (ds[name].ndim > 0 or ds[name].dtype.kind in "SU"):
             ds[name] = xr.DataArray(np.int32(0), attrs=dict(mapping_attrs))
     bounds_variables = {variable.attrs.get("bounds") for variable in ds.variables.values()}
-    for name, variable in ds.variables.items():  # CF 3: every variable says what it is
-        described = {"standard_name", "long_name", "grid_mapping_name"} & set(variable.attrs)
-        if not described and name not in bounds_variables:
-            variable.attrs["long_name"] = str(name)
+    for name, variable in ds.variables.items():  # CF 3 and ACDD: every variable says what it is, in words
+        if name not in bounds_variables and not {"long_name", "grid_mapping_name"} & set(variable.attrs):
+            variable.attrs["long_name"] = str(variable.attrs.get("standard_name", name)).replace("_", " ")
     for name in list(ds.variables):
         bounds = ds[name].attrs.get("bounds")
         if bounds in ds.variables:

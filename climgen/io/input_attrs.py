@@ -21,6 +21,13 @@ INPUT_FILE_ATTRS = frozenset(
         "geospatial_lon_resolution",
         "climgen_job",  # a streamed climgen output's job and state: this output is another
         "climgen_complete",
+        # ACDD's identity and dates of the file: an output is another dataset
+        "id",
+        "uuid",
+        "date_created",
+        "date_modified",
+        "date_issued",
+        "date_metadata_modified",
     }
 )
 """Global attributes that describe the input file alone: an output keeping them would claim to
@@ -52,3 +59,20 @@ def restate_grid(attrs: dict, spacing_ratio: float, shape: tuple[int, int]) -> d
         if key in restated:
             restated[key] = type(restated[key])(cells + 1) if isinstance(restated[key], numbers.Integral) else cells + 1
     return restated
+
+
+REFINED_TITLE = re.compile(r" \(refined x\d+ by climgen\)$")
+"""The end climgen gives the title of what it refines."""
+
+
+def coarsened_attrs(attrs: dict, factor: int, shape: tuple[int, int]) -> dict:
+    """The global attributes of a field block-averaged by ``factor`` onto ``shape`` cells: the
+    input's file identity, climgen's record and, for a climgen output, its claims to be a
+    refinement (the title's ending, summary and processing level) left out; the grid restated."""
+    refined = "climgen_provenance" in attrs
+    kept = {key: value for key, value in attrs.items() if key not in INPUT_FILE_ATTRS and not key.startswith("climgen_")}
+    if refined:
+        kept = {key: value for key, value in kept.items() if key not in ("summary", "processing_level")}
+        if "title" in kept:
+            kept["title"] = REFINED_TITLE.sub("", str(kept["title"]))
+    return restate_grid(kept, factor, shape)

@@ -61,3 +61,17 @@ def check_units(ds: xr.Dataset, variables: list[str]) -> dict[str, str | None]:
                 stacklevel=1,  # one location: each distinct message is shown once per process
             )
     return found
+
+
+def same_units(first: str, second: str) -> bool:
+    """Whether two unit strings mean the same units (``K`` and ``kelvin``, ``m s-1`` and
+    ``m/s``); strings neither parses are the same only when equal."""
+    if first.strip() == second.strip():
+        return True
+    try:
+        from cf_xarray.units import units as registry
+
+        one = registry.Quantity(1.0, first)
+        return one.dimensionality == registry.Quantity(1.0, second).dimensionality and abs(one.to(second).magnitude - 1) < 1e-9
+    except Exception:  # pint raises several error types for strings it cannot parse or convert
+        return False
