@@ -13,3 +13,14 @@ from climgen.errors import ClimgenError  # noqa: E402
 from climgen.pipeline import complexity, synthesize  # noqa: E402
 
 __all__ = ["ClimgenError", "__version__", "complexity", "synthesize"]
+
+_SUBMODULES = frozenset({"evaluation", "grid", "metrics", "plotting", "testing"})
+"""Modules reachable as ``climgen.NAME`` after ``import climgen`` alone, imported on first use."""
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"climgen.{name}")
+    raise AttributeError(f"module 'climgen' has no attribute {name!r}")

@@ -178,6 +178,11 @@ def _prepare(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None
     layout = config.layout((ds.sizes[axes.y], ds.sizes[axes.x]))
     stacked = None
     names: list[str] = []
+    if covariates is not None and not isinstance(covariates, Mapping):
+        raise ConfigError(
+            "covariates must be a mapping of names to DataArrays, such as {'elevation': orog}, "
+            f"not a {type(covariates).__name__}"
+        )
     if covariates:
         fine_axes = _fine_axes(ds, axes, config.factor)
         for key, value in covariates.items():

@@ -18,14 +18,28 @@ def _on_arrays(metric):
 
     @functools.wraps(metric)
     def wrapper(*args, **kwargs):
-        return metric(
-            *(np.asarray(a) if hasattr(a, "__array__") and not isinstance(a, np.ndarray) else a for a in args), **kwargs
-        )
+        return metric(*(_as_array(a) for a in args), **kwargs)
 
     return wrapper
 
 
+def _as_array(value):
+    """An array argument as a NumPy array, integers as float64 (their differences would wrap
+    round); anything else as it is."""
+    if not hasattr(value, "__array__"):
+        return value
+    array = np.asarray(value)
+    return array.astype(np.float64) if array.dtype.kind in "iub" else array
+
+
 def _valid(prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Cells where both fields have data; the fields must have one shape (the same grid, in the
+    same order of dimensions)."""
+    if np.shape(prediction) != np.shape(truth):
+        raise ValueError(
+            f"fields of shape {np.shape(prediction)} and {np.shape(truth)} cannot be compared cell by cell: "
+            "give them on the same grid, with their dimensions in the same order"
+        )
     return np.isfinite(prediction) & np.isfinite(truth)
 
 
@@ -213,6 +227,10 @@ def spectral_error_per_octave(prediction: np.ndarray, truth: np.ndarray) -> dict
 def coarse_consistency_error(prediction: np.ndarray, coarse: np.ndarray, factor: int) -> float:
     """Largest absolute difference between block means of the prediction and the coarse input."""
     ny, nx = coarse.shape[-2:]
+    if prediction.shape[-2:] != (ny * factor, nx * factor):
+        raise ValueError(
+            f"a field of {prediction.shape[-2]} x {prediction.shape[-1]} cells is not {ny} x {nx} coarse cells refined x{factor}"
+        )
     blocks = prediction.reshape(*prediction.shape[:-2], ny, factor, nx, factor).mean(axis=(-3, -1))
     valid = _valid(blocks, coarse)
     return float(np.max(np.abs(blocks[valid] - coarse[valid]))) if valid.any() else 0.0

@@ -132,6 +132,11 @@ def assert_coarse_consistent(
     fine_values = fine.transpose(*order).values.astype(np.float64)
     coarse_values = coarse.transpose(..., axes.y, axes.x).values.astype(np.float64)
     coarse_values = np.broadcast_to(coarse_values, (*fine_values.shape[: len(extra)], *coarse_values.shape))
+    if fine_values.shape[-2:] != (ny * factor, nx * factor):
+        raise AssertionError(
+            f"the fine field's {fine_values.shape[-2]} x {fine_values.shape[-1]} cells are not "
+            f"the coarse field's {ny} x {nx} refined x{factor}"
+        )
     blocks = fine_values.reshape(*fine_values.shape[:-2], ny, factor, nx, factor)
     means = block_means(fine_values, factor, weights)
     missing = ~np.isfinite(coarse_values)

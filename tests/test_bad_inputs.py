@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,8 @@ import xarray as xr
 
 from climgen import pipeline
 from climgen.errors import ConfigError, GridError, InputError, ModelError, OutputExistsError
-from climgen.io.open import open_covariate, open_input, parse_covariate
+from climgen.inputs import PhysicalBoundsWarning
+from climgen.io.open import open_covariate, open_input, open_inputs, parse_covariate
 from climgen.io.write import check_output
 from climgen.pipeline import LongitudeWarning
 from climgen.testing import assert_coarse_consistent, make_dataset
@@ -26,6 +28,14 @@ from climgen.testing import assert_coarse_consistent, make_dataset
 
 def _small(**kwargs) -> xr.Dataset:
     return make_dataset("latlon", shape=(8, 8), **kwargs)
+
+
+def _overlapping_files(tmp: Path):
+    """Two files that both hold the middle step (a historical run and its scenario, say)."""
+    ds = _small(times=3)
+    ds.isel(time=[0, 1]).to_netcdf(tmp / "a.nc")
+    ds.isel(time=[1, 2]).to_netcdf(tmp / "b.nc")
+    return open_inputs([tmp / "a.nc", tmp / "b.nc"])
 
 
 def _not_netcdf(tmp: Path):
@@ -203,6 +213,7 @@ ERRORS = [
     ("output-exists", _existing_output, OutputExistsError, "--overwrite"),
     ("output-suffix", lambda tmp: check_output(tmp / "out.csv", overwrite=False), ConfigError, "must end in .nc or .zarr"),
     ("output-folder-missing", lambda tmp: check_output(tmp / "no" / "out.nc", overwrite=False), ConfigError, "does not exist"),
+    ("overlapping-files", lambda tmp: _overlapping_files(tmp), InputError, "the 2 inputs overlap: time"),
 ]
 
 
@@ -592,3 +603,25 @@ def test_a_covariate_that_is_no_data_array_is_an_input_error(value):
     ds = make_dataset("latlon", shape=(8, 8))
     with pytest.raises(InputError, match="must be an xarray DataArray"):
         pipeline.synthesize(ds, factor=2, covariates={"elevation": value})
+
+
+def test_packed_values_with_a_packed_valid_range_refine_alike_opened_decoded_or_not(tmp_path):
+    """A valid range holds packed numbers: opened without decoding, the values are unpacked as
+    CF says and the range with them, so the output is the decoded file's, with its detail."""
+    ds = _small(times=2)
+    ds["tas"].attrs["valid_range"] = np.array([-8000, 8000], dtype=np.int16)  # 200..360 K once unpacked
+    encoding = {"tas": {"dtype": "int16", "scale_factor": 0.01, "add_offset": 280.0, "_FillValue": np.int16(-32768)}}
+    ds.to_netcdf(tmp_path / "packed.nc", encoding=encoding)
+    with xr.open_dataset(tmp_path / "packed.nc") as decoded, xr.open_dataset(tmp_path / "packed.nc", mask_and_scale=False) as raw:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PhysicalBoundsWarning)  # no value is outside 200..360 K
+            expected = pipeline.synthesize(decoded, factor=2, seed=1)
+            got = pipeline.synthesize(raw, factor=2, seed=1)
+    np.testing.assert_array_equal(got["tas"].values, expected["tas"].values)
+
+
+@pytest.mark.parametrize("value", [[1, 2], 5])
+def test_covariates_that_are_no_mapping_are_a_config_error(value):
+    ds = make_dataset("latlon", shape=(8, 8))
+    with pytest.raises(ConfigError, match="covariates must be a mapping of names to DataArrays"):
+        pipeline.synthesize(ds, factor=2, covariates=value)

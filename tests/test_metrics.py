@@ -383,3 +383,19 @@ def test_maps_of_fields_they_cannot_draw_say_what_to_pass(tmp_path):
     rotated = make_dataset("rotated", shape=(8, 8))
     with pytest.raises(InputError, match="needs true latitude and longitude"):
         plot_refinement(rotated["tas"], rotated["tas"], rotated["tas"], tmp_path / "map.png")
+
+
+def test_integer_fields_are_scored_without_wrapping_and_other_shapes_are_refused():
+    big = np.array([[30000, -30000], [100, 200]], dtype=np.int16)  # an int16 DEM's range
+    assert metrics.rmse(big, -big) == pytest.approx(np.sqrt((60000**2 + 60000**2 + 200**2 + 400**2) / 4))
+    assert metrics.mae(np.array([[200, 10]], dtype=np.uint8), np.array([[10, 200]], dtype=np.uint8)) == 190
+    with pytest.raises(ValueError, match=r"shape \(2, 3\) and \(3, 2\) cannot be compared"):
+        metrics.rmse(np.zeros((2, 3)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="not 2 x 2 coarse cells refined x4"):
+        metrics.coarse_consistency_error(np.zeros((4, 4)), np.zeros((2, 2)), 4)
+
+
+def test_the_documented_modules_are_reached_from_import_climgen_alone():
+    code = "import climgen; climgen.testing.make_dataset; climgen.metrics.rmse; climgen.grid.area_weights"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -167,3 +167,16 @@ def test_output_folders_that_are_files_and_zero_workers_are_refused_before_work(
     result = _climgen("run", tmp_path / "r.yaml", "--workers", "0")
     assert result.returncode == 2 and "workers must be >= 1" in result.stderr
     assert _climgen("--version").stdout.startswith("climgen ")
+
+
+def test_a_recipe_that_fetches_checks_its_covariates_before_the_download(tmp_path):
+    """A missing covariate is said at once, before any login or download, and leaves no folder."""
+    recipe = tmp_path / "fetch.yaml"
+    recipe.write_text(
+        "fetch:\n  collection: merra2-hourly\n  variables: [T2M]\n  bbox: [-107.5, 38.0, -103.5, 41.5]\n"
+        '  start: "2021-07-01"\n  end: "2021-07-02"\n  cube: cubes/t2m.zarr\n'
+        "output: out/t2m_x8.nc\ncovariates:\n  elevation: dem.nc:Band1\nfactor: 8\n"
+    )
+    result = _climgen("run", recipe, cwd=tmp_path)
+    assert result.returncode == 2 and "input not found" in result.stderr and "dem.nc" in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["fetch.yaml"]

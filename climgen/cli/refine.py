@@ -172,6 +172,20 @@ def run(
     if workers is not None and workers < 1:  # before any download
         raise ConfigError(f"workers must be >= 1, got {workers}")
     job = load_run_recipe(recipe)
+    from climgen.models.checkpoint import RETIRED, SHIPPED
+
+    # options checked before any download: a shipped name as given; a checkpoint path relative to the recipe's folder
+    model = job.model if job.model in SHIPPED or job.model in RETIRED else str(job.resolve(job.model))
+    config = make_config(**(job.synthesis_options() | {"model": model} | ({"precision": precision} if precision else {})))
+
+    def open_covariates() -> dict:
+        return {
+            name: open_covariate(job.resolve(str(path)), variable)
+            for name, (_, path, variable) in ((name, parse_covariate(f"{name}={spec}")) for name, spec in job.covariates.items())
+        }
+
+    # a run checks its covariates before it downloads; a dry run shows the fetch even before they exist
+    covariates = {} if dry_run else open_covariates()
     if job.fetch is not None:
         from climgen.io.earthdata import fetch as fetch_cube
         from climgen.io.earthdata import holds
@@ -189,18 +203,18 @@ def run(
         elif holds(request, cube):  # a rerun (to resume the refinement) needs no network
             typer.echo(f"{cube} holds this request already: refined as it is (remove it to fetch again)", err=True)
         else:
+            made = not cube.parent.exists()
             cube.parent.mkdir(parents=True, exist_ok=True)
             replace = overwrite or job.overwrite  # a cube fetched for another request, as the output
-            typer.echo(fetch_cube(request, cube, overwrite=replace, log=lambda message: typer.echo(message, err=True)).summary())
-    from climgen.models.checkpoint import RETIRED, SHIPPED
-
-    # a shipped name as given; a checkpoint path relative to the recipe's folder
-    model = job.model if job.model in SHIPPED or job.model in RETIRED else str(job.resolve(job.model))
-    config = make_config(**(job.synthesis_options() | {"model": model} | ({"precision": precision} if precision else {})))
-    covariates = {}
-    for name, spec in job.covariates.items():
-        _, path, variable = parse_covariate(f"{name}={spec}")
-        covariates[name] = open_covariate(job.resolve(str(path)), variable)
+            try:
+                fetched = fetch_cube(request, cube, overwrite=replace, log=lambda message: typer.echo(message, err=True))
+            except BaseException:
+                if made and not any(cube.parent.iterdir()):  # a refused download leaves no empty folder behind
+                    cube.parent.rmdir()
+                raise
+            typer.echo(fetched.summary())
+    if dry_run:
+        covariates = open_covariates()
     cluster = job.cluster
     options = StreamOptions(
         job.chunks.region_tiles,

@@ -123,7 +123,10 @@ def decode_packed(ds: xr.Dataset) -> xr.Dataset:
     for variable in raw.values():
         variable.encoding = {}  # how a file stored it: the attributes say how to read the values
     decoded = xr.decode_cf(xr.Dataset(raw), decode_times=False, decode_coords=False, decode_timedelta=False)
-    return ds.assign({name: (ds[name].dims, decoded[name].data, decoded[name].attrs) for name in names})
+    result = ds.assign({name: (ds[name].dims, decoded[name].data, decoded[name].attrs) for name in names})
+    for name in names:  # as if opened decoded: the packing is in the encoding (its valid range is in packed units)
+        result[name].encoding = dict(decoded[name].encoding)
+    return result
 
 
 def _interpolated_latlon(ds: xr.Dataset, axes: SpatialAxes, y: np.ndarray, x: np.ndarray):

@@ -153,6 +153,14 @@ def open_inputs(paths: list[str | Path]) -> xr.Dataset:
     if grid.mismatch is not None:
         combined.close()
         raise grid.mismatch
+    for dim, index in combined.indexes.items():  # overlapping files (historical and scenario runs) repeat steps
+        if not index.is_unique:
+            repeated = [str(value) for value in index[index.duplicated()].unique()]
+            combined.close()
+            raise InputError(
+                f"the {len(paths)} inputs overlap: {dim} {', '.join(repeated[:3])}{' and more' if len(repeated) > 3 else ''} "
+                "come more than once; give each step in one file only"
+            )
     tracking_ids = grid.tracking_ids
     combined.encoding[SOURCES] = [str(Path(path).resolve()) for path in paths]  # xarray keeps only the first
     if tracking_ids:  # every file's unique id (CMIP, ESGF errata), space-separated as CMIP lists them; xarray kept the first
