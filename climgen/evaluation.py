@@ -102,6 +102,27 @@ def bicubic_reference(truth: np.ndarray, factor: int, weights: tuple | None = No
     return result
 
 
+def _one_step_matched(truth: xr.DataArray, predicted: xr.DataArray, axes) -> tuple[xr.DataArray, xr.DataArray]:
+    """Where one side holds a single step (a time or a level kept as a scalar coordinate, as
+    ``.isel(time=0)`` leaves it) and the other a series of them, the series at that step."""
+    truth = _step_of(truth, predicted, axes)
+    return truth, _step_of(predicted, truth, axes)
+
+
+def _step_of(series: xr.DataArray, single: xr.DataArray, axes) -> xr.DataArray:
+    """``series`` at the labels of the non-spatial dimensions that ``single`` holds as scalars."""
+    for dim in tuple(series.dims):
+        if dim in (axes.y, axes.x, MEMBER_DIM) or dim in single.dims or dim not in series.coords:
+            continue
+        if dim not in single.coords or single[dim].ndim != 0:
+            continue
+        label = single[dim].values
+        if not np.isin(label, series[dim].values).any():
+            raise InputError(f"{series.name!r}: {dim} {label} of one file is not among the other's {dim!r} steps")
+        series = series.sel({dim: label})
+    return series
+
+
 def _matched_steps(truth: xr.DataArray, predicted: xr.DataArray, axes) -> xr.DataArray:
     """``predicted`` with its non-spatial steps (times, levels) in the truth's order, matched by
     their labels: compared by position, a reordered file would score every step against another."""
@@ -142,8 +163,9 @@ def evaluate(
     for name in names:
         if name not in truth.data_vars or name not in prediction.data_vars:
             raise InputError(f"variable {name!r} must be in both the truth and the prediction")
-        true_values = _values(truth[name], axes)
-        predicted = _matched_steps(truth[name], prediction[name], axes)
+        truth_field, predicted = _one_step_matched(truth[name], prediction[name], axes)
+        true_values = _values(truth_field, axes)
+        predicted = _matched_steps(truth_field, predicted, axes)
         members = None
         if MEMBER_DIM in predicted.dims:
             members = np.stack([_values(predicted.isel({MEMBER_DIM: i}), axes) for i in range(predicted.sizes[MEMBER_DIM])])

@@ -316,6 +316,12 @@ def test_evaluate_matches_steps_by_their_labels():
     assert evaluate(ds, ds.isel(time=[1, 0]), variables=["tas"])[0]["rmse"] == 0.0  # reordered, not shifted
     with pytest.raises(InputError, match="'time' differ"):
         evaluate(ds, ds.isel(time=[0, 0]), variables=["tas"])
+    # one step selected (its time kept as a scalar coordinate) against the series: that step
+    shifted = ds.assign(tas=ds["tas"] + xr.DataArray([0.0, 1.0], dims="time"))
+    assert evaluate(shifted, ds.isel(time=1), variables=["tas"])[0]["rmse"] == pytest.approx(1.0)
+    assert evaluate(shifted.isel(time=0), ds, variables=["tas"])[0]["rmse"] == 0.0
+    with pytest.raises(InputError, match="of one file is not among the other's 'time' steps"):
+        evaluate(ds.isel(time=[0]), ds.isel(time=1), variables=["tas"])
 
 
 def test_evaluate_says_what_it_scored_and_refuses_what_it_cannot_compare():
