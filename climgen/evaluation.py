@@ -42,10 +42,32 @@ def aligned_truth(truth: xr.Dataset, prediction: xr.Dataset) -> xr.Dataset:
     longitudes climgen refines on; without the trailing rows and columns the prediction lacks
     (:func:`crop_to_prediction`); raises :class:`InputError` unless the cells that remain are
     the prediction's (:func:`check_same_grid`)."""
-    truth, _ = contiguous_longitude(truth, find_spatial_axes(truth))
-    truth = crop_to_prediction(truth, prediction)
+    axes = find_spatial_axes(truth)
+    truth, _ = contiguous_longitude(truth, axes)
+    truth = crop_to_prediction(_on_prediction_longitudes(truth, prediction, axes), prediction)
     check_same_grid(truth, prediction)
     return truth
+
+
+def _on_prediction_longitudes(truth: xr.Dataset, prediction: xr.Dataset, axes) -> xr.Dataset:
+    """A lat/lon truth with its longitudes on the prediction's convention (0..360 or
+    -180..180: each on the turn that starts at the prediction's westernmost), bounds moved with
+    their cells and columns sorted; as it is when nothing moves."""
+    x = axes.x
+    if axes.kind != "latlon" or x not in prediction.coords or prediction[x].ndim != 1 or truth[x].ndim != 1:
+        return truth
+    longitudes = np.asarray(truth[x].values, dtype=np.float64)
+    start = float(np.min(prediction[x].values))
+    moved = (longitudes - start) % 360.0 + start
+    moved = np.where(np.isclose(moved, start + 360.0), start, moved)  # rounding just below a whole turn
+    if np.allclose(moved, longitudes):
+        return truth
+    result = truth.assign_coords({x: truth[x].copy(data=moved.astype(truth[x].dtype))})
+    bounds = truth[x].attrs.get("bounds")
+    if bounds in truth.variables and truth[bounds].dims[:1] == (x,):
+        shifted = np.asarray(truth[bounds].values, dtype=np.float64) + (moved - longitudes)[:, None]
+        result[bounds] = truth[bounds].copy(data=shifted.astype(truth[bounds].dtype))
+    return result.isel({x: np.argsort(moved, kind="stable")})
 
 
 def check_same_grid(truth: xr.Dataset, prediction: xr.Dataset) -> None:

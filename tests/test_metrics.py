@@ -391,6 +391,22 @@ def test_maps_of_fields_they_cannot_draw_say_what_to_pass(tmp_path):
         plot_refinement(rotated["tas"], rotated["tas"], rotated["tas"], tmp_path / "map.png")
 
 
+def test_a_truth_on_other_longitudes_is_compared_on_the_predictions():
+    """A global truth stored on 0..360 against a prediction on -180..180 (or the other way
+    round): the same cells, compared column by column."""
+    lon = 11.25 + 22.5 * np.arange(16)
+    truth = xr.Dataset(
+        {"tas": (("lat", "lon"), rough_field((8, 16), seed=3) + 280.0, {"units": "K"})},
+        coords={
+            "lat": ("lat", -78.75 + 22.5 * np.arange(8), {"units": "degrees_north"}),
+            "lon": ("lon", lon, {"units": "degrees_east"}),
+        },
+    )
+    other = truth.assign_coords(lon=(truth["lon"] + 180) % 360 - 180).sortby("lon")
+    assert evaluate(truth, other, variables=["tas"])[0]["rmse"] == 0.0
+    assert evaluate(other, truth, variables=["tas"])[0]["rmse"] == 0.0
+
+
 def test_integer_fields_are_scored_without_wrapping_and_other_shapes_are_refused():
     big = np.array([[30000, -30000], [100, 200]], dtype=np.int16)  # an int16 DEM's range
     assert metrics.rmse(big, -big) == pytest.approx(np.sqrt((60000**2 + 60000**2 + 200**2 + 400**2) / 4))
