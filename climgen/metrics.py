@@ -76,13 +76,16 @@ def mae(prediction: np.ndarray, truth: np.ndarray) -> float:
 
 @_on_arrays
 def psnr(prediction: np.ndarray, truth: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB, with the truth's range as the peak (NaN without valid cells)."""
+    """Peak signal-to-noise ratio in dB, with the truth's range as the peak (NaN without valid
+    cells or for a constant truth, which has no peak; infinite for an exact prediction)."""
     valid = _valid(prediction, truth)
     if not valid.any():
         return float("nan")
     data_range = float(truth[valid].max() - truth[valid].min())
     error = rmse(prediction, truth)
-    return float("inf") if error == 0 else float(20 * np.log10(data_range / error))
+    if error == 0:
+        return float("inf")
+    return float(20 * np.log10(data_range / error)) if data_range > 0 else float("nan")
 
 
 def _as_images(prediction: np.ndarray, truth: np.ndarray):

@@ -23,6 +23,7 @@ def test_pointwise_scores():
     assert metrics.mae(-prediction, truth) == 2.0
     truth[0, 1] = 10.0
     assert metrics.psnr(prediction, truth) == pytest.approx(20 * np.log10(10 / metrics.rmse(prediction, truth)))
+    assert np.isnan(metrics.psnr(prediction, np.zeros((4, 4))))  # a constant truth has no peak
 
 
 def test_structural_similarity_ranks_a_blurred_field_below_the_truth():
