@@ -240,6 +240,8 @@ def test_earthdata_request_validation():
     assert earthdata.find_collection("m2t1nxslv").version == "5.12.4"
     with pytest.raises(ConfigError, match="cannot be assembled"):
         earthdata.fetch(_request(collection=earthdata.find_collection("nasadem"), variables=("elevation",)), "dem.zarr")
+    with pytest.raises(ConfigError, match="the folder of the cube, .*, does not exist"):  # before any login
+        earthdata.fetch(_request(), "no-such-folder/cube.zarr", system=object())
 
 
 @pytest.mark.parametrize("first_lon", [-180.0, 0.0])

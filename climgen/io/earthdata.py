@@ -356,6 +356,8 @@ def fetch(
     cube = Path(cube).expanduser()
     if cube.suffix != ".zarr":
         raise ConfigError(f"the cube must be a .zarr store, got {cube.name!r}")
+    if not cube.parent.is_dir():  # said before the login and the search, not after them
+        raise ConfigError(f"the folder of the cube, {cube.parent}, does not exist")
     login(system)
     granules = search(request, system)
     if not granules:
