@@ -253,6 +253,9 @@ def measure(
             }
         )
         print_row(rows[-1])
+    if args.interleaved:
+        for mode, quartiles in interleaved_ratios(refiner, field, modes, args.interleaved).items():
+            rows.append({"device": label, "what": f"interleaved, {mode}", "ratio_quartiles": quartiles})
     # every window once (gaps filled), batched by shape: the coarse inputs of a uniform run
     if factor == 4:  # the reference network is x4 only
         edsr_batches = [inputs[0] for _, inputs in window_batches(job, refiner, np.full_like(job.depth, 1), field)]
@@ -295,6 +298,47 @@ def measure_edsr(
     }
 
 
+def interleaved_ratios(refiner: TileRefiner, field: np.ndarray, modes: dict, pairs: int) -> dict[str, list[float]]:
+    """Per depth map: the quartiles of its time over uniform depth's, the two run in turn
+    ``pairs`` times in one process (which comes first alternates), so that a machine whose
+    speed drifts slows both alike."""
+
+    def seconds(depth: np.ndarray) -> float:
+        started = time.perf_counter()
+        refine_domain(refiner, field[None], depth, None, [(0, "orog", 0, 0)])
+        return time.perf_counter() - started
+
+    uniform = modes["uniform"]
+    results = {}
+    for mode, depth in modes.items():
+        if mode == "uniform":
+            continue
+        seconds(depth), seconds(uniform)  # warm-up
+        ratios = []
+        for pair in range(pairs):
+            if pair % 2 == 0:
+                own, other = seconds(depth), seconds(uniform)
+            else:
+                other, own = seconds(uniform), seconds(depth)
+            ratios.append(own / other)
+        results[mode] = [float(q) for q in np.percentile(ratios, [25, 50, 75])]
+    return results
+
+
+def print_interleaved(rows: list[dict], pairs: int) -> None:
+    """The time of each depth map over uniform depth's, from runs in turn (:func:`interleaved_ratios`)."""
+    chosen = [row for row in rows if row["what"].startswith("interleaved, ")]
+    if not chosen:
+        return
+    print(
+        f"\n| device | depth map | time / uniform's (median of {pairs} runs in turn with uniform depth's) | interquartile range |"
+    )
+    print("|---|---|---|---|")
+    for row in chosen:
+        low, median, high = row["ratio_quartiles"]
+        print(f"| {row['device']} | {row['what'].removeprefix('interleaved, ')} | {median:.2f} | {low:.2f}-{high:.2f} |")
+
+
 def print_savings(rows: list[dict]) -> None:
     """Each adaptive pipeline row against the uniform one of its device: MACs, wall time, RMSE."""
     print("\n| device | depth map | MACs / uniform | uniform time / time | RMSE change |")
@@ -326,6 +370,9 @@ def main() -> None:
     )
     parser.add_argument("--budgets", type=float, nargs="*", default=[0.3], help="also run these compute budgets")
     parser.add_argument("--model", default="default", help="the model timed: default, amsgm-multibranch or a checkpoint")
+    parser.add_argument(
+        "--interleaved", type=int, default=0, help="also time each depth map against uniform depth's in turn, this many times"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -359,6 +406,7 @@ def main() -> None:
         if device == "cuda" and args.compile:
             rows += measure(args, job, modes, field, truth, device, "bfloat16", True)
     print_savings(rows)
+    print_interleaved(rows, args.interleaved)
     if args.json:
         args.json.write_text(
             json.dumps({"machine": machine, "size": args.size, "depth_histogram": histogram, "rows": rows}, indent=1)
