@@ -254,8 +254,8 @@ def measure(
         )
         print_row(rows[-1])
     if args.interleaved:
-        for mode, quartiles in interleaved_ratios(refiner, field, modes, args.interleaved).items():
-            rows.append({"device": label, "what": f"interleaved, {mode}", "ratio_quartiles": quartiles})
+        for mode, timing in interleaved_ratios(refiner, field, modes, args.interleaved).items():
+            rows.append({"device": label, "what": f"interleaved, {mode}", "mpix": domain_mpix} | timing)
     # every window once (gaps filled), batched by shape: the coarse inputs of a uniform run
     if factor == 4:  # the reference network is x4 only
         edsr_batches = [inputs[0] for _, inputs in window_batches(job, refiner, np.full_like(job.depth, 1), field)]
@@ -298,10 +298,10 @@ def measure_edsr(
     }
 
 
-def interleaved_ratios(refiner: TileRefiner, field: np.ndarray, modes: dict, pairs: int) -> dict[str, list[float]]:
+def interleaved_ratios(refiner: TileRefiner, field: np.ndarray, modes: dict, pairs: int) -> dict[str, dict]:
     """Per depth map: the quartiles of its time over uniform depth's, the two run in turn
     ``pairs`` times in one process (which comes first alternates), so that a machine whose
-    speed drifts slows both alike."""
+    speed drifts slows both alike; and the median seconds of each."""
 
     def seconds(depth: np.ndarray) -> float:
         started = time.perf_counter()
@@ -314,14 +314,19 @@ def interleaved_ratios(refiner: TileRefiner, field: np.ndarray, modes: dict, pai
         if mode == "uniform":
             continue
         seconds(depth), seconds(uniform)  # warm-up
-        ratios = []
+        times = []
         for pair in range(pairs):
             if pair % 2 == 0:
                 own, other = seconds(depth), seconds(uniform)
             else:
                 other, own = seconds(uniform), seconds(depth)
-            ratios.append(own / other)
-        results[mode] = [float(q) for q in np.percentile(ratios, [25, 50, 75])]
+            times.append((own, other))
+        own, other = np.array(times).T
+        results[mode] = {
+            "ratio_quartiles": [float(q) for q in np.percentile(own / other, [25, 50, 75])],
+            "seconds": float(np.median(own)),
+            "uniform_seconds": float(np.median(other)),
+        }
     return results
 
 
@@ -331,12 +336,16 @@ def print_interleaved(rows: list[dict], pairs: int) -> None:
     if not chosen:
         return
     print(
-        f"\n| device | depth map | time / uniform's (median of {pairs} runs in turn with uniform depth's) | interquartile range |"
+        f"\n| device | depth map | time / uniform's (median of {pairs} runs in turn with uniform depth's) | interquartile range "
+        "| output MPix/s | uniform's output MPix/s |"
     )
-    print("|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for row in chosen:
         low, median, high = row["ratio_quartiles"]
-        print(f"| {row['device']} | {row['what'].removeprefix('interleaved, ')} | {median:.2f} | {low:.2f}-{high:.2f} |")
+        print(
+            f"| {row['device']} | {row['what'].removeprefix('interleaved, ')} | {median:.2f} | {low:.2f}-{high:.2f} "
+            f"| {row['mpix'] / row['seconds']:.1f} | {row['mpix'] / row['uniform_seconds']:.1f} |"
+        )
 
 
 def print_savings(rows: list[dict]) -> None:

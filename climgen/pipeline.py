@@ -181,7 +181,7 @@ def synthesize(
     precision : str
         ``"auto"`` (bf16 convolutions where the device computes them natively: GPUs from
         compute capability 8.0, CPUs with AVX512-BF16 or AMX; else float32), ``"float32"`` or
-        ``"bfloat16"``. bf16 refines about 1.5 times as fast and differs from float32 by under
+        ``"bfloat16"``. bf16 refines 1.4-1.6 times as fast and differs from float32 by under
         1% of the fine detail; the coarse means hold exactly either way. The precision used is
         in the provenance.
 

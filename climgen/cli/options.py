@@ -134,7 +134,7 @@ Precision = Annotated[
     str,
     typer.Option(
         help="The model's precision: auto (bf16 where the device computes it natively: GPUs, CPUs with AVX512-BF16 or "
-        "AMX; else float32), float32 or bfloat16. bf16 refines about 1.5 times as fast, within 1% of float32's fine detail."
+        "AMX; else float32), float32 or bfloat16. bf16 refines 1.4-1.6 times as fast, within 1% of float32's fine detail."
     ),
 ]
 Attribute = Annotated[
