@@ -113,8 +113,13 @@ def score(
     }
 
 
+FRECHET_PATCHES = 20
+"""Patches of 16 x 16 cells (stride 8) the Frechet distance needs (:func:`climgen.metrics.frechet_distance`)."""
+
+
 def halves(truth: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
-    """Western and eastern halves along x, each trimmed to whole multiples of 16 cells."""
+    """Western and eastern halves along x, each trimmed to whole multiples of 16 cells; the
+    eastern half, which is scored, must give the Frechet distance its patches."""
     axes = find_spatial_axes(truth)
     middle = truth.sizes[axes.x] // 2
     parts = []
@@ -122,8 +127,18 @@ def halves(truth: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
         parts.append(
             part.isel({axes.y: slice(0, part.sizes[axes.y] // 16 * 16), axes.x: slice(0, part.sizes[axes.x] // 16 * 16)})
         )
-    if min(parts[1].sizes[axes.y], parts[1].sizes[axes.x]) < 32:
-        raise InputError(f"the truth is too small to split: each half needs at least 32 x 32 cells, got {dict(truth.sizes)}")
+    if min(min(part.sizes[axes.y], part.sizes[axes.x]) for part in parts) < 32:
+        raise InputError(
+            f"the truth is too small to split: each half needs at least 32 x 32 cells (the truth at least 32 x 64), got {dict(truth.sizes)}"
+        )
+    east = parts[1]
+    fields = int(np.prod([east.sizes[dim] for name in east.data_vars for dim in east[name].dims if dim not in (axes.y, axes.x)]))
+    patches = fields * ((east.sizes[axes.y] - 16) // 8 + 1) * ((east.sizes[axes.x] - 16) // 8 + 1)
+    if patches < FRECHET_PATCHES:
+        raise InputError(
+            f"the truth is too small to score: its eastern half gives {patches} patches of 16 x 16 cells for the Frechet "
+            f"distance, which needs {FRECHET_PATCHES}; give at least 48 x 96 cells, or more time steps, got {dict(truth.sizes)}"
+        )
     return parts[0], parts[1]
 
 
@@ -168,8 +183,14 @@ def run_benchmark(truth: xr.Dataset, variable: str, out: str | Path, options: Be
     if not {axes.y, axes.x} <= set(truth[variable].dims):
         raise InputError(f"variable {variable!r} does not span the spatial dimensions ({axes.y}, {axes.x})")
     options.check()  # before any folder or fine-tuning
-    out = check_folder(out)
     west, east = halves(truth[[variable]].assign_coords(truth.coords))
+    if not options.pretrained and options.factor == 4 and bool(west[variable].isnull().any()):
+        share = float(west[variable].isnull().mean())
+        raise InputError(
+            f"the GAN and VAE baselines fine-tune only on fields without missing cells, and the truth's western half has "
+            f"{share:.0%} missing: give a region without them, or compare the shipped models with --pretrained"
+        )
+    out = check_folder(out)
     coarse = coarsen_dataset(east, options.factor)
     expected = fine_values(east, variable)
     bicubic_reference(expected[:1], options.factor)  # warm up (imports), so the timing is the work

@@ -67,6 +67,17 @@ def test_benchmark_refuses_a_truth_too_small_to_split(tmp_path):
 
     with pytest.raises(InputError, match="too small"):
         run_benchmark(make_dataset("latlon", shape=(24, 40)), "tas", tmp_path, BenchmarkOptions(pretrained=True))
+    # either half too narrow once trimmed to 16 cells, or too few patches for the Frechet distance:
+    # said before any folder is made or any model runs
+    with pytest.raises(InputError, match="each half needs at least 32 x 32 cells"):
+        run_benchmark(make_dataset("latlon", shape=(64, 63)), "tas", tmp_path / "odd", BenchmarkOptions(pretrained=True))
+    with pytest.raises(InputError, match="gives 9 patches of 16 x 16 cells for the Frechet distance, which needs 20"):
+        run_benchmark(make_dataset("latlon", shape=(47, 94)), "tas", tmp_path / "small", BenchmarkOptions(pretrained=True))
+    masked = make_dataset("latlon", shape=(64, 128))
+    masked["tas"][..., :8, :8] = np.nan
+    with pytest.raises(InputError, match="baselines fine-tune only on fields without missing cells"):
+        run_benchmark(masked, "tas", tmp_path / "masked", BenchmarkOptions())
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
 
 
 def test_benchmark_command_takes_the_only_field_beside_its_bounds(tmp_path):
