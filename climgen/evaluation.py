@@ -11,7 +11,7 @@ import xarray as xr
 from climgen import metrics
 from climgen.conservation import block_means, count_outside
 from climgen.errors import ClimgenWarning, InputError
-from climgen.grid import area_weights, cell_bounds, check_factor, contiguous_longitude, find_spatial_axes
+from climgen.grid import area_weights, cell_bounds, check_factor, contiguous_longitude, find_spatial_axes, with_longitudes
 from climgen.io.cf import MEMBER_DIM, refined_variables
 from climgen.io.physical import physical_bounds
 from climgen.regrid import block_mean
@@ -60,14 +60,7 @@ def _on_prediction_longitudes(truth: xr.Dataset, prediction: xr.Dataset, axes) -
     start = float(np.min(prediction[x].values))
     moved = (longitudes - start) % 360.0 + start
     moved = np.where(np.isclose(moved, start + 360.0), start, moved)  # rounding just below a whole turn
-    if np.allclose(moved, longitudes):
-        return truth
-    result = truth.assign_coords({x: truth[x].copy(data=moved.astype(truth[x].dtype))})
-    bounds = truth[x].attrs.get("bounds")
-    if bounds in truth.variables and truth[bounds].dims[:1] == (x,):
-        shifted = np.asarray(truth[bounds].values, dtype=np.float64) + (moved - longitudes)[:, None]
-        result[bounds] = truth[bounds].copy(data=shifted.astype(truth[bounds].dtype))
-    return result.isel({x: np.argsort(moved, kind="stable")})
+    return truth if np.allclose(moved, longitudes) else with_longitudes(truth, x, moved)
 
 
 def check_same_grid(truth: xr.Dataset, prediction: xr.Dataset) -> None:

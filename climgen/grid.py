@@ -351,15 +351,19 @@ def contiguous_longitude(ds: xr.Dataset, axes: SpatialAxes) -> tuple[xr.Dataset,
             "in -180..180 or in 0..360: the domain is in separate pieces; refine each piece on its own"
         )
     convention = contiguous[0]
-    converted = conventions[convention]
-    order = np.argsort(converted, kind="stable")
-    shift = converted - longitudes  # whole turns, per column: bounds move with their cell
+    return with_longitudes(ds, x, conventions[convention]), convention
+
+
+def with_longitudes(ds: xr.Dataset, x: str, converted: np.ndarray) -> xr.Dataset:
+    """``ds`` with longitude ``x`` set to ``converted`` (the same places, whole turns apart),
+    its bounds moved with their cells, and the columns sorted by the new longitudes."""
+    shift = converted - np.asarray(ds[x].values, dtype=np.float64)  # whole turns, per column
     result = ds.assign_coords({x: ds[x].copy(data=converted.astype(ds[x].dtype))})
     bounds = ds[x].attrs.get("bounds")
     if bounds in ds.variables and ds[bounds].dims[:1] == (x,):
         values = np.asarray(ds[bounds].values, dtype=np.float64) + shift[:, None]
         result[bounds] = ds[bounds].copy(data=values.astype(ds[bounds].dtype))
-    return result.isel({x: order}), convention
+    return result.isel({x: np.argsort(converted, kind="stable")})
 
 
 def is_global_longitude(ds: xr.Dataset | xr.DataArray, axes: SpatialAxes) -> bool:

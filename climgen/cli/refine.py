@@ -179,10 +179,11 @@ def run(
     config = make_config(**(job.synthesis_options() | {"model": model} | ({"precision": precision} if precision else {})))
 
     def open_covariates() -> dict:
-        return {
-            name: open_covariate(job.resolve(str(path)), variable)
-            for name, (_, path, variable) in ((name, parse_covariate(f"{name}={spec}")) for name, spec in job.covariates.items())
-        }
+        covariates = {}
+        for name, spec in job.covariates.items():
+            _, path, variable = parse_covariate(f"{name}={spec}")
+            covariates[name] = open_covariate(job.resolve(str(path)), variable)
+        return covariates
 
     # a run checks its covariates before it downloads; a dry run shows the fetch even before they exist
     covariates = {} if dry_run else open_covariates()
