@@ -443,3 +443,14 @@ def test_acdd_extent_of_axes_named_latitude_and_longitude():
     assert attrs["geospatial_lat_min"] < -10 < 10 < attrs["geospatial_lat_max"]
     assert attrs["geospatial_lon_min"] < 10 < 40 < attrs["geospatial_lon_max"]
     assert attrs["geospatial_bounds"].startswith("POLYGON ((")
+
+
+def test_variables_with_a_standard_name_alone_get_a_long_name_from_it():
+    """ACDD wants a long name on every variable: one with only a standard name (Levitus's
+    temperature and depth) gets it in words; one with a long name keeps its own."""
+    ds = make_dataset("latlon", shape=(16, 16), times=1)
+    ds["tas"].attrs = {"standard_name": "sea_water_temperature", "units": "K"}
+    ds["lat"].attrs["long_name"] = "the model's latitude"
+    fine = ds.climgen.synthesize(factor=2)
+    assert fine["tas"].attrs["long_name"] == "sea water temperature"
+    assert fine["lat"].attrs["long_name"] == "the model's latitude"
