@@ -222,6 +222,26 @@ def warn_left_out(ds: xr.Dataset, axes: SpatialAxes) -> None:
         )
 
 
+# netCDF's default fill value for floats is 9.96921e36: a file that leaves it unmarked (no
+# _FillValue) hands it over as data. No climate variable comes near it, and block sums of
+# values near it overflow float32, so magnitudes from this one on are refused.
+UNMARKED_FILL_MAGNITUDE = 1e36
+
+
+def check_magnitudes(values: np.ndarray, name: str) -> None:
+    """Refuse finite values of magnitude :data:`UNMARKED_FILL_MAGNITUDE` and above, most
+    likely missing values the file does not mark, before they are refined as data."""
+    with np.errstate(invalid="ignore"):
+        huge = np.isfinite(values) & (np.abs(values) >= UNMARKED_FILL_MAGNITUDE)
+    if huge.any():
+        raise InputError(
+            f"variable {name!r} holds {np.count_nonzero(huge)} values of magnitude {UNMARKED_FILL_MAGNITUDE:.0e} or more "
+            f"(the largest {np.abs(values[huge]).max():.6g}), far beyond any climate variable: netCDF's default fill "
+            "value is 9.96921e+36, so they are probably missing values the file does not mark. Mark them with a "
+            f"_FillValue or missing_value attribute, or mask them: ds[{name!r}].where(abs(ds[{name!r}]) < 1e36)"
+        )
+
+
 def _fields(ds: xr.Dataset, name: str, axes: SpatialAxes) -> tuple[xr.DataArray, np.ndarray]:
     variable = ds[name]
     leading = [dim for dim in variable.dims if dim not in (axes.y, axes.x)]
@@ -232,6 +252,7 @@ def _fields(ds: xr.Dataset, name: str, axes: SpatialAxes) -> tuple[xr.DataArray,
         raise InputError(
             f"cannot read variable {name!r}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
         ) from err
+    check_magnitudes(values, name)
     return ordered, values.reshape(-1, ds.sizes[axes.y], ds.sizes[axes.x])
 
 

@@ -33,7 +33,16 @@ from climgen.grid import (
     SpatialAxes,
     cell_weights,
 )
-from climgen.inputs import _as_dataset, _fields, _fine_axes, _prepare, _Prepared, contiguous_input, wrap_global
+from climgen.inputs import (
+    _as_dataset,
+    _fields,
+    _fine_axes,
+    _prepare,
+    _Prepared,
+    check_magnitudes,
+    contiguous_input,
+    wrap_global,
+)
 from climgen.io import cf
 from climgen.noise import field_labels
 from climgen.tiling import TileLayout
@@ -362,7 +371,10 @@ def gain_fields(ds: xr.Dataset, name: str, axes: SpatialAxes, count: int) -> lis
     variable = ds[name].transpose(..., axes.y, axes.x)
     leading = list(np.ndindex(*variable.shape[:-2]))
     picks = np.unique(np.linspace(0, len(leading) - 1, min(count, len(leading))).round().astype(int))
-    return [np.asarray(variable[leading[i]].values, dtype=np.float64) for i in picks]
+    fields = [np.asarray(variable[leading[i]].values, dtype=np.float64) for i in picks]
+    for values in fields:
+        check_magnitudes(values, name)
+    return fields
 
 
 def predicted_gains(ds: xr.Dataset, job: Plan) -> GainPrediction:

@@ -38,6 +38,14 @@ def _overlapping_files(tmp: Path):
     return open_inputs([tmp / "a.nc", tmp / "b.nc"])
 
 
+def _unmarked_fill_values(times: int = 1) -> xr.Dataset:
+    """Cells holding netCDF's default fill value with no attribute to mark them missing."""
+    ds = _small(times=times) if times > 1 else _small()
+    values = ds["tas"].values.copy()
+    values[..., 0, :3] = 9.96921e36
+    return ds.assign(tas=(ds["tas"].dims, values, ds["tas"].attrs))
+
+
 def _not_netcdf(tmp: Path):
     (tmp / "notes.nc").write_text("this is not a NetCDF file")
     return open_input(tmp / "notes.nc")
@@ -214,6 +222,12 @@ ERRORS = [
     ("output-suffix", lambda tmp: check_output(tmp / "out.csv", overwrite=False), ConfigError, "must end in .nc or .zarr"),
     ("output-folder-missing", lambda tmp: check_output(tmp / "no" / "out.nc", overwrite=False), ConfigError, "does not exist"),
     ("overlapping-files", lambda tmp: _overlapping_files(tmp), InputError, "the 2 inputs overlap: time"),
+    (
+        "unmarked-fill-values",
+        lambda tmp: pipeline.synthesize(_unmarked_fill_values()),
+        InputError,
+        "holds 3 values of magnitude 1e.36 or more",
+    ),
 ]
 
 
@@ -625,3 +639,16 @@ def test_covariates_that_are_no_mapping_are_a_config_error(value):
     ds = make_dataset("latlon", shape=(8, 8))
     with pytest.raises(ConfigError, match="covariates must be a mapping of names to DataArrays"):
         pipeline.synthesize(ds, factor=2, covariates=value)
+
+
+def test_unmarked_fill_values_in_a_step_the_plan_does_not_read_stop_the_streamed_job(tmp_path):
+    from climgen import streaming
+
+    ds = _unmarked_fill_values(times=6)
+    values = ds["tas"].values.copy()
+    values[[0, 2, 3, 4, 5], 0, :3] = 280.0  # only step 1 holds them: the self-tests read 0, 2, 3 and 5
+    ds["tas"].values[:] = values
+    options = streaming.StreamOptions(region_tiles=2, progress=False)
+    with pytest.raises(InputError, match="probably missing values the file does not mark"):
+        streaming.run(ds, tmp_path / "out.zarr", pipeline.make_config(factor=2), options=options)
+    assert not (tmp_path / "out.zarr").exists()

@@ -123,7 +123,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     import torch
 
     from climgen.training.pretrain import pretrain
-    from climgen.training.state import state_paths
+    from climgen.training.state import interruption_note, state_paths
 
     reference_dir = tmp_path / "reference"
     reference_dir.mkdir()
@@ -143,6 +143,10 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     # the noise stream is a CPU generator's whatever the device: a state saved on a GPU resumes anywhere
     saved_noise = safetensors.torch.load_file(weights)["noise_generator"]
     assert saved_noise.numel() == torch.Generator().get_state().numel()
+    note = interruption_note(interrupted.resolve(interrupted.output), 6, 2)
+    assert note.startswith("interrupted: step 2 of 6 is saved in ")
+    assert note.endswith("rerun the same command to resume from there")
+    assert "nothing to resume" in interruption_note(tmp_path / "other-model", 6, 2)
     lines = []
     resumed = load_checkpoint(pretrain(interrupted, log=lines.append))
     assert lines[0].startswith("resuming from step 2 of 6 (") and lines[0].endswith("tiny-model.train-state.json)")

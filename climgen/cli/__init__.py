@@ -43,6 +43,9 @@ def main() -> None:
             raise
         typer.echo(f"climgen: error: {err}", err=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("climgen: interrupted", err=True)
+        sys.exit(130)
     except (typer.Exit, SystemExit) as stop:
         sys.exit(getattr(stop, "exit_code", getattr(stop, "code", 0)))
     except Exception as err:

@@ -127,5 +127,13 @@ def train(
         raise ConfigError(validation_message(err)) from err
     from climgen.training.run import train as run_recipe
 
-    path = run_recipe(loaded, log=typer.echo)
+    try:
+        path = run_recipe(loaded, log=typer.echo)
+    except KeyboardInterrupt:
+        from climgen.training.state import interruption_note
+
+        settings = loaded.pretrain
+        note = interruption_note(loaded.resolve(loaded.output), settings.steps, settings.checkpoint_every)
+        typer.echo(f"climgen: {note}", err=True)
+        raise typer.Exit(130) from None
     typer.echo(f"wrote {path} and {path.with_suffix('.json')}")

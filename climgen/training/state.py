@@ -28,6 +28,19 @@ def state_paths(output: str | Path) -> tuple[Path, Path]:
     return base.with_name(base.name + ".safetensors"), base.with_name(base.name + ".json")
 
 
+def interruption_note(output: str | Path, steps: int, checkpoint_every: int) -> str:
+    """What an interrupted run of ``steps`` steps leaves to resume, said to the user."""
+    _, json_path = state_paths(output)
+    try:
+        step = int(json.loads(json_path.read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return (
+            f"interrupted before the first saved state (one every {checkpoint_every} steps): "
+            "nothing to resume, a rerun starts from the beginning"
+        )
+    return f"interrupted: step {step} of {steps} is saved in {json_path}; rerun the same command to resume from there"
+
+
 def save_state(
     output, step: int, fingerprint: str, model, optimiser, schedule, rng: np.random.Generator, noise_generator, record: dict
 ) -> None:
