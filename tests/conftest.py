@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -50,3 +53,29 @@ def hsurf_coarse_file(hsurf_coarse, tmp_path) -> Path:
     ds = tidy(hsurf_coarse.copy(), find_spatial_axes(hsurf_coarse))
     ds.to_netcdf(path, encoding=encoding_for_plain(ds))
     return path
+
+
+@pytest.fixture
+def climgen_cli(monkeypatch, capsys):
+    """Run the ``climgen`` command line in this process, through its entry point as the
+    installed command runs it, without a new interpreter's seconds of imports; returns a
+    :class:`subprocess.CompletedProcess` (return code, stdout, stderr). Tests of what only a
+    separate process shows (signals, a killed worker, a full disk) start one instead."""
+    from climgen.cli import main
+
+    def run(*arguments, cwd=None) -> subprocess.CompletedProcess:
+        monkeypatch.setattr(sys, "argv", ["climgen", *map(str, arguments)])
+        if cwd is not None:
+            monkeypatch.chdir(cwd)  # back where it was after the test
+        capsys.readouterr()
+        with warnings.catch_warnings():  # the command line shows warnings its own way: restored after
+            warnings.simplefilter("default")
+            code = 0
+            try:
+                main()
+            except SystemExit as stop:
+                code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(arguments, code, out, err)
+
+    return run

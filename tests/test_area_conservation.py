@@ -4,8 +4,6 @@ towards the poles, and coarse values from conservative regridding are area-weigh
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -70,7 +68,7 @@ def polar_truth() -> xr.Dataset:
     return ds.assign_coords(lat=("lat", np.linspace(50.375, 85.625, 48), ds["lat"].attrs))
 
 
-def test_area_conservation_end_to_end_memory_streaming_and_cli(polar_truth, tmp_path):
+def test_area_conservation_end_to_end_memory_streaming_and_cli(polar_truth, tmp_path, climgen_cli):
     coarse = coarsen_dataset(polar_truth, FACTOR, conservation="area")
     np.testing.assert_allclose(
         coarse["tas"].values[0],
@@ -95,9 +93,7 @@ def test_area_conservation_end_to_end_memory_streaming_and_cli(polar_truth, tmp_
     recipe.write_text(
         yaml.safe_dump({"input": "coarse.nc", "output": "cli.nc", "tile_size": 4, "seed": 1, "conservation": "area"})
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "climgen.cli", "run", recipe, "--quiet"], capture_output=True, text=True, timeout=600
-    )
+    result = climgen_cli("run", recipe, "--quiet")
     assert result.returncode == 0, result.stderr
     assert "blocks match by area-weighted means;" in result.stdout
     with xr.open_dataset(tmp_path / "cli.nc") as from_cli:
@@ -108,16 +104,11 @@ def test_area_conservation_end_to_end_memory_streaming_and_cli(polar_truth, tmp_
         coarsen_dataset(polar_truth, FACTOR, conservation="areas")
 
 
-def test_coarsen_command_writes_area_weighted_means(polar_truth, tmp_path):
+def test_coarsen_command_writes_area_weighted_means(polar_truth, tmp_path, climgen_cli):
     truth = tmp_path / "truth.nc"
     polar_truth.to_netcdf(truth)
     output = tmp_path / "coarse.nc"
-    result = subprocess.run(
-        [sys.executable, "-m", "climgen.cli", "coarsen", truth, output, "--factor", "4", "--conservation", "area"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = climgen_cli("coarsen", truth, output, "--factor", "4", "--conservation", "area")
     assert result.returncode == 0, result.stderr
     with xr.open_dataset(output) as coarse:
         assert "area-weighted mean of 4x4 cells" in coarse["tas"].attrs["cell_methods"]

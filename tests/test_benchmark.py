@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -51,11 +49,11 @@ def test_pretrained_benchmark_at_x2_compares_amsgm_with_bicubic(hsurf_truth, tmp
     assert (tmp_path / "spectra.png").stat().st_size > 10_000
 
 
-def test_benchmark_command_fine_tunes_then_compares(hsurf_truth, tmp_path):
+def test_benchmark_command_fine_tunes_then_compares(hsurf_truth, tmp_path, climgen_cli):
     truth = tmp_path / "truth.nc"
     hsurf_truth.to_netcdf(truth)
-    command = [sys.executable, "-m", "climgen.cli", "benchmark", "--truth", str(truth), "--out", str(tmp_path / "out")]
-    result = subprocess.run([*command, "--factor", "2", "--members", "2", "--quick"], capture_output=True, text=True, timeout=900)
+    command = ["benchmark", "--truth", str(truth), "--out", str(tmp_path / "out")]
+    result = climgen_cli(*command, "--factor", "2", "--members", "2", "--quick")
     assert result.returncode == 0, result.stderr
     assert "fine-tuning amsgm on the western half: 60 steps" in result.stderr
     assert "| bicubic |" in result.stdout and "| amsgm | best estimate, uniform depth |" in result.stdout
@@ -80,7 +78,7 @@ def test_benchmark_refuses_a_truth_too_small_to_split(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == []
 
 
-def test_benchmark_command_takes_the_only_field_beside_its_bounds(tmp_path):
+def test_benchmark_command_takes_the_only_field_beside_its_bounds(tmp_path, climgen_cli):
     from climgen.testing import make_dataset
 
     truth = make_dataset("latlon", shape=(24, 40))
@@ -88,15 +86,12 @@ def test_benchmark_command_takes_the_only_field_beside_its_bounds(tmp_path):
     truth["lat"].attrs["bounds"] = "lat_bnds"
     truth.to_netcdf(tmp_path / "truth.nc")
     command = [
-        sys.executable,
-        "-m",
-        "climgen.cli",
         "benchmark",
         "--truth",
         str(tmp_path / "truth.nc"),
         "--out",
         str(tmp_path / "out"),
     ]
-    result = subprocess.run([*command, "--pretrained"], capture_output=True, text=True, timeout=300)
+    result = climgen_cli(*command, "--pretrained")
     # past choosing the variable (tas, not lat_bnds), to the domain's own limit
     assert result.returncode == 2 and "too small" in result.stderr and "--variable" not in result.stderr

@@ -4,8 +4,6 @@ streaming, CLI) while blocks still average exactly to the coarse values."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -125,7 +123,7 @@ def test_bad_bounds_are_config_errors(coast_coarse):
         pipeline.synthesize(coast_coarse, bounds={"pr": (0, None)})
 
 
-def test_streamed_and_cli_outputs_keep_the_bounds_with_the_same_bits(coast_coarse, tmp_path):
+def test_streamed_and_cli_outputs_keep_the_bounds_with_the_same_bits(coast_coarse, tmp_path, climgen_cli):
     source = tmp_path / "coast.nc"
     coast_coarse.to_netcdf(source)
     in_memory = pipeline.synthesize(coast_coarse, factor=4, seed=3, tile_size=8)
@@ -135,12 +133,7 @@ def test_streamed_and_cli_outputs_keep_the_bounds_with_the_same_bits(coast_coars
     with xr.open_zarr(tmp_path / "out.zarr") as got:
         np.testing.assert_array_equal(got["sftlf"].values, in_memory["sftlf"].values)
     output = tmp_path / "free.nc"
-    result = subprocess.run(
-        [sys.executable, "-m", "climgen.cli", "synthesize", source, output, "--bounds", "sftlf=:", "--quiet"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = climgen_cli("synthesize", source, output, "--bounds", "sftlf=:", "--quiet")
     assert result.returncode == 0, result.stderr
     with xr.open_dataset(output) as free:
         assert float(free["sftlf"].min()) < 0.0 or float(free["sftlf"].max()) > 1.0
@@ -149,14 +142,10 @@ def test_streamed_and_cli_outputs_keep_the_bounds_with_the_same_bits(coast_coars
     recipe.write_text(
         yaml.safe_dump({"input": "coast.nc", "output": "tight.zarr", "tile_size": 8, "bounds": {"sftlf": [0.1, None]}})
     )
-    planned = subprocess.run(
-        [sys.executable, "-m", "climgen.cli", "run", recipe, "--dry-run"], capture_output=True, text=True, timeout=600
-    )
+    planned = climgen_cli("run", recipe, "--dry-run")
     assert planned.returncode == 0, planned.stderr
     assert "bounds      sftlf: 0.1.. (given)" in planned.stdout
-    result = subprocess.run(
-        [sys.executable, "-m", "climgen.cli", "run", recipe, "--quiet"], capture_output=True, text=True, timeout=600
-    )
+    result = climgen_cli("run", recipe, "--quiet")
     assert result.returncode == 0, result.stderr
     assert "kept within sftlf 0.1..;" in result.stdout
     below = int((coast_coarse["sftlf"].values < 0.1).sum())

@@ -141,46 +141,39 @@ def test_noleap_calendar_is_kept(tmp_path, checker_ready):
         assert out["time"].encoding["calendar"] == "noleap"
 
 
-def _cli(*args):
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "climgen.cli", *map(str, args)], capture_output=True, text=True, timeout=600)
-
-
-def test_check_command_passes_clean_and_fails_broken_files(tmp_path, checker_ready):
+def test_check_command_passes_clean_and_fails_broken_files(tmp_path, checker_ready, climgen_cli):
     clean = _write(make_dataset("latlon", shape=(8, 8)).climgen.synthesize(factor=2), tmp_path / "clean.nc")
-    result = _cli("check", clean)
+    result = climgen_cli("check", clean)
     assert result.returncode == 0 and result.stdout.count("PASS") == 2, result.stdout
-    discovery = _cli("check", clean, "--acdd")  # who made the data is not stated: warnings, not errors
+    discovery = climgen_cli("check", clean, "--acdd")  # who made the data is not stated: warnings, not errors
     assert discovery.returncode == 0 and "compliance-checker acdd:1.3: PASS (0 errors" in discovery.stdout
     assert "creator_name not present" in discovery.stdout
     broken = make_dataset("latlon", shape=(8, 8))
     broken["tas"].attrs["standard_name"] = "not_a_cf_standard_name"
     broken.to_netcdf(tmp_path / "broken.nc")
-    result = _cli("check", tmp_path / "broken.nc")
+    result = climgen_cli("check", tmp_path / "broken.nc")
     assert result.returncode == 1 and "FAIL" in result.stdout
     assert "not_a_cf_standard_name" in result.stdout
 
 
-def test_coarsened_truth_is_cf_clean(tmp_path, checker_ready):
+def test_coarsened_truth_is_cf_clean(tmp_path, checker_ready, climgen_cli):
     from importlib import resources
 
     truth = resources.files("climgen") / "data" / "africa_tas_monthly_2005.nc"
-    assert _cli("coarsen", str(truth), tmp_path / "coarse.nc", "--factor", 2).returncode == 0
+    assert climgen_cli("coarsen", str(truth), tmp_path / "coarse.nc", "--factor", 2).returncode == 0
     _assert_clean(tmp_path / "coarse.nc")
     with xr.open_dataset(tmp_path / "coarse.nc") as coarse:
         assert coarse["tas"].attrs["cell_methods"].startswith("time: mean area: mean")
         assert "tracking_id" not in coarse.attrs  # the truth file's unique id is not the coarse file's
 
 
-def test_coarsened_wrf_style_truth_is_cf_clean(tmp_path, checker_ready):
+def test_coarsened_wrf_style_truth_is_cf_clean(tmp_path, checker_ready, climgen_cli):
     """XLAT/XLONG known by name only and no title: coarsen still writes a CF-clean file."""
     ds = make_dataset("curvilinear", shape=(8, 8), times=2).rename({"lat": "XLAT", "lon": "XLONG"})
     ds["XLAT"].attrs, ds["XLONG"].attrs = {"units": "degree_north"}, {"units": "degree_east"}
     del ds.attrs["title"]
     ds.to_netcdf(tmp_path / "wrfout.nc")
-    assert _cli("coarsen", tmp_path / "wrfout.nc", tmp_path / "coarse.nc", "--factor", 2).returncode == 0
+    assert climgen_cli("coarsen", tmp_path / "wrfout.nc", tmp_path / "coarse.nc", "--factor", 2).returncode == 0
     _assert_clean(tmp_path / "coarse.nc", "recommended order T, Z, Y, X")
     with xr.open_dataset(tmp_path / "coarse.nc") as coarse:
         assert coarse["XLAT"].attrs["standard_name"] == "latitude" and "coarsen" in coarse.attrs["title"]
@@ -320,18 +313,15 @@ def test_cmip_grid_attributes_are_dropped_and_discovery_attributes_added(tmp_pat
     assert not _acdd_failures(_write(described, tmp_path / "described.nc"))  # 0 high, 0 medium
 
 
-def test_demo_output_with_standing_attributes_passes_acdd(tmp_path, monkeypatch, checker_ready):
+def test_demo_output_with_standing_attributes_passes_acdd(tmp_path, monkeypatch, checker_ready, climgen_cli):
     """What only the user can say (who made and publishes the data), stated once in the standing
     attributes file, completes the demo's ACDD record: 0 high, 0 medium. Without it, the demo's
     output misses exactly those attributes."""
-    import subprocess
-    import sys
 
     import yaml
 
     def demo(out):
-        command = [sys.executable, "-m", "climgen.cli", "demo", "--out", str(out), "--factor", "2"]
-        assert subprocess.run(command, capture_output=True, timeout=600).returncode == 0
+        assert climgen_cli("demo", "--out", out, "--factor", "2").returncode == 0
         return out / "africa_tas_x2.nc"
 
     bare = demo(tmp_path / "bare")
@@ -423,6 +413,10 @@ def test_an_input_grid_description_is_restated_or_dropped_and_the_acdd_extent_cr
     assert "from 16 x 24 cells to 32 x 48" in result.attrs["summary"]
     west, east = result.attrs["geospatial_lon_min"], result.attrs["geospatial_lon_max"]
     assert 150 < west < 160 and -160 < east < -150  # across the antimeridian, not -180..180
+    # a region across 180 degrees stored on 0..360 is given on -180..180 too
+    pacific = make_dataset("latlon", shape=(8, 8)).assign_coords(lon=np.arange(8) * 10.0 + 145.0)
+    extent = pacific.climgen.synthesize(factor=2).attrs
+    assert (extent["geospatial_lon_min"], extent["geospatial_lon_max"]) == (142.5, -142.5)
     # coarsened: the sizes of the grid written (a trailing row or column left out counts)
     assert restate_grid({"DX": 3000.0, "WEST-EAST_GRID_DIMENSION": 103}, 4, (10, 25)) == {
         "DX": 12000.0,
@@ -454,3 +448,14 @@ def test_variables_with_a_standard_name_alone_get_a_long_name_from_it():
     fine = ds.climgen.synthesize(factor=2)
     assert fine["tas"].attrs["long_name"] == "sea water temperature"
     assert fine["lat"].attrs["long_name"] == "the model's latitude"
+
+
+def test_the_input_s_member_number_is_kept_apart_from_the_members_drawn():
+    """CMIP's ``realization`` attribute numbers the input's one member; an output with a
+    realization dimension of its own keeps it under another name, so the two do not disagree."""
+    ds = make_dataset("latlon", shape=(8, 8))
+    ds.attrs |= {"realization": 1, "realization_index": 1, "variant_label": "r1i1p1f1"}
+    members = ds.climgen.synthesize(factor=2, members=3, seed=1)
+    assert "realization" not in members.attrs and members.attrs["climgen_input_realization"] == 1
+    assert members.attrs["climgen_input_realization_index"] == 1 and members.attrs["variant_label"] == "r1i1p1f1"
+    assert ds.climgen.synthesize(factor=2).attrs["realization"] == 1

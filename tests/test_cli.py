@@ -1,4 +1,6 @@
-"""The climgen command line, run as a real subprocess."""
+"""The climgen command line: through its entry point in this process (the ``climgen_cli``
+fixture), and as a real subprocess where a fresh interpreter matters (the module run as
+``python -m climgen.cli``, a traceback on --debug)."""
 
 import subprocess
 import sys
@@ -33,17 +35,17 @@ def test_synthesize_writes_the_same_values_as_the_accessor(hsurf_coarse_file, tm
     assert not list(tmp_path.glob(".*partial*"))
 
 
-def test_same_seed_gives_bit_identical_files(hsurf_coarse_file, tmp_path):
+def test_same_seed_gives_bit_identical_files(hsurf_coarse_file, tmp_path, climgen_cli):
     first, second = tmp_path / "a.nc", tmp_path / "b.nc"
     for path in (first, second):
-        assert climgen("synthesize", hsurf_coarse_file, path, "--factor", 4, "--seed", 2).returncode == 0
+        assert climgen_cli("synthesize", hsurf_coarse_file, path, "--factor", 4, "--seed", 2).returncode == 0
     with xr.open_dataset(first) as a, xr.open_dataset(second) as b:
         np.testing.assert_array_equal(a["HSURF"].values, b["HSURF"].values)
 
 
-def test_zarr_output_uniform_and_members(hsurf_coarse_file, tmp_path):
+def test_zarr_output_uniform_and_members(hsurf_coarse_file, tmp_path, climgen_cli):
     output = tmp_path / "refined.zarr"
-    result = climgen("synthesize", hsurf_coarse_file, output, "--factor", 2, "--uniform", "--members", 2)
+    result = climgen_cli("synthesize", hsurf_coarse_file, output, "--factor", 2, "--uniform", "--members", 2)
     assert result.returncode == 0, result.stderr
     with xr.open_zarr(output) as ds:
         assert ds["HSURF"].dims == ("realization", "time", "rlat", "rlon")
@@ -51,14 +53,14 @@ def test_zarr_output_uniform_and_members(hsurf_coarse_file, tmp_path):
         assert ds.attrs["Conventions"] == "CF-1.8, ACDD-1.3"
 
 
-def test_covariate_option(tmp_path):
+def test_covariate_option(tmp_path, climgen_cli):
     from climgen.testing import make_dataset
 
     coarse = make_dataset("latlon", shape=(12, 16))
     covariate = make_dataset("latlon", shape=(48, 64), name="orog")
     coarse.to_netcdf(tmp_path / "in.nc")
     covariate.to_netcdf(tmp_path / "orog.nc")
-    result = climgen(
+    result = climgen_cli(
         "synthesize",
         tmp_path / "in.nc",
         tmp_path / "out.nc",
@@ -101,10 +103,10 @@ def test_covariate_option(tmp_path):
         (["train", "{recipe}", "--precision", "float16"], "precision must be float32 or bfloat16"),
     ],
 )
-def test_user_errors_are_one_line_with_nothing_written(arguments, message, hsurf_coarse_file, tmp_path):
+def test_user_errors_are_one_line_with_nothing_written(arguments, message, hsurf_coarse_file, tmp_path, climgen_cli):
     recipe = str(Path(__file__).resolve().parents[1] / "recipes" / "train-default.yaml")
     arguments = [a.replace("{input}", str(hsurf_coarse_file)).replace("{recipe}", recipe) for a in arguments]
-    result = climgen(*arguments, cwd=tmp_path)
+    result = climgen_cli(*arguments, cwd=tmp_path)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
@@ -112,13 +114,13 @@ def test_user_errors_are_one_line_with_nothing_written(arguments, message, hsurf
     assert not (tmp_path / "demo").exists() and not (tmp_path / "bench").exists()
 
 
-def test_existing_output_is_kept_without_overwrite(hsurf_coarse_file, tmp_path):
+def test_existing_output_is_kept_without_overwrite(hsurf_coarse_file, tmp_path, climgen_cli):
     output = tmp_path / "out.nc"
     output.write_text("precious")
-    result = climgen("synthesize", hsurf_coarse_file, output)
+    result = climgen_cli("synthesize", hsurf_coarse_file, output)
     assert result.returncode == 2 and "--overwrite" in result.stderr
     assert output.read_text() == "precious"
-    assert climgen("synthesize", hsurf_coarse_file, output, "--overwrite").returncode == 0
+    assert climgen_cli("synthesize", hsurf_coarse_file, output, "--overwrite").returncode == 0
     with xr.open_dataset(output) as ds:
         assert "HSURF" in ds
 
@@ -128,36 +130,36 @@ def test_debug_shows_the_traceback(tmp_path):
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 
-def test_coarsen_command_inverts_the_grid(tmp_path):
+def test_coarsen_command_inverts_the_grid(tmp_path, climgen_cli):
     from pathlib import Path
 
     truth = Path(__file__).parent / "data" / "hsurf_east_africa.nc"
-    assert climgen("coarsen", truth, tmp_path / "c.nc", "--factor", 4).returncode == 0
-    assert climgen("synthesize", tmp_path / "c.nc", tmp_path / "f.nc", "--factor", 4).returncode == 0
+    assert climgen_cli("coarsen", truth, tmp_path / "c.nc", "--factor", 4).returncode == 0
+    assert climgen_cli("synthesize", tmp_path / "c.nc", tmp_path / "f.nc", "--factor", 4).returncode == 0
     with xr.open_dataset(truth) as t, xr.open_dataset(tmp_path / "f.nc") as f:
         np.testing.assert_allclose(f["rlat"], t["rlat"], atol=1e-5)
         np.testing.assert_allclose(f["rlon"], t["rlon"], atol=1e-5)
 
 
-def test_climgen_warnings_are_one_line_each(tmp_path):
+def test_climgen_warnings_are_one_line_each(tmp_path, climgen_cli):
     from climgen.testing import make_dataset
 
     ds = make_dataset("latlon", shape=(8, 8))
     ds["zonal_mean"] = ("lat", ds["tas"].mean("lon").values)
     ds.to_netcdf(tmp_path / "in.nc")
-    result = climgen("synthesize", tmp_path / "in.nc", tmp_path / "out.nc", "--factor", "2", "--quiet")
+    result = climgen_cli("synthesize", tmp_path / "in.nc", tmp_path / "out.nc", "--factor", "2", "--quiet")
     assert result.returncode == 0, result.stderr
     assert "climgen: warning: variables ['zonal_mean'] lie along only one of (lat, lon)" in result.stderr
     assert "warnings.warn" not in result.stderr and "InputWarning" not in result.stderr
 
 
-def test_a_time_axis_no_calendar_decodes_is_carried_as_its_numbers(tmp_path):
+def test_a_time_axis_no_calendar_decodes_is_carried_as_its_numbers(tmp_path, climgen_cli):
     """'months since' in a standard calendar cannot become dates: the file is refined, with its
     time axis as written and one line of warning, where it used to be refused."""
     ds = make_dataset("latlon", shape=(16, 16), times=3)
     ds["time"] = ("time", np.arange(3.0), {"units": "months since 2000-01-01", "calendar": "standard"})
     ds.to_netcdf(tmp_path / "months.nc")
-    result = climgen("synthesize", tmp_path / "months.nc", tmp_path / "fine.nc", "--factor", 2, "--quiet")
+    result = climgen_cli("synthesize", tmp_path / "months.nc", tmp_path / "fine.nc", "--factor", 2, "--quiet")
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("\n") == 1 and "unable to decode time units 'months since 2000-01-01'" in result.stderr
     with xr.open_dataset(tmp_path / "fine.nc", decode_times=False) as fine:
@@ -173,20 +175,20 @@ def test_bounds_given_twice_for_one_variable_say_so():
         parse_bounds(["pr=0:", "pr=1:"])
 
 
-def test_coarsen_says_which_rows_and_columns_it_leaves_out(tmp_path):
+def test_coarsen_says_which_rows_and_columns_it_leaves_out(tmp_path, climgen_cli):
     make_dataset("latlon", shape=(18, 21)).to_netcdf(tmp_path / "odd.nc")
-    result = climgen("coarsen", tmp_path / "odd.nc", tmp_path / "coarse.nc", "--factor", 4)
+    result = climgen_cli("coarsen", tmp_path / "odd.nc", tmp_path / "coarse.nc", "--factor", 4)
     assert result.returncode == 0, result.stderr
     assert "left out, as they do not fill a 4 x 4 block: the last 2 rows (lat) and the last 1 column (lon)" in result.stdout
 
 
-def test_a_coarsened_climgen_output_is_a_new_coarse_field(tmp_path):
+def test_a_coarsened_climgen_output_is_a_new_coarse_field(tmp_path, climgen_cli):
     """Coarsening a refined output leaves out the refinement's maps and record: block means of
     a depth map or a provenance of the refinement would describe another field; so would the
     refined file's id, date and claims to be a refinement."""
     make_dataset("latlon", shape=(16, 16), times=2).to_netcdf(tmp_path / "in.nc")
-    assert climgen("synthesize", tmp_path / "in.nc", tmp_path / "fine.nc", "--factor", 2, "--quiet").returncode == 0
-    result = climgen("coarsen", tmp_path / "fine.nc", tmp_path / "back.nc", "--factor", 2)
+    assert climgen_cli("synthesize", tmp_path / "in.nc", tmp_path / "fine.nc", "--factor", 2, "--quiet").returncode == 0
+    result = climgen_cli("coarsen", tmp_path / "fine.nc", tmp_path / "back.nc", "--factor", 2)
     assert result.returncode == 0, result.stderr
     with xr.open_dataset(tmp_path / "back.nc") as back:
         assert "refinement_depth" not in back.variables and "predicted_gain" not in back.variables

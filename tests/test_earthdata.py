@@ -188,12 +188,11 @@ def test_earthdata_different_cube_needs_overwrite_and_empty_search_is_an_error(e
         )
 
 
-def test_earthdata_cube_refines_and_keeps_cf_metadata(earthdata_server, tmp_path):
+def test_earthdata_cube_refines_and_keeps_cf_metadata(earthdata_server, tmp_path, climgen_cli):
     cube = tmp_path / "merra2.zarr"
     earthdata.fetch(_request(bbox=(0.0, 40.0, 8.0, 46.0)), cube, system=earthdata_server)
     refined = tmp_path / "refined.nc"
-    command = [sys.executable, "-m", "climgen.cli", "synthesize", str(cube), str(refined), "--factor", "2", "--quiet"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    result = climgen_cli("synthesize", cube, refined, "--factor", "2", "--quiet")
     assert result.returncode == 0, result.stderr
     with xr.open_zarr(cube) as coarse, xr.open_dataset(refined) as fine:
         assert fine["T2M"].shape == (48, 2 * coarse.sizes["lat"], 2 * coarse.sizes["lon"])

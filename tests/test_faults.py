@@ -59,9 +59,9 @@ def holder(tmp_path):
         process.wait()
 
 
-def test_a_second_run_on_an_output_being_written_stops_in_one_line(hsurf_coarse_file, tmp_path, holder):
+def test_a_second_run_on_an_output_being_written_stops_in_one_line(hsurf_coarse_file, tmp_path, holder, climgen_cli):
     output = tmp_path / "out.nc"
-    result = subprocess.run(_climgen("synthesize", hsurf_coarse_file, output, "--quiet"), capture_output=True, text=True)
+    result = climgen_cli("synthesize", hsurf_coarse_file, output, "--quiet")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     line = result.stderr.strip()
     assert "\n" not in line and "another climgen process is writing" in line
@@ -69,7 +69,7 @@ def test_a_second_run_on_an_output_being_written_stops_in_one_line(hsurf_coarse_
     assert not output.exists()
 
 
-def test_with_wait_a_second_run_waits_then_takes_over_a_lock_its_holder_left(hsurf_coarse_file, tmp_path, holder):
+def test_with_wait_a_second_run_waits_then_takes_over_a_lock_its_holder_left(hsurf_coarse_file, tmp_path, holder, climgen_cli):
     """The holder is killed (its lock file stays): the waiting run takes the lock over with a
     warning and writes the same bytes as an undisturbed run."""
     output = tmp_path / "out.nc"
@@ -89,12 +89,12 @@ def test_with_wait_a_second_run_waits_then_takes_over_a_lock_its_holder_left(hsu
     assert "taking over the lock" in stderr and "Traceback" not in stderr
     assert not lock_path(output).exists()
     reference = tmp_path / "reference.nc"
-    assert subprocess.run(_climgen("synthesize", hsurf_coarse_file, reference, "--quiet"), capture_output=True).returncode == 0
+    assert climgen_cli("synthesize", hsurf_coarse_file, reference, "--quiet").returncode == 0
     with xr.open_dataset(output) as first, xr.open_dataset(reference) as second:
         np.testing.assert_array_equal(first["HSURF"].values, second["HSURF"].values)
 
 
-def test_two_runs_started_together_write_one_output(hsurf_coarse_file, tmp_path):
+def test_two_runs_started_together_write_one_output(hsurf_coarse_file, tmp_path, climgen_cli):
     """A job array with a duplicated line: one run writes, the other stops in one line (or,
     if it comes after, finds the output done); never a traceback, and the output is right."""
     output = tmp_path / "out.nc"
@@ -113,7 +113,7 @@ def test_two_runs_started_together_write_one_output(hsurf_coarse_file, tmp_path)
     for code, _, stderr in results:
         assert code == 0 or "another climgen process is writing" in stderr
     reference = tmp_path / "reference.nc"
-    assert subprocess.run(_climgen("synthesize", hsurf_coarse_file, reference, "--quiet"), capture_output=True).returncode == 0
+    assert climgen_cli("synthesize", hsurf_coarse_file, reference, "--quiet").returncode == 0
     with xr.open_dataset(output) as first, xr.open_dataset(reference) as second:
         np.testing.assert_array_equal(first["HSURF"].values, second["HSURF"].values)
 
@@ -158,24 +158,24 @@ def _tiny_filesystem(folder, size: str) -> bool:
     )
 
 
-def test_a_full_disk_stops_in_one_line_and_the_rerun_after_freeing_space_matches(tmp_path):
+def test_a_full_disk_stops_in_one_line_and_the_rerun_after_freeing_space_matches(tmp_path, climgen_cli):
     source = tmp_path / "in.nc"
     make_dataset("latlon", shape=(64, 64), times=24, seed=2).to_netcdf(source)
     options = ["--factor", "4", "--region-tiles", "1", "--time-chunk", "1", "--quiet"]
     reference = tmp_path / "reference.zarr"
-    assert subprocess.run(_climgen("synthesize", source, reference, *options), capture_output=True).returncode == 0
+    assert climgen_cli("synthesize", source, reference, *options).returncode == 0
     disk = tmp_path / "disk"
     if not _tiny_filesystem(disk, "2m"):
         pytest.skip("cannot mount a size-limited tmpfs here (needs root)")
     try:
         output = disk / "out.zarr"
-        full = subprocess.run(_climgen("synthesize", source, output, *options), capture_output=True, text=True)
+        full = climgen_cli("synthesize", source, output, *options)
         assert full.returncode != 0 and "Traceback" not in full.stderr
         assert "No space left on device" in full.stderr and "rerun the same command to resume" in full.stderr
         assert len(full.stderr.strip().splitlines()) == 1
         assert not output.exists() and list(disk.glob(".out.zarr.partial-job-*.zarr"))
         assert subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], capture_output=True).returncode == 0
-        rerun = subprocess.run(_climgen("synthesize", source, output, *options), capture_output=True, text=True)
+        rerun = climgen_cli("synthesize", source, output, *options)
         assert rerun.returncode == 0, rerun.stderr
         with xr.open_zarr(reference) as expected, xr.open_zarr(output) as got:
             np.testing.assert_array_equal(got["tas"].values, expected["tas"].values)
@@ -215,7 +215,7 @@ def test_an_injected_write_error_keeps_the_job_resumable(tmp_path, monkeypatch):
 import signal  # noqa: E402
 
 
-def test_a_worker_killed_mid_job_costs_nothing_but_time(tmp_path):
+def test_a_worker_killed_mid_job_costs_nothing_but_time(tmp_path, climgen_cli):
     """A 2-worker local cluster; one worker process is SIGKILLed once some tasks are done.
     The nanny starts a new worker, dask runs the lost tasks again, the job completes, and its
     output is bit-identical to an undisturbed run."""
@@ -224,7 +224,7 @@ def test_a_worker_killed_mid_job_costs_nothing_but_time(tmp_path):
     make_dataset("latlon", shape=(48, 48), times=8, seed=4).to_netcdf(source)
     options = ["--factor", "4", "--seed", "2", "--region-tiles", "1", "--time-chunk", "1", "--quiet"]
     reference = tmp_path / "reference.zarr"
-    assert subprocess.run(_climgen("synthesize", source, reference, *options), capture_output=True).returncode == 0
+    assert climgen_cli("synthesize", source, reference, *options).returncode == 0
     output = tmp_path / "out.zarr"
     job = subprocess.Popen(
         _climgen("synthesize", source, output, *options, "--workers", "2"),

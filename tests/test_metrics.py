@@ -113,12 +113,10 @@ def test_evaluate_rows_and_grid_check(hsurf_truth, hsurf_coarse):
         evaluate(hsurf_truth, refined, factor=8)  # bicubic of another factor would flatter the prediction
 
 
-def test_evaluate_command(hsurf_coarse_file, tmp_path):
+def test_evaluate_command(hsurf_coarse_file, tmp_path, climgen_cli):
     from pathlib import Path
 
-    def run(*args):
-        return subprocess.run([sys.executable, "-m", "climgen.cli", *map(str, args)], capture_output=True, text=True, timeout=600)
-
+    run = climgen_cli
     assert run("synthesize", hsurf_coarse_file, tmp_path / "fine.nc", "--factor", 4).returncode == 0
     truth = Path(__file__).parent / "data" / "hsurf_east_africa.nc"
     result = run("evaluate", "--truth", truth, "--pred", tmp_path / "fine.nc", "--factor", 4, "--out", tmp_path / "scores")

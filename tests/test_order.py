@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import warnings
 from itertools import pairwise
 
@@ -176,16 +175,14 @@ def test_out_of_order_coarse_cells_warn_and_bad_orders_are_config_errors(tempera
         pipeline.synthesize(coarse.assign(flat=coarse["tas"].isel(time=0)), order=[["flat", "tas"]])
 
 
-def _climgen(*arguments) -> subprocess.CompletedProcess:
+def _climgen(climgen_cli, *arguments) -> subprocess.CompletedProcess:
     """Run the CLI quietly; it must succeed."""
-    result = subprocess.run(
-        [sys.executable, "-m", "climgen.cli", *map(str, arguments), "--quiet"], capture_output=True, text=True, timeout=600
-    )
+    result = climgen_cli(*arguments, "--quiet")
     assert result.returncode == 0, result.stderr
     return result
 
 
-def test_streamed_and_cli_outputs_keep_the_order_with_the_same_bits(temperatures_coarse, tmp_path):
+def test_streamed_and_cli_outputs_keep_the_order_with_the_same_bits(temperatures_coarse, tmp_path, climgen_cli):
     source = tmp_path / "temperatures.nc"
     temperatures_coarse.to_netcdf(source)
     in_memory = pipeline.synthesize(temperatures_coarse, factor=FACTOR, seed=3, tile_size=8)
@@ -198,23 +195,21 @@ def test_streamed_and_cli_outputs_keep_the_order_with_the_same_bits(temperatures
             np.testing.assert_array_equal(got[name].values, in_memory[name].values)
         assert _crossings(got) == 0
     output = tmp_path / "pair.nc"
-    assert "kept in order tasmin <= tasmax;" in _climgen("synthesize", source, output, "--order", "tasmin,tasmax").stdout
+    assert (
+        "kept in order tasmin <= tasmax;"
+        in _climgen(climgen_cli, "synthesize", source, output, "--order", "tasmin,tasmax").stdout
+    )
     with xr.open_dataset(output) as pair:
         assert int((pair["tasmin"] > pair["tasmax"]).sum()) == 0
-    _climgen("synthesize", source, tmp_path / "none.nc", "--order", "none")
+    _climgen(climgen_cli, "synthesize", source, tmp_path / "none.nc", "--order", "none")
     with xr.open_dataset(tmp_path / "none.nc") as free:
         assert _crossings(free) > 0
-    refused = subprocess.run(
-        [sys.executable, "-m", "climgen.cli", "synthesize", source, tmp_path / "bad.nc", "--order", "tasmin"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    refused = climgen_cli("synthesize", source, tmp_path / "bad.nc", "--order", "tasmin")
     assert refused.returncode == 2 and "--order takes LOW,HIGH" in refused.stderr
     assert not (tmp_path / "bad.nc").exists()
     recipe = tmp_path / "job.yaml"
     recipe.write_text(yaml.safe_dump({"input": "temperatures.nc", "output": "free.zarr", "tile_size": 8, "order": []}))
-    _climgen("run", recipe)
+    _climgen(climgen_cli, "run", recipe)
     with xr.open_zarr(tmp_path / "free.zarr") as free:
         assert _crossings(free) > 0
         assert json.loads(free.attrs["climgen_provenance"])["ordered_variables"] == []

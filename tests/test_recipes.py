@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -32,23 +30,22 @@ def test_batch_recipes_validate(recipe):
         assert all(path.exists() for path in job.input_paths())
 
 
-def test_africa_recipe_runs_and_resumes_nothing_when_done(tmp_path):
+def test_africa_recipe_runs_and_resumes_nothing_when_done(tmp_path, climgen_cli):
     recipe = RECIPES / "downscale-africa-tas-x4.yaml"
     output = tmp_path / "africa.nc"
-    command = [sys.executable, "-m", "climgen.cli", "run", str(recipe), "--output", str(output), "--quiet"]
-    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    command = ["run", str(recipe), "--output", str(output), "--quiet"]
+    first = climgen_cli(*command)
     assert first.returncode == 0, first.stderr
     with xr.open_dataset(output) as refined:
         assert refined["tas"].shape == (12, 156, 160)
         assert "elevation" in refined.attrs["climgen_provenance"]
-    second = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    second = climgen_cli(*command)
     assert second.returncode == 0 and "nothing to do" in second.stdout
 
 
 @pytest.mark.parametrize("recipe", BATCH, ids=[path.stem for path in BATCH])
-def test_batch_recipes_dry_run_offline(recipe, tmp_path):
-    command = [sys.executable, "-m", "climgen.cli", "run", str(recipe), "--dry-run", "--output", str(tmp_path / "out.nc")]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+def test_batch_recipes_dry_run_offline(recipe, tmp_path, climgen_cli):
+    result = climgen_cli("run", recipe, "--dry-run", "--output", tmp_path / "out.nc", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     job = load_run_recipe(recipe)
     if job.fetch is not None:  # no network: the plan stops at the fetch it would do
@@ -110,20 +107,14 @@ def test_fetch_dates_are_read_quoted_or_not(tmp_path):
     assert isinstance(job.fetch.start, dt.date)
 
 
-def _climgen(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "climgen.cli", *map(str, args)], capture_output=True, text=True, timeout=600, cwd=cwd
-    )
-
-
-def test_a_recipe_runs_a_shipped_model_by_name_and_refuses_files_on_another_grid(tmp_path):
+def test_a_recipe_runs_a_shipped_model_by_name_and_refuses_files_on_another_grid(tmp_path, climgen_cli):
     from climgen.testing import make_dataset
 
     data = make_dataset("latlon", shape=(16, 16), times=4)
     data.isel(time=[0, 1]).assign_attrs(tracking_id="hdl:21.14100/file-a").to_netcdf(tmp_path / "tas_a.nc")
     data.isel(time=[2, 3]).assign_attrs(tracking_id="hdl:21.14100/file-b").to_netcdf(tmp_path / "tas_b.nc")
     (tmp_path / "fast.yaml").write_text("input: tas_*.nc\noutput: fine.nc\nfactor: 2\nmodel: amsgm-fast\n")
-    ran = _climgen("run", tmp_path / "fast.yaml", "--quiet")
+    ran = climgen_cli("run", tmp_path / "fast.yaml", "--quiet")
     assert ran.returncode == 0, ran.stderr
     with xr.open_dataset(tmp_path / "fine.nc") as fine:
         assert fine.attrs["climgen_model"] == "amsgm-fast" and fine.sizes["time"] == 4
@@ -131,7 +122,7 @@ def test_a_recipe_runs_a_shipped_model_by_name_and_refuses_files_on_another_grid
         assert fine.attrs["climgen_input_tracking_id"] == "hdl:21.14100/file-a hdl:21.14100/file-b"
     make_dataset("latlon", shape=(20, 20), name="orog").to_netcdf(tmp_path / "tas_orog.nc")  # a glob picks it up
     (tmp_path / "mixed.yaml").write_text("input: tas_*.nc\noutput: mixed.nc\nfactor: 2\n")
-    refused = _climgen("run", tmp_path / "mixed.yaml", "--quiet")
+    refused = climgen_cli("run", tmp_path / "mixed.yaml", "--quiet")
     assert refused.returncode == 2 and "is on another grid than" in refused.stderr
     assert not (tmp_path / "mixed.nc").exists()
 
@@ -146,13 +137,13 @@ def test_a_recipe_runs_a_shipped_model_by_name_and_refuses_files_on_another_grid
         ("input: a.nc\noutput: o.nc\noverwrite: 'yes'\n", "overwrite"),
     ],
 )
-def test_a_broken_batch_recipe_is_one_line(tmp_path, text, message):
+def test_a_broken_batch_recipe_is_one_line(tmp_path, text, message, climgen_cli):
     (tmp_path / "r.yaml").write_text(text)
-    result = _climgen("run", tmp_path / "r.yaml", "--dry-run")
+    result = climgen_cli("run", tmp_path / "r.yaml", "--dry-run")
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_output_folders_that_are_files_and_zero_workers_are_refused_before_work(tmp_path):
+def test_output_folders_that_are_files_and_zero_workers_are_refused_before_work(tmp_path, climgen_cli):
     from climgen.testing import make_dataset
 
     make_dataset("latlon", shape=(16, 16)).to_netcdf(tmp_path / "in.nc")
@@ -161,15 +152,15 @@ def test_output_folders_that_are_files_and_zero_workers_are_refused_before_work(
         ("demo", "--out", tmp_path / "afile"),
         ("evaluate", "--truth", tmp_path / "in.nc", "--pred", tmp_path / "in.nc", "--out", tmp_path / "afile"),
     ):
-        result = _climgen(*command)
+        result = climgen_cli(*command)
         assert result.returncode == 2 and "is a file; give a folder" in result.stderr, result.stderr
     (tmp_path / "r.yaml").write_text("input: in.nc\noutput: o.nc\nfactor: 2\n")
-    result = _climgen("run", tmp_path / "r.yaml", "--workers", "0")
+    result = climgen_cli("run", tmp_path / "r.yaml", "--workers", "0")
     assert result.returncode == 2 and "workers must be >= 1" in result.stderr
-    assert _climgen("--version").stdout.startswith("climgen ")
+    assert climgen_cli("--version").stdout.startswith("climgen ")
 
 
-def test_a_recipe_that_fetches_checks_its_covariates_before_the_download(tmp_path):
+def test_a_recipe_that_fetches_checks_its_covariates_before_the_download(tmp_path, climgen_cli):
     """A missing covariate is said at once, before any login or download, and leaves no folder."""
     recipe = tmp_path / "fetch.yaml"
     recipe.write_text(
@@ -177,6 +168,6 @@ def test_a_recipe_that_fetches_checks_its_covariates_before_the_download(tmp_pat
         '  start: "2021-07-01"\n  end: "2021-07-02"\n  cube: cubes/t2m.zarr\n'
         "output: out/t2m_x8.nc\ncovariates:\n  elevation: dem.nc:Band1\nfactor: 8\n"
     )
-    result = _climgen("run", recipe, cwd=tmp_path)
+    result = climgen_cli("run", recipe, cwd=tmp_path)
     assert result.returncode == 2 and "input not found" in result.stderr and "dem.nc" in result.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["fetch.yaml"]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -92,11 +90,7 @@ def test_gaps_small_domains_and_covariates(hsurf_coarse, hsurf_truth):
     assert with_covariate.cells == gapped.cells and with_covariate.optimum != gapped.optimum
 
 
-def _climgen(*arguments):
-    return subprocess.run([sys.executable, "-m", "climgen.cli", *map(str, arguments), "--quiet"], capture_output=True, text=True)
-
-
-def test_gains_reach_memory_streaming_cli_and_recipes_with_the_same_bits(hsurf_coarse, tmp_path):
+def test_gains_reach_memory_streaming_cli_and_recipes_with_the_same_bits(hsurf_coarse, tmp_path, climgen_cli):
     coarse = hsurf_coarse.isel(rlat=slice(0, 16), rlon=slice(0, 24))
     auto = pipeline.synthesize(coarse, seed=2, tile_size=8)
     assert json.loads(auto.attrs["climgen_provenance"])["residual_gains"]["HSURF"]["gain"] == 1.0
@@ -122,14 +116,14 @@ def test_gains_reach_memory_streaming_cli_and_recipes_with_the_same_bits(hsurf_c
     assert "detail      HSURF: 0.5 of the model's learned detail (given)" in job.describe()
     with xr.open_zarr(tmp_path / "out.zarr") as got:
         np.testing.assert_array_equal(got["HSURF"].values, damped["HSURF"].values)
-    result = _climgen("synthesize", source, tmp_path / "cli.nc", "--seed", 2, "--residual-gain", "0.5")
+    result = climgen_cli("synthesize", source, tmp_path / "cli.nc", "--seed", 2, "--residual-gain", "0.5", "--quiet")
     assert result.returncode == 0, result.stderr
     assert "HSURF: 0.5 of the model's learned detail (given);" in result.stdout
-    refused = _climgen("synthesize", source, tmp_path / "bad.nc", "--residual-gain", "some")
+    refused = climgen_cli("synthesize", source, tmp_path / "bad.nc", "--residual-gain", "some", "--quiet")
     assert refused.returncode == 2 and "--residual-gain takes 'auto' or a number" in refused.stderr
     recipe = tmp_path / "job.yaml"
     recipe.write_text(yaml.safe_dump({"input": "coarse.nc", "output": "recipe.zarr", "residual_gain": 3}))
-    refused = _climgen("run", recipe)
+    refused = climgen_cli("run", recipe, "--quiet")
     assert refused.returncode == 2 and "residual_gain" in refused.stderr
     # the ensemble model's detail is a sample: damping it by an RMSE test would take its spread away
     sampled = pipeline.synthesize(coarse, seed=2, tile_size=8, model="amsgm-stage2")

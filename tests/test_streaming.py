@@ -204,14 +204,14 @@ def _cli(*arguments):
 KILL_OPTIONS = ["--factor", "4", "--seed", "9", "--region-tiles", "1", "--time-chunk", "1", "--quiet"]
 
 
-def _reference_and_killed_job(tmp_path, tasks_done: int):
+def _reference_and_killed_job(tmp_path, tasks_done: int, climgen_cli):
     """A 48 x 48 x 6 input, its undisturbed refinement (``reference.zarr``) and a job into
     ``killed.zarr`` SIGKILLed once ``tasks_done`` tasks are in its manifest; returns the input,
     the reference, the target and the manifest folder."""
     source = tmp_path / "in.nc"
     make_dataset("latlon", shape=(48, 48), times=6, seed=2).to_netcdf(source)
     reference = tmp_path / "reference.zarr"
-    assert subprocess.run(_cli("synthesize", source, reference, *KILL_OPTIONS), capture_output=True, timeout=600).returncode == 0
+    assert climgen_cli("synthesize", source, reference, *KILL_OPTIONS).returncode == 0
     target = tmp_path / "killed.zarr"
     job = subprocess.Popen(
         _cli("synthesize", source, target, *KILL_OPTIONS), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -226,42 +226,42 @@ def _reference_and_killed_job(tmp_path, tasks_done: int):
     return source, reference, target, next(tmp_path.glob(".killed.zarr.partial-job-*.manifest"))
 
 
-def test_kill_9_then_rerun_finishes_only_what_is_missing_and_matches(tmp_path):
-    source, reference, target, manifest = _reference_and_killed_job(tmp_path, 5)
+def test_kill_9_then_rerun_finishes_only_what_is_missing_and_matches(tmp_path, climgen_cli):
+    source, reference, target, manifest = _reference_and_killed_job(tmp_path, 5, climgen_cli)
     options = KILL_OPTIONS
     assert not target.exists(), "a killed job must not leave anything at the final path"
     finished = len(list(manifest.iterdir()))
     assert 5 <= finished < 54
 
-    rerun = subprocess.run(_cli("synthesize", source, target, *options), capture_output=True, text=True, timeout=600)
+    rerun = climgen_cli("synthesize", source, target, *options)
     assert rerun.returncode == 0, rerun.stderr
     assert not list(tmp_path.glob(".killed.zarr.partial-*"))
     with xr.open_zarr(reference) as expected, xr.open_zarr(target) as got:
         for name in ("tas", "complexity_score", "refinement_depth"):
             np.testing.assert_array_equal(got[name].values, expected[name].values)
 
-    again = subprocess.run(_cli("synthesize", source, target, *options), capture_output=True, text=True, timeout=600)
+    again = climgen_cli("synthesize", source, target, *options)
     assert again.returncode == 0 and "nothing to do" in again.stdout
 
 
-def test_unfinished_other_job_blocks_until_overwrite(tmp_path):
+def test_unfinished_other_job_blocks_until_overwrite(tmp_path, climgen_cli):
     source = tmp_path / "in.nc"
     make_dataset("latlon", shape=(24, 24), times=1).to_netcdf(source)
     leftover = tmp_path / ".out.zarr.partial-job-0123456789abcdef.zarr"
     leftover.mkdir()
-    command = _cli("synthesize", source, tmp_path / "out.zarr", "--quiet")
-    refused = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    command = ["synthesize", source, tmp_path / "out.zarr", "--quiet"]
+    refused = climgen_cli(*command)
     assert refused.returncode == 2 and "unfinished different job" in refused.stderr
-    assert subprocess.run([*command, "--overwrite"], capture_output=True, timeout=300).returncode == 0
+    assert climgen_cli(*command, "--overwrite").returncode == 0
     assert not leftover.exists() and (tmp_path / "out.zarr").is_dir()
 
 
-def test_run_recipe_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+def test_run_recipe_dry_run_prints_the_plan_and_writes_nothing(tmp_path, climgen_cli):
     make_dataset("latlon", shape=(40, 40), times=4).to_netcdf(tmp_path / "in.nc")
     recipe = tmp_path / "job.yaml"
     job = {"input": "in.nc", "output": "out.zarr", "factor": 2, "merge_tiles": 2, "chunks": {"time_chunk": 2}}
     recipe.write_text(yaml.safe_dump(job))
-    result = subprocess.run(_cli("run", recipe, "--dry-run"), capture_output=True, text=True, timeout=300)
+    result = climgen_cli("run", recipe, "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "40x40 -> 80x80 (x2)" in result.stdout and "tasks       8 " in result.stdout
     assert "2x2 share a window" in result.stdout
@@ -269,39 +269,31 @@ def test_run_recipe_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert "depth       predicted gain, tolerance" in result.stdout
     assert not list(tmp_path.glob("*out.zarr*"))
 
-    ran = subprocess.run(_cli("run", recipe, "--quiet", "--precision", "float32"), capture_output=True, text=True, timeout=300)
+    ran = climgen_cli("run", recipe, "--quiet", "--precision", "float32")
     assert ran.returncode == 0, ran.stderr
     with xr.open_zarr(tmp_path / "out.zarr") as got:
         assert got["tas"].shape == (4, 80, 80)
         provenance = json.loads(got.attrs["climgen_provenance"])
         assert (provenance["precision"], provenance["precision_used"]) == ("float32", "float32")
     # the plan says what a run would find at the output
-    finished = subprocess.run(
-        _cli("run", recipe, "--dry-run", "--precision", "float32"), capture_output=True, text=True, timeout=300
-    )
+    finished = climgen_cli("run", recipe, "--dry-run", "--precision", "float32")
     assert "already complete: a run does nothing" in finished.stdout
-    other = subprocess.run(
-        _cli("run", recipe, "--dry-run", "--precision", "bfloat16"), capture_output=True, text=True, timeout=300
-    )
+    other = climgen_cli("run", recipe, "--dry-run", "--precision", "bfloat16")
     assert "holds another output: a run needs --overwrite" in other.stdout
     # another job onto the same output: refused, naming the flag that replaces it
-    refused = subprocess.run(
-        _cli("run", recipe, "--quiet", "--precision", "bfloat16"), capture_output=True, text=True, timeout=300
-    )
+    refused = climgen_cli("run", recipe, "--quiet", "--precision", "bfloat16")
     assert refused.returncode == 2 and "--overwrite" in refused.stderr
-    replaced = subprocess.run(
-        _cli("run", recipe, "--quiet", "--precision", "bfloat16", "--overwrite"), capture_output=True, text=True, timeout=300
-    )
+    replaced = climgen_cli("run", recipe, "--quiet", "--precision", "bfloat16", "--overwrite")
     assert replaced.returncode == 0, replaced.stderr
 
 
-def test_run_recipe_errors_name_the_field(tmp_path):
+def test_run_recipe_errors_name_the_field(tmp_path, climgen_cli):
     recipe = tmp_path / "job.yaml"
     recipe.write_text(yaml.safe_dump({"input": "in.nc", "output": "out.zarr", "factr": 2}))
-    result = subprocess.run(_cli("run", recipe), capture_output=True, text=True, timeout=300)
+    result = climgen_cli("run", recipe)
     assert result.returncode == 2 and "factr" in result.stderr and "Traceback" not in result.stderr
     recipe.write_text(yaml.safe_dump({"input": "missing-*.nc", "output": "out.zarr"}))
-    result = subprocess.run(_cli("run", recipe), capture_output=True, text=True, timeout=300)
+    result = climgen_cli("run", recipe)
     assert result.returncode == 2 and "no input matches" in result.stderr
 
 
@@ -341,13 +333,13 @@ def test_imerg_layout_time_lon_lat_streams_with_spatial_dimensions_last(tmp_path
         assert float(out["precipitation"].min()) >= 0.0  # a precipitation rate, by its IMERG name
 
 
-def test_tampered_or_truncated_chunks_of_finished_tasks_are_redone(tmp_path):
+def test_tampered_or_truncated_chunks_of_finished_tasks_are_redone(tmp_path, climgen_cli):
     """A job killed midway, then three of its finished tasks damaged in the partial store: one
     altered, one's chunk deleted, one's chunk truncated. The rerun checks every finished task
     against the checksum in the manifest, redoes those three, and matches an undisturbed run."""
     import zarr
 
-    source, reference, target, manifest = _reference_and_killed_job(tmp_path, 8)
+    source, reference, target, manifest = _reference_and_killed_job(tmp_path, 8, climgen_cli)
     options = KILL_OPTIONS
     store = manifest.with_suffix(".zarr")
     with xr.open_dataset(source) as ds:
@@ -377,7 +369,7 @@ def test_tampered_or_truncated_chunks_of_finished_tasks_are_redone(tmp_path):
     chunk_file(finished[1])[0].unlink()
     truncated = chunk_file(finished[2])[0]
     truncated.write_bytes(truncated.read_bytes()[:10])
-    rerun = subprocess.run(_cli("synthesize", source, target, *options), capture_output=True, text=True, timeout=600)
+    rerun = climgen_cli("synthesize", source, target, *options)
     assert rerun.returncode == 0, rerun.stderr
     assert "3 finished task(s)" in rerun.stderr and "Traceback" not in rerun.stderr
     with xr.open_zarr(reference) as expected, xr.open_zarr(target) as got:

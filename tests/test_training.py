@@ -1,8 +1,6 @@
 """A tiny end-to-end training run on CPU, through the real recipe and CLI code."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -65,14 +63,12 @@ def test_large_scale_covariate_relations_leave_the_fine_detail_alone():
     assert smoothed < 0.5 * copied
 
 
-def test_tiny_training_run_produces_a_loadable_model(tmp_path):
+def test_tiny_training_run_produces_a_loadable_model(tmp_path, climgen_cli):
     recipe = _recipe_document(tmp_path, pretrain={"steps": 4, "batch_size": 2, "validate_every": 2})
     recipe["data"]["validation_fields"] = [{"path": "terrain.nc", "variable": "orog", "sel": {"rlon": [30.0, None]}}]
     recipe["data"]["real_fields"][0]["sel"] = {"rlon": [None, 30.0]}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(recipe))
-    result = subprocess.run(
-        [sys.executable, "-m", "climgen.cli", "train", str(tmp_path / "tiny.yaml")], capture_output=True, text=True, timeout=600
-    )
+    result = climgen_cli("train", tmp_path / "tiny.yaml")
     assert result.returncode == 0, result.stderr
     assert "step=4" in result.stdout and "ratio=" in result.stdout
     checkpoint = load_checkpoint(tmp_path / "tiny-model.safetensors")

@@ -4,8 +4,6 @@ written is lost."""
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -239,19 +237,17 @@ def test_a_checkpoint_with_a_bad_config_or_a_misspelt_name_says_so(tmp_path):
         load_checkpoint("amsgm-defualt")
 
 
-def test_the_cli_refuses_bad_steps_and_a_broken_recipe_in_one_line(tmp_path):
+def test_the_cli_refuses_bad_steps_and_a_broken_recipe_in_one_line(tmp_path, climgen_cli):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("name: x\noutput: out\npretrain:\n  steps: 3\n   batch_size: 2\n")
-    run = subprocess.run([sys.executable, "-m", "climgen.cli", "train", str(recipe)], capture_output=True, text=True)
+    run = climgen_cli("train", str(recipe))
     assert run.returncode != 0 and len(run.stderr.strip().splitlines()) == 1
     assert "not valid YAML at line" in run.stderr
     recipe.write_text("name: x\noutput: out\ndata:\n  crop_size: 62\n")
-    run = subprocess.run([sys.executable, "-m", "climgen.cli", "train", str(recipe)], capture_output=True, text=True)
+    run = climgen_cli("train", str(recipe))
     assert run.stderr.strip().endswith("recipe.yaml: data.crop_size 62 must be a multiple of 4 (the crops are coarsened by it)")
     recipe.write_text("name: x\noutput: out\n")
     for steps in ("0", "-3"):
-        run = subprocess.run(
-            [sys.executable, "-m", "climgen.cli", "train", str(recipe), "--steps", steps], capture_output=True, text=True
-        )
+        run = climgen_cli("train", str(recipe), "--steps", steps)
         assert run.returncode != 0 and "--steps must be at least 1" in run.stderr
     assert load_recipe(recipe).pretrain.steps == 1500 and not os.path.exists(tmp_path / "out.safetensors")

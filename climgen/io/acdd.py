@@ -60,8 +60,12 @@ def _extent(ds: xr.Dataset, name: str | None, longitude: bool = False) -> tuple[
     values = values[np.isfinite(values)]
     if not values.size:
         return None
-    if not longitude or np.ptp(values) < 180:
+    if not longitude:
         return float(values.min()), float(values.max())
+    if np.ptp(values) < 180:
+        # on -180..180, as catalogues compare them: a region across the antimeridian stored
+        # on 0..360 (135..225) is 135..-135
+        return float((values.min() + 180) % 360 - 180), float(180 - (180 - values.max()) % 360)
     # a gap in the longitudes is one wider than 1.5 of the largest step between neighbouring
     # cells (across the seam too): near a pole, where neighbours differ by tens of degrees, none is
     grid = np.asarray(ds[name].values, dtype=np.float64)

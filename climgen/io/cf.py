@@ -406,6 +406,9 @@ def decorate(
     ds = tidy(ds, axes)
     if MEMBER_DIM in ds.dims:
         ds[MEMBER_DIM].attrs = {"standard_name": "realization", "long_name": "ensemble member", "units": "1"}
+        for key in ("realization", "realization_index"):  # CMIP's number of the input's one member
+            if key in ds.attrs:
+                ds.attrs[f"climgen_input_{key}"] = ds.attrs.pop(key)
     discovery = acdd.discovery_attributes(ds, source, variables, axes, provenance, _utc_now())
     ds.attrs = {key: value for key, value in ds.attrs.items() if key not in discovery} | discovery
     ds.attrs |= provenance.get("attributes") or {}  # what the user states (creator, licence...) has the last word
