@@ -105,7 +105,7 @@ class FieldRun:
 
     def policy_depth(self, floor: float, decay: float, tolerance: float) -> np.ndarray:
         depth = gain.depth_by_tolerance(self.prediction(floor, decay), tolerance)
-        return self.job.policy_layout.deepen_within_windows(depth, self.job.scores.constant)
+        return self.job.deepened(depth)
 
 
 def prepare(truth_ds: xr.Dataset, variable: str, factor: int, name: str) -> FieldRun:
@@ -216,7 +216,7 @@ def field_row(run: FieldRun, parameters: tuple[float, float, float]) -> dict:
     budgets = {}
     for budget in BUDGETS:
         chosen = gain.depth_by_budget(run.prediction(*parameters[:2]), budget, run.job.work)
-        chosen = run.job.policy_layout.deepen_within_windows(chosen, run.job.scores.constant)
+        chosen = run.job.deepened(chosen)
         budgets[budget] = run.rmse(run.refine(chosen)) / uniform - 1
     live = run.live
     return {

@@ -132,19 +132,29 @@ class Plan:
         the model's margin (which only groups the calls, see :func:`plan`)."""
         return replace(self.prepared.layout, call_margin=0)
 
+    @property
+    def run_layout(self) -> TileLayout:
+        """The layout the run cuts its model calls on: tiles share a window where that costs
+        less than their own windows with the margin the network computes around each."""
+        return replace(self.prepared.layout, call_margin=getattr(self.checkpoint.module, "window_margin", 0))
+
+    def deepened(self, depth: np.ndarray) -> np.ndarray:
+        """``depth`` with each tile raised to the last stage of a model call the run shares
+        across it (:meth:`TileLayout.deepen_within_windows` on :attr:`run_layout`): the run
+        computes that stage there anyway, so the tile keeps it, at no cost."""
+        return self.run_layout.deepen_within_windows(depth, self.scores.constant)
+
     def work(self, depth: np.ndarray, deepen: bool = True) -> float:
         """What refining one 2-D field at the policy's ``depth`` costs as the run does it: each
-        tile as deep as the windows it shares take it (:meth:`TileLayout.deepen_within_windows`;
-        ``deepen=False`` for a map that already is), every model call with the margin the
-        network computes around its window. MACs (an ensemble member's with its sample head);
-        cells processed for single-scale models."""
-        layout = self.policy_layout
-        final = layout.deepen_within_windows(depth, self.scores.constant) if deepen else depth
+        tile as deep as the windows it shares take it (:meth:`deepened`; ``deepen=False`` for
+        a map that already is), every model call with the margin the network computes around
+        its window. MACs (an ensemble member's with its sample head); cells processed for
+        single-scale models."""
+        final = self.deepened(depth) if deepen else depth
         module = self.checkpoint.module
         if not self.checkpoint.multi_scale:
-            return window_cells(layout, final, single_scale=True)
-        run_layout = replace(layout, call_margin=getattr(module, "window_margin", 0))
-        return window_macs(module, run_layout, final, self.draws_members, self.prepared.covariates is not None)
+            return window_cells(self.policy_layout, final, single_scale=True)
+        return window_macs(module, self.run_layout, final, self.draws_members, self.prepared.covariates is not None)
 
     def residual_gain(self, name: str) -> float:
         """The share of the model's learned detail kept for variable ``name``."""
@@ -329,14 +339,12 @@ def plan(
             if config.quality is not None:
                 result.depth_policy["quality"] = config.quality
         result.depth_policy |= result.gain.as_dict()
-    # a tile inside a window that its group refines deeper anyway takes that depth: the same
-    # model calls, so the same cost, and the depth map says what each tile got
-    result.depth = prepared.layout.deepen_within_windows(result.depth, scores.constant)
     # a model of unpadded convolutions computes a margin around every window it is given: the
-    # calls then share a window where that costs less than their own windows, margins included.
-    # The depth map stays the policy's (a tile a wider window spans keeps its depth), so this
-    # only changes how the work is cut into calls
-    prepared.layout = replace(prepared.layout, call_margin=getattr(checkpoint.module, "window_margin", 0))
+    # calls then share a window where that costs less than their own windows, margins included;
+    # a tile inside a window the run refines deeper anyway takes that depth (the same model
+    # calls, so the same cost), and the depth map says what each tile got
+    prepared.layout = result.run_layout
+    result.depth = result.deepened(result.depth)
     return result
 
 

@@ -539,3 +539,16 @@ def test_covariates_in_any_order_with_unstated_units_and_changing_spacing_are_al
     )
     aligned = pipeline.plan(ds, pipeline.make_config(factor=2), {"elevation": varying}).prepared.covariates
     assert np.isfinite(aligned).all()
+
+
+def test_tiles_inside_a_window_the_run_refines_deeper_take_that_depth_at_no_cost(hsurf_truth):
+    """The run shares one window among a group's tiles where the network's margin makes that
+    cheaper: a tile the window spans gets the deeper stage computed over it, and the map says so."""
+    coarse = coarsen_dataset(hsurf_truth, 4)
+    job = pipeline.plan(coarse, pipeline.make_config(factor=4, tile_size=8))
+    cols = min(job.prepared.layout.merge, job.depth.shape[1])  # the first group's
+    corners = np.ones_like(job.depth)
+    corners[0, 0] = corners[0, cols - 1] = 2  # the ends of its first row
+    deepened = job.deepened(corners)
+    assert (deepened[0, :cols] == 2).all() and (deepened[1:] == 1).all() and (deepened[:, cols:] == 1).all()
+    assert job.work(deepened, deepen=False) == job.work(corners, deepen=False)
