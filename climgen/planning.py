@@ -385,6 +385,15 @@ def gain_fields(ds: xr.Dataset, name: str, axes: SpatialAxes, count: int) -> lis
     return fields
 
 
+def _tiles_without_data(fields: list[np.ndarray], layout: TileLayout) -> np.ndarray:
+    """Per tile, whether none of ``fields`` has a value in its core."""
+    valid = np.any([np.isfinite(values) for values in fields], axis=0)
+    empty = np.zeros(layout.grid_shape, dtype=bool)
+    for tile in layout:
+        empty[tile.row, tile.col] = not valid[tile.core].any()
+    return empty
+
+
 def predicted_gains(ds: xr.Dataset, job: Plan) -> GainPrediction:
     """Each stage's predicted gain per tile (:mod:`climgen.depth.gain`): every variable self-tested
     one scale coarser on up to :data:`climgen.depth.gain.TEST_FIELDS` of its fields, at its share of
@@ -400,7 +409,9 @@ def predicted_gains(ds: xr.Dataset, job: Plan) -> GainPrediction:
         )
         fields = gain_fields(ds, name, prepared.axes, gain.TEST_FIELDS)
         sums = gain.self_test_sums(refine, fields, prepared.layout, prepared.limits[name], guided, job.wrap_cells)
-        predictions.append(gain.predict(sums, job.full_depth, job.scores.constant))
+        # tiles where this variable has no data are no reason to refine the others deeper
+        empty = _tiles_without_data(fields, prepared.layout)
+        predictions.append(gain.predict(sums, job.full_depth, job.scores.constant | empty))
     combined = gain.combine(predictions)
     unknown = combined.unknown()
     if unknown.all() and unknown.size:

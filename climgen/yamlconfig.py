@@ -19,6 +19,14 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """Where and what a YAML parser found wrong, in one line (``" at line 3, column 5: ..."``)."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{where}: {problem}"
+
+
 def load_yaml_model(path: str | Path, schema: type[Model], **extra) -> Model:
     """Read ``path`` and validate it against ``schema`` (``extra`` fields are added)."""
     path = Path(path)
@@ -31,10 +39,7 @@ def load_yaml_model(path: str | Path, schema: type[Model], **extra) -> Model:
     except ValueError as err:  # a value YAML reads but cannot hold, e.g. an unquoted date 2020-02-30
         raise ConfigError(f"recipe {path}: {err} (quote the value if it is not meant as a date)") from err
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"recipe {path} is not valid YAML{where}: {problem}") from err
+        raise ConfigError(f"recipe {path} is not valid YAML{yaml_problem(err)}") from err
     if not isinstance(document, dict):
         raise ConfigError(f"recipe {path} must be a mapping")
     given = sorted(set(document) & set(extra))

@@ -128,7 +128,7 @@ def _grouped(tmp: Path, groups: tuple[str, ...]) -> Path:
 ERRORS = [
     ("missing-input", lambda tmp: open_input(tmp / "absent.nc"), InputError, "input not found"),
     ("data-in-several-groups", lambda tmp: open_input(_grouped(tmp, ("A", "B"))), InputError, "several groups"),
-    ("not-netcdf", _not_netcdf, InputError, "cannot read"),
+    ("not-netcdf", _not_netcdf, InputError, "notes.nc: not a NetCDF file or zarr store .no xarray backend recognises it.$"),
     ("truncated-netcdf", _truncated, InputError, "cannot read"),
     ("empty-zarr-folder", _empty_dir, InputError, "cannot read"),
     (

@@ -552,3 +552,14 @@ def test_tiles_inside_a_window_the_run_refines_deeper_take_that_depth_at_no_cost
     deepened = job.deepened(corners)
     assert (deepened[0, :cols] == 2).all() and (deepened[1:] == 1).all() and (deepened[:, cols:] == 1).all()
     assert job.work(deepened, deepen=False) == job.work(corners, deepen=False)
+
+
+def test_a_variable_without_data_leaves_the_others_depth_alone(recwarn):
+    """An all-missing variable beside another (a masked product's empty field) is no reason to
+    refine the other deeper: the same depth, the same values, no warning; it stays missing."""
+    ds = make_dataset("latlon", shape=(24, 32), seed=4)
+    alone = pipeline.synthesize(ds, factor=4, seed=1)
+    both = pipeline.synthesize(ds.assign(empty=ds["tas"].where(False)), factor=4, seed=1)
+    np.testing.assert_array_equal(both["refinement_depth"].values, alone["refinement_depth"].values)
+    np.testing.assert_array_equal(both["tas"].values, alone["tas"].values)
+    assert bool(np.isnan(both["empty"]).all()) and not [w for w in recwarn if "too small" in str(w.message)]

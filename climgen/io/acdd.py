@@ -163,10 +163,14 @@ def standing_attributes() -> dict:
         if os.environ.get(ATTRIBUTES_FILE):
             raise ConfigError(f"{ATTRIBUTES_FILE} names {path}, which is not a file")
         return {}
+    from climgen.yamlconfig import yaml_problem
+
     try:
         document = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"standing attributes file {path} cannot be read as YAML: {err}") from err
+    except OSError as err:
+        raise ConfigError(f"standing attributes file {path} cannot be read: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"standing attributes file {path} is not valid YAML{yaml_problem(err)}") from err
     if document is None:
         return {}
     if not isinstance(document, dict):

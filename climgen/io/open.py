@@ -21,7 +21,15 @@ def open_input(path: str | Path) -> xr.Dataset:
     except InputError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as err:
-        raise InputError(f"cannot read {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+        raise InputError(f"cannot read {path}: {_reason(err)}") from err
+
+
+def _reason(err: Exception) -> str:
+    """Why a file could not be opened, in one line."""
+    text = str(err)
+    if "IO backends" in text:  # xarray's engine guess found nothing: its text ends in links
+        return "not a NetCDF file or zarr store (no xarray backend recognises it)"
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def open_decoded(path: str | Path, **options) -> xr.Dataset:
