@@ -7,7 +7,9 @@ best estimate's RMSE (and over bicubic's) and MAE; of the members, the RMSE of t
 (against the best estimate's), the spread over the RMSE of their mean (spread / skill: about
 sqrt(m / (m + 1)), 0.94 for 8 members, when calibrated), the fair CRPS (against the best
 estimate's MAE, the CRPS of a one-member ensemble) and the rank histogram of the truth among
-the members, pooled by group. Prints markdown tables; ``--json`` saves the rows and
+the members, pooled by group; and how steep the members are against the truth (the 99.9th
+percentile of the jumps between neighbouring cells, members' over the truth's: above 1, the
+members hold steeper single-cell jumps than the real field). Prints markdown tables; ``--json`` saves the rows and
 ``--figure`` draws the rank histograms.
 
     python benchmarks/ensemble_scores.py [--shared ../shared] [--factors 4 8] [--members 8]
@@ -35,6 +37,13 @@ from climgen.training.corpus import held_out_fields
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def steepest_jumps(values: np.ndarray) -> float:
+    """The 99.9th percentile of the absolute differences between neighbouring cells (both
+    axes, every leading field), over the pairs where both cells have data."""
+    jumps = [np.abs(np.diff(values, axis=axis)) for axis in (-1, -2)]
+    return float(np.percentile(np.concatenate([part[np.isfinite(part)] for part in jumps]), 99.9))
+
+
 def scores(field, factor: int, model: str, member_count: int, adaptive: bool = True) -> dict:
     """Best-estimate and ensemble scores of ``model`` on one held-out field."""
     truth, coarse = truth_and_coarse(field.truth, field.variable, factor)
@@ -60,6 +69,7 @@ def scores(field, factor: int, model: str, member_count: int, adaptive: bool = T
         "crps": metrics.crps(members, truth),
         "crps_over_best_mae": metrics.crps(members, truth) / best_mae,
         "rank_histogram": metrics.rank_histogram(members, truth).tolist(),
+        "steepness": steepest_jumps(np.where(np.isfinite(truth), members, np.nan)) / steepest_jumps(truth),
     }
 
 
@@ -92,23 +102,31 @@ def draw_histograms(rows: list[dict], members: int, path: Path) -> None:
 
 
 def print_tables(rows: list[dict]) -> None:
-    print("\n| held-out field | factor | best / bicubic RMSE | members' mean vs best | spread / skill | CRPS / best MAE |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "\n| held-out field | factor | best / bicubic RMSE | members' mean vs best | spread / skill | CRPS / best MAE "
+        "| members' steepest jumps / truth's |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
         print(
             f"| {row['field']} | x{row['factor']} | {row['best_over_bicubic']:.3f} | {100 * row['mean_vs_best']:+.2f}% | "
-            f"{row['spread_skill']:.2f} | {row['crps_over_best_mae']:.3f} |"
+            f"{row['spread_skill']:.2f} | {row['crps_over_best_mae']:.3f} | {row['steepness']:.2f} |"
         )
     print(
-        "\n| factor | fields | spread / skill (min .. max) | fields with CRPS below the best MAE | members' mean vs best (worst) |"
+        "\n| factor | fields | spread / skill (min .. max) | fields with CRPS below the best MAE | members' mean vs best (worst) "
+        "| steepest jumps / truth's (median, max) |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for factor in sorted({row["factor"] for row in rows}):
         chosen = [row for row in rows if row["factor"] == factor]
         ratios = [row["spread_skill"] for row in chosen]
         below = sum(row["crps_over_best_mae"] < 1 for row in chosen)
         worst = max(row["mean_vs_best"] for row in chosen)
-        print(f"| x{factor} | {len(chosen)} | {min(ratios):.2f} .. {max(ratios):.2f} | {below} | {100 * worst:+.2f}% |")
+        steep = [row["steepness"] for row in chosen]
+        print(
+            f"| x{factor} | {len(chosen)} | {min(ratios):.2f} .. {max(ratios):.2f} | {below} | {100 * worst:+.2f}% "
+            f"| {np.median(steep):.2f}, {max(steep):.2f} |"
+        )
 
 
 def main() -> None:
