@@ -5,6 +5,7 @@ reach, and refused on another projection."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import xarray as xr
@@ -15,13 +16,18 @@ from climgen.io import cf
 from climgen.regrid import area_mean
 
 
-def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_axes: dict) -> np.ndarray:
+def align_covariate(
+    covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_axes: dict, fine_latlon: Callable | None = None
+) -> np.ndarray:
     """Resample a covariate to the fine grid on shared axis names: the area-weighted mean of its
     cells over each fine cell where it is finer (:mod:`climgen.regrid`; the block mean where the
     grids nest), linear interpolation where it is not.
 
     Longitudes in 0..360 and -180..180 are matched to the input's convention. Cells outside the
-    covariate's coverage are missing (the model then ignores the covariate there).
+    covariate's coverage are missing (the model then ignores the covariate there). A covariate
+    on a lat/lon grid for an input on another grid kind is interpolated at the fine cells'
+    latitudes and longitudes, ``fine_latlon()`` (2-D arrays, or None where the input's grid
+    does not say them).
     """
     if isinstance(covariate, xr.Dataset):
         if len(covariate.data_vars) != 1:
@@ -36,17 +42,16 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
         cov_axes = find_spatial_axes(covariate)
     except InputError as err:
         raise InputError(f"covariate {name!r}: {err}") from err
+    if cov_axes.kind == "latlon" and axes.kind != "latlon" and fine_latlon is not None:
+        points = fine_latlon()
+        if points is not None:
+            return _at_points(_static(covariate, cov_axes, name), cov_axes, name, *points)
     if cov_axes.kind != axes.kind:
         raise InputError(
             f"covariate {name!r} is on a {cov_axes.kind} grid ({cov_axes.y}, {cov_axes.x}) but the input is on a "
             f"{axes.kind} grid ({axes.y}, {axes.x}); regrid the covariate to the input's grid first"
         )
-    extra = [dim for dim in covariate.dims if dim not in (cov_axes.y, cov_axes.x)]
-    for dim in extra:
-        if covariate.sizes[dim] != 1:
-            raise InputError(f"covariate {name!r} must be static (2-D); it has dimension {dim!r} of size {covariate.sizes[dim]}")
-    covariate = covariate.squeeze([d for d in extra], drop=True).rename({cov_axes.y: axes.y, cov_axes.x: axes.x})
-    covariate = covariate.reset_coords(drop=True)
+    covariate = _static(covariate, cov_axes, name).rename({cov_axes.y: axes.y, cov_axes.x: axes.x})
     target_y = fine_axes[axes.y][0].values
     target_x = fine_axes[axes.x][0].values
     if axes.kind == "projected":  # the covariate's axes in the input's length unit (km against m...)
@@ -63,7 +68,9 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
                 f"covariate {name!r} on a curvilinear grid must be on the output's fine grid ({fine_shape[0]}x{fine_shape[1]} "
                 f"cells), got {covariate.sizes[axes.y]}x{covariate.sizes[axes.x]}"
             )
-        return covariate.transpose(axes.y, axes.x).values.astype(np.float64)
+        values = covariate.transpose(axes.y, axes.x).values.astype(np.float64)
+        _warn_partial_cover(float(np.isfinite(values).mean()), name)
+        return values
     if axes.kind == "latlon" and is_global_longitude(covariate, axes):
         covariate = _cover_longitudes(covariate, axes.x, target_x)  # any convention, any margin
     elif axes.kind == "latlon":
@@ -82,7 +89,6 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
         _covered(np.asarray(covariate[axis].values, np.float64), target)
         for axis, target in ((axes.y, target_y), (axes.x, target_x))
     ]
-    _warn_partial_cover(float(covered[0].mean() * covered[1].mean()), name)
     outside = ~np.outer(*covered)
     # only the cells around the domain are read: a 1 km global elevation is gigabytes
     for axis in (axes.y, axes.x):
@@ -98,10 +104,15 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
             tuple(np.asarray(fine_axes[axis][1].values, dtype=np.float64) for axis in (axes.y, axes.x)),
             latitude_rows=axes.kind == "latlon",
         )
-        values[outside] = np.nan
-        if not np.isfinite(values).any():
-            raise InputError(f"covariate {name!r} does not overlap the input domain (or has no values there)")
-        return values
+        return _checked(values, outside, name)
+    ratio = max(_spacing_ratios(covariate, axes, target_y, target_x), default=1.0)
+    if ratio > COARSER_COVARIATE:
+        warnings.warn(
+            f"covariate {name!r} is coarser than the output grid (cells about {ratio:.1f} times as wide): interpolated "
+            "to it, it adds no detail finer than its own cells; pass the finest version you have",
+            InputWarning,
+            stacklevel=3,
+        )
     if (
         covariate.sizes[axes.y] == target_y.size
         and covariate.sizes[axes.x] == target_x.size
@@ -111,10 +122,68 @@ def align_covariate(covariate: xr.DataArray, name: str, axes: SpatialAxes, fine_
         values = covariate.reindex({axes.y: target_y, axes.x: target_x}, method="nearest")
     else:
         values = covariate.interp({axes.y: target_y, axes.x: target_x}, method="linear")
-    values = values.transpose(axes.y, axes.x).values.copy()
+    return _checked(values.transpose(axes.y, axes.x).values.copy(), outside, name)
+
+
+def _static(covariate: xr.DataArray, cov_axes: SpatialAxes, name: str) -> xr.DataArray:
+    """The covariate as a 2-D field: other dimensions of length 1 dropped, others refused."""
+    extra = [dim for dim in covariate.dims if dim not in (cov_axes.y, cov_axes.x)]
+    for dim in extra:
+        if covariate.sizes[dim] != 1:
+            raise InputError(f"covariate {name!r} must be static (2-D); it has dimension {dim!r} of size {covariate.sizes[dim]}")
+    return covariate.squeeze(extra, drop=True).reset_coords(drop=True)
+
+
+def _at_points(covariate: xr.DataArray, cov_axes: SpatialAxes, name: str, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """A lat/lon covariate at the fine cells' 2-D ``lat``/``lon`` (a rotated, projected or
+    curvilinear input): averaged first over blocks of about a fine cell where it is finer (a
+    point sample of a 90 m elevation would alias its detail), then interpolated linearly."""
+    y, x = cov_axes.y, cov_axes.x
+    if np.ptp(lon) > 180:  # a domain across the antimeridian, on -180..180: made contiguous
+        lon = lon % 360
+    if is_global_longitude(covariate, cov_axes):
+        covariate = _cover_longitudes(covariate, x, lon)
+    else:  # on the fine grid's convention: within half a turn of the domain's middle
+        source = covariate[x].values
+        west = 0.5 * (lon.min() + lon.max()) - 180
+        wrapped = (source - west) % 360 + west
+        if not np.array_equal(wrapped, source):
+            covariate = covariate.assign_coords({x: wrapped})
+    covariate = covariate.sortby(y).sortby(x)
+    # the fine cells' size in degrees of latitude: steps along both grid axes, east-west ones
+    # shortened by the cosine of the latitude
+    shrink = np.cos(np.radians(lat))
+    steps = [
+        np.hypot(np.diff(lat, axis=axis), np.diff(lon, axis=axis) * shrink.take(range(1, lat.shape[axis]), axis=axis))
+        for axis in (0, 1)
+        if lat.shape[axis] > 1
+    ]
+    fine_step = float(np.median(np.concatenate([part.ravel() for part in steps]))) if steps else 0.0
+    blocks = {}
+    for axis, scale in ((y, 1.0), (x, float(np.cos(np.radians(np.median(lat)))))):
+        values = covariate[axis].values
+        spacing = float(np.median(np.abs(np.diff(values)))) * scale if values.size > 1 else 0.0
+        blocks[axis] = max(1, int(fine_step // spacing)) if spacing > 0 else 1
+    for axis, target in ((y, lat), (x, lon)):  # a block's width to spare beyond the points
+        covariate = _around(covariate, axis, np.asarray(target).ravel(), margin_steps=2 + blocks[axis])
+        if covariate.sizes[axis] == 0:
+            raise InputError(f"covariate {name!r} does not overlap the input domain (or has no values there)")
+    covariate = covariate.astype(np.float64)
+    if max(blocks.values()) > 1:
+        covariate = covariate.coarsen(blocks, boundary="trim").mean()
+    points = {axis: xr.DataArray(values, dims=("fine_y", "fine_x")) for axis, values in ((y, lat), (x, lon))}
+    values = covariate.interp(points, method="linear").transpose("fine_y", "fine_x").values.copy()
+    return _checked(values, np.zeros(values.shape, dtype=bool), name)
+
+
+def _checked(values: np.ndarray, outside: np.ndarray, name: str) -> np.ndarray:
+    """The covariate on the fine grid, missing ``outside`` its coverage; refused without any
+    value, and a warning where values are missing on a tenth of the domain or more (beyond its
+    edges or inside its grid)."""
     values[outside] = np.nan
     if not np.isfinite(values).any():
         raise InputError(f"covariate {name!r} does not overlap the input domain (or has no values there)")
+    _warn_partial_cover(float(np.isfinite(values).mean()), name)
     return values
 
 
@@ -140,35 +209,48 @@ def _covered(source: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def _warn_partial_cover(share: float, name: str) -> None:
-    """Warn when a covariate covers under 90% of the fine grid: outside it the model refines
-    without it, which a user who passed it would not expect silently."""
-    if 0 < share < 0.9:  # not for a sliver along the edges (none at all is an error below)
+    """Warn when a covariate has values on under 90% of the fine grid: elsewhere the model
+    refines without it, which a user who passed it would not expect silently."""
+    if 0 < share < 0.9:  # not for a sliver along the edges (none at all is an error)
         warnings.warn(
-            f"covariate {name!r} covers {100 * share:.0f}% of the domain; outside it the model refines without it",
+            f"covariate {name!r} has values on {100 * share:.0f}% of the domain; elsewhere the model refines without it",
             InputWarning,
             stacklevel=4,
         )
 
 
-def _finer_than(covariate: xr.DataArray, axes: SpatialAxes, target_y: np.ndarray, target_x: np.ndarray) -> bool:
-    """Whether the covariate's cells are no larger than the fine grid's along both axes and
-    clearly smaller (by a quarter) along one: then it is averaged, else interpolated."""
+# a covariate whose cells are more than this many times as wide as the output's is said to be
+# coarse: a wrong file (the coarse input's own elevation, say) more often than a choice
+COARSER_COVARIATE = 1.5
+
+
+def _spacing_ratios(covariate: xr.DataArray, axes: SpatialAxes, target_y: np.ndarray, target_x: np.ndarray) -> list:
+    """The covariate's median spacing over the fine grid's, along (y, x); empty where an axis
+    has a single cell."""
     ratios = []
     for axis, target in ((axes.y, target_y), (axes.x, target_x)):
         source = np.asarray(covariate[axis].values, dtype=np.float64)
         if source.size < 2 or target.size < 2:
-            return False
-        ratios.append(np.median(np.abs(np.diff(source))) / np.median(np.abs(np.diff(target))))
-    return max(ratios) <= 1 + 1e-6 and min(ratios) < 0.8
+            return []
+        ratios.append(float(np.median(np.abs(np.diff(source))) / np.median(np.abs(np.diff(target)))))
+    return ratios
 
 
-def _around(covariate: xr.DataArray, name: str, target: np.ndarray) -> xr.DataArray:
-    """The covariate (sorted along ``name``) cut to the cells within two of its largest steps of
-    the ``target`` coordinates (the fine cells' edges): all that interpolation onto their
-    centres, or averaging over them, reads."""
+def _finer_than(covariate: xr.DataArray, axes: SpatialAxes, target_y: np.ndarray, target_x: np.ndarray) -> bool:
+    """Whether the covariate's cells are no larger than the fine grid's along both axes and
+    clearly smaller (by a quarter) along one: then it is averaged, else interpolated."""
+    ratios = _spacing_ratios(covariate, axes, target_y, target_x)
+    return bool(ratios) and max(ratios) <= 1 + 1e-6 and min(ratios) < 0.8
+
+
+def _around(covariate: xr.DataArray, name: str, target: np.ndarray, margin_steps: int = 2) -> xr.DataArray:
+    """The covariate (sorted along ``name``) cut to the cells within ``margin_steps`` of its
+    largest steps of the ``target`` coordinates (the fine cells' edges): all that interpolation
+    onto their centres, or averaging over them, reads."""
     values = covariate[name].values
     step = float(np.abs(np.diff(values)).max()) if values.size > 1 else 0.0
-    inside = np.flatnonzero((values >= target.min() - 2 * step) & (values <= target.max() + 2 * step))
+    margin = margin_steps * step
+    inside = np.flatnonzero((values >= target.min() - margin) & (values <= target.max() + margin))
     return covariate.isel({name: slice(inside[0], inside[-1] + 1) if inside.size else slice(0, 0)})
 
 

@@ -187,7 +187,12 @@ def _prepare(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None
         fine_axes = _fine_axes(ds, axes, config.factor)
         for key, value in covariates.items():
             check_same_projection(ds, variables, value, key)
-        stacked = np.stack([align_covariate(value, key, axes, fine_axes) for key, value in covariates.items()])
+
+        def fine_latlon():  # the fine cells' latitudes and longitudes, for a covariate on lat/lon
+            mapping = cf.grid_mapping_name(ds, variables)
+            return cf.auxiliary_latlon(ds, axes, mapping, fine_axes[axes.y][0].values, fine_axes[axes.x][0].values)
+
+        stacked = np.stack([align_covariate(value, key, axes, fine_axes, fine_latlon) for key, value in covariates.items()])
         names = list(covariates)
     bounds = variable_bounds(ds, variables, config.bounds)
     order = variable_order(ds, variables, config.order)

@@ -320,8 +320,14 @@ def test_a_covariate_covering_part_of_the_domain_is_named_in_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # one that covers it all: no warning
         ds.climgen.synthesize(factor=2, covariates={"elevation": fine})
-    with pytest.warns(UserWarning, match="covariate 'elevation' covers 50% of the domain"):
+    with pytest.warns(UserWarning, match="covariate 'elevation' has values on 50% of the domain"):
         ds.climgen.synthesize(factor=2, covariates={"elevation": fine.isel(lon=slice(0, 8))})
+    # missing values inside its grid count alike
+    with pytest.warns(UserWarning, match="covariate 'elevation' has values on 62% of the domain"):
+        ds.climgen.synthesize(factor=2, covariates={"elevation": fine.where(fine["lon"] < fine["lon"][10])})
+    # the coarse grid's own field passed as a fine covariate (or any coarser file) is said to be coarse
+    with pytest.warns(UserWarning, match="covariate 'elevation' is coarser than the output grid .cells about 2.0 times"):
+        ds.climgen.synthesize(factor=2, covariates={"elevation": ds["tas"]})
 
 
 def test_covariate_errors_are_clear():
@@ -486,7 +492,7 @@ def test_a_covariate_with_a_gap_is_missing_there_and_projected_units_are_convert
 
     ds = make_dataset("latlon", shape=(8, 16))
     fine = ds.climgen.synthesize(factor=2)["tas"].reset_coords(drop=True)
-    with pytest.warns(UserWarning, match="covers 62% of the domain"):
+    with pytest.warns(UserWarning, match="has values on 62% of the domain"):
         plan = pipeline.plan(ds, pipeline.make_config(factor=2), {"elevation": fine.isel(lon=np.r_[0:10, 22:32])})
     missing = np.isnan(plan.prepared.covariates[0]).all(axis=0)
     assert missing[11:21].all() and not missing[:10].any() and not missing[22:].any()
@@ -563,3 +569,23 @@ def test_a_variable_without_data_leaves_the_others_depth_alone(recwarn):
     np.testing.assert_array_equal(both["refinement_depth"].values, alone["refinement_depth"].values)
     np.testing.assert_array_equal(both["tas"].values, alone["tas"].values)
     assert bool(np.isnan(both["empty"]).all()) and not [w for w in recwarn if "too small" in str(w.message)]
+
+
+def test_a_lat_lon_covariate_serves_a_rotated_input():
+    """A global elevation on lat/lon for a rotated-pole model: read at the fine cells' latitudes
+    and longitudes (averaged over about a fine cell first), and it changes the refinement."""
+    ds = make_dataset("rotated", shape=(8, 8))
+    lat, lon = np.arange(-40.0, 80.0, 0.25), np.arange(-60.0, 120.0, 0.25)
+    plane = xr.DataArray(
+        10 * lat[:, None] + lon[None, :],
+        dims=("lat", "lon"),
+        coords={"lat": ("lat", lat, {"units": "degrees_north"}), "lon": ("lon", lon, {"units": "degrees_east"})},
+    )
+    refined = pipeline.synthesize(ds, factor=2, covariates={"elevation": plane})
+    job = pipeline.plan(ds, pipeline.make_config(factor=2), covariates={"elevation": plane})
+    expected = 10 * refined["lat"].values.astype(np.float64) + refined["lon"].values
+    np.testing.assert_allclose(job.prepared.covariates[0], expected, atol=0.05)  # a plane is exact under both steps
+    assert not np.array_equal(refined["tas"].values, pipeline.synthesize(ds, factor=2)["tas"].values)
+    # -180..180 or 0..360 alike
+    east = plane.assign_coords(lon=plane["lon"] % 360).sortby("lon")
+    np.testing.assert_array_equal(pipeline.synthesize(ds, factor=2, covariates={"elevation": east})["tas"], refined["tas"])
