@@ -40,6 +40,7 @@ from climgen.io.lock import OutputLock
 from climgen.io.manifest import drop_damaged, store_region
 from climgen.io.write import check_output, output_format
 from climgen.job_identity import job_identity
+from climgen.leftovers import other_partials, started_by
 from climgen.pipeline import Plan, SynthesisConfig, assemble, depth_policy_text, plan
 from climgen.scoring import stream_scores
 from climgen.tasks import Task, delayed_tasks, model_reference, variable_layout
@@ -343,9 +344,14 @@ def _execute(delayed: list, job: Job) -> None:
 
 
 def _progress_bar(total: int, done: int, enabled: bool):
+    """The tasks' progress on stderr: redrawn each second on a terminal, once a minute into a
+    file (a batch job's log gets a line a minute, not a redraw per task)."""
+    import sys
+
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=done, unit="task", desc="refining", disable=not enabled, smoothing=0.1)
+    interval = 0.1 if sys.stderr.isatty() else 60.0
+    return tqdm(total=total, initial=done, unit="task", desc="refining", disable=not enabled, smoothing=0.1, mininterval=interval)
 
 
 def _finish(job: Job, seconds: float) -> Path:
@@ -407,11 +413,6 @@ def _finished_job(output: Path) -> str | None:
         return None
 
 
-def _other_partials(job: Job) -> list[Path]:
-    pattern = f".{job.output.name}.partial-job-*"
-    return [path for path in job.output.parent.glob(pattern) if not path.name.startswith(job.store.name.rsplit(".", 1)[0])]
-
-
 def run(
     ds: xr.Dataset,
     output: str | Path,
@@ -459,11 +460,15 @@ def _write(job: Job, overwrite: bool, command: str | None, started: float) -> No
         job.tasks = []
         return
     check_output(output, overwrite)
-    others = _other_partials(job)
+    others = other_partials(job.output, job.store)
     if others and not overwrite:
+        store = next((other for other in others if other.suffix == ".zarr"), others[0])
+        started = started_by(store)
         raise OutputExistsError(
-            f"an unfinished different job left {others[0].name} beside {output.name}; rerun that job to finish it, "
-            "or pass --overwrite (overwrite=True) to discard it"
+            f"an unfinished different job left {store.name} beside {output.name}"
+            + (f" (started by: {started})" if started else "")
+            + "; rerun that job to finish it, or pass --overwrite (overwrite=True) to discard it. Jobs differ in any "
+            "option, input file or model, and in how the work is cut (--time-chunk, --region-tiles)"
         )
     for other in others:
         shutil.rmtree(other, ignore_errors=True) if other.is_dir() else other.unlink()

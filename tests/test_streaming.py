@@ -204,30 +204,31 @@ def _cli(*arguments):
 KILL_OPTIONS = ["--factor", "4", "--seed", "9", "--region-tiles", "1", "--time-chunk", "1", "--quiet"]
 
 
-def _reference_and_killed_job(tmp_path, tasks_done: int, climgen_cli):
+def _reference_and_killed_job(tmp_path, tasks_done: int, climgen_cli, stop: int = signal.SIGKILL):
     """A 48 x 48 x 6 input, its undisturbed refinement (``reference.zarr``) and a job into
-    ``killed.zarr`` SIGKILLed once ``tasks_done`` tasks are in its manifest; returns the input,
-    the reference, the target and the manifest folder."""
+    ``killed.zarr`` stopped by signal ``stop`` once ``tasks_done`` tasks are in its manifest;
+    returns the input, the reference, the target, the manifest folder and what the job said."""
     source = tmp_path / "in.nc"
     make_dataset("latlon", shape=(48, 48), times=6, seed=2).to_netcdf(source)
     reference = tmp_path / "reference.zarr"
     assert climgen_cli("synthesize", source, reference, *KILL_OPTIONS).returncode == 0
     target = tmp_path / "killed.zarr"
     job = subprocess.Popen(
-        _cli("synthesize", source, target, *KILL_OPTIONS), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        _cli("synthesize", source, target, *KILL_OPTIONS), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     deadline, done = time.monotonic() + 300, []
     while time.monotonic() < deadline and len(done) < tasks_done and job.poll() is None:
         time.sleep(0.05)
         done = [path for folder in tmp_path.glob(".killed.zarr.partial-job-*.manifest") for path in folder.iterdir()]
-    os.kill(job.pid, signal.SIGKILL)
-    job.wait(timeout=60)
-    assert job.returncode == -signal.SIGKILL, "the job finished before it could be killed: use a larger input"
-    return source, reference, target, next(tmp_path.glob(".killed.zarr.partial-job-*.manifest"))
+    os.kill(job.pid, stop)
+    _, said = job.communicate(timeout=60)
+    expected = -signal.SIGKILL if stop == signal.SIGKILL else 128 + stop  # climgen exits 128 + the signal's number
+    assert job.returncode == expected, f"the job finished before it could be stopped (use a larger input): {said}"
+    return source, reference, target, next(tmp_path.glob(".killed.zarr.partial-job-*.manifest")), said
 
 
 def test_kill_9_then_rerun_finishes_only_what_is_missing_and_matches(tmp_path, climgen_cli):
-    source, reference, target, manifest = _reference_and_killed_job(tmp_path, 5, climgen_cli)
+    source, reference, target, manifest, _ = _reference_and_killed_job(tmp_path, 5, climgen_cli)
     options = KILL_OPTIONS
     assert not target.exists(), "a killed job must not leave anything at the final path"
     finished = len(list(manifest.iterdir()))
@@ -242,6 +243,25 @@ def test_kill_9_then_rerun_finishes_only_what_is_missing_and_matches(tmp_path, c
 
     again = climgen_cli("synthesize", source, target, *options)
     assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+def test_sigterm_says_what_was_kept_releases_the_lock_and_the_rerun_resumes(tmp_path, climgen_cli):
+    """A batch system's time limit sends SIGTERM: the job stops as on Ctrl-C, says in one line
+    how many tasks it kept and how to resume, and leaves no lock behind."""
+    source, reference, target, manifest, said = _reference_and_killed_job(tmp_path, 3, climgen_cli, signal.SIGTERM)
+    finished = len([entry for entry in manifest.iterdir() if not entry.name.startswith(".")])
+    assert said.strip().splitlines()[-1] == (
+        f"climgen: interrupted: {finished} finished tasks kept in {manifest.with_suffix('.zarr').name}; "
+        "rerun the same command to resume"
+    )
+    assert "Traceback" not in said and not list(tmp_path.glob(".killed.zarr.climgen-lock*"))
+    # cut otherwise, it is another job: the refusal names the command that started this one
+    other = climgen_cli("synthesize", source, target, *KILL_OPTIONS, "--time-chunk", "2")
+    started = f"(started by: climgen synthesize {source} {target} {' '.join(KILL_OPTIONS)}); rerun that job"
+    assert other.returncode == 2 and started in other.stderr
+    assert climgen_cli("synthesize", source, target, *KILL_OPTIONS).returncode == 0
+    with xr.open_zarr(reference) as expected, xr.open_zarr(target) as got:
+        np.testing.assert_array_equal(got["tas"].values, expected["tas"].values)
 
 
 def test_unfinished_other_job_blocks_until_overwrite(tmp_path, climgen_cli):
@@ -339,7 +359,7 @@ def test_tampered_or_truncated_chunks_of_finished_tasks_are_redone(tmp_path, cli
     against the checksum in the manifest, redoes those three, and matches an undisturbed run."""
     import zarr
 
-    source, reference, target, manifest = _reference_and_killed_job(tmp_path, 8, climgen_cli)
+    source, reference, target, manifest, _ = _reference_and_killed_job(tmp_path, 8, climgen_cli)
     options = KILL_OPTIONS
     store = manifest.with_suffix(".zarr")
     with xr.open_dataset(source) as ds:

@@ -126,6 +126,7 @@ def test_an_unreadable_training_state_is_an_error_that_names_it(tmp_path):
         ({"seed": -1}, "seed"),
         ({"threads": 0}, "threads"),
         ({"output": "models/"}, "not a folder"),
+        ({"model": {"covariate_slots": 0}}, "covariate_slots"),  # an empty slot costs nothing: at least one
         ({"data": {"real_fields": [{"path": "tas.nc", "variable": "tas", "covariate_path": "tas.nc"}]}}, "go together"),
     ],
 )
@@ -251,3 +252,29 @@ def test_the_cli_refuses_bad_steps_and_a_broken_recipe_in_one_line(tmp_path, cli
         run = climgen_cli("train", str(recipe), "--steps", steps)
         assert run.returncode != 0 and "--steps must be at least 1" in run.stderr
     assert load_recipe(recipe).pretrain.steps == 1500 and not os.path.exists(tmp_path / "out.safetensors")
+
+
+def test_a_state_save_cut_between_its_renames_is_finished_or_refused(tmp_path):
+    """The tensors and the counters of a training state are renamed into place one after the
+    other: a kill between the two is finished on resume (the new counters were written), and
+    weights of another step than the counters' are refused, never resumed from."""
+    import torch
+
+    from climgen.training.state import load_state, save_state, state_paths
+
+    model = torch.nn.Linear(2, 2)
+    optimiser = torch.optim.AdamW(model.parameters())
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: 1.0)
+    parts = (model, optimiser, schedule, np.random.default_rng(0), torch.Generator())
+    output = tmp_path / "model"
+    save_state(output, 2, "recipe", *parts, {"history": []})
+    _, counters = state_paths(output)
+    step_2 = counters.read_text()
+    save_state(output, 4, "recipe", *parts, {"history": []})
+    pending = counters.with_name(counters.name + ".tmp")
+    pending.write_text(counters.read_text())  # killed after the tensors' rename, before the counters'
+    counters.write_text(step_2)
+    assert load_state(output, "recipe", *parts)[0] == 4 and not pending.exists()
+    counters.write_text(step_2)  # and with no newer counters anywhere
+    with pytest.raises(TrainingError, match="says step 2 but its weights are of step 4"):
+        load_state(output, "recipe", *parts)

@@ -9,12 +9,13 @@ shows the traceback instead.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 import warnings
 
 import typer
 
-from climgen.cli.app import app, state
+from climgen.cli.app import INTERRUPTED, app, state
 from climgen.errors import ClimgenError
 
 for _group in ("refine", "data", "quality"):  # each registers its commands; --help lists them in this order
@@ -33,9 +34,18 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _de
         _default(message, category, filename, lineno, file, line)
 
 
+def _terminate(signum, frame) -> None:
+    """SIGTERM (a batch system's time limit, ``scancel``, ``kill``) stops a command as Ctrl-C
+    does: locks released, temporary files removed, and what was kept said."""
+    state["signal"] = signum
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one line on stderr."""
     warnings.showwarning = _show_warning
+    state.update(signal=signal.SIGINT, interrupt_said=False)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         code = app(standalone_mode=False)  # returns the code of typer.Exit instead of raising
     except ClimgenError as err:
@@ -43,15 +53,18 @@ def main() -> None:
             raise
         typer.echo(f"climgen: error: {err}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        typer.echo("climgen: interrupted", err=True)
-        sys.exit(130)
     except (typer.Exit, SystemExit) as stop:
-        sys.exit(getattr(stop, "exit_code", getattr(stop, "code", 0)))
+        code = getattr(stop, "exit_code", getattr(stop, "code", 0))
     except Exception as err:
         # usage errors from the (vendored) click parser: one line too
         if hasattr(err, "format_message") and hasattr(err, "exit_code"):
             typer.echo(f"climgen: error: {err.format_message()} (see climgen --help)", err=True)
             sys.exit(err.exit_code)
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if code == INTERRUPTED:  # typer's status for a KeyboardInterrupt (Ctrl-C, or SIGTERM above)
+        if not state["interrupt_said"]:
+            typer.echo("climgen: interrupted", err=True)
+        sys.exit(128 + int(state["signal"]))
     sys.exit(code if isinstance(code, int) else 0)

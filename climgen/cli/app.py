@@ -13,7 +13,18 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     help="Refine coarse climate fields with an adaptive multi-scale generator.",
 )
-state = {"debug": False}
+state = {"debug": False, "signal": 2, "interrupt_said": False}
+
+INTERRUPTED = 130
+"""The exit status typer gives a command stopped by Ctrl-C; climgen exits with 128 plus the
+number of the signal that stopped it (130 for SIGINT, 143 for SIGTERM)."""
+
+
+def interrupted(note: str) -> typer.Exit:
+    """Say what an interrupted command kept (``note`` starts with "interrupted"); the exit to raise."""
+    typer.echo(f"climgen: {note}", err=True)
+    state["interrupt_said"] = True
+    return typer.Exit(INTERRUPTED)
 
 
 def _print_version(asked: bool) -> None:

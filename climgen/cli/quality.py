@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from climgen.cli.app import app
+from climgen.cli.app import app, interrupted
 from climgen.errors import ConfigError, InputError
 
 
@@ -81,7 +81,10 @@ def benchmark(
         if variable is None and len(candidates) != 1:
             raise InputError(f"name the variable to compare with --variable (candidates: {candidates})")
         options = BenchmarkOptions(factor, members, pretrained, quick, seed, ablations=ablations)
-        rows = run_benchmark(ds.load(), variable or candidates[0], out, options, log=lambda m: typer.echo(m, err=True))
+        try:
+            rows = run_benchmark(ds.load(), variable or candidates[0], out, options, log=lambda m: typer.echo(m, err=True))
+        except KeyboardInterrupt:
+            raise interrupted("interrupted: a benchmark keeps nothing to resume; a rerun starts from the beginning") from None
     notes = json.loads((out / "benchmark.json").read_text())
     typer.echo(format_markdown(rows, notes))
     typer.echo(f"wrote {out / 'benchmark.json'}, {out / 'benchmark.md'}, {out / 'spectra.png'}")
@@ -133,7 +136,5 @@ def train(
         from climgen.training.state import interruption_note
 
         settings = loaded.pretrain
-        note = interruption_note(loaded.resolve(loaded.output), settings.steps, settings.checkpoint_every)
-        typer.echo(f"climgen: {note}", err=True)
-        raise typer.Exit(130) from None
+        raise interrupted(interruption_note(loaded.resolve(loaded.output), settings.steps, settings.checkpoint_every)) from None
     typer.echo(f"wrote {path} and {path.with_suffix('.json')}")

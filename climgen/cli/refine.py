@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from climgen.cli.app import app
+from climgen.cli.app import app, interrupted
 from climgen.cli.options import (
     Attribute,
     Device,
@@ -37,7 +37,12 @@ def stream(ds, output: Path, config, covariates: dict, options, overwrite: bool,
     from climgen.streaming import run
 
     started = time.perf_counter()
-    job = run(ds, output, config, covariates, options, overwrite=overwrite, command=command_line(), dry_run=dry_run)
+    try:
+        job = run(ds, output, config, covariates, options, overwrite=overwrite, command=command_line(), dry_run=dry_run)
+    except KeyboardInterrupt:
+        from climgen.leftovers import interruption_note
+
+        raise interrupted(interruption_note(output)) from None
     if dry_run:
         typer.echo(job.describe())
         return

@@ -38,7 +38,7 @@ class ModelSection(Strict):
     architecture: Literal["amsgm", "hierarchical"] = "amsgm"
     channels: int = Field(32, ge=4, le=256)
     blocks: int = Field(3, ge=1, le=16)
-    covariate_slots: int = Field(2, ge=0, le=8)
+    covariate_slots: int = Field(2, ge=1, le=8)  # an empty slot costs nothing where no covariate is given
     kernel_sizes: tuple[int, ...] = (3, 5, 7)
     norm_window: int = Field(7, ge=3)
     context_window: int = Field(15, ge=3)

@@ -41,6 +41,24 @@ def interruption_note(output: str | Path, steps: int, checkpoint_every: int) -> 
     return f"interrupted: step {step} of {steps} is saved in {json_path}; rerun the same command to resume from there"
 
 
+def _tensor_step(tensor_path: Path) -> int | None:
+    """The step written into the state's tensors (None for a state saved before it was)."""
+    from safetensors import safe_open
+
+    with safe_open(str(tensor_path), framework="pt") as handle:
+        step = (handle.metadata() or {}).get("step")
+    return None if step is None else int(step)
+
+
+def _finish_interrupted_save(tensor_path: Path, json_path: Path) -> None:
+    """A save killed between its two renames left the new tensors beside the old counters and
+    the new counters still under their temporary name: put those in place."""
+    pending = Path(str(json_path) + ".tmp")
+    if pending.exists() and tensor_path.exists() and not Path(str(tensor_path) + ".tmp").exists():
+        if _tensor_step(tensor_path) == int(json.loads(pending.read_text())["step"]):
+            os.replace(pending, json_path)
+
+
 def save_state(
     output, step: int, fingerprint: str, model, optimiser, schedule, rng: np.random.Generator, noise_generator, record: dict
 ) -> None:
@@ -55,7 +73,7 @@ def save_state(
     tensors["noise_generator"] = noise_generator.get_state()
     tensor_path, json_path = state_paths(output)
     tensor_path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(tensor_path) + ".tmp")
+    save_file(tensors, str(tensor_path) + ".tmp", metadata={"step": str(step)})  # checked against the JSON's
     document = {
         "step": step,
         "fingerprint": fingerprint,
@@ -82,14 +100,21 @@ def load_state(
     if not (tensor_path.exists() and json_path.exists()):
         return None
     try:
+        _finish_interrupted_save(tensor_path, json_path)
         document = json.loads(json_path.read_text())
         tensors = load_file(str(tensor_path))
         step = int(document["step"])
+        tensor_step = _tensor_step(tensor_path)
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as err:
         raise TrainingError(
             f"the saved training state {json_path} cannot be read ({type(err).__name__}: {err}); "
             "remove it and the .safetensors beside it to train from the start"
         ) from err
+    if tensor_step is not None and tensor_step != step:
+        raise TrainingError(
+            f"the saved training state {json_path} says step {step} but its weights are of step {tensor_step} (a save cut "
+            "short): remove it and the .safetensors beside it to train from the start"
+        )
     accepted = (fingerprint,) if isinstance(fingerprint, str) else fingerprint
     if document.get("fingerprint") not in accepted:
         raise TrainingError(
