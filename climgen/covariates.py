@@ -105,14 +105,7 @@ def align_covariate(
             latitude_rows=axes.kind == "latlon",
         )
         return _checked(values, outside, name)
-    ratio = max(_spacing_ratios(covariate, axes, target_y, target_x), default=1.0)
-    if ratio > COARSER_COVARIATE:
-        warnings.warn(
-            f"covariate {name!r} is coarser than the output grid (cells about {ratio:.1f} times as wide): interpolated "
-            "to it, it adds no detail finer than its own cells; pass the finest version you have",
-            InputWarning,
-            stacklevel=3,
-        )
+    _warn_if_coarser(max(_spacing_ratios(covariate, axes, target_y, target_x), default=1.0), name)
     if (
         covariate.sizes[axes.y] == target_y.size
         and covariate.sizes[axes.x] == target_x.size
@@ -139,33 +132,29 @@ def _at_points(covariate: xr.DataArray, cov_axes: SpatialAxes, name: str, lat: n
     curvilinear input): averaged first over blocks of about a fine cell where it is finer (a
     point sample of a 90 m elevation would alias its detail), then interpolated linearly."""
     y, x = cov_axes.y, cov_axes.x
-    if np.ptp(lon) > 180:  # a domain across the antimeridian, on -180..180: made contiguous
-        lon = lon % 360
+    if not np.isfinite(lat).any():
+        raise InputError(f"covariate {name!r}: the input's grid gives no latitudes and longitudes to place it by")
+    if np.nanmax(lon % 360) - np.nanmin(lon % 360) < np.nanmax(lon) - np.nanmin(lon):
+        lon = lon % 360  # a domain across the antimeridian stored on -180..180: made contiguous
+    fine_step = _fine_step(lat, lon)
+    blocks, spacings = {}, {}
+    for axis, scale in ((y, 1.0), (x, float(np.cos(np.radians(np.nanmedian(lat)))))):
+        values = covariate[axis].values
+        spacings[axis] = float(np.median(np.abs(np.diff(values)))) * scale if values.size > 1 else 0.0
+        blocks[axis] = max(1, int(fine_step // spacings[axis])) if spacings[axis] > 0 else 1
+    _warn_if_coarser(max(spacings.values()) / fine_step if fine_step > 0 else 1.0, name)
+    margin = {axis: 2 + blocks[axis] for axis in blocks}  # a block's width to spare beyond the points
     if is_global_longitude(covariate, cov_axes):
-        covariate = _cover_longitudes(covariate, x, lon)
+        covariate = _cover_longitudes(covariate, x, lon[np.isfinite(lon)], margin[x])
     else:  # on the fine grid's convention: within half a turn of the domain's middle
         source = covariate[x].values
-        west = 0.5 * (lon.min() + lon.max()) - 180
+        west = 0.5 * (np.nanmin(lon) + np.nanmax(lon)) - 180
         wrapped = (source - west) % 360 + west
         if not np.array_equal(wrapped, source):
             covariate = covariate.assign_coords({x: wrapped})
     covariate = covariate.sortby(y).sortby(x)
-    # the fine cells' size in degrees of latitude: steps along both grid axes, east-west ones
-    # shortened by the cosine of the latitude
-    shrink = np.cos(np.radians(lat))
-    steps = [
-        np.hypot(np.diff(lat, axis=axis), np.diff(lon, axis=axis) * shrink.take(range(1, lat.shape[axis]), axis=axis))
-        for axis in (0, 1)
-        if lat.shape[axis] > 1
-    ]
-    fine_step = float(np.median(np.concatenate([part.ravel() for part in steps]))) if steps else 0.0
-    blocks = {}
-    for axis, scale in ((y, 1.0), (x, float(np.cos(np.radians(np.median(lat)))))):
-        values = covariate[axis].values
-        spacing = float(np.median(np.abs(np.diff(values)))) * scale if values.size > 1 else 0.0
-        blocks[axis] = max(1, int(fine_step // spacing)) if spacing > 0 else 1
-    for axis, target in ((y, lat), (x, lon)):  # a block's width to spare beyond the points
-        covariate = _around(covariate, axis, np.asarray(target).ravel(), margin_steps=2 + blocks[axis])
+    for axis, target in ((y, lat), (x, lon)):
+        covariate = _around(covariate, axis, target[np.isfinite(target)], margin_steps=margin[axis])
         if covariate.sizes[axis] == 0:
             raise InputError(f"covariate {name!r} does not overlap the input domain (or has no values there)")
     covariate = covariate.astype(np.float64)
@@ -174,6 +163,31 @@ def _at_points(covariate: xr.DataArray, cov_axes: SpatialAxes, name: str, lat: n
     points = {axis: xr.DataArray(values, dims=("fine_y", "fine_x")) for axis, values in ((y, lat), (x, lon))}
     values = covariate.interp(points, method="linear").transpose("fine_y", "fine_x").values.copy()
     return _checked(values, np.zeros(values.shape, dtype=bool), name)
+
+
+def _fine_step(lat: np.ndarray, lon: np.ndarray) -> float:
+    """The fine cells' typical size in degrees of latitude: steps along both grid axes, the
+    east-west part shortened by the cosine of the latitude (0 for a single cell)."""
+    shrink = np.cos(np.radians(lat))
+    steps = []
+    for axis in (0, 1):
+        if lat.shape[axis] > 1:
+            east = np.diff(lon, axis=axis) * shrink.take(range(1, lat.shape[axis]), axis=axis)
+            steps.append(np.hypot(np.diff(lat, axis=axis), east).ravel())
+    finite = np.concatenate(steps)[np.isfinite(np.concatenate(steps))] if steps else np.empty(0)
+    return float(np.median(finite)) if finite.size else 0.0
+
+
+def _warn_if_coarser(ratio: float, name: str) -> None:
+    """Say when a covariate's cells are more than :data:`COARSER_COVARIATE` times as wide as the
+    output's: interpolated, it adds no detail finer than its own cells."""
+    if ratio > COARSER_COVARIATE:
+        warnings.warn(
+            f"covariate {name!r} is coarser than the output grid (cells about {ratio:.1f} times as wide): interpolated "
+            "to it, it adds no detail finer than its own cells; pass the finest version you have",
+            InputWarning,
+            stacklevel=4,
+        )
 
 
 def _checked(values: np.ndarray, outside: np.ndarray, name: str) -> np.ndarray:
@@ -254,12 +268,13 @@ def _around(covariate: xr.DataArray, name: str, target: np.ndarray, margin_steps
     return covariate.isel({name: slice(inside[0], inside[-1] + 1) if inside.size else slice(0, 0)})
 
 
-def _cover_longitudes(covariate: xr.DataArray, name: str, target: np.ndarray) -> xr.DataArray:
+def _cover_longitudes(covariate: xr.DataArray, name: str, target: np.ndarray, spare: float = 1.5) -> xr.DataArray:
     """A global covariate's columns, shifted by multiples of 360 degrees, that cover the
-    ``target`` longitudes (any convention, wrapped margins included) with a column to spare."""
+    ``target`` longitudes (any convention, wrapped margins included) with ``spare`` columns to
+    spare on either side."""
     longitudes = np.asarray(covariate[name].values, dtype=np.float64)
     spacing = abs(float(np.diff(longitudes).mean()))
-    low, high = float(np.min(target)) - 1.5 * spacing, float(np.max(target)) + 1.5 * spacing
+    low, high = float(np.min(target)) - spare * spacing, float(np.max(target)) + spare * spacing
     parts = []
     for turns in range(int(np.floor((low - longitudes.max()) / 360)), int(np.ceil((high - longitudes.min()) / 360)) + 1):
         shifted = longitudes + 360.0 * turns
@@ -308,6 +323,8 @@ def check_same_projection(ds: xr.Dataset, variables: list[str], covariate: objec
     if not mapping or mapping not in covariate.coords or source is None:
         return
     theirs, ours = covariate[mapping].attrs, ds[source].attrs
+    if theirs.get("grid_mapping_name") == "latitude_longitude":
+        return  # a plain lat/lon covariate: placed by latitude and longitude on any grid
     differ = [key for key in MAPPING_KEYS if key in theirs and key in ours and not _same_value(theirs[key], ours[key])]
     if differ:
         raise InputError(

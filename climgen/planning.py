@@ -128,8 +128,8 @@ class Plan:
 
     @property
     def policy_layout(self) -> TileLayout:
-        """The layout the depth policy counts cost and shares windows on: the run's, without
-        the model's margin (which only groups the calls, see :func:`plan`)."""
+        """The run's layout without the model's margin: the tiling the gain self-tests run on
+        and single-scale models count their cells on (:meth:`work`)."""
         return replace(self.prepared.layout, call_margin=0)
 
     @property
@@ -402,7 +402,7 @@ def predicted_gains(ds: xr.Dataset, job: Plan) -> GainPrediction:
 
     prepared, refiner = job.prepared, job.refiner()
     guided = gain.covariate_detail(prepared.covariates, job.config.factor)
-    predictions = []
+    predictions, empties = [], []
     for name in prepared.variables:
         refine = gain.self_test_refine(
             refiner.with_gain(job.residual_gain(name)), prepared.covariates, prepared.limits[name], (job.config.seed, name)
@@ -410,9 +410,15 @@ def predicted_gains(ds: xr.Dataset, job: Plan) -> GainPrediction:
         fields = gain_fields(ds, name, prepared.axes, gain.TEST_FIELDS)
         sums = gain.self_test_sums(refine, fields, prepared.layout, prepared.limits[name], guided, job.wrap_cells)
         # tiles where this variable has no data are no reason to refine the others deeper
-        empty = _tiles_without_data(fields, prepared.layout)
-        predictions.append(gain.predict(sums, job.full_depth, job.scores.constant | empty))
+        empties.append(_tiles_without_data(fields, prepared.layout))
+        predictions.append(gain.predict(sums, job.full_depth, job.scores.constant | empties[-1]))
     combined = gain.combine(predictions)
+    # a tile without data in every variable's tested fields may have some in the others (the
+    # scores read them all): its gain is not known, and it takes full depth
+    unread = np.all(empties, axis=0) & ~job.scores.constant
+    if unread.any():
+        untested = unread if combined.untested is None else combined.untested | unread
+        combined = replace(combined, constant=combined.constant & ~unread, untested=untested)
     unknown = combined.unknown()
     if unknown.all() and unknown.size:
         warnings.warn(

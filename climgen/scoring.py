@@ -12,12 +12,14 @@ import xarray as xr
 
 from climgen.conservation import count_disordered, count_outside
 from climgen.depth.complexity import combine_scores, tile_components
-from climgen.inputs import warn_disordered, warn_outside_bounds
+from climgen.inputs import check_magnitudes, warn_disordered, warn_outside_bounds
 
 
-def _score_block(values: np.ndarray, layout, covariates, factor: int, bounds) -> tuple:
-    """One block of fields' tile scores, and how many of its values lie outside ``bounds``."""
+def _score_block(values: np.ndarray, layout, covariates, factor: int, bounds, name: str) -> tuple:
+    """One block of fields' tile scores, and how many of its values lie outside ``bounds``;
+    values no variable holds (unmarked fill values) are refused here, before any task runs."""
     fields = np.asarray(values, dtype=np.float64).reshape(-1, *values.shape[-2:])
+    check_magnitudes(fields, name)
     scores = [tile_components(f, layout, covariates, factor, bounds) for f in fields]
     return combine_scores(scores), count_outside(fields, bounds)
 
@@ -42,7 +44,7 @@ def stream_scores(ds: xr.Dataset, prepared, factor: int, time_chunk: int):
     parts, names = [], []
     for name in prepared.variables:
         for block in time_blocks(spatial_last[name], time_chunk):
-            parts.append(dask.delayed(_score_block)(block, layout, prepared.covariates, factor, prepared.limits[name]))
+            parts.append(dask.delayed(_score_block)(block, layout, prepared.covariates, factor, prepared.limits[name], name))
             names.append(name)
     disorder = [
         [

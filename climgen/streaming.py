@@ -344,13 +344,13 @@ def _execute(delayed: list, job: Job) -> None:
 
 
 def _progress_bar(total: int, done: int, enabled: bool):
-    """The tasks' progress on stderr: redrawn each second on a terminal, once a minute into a
-    file (a batch job's log gets a line a minute, not a redraw per task)."""
+    """The tasks' progress: redrawn up to ten times a second on a terminal or in a notebook,
+    once a minute into a file (a batch job's log gets a line a minute, not a redraw per task)."""
     import sys
 
     from tqdm.auto import tqdm
 
-    interval = 0.1 if sys.stderr.isatty() else 60.0
+    interval = 0.1 if sys.stderr.isatty() or tqdm.__module__.startswith("tqdm.notebook") else 60.0
     return tqdm(total=total, initial=done, unit="task", desc="refining", disable=not enabled, smoothing=0.1, mininterval=interval)
 
 
@@ -463,10 +463,10 @@ def _write(job: Job, overwrite: bool, command: str | None, started: float) -> No
     others = other_partials(job.output, job.store)
     if others and not overwrite:
         store = next((other for other in others if other.suffix == ".zarr"), others[0])
-        started = started_by(store)
+        command = started_by(store)
         raise OutputExistsError(
             f"an unfinished different job left {store.name} beside {output.name}"
-            + (f" (started by: {started})" if started else "")
+            + (f" (started by: {command})" if command else "")
             + "; rerun that job to finish it, or pass --overwrite (overwrite=True) to discard it. Jobs differ in any "
             "option, input file or model, and in how the work is cut (--time-chunk, --region-tiles)"
         )

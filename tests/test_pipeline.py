@@ -569,6 +569,13 @@ def test_a_variable_without_data_leaves_the_others_depth_alone(recwarn):
     np.testing.assert_array_equal(both["refinement_depth"].values, alone["refinement_depth"].values)
     np.testing.assert_array_equal(both["tas"].values, alone["tas"].values)
     assert bool(np.isnan(both["empty"]).all()) and not [w for w in recwarn if "too small" in str(w.message)]
+    # a tile with data only in the time steps the self-test does not read (it reads 4 of 6) is
+    # not taken for empty: it keeps full depth
+    series = make_dataset("latlon", shape=(24, 32), times=6, seed=4)
+    values = series["tas"].values.copy()
+    values[[0, 2, 3, 5], :8, :8] = np.nan
+    gappy = pipeline.synthesize(series.assign(tas=(series["tas"].dims, values, series["tas"].attrs)), factor=4)
+    assert int(gappy["refinement_depth"].values[:16, :16].min()) == 2
 
 
 def test_a_lat_lon_covariate_serves_a_rotated_input():
@@ -589,3 +596,26 @@ def test_a_lat_lon_covariate_serves_a_rotated_input():
     # -180..180 or 0..360 alike
     east = plane.assign_coords(lon=plane["lon"] % 360).sortby("lon")
     np.testing.assert_array_equal(pipeline.synthesize(ds, factor=2, covariates={"elevation": east})["tas"], refined["tas"])
+
+
+def test_a_fine_global_lat_lon_covariate_is_averaged_over_each_fine_cell_of_a_rotated_grid(tmp_path):
+    """A global 0.25-degree field, read from a file whose grid mapping says latitude_longitude:
+    a smooth part plus a checkerboard of single cells, which averaging over about a fine cell
+    (1.4 degrees here) removes and sampling would keep; no cell of the domain is missed."""
+    from climgen.io.open import open_covariate
+
+    ds = make_dataset("rotated", shape=(8, 8))
+    lat, lon = np.arange(-89.875, 90, 0.25), np.arange(-179.875, 180, 0.25)
+    smooth = 100 * np.sin(np.radians(lat))[:, None] * np.cos(np.radians(lon))[None, :]
+    checkerboard = 50.0 * (-1) ** (np.arange(lat.size)[:, None] + np.arange(lon.size)[None, :])
+    coords = {"lat": ("lat", lat, {"units": "degrees_north"}), "lon": ("lon", lon, {"units": "degrees_east"})}
+    field = xr.DataArray(smooth + checkerboard, dims=("lat", "lon"), coords=coords, attrs={"grid_mapping": "crs"})
+    xr.Dataset({"elevation": field, "crs": ((), 0, {"grid_mapping_name": "latitude_longitude"})}).to_netcdf(tmp_path / "dem.nc")
+    covariate = open_covariate(tmp_path / "dem.nc", "elevation")
+    job = pipeline.plan(ds, pipeline.make_config(factor=2), covariates={"elevation": covariate})
+    refined = pipeline.synthesize(ds, factor=2)
+    fine_lat, fine_lon = (refined[name].values.astype(np.float64) for name in ("lat", "lon"))
+    expected = 100 * np.sin(np.radians(fine_lat)) * np.cos(np.radians(fine_lon))
+    values = job.prepared.covariates[0]
+    assert np.isfinite(values).all()
+    np.testing.assert_allclose(values, expected, atol=5)  # sampled, the checkerboard would be up to 50 off

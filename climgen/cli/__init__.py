@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import signal
 import sys
+import threading
 import warnings
 
 import typer
@@ -45,7 +46,8 @@ def main() -> None:
     """Entry point: run the app, turning user errors into one line on stderr."""
     warnings.showwarning = _show_warning
     state.update(signal=signal.SIGINT, interrupt_said=False)
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # where Python lets signals be caught
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         code = app(standalone_mode=False)  # returns the code of typer.Exit instead of raising
     except ClimgenError as err:
@@ -62,9 +64,10 @@ def main() -> None:
             sys.exit(err.exit_code)
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     if code == INTERRUPTED:  # typer's status for a KeyboardInterrupt (Ctrl-C, or SIGTERM above)
         if not state["interrupt_said"]:
             typer.echo("climgen: interrupted", err=True)
         sys.exit(128 + int(state["signal"]))
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(code if isinstance(code, (int, str)) else 0)  # a text (sys.exit("...")): said on stderr, status 1

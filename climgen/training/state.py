@@ -97,10 +97,13 @@ def load_state(
     from climgen.errors import TrainingError
 
     tensor_path, json_path = state_paths(output)
+    try:
+        _finish_interrupted_save(tensor_path, json_path)
+    except (OSError, ValueError, KeyError, SafetensorError):
+        pass  # a pending save that cannot be read is no newer state: the one in place is read below
     if not (tensor_path.exists() and json_path.exists()):
         return None
     try:
-        _finish_interrupted_save(tensor_path, json_path)
         document = json.loads(json_path.read_text())
         tensors = load_file(str(tensor_path))
         step = int(document["step"])
