@@ -4,6 +4,7 @@ No model runs here; :mod:`climgen.planning` builds on this."""
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -188,6 +189,7 @@ def _prepare(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None
         for key, value in covariates.items():
             check_same_projection(ds, variables, value, key)
 
+        @functools.cache
         def fine_latlon():  # the fine cells' latitudes and longitudes, for a covariate on lat/lon
             mapping = cf.grid_mapping_name(ds, variables)
             return cf.auxiliary_latlon(ds, axes, mapping, fine_axes[axes.y][0].values, fine_axes[axes.x][0].values)

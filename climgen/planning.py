@@ -341,8 +341,8 @@ def plan(
         result.depth_policy |= result.gain.as_dict()
     # a model of unpadded convolutions computes a margin around every window it is given: the
     # calls then share a window where that costs less than their own windows, margins included;
-    # a tile inside a window the run refines deeper anyway takes that depth (the same model
-    # calls, so the same cost), and the depth map says what each tile got
+    # a tile inside a window the run refines deeper anyway takes that depth (no more model
+    # calls, so no more cost), and the depth map says what each tile got
     prepared.layout = result.run_layout
     result.depth = result.deepened(result.depth)
     return result
