@@ -135,6 +135,8 @@ def train(
     except KeyboardInterrupt:
         from climgen.training.state import interruption_note
 
+        if loaded.baseline is not None:  # a baseline trains in one go, saving no state on the way
+            raise interrupted("interrupted: a baseline keeps no state to resume; a rerun starts from the beginning") from None
         settings = loaded.pretrain
         raise interrupted(interruption_note(loaded.resolve(loaded.output), settings.steps, settings.checkpoint_every)) from None
     typer.echo(f"wrote {path} and {path.with_suffix('.json')}")
