@@ -42,6 +42,7 @@ from climgen.io.write import check_output, output_format
 from climgen.job_identity import job_identity
 from climgen.leftovers import other_partials, started_by
 from climgen.pipeline import Plan, SynthesisConfig, assemble, depth_policy_text, plan
+from climgen.progress import progress_bar
 from climgen.scoring import stream_scores
 from climgen.tasks import Task, delayed_tasks, model_reference, variable_layout
 
@@ -313,7 +314,7 @@ def _execute(delayed: list, job: Job) -> None:
 
     options = job.options
     total, already = len(job.tasks), len(job.tasks) - len(delayed)
-    bar = _progress_bar(total, already, options.progress)
+    bar = progress_bar(total, already, "refining", "task", enabled=options.progress)
     try:
         if options.workers or options.scheduler:
             from climgen.workers import attach_client
@@ -341,17 +342,6 @@ def _execute(delayed: list, job: Job) -> None:
                     dask.compute(*delayed, scheduler="threads", pool=pool)
     finally:
         bar.close()
-
-
-def _progress_bar(total: int, done: int, enabled: bool):
-    """The tasks' progress: redrawn up to ten times a second on a terminal or in a notebook,
-    once a minute into a file (a batch job's log gets a line a minute, not a redraw per task)."""
-    import sys
-
-    from tqdm.auto import tqdm
-
-    interval = 0.1 if sys.stderr.isatty() or tqdm.__module__.startswith("tqdm.notebook") else 60.0
-    return tqdm(total=total, initial=done, unit="task", desc="refining", disable=not enabled, smoothing=0.1, mininterval=interval)
 
 
 def _finish(job: Job, seconds: float) -> Path:

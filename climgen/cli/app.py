@@ -22,6 +22,9 @@ number of the signal that stopped it (130 for SIGINT, 143 for SIGTERM)."""
 
 def interrupted(note: str) -> typer.Exit:
     """Say what an interrupted command kept (``note`` starts with "interrupted"); the exit to raise."""
+    from climgen.progress import close_all
+
+    close_all()
     typer.echo(f"climgen: {note}", err=True)
     state["interrupt_said"] = True
     return typer.Exit(INTERRUPTED)

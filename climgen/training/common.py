@@ -48,10 +48,11 @@ def autocast(device: torch.device, precision: str = "float32"):
 
 
 def training_progress(total: int, done: int, description: str):
-    """A progress bar on stderr for an interactive terminal (steps, rate, time left); silent otherwise."""
-    from tqdm.auto import tqdm
+    """The steps' progress on stderr (rate, time left): redrawn on a terminal, a line a minute
+    into a batch job's log (:func:`climgen.progress.progress_bar`)."""
+    from climgen.progress import progress_bar
 
-    return tqdm(total=total, initial=done, desc=description, unit="step", disable=None, leave=False)
+    return progress_bar(total, done, description, "step", leave=False)
 
 
 def checkpoint_metadata(recipe: TrainRecipe, device: torch.device, real_sources: list[dict]) -> dict:
