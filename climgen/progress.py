@@ -26,6 +26,7 @@ def progress_bar(total: int, done: int, description: str, unit: str, enabled: bo
         leave=leave,
         smoothing=0.1,
         mininterval=0.1 if live else LOG_INTERVAL,
+        **({} if live else {"file": _Lines(sys.stderr), "ascii": True}),
     )
     _OPEN.add(bar)
     return bar
@@ -36,3 +37,19 @@ def close_all() -> None:
     line of its own."""
     for bar in list(_OPEN):
         bar.close()
+
+
+class _Lines:
+    """A log file as a bar's stream: each update on a line of its own (a terminal's bar redraws
+    one line with carriage returns, which a log would keep as one endless line)."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").rstrip()
+        if line:  # not the blanks that clear a closed bar's line
+            self.stream.write(line + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
