@@ -362,7 +362,8 @@ def with_longitudes(ds: xr.Dataset, x: str, converted: np.ndarray) -> xr.Dataset
     bounds = ds[x].attrs.get("bounds")
     if bounds in ds.variables and ds[bounds].dims[:1] == (x,):
         values = np.asarray(ds[bounds].values, dtype=np.float64) + shift[:, None]
-        result[bounds] = ds[bounds].copy(data=values.astype(ds[bounds].dtype))
+        # as a bare variable: one carrying the old longitudes would be aligned to the new ones (NaN)
+        result[bounds] = xr.Variable(ds[bounds].dims, values.astype(ds[bounds].dtype), ds[bounds].attrs)
     return result.isel({x: np.argsort(converted, kind="stable")})
 
 

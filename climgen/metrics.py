@@ -18,7 +18,7 @@ def _on_arrays(metric):
 
     @functools.wraps(metric)
     def wrapper(*args, **kwargs):
-        return metric(*(_as_array(a) for a in args), **kwargs)
+        return metric(*(_as_array(a) for a in args), **{key: _as_array(value) for key, value in kwargs.items()})
 
     return wrapper
 
@@ -33,14 +33,15 @@ def _as_array(value):
 
 
 def _valid(prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Cells where both fields have data; the fields must have one shape (the same grid, in the
-    same order of dimensions)."""
+    """Cells where both fields have data (NaN is missing; an infinity is a value, so a
+    prediction that blew up scores as infinitely wrong, not as missing); the fields must have
+    one shape (the same grid, in the same order of dimensions)."""
     if np.shape(prediction) != np.shape(truth):
         raise ValueError(
             f"fields of shape {np.shape(prediction)} and {np.shape(truth)} cannot be compared cell by cell: "
             "give them on the same grid, with their dimensions in the same order"
         )
-    return np.isfinite(prediction) & np.isfinite(truth)
+    return ~np.isnan(prediction) & ~np.isnan(truth)
 
 
 @_on_arrays
@@ -228,15 +229,19 @@ def spectral_error_per_octave(prediction: np.ndarray, truth: np.ndarray) -> dict
 
 @_on_arrays
 def coarse_consistency_error(prediction: np.ndarray, coarse: np.ndarray, factor: int) -> float:
-    """Largest absolute difference between block means of the prediction and the coarse input."""
+    """Largest absolute difference between block means of the prediction and the coarse input;
+    infinite where a block has a missing cell but its coarse value is not missing (a gap the
+    refinement let in), NaN where no coarse value is."""
     ny, nx = coarse.shape[-2:]
     if prediction.shape[-2:] != (ny * factor, nx * factor):
         raise ValueError(
             f"a field of {prediction.shape[-2]} x {prediction.shape[-1]} cells is not {ny} x {nx} coarse cells refined x{factor}"
         )
     blocks = prediction.reshape(*prediction.shape[:-2], ny, factor, nx, factor).mean(axis=(-3, -1))
+    if np.any(np.isnan(blocks) & ~np.isnan(coarse)):
+        return float("inf")
     valid = _valid(blocks, coarse)
-    return float(np.max(np.abs(blocks[valid] - coarse[valid]))) if valid.any() else 0.0
+    return float(np.max(np.abs(blocks[valid] - coarse[valid]))) if valid.any() else float("nan")
 
 
 @_on_arrays
@@ -291,8 +296,9 @@ def rank_histogram(members: np.ndarray, truth: np.ndarray) -> np.ndarray:
 @_on_arrays
 def spread_skill(members: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Ensemble spread (the root of the members' mean variance) against the RMSE of the
-    ensemble mean, both over the cells where the truth and every member have data; a calibrated
-    ensemble has a ratio near 1."""
+    ensemble mean, both over the cells where the truth and every member have data. A calibrated
+    ensemble of m members has a ratio near sqrt(m / (m + 1)): 0.82 for 2, 0.94 for 8 (the mean
+    of m members carries 1/m of their spread in its own error)."""
     members = _members(members, truth)
     valid = np.isfinite(truth) & np.isfinite(members).all(axis=0)
     spread = float(np.sqrt(np.mean(members.var(axis=0, ddof=1)[valid]))) if members.shape[0] > 1 and valid.any() else 0.0

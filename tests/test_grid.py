@@ -165,3 +165,22 @@ def test_coarsening_takes_the_stored_bounds_of_the_rows_it_keeps(rows):
     weights = np.diff(np.sin(np.deg2rad(edges[:3])))  # the two rows' areas, from their stored edges
     expected = (ds["tas"].values[:2, :2].mean(axis=1) * weights).sum() / weights.sum()
     assert coarse["tas"].values[0, 0] == pytest.approx(expected)
+
+
+def test_longitudes_made_contiguous_keep_their_bounds():
+    """A domain stored across the seam (350, 355, 0, 5 on 0..360): the moved columns' bounds
+    move with them, unequal widths included, rather than turning missing."""
+    from climgen.grid import contiguous_longitude, find_spatial_axes
+
+    lon = np.array([0.0, 5.0, 10.0, 350.0, 355.0])
+    edges = np.array([[-2.5, 2.5], [2.5, 7.5], [7.5, 12.5], [347.0, 352.5], [352.5, 357.5]])
+    ds = xr.Dataset(
+        {"tas": (("lat", "lon"), np.arange(10.0).reshape(2, 5)), "lon_bnds": (("lon", "nv"), edges)},
+        coords={
+            "lat": ("lat", [0.0, 1.0], {"units": "degrees_north"}),
+            "lon": ("lon", lon, {"units": "degrees_east", "bounds": "lon_bnds"}),
+        },
+    )
+    moved, _ = contiguous_longitude(ds, find_spatial_axes(ds))
+    np.testing.assert_array_equal(moved["lon"], [-10.0, -5.0, 0.0, 5.0, 10.0])
+    np.testing.assert_array_equal(moved["lon_bnds"], [[-13.0, -7.5], [-7.5, -2.5], [-2.5, 2.5], [2.5, 7.5], [7.5, 12.5]])

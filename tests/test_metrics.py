@@ -72,6 +72,18 @@ def test_coarse_consistency_error():
     assert metrics.coarse_consistency_error(fine, coarse, 2) == 0.0
     fine[0, 0] += 4
     assert metrics.coarse_consistency_error(fine, coarse, 2) == 1.0
+    fine[1, 1] = np.nan  # a gap where the coarse field has a value fails the check
+    assert metrics.coarse_consistency_error(fine, coarse, 2) == np.inf
+    assert np.isnan(metrics.coarse_consistency_error(np.full((4, 4), np.nan), np.full((2, 2), np.nan), 2))
+
+
+def test_keyword_arguments_and_infinities_are_scored_as_given():
+    """Integers given by keyword are scored as floats too (uint8 differences would wrap round),
+    and a prediction that blew up is infinitely wrong, not missing."""
+    low, high = np.array([0, 255], np.uint8), np.array([255, 0], np.uint8)
+    assert metrics.rmse(prediction=low, truth=high) == metrics.rmse(low, high) == 255.0
+    assert metrics.rmse(np.array([np.inf, 1.0]), np.array([1.0, 1.0])) == np.inf
+    assert metrics.rmse(np.array([np.nan, 1.0]), np.array([1.0, 1.0])) == 0.0
 
 
 def test_ensemble_scores():
@@ -363,6 +375,11 @@ def test_metrics_take_data_arrays_and_ensembles_are_checked_member_by_member():
     shifted[1, 0, 0, 0] += 5.0
     with pytest.raises(AssertionError):
         assert_coarse_consistent(shifted, coarse["tas"], 4)
+    # in the field's own units: a precipitation flux of 1e-6 doubled is caught too
+    flux = members["tas"] * 1e-8
+    assert_coarse_consistent(flux, coarse["tas"] * 1e-8, 4)
+    with pytest.raises(AssertionError):
+        assert_coarse_consistent(2 * flux, coarse["tas"] * 1e-8, 4)
 
 
 def test_evaluating_members_says_the_scores_are_of_their_mean_and_gridless_variables_are_refused():
