@@ -155,6 +155,15 @@ def test_earthdata_rerun_fetches_only_missing_or_corrupt_granules(earthdata_serv
 
     again = earthdata.fetch(_request(), cube, system=earthdata_server)
     assert len(_Earthdata.downloads) == 2 and again.downloaded == [] and not again.cube_written
+    # up to date: no login, no search (a rerun on a node without network, or during an outage)
+    offline = earthdata.fetch(_request(), cube, system=object())
+    assert offline.granules == 2 and not offline.cube_written
+    # the same variables in another order are the same cube; fewer days would drop some it holds
+    earthdata.fetch(_request(variables=("U10M", "T2M")), cube, system=earthdata_server)
+    with pytest.raises(OutputExistsError, match=r"holds 2020-01-01..2020-01-02, and the request for 2020-01-02..2020-01-02"):
+        earthdata.fetch(_request(start=dt.date(2020, 1, 2)), cube, system=earthdata_server)
+    assert len(_Earthdata.downloads) == 2
+    earthdata.fetch(_request(), cube, system=earthdata_server, overwrite=True)
 
     # a whole cube of this request is kept as it is, its granule cache deleted or not
     cache = earthdata.cache_folder(cube)

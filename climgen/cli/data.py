@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from climgen.cli.app import app
+from climgen.cli.app import app, interrupted
 from climgen.cli.options import command_line
 from climgen.errors import ConfigError, InputError
 
@@ -51,7 +51,10 @@ def fetch(
         first,
         last,
     )
-    report = earthdata.fetch(request, out, overwrite=overwrite, log=lambda message: typer.echo(message, err=True))
+    try:
+        report = earthdata.fetch(request, out, overwrite=overwrite, log=lambda message: typer.echo(message, err=True))
+    except KeyboardInterrupt:
+        raise interrupted(earthdata.interruption_note(out)) from None
     typer.echo(report.summary())
 
 

@@ -214,9 +214,13 @@ def run(
             replace = overwrite or job.overwrite  # a cube fetched for another request, as the output
             try:
                 fetched = fetch_cube(request, cube, overwrite=replace, log=lambda message: typer.echo(message, err=True))
-            except BaseException:
+            except BaseException as stopped:
                 if made and not any(cube.parent.iterdir()):  # a refused download leaves no empty folder behind
                     cube.parent.rmdir()
+                if isinstance(stopped, KeyboardInterrupt):
+                    from climgen.io.earthdata import interruption_note
+
+                    raise interrupted(interruption_note(cube)) from None
                 raise
             typer.echo(fetched.summary())
     if dry_run:

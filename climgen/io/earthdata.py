@@ -16,6 +16,7 @@ import json
 import netrc
 import os
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,8 @@ def _earthaccess():
         import earthaccess
     except ImportError as err:  # pragma: no cover - earthaccess is a dependency
         raise MissingDependencyError("fetching from NASA Earthdata needs earthaccess: pip install earthaccess") from err
+    # its notices about its own API (DataGranule.size) are for its callers' code, not for users
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"earthaccess(\..*)?$")
     return earthaccess
 
 
@@ -215,6 +218,8 @@ def _download(files: list[GranuleFile], granules: list, folder: Path, log: Calla
             (folder / granule_file.name).unlink()
         pending.append((granule_file, granule))
     if pending:
+        for leftover in folder.glob("partial_*"):  # earthaccess's temporary files of a download cut short
+            leftover.unlink(missing_ok=True)
         try:
             earthaccess.download([granule for _, granule in pending], local_path=str(folder), show_progress=False)
         except Exception as error:  # earthaccess raises its own, requests' and OS errors
@@ -358,6 +363,23 @@ def fetch(
         raise ConfigError(f"the cube must be a .zarr store, got {cube.name!r}")
     if not cube.parent.is_dir():  # said before the login and the search, not after them
         raise ConfigError(f"the folder of the cube, {cube.parent}, does not exist")
+    if cube.exists() and not overwrite:
+        recorded = _recorded_fetch(cube)
+        if (
+            recorded is None
+            or sorted(recorded["variables"]) != sorted(request.variables)
+            or recorded["bbox"] != list(request.bbox)
+        ):
+            raise OutputExistsError(f"{cube} holds another cube ({_described(recorded)}); pass --overwrite to replace it")
+        if recorded["start"] < str(request.start) or recorded["end"] > str(request.end):
+            raise OutputExistsError(
+                f"{cube} holds {recorded['start']}..{recorded['end']}, and the request for {request.start}..{request.end} "
+                "would drop days it holds: pass --overwrite to replace it, or fetch into another cube"
+            )
+        if holds(request, cube) and not _lost_chunks(cube, recorded):  # up to date: no login, no network
+            report = FetchReport(cube, len(recorded.get("granules", [])), [], [])
+            report.cube_written = False
+            return report
     login(system)
     granules = search(request, system)
     if not granules:
@@ -370,8 +392,6 @@ def fetch(
     identity = json.dumps(_request_identity(request) | {"granules": sorted(manifest), "every_chunk": True}, sort_keys=True)
     if cube.exists() and not overwrite:
         recorded = _recorded_fetch(cube)
-        if recorded is None or recorded["variables"] != list(request.variables) or recorded["bbox"] != list(request.bbox):
-            raise OutputExistsError(f"{cube} holds another cube; pass --overwrite to replace it")
         if recorded == json.loads(identity):  # written whole from these granules: nothing to download
             lost = _lost_chunks(cube, recorded)
             if not lost:
@@ -408,6 +428,25 @@ def _recorded_fetch(cube: Path) -> dict | None:
         raise OutputExistsError(
             f"{cube} is not a readable cube ({type(error).__name__}); remove it or pass --overwrite to replace it"
         ) from error
+
+
+def _described(recorded: dict | None) -> str:
+    """A recorded request in a few words, for a refusal."""
+    if recorded is None:
+        return "not a cube climgen fetched"
+    return f"{','.join(recorded['variables'])} in {recorded['bbox']}, {recorded['start']}..{recorded['end']}"
+
+
+def interruption_note(cube: str | Path) -> str:
+    """What an interrupted fetch into ``cube`` kept, said to the user."""
+    folder = cache_folder(Path(cube).expanduser())
+    kept = sorted(folder.glob("*.nc*")) if folder.is_dir() else []
+    if not kept:
+        return "interrupted before any granule was downloaded: nothing kept"
+    return (
+        f"interrupted: {len(kept)} granule file{'s' if len(kept) != 1 else ''} kept in {folder}; rerun the same "
+        "command to fetch only the rest (a file cut short is checked and fetched again)"
+    )
 
 
 def _request_identity(request: Request) -> dict:
