@@ -1,9 +1,10 @@
 """Quality against truth: pointwise errors, structure, spectra, conservation, ensembles.
 
 Functions take arrays shaped (..., y, x) (ensembles: (member, ..., y, x)); missing cells (NaN
-in either field) are left out. A DataArray is taken as its values, in its own dimension order
-(an ensemble's ``realization`` first, as climgen writes it). No xarray here: ``climgen
-evaluate`` maps datasets onto these functions.
+in either field) are left out. DataArrays are taken as their values: an ensemble's
+``realization`` first, and the others in the first one's order of dimensions, so fields stored
+transposed are still compared cell by cell. No xarray here: ``climgen evaluate`` maps
+datasets onto these functions.
 """
 
 from __future__ import annotations
@@ -18,9 +19,29 @@ def _on_arrays(metric):
 
     @functools.wraps(metric)
     def wrapper(*args, **kwargs):
+        args, kwargs = _in_one_order(list(args), dict(kwargs))
         return metric(*(_as_array(a) for a in args), **{key: _as_array(value) for key, value in kwargs.items()})
 
     return wrapper
+
+
+def _in_one_order(args: list, kwargs: dict) -> tuple[list, dict]:
+    """Labelled arrays (anything with ``dims`` and ``transpose``, as DataArrays) with an
+    ensemble's ``realization`` first and the same other dimensions in the first one's order."""
+    labelled = [value for value in [*args, *kwargs.values()] if hasattr(value, "dims") and hasattr(value, "transpose")]
+    if not labelled:
+        return args, kwargs
+    order = [dim for dim in labelled[0].dims if dim != "realization"]
+
+    def arranged(value):
+        if not (hasattr(value, "dims") and hasattr(value, "transpose")):
+            return value
+        rest = [dim for dim in value.dims if dim != "realization"]
+        if sorted(rest) == sorted(order):
+            rest = order
+        return value.transpose(*(["realization"] if "realization" in value.dims else []), *rest)
+
+    return [arranged(value) for value in args], {key: arranged(value) for key, value in kwargs.items()}
 
 
 def _as_array(value):

@@ -77,6 +77,19 @@ def test_coarse_consistency_error():
     assert np.isnan(metrics.coarse_consistency_error(np.full((4, 4), np.nan), np.full((2, 2), np.nan), 2))
 
 
+def test_data_arrays_are_compared_by_their_dimensions_not_their_storage_order():
+    """A truth stored (x, y) against a prediction stored (y, x), and members whose realization
+    comes last, are compared cell by cell and member by member."""
+    rng = np.random.default_rng(3)
+    truth = xr.DataArray(rng.normal(size=(3, 4)), dims=("y", "x"))
+    prediction = truth + xr.DataArray(rng.normal(size=(3, 4)), dims=("y", "x"))
+    assert metrics.rmse(prediction, truth.T) == metrics.rmse(prediction.values, truth.values)
+    members = xr.DataArray(rng.normal(size=(5, 3, 4)), dims=("realization", "y", "x"))
+    last = members.transpose("y", "x", "realization")
+    assert metrics.crps(last, truth) == metrics.crps(members.values, truth.values)
+    assert metrics.spread_skill(last, truth.T) == metrics.spread_skill(members.values, truth.values)
+
+
 def test_keyword_arguments_and_infinities_are_scored_as_given():
     """Integers given by keyword are scored as floats too (uint8 differences would wrap round),
     and a prediction that blew up is infinitely wrong, not missing."""
