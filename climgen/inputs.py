@@ -259,7 +259,6 @@ def _fields(ds: xr.Dataset, name: str, axes: SpatialAxes) -> tuple[xr.DataArray,
         raise InputError(
             f"cannot read variable {name!r}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
         ) from err
-    check_magnitudes(values, name)
     return ordered, values.reshape(-1, ds.sizes[axes.y], ds.sizes[axes.x])
 
 

@@ -52,6 +52,7 @@ def _scores(ds: xr.Dataset, prepared: _Prepared, factor: int) -> ComplexityScore
     scores = []
     for name in prepared.variables:
         _, values = _fields(ds, name, prepared.axes)
+        check_magnitudes(values, name)  # every value is read here, before any refinement
         for field_values in values:
             scores.append(tile_components(field_values, prepared.layout, prepared.covariates, factor, prepared.limits[name]))
     return combine_scores(scores)
@@ -379,10 +380,7 @@ def gain_fields(ds: xr.Dataset, name: str, axes: SpatialAxes, count: int) -> lis
     variable = ds[name].transpose(..., axes.y, axes.x)
     leading = list(np.ndindex(*variable.shape[:-2]))
     picks = np.unique(np.linspace(0, len(leading) - 1, min(count, len(leading))).round().astype(int))
-    fields = [np.asarray(variable[leading[i]].values, dtype=np.float64) for i in picks]
-    for values in fields:
-        check_magnitudes(values, name)
-    return fields
+    return [np.asarray(variable[leading[i]].values, dtype=np.float64) for i in picks]
 
 
 def _tiles_without_data(fields: list[np.ndarray], layout: TileLayout) -> np.ndarray:

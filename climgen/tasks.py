@@ -20,7 +20,6 @@ import xarray as xr
 from climgen._torch import import_torch
 from climgen.conservation import order_stacks
 from climgen.errors import ConfigError
-from climgen.inputs import check_magnitudes
 from climgen.io.cf import MEMBER_DIM
 from climgen.io.manifest import checksum, record_task, store_region
 from climgen.tiling import TileLayout, fine_slices
@@ -136,7 +135,6 @@ def refine_group(
     writes of this region and of its neighbours)."""
     refiner = _refiner(context).with_gain(context.residual_gains.get(task.variable, 1.0))
     fields = np.asarray(coarse, dtype=np.float64).reshape(-1, *coarse.shape[-2:])
-    check_magnitudes(fields, task.variable)
     rest = int(np.prod(coarse.shape[1:-2])) if coarse.ndim > 3 else 1
     first = task.leading[0].start * rest if task.leading else 0
     labels = context.field_labels.get(task.variable)
