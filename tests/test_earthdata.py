@@ -160,6 +160,8 @@ def test_earthdata_rerun_fetches_only_missing_or_corrupt_granules(earthdata_serv
     assert offline.granules == 2 and not offline.cube_written
     # the same variables in another order are the same cube; fewer days would drop some it holds
     earthdata.fetch(_request(variables=("U10M", "T2M")), cube, system=earthdata_server)
+    assert earthdata.interruption_note(cube).startswith(f"interrupted: 2 granule files kept in {earthdata.cache_folder(cube)}")
+    assert earthdata.interruption_note(tmp_path / "none.zarr") == "interrupted before any granule was downloaded: nothing kept"
     with pytest.raises(OutputExistsError, match=r"holds 2020-01-01..2020-01-02, and the request for 2020-01-02..2020-01-02"):
         earthdata.fetch(_request(start=dt.date(2020, 1, 2)), cube, system=earthdata_server)
     assert len(_Earthdata.downloads) == 2

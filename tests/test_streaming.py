@@ -417,3 +417,18 @@ def test_a_device_or_scheduler_that_cannot_work_is_refused_in_one_line(tmp_path)
     other = pipeline.make_config(factor=2, seed=7)
     streaming.run(ds, tmp_path / "out.nc", other, options=streaming.StreamOptions(progress=False))
     assert (tmp_path / "out.nc").exists() and sorted(path.name for path in tmp_path.iterdir()) == ["out.nc"]
+
+
+def test_progress_into_a_log_file_is_one_line_per_update(capsys, monkeypatch):
+    """Where stderr is a file (a batch job's log), each update of a bar is a line of its own,
+    not a carriage-return redraw that a log keeps as one endless line."""
+    from climgen import progress
+
+    monkeypatch.setattr(progress, "LOG_INTERVAL", 0.0)
+    bar = progress.progress_bar(3, 0, "refining", "task")
+    for _ in range(3):
+        bar.update(1)
+    bar.close()
+    logged = capsys.readouterr().err
+    assert "\r" not in logged and logged.endswith("\n")
+    assert logged.splitlines()[-1].startswith("refining: 100%|") and "3/3" in logged.splitlines()[-1]
