@@ -39,14 +39,43 @@ def crop_to_prediction(truth: xr.Dataset, prediction: xr.Dataset) -> xr.Dataset:
 
 def aligned_truth(truth: xr.Dataset, prediction: xr.Dataset) -> xr.Dataset:
     """The truth on the prediction's cells: stored across the longitude seam, turned to the
-    longitudes climgen refines on; without the trailing rows and columns the prediction lacks
-    (:func:`crop_to_prediction`); raises :class:`InputError` unless the cells that remain are
-    the prediction's (:func:`check_same_grid`)."""
+    longitudes climgen refines on; its rows and columns taken in the prediction's order and
+    only where the prediction has cells (a truth stored north to south, or over a larger
+    region, is compared on the prediction's cells); without the trailing rows and columns the
+    prediction lacks (:func:`crop_to_prediction`); raises :class:`InputError` unless the cells
+    that remain are the prediction's (:func:`check_same_grid`)."""
     axes = find_spatial_axes(truth)
     truth, _ = contiguous_longitude(truth, axes)
-    truth = crop_to_prediction(_on_prediction_longitudes(truth, prediction, axes), prediction)
+    truth = _on_prediction_cells(_on_prediction_longitudes(truth, prediction, axes), prediction, axes)
+    truth = crop_to_prediction(truth, prediction)
     check_same_grid(truth, prediction)
     return truth
+
+
+def _on_prediction_cells(truth: xr.Dataset, prediction: xr.Dataset, axes) -> xr.Dataset:
+    """The truth's rows and columns whose cells hold the prediction's centres, in the
+    prediction's order, along each axis where every centre lies in a cell of its own; along
+    the others (and on curvilinear grids, compared by index) the truth as it is, for
+    :func:`check_same_grid` to judge."""
+    if axes.kind == "curvilinear":
+        return truth
+    picked = {}
+    for name in (axes.y, axes.x):
+        if name not in prediction.coords or prediction[name].ndim != 1 or truth[name].ndim != 1:
+            continue
+        edges = np.sort(cell_bounds(truth[name], truth), axis=1)
+        order = np.argsort(edges[:, 0])
+        lower, upper = edges[order, 0], edges[order, 1]
+        centres = np.asarray(prediction[name].values, dtype=np.float64)
+        index = np.clip(np.searchsorted(lower, centres, side="right") - 1, 0, lower.size - 1)
+        inside = (centres > lower[index]) & (centres < upper[index])
+        if (
+            inside.all()
+            and np.unique(index).size == index.size
+            and not np.array_equal(order[index], np.arange(truth.sizes[name]))
+        ):
+            picked[name] = order[index]
+    return truth.isel(picked) if picked else truth
 
 
 def _on_prediction_longitudes(truth: xr.Dataset, prediction: xr.Dataset, axes) -> xr.Dataset:
@@ -163,7 +192,10 @@ def evaluate(
     axes = find_spatial_axes(truth)
     names = variables or [name for name in refined_variables(prediction) if name in truth.data_vars]
     if not names:
-        raise InputError("no variable to compare: name them with --variables (present in both files)")
+        raise InputError(
+            "no variable to compare: name them (variables=[...] in Python, --variables on the command line); "
+            "each must be in both the truth and the prediction"
+        )
     # a prediction that matched area-weighted block means is compared with bicubic from them
     provenance = json.loads(prediction.attrs.get("climgen_provenance", "{}"))
     refined_by = provenance.get("factor")
@@ -229,8 +261,10 @@ def _scored_share(name: str, predicted: np.ndarray, truth: np.ndarray) -> float:
     """The share of the truth's cells with data where the prediction has data too (the cells
     every score is over); a warning when it is not all of them, an error when it is none."""
     truth_cells = np.isfinite(truth)
+    if not truth_cells.any():
+        raise InputError(f"{name!r}: the truth has no values (all missing) on the prediction's cells; nothing to score")
     both = np.count_nonzero(truth_cells & np.isfinite(predicted))
-    if truth_cells.any() and both == 0:
+    if both == 0:
         raise InputError(f"{name!r}: the prediction has no values where the truth has data; nothing to score")
     share = both / max(np.count_nonzero(truth_cells), 1)
     if share < 1:

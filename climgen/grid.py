@@ -207,6 +207,8 @@ def cell_weights(y_bounds: np.ndarray, x_bounds: np.ndarray, kind: str) -> tuple
     """Relative cell areas of a grid as row and column factors (area = row x column), from the
     cells' edges: on lat/lon and rotated-pole grids sin(north) - sin(south) times the width in
     degrees (the area on a sphere), on projected grids height times width."""
+    if kind not in ("latlon", "rotated", "projected", "curvilinear"):
+        raise ValueError(f"unknown grid kind {kind!r}: one of 'latlon', 'rotated', 'projected', 'curvilinear'")
     heights = np.abs(y_bounds[:, 1] - y_bounds[:, 0])
     if kind in ("latlon", "rotated"):
         heights = np.abs(np.sin(np.radians(y_bounds[:, 1])) - np.sin(np.radians(y_bounds[:, 0])))

@@ -210,9 +210,12 @@ def _spectral_variance(field: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
 def power_spectrum(field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Radially averaged power spectrum: (wavenumber in cycles per cell, power), averaged over
     leading dimensions, from the cosine transform of :func:`_spectral_variance` (no leakage
-    from the domain's edges)."""
+    from the domain's edges). Needs at least 4 x 4 cells, the fewest with a wavenumber
+    above the mean."""
     variance, ky, kx = _spectral_variance(field)
     ny, nx = variance.shape
+    if min(ny, nx) < 4:
+        raise ValueError(f"a power spectrum needs at least 4 x 4 cells; the field has {ny} x {nx}")
     k = np.hypot(ky, kx)
     edges = np.arange(1, min(ny, nx) // 2 + 1) / min(ny, nx)
     index = np.digitize(k.ravel(), edges)
@@ -235,7 +238,10 @@ def top_octave_power(field: np.ndarray) -> float:
 @_on_arrays
 def spectral_error_per_octave(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Mean absolute log10 ratio of the prediction's to the truth's power, per octave of
-    wavenumber (highest octave last). 0 is a perfect spectrum; 0.3 is a factor of 2."""
+    wavenumber (highest octave last). 0 is a perfect spectrum; 0.3 is a factor of 2. Empty
+    for fields under 4 x 4 cells, which have no spectrum (:func:`power_spectrum`)."""
+    if min(np.shape(truth)[-2:]) < 4 or min(np.shape(prediction)[-2:]) < 4:
+        return {}
     k, truth_power = power_spectrum(truth)
     _, predicted_power = power_spectrum(prediction)
     nyquist = 0.5

@@ -42,6 +42,9 @@ def make_dataset(
     ``descending_y`` stores the rows north to south; ``lon_0_360`` puts a lat/lon grid east of
     180 degrees, valid only in the 0..360 convention.
     """
+    kinds = ("latlon", "rotated", "projected", "curvilinear")
+    if kind not in kinds:
+        raise ValueError(f"unknown grid kind {kind!r}: one of {', '.join(map(repr, kinds))}")
     ny, nx = shape
     smooth = np.linspace(-5, 5, ny)[:, None] + np.zeros((1, nx))
     rough = rough_field(shape, seed, 2.0) * np.where(np.arange(nx) >= nx // 2, 4.0, 0.05)[None, :]

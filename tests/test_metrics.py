@@ -11,6 +11,7 @@ import xarray as xr
 from climgen import metrics
 from climgen.errors import InputError
 from climgen.evaluation import evaluate
+from climgen.grid import coarsen_dataset
 from climgen.testing import make_dataset, rough_field
 
 
@@ -162,7 +163,7 @@ def test_evaluate_command(hsurf_coarse_file, tmp_path, climgen_cli):
     assert run("synthesize", tmp_path / "uneven_coarse.nc", tmp_path / "uneven_fine.nc").returncode == 0
     result = run("evaluate", "--truth", tmp_path / "uneven.nc", "--pred", tmp_path / "uneven_fine.nc", "--out", tmp_path / "s2")
     assert result.returncode == 0, result.stderr
-    assert f"comparing the truth's first {rows_left} x" in result.stdout
+    assert f"comparing the {rows_left} x" in result.stdout and "that the prediction covers" in result.stdout
     assert (tmp_path / "s2" / "evaluation_HSURF.png").exists()
 
 
@@ -368,8 +369,9 @@ def test_evaluate_says_what_it_scored_and_refuses_what_it_cannot_compare():
         evaluate(truth, celsius, variables=["tas"])
     kelvin = truth.assign(tas=truth["tas"].assign_attrs(truth["tas"].attrs | {"units": "kelvin"}))
     assert evaluate(truth, kelvin, variables=["tas"])[0]["rmse"] == 0.0  # the same units, spelt otherwise
+    elsewhere = truth.isel(lat=slice(4, 12)).assign_coords(lat=truth["lat"][4:12] + 15.0)
     with pytest.raises(InputError, match="another region, or a coarser grid"):
-        evaluate(truth, truth.isel(lat=slice(4, 12)), variables=["tas"])
+        evaluate(truth, elsewhere, variables=["tas"])
     perfect = json.loads(scores_json(evaluate(truth, truth, variables=["tas"])))
     assert perfect[0]["psnr"] is None and perfect[0]["rmse"] == 0.0
 
@@ -434,6 +436,34 @@ def test_a_truth_on_other_longitudes_is_compared_on_the_predictions():
     other = truth.assign_coords(lon=(truth["lon"] + 180) % 360 - 180).sortby("lon")
     assert evaluate(truth, other, variables=["tas"])[0]["rmse"] == 0.0
     assert evaluate(other, truth, variables=["tas"])[0]["rmse"] == 0.0
+
+
+def test_a_truth_over_a_larger_region_or_stored_north_to_south_is_compared_on_the_predictions_cells():
+    """The truth's cells are taken where the prediction's centres lie, in the prediction's
+    order: the scores are those of the truth cut to the prediction's region."""
+    truth = make_dataset("latlon", shape=(32, 32))
+    region = truth.isel(lat=slice(8, 24), lon=slice(4, 20))
+    refined = coarsen_dataset(region, 4).climgen.synthesize(factor=4)
+    expected = evaluate(region, refined, factor=4)
+    for whole in (truth, truth.isel(lat=slice(None, None, -1)), truth.isel(lon=slice(None, None, -1))):
+        rows = evaluate(whole, refined, factor=4)
+        assert [row["rmse"] for row in rows] == [row["rmse"] for row in expected]
+    flipped = refined.isel(lat=slice(None, None, -1))
+    assert evaluate(region, flipped, factor=4)[0]["rmse"] == pytest.approx(expected[0]["rmse"])
+    with pytest.raises(InputError, match="the truth has no values"):
+        evaluate(truth.map(lambda values: values * np.nan, keep_attrs=True), refined)
+
+
+def test_small_fields_have_no_spectrum_and_unknown_grid_kinds_are_named():
+    from climgen.grid import cell_weights
+
+    with pytest.raises(ValueError, match="at least 4 x 4 cells; the field has 3 x 8"):
+        metrics.power_spectrum(np.ones((3, 8)))
+    assert metrics.spectral_error_per_octave(np.ones((2, 8)), np.ones((2, 8))) == {}
+    with pytest.raises(ValueError, match="unknown grid kind 'gaussian'"):
+        make_dataset("gaussian")
+    with pytest.raises(ValueError, match="unknown grid kind 'gaussian'"):
+        cell_weights(np.zeros((2, 2)), np.zeros((2, 2)), "gaussian")
 
 
 def test_integer_fields_are_scored_without_wrapping_and_other_shapes_are_refused():

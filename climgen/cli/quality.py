@@ -35,8 +35,8 @@ def evaluate(
         axes = find_spatial_axes(whole_truth)
         if truth_ds.sizes != whole_truth.sizes:
             typer.echo(
-                f"comparing the truth's first {truth_ds.sizes[axes.y]} x {truth_ds.sizes[axes.x]} cells of "
-                f"{whole_truth.sizes[axes.y]} x {whole_truth.sizes[axes.x]} (coarsening dropped the rest)"
+                f"comparing the {truth_ds.sizes[axes.y]} x {truth_ds.sizes[axes.x]} cells of the truth's "
+                f"{whole_truth.sizes[axes.y]} x {whole_truth.sizes[axes.x]} that the prediction covers"
             )
         names = [v for v in variables.split(",") if v] if variables else None
         rows = run(truth_ds, pred_ds, names, factor)
