@@ -41,6 +41,7 @@ from climgen.inputs import (  # noqa: F401 (the workflow's public names, here si
     wrap_global,
 )
 from climgen.io import cf
+from climgen.io.encoding import with_file_encoding
 from climgen.planning import (  # noqa: F401
     Plan,
     complexity,
@@ -255,7 +256,7 @@ def synthesize(
         refined[name] = stacked.transpose(*range(offset), *(i + offset for i in axes_order))
     fields_refined = job.model_fields({name: values.shape[0] for name, values in coarse.items()})
     provenance = job.provenance(fields_refined, time.perf_counter() - started) | refiner.hardware()
-    return cf.with_file_encoding(assemble(ds, job, refined, provenance, command), job.prepared.variables)
+    return with_file_encoding(assemble(ds, job, refined, provenance, command), job.prepared.variables)
 
 
 COARSE_ONLY = frozenset(

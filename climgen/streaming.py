@@ -36,6 +36,7 @@ from climgen.depth.skill import detail_kept
 from climgen.errors import ConfigError, OutputExistsError, OutputWriteError
 from climgen.grid import find_spatial_axes, spatial_last
 from climgen.io import cf
+from climgen.io.encoding import encoding_for, match_range_types
 from climgen.io.lock import OutputLock
 from climgen.io.manifest import drop_damaged, store_region
 from climgen.io.write import check_output, output_format
@@ -275,7 +276,7 @@ def _template(ds: xr.Dataset, job: Job, command: str | None) -> tuple[xr.Dataset
         computed = result[lazy].compute()
         result = result.assign({name: computed[name] for name in lazy if name in result.data_vars})
         result = result.assign_coords({name: computed[name] for name in lazy if name in result.coords})
-    encoding = cf.encoding_for(result, plan_.prepared.variables, (fine_chunk, fine_chunk), netcdf=False)
+    encoding = encoding_for(result, plan_.prepared.variables, (fine_chunk, fine_chunk), netcdf=False)
     for name in plan_.prepared.variables:
         encoding[name]["chunks"] = placeholders[name].chunksize
     return result, encoding
@@ -369,10 +370,10 @@ def _replace(job: Job) -> None:
             variables = cf.refined_variables(stored)
             factor = job.plan.config.factor
             fine_chunk = job.options.region_tiles * job.plan.prepared.layout.tile * factor
-            encoding = cf.encoding_for(stored, variables, (fine_chunk, fine_chunk), netcdf=True)
+            encoding = encoding_for(stored, variables, (fine_chunk, fine_chunk), netcdf=True)
             for name, variable in stored.variables.items():
                 variable.encoding = {}
-                cf.match_range_types(variable, encoding.get(name, {}).get("dtype"))  # zarr's JSON widened them
+                match_range_types(variable, encoding.get(name, {}).get("dtype"))  # zarr's JSON widened them
             stored.to_netcdf(source, encoding=encoding, format="NETCDF4")
     if output.exists():
         retired = output.with_name(f".{output.name}.old-{job.job_id[:8]}")

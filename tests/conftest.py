@@ -47,7 +47,8 @@ def hsurf_coarse(hsurf_truth) -> xr.Dataset:
 @pytest.fixture
 def hsurf_coarse_file(hsurf_coarse, tmp_path) -> Path:
     from climgen.grid import find_spatial_axes
-    from climgen.io.cf import encoding_for_plain, tidy
+    from climgen.io.cf import tidy
+    from climgen.io.encoding import encoding_for_plain
 
     path = tmp_path / "hsurf_coarse.nc"
     ds = tidy(hsurf_coarse.copy(), find_spatial_axes(hsurf_coarse))

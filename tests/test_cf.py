@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from climgen.io.cf import ANCILLARY_NAMES, encoding_for, refined_variables
+from climgen.io.cf import ANCILLARY_NAMES, refined_variables
+from climgen.io.encoding import encoding_for
 from climgen.io.input_attrs import restate_grid
 from climgen.io.write import write_dataset
 from climgen.testing import make_dataset

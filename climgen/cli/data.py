@@ -70,7 +70,8 @@ def coarsen(
 ) -> None:
     """Block-mean a fine field onto the grid that refining by FACTOR maps back to it."""
     from climgen.grid import coarsen_dataset, find_spatial_axes
-    from climgen.io.cf import ANCILLARY_ATTRS, describe_block_mean, encoding_for_plain, history_line, tidy
+    from climgen.io.cf import ANCILLARY_ATTRS, describe_block_mean, history_line, tidy
+    from climgen.io.encoding import encoding_for_plain
     from climgen.io.input_attrs import coarse_grid_keys, coarsened_attrs
     from climgen.io.open import open_input
     from climgen.io.write import check_output, write_dataset

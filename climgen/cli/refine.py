@@ -269,7 +269,7 @@ def demo(
     import xarray as xr
 
     from climgen.grid import check_factor
-    from climgen.io.cf import encoding_for
+    from climgen.io.encoding import encoding_for
     from climgen.io.write import check_folder, check_output, write_dataset
     from climgen.pipeline import synthesize as run
     from climgen.plotting import plot_refinement

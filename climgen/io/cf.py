@@ -297,7 +297,7 @@ def tidy(ds: xr.Dataset, axes: SpatialAxes) -> xr.Dataset:
         elif bounds is not None:  # its variable was dropped (e.g. with a subset of the input): CF 7.1
             del ds[name].attrs["bounds"]
     for name in ds.coords:
-        if _is_time(ds[name]) and ds[name].ndim <= 1:  # a scalar time (one step selected) as well
+        if is_time(ds[name]) and ds[name].ndim <= 1:  # a scalar time (one step selected) as well
             ds[name].attrs.setdefault("standard_name", "time")
             ds[name].attrs.setdefault("long_name", "time")
             if ds[name].ndim == 1:
@@ -415,15 +415,6 @@ def decorate(
     return storable_attributes(ds)
 
 
-def match_range_types(variable: xr.Variable, dtype=None) -> None:
-    """Give ``valid_range``/``valid_min``/``valid_max`` the data's type, as CF requires (a
-    round trip through zarr's JSON attributes turns them into float64/int64)."""
-    target = np.dtype(dtype) if dtype is not None else variable.dtype
-    for key in ("valid_range", "valid_min", "valid_max"):
-        if key in variable.attrs:
-            variable.attrs[key] = np.asarray(variable.attrs[key]).astype(target)
-
-
 def refined_variables(ds: xr.Dataset) -> list[str]:
     """Names of the refined variables in a climgen result (those linked to the depth map)."""
     return [
@@ -433,76 +424,13 @@ def refined_variables(ds: xr.Dataset) -> list[str]:
     ]
 
 
-def _is_time(variable: xr.DataArray) -> bool:
+def is_time(variable: xr.DataArray) -> bool:
     """True for decoded datetimes (numpy or cftime) and for undecoded 'UNITS since DATE'."""
     if variable.dtype.kind == "M":
         return True
     if variable.dtype.kind == "O" and variable.size and hasattr(variable.values.flat[0], "calendar"):
         return True
     return " since " in str(variable.attrs.get("units", ""))
-
-
-def encoding_for(ds: xr.Dataset, variables: list[str], fine_chunks: tuple[int, int], netcdf: bool = True) -> dict:
-    """Per-variable encoding: compressed float32 data with a fill value, no fill on coordinates."""
-    encoding = encoding_for_plain(ds, exclude=variables, netcdf=netcdf)
-    compressed = {"zlib": True, "complevel": 4} if netcdf else {}
-    for name in variables:
-        spec = {"dtype": "float32", "_FillValue": FILL_VALUE}
-        if netcdf:
-            spec |= compressed | {"chunksizes": _chunks(ds[name], fine_chunks)}
-        encoding[name] = spec
-    for name in ANCILLARY_NAMES:  # the depth map is a small integer, the others float32
-        whole = name == "refinement_depth"
-        encoding[name] = {"dtype": "int8" if whole else "float32", "_FillValue": None if whole else FILL_VALUE} | compressed
-    return encoding
-
-
-def with_file_encoding(ds: xr.Dataset, variables: list[str]) -> xr.Dataset:
-    """``ds`` with the encoding of climgen's own files (:func:`encoding_for`, less what only one
-    format knows): no fill values on coordinates and bounds, float32 data with climgen's fill
-    value, so that a user's ``ds.to_netcdf(path)`` or ``ds.to_zarr(path)`` is CF-clean too."""
-    for name, spec in encoding_for(ds, variables, (1, 1), netcdf=False).items():
-        if name in ds.variables:
-            ds.variables[name].encoding = spec
-    return ds
-
-
-def encoding_for_plain(ds: xr.Dataset, exclude: list[str] | tuple = (), netcdf: bool = True) -> dict:
-    """Encoding of everything but the refined data: no fill values, float64 time with the
-    source's units and calendar, shared by time and its bounds; in NetCDF, 32-bit integers
-    and strings as character arrays (CF-1.8 has neither 64-bit integers nor vlen strings)."""
-    encoding: dict[str, dict] = {}
-    bounds = {variable.attrs.get("bounds") for variable in ds.variables.values()}
-    for name, variable in ds.variables.items():
-        if name in exclude:
-            continue
-        kept = {key: value for key, value in variable.encoding.items() if key in ("units", "calendar", "dtype")}
-        if _is_time(variable) and variable.dtype.kind in "MO":
-            kept["dtype"] = "float64"  # CF-1.8 has no 64-bit integers
-        elif _fits_int32(variable):
-            kept["dtype"] = "int32"  # xarray stores a bare 0 (a grid mapping) or a count as int64
-        elif netcdf and variable.dtype.kind in "OU" and not _is_time(variable):
-            kept["dtype"] = "S1"  # strings (ERA5's expver) as CF character arrays, not netCDF-4 vlen strings
-        gridded_data = name in ds.data_vars and name not in bounds and variable.dtype.kind == "f"
-        encoding[name] = kept | {"_FillValue": FILL_VALUE if gridded_data else None}
-    for name, variable in ds.variables.items():
-        bounds_var = variable.attrs.get("bounds")
-        if bounds_var in encoding and _is_time(variable) and variable.dtype.kind in "MO":
-            encoding[bounds_var] |= {key: encoding[name][key] for key in ("units", "calendar") if key in encoding[name]}
-    return encoding
-
-
-def _fits_int32(variable: xr.Variable) -> bool:
-    """A 64-bit integer variable held in memory whose values all fit in 32 bits."""
-    if variable.dtype.kind not in "iu" or variable.dtype.itemsize < 8 or not isinstance(variable.data, np.ndarray):
-        return False
-    info = np.iinfo(np.int32)
-    return variable.size == 0 or (info.min <= variable.data.min() and variable.data.max() <= info.max)
-
-
-def _chunks(variable: xr.DataArray, fine_chunks: tuple[int, int]) -> tuple[int, ...]:
-    leading = [1] * (variable.ndim - 2)
-    return (*leading, min(fine_chunks[0], variable.shape[-2]), min(fine_chunks[1], variable.shape[-1]))
 
 
 def add_bounds_attrs(ds: xr.Dataset, axes: SpatialAxes) -> xr.Dataset:

@@ -26,7 +26,8 @@ import xarray as xr
 
 from climgen.errors import ConfigError, CredentialsError, InputError, MissingDependencyError, OutputExistsError
 from climgen.io.catalog import CATALOG, Collection, find_collection  # noqa: F401 (public here since 0.1)
-from climgen.io.cf import CONVENTIONS, FILL_VALUE, encoding_for_plain, history_line
+from climgen.io.cf import CONVENTIONS, FILL_VALUE, history_line
+from climgen.io.encoding import encoding_for_plain
 
 EDL_HOST = "urs.earthdata.nasa.gov"
 
