@@ -143,6 +143,8 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     assert note.startswith("interrupted: step 2 of 6 is saved in ")
     assert note.endswith("rerun the same command to resume from there")
     assert "nothing to resume" in interruption_note(tmp_path / "other-model", 6, 2)
+    adversarial = interruption_note(interrupted.resolve(interrupted.output), 6, 2, adversarial_steps=40)
+    assert adversarial.endswith("the adversarial stage (40 steps) saves no state and runs again from its start")
     lines = []
     resumed = load_checkpoint(pretrain(interrupted, log=lines.append))
     assert lines[0].startswith("resuming from step 2 of 6 (") and lines[0].endswith("tiny-model.train-state.json)")

@@ -138,5 +138,7 @@ def train(
         if loaded.baseline is not None:  # a baseline trains in one go, saving no state on the way
             raise interrupted("interrupted: a baseline keeps no state to resume; a rerun starts from the beginning") from None
         settings = loaded.pretrain
-        raise interrupted(interruption_note(loaded.resolve(loaded.output), settings.steps, settings.checkpoint_every)) from None
+        output = loaded.resolve(loaded.output)
+        note = interruption_note(output, settings.steps, settings.checkpoint_every, loaded.adversarial.steps)
+        raise interrupted(note) from None
     typer.echo(f"wrote {path} and {path.with_suffix('.json')}")

@@ -28,9 +28,15 @@ def state_paths(output: str | Path) -> tuple[Path, Path]:
     return base.with_name(base.name + ".safetensors"), base.with_name(base.name + ".json")
 
 
-def interruption_note(output: str | Path, steps: int, checkpoint_every: int) -> str:
-    """What an interrupted run of ``steps`` steps leaves to resume, said to the user."""
+def interruption_note(output: str | Path, steps: int, checkpoint_every: int, adversarial_steps: int = 0) -> str:
+    """What an interrupted run of ``steps`` pre-training steps leaves to resume, said to the
+    user; a following adversarial stage of ``adversarial_steps`` saves no state on the way."""
     _, json_path = state_paths(output)
+    after = (
+        f"; the adversarial stage ({adversarial_steps} steps) saves no state and runs again from its start"
+        if adversarial_steps
+        else ""
+    )
     try:
         step = int(json.loads(json_path.read_text())["step"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -38,7 +44,7 @@ def interruption_note(output: str | Path, steps: int, checkpoint_every: int) -> 
             f"interrupted before the first saved state (one every {checkpoint_every} steps): "
             "nothing to resume, a rerun starts from the beginning"
         )
-    return f"interrupted: step {step} of {steps} is saved in {json_path}; rerun the same command to resume from there"
+    return f"interrupted: step {step} of {steps} is saved in {json_path}; rerun the same command to resume from there" + after
 
 
 def _tensor_step(tensor_path: Path) -> int | None:
