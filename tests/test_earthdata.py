@@ -32,7 +32,7 @@ earthaccess = pytest.importorskip("earthaccess")
 from earthaccess.system import System  # noqa: E402
 
 from climgen.errors import ConfigError, OutputExistsError  # noqa: E402
-from climgen.io import earthdata  # noqa: E402
+from climgen.io import earthdata, granules  # noqa: E402
 
 RECORDED = Path(__file__).parent / "data" / "earthdata"
 GESDISC = "https://data.gesdisc.earthdata.nasa.gov"
@@ -301,7 +301,7 @@ def _peak_writing(paths: list[Path], request, target: Path) -> int:
     tracemalloc.start()
     with earthdata.assemble_cube(paths, request) as lazy:
         assert all(lazy[name].chunks is not None for name in request.variables), "nothing is read before writing"
-        earthdata._write_cube(lazy, target, request, "{}")
+        granules.write_cube(lazy, target, request, "{}")
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return peak
@@ -379,6 +379,32 @@ def test_a_download_failure_is_called_a_refusal_only_when_the_server_refused():
     assert "rerun to fetch the rest" in dropped and "refused" not in dropped  # 401 in a date is no status
     refused = earthdata._download_failure(RuntimeError("Download failed. Status code: 403"), ["a.nc4", "b.nc4"])
     assert refused.startswith("download of a.nc4, b.nc4 failed") and "authorise its application" in refused
+
+
+def test_an_interruption_waits_only_for_the_granules_in_flight(earthdata_server, tmp_path, monkeypatch):
+    """Granules are handed to earthaccess as many at a time as download at once: its thread
+    pool finishes all it was given before Ctrl-C gets through, so given them all, an
+    interrupted fetch downloaded every one first."""
+    earthdata.login(earthdata_server)
+    granules = earthdata.search(_request(), earthdata_server)
+    files = [earthdata.GranuleFile.from_granule(granule) for granule in granules]
+    monkeypatch.setattr(earthdata, "DOWNLOAD_THREADS", 1)
+    download = earthaccess.download
+    batches = []
+
+    def interrupted_during_the_first(batch, **options):
+        batches.append(len(batch))
+        if _Earthdata.downloads:  # Ctrl-C while the first batch downloaded reaches the loop here
+            raise KeyboardInterrupt
+        return download(batch, **options)
+
+    monkeypatch.setattr(earthaccess, "download", interrupted_during_the_first)
+    folder = tmp_path / "granules"
+    folder.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        earthdata._download(files, granules, folder, print)
+    assert batches == [1, 1] and len(_Earthdata.downloads) == 1
+    assert (folder / files[0].name).exists() and not (folder / files[1].name).exists()
 
 
 def test_a_cube_that_lost_a_chunk_is_not_refined_as_it_is_but_built_again(earthdata_server, tmp_path):

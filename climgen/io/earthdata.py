@@ -21,13 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import xarray as xr
 
 from climgen.errors import ConfigError, CredentialsError, InputError, MissingDependencyError, OutputExistsError
 from climgen.io.catalog import CATALOG, Collection, find_collection  # noqa: F401 (public here since 0.1)
-from climgen.io.cf import CONVENTIONS, FILL_VALUE, history_line
-from climgen.io.encoding import encoding_for_plain
+from climgen.io.granules import assemble_cube, subset, write_cube
 
 EDL_HOST = "urs.earthdata.nasa.gov"
 
@@ -205,6 +203,9 @@ def cache_folder(cube: Path) -> Path:
     return cube.with_name(cube.name + ".granules")
 
 
+DOWNLOAD_THREADS = 8  # granules downloaded at once, earthaccess's default
+
+
 def _download(files: list[GranuleFile], granules: list, folder: Path, log: Callable[[str], None]) -> tuple[list, list]:
     earthaccess = _earthaccess()
     downloaded, refetched = [], []
@@ -221,10 +222,16 @@ def _download(files: list[GranuleFile], granules: list, folder: Path, log: Calla
     if pending:
         for leftover in folder.glob("partial_*"):  # earthaccess's temporary files of a download cut short
             leftover.unlink(missing_ok=True)
-        try:
-            earthaccess.download([granule for _, granule in pending], local_path=str(folder), show_progress=False)
-        except Exception as error:  # earthaccess raises its own, requests' and OS errors
-            raise InputError(_download_failure(error, [granule_file.name for granule_file, _ in pending])) from error
+        # in batches of as many as download at once: earthaccess's thread pool finishes every
+        # granule it was given before an interruption (Ctrl-C, a batch time limit) gets through
+        for start in range(0, len(pending), DOWNLOAD_THREADS):
+            batch = pending[start : start + DOWNLOAD_THREADS]
+            try:
+                earthaccess.download(
+                    [granule for _, granule in batch], local_path=str(folder), threads=DOWNLOAD_THREADS, show_progress=False
+                )
+            except Exception as error:  # earthaccess raises its own, requests' and OS errors
+                raise InputError(_download_failure(error, [granule_file.name for granule_file, _ in batch])) from error
         for granule_file, _ in pending:
             reason = granule_file.check(folder / granule_file.name)
             if reason is not None:
@@ -251,97 +258,6 @@ def _download_failure(error: Exception, names: list[str]) -> str:
         else "; files already downloaded are kept, rerun to fetch the rest"
     )
     return f"download of {shown} failed ({text[:300]}){advice}"
-
-
-def subset(ds: xr.Dataset, variables: tuple[str, ...], bbox: tuple[float, float, float, float]) -> xr.Dataset:
-    """The variables over the bounding box, on ascending lat and -180..180 lon (0..360 for a box
-    across the antimeridian, W > E, which keeps it contiguous)."""
-    from climgen.grid import find_spatial_axes
-
-    missing = [name for name in variables if name not in ds.data_vars]
-    if missing:
-        raise InputError(f"variables {missing} not in the granule; it has {sorted(ds.data_vars)}")
-    ds = ds[list(variables)]
-    axes = find_spatial_axes(ds)
-    if axes.kind != "latlon":
-        raise InputError(f"subsetting by bbox needs a lat/lon grid; this collection is on {axes.kind} ({axes.y}, {axes.x})")
-    west, south, east, north = bbox
-    lon = ds[axes.x]
-    if west > east:
-        ds = ds.assign_coords({axes.x: (lon % 360).assign_attrs(lon.attrs)})
-        west, east = west % 360, east % 360
-    elif float(lon.max()) > 180:
-        ds = ds.assign_coords({axes.x: ((lon + 180) % 360 - 180).assign_attrs(lon.attrs)})
-    ds = ds.sortby([axes.y, axes.x])
-    selected = ds.sel({axes.y: slice(south, north), axes.x: slice(west, east)})
-    if selected.sizes[axes.y] == 0 or selected.sizes[axes.x] == 0:
-        spacing = [
-            float(np.abs(np.diff(ds[name].values[:2])).max()) if ds.sizes[name] > 1 else float("nan") for name in (axes.y, axes.x)
-        ]
-        swapped = " (west > east makes a box across the antimeridian: are west and east swapped?)" if bbox[0] > bbox[2] else ""
-        raise InputError(
-            f"the box {tuple(bbox)} holds no grid centre of this collection (spacing {spacing[0]:g} x {spacing[1]:g} "
-            f"degrees): widen it{swapped}"
-        )
-    return selected
-
-
-def assemble_cube(paths: list[Path], request: Request) -> xr.Dataset:
-    """One lazy dataset from the granule files: each opened as dask arrays and subset, then
-    concatenated and sorted along time. Nothing is read until the cube is written, chunk by
-    chunk, so memory follows a chunk, not the request; close the result when done with it
-    (it holds the files open)."""
-    if not paths:
-        raise InputError("no granule to assemble")
-
-    grid: dict = {}  # the first granule's subset coordinates: every other must match them
-
-    def subset_granule(granule: xr.Dataset) -> xr.Dataset:
-        part = subset(granule, request.variables, request.bbox)
-        coords = {name: part[name].values for name in ("lat", "lon") if name in part.coords}
-        if not grid:
-            grid.update(coords, source=granule.encoding.get("source", "the first granule"))
-        elif any(not np.array_equal(values, grid.get(name)) for name, values in coords.items()):
-            source = Path(granule.encoding.get("source", "a granule")).name
-            raise InputError(
-                f"{source} is on another grid than {Path(grid['source']).name} over the box: a collection's granules "
-                "must share their grid to make one cube (fetch the periods apart)"
-            )
-        return part
-
-    with xr.open_dataset(paths[0], engine="netcdf4") as first:
-        has_time = "time" in first.dims
-    if has_time:
-        cube = xr.open_mfdataset(
-            [str(path) for path in paths],
-            engine="netcdf4",
-            preprocess=subset_granule,
-            combine="nested",
-            concat_dim="time",
-            data_vars="all",
-            coords="different",
-            compat="no_conflicts",
-            join="outer",
-            chunks={},
-            parallel=False,
-        )
-        order = np.argsort(cube["time"].values, kind="stable")
-        unique = np.unique(cube["time"].values[order], return_index=True)[1]
-        cube = cube.isel(time=order[unique])
-    else:
-        cube = subset_granule(xr.open_dataset(paths[0], engine="netcdf4", chunks={}))
-    for name in request.variables:
-        units, standard_name = request.collection.variables.get(name, (None, None))
-        if not cube[name].attrs.get("units"):
-            if units is None:
-                raise InputError(f"variable {name!r} has no units in the files or the catalog")
-            cube[name].attrs["units"] = units
-        if standard_name and "standard_name" not in cube[name].attrs:
-            cube[name].attrs["standard_name"] = standard_name
-    for axis, standard_name in (("lat", "latitude"), ("lon", "longitude")):
-        if axis in cube.coords:
-            cube[axis].attrs.setdefault("standard_name", standard_name)
-    return cube
 
 
 def fetch(
@@ -414,7 +330,7 @@ def fetch(
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     report = FetchReport(cube, len(files), downloaded, refetched)
     with assemble_cube([folder / f.name for f in sorted(files, key=lambda f: f.name)], request) as result:
-        _write_cube(result, cube, request, identity)
+        write_cube(result, cube, request, identity)
     return report
 
 
@@ -487,34 +403,3 @@ def _lost_chunks(cube: Path, recorded: dict) -> int:
 
     group = zarr.open_group(str(cube), mode="r")
     return sum(int(array.nchunks) - int(array.nchunks_initialized) for _, array in group.arrays())
-
-
-def _write_cube(result: xr.Dataset, cube: Path, request: Request, identity: str) -> None:
-    """Write an assembled (lazy) cube with its CF metadata, in chunks of whole fields."""
-    from climgen.io.write import write_dataset
-
-    previous = str(result.attrs.get("history", "")).strip()
-    result.attrs |= {
-        "Conventions": CONVENTIONS,
-        "source": f"NASA Earthdata {request.collection.short_name} v{request.collection.version}: {request.collection.title}",
-        "history": history_line(
-            f"climgen fetch --collection {request.collection.short_name} --variables {','.join(request.variables)} "
-            f"--bbox={','.join(map(str, request.bbox))} --start {request.start} --end {request.end}"
-        )
-        + ("\n" + previous if previous else ""),
-        "climgen_fetch": identity,
-    }
-    encoding = encoding_for_plain(result)
-    for name in request.variables:
-        encoding[name] = {"dtype": "float32", "_FillValue": FILL_VALUE, "chunks": _cube_chunks(result[name])}
-    for variable in result.variables.values():
-        variable.encoding = {}
-    chunks = {
-        dim: size for name in request.variables for dim, size in zip(result[name].dims, encoding[name]["chunks"], strict=True)
-    }
-    write_dataset(result.chunk(chunks), cube, encoding, overwrite=True, every_chunk=True)
-
-
-def _cube_chunks(variable: xr.DataArray) -> tuple[int, ...]:
-    """Chunks of a cube variable: whole spatial fields, up to 24 time steps (a day of hours)."""
-    return tuple(min(24, size) if dim == "time" else size for dim, size in zip(variable.dims, variable.shape, strict=True))
