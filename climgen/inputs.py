@@ -96,6 +96,7 @@ def select_variables(ds: xr.Dataset, axes: SpatialAxes, variables) -> list[str]:
                 "values that mean nothing; refine a fraction of each category instead"
             )
         chosen = list(variables)
+        chosen += _formula_terms_of(ds, axes, chosen)
     else:
         chosen = [
             name
@@ -121,6 +122,30 @@ def select_variables(ds: xr.Dataset, axes: SpatialAxes, variables) -> list[str]:
                 f"variable {name!r} has no values: dimension {empty[0]!r} has length 0 (a selection that matched nothing?)"
             )
     return chosen
+
+
+def _formula_terms_of(ds: xr.Dataset, axes: SpatialAxes, chosen: list[str]) -> list[str]:
+    """Gridded variables that the ``formula_terms`` of the chosen variables' vertical
+    coordinates name (CMIP's surface pressure ``ps`` of hybrid levels) and that are not chosen:
+    refined too, with a warning, so the output's levels can still be turned into heights or
+    pressures (CF 4.3.3) and name no variable it lacks."""
+    import re
+
+    needed = []
+    for name in chosen:
+        for coordinate in ds[name].coords.values():
+            for term in re.findall(r"\w+:\s*(\S+)", str(coordinate.attrs.get("formula_terms", ""))):
+                gridded = term in ds.data_vars and {axes.y, axes.x} <= set(ds[term].dims)
+                if gridded and term not in chosen and term not in needed:
+                    needed.append(term)
+    if needed:
+        warnings.warn(
+            f"refining {', '.join(map(repr, needed))} too: the formula_terms of the vertical coordinate name "
+            f"{'them' if len(needed) > 1 else 'it'}, and the output's levels need {'them' if len(needed) > 1 else 'it'}",
+            InputWarning,
+            stacklevel=3,
+        )
+    return needed
 
 
 def _fine_axes(ds: xr.Dataset, axes: SpatialAxes, factor: int) -> dict[str, tuple[xr.DataArray, xr.DataArray]]:
@@ -172,6 +197,7 @@ def _prepare(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None
             f"drop or rename the input's first, e.g. ds.drop_vars({cf.MEMBER_DIM!r})"
         )
     warn_left_out(ds, axes)
+    warn_unordered_steps(ds, variables, axes)
     check_units(ds, variables)
     for name in (axes.y, axes.x):
         cell_bounds(ds[name], ds)  # validates monotonic, finite coordinates
@@ -227,6 +253,31 @@ def warn_left_out(ds: xr.Dataset, axes: SpatialAxes) -> None:
             InputWarning,
             stacklevel=3,
         )
+
+
+def warn_unordered_steps(ds: xr.Dataset, variables: list[str], axes: SpatialAxes) -> None:
+    """Warn of a step coordinate (time, a level) of the refined variables that is not strictly
+    monotonic (repeated, unsorted or missing steps): each step is refined as it is, but the
+    output, keeping the order, fails CF's rule for coordinates (section 1.2) as the input does."""
+    for dim in dict.fromkeys(dim for name in variables for dim in ds[name].dims):
+        if dim in (axes.y, axes.x) or dim not in ds.coords or ds[dim].ndim != 1 or ds.sizes[dim] < 2:
+            continue
+        values = ds[dim].values
+        if values.dtype.kind not in "iufmMO":
+            continue
+        try:  # numbers, numpy dates and cftime dates compare; other objects are no steps to order
+            increasing = all(later > earlier for earlier, later in zip(values[:-1], values[1:], strict=True))
+            decreasing = all(later < earlier for earlier, later in zip(values[:-1], values[1:], strict=True))
+        except TypeError:
+            continue
+        if not (increasing or decreasing):
+            warnings.warn(
+                f"{dim!r} is not strictly monotonic (steps repeated, unsorted or missing): each step is refined, but the "
+                f"output keeps the order and fails CF's check as the input does; sort first, e.g. "
+                f"ds.sortby({dim!r}).drop_duplicates({dim!r})",
+                InputWarning,
+                stacklevel=3,
+            )
 
 
 # netCDF's default fill value for floats is 9.96921e36: a file that leaves it unmarked (no

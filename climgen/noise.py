@@ -78,12 +78,12 @@ def field_labels(variable, spatial_dims: tuple[str, str]) -> FieldLabels:
     for dim in leading:
         coordinate = variable.coords.get(dim)
         if coordinate is not None and coordinate.ndim == 1:
-            values = _distinct([_label(value) for value in coordinate.values])
+            values = _distinct([_label(value) for value in _decoded(coordinate)])
         else:
             values = [str(index) for index in range(variable.sizes[dim])]
         parts.append(tuple(f"{dim}={value}" for value in values))
     scalars = tuple(
-        f"{name}={_label(coordinate.values[()])}"
+        f"{name}={_label(_decoded(coordinate)[()])}"
         for name, coordinate in variable.coords.items()
         if coordinate.ndim == 0 and "grid_mapping_name" not in coordinate.attrs  # (rioxarray's spatial_ref)
     )
@@ -100,14 +100,49 @@ def _distinct(values: list[str]) -> list[str]:
     return distinct
 
 
+_SECONDS = {"days": 86400, "day": 86400, "d": 86400, "hours": 3600, "hour": 3600, "h": 3600}
+_SECONDS |= {"minutes": 60, "minute": 60, "min": 60, "seconds": 1, "second": 1, "s": 1}
+
+
+def _decoded(coordinate) -> np.ndarray:
+    """A coordinate's values as dates or durations where it holds them undecoded ("days since
+    2000-01-01" in its calendar, or "hours"): opened with ``decode_times=False`` or not, a file
+    labels its fields alike. Values that cannot be decoded ("months since") stay numbers."""
+    values = coordinate.values
+    units = str(coordinate.attrs.get("units", "")).strip()
+    if values.dtype.kind not in "iuf" or not units:
+        return values
+    if " since " in units:
+        import cftime
+
+        try:
+            dates = cftime.num2date(values, units, str(coordinate.attrs.get("calendar", "standard")))
+        except (ValueError, TypeError, OverflowError):
+            return values
+        calendar = getattr(np.ravel(dates)[0], "calendar", "") if np.size(dates) else ""
+        if calendar in ("standard", "gregorian", "proleptic_gregorian"):  # as xarray decodes them: numpy dates
+            return np.asarray([np.datetime64(date.isoformat(), "us") for date in np.ravel(dates)]).reshape(np.shape(dates))
+        return np.asarray(dates)
+    if units in _SECONDS:
+        return (np.asarray(values, dtype=np.float64) * _SECONDS[units] * 1e6).round().astype("timedelta64[us]")
+    return values
+
+
 def _label(value) -> str:
     """A coordinate value as text that does not depend on how it was stored: dates alike from
-    numpy and cftime (to the microsecond where it is not 0), numbers alike in any dtype."""
+    numpy and cftime (to the microsecond where it is not 0), durations in seconds, numbers
+    alike in any dtype."""
     if isinstance(value, np.datetime64):
         if np.isnat(value):
             return "NaT"
         text = np.datetime_as_string(value.astype("datetime64[us]"))
         return text.removesuffix(".000000")
+    if isinstance(value, np.timedelta64):
+        if np.isnat(value):
+            return "NaT"
+        return np.format_float_positional(value / np.timedelta64(1, "s"), unique=True, trim="-") + "s"
+    if hasattr(value, "total_seconds"):  # datetime.timedelta
+        return np.format_float_positional(value.total_seconds(), unique=True, trim="-") + "s"
     if hasattr(value, "strftime") and hasattr(value, "microsecond"):  # cftime and datetime dates
         return value.strftime("%Y-%m-%dT%H:%M:%S") + (f".{value.microsecond:06d}" if value.microsecond else "")
     if isinstance(value, (float, np.floating)):

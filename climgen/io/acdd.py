@@ -81,26 +81,27 @@ def _extent(ds: xr.Dataset, name: str | None, longitude: bool = False) -> tuple[
 
 def _iso_duration(seconds: float, calendar_steps: bool = False) -> str:
     """An ISO 8601 duration in whole days when it is, else seconds (P30D, PT3600S); with
-    ``calendar_steps``, a step of 28-31 days is P1M and of 365-366 days P1Y (monthly and
-    yearly series)."""
+    ``calendar_steps``, a step of 28-31 days is P1M and of 360-366 days P1Y (monthly and
+    yearly series, in any calendar)."""
     days = seconds / 86400
     if calendar_steps and 28 <= days <= 31:
         return "P1M"
-    if calendar_steps and 365 <= days <= 366:
+    if calendar_steps and 360 <= days <= 366:
         return "P1Y"
     return f"P{round(days)}D" if abs(days - round(days)) < 1e-6 and days >= 1 else f"PT{round(seconds)}S"
 
 
 def _time_values(variable: xr.DataArray) -> list | None:
-    """A time coordinate's instants, sorted, as ``datetime64[s]`` or cftime dates (a scalar time
-    is one instant); None for anything else."""
-    if variable.ndim > 1 or not variable.size:
-        return None
+    """A time variable's instants (a coordinate's, or every edge of its bounds), sorted and
+    without missing times (NaT), as ``datetime64[s]`` or cftime dates; None for anything else."""
     values = np.atleast_1d(variable.values).ravel()
+    if not values.size:
+        return None
     if values.dtype.kind == "M":
-        return list(np.sort(values.astype("datetime64[s]")))
-    if values.dtype.kind == "O" and all(hasattr(value, "calendar") for value in values):  # cftime dates
-        return sorted(values)
+        values = values[~np.isnat(values)]
+        return list(np.sort(values.astype("datetime64[s]"))) or None
+    if values.dtype.kind == "O" and all(hasattr(value, "calendar") for value in values if value is not None):
+        return sorted(value for value in values if value is not None) or None  # cftime dates
     return None
 
 
@@ -109,17 +110,39 @@ def _seconds(later, earlier) -> float:
     return float(difference / np.timedelta64(1, "s")) if isinstance(difference, np.timedelta64) else difference.total_seconds()
 
 
+def _iso_instant(value) -> str:
+    """An instant in ISO 8601 (UTC); a date of a model calendar that the Gregorian one lacks
+    (30 February of a 360-day year) as the last day of its month."""
+    if isinstance(value, np.datetime64):
+        return f"{value}Z"
+    import calendar
+    import datetime
+
+    try:
+        day = min(value.day, calendar.monthrange(value.year, value.month)[1]) if 1 <= value.year <= 9999 else value.day
+        instant = datetime.datetime(value.year, value.month, day, value.hour, value.minute, value.second)
+    except ValueError:  # outside the years ISO 8601 writes plainly
+        return f"{value.isoformat()}Z"
+    return f"{instant.isoformat()}Z"
+
+
 def _time_coverage(ds: xr.Dataset) -> dict:
     """Start, end, duration and resolution of a decoded time coordinate, in any calendar (none:
-    nothing)."""
-    values = next((found for name in ds.coords if (found := _time_values(ds[name])) is not None), None)
-    if values is None:
+    nothing): its first and last instants (as ACDD checkers compare them), and for a
+    climatology the years it spans (its ``climatology`` bounds, CF 7.4); the resolution is
+    the coordinate's step."""
+    for name in ds.coords:
+        if ds[name].ndim <= 1 and (values := _time_values(ds[name])) is not None:
+            break
+    else:
         return {}
-    text = [f"{value}Z" if isinstance(value, np.datetime64) else f"{value.isoformat()}Z" for value in (values[0], values[-1])]
+    cells = ds[name].attrs.get("climatology")  # a climatology's coordinate is nominal; its bounds span its years
+    edges = _time_values(ds[cells]) if cells in ds.variables else None
+    first, last = (edges[0], edges[-1]) if edges else (values[0], values[-1])
     attrs = {
-        "time_coverage_start": text[0],
-        "time_coverage_end": text[1],
-        "time_coverage_duration": _iso_duration(_seconds(values[-1], values[0])),
+        "time_coverage_start": _iso_instant(first),
+        "time_coverage_end": _iso_instant(last),
+        "time_coverage_duration": _iso_duration(_seconds(last, first)),
     }
     if len(values) > 1:
         step = float(np.median([_seconds(later, earlier) for earlier, later in zip(values[:-1], values[1:], strict=True)]))
@@ -181,6 +204,18 @@ def standing_attributes() -> dict:
         raise ConfigError(f"standing attributes file {path}: {err}") from err
 
 
+def _increases_downwards(variable: xr.DataArray) -> bool:
+    """A vertical coordinate without ``positive`` whose values grow downwards: a depth, a
+    pressure (in pressure units, or named so), or a sigma coordinate."""
+    from climgen.io.units import same_dimension
+
+    standard_name = str(variable.attrs.get("standard_name", ""))
+    if standard_name == "depth" or "pressure" in standard_name or "sigma" in standard_name:
+        return True
+    units = str(variable.attrs.get("units", "")).strip()
+    return bool(units) and same_dimension(units, "Pa")
+
+
 def _vertical_coverage(ds: xr.Dataset) -> dict:
     """Least and greatest value of a vertical coordinate (CMIP's scalar ``height`` of 2 m, a
     depth axis...) in its own units, and its direction; no vertical coordinate: nothing."""
@@ -192,7 +227,7 @@ def _vertical_coverage(ds: xr.Dataset) -> dict:
         values = np.asarray(variable.values, dtype=np.float64)
         if not values.size or not np.isfinite(values).any() or "units" not in variable.attrs:
             continue
-        positive = str(variable.attrs.get("positive", "down" if standard_name == "depth" else "up")).lower()
+        positive = str(variable.attrs.get("positive", "down" if _increases_downwards(variable) else "up")).lower()
         attrs = {
             "geospatial_vertical_min": float(np.nanmin(values)),
             "geospatial_vertical_max": float(np.nanmax(values)),

@@ -286,16 +286,18 @@ def tidy(ds: xr.Dataset, axes: SpatialAxes) -> xr.Dataset:
         mapping_attrs = ds[name].attrs
         if "grid_mapping_name" in mapping_attrs and (ds[name].ndim > 0 or ds[name].dtype.kind in "SU"):
             ds[name] = xr.DataArray(np.int32(0), attrs=dict(mapping_attrs))
-    bounds_variables = {variable.attrs.get("bounds") for variable in ds.variables.values()}
+    cell_keys = ("bounds", "climatology")  # a climatology's bounds (CF 7.4) are bounds too
+    bounds_variables = {variable.attrs.get(key) for variable in ds.variables.values() for key in cell_keys}
     for name, variable in ds.variables.items():  # CF 3 and ACDD: every variable says what it is, in words
         if name not in bounds_variables and not {"long_name", "grid_mapping_name"} & set(variable.attrs):
             variable.attrs["long_name"] = str(variable.attrs.get("standard_name", name)).replace("_", " ")
     for name in list(ds.variables):
-        bounds = ds[name].attrs.get("bounds")
-        if bounds in ds.variables:
-            ds[bounds].attrs = {}
-        elif bounds is not None:  # its variable was dropped (e.g. with a subset of the input): CF 7.1
-            del ds[name].attrs["bounds"]
+        for key in cell_keys:
+            bounds = ds[name].attrs.get(key)
+            if bounds in ds.variables:
+                ds[bounds].attrs = {}
+            elif bounds is not None:  # its variable was dropped (e.g. with a subset of the input): CF 7.1
+                del ds[name].attrs[key]
     for name in ds.coords:
         if is_time(ds[name]) and ds[name].ndim <= 1:  # a scalar time (one step selected) as well
             ds[name].attrs.setdefault("standard_name", "time")

@@ -49,24 +49,37 @@ def encoding_for_plain(ds: xr.Dataset, exclude: list[str] | tuple = (), netcdf: 
     source's units and calendar, shared by time and its bounds; in NetCDF, 32-bit integers
     and strings as character arrays (CF-1.8 has neither 64-bit integers nor vlen strings)."""
     encoding: dict[str, dict] = {}
-    bounds = {variable.attrs.get("bounds") for variable in ds.variables.values()}
+    bounds = {variable.attrs.get(key) for variable in ds.variables.values() for key in ("bounds", "climatology")}
     for name, variable in ds.variables.items():
         if name in exclude:
             continue
         kept = {key: value for key, value in variable.encoding.items() if key in ("units", "calendar", "dtype")}
-        if is_time(variable) and variable.dtype.kind in "MO":
-            kept["dtype"] = "float64"  # CF-1.8 has no 64-bit integers
+        if (is_time(variable) and variable.dtype.kind in "MO") or variable.dtype.kind == "m":
+            kept["dtype"] = "float64"  # CF-1.8 has no 64-bit integers (dates, and durations such as ERA5's step)
         elif _fits_int32(variable):
             kept["dtype"] = "int32"  # xarray stores a bare 0 (a grid mapping) or a count as int64
         elif netcdf and variable.dtype.kind in "OU" and not is_time(variable):
             kept["dtype"] = "S1"  # strings (ERA5's expver) as CF character arrays, not netCDF-4 vlen strings
         gridded_data = name in ds.data_vars and name not in bounds and variable.dtype.kind == "f"
         encoding[name] = kept | {"_FillValue": FILL_VALUE if gridded_data else None}
-    for name, variable in ds.variables.items():
-        bounds_var = variable.attrs.get("bounds")
-        if bounds_var in encoding and is_time(variable) and variable.dtype.kind in "MO":
-            encoding[bounds_var] |= {key: encoding[name][key] for key in ("units", "calendar") if key in encoding[name]}
+    for name, variable in ds.variables.items():  # time's cells (bounds, or a climatology's years) in time's units
+        cells = variable.attrs.get("climatology") or variable.attrs.get("bounds")
+        if cells in encoding and is_time(variable) and variable.dtype.kind in "MO":
+            if "units" not in encoding[name]:  # chosen for both here: xarray would choose each its own
+                encoding[name] |= _time_units([variable, ds[cells]])
+            encoding[cells] |= {key: encoding[name][key] for key in ("units", "calendar") if key in encoding[name]}
     return encoding
+
+
+def _time_units(variables: list) -> dict:
+    """Units (days since the earliest date) and calendar that store all of ``variables``' dates."""
+    dates = [value for variable in variables for value in np.ravel(variable.values) if value == value]  # not NaT
+    if not dates:
+        return {}
+    earliest = min(dates)
+    if isinstance(earliest, np.datetime64):
+        return {"units": f"days since {np.datetime_as_string(earliest, unit='D')}", "calendar": "proleptic_gregorian"}
+    return {"units": f"days since {earliest.year:04d}-{earliest.month:02d}-{earliest.day:02d}", "calendar": earliest.calendar}
 
 
 def _fits_int32(variable: xr.Variable) -> bool:

@@ -63,6 +63,17 @@ def check_units(ds: xr.Dataset, variables: list[str]) -> dict[str, str | None]:
     return found
 
 
+def same_dimension(first: str, second: str) -> bool:
+    """Whether two unit strings measure the same kind of quantity (``hPa`` and ``Pa``); False
+    when either cannot be parsed."""
+    try:
+        from cf_xarray.units import units as registry
+
+        return registry.Quantity(1.0, first).dimensionality == registry.Quantity(1.0, second).dimensionality
+    except Exception:  # pint raises several error types for strings it cannot parse
+        return False
+
+
 def same_units(first: str, second: str) -> bool:
     """Whether two unit strings mean the same units (``K`` and ``kelvin``, ``m s-1`` and
     ``m/s``); strings neither parses are the same only when equal."""
