@@ -168,7 +168,7 @@ def finetune(method: str, west: xr.Dataset, variable: str, options: BenchmarkOpt
         document["baseline"] |= {"learning_rate": 2e-4, "validate_every": options.finetune_steps}
     recipe = TrainRecipe(**document, base_dir=folder)
     log(f"fine-tuning {method} on the western half: {options.finetune_steps} steps")
-    return str(train(recipe, log=lambda message: None))
+    return str(train(recipe, log=lambda message: None, overwrite=True))
 
 
 def run_benchmark(truth: xr.Dataset, variable: str, out: str | Path, options: BenchmarkOptions, log=print) -> list[dict]:

@@ -10,7 +10,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from climgen.errors import ConfigError, InputError, ModelError, TrainingError
+from climgen.errors import ConfigError, InputError, ModelError, OutputExistsError, TrainingError
 from climgen.models.checkpoint import load_checkpoint, save_checkpoint
 from climgen.testing import make_dataset
 from climgen.training.recipe import TrainRecipe, load_recipe
@@ -40,8 +40,12 @@ def test_a_diverged_run_writes_nothing_and_keeps_the_checkpoint_it_would_replace
 
     first = train(_fine_tune(tmp_path), log=lambda line: None)
     before = first.read_bytes(), first.with_suffix(".json").read_bytes()
+    # a finished checkpoint is replaced only when asked: outputs refined with it name its hash
+    with pytest.raises(OutputExistsError, match=r"tuned.safetensors is a finished checkpoint .* pass --overwrite"):
+        train(_fine_tune(tmp_path, seed=8), log=lambda line: None)
+    assert (first.read_bytes(), first.with_suffix(".json").read_bytes()) == before
     with pytest.raises(TrainingError, match="diverged"):
-        train(_fine_tune(tmp_path, pretrain={"learning_rate": 1e6, "steps": 12}), log=lambda line: None)
+        train(_fine_tune(tmp_path, pretrain={"learning_rate": 1e6, "steps": 12}), log=lambda line: None, overwrite=True)
     assert (first.read_bytes(), first.with_suffix(".json").read_bytes()) == before
     # its saved state would diverge again: removed, so the lower learning rate the error asks for runs
     assert not any(path.exists() for path in state_paths(tmp_path / "tuned"))
@@ -55,7 +59,7 @@ def test_a_diverged_run_writes_nothing_and_keeps_the_checkpoint_it_would_replace
         save_checkpoint(broken, first, "hierarchical", {"name": "broken"})
     assert first.read_bytes() == before[0]
     assert oct(first.stat().st_mode & 0o777) == oct(first.with_suffix(".json").stat().st_mode & 0o777)  # not 0600
-    train(_fine_tune(tmp_path, pretrain={"learning_rate": 1e-5}), log=lambda line: None)
+    train(_fine_tune(tmp_path, pretrain={"learning_rate": 1e-5}), log=lambda line: None, overwrite=True)
 
 
 class _Interrupt(Exception):
@@ -183,7 +187,11 @@ def test_a_masked_field_fine_tunes_and_validates_on_its_data(tmp_path):
     sparse["tos"][:, 20:] = np.nan  # no crop of 32 cells is 70% valid
     sparse.to_netcdf(tmp_path / "sparse.nc")
     with pytest.raises(InputError, match="no crop of 32 cells with 70% of them valid"):
-        train(_fine_tune(tmp_path, data={"real_fields": [{"path": "sparse.nc", "variable": "tos"}]}), log=lambda line: None)
+        train(
+            _fine_tune(tmp_path, data={"real_fields": [{"path": "sparse.nc", "variable": "tos"}]}),
+            log=lambda line: None,
+            overwrite=True,
+        )
 
 
 def test_sel_takes_a_range_whichever_way_the_axis_runs_and_says_when_it_selects_nothing(tmp_path):

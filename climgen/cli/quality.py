@@ -99,6 +99,7 @@ def train(
     precision: Annotated[
         str | None, typer.Option(help="float32 or bfloat16 (bf16 autocast of the model; overrides the recipe).")
     ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a finished checkpoint at the output.")] = False,
 ) -> None:
     """Train what RECIPE describes (the hierarchical generator, the multi-branch one or a baseline) and save it."""
     from pydantic import ValidationError
@@ -131,7 +132,7 @@ def train(
     from climgen.training.run import train as run_recipe
 
     try:
-        path = run_recipe(loaded, log=typer.echo)
+        path = run_recipe(loaded, log=typer.echo, overwrite=overwrite)
     except KeyboardInterrupt:
         from climgen.training.state import interruption_note
 

@@ -17,17 +17,18 @@ def architecture(recipe: TrainRecipe) -> str:
     return load_checkpoint(source).architecture
 
 
-def train(recipe: TrainRecipe, log=print) -> Path:
+def train(recipe: TrainRecipe, log=print, overwrite: bool = False) -> Path:
     """Train a single-scale baseline, the hierarchical generator or the multi-branch one, as
-    ``recipe`` says, and return the weights' path."""
+    ``recipe`` says, and return the weights' path. A finished checkpoint at the recipe's
+    output is replaced only with ``overwrite``: outputs refined with it name its hash."""
     if recipe.baseline is not None:
         from climgen.training.baselines import train_baseline
 
-        check_files(recipe)
+        check_files(recipe, overwrite)
         return train_baseline(recipe, log=log)
     trains = architecture(recipe)
     check_sections(recipe, trains)
-    check_files(recipe)
+    check_files(recipe, overwrite)
     if trains == "hierarchical":
         from climgen.training.hierarchical import train_hierarchical
 
@@ -56,12 +57,15 @@ def check_sections(recipe: TrainRecipe, trains: str) -> None:
         raise ConfigError(f"data.corpus: only the hierarchical generator trains on the corpus, not {trains!r}")
 
 
-def check_files(recipe: TrainRecipe) -> None:
+def check_files(recipe: TrainRecipe, overwrite: bool = False) -> None:
     """Before any training: every field the recipe reads exists, and the checkpoint can be
-    written where it says (not over a folder, in a folder that can be written)."""
+    written where it says (not over a folder, in a folder that can be written, not over a
+    finished checkpoint unless ``overwrite``)."""
     import os
 
-    from climgen.errors import ConfigError, InputError
+    from climgen.errors import ConfigError, InputError, OutputExistsError
+    from climgen.models.checkpoint import weights_path
+    from climgen.training.state import state_paths
 
     for source in recipe.data.real_fields + recipe.data.validation_fields:
         for path in (source.path, source.covariate_path):
@@ -70,6 +74,13 @@ def check_files(recipe: TrainRecipe) -> None:
     output = Path(recipe.resolve(recipe.output))
     if output.is_dir():
         raise ConfigError(f"output {output} is a folder: name the checkpoint to write in it (e.g. {output / recipe.name})")
+    finished = weights_path(output)
+    resuming = any(path.exists() for path in state_paths(output))
+    if finished.exists() and not resuming and not overwrite:
+        raise OutputExistsError(
+            f"{finished} is a finished checkpoint (outputs refined with it name its hash): pass --overwrite to "
+            "replace it, or give another output"
+        )
     folder = output.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
