@@ -175,6 +175,30 @@ def test_fine_tuning_starts_from_a_checkpoint(tmp_path):
     assert isinstance(torch.get_num_threads(), int)
 
 
+def test_a_fine_tune_validates_with_the_covariates_of_its_validation_fields(tmp_path):
+    """A field that follows the terrain, validated with the terrain as it trained with it: the
+    validation windows carry their covariate, and the scores are those with it."""
+    from climgen.training.hierarchical import validate, validation_windows
+    from climgen.training.recipe import TrainRecipe
+
+    terrain = make_dataset("latlon", shape=(64, 64), seed=4)["tas"] - 280.0
+    field = (290.0 - 0.0065 * 400 * terrain).rename("tas").assign_attrs(units="K")
+    lapse = field.to_dataset()
+    lapse["orog"] = (400 * terrain).assign_attrs(units="m")
+    lapse.to_netcdf(tmp_path / "lapse.nc")
+    source = {"path": "lapse.nc", "variable": "tas", "covariate_path": "lapse.nc", "covariate_variable": "orog"}
+    data = {"crop_size": 32, "real_fields": [source], "validation_fields": [source]}
+    document = _recipe_document(tmp_path, init_from="default", data=data)
+    del document["model"]
+    recipe = TrainRecipe(**document, base_dir=tmp_path)
+    windows = validation_windows(recipe)
+    assert windows and all(covariate is not None and covariate.shape == window.shape for _, window, covariate in windows)
+    model = load_checkpoint("default").module
+    with_terrain = validate(model, windows, "cpu")
+    without = validate(model, [(group, window, None) for group, window, _ in windows], "cpu")
+    assert with_terrain["ratio"] < without["ratio"]
+
+
 def test_bf16_precision_runs_the_model_under_autocast_and_is_recorded(tmp_path):
     import torch
 

@@ -86,13 +86,20 @@ def _git_revision() -> str:
     return result.stdout.strip() or "unknown"
 
 
+def resolved_sources(recipe: TrainRecipe, fields: list) -> list[dict]:
+    """The recipe's ``fields`` as dictionaries, their data and covariate paths resolved
+    against the recipe's folder."""
+    sources = [source.model_dump() | {"path": recipe.resolve(source.path)} for source in fields]
+    for source in sources:
+        if source.get("covariate_path"):
+            source["covariate_path"] = recipe.resolve(source["covariate_path"])
+    return sources
+
+
 def real_pool_of(recipe: TrainRecipe, min_valid: float = 1.0) -> tuple[RealFieldPool | None, list[dict]]:
     """The recipe's real fields (paths resolved) as a crop pool (None without any), and their
     sources; ``min_valid`` below 1 keeps fields with missing cells (:func:`load_real_pool`)."""
-    real_sources = [source.model_dump() | {"path": recipe.resolve(source.path)} for source in recipe.data.real_fields]
-    for source in real_sources:
-        if source.get("covariate_path"):
-            source["covariate_path"] = recipe.resolve(source["covariate_path"])
+    real_sources = resolved_sources(recipe, recipe.data.real_fields)
     pool = load_real_pool(real_sources, recipe.data.crop_size, min_valid) if real_sources else None
     return pool, real_sources
 
@@ -111,14 +118,20 @@ def field_validation_windows(recipe: TrainRecipe, size: int, min_valid: float = 
     recipe's ``validation_fields``, each with at least ``min_valid`` of its cells valid: the
     held-out windows a recipe's validation scores. Fields that give none are an error, not a
     run without validation."""
+    return [window for window, _ in field_validation_pairs(recipe, size, min_valid)]
+
+
+def field_validation_pairs(recipe: TrainRecipe, size: int, min_valid: float = 1.0) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """:func:`field_validation_windows` with each window's covariate (the same cells of the
+    field's ``covariate_path``), or None for a field without one."""
     from climgen.errors import ConfigError
 
-    sources = [source.model_dump() | {"path": recipe.resolve(source.path)} for source in recipe.data.validation_fields]
+    sources = resolved_sources(recipe, recipe.data.validation_fields)
     if not sources:
         return []
     pool = load_real_pool(sources, min_valid=min_valid)
-    windows = []
-    for target in pool.targets:
+    pairs = []
+    for target, covariate in zip(pool.targets, pool.covariates, strict=True):
         side = min(size, min(target.shape) // 16 * 16)  # regions narrower than a crop still count
         if side == 0:
             continue
@@ -126,15 +139,15 @@ def field_validation_windows(recipe: TrainRecipe, size: int, min_valid: float = 
             for x0 in range(0, target.shape[1] - side + 1, side):
                 window = target[y0 : y0 + side, x0 : x0 + side]
                 if np.isfinite(window).mean() >= min_valid:
-                    windows.append(window)
+                    pairs.append((window, None if covariate is None else covariate[y0 : y0 + side, x0 : x0 + side]))
     by_side: dict[int, list] = {}
-    for window in windows:
-        by_side.setdefault(window.shape[0], []).append(window)
+    for pair in pairs:
+        by_side.setdefault(pair[0].shape[0], []).append(pair)
     if not by_side:
-        shapes = ", ".join(f"{target.shape[0]} x {target.shape[1]}" for target in pool.targets[:3])
+        regions = list(dict.fromkeys(f"{target.shape[0]} x {target.shape[1]}" for target in pool.targets))
         raise ConfigError(
             f"data.validation_fields give no window of at least 16 x 16 cells with {min_valid:.0%} of them valid "
-            f"(their regions: {shapes}): widen the validation region"
+            f"(their regions: {', '.join(regions[:3])}): widen the validation region"
         )
     return max(by_side.values(), key=len)
 

@@ -193,14 +193,17 @@ def teacher_forced_loss(
     return total
 
 
-def validation_windows(recipe: TrainRecipe, size: int = 64, per_field: int = 6) -> list[tuple[str, np.ndarray]]:
-    """Fixed windows of the corpus's validation split: up to ``per_field`` per field, each
-    with at least 70% valid cells, spread evenly over the field (the same every run); without
-    a corpus, windows of the recipe's ``validation_fields``."""
+def validation_windows(
+    recipe: TrainRecipe, size: int = 64, per_field: int = 6
+) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+    """Fixed (group, window, covariate) triples of the corpus's validation split: up to
+    ``per_field`` windows per field, each with at least 70% valid cells, spread evenly over the
+    field (the same every run), without covariates; without a corpus, windows of the recipe's
+    ``validation_fields`` with their covariates, as the fine-tune trained with them."""
     if recipe.data.corpus is None:  # a fine-tuning recipe: its own validation fields
-        from climgen.training.common import field_validation_windows
+        from climgen.training.common import field_validation_pairs
 
-        return [("validation", window) for window in field_validation_windows(recipe, size, MIN_VALID_SHARE)]
+        return [("validation", *pair) for pair in field_validation_pairs(recipe, size, MIN_VALID_SHARE)]
     windows = []
     for item in load_corpus(recipe.resolve(recipe.data.corpus.root), "validation").fields:
         slices = item.slices
@@ -214,31 +217,44 @@ def validation_windows(recipe: TrainRecipe, size: int = 64, per_field: int = 6) 
                     if np.isfinite(window).mean() >= 0.7:
                         found.append(window)
         step = max(1, len(found) // per_field)
-        windows += [(item.group, window.astype(np.float64)) for window in found[::step][:per_field]]
+        windows += [(item.group, window.astype(np.float64), None) for window in found[::step][:per_field]]
     return windows
 
 
 @torch.no_grad()
 def validate(
-    model: HierarchicalGenerator, windows: list[tuple[str, np.ndarray]], device, factor: int = 4, members: int = 4
+    model: HierarchicalGenerator,
+    windows: list[tuple[str, np.ndarray, np.ndarray | None]],
+    device,
+    factor: int = 4,
+    members: int = 4,
 ) -> dict:
-    """On the validation windows at ``factor``: the best estimate's RMSE over bicubic's (mean
-    over groups of each group's pooled ratio), and of ``members`` samples the CRPS over the
-    best estimate's MAE and the spread over the members' mean's RMSE (pooled)."""
+    """On the validation (group, window, covariate or None) triples at ``factor``: the best
+    estimate's RMSE over bicubic's (mean over groups of each group's pooled ratio), and of
+    ``members`` samples the CRPS over the best estimate's MAE and the spread over the
+    members' mean's RMSE (pooled). Windows with a covariate are refined with it."""
     if not windows:
         return {}
     model.eval()
     stages = factor.bit_length() - 1
-    truth = torch.tensor(np.stack([window for _, window in windows]), dtype=torch.float32, device=device)[:, None]
+    truth = torch.tensor(np.stack([window for _, window, _ in windows]), dtype=torch.float32, device=device)[:, None]
     mask = torch.isfinite(truth).to(truth.dtype)
     truth = torch.nan_to_num(truth)
     coarse, weight = coarse_input(truth, mask, factor)
     scored = mask * (F.interpolate(weight, scale_factor=factor, mode="nearest") > 0)
-    best = model(coarse, stages=stages)[-1]
+    covariates = covariate_mask = None
+    if any(covariate is not None for _, _, covariate in windows):
+        given = np.stack([np.full(window.shape, np.nan) if covariate is None else covariate for _, window, covariate in windows])
+        covariates = torch.tensor(given, dtype=torch.float32, device=device)[:, None]
+        covariate_mask = torch.isfinite(covariates).to(covariates.dtype)
+        covariates = torch.nan_to_num(covariates)
+    best = model(coarse, covariates, covariate_mask, stages=stages)[-1]
     bicubic = bicubic_upsample(coarse, factor)
     generator = torch.Generator().manual_seed(0)  # on the CPU: the same validation on any device
-    samples = torch.stack([model(coarse, stages=stages, generator=generator)[-1] for _ in range(members)])
-    groups = np.array([group for group, _ in windows])
+    samples = torch.stack(
+        [model(coarse, covariates, covariate_mask, stages=stages, generator=generator)[-1] for _ in range(members)]
+    )
+    groups = np.array([group for group, _, _ in windows])
 
     def pooled(values: torch.Tensor, rows) -> float:
         return float((values[rows] * scored[rows]).sum() / scored[rows].sum())
