@@ -65,6 +65,7 @@ def job_identity(plan_: Plan, options: StreamOptions, ds: xr.Dataset, output: Pa
         "climgen_version": __version__,
         "config": plan_.config.as_dict(),
         "model_sha256": plan_.checkpoint.sha256,
+        "model_config_sha256": plan_.checkpoint.config_sha256,
         "input": input_identity(ds, plan_.prepared.variables),
         "covariates": plan_.prepared.covariate_names,
         "bounds": plan_.prepared.limits,

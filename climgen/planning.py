@@ -202,6 +202,7 @@ class Plan:
             "climgen_version": __version__,
             "model": self.checkpoint.name,
             "model_sha256": self.checkpoint.sha256,
+            "model_config_sha256": self.checkpoint.config_sha256,
             **{k: v for k, v in config.as_dict().items() if k != "model"},
             "tile_size": layout.tile,
             "halo": layout.halo,

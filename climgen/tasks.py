@@ -76,6 +76,7 @@ class TaskContext:
     wrap_cells: int = 0  # a global grid's columns wrapped before its first: the store starts after them
     flip: tuple[bool, bool] = (False, False)  # (y, x) stored descending, turned round for the model
     field_labels: Mapping = field(default_factory=dict)  # variable -> each field's name in its noise keys
+    model_config_sha256: str = ""  # its JSON's architecture and config (Checkpoint.config_sha256)
 
 
 SPREAD_GPUS = "CLIMGEN_SPREAD_GPUS"
@@ -108,11 +109,11 @@ def _refiner(context: TaskContext):
     from climgen.refine import TileRefiner, model_on_device, resolve_device
 
     checkpoint = load_checkpoint(context.model)  # cached per process: loaded once per worker
-    if checkpoint.sha256 != context.model_sha256:
+    if (checkpoint.sha256, checkpoint.config_sha256) != (context.model_sha256, context.model_config_sha256):
         raise ConfigError(f"model {context.model!r} changed while the job ran; start it again")
     device = _worker_gpu(resolve_device(context.device))
     with _MODEL_LOCK:  # threads of one worker share one (channels-last) copy per device
-        key = (checkpoint.sha256, device)
+        key = (checkpoint.sha256, checkpoint.config_sha256, device)
         if key not in _DEVICE_MODULES:
             _DEVICE_MODULES[key] = model_on_device(checkpoint.module, device)
         module = _DEVICE_MODULES[key]
@@ -208,6 +209,7 @@ def delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
             plan_.wrap_cells,
             plan_.prepared.flip,
             plan_.field_labels,
+            plan_.checkpoint.config_sha256,
         ),
         name=f"context-{job.job_id[:16]}",
     )

@@ -176,6 +176,28 @@ def test_replaced_weights_fail_the_checksum(tmp_path):
         load_checkpoint(first)
 
 
+def test_a_config_edited_beside_the_same_weights_is_another_model_in_the_provenance(tmp_path):
+    """The JSON's config decides the outputs as the weights do: an edited one is loaded (not a
+    cached copy of the first) and named by its own hash, in the provenance and the job."""
+    from climgen.testing import make_dataset
+
+    weights = default_checkpoint_path()
+    shutil.copy(weights, tmp_path / "mine.safetensors")
+    shutil.copy(weights.with_suffix(".json"), tmp_path / "mine.json")
+    coarse = make_dataset("latlon", shape=(16, 16), times=1)
+    first = coarse.climgen.synthesize(factor=2, model=str(tmp_path / "mine"), members=2, seed=1)
+    document = json.loads((tmp_path / "mine.json").read_text())
+    document["config"]["sample_scale"] = [2 * scale for scale in document["config"]["sample_scale"]]
+    (tmp_path / "mine.json").write_text(json.dumps(document))
+    edited = load_checkpoint(tmp_path / "mine")
+    assert list(edited.module.config.sample_scale) == document["config"]["sample_scale"]
+    second = coarse.climgen.synthesize(factor=2, model=str(tmp_path / "mine"), members=2, seed=1)
+    before, after = (json.loads(result.attrs["climgen_provenance"]) for result in (first, second))
+    assert before["model_sha256"] == after["model_sha256"]  # the same weights
+    assert before["model_config_sha256"] != after["model_config_sha256"]
+    assert not (first["tas"].values == second["tas"].values).all()
+
+
 def test_no_pickle_loading_anywhere_in_the_package():
     from pathlib import Path
 

@@ -38,6 +38,13 @@ class Checkpoint:
     path: str = ""
 
     @property
+    def config_sha256(self) -> str:
+        """SHA-256 of what its JSON says about the network (architecture and config, which
+        decide the outputs as the weights do), in canonical JSON."""
+        described = {key: self.metadata.get(key) for key in ("architecture", "config")}
+        return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+    @property
     def multi_scale(self) -> bool:
         """Whether it refines in x2 stages (so tiles may stop early), not a single-scale baseline."""
         return self.architecture in MULTI_SCALE
@@ -184,7 +191,9 @@ def _read_document(path: Path) -> dict:
 def load_checkpoint(model: str | Path = DEFAULT_MODEL) -> Checkpoint:
     """Load a generator from safetensors + JSON, validating config and tensor shapes first."""
     path = resolve_checkpoint_path(model)
-    return _load_cached(str(path), file_sha256(path))
+    # keyed by both files: a JSON edited beside the same weights is another model
+    config_file = path.with_suffix(".json")  # a missing one is said by _read_document
+    return _load_cached(str(path), file_sha256(path), file_sha256(config_file) if config_file.is_file() else "")
 
 
 def _architectures() -> dict:
@@ -202,7 +211,7 @@ def _architectures() -> dict:
 
 
 @lru_cache(maxsize=8)
-def _load_cached(path_text: str, sha256: str) -> Checkpoint:
+def _load_cached(path_text: str, sha256: str, config_file_sha256: str) -> Checkpoint:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
