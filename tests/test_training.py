@@ -235,7 +235,7 @@ def test_every_time_step_is_a_training_target(tmp_path):
     assert len(pool.targets) == 4 and all(t.shape == (40, 40) for t in pool.targets)
     import pytest
 
-    with pytest.raises(InputError, match="at least 64 cells"):
+    with pytest.raises(InputError, match=r"is 40 x 40 cells, smaller than a crop \(crop_size 64\)"):
         load_real_pool([{"path": str(tmp_path / "series.nc"), "variable": "tas"}], crop_size=64)
     # a misspelt variable or selection names what the file has (they were KeyErrors)
     with pytest.raises(InputError, match=r"no variable 'orog'; it has \['tas'\]"):
@@ -300,3 +300,14 @@ def test_a_section_the_loop_would_ignore_is_an_error():
     with pytest.raises(ConfigError, match="adversarial.steps"):
         check_sections(adversarial, "hierarchical")
     check_sections(recipe, "hierarchical")
+
+
+def test_a_baseline_is_no_generator_to_fine_tune(tmp_path):
+    from climgen.errors import ConfigError
+    from climgen.training.recipe import TrainRecipe
+    from climgen.training.run import train
+
+    document = _recipe_document(tmp_path, init_from="cvae-x4")
+    del document["model"]
+    with pytest.raises(ConfigError, match="'cvae-x4' is a cvae baseline: a fine-tune starts from a generator"):
+        train(TrainRecipe(**document, base_dir=tmp_path), log=lambda line: None)

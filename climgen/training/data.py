@@ -83,9 +83,12 @@ def load_real_pool(sources: list[dict], crop_size: int = 0, min_valid: float = 1
                         _variable(cov_ds, source["covariate_variable"], source["covariate_path"]), source.get("sel"), cov_name
                     )
                     covariate = _covariate_on_grid(cov.squeeze(drop=True), selected, cov_name, name)
-        if values.ndim < 2 or min(values.shape[-2:]) < crop_size:
+        if values.ndim < 2:
+            raise InputError(f"training field {name} must have 2 spatial dimensions, got {values.ndim}")
+        if min(values.shape[-2:]) < crop_size:
             raise InputError(
-                f"training field {name} must have 2 spatial dimensions of at least {crop_size} cells, got {values.shape}"
+                f"training field {name} is {values.shape[-2]} x {values.shape[-1]} cells, smaller than a crop "
+                f"(crop_size {crop_size}): use a smaller crop_size or a larger region"
             )
         slices = values.reshape(-1, *values.shape[-2:])
         if min_valid >= 1:

@@ -27,6 +27,14 @@ def train(recipe: TrainRecipe, log=print, overwrite: bool = False) -> Path:
         check_files(recipe, overwrite)
         return train_baseline(recipe, log=log)
     trains = architecture(recipe)
+    if trains not in ("hierarchical", "amsgm"):
+        from climgen.errors import ConfigError
+
+        raise ConfigError(
+            f"init_from {recipe.init_from!r} is a {trains} baseline: a fine-tune starts from a generator "
+            "('default', 'amsgm-fast', a multi-branch model or a checkpoint of one); baselines are trained from "
+            "a recipe's baseline section"
+        )
     check_sections(recipe, trains)
     check_files(recipe, overwrite)
     if trains == "hierarchical":
