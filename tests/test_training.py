@@ -244,6 +244,27 @@ def test_every_time_step_is_a_training_target(tmp_path):
         load_real_pool([{"path": str(tmp_path / "series.nc"), "variable": "tas", "sel": {"latt": [0, 5]}}], crop_size=32)
 
 
+def test_time_steps_are_selected_by_date_in_the_file_s_calendar(tmp_path):
+    """A holdout by date (the last months of a series), in the data's own calendar; YAML's
+    unquoted dates read as such; numbers for a time, or dates for a latitude, are refused."""
+    from climgen.errors import InputError
+    from climgen.training.data import load_real_pool
+    from climgen.training.recipe import FieldSource
+
+    make_dataset("latlon", shape=(40, 40), times=5).to_netcdf(tmp_path / "series.nc")  # noleap, mid-month
+    source = {"path": str(tmp_path / "series.nc"), "variable": "tas"}
+    field = FieldSource.model_validate(yaml.safe_load("path: x\nvariable: tas\nsel: {time: [2000-03-01, 2000-05-31]}"))
+    assert field.sel == {"time": ("2000-03-01", "2000-05-31")}
+    pool = load_real_pool([source | {"sel": {"time": ["2000-03", None]}}], crop_size=32)
+    assert len(pool.targets) == 3  # March, April and May
+    with pytest.raises(InputError, match="whose time takes dates such as '2005-01-01'"):
+        load_real_pool([source | {"sel": {"time": [0, 60]}}], crop_size=32)
+    with pytest.raises(InputError, match="whose lat takes numbers in its units"):
+        load_real_pool([source | {"sel": {"lat": ["2000-01", None]}}], crop_size=32)
+    with pytest.raises(InputError, match="selects no cells of .*whose time runs from 2000-01-16"):
+        load_real_pool([source | {"sel": {"time": ["2001-01-01", None]}}], crop_size=32)
+
+
 def test_shipped_training_recipes_validate():
     paths = [path for path in sorted((ROOT / "recipes").glob("*.yaml")) if not path.name.startswith("downscale-")]
     assert len(paths) >= 2

@@ -155,6 +155,14 @@ def _select(data, selection: dict | None, name: str = ""):
     indexers = {}
     for dim, bounds in selection.items():
         values = np.asarray(data[dim].values)
+        dated = values.dtype.kind == "M" or (values.dtype.kind == "O" and values.size and hasattr(values.flat[0], "calendar"))
+        given_dates = any(isinstance(bound, str) for bound in bounds)
+        if dated != given_dates and any(bound is not None for bound in bounds):
+            wanted = "dates such as '2005-01-01'" if dated else "numbers in its units"
+            raise InputError(f"sel {dim}: {list(bounds)} for {name}, whose {dim} takes {wanted}")
+        if dated:  # xarray reads the dates in the coordinate's calendar; a partial date covers its period
+            indexers[dim] = slice(*bounds)
+            continue
         low, high = (_on_convention(bound, values, data[dim]) for bound in bounds)
         if low is not None and high is not None and low > high:
             if _is_longitude(data[dim]) and bounds[0] < bounds[1]:
@@ -165,12 +173,19 @@ def _select(data, selection: dict | None, name: str = ""):
             low, high = high, low
         descending = values.size > 1 and values[0] > values[-1]
         indexers[dim] = slice(high, low) if descending else slice(low, high)
-    selected = data.sel(indexers)
+    try:
+        selected = data.sel(indexers)
+    except (KeyError, ValueError, TypeError) as err:  # a date xarray cannot read
+        raise InputError(f"sel of {name}: {err}") from err
     for dim, bounds in selection.items():
         if selected[dim].size == 0:
-            values = np.asarray(data[dim].values)
+            values = data[dim].values
+            extent = [
+                f"{value:g}" if isinstance(value, (int, float, np.number)) else str(value)[:19]
+                for value in (values[0], values[-1])
+            ]
             raise InputError(
-                f"sel {dim}: {list(bounds)} selects no cells of {name}, whose {dim} runs from {values[0]:g} to {values[-1]:g}"
+                f"sel {dim}: {list(bounds)} selects no cells of {name}, whose {dim} runs from {extent[0]} to {extent[1]}"
             )
     return selected
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from climgen.yamlconfig import Strict, load_yaml_model
 
@@ -17,7 +17,22 @@ class FieldSource(Strict):
     variable: str
     covariate_path: str | None = None
     covariate_variable: str | None = None
-    sel: dict[str, tuple[float | None, float | None]] | None = None
+    sel: dict[str, tuple[float | str | None, float | str | None]] | None = None
+
+    @field_validator("sel", mode="before")
+    @classmethod
+    def _dates_as_text(cls, value):
+        """YAML reads an unquoted 2005-01-01 as a date: kept as its ISO text, as quoted."""
+        import datetime
+
+        if not isinstance(value, dict):
+            return value
+        return {
+            key: [bound.isoformat() if isinstance(bound, (datetime.date, datetime.datetime)) else bound for bound in bounds]
+            if isinstance(bounds, (list, tuple))
+            else bounds
+            for key, bounds in value.items()
+        }
 
     @model_validator(mode="after")
     def _covariate_named(self):
