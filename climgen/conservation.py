@@ -171,19 +171,34 @@ def order_fields(
     ny, nx = coarse[0].shape
     blocks = [values.reshape(ny, factor, nx, factor) for values in fields]
     block_weights = _block_weights(weights, ny, nx, factor)
-    with np.errstate(invalid="ignore"):  # missing blocks compare False: left as they are
-        crossed = np.zeros((ny, nx), dtype=bool)
-        feasible = np.ones((ny, nx), dtype=bool)
-        for (low, high), (coarse_low, coarse_high) in zip(pairwise(blocks), pairwise(coarse), strict=True):
-            crossed |= (high - low).min(axis=(1, 3)) < 0
-            feasible &= coarse_low <= coarse_high
-    rows, cols = np.nonzero(crossed & feasible)
-    if rows.size:
-        chain = [values[rows, :, cols, :] for values in blocks]
-        chosen = None if block_weights is None else block_weights[rows, :, cols, :]
-        _order_chain(chain, [values[rows, cols] for values in coarse], chosen)
-        for values, ordered in zip(blocks, chain, strict=True):
-            values[rows, :, cols, :] = ordered
+    # where a variable is missing (a day of tasmax lost), the others of the chain are still
+    # ordered among themselves: blocks go by which variables have a coarse value there
+    present = np.stack([np.isfinite(values) for values in coarse])
+    patterns = np.zeros((ny, nx), dtype=np.int64)
+    for index, valid in enumerate(present):
+        patterns |= valid.astype(np.int64) << index
+    feasible = np.zeros((ny, nx), dtype=bool)
+    changed = 0
+    for pattern in np.unique(patterns):
+        members = [index for index in range(len(fields)) if pattern >> index & 1]
+        if len(members) < 2:
+            continue
+        here = patterns == pattern
+        with np.errstate(invalid="ignore"):  # blocks with a missing fine cell compare False: left as they are
+            crossed = np.zeros((ny, nx), dtype=bool)
+            ordered = here.copy()
+            for low, high in pairwise(members):
+                crossed |= (blocks[high] - blocks[low]).min(axis=(1, 3)) < 0
+                ordered &= coarse[low] <= coarse[high]
+        feasible |= ordered
+        rows, cols = np.nonzero(crossed & ordered)
+        if rows.size:
+            chain = [blocks[index][rows, :, cols, :] for index in members]
+            chosen = None if block_weights is None else block_weights[rows, :, cols, :]
+            _order_chain(chain, [coarse[index][rows, cols] for index in members], chosen)
+            for index, values in zip(members, chain, strict=True):
+                blocks[index][rows, :, cols, :] = values
+            changed += int(rows.size)
     projected = False
     for values, target, limits in zip(fields, coarse, bounds or [None] * len(fields), strict=True):
         if limits is not None and count_outside(values, limits):
@@ -196,7 +211,7 @@ def order_fields(
                 scale = max(float(np.nanmax(np.abs(low), initial=0.0)), float(np.nanmax(np.abs(high), initial=0.0)))
                 crossed_by_rounding = ordered & (low > high) & (low - high <= 4 * np.finfo(np.float32).eps * scale)
             np.minimum(low, high, out=low, where=crossed_by_rounding)
-    return int(rows.size)
+    return changed
 
 
 def order_stacks(
@@ -255,11 +270,20 @@ def _order_pair(
 def count_disordered(*chain: np.ndarray) -> int:
     """How many cells of the fields ``chain`` (lowest first) are out of order (missing values
     do not count)."""
+    return order_counts(*chain)[0]
+
+
+def order_counts(*chain: np.ndarray) -> tuple[int, int]:
+    """How many cells of the fields ``chain`` (lowest first) are out of order, and in how many
+    at least two neighbours of the chain have values to compare."""
     disordered = np.zeros(np.shape(chain[0]), dtype=bool)
+    compared = np.zeros(np.shape(chain[0]), dtype=bool)
     with np.errstate(invalid="ignore"):
         for low, high in pairwise(chain):
-            disordered |= np.asarray(low) > np.asarray(high)
-    return int(np.count_nonzero(disordered))
+            low, high = np.asarray(low), np.asarray(high)
+            disordered |= low > high
+            compared |= np.isfinite(low) & np.isfinite(high)
+    return int(np.count_nonzero(disordered)), int(np.count_nonzero(compared))
 
 
 def count_outside(values: np.ndarray, bounds: Bounds) -> int:

@@ -198,6 +198,7 @@ def _prepare(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None
         )
     warn_left_out(ds, axes)
     warn_unordered_steps(ds, variables, axes)
+    warn_float32_rounding(ds, variables, axes)
     check_units(ds, variables)
     for name in (axes.y, axes.x):
         cell_bounds(ds[name], ds)  # validates monotonic, finite coordinates
@@ -255,6 +256,30 @@ def warn_left_out(ds: xr.Dataset, axes: SpatialAxes) -> None:
         )
 
 
+def warn_float32_rounding(ds: xr.Dataset, variables: list[str], axes: SpatialAxes) -> None:
+    """Warn where a float64 variable's detail is lost to the float32 output: its values sit on
+    an offset so large (geopotential anomalies stored as totals) that float32's rounding there
+    is 1% of the field's spread or more. Judged on its first field, read alone."""
+    for name in variables:
+        if ds[name].dtype != np.float64:
+            continue
+        first = ds[name].transpose(..., axes.y, axes.x)
+        values = np.asarray(first[(0,) * (first.ndim - 2)].values)
+        finite = values[np.isfinite(values)]
+        if finite.size < 2:
+            continue
+        spread = float(finite.std())
+        rounding = float(np.spacing(np.float32(np.abs(finite).max())))
+        if spread > 0 and rounding >= 0.01 * spread:
+            warnings.warn(
+                f"{name!r} is refined and written in float32, whose rounding at its magnitude ({rounding:.3g}) is "
+                f"{rounding / spread:.0%} of its spread ({spread:.3g}): refine the anomaly from an offset instead "
+                f"(e.g. ds[{name!r}] - {float(np.round(finite.mean(), 0)):g})",
+                InputWarning,
+                stacklevel=3,
+            )
+
+
 def warn_unordered_steps(ds: xr.Dataset, variables: list[str], axes: SpatialAxes) -> None:
     """Warn of a step coordinate (time, a level) of the refined variables that is not strictly
     monotonic (repeated, unsorted or missing steps): each step is refined as it is, but the
@@ -287,8 +312,17 @@ UNMARKED_FILL_MAGNITUDE = 1e36
 
 
 def check_magnitudes(values: np.ndarray, name: str) -> None:
-    """Refuse finite values of magnitude :data:`UNMARKED_FILL_MAGNITUDE` and above, most
-    likely missing values the file does not mark, before they are refined as data."""
+    """Refuse finite values of magnitude :data:`UNMARKED_FILL_MAGNITUDE` and above (most
+    likely missing values the file does not mark) before they are refined as data, and warn of
+    infinite ones, which are refined as missing cells."""
+    infinite = np.isinf(values)
+    if infinite.any():
+        warnings.warn(
+            f"variable {name!r} holds {np.count_nonzero(infinite)} infinite value(s): they are taken as missing, "
+            "and so are their fine cells",
+            InputWarning,
+            stacklevel=3,
+        )
     with np.errstate(invalid="ignore"):
         huge = np.isfinite(values) & (np.abs(values) >= UNMARKED_FILL_MAGNITUDE)
     if huge.any():
@@ -320,10 +354,19 @@ def variable_bounds(ds: xr.Dataset, variables: list[str], given: Mapping | None 
     unknown = set(given) - set(variables)
     if unknown:
         raise ConfigError(f"bounds given for {sorted(unknown)}, which are not refined here (variables: {variables})")
-    return {
+    bounds = {
         name: (parse_limits(name, given[name]), "given") if name in given else physical.physical_bounds(ds[name], name)
         for name in variables
     }
+    for name, (_, source) in bounds.items():
+        if source and "no upper limit: its units" in source:
+            warnings.warn(
+                f"{name!r} is a fraction ({source}): it is kept non-negative only; give its units ('1' or '%') or its "
+                f"bounds (--bounds {name}=0:1)",
+                PhysicalBoundsWarning,
+                stacklevel=4,
+            )
+    return bounds
 
 
 def variable_order(ds: xr.Dataset, variables: list[str], given=None) -> list[tuple[str, ...]]:
@@ -331,30 +374,45 @@ def variable_order(ds: xr.Dataset, variables: list[str], given=None) -> list[tup
     empty list for none), else those the names and cell methods imply
     (:func:`climgen.io.physical.ordered_chains`)."""
     if given is None:
-        return physical.ordered_chains(ds, variables)
+        chains = []
+        for chain in physical.candidate_chains(ds, variables):
+            mismatch = physical.chain_mismatch(ds, chain)
+            if mismatch is None:
+                chains.append(chain)
+                continue
+            warnings.warn(
+                f"{' <= '.join(chain)} are not kept in order: they differ in {mismatch} (convert them to the same "
+                "units, or pass order=[] to say so)",
+                OrderWarning,
+                stacklevel=4,
+            )
+        return chains
     chains = [tuple(chain) for chain in given]
     for chain in chains:
         unknown = [name for name in chain if name not in variables]
         if unknown:
             raise ConfigError(f"order names {unknown}, which are not refined here (variables: {variables})")
-        layouts = {physical.chain_layout(ds[name]) for name in chain}
-        if len({layout[:2] for layout in layouts}) > 1:
+        mismatch = physical.chain_mismatch(ds, chain)
+        if mismatch == "dimensions and shape":
             raise ConfigError(f"variables kept in order need the same dimensions and shape: {', '.join(chain)} differ")
-        if len(layouts) > 1:
-            units = sorted(layout[2] for layout in layouts)
-            raise ConfigError(f"variables kept in order need the same units: {', '.join(chain)} have {units}")
+        if mismatch is not None:
+            raise ConfigError(f"variables kept in order need the same units: {', '.join(chain)} have {mismatch[6:]}")
     return chains
 
 
-def warn_disordered(chain: tuple[str, ...], disordered: int) -> None:
-    """Warn when ``disordered`` coarse cells of ``chain`` are out of order (their fine blocks
-    are left as refined: no ordered block can average to them)."""
-    if disordered:
-        warnings.warn(
-            f"{disordered} coarse cell(s) of {' <= '.join(chain)} are out of order; their fine blocks are left as refined",
-            OrderWarning,
-            stacklevel=2,
+def warn_disordered(chain: tuple[str, ...], disordered: int, compared: int | None = None) -> None:
+    """Warn when ``disordered`` coarse cells of ``chain`` (of ``compared`` with values to
+    compare) are out of order: their fine blocks are left as refined, no ordered block can
+    average to them. Most of them out of order is a chain given the wrong way round."""
+    if not disordered:
+        return
+    text = f"{disordered} coarse cell(s) of {' <= '.join(chain)} are out of order; their fine blocks are left as refined"
+    if compared and disordered > compared // 2:
+        text = (
+            f"{disordered} of {compared} coarse cells of {' <= '.join(chain)} are out of order, so the chain is "
+            "probably not given lowest first (as LOW,MID,HIGH: tasmin,tas,tasmax); their fine blocks are left as refined"
         )
+    warnings.warn(text, OrderWarning, stacklevel=2)
 
 
 def warn_outside_bounds(name: str, outside: int, bounds: Bounds) -> None:

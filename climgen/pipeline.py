@@ -18,7 +18,7 @@ import xarray as xr
 
 from climgen import __version__
 from climgen.config import MAX_STAGE_INPUT, SynthesisConfig, parse_limits  # noqa: F401 (public here since 0.1)
-from climgen.conservation import Bounds, count_disordered, count_outside, order_stacks
+from climgen.conservation import Bounds, count_outside, order_counts, order_stacks
 from climgen.depth.compute import tile_macs
 from climgen.grid import (
     bounds_name,
@@ -241,7 +241,7 @@ def synthesize(
             for m in range(config.members)
         ]
     for chain in job.prepared.order:
-        warn_disordered(chain, count_disordered(*(coarse[name] for name in chain)))
+        warn_disordered(chain, *order_counts(*(coarse[name] for name in chain)))
         for member in range(config.members):
             fine = [members[name][member] for name in chain]
             limits = [job.prepared.limits[name] for name in chain]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from climgen.conservation import count_disordered, count_outside
+from climgen.conservation import count_outside, order_counts
 from climgen.depth.complexity import combine_scores, tile_components
 from climgen.inputs import check_magnitudes, warn_disordered, warn_outside_bounds
 
@@ -48,7 +48,7 @@ def stream_scores(ds: xr.Dataset, prepared, factor: int, time_chunk: int):
             names.append(name)
     disorder = [
         [
-            dask.delayed(count_disordered)(*blocks)
+            dask.delayed(order_counts)(*blocks)
             for blocks in zip(*(time_blocks(spatial_last[n], time_chunk) for n in chain), strict=True)
         ]
         for chain in prepared.order
@@ -58,5 +58,5 @@ def stream_scores(ds: xr.Dataset, prepared, factor: int, time_chunk: int):
         outside = sum(count for part, (_, count) in zip(names, results, strict=True) if part == name)
         warn_outside_bounds(name, outside, prepared.limits[name])
     for chain, counts in zip(prepared.order, disordered, strict=True):
-        warn_disordered(chain, sum(counts))
+        warn_disordered(chain, sum(count for count, _ in counts), sum(compared for _, compared in counts))
     return combine_scores([scores for scores, _ in results])

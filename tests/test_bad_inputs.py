@@ -16,7 +16,7 @@ import pytest
 import xarray as xr
 
 from climgen import pipeline
-from climgen.errors import ConfigError, GridError, InputError, ModelError, OutputExistsError
+from climgen.errors import ConfigError, GridError, InputError, InputWarning, ModelError, OutputExistsError
 from climgen.inputs import PhysicalBoundsWarning
 from climgen.io.open import open_covariate, open_input, open_inputs, parse_covariate
 from climgen.io.write import check_output
@@ -531,7 +531,9 @@ def test_a_variable_along_one_spatial_axis_only_is_named_in_a_warning():
 def test_handled_cases(case, build, check, tmp_path):
     ds = build(tmp_path)
     seam = case == "lon-wraps-0-360"
-    with pytest.warns(LongitudeWarning, match="-180..180") if seam else contextlib.nullcontext():
+    expected = {"lon-wraps-0-360": (LongitudeWarning, "-180..180"), "infinite-cells": (InputWarning, "1 infinite value")}
+    warned = pytest.warns(expected[case][0], match=expected[case][1]) if case in expected else contextlib.nullcontext()
+    with warned:
         out = pipeline.synthesize(ds, factor=2, variables=["tas"])
     assert check(ds, out), case
     if seam:  # the output is on -180..180 longitudes, sorted
@@ -652,3 +654,15 @@ def test_unmarked_fill_values_in_a_step_the_plan_does_not_read_stop_the_streamed
     with pytest.raises(InputError, match="probably missing values the file does not mark"):
         streaming.run(ds, tmp_path / "out.zarr", pipeline.make_config(factor=2), options=options)
     assert not list(tmp_path.iterdir()), "refused as the job is planned: no partial job to block the masked rerun"
+
+
+def test_detail_lost_to_float32_on_a_large_offset_is_said():
+    """Geopotential anomalies stored as totals in float64: float32 rounding at 5e5 is most of
+    their spread, so the output could not hold them; said, with the offset to take away."""
+    ds = make_dataset("latlon", shape=(16, 16), times=1).astype("float64")
+    ds["tas"] = 5e5 + 0.01 * (ds["tas"] - 280.0)
+    with pytest.warns(InputWarning, match=r"rounding at its magnitude .* refine the anomaly from an offset instead"):
+        pipeline.synthesize(ds, factor=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputWarning)
+        pipeline.synthesize(ds.assign(tas=ds["tas"] - 5e5), factor=2)

@@ -49,6 +49,9 @@ def _variable(name="v", encoding=None, **attrs) -> xr.DataArray:
         (_variable(standard_name="tendency_of_atmosphere_mass_content_of_water_vapor"), (None, None)),
         (_variable("tp", units="m", standard_name="unknown"), (0.0, None)),  # ERA5: a placeholder name
         (_variable("tcc", units="(0 - 1)"), (0.0, 1.0)),  # ERA5's fraction units
+        (_variable("ci", units="(0 - 1)"), (0.0, 1.0)),  # ERA5's older sea-ice name
+        (_variable("snc", units="%"), (0.0, 100.0)),  # CMIP's snow cover
+        (_variable("clt", units="1e-2"), (0.0, 100.0)),  # percent, written as a scale
         (_variable("precipitation", units="mm/hr"), (0.0, None)),  # IMERG
         (_variable("PRECTOTCORR", units="kg m-2 s-1"), (0.0, None)),  # MERRA-2
         (_variable(standard_name="air_temperature", units="K"), (None, None)),
@@ -69,6 +72,14 @@ def test_bounds_say_where_they_come_from():
     named = _variable(standard_name="land_area_fraction", units="%", valid_max=90.0)
     assert physical_bounds(named, "x") == ((0.0, 90.0), "standard_name land_area_fraction; valid range")
     assert physical_bounds(_variable(standard_name="air_temperature"), "tas") == ((None, None), None)
+
+
+def test_a_fraction_whose_units_say_no_scale_is_kept_non_negative_with_a_warning():
+    from climgen.inputs import PhysicalBoundsWarning, variable_bounds
+
+    ds = xr.Dataset({"hurs": _variable("hurs", standard_name="relative_humidity")})
+    with pytest.warns(PhysicalBoundsWarning, match=r"kept non-negative only; give its units \('1' or '%'\)"):
+        assert variable_bounds(ds, ["hurs"])["hurs"][0] == (0.0, None)
 
 
 def _coast(hsurf_truth) -> xr.Dataset:

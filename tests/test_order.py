@@ -88,6 +88,21 @@ def test_out_of_order_or_missing_coarse_blocks_are_left_as_refined_and_bounds_co
     np.testing.assert_allclose(_block_means(estimates[1]), coarse[1], atol=1e-12)
 
 
+def test_a_variable_missing_from_a_chain_leaves_the_others_in_order():
+    """A day of tasmax lost: tasmin and tas are still ordered where they both have values."""
+    truth, coarse, estimates = _noisy_chain(9, 3)
+    coarse[2][:] = np.nan
+    estimates[2][:] = np.nan
+    coarse[0][0, 0] = np.nan  # and one block of tasmin: tas alone there
+    estimates[0][:4, :4] = np.nan
+    assert (estimates[0] > estimates[1]).any()
+    changed = order_fields(estimates, coarse, FACTOR)
+    assert changed > 0
+    assert not (estimates[0] > estimates[1]).any()
+    for values, means in zip(estimates[:2], coarse[:2], strict=True):
+        np.testing.assert_allclose(_block_means(values), means, atol=1e-12)
+
+
 def _variable(shape=(2, 2), **attrs) -> xr.DataArray:
     return xr.DataArray(np.zeros(shape), dims=("time", "y", "x")[-len(shape) :], attrs=attrs)
 
@@ -171,6 +186,15 @@ def test_out_of_order_coarse_cells_warn_and_bad_orders_are_config_errors(tempera
         pipeline.synthesize(coarse, order=[["tasmin", "tmax"]])
     with pytest.raises(ConfigError, match="same units"):
         pipeline.synthesize(coarse.assign(tasmin=coarse["tasmin"].assign_attrs(units="degC")), order=[["tasmin", "tasmax"]])
+    # found from their names, in other units: said, not dropped in silence; units spelt otherwise are the same
+    with pytest.warns(pipeline.OrderWarning, match=r"tasmin <= tas <= tasmax are not kept in order: they differ in units"):
+        pipeline.synthesize(coarse.assign(tasmin=coarse["tasmin"].assign_attrs(units="degC")), factor=FACTOR)
+    spelt = coarse.assign(tasmin=coarse["tasmin"].assign_attrs(units="kelvin"))
+    provenance = json.loads(pipeline.synthesize(spelt, factor=FACTOR, order=None).attrs["climgen_provenance"])
+    assert provenance["ordered_variables"] == [["tasmin", "tas", "tasmax"]]
+    # given the wrong way round: most cells out of order, and the warning says what is likely wrong
+    with pytest.warns(pipeline.OrderWarning, match="probably not given lowest first"):
+        pipeline.synthesize(temperatures_coarse, factor=FACTOR, order=[["tasmax", "tasmin"]])
     with pytest.raises(ConfigError, match="same dimensions"):
         pipeline.synthesize(coarse.assign(flat=coarse["tas"].isel(time=0)), order=[["flat", "tas"]])
 

@@ -79,6 +79,8 @@ SHORT_NAMES = {
     "sftlf": "land_area_fraction",
     "sic": "sea_ice_area_fraction",
     "siconc": "sea_ice_area_fraction",
+    "siconca": "sea_ice_area_fraction",
+    "snc": "surface_snow_area_fraction",
     "snw": "surface_snow_amount",
     "snd": "surface_snow_thickness",
     "rsds": "surface_downwelling_shortwave_flux_in_air",
@@ -107,6 +109,7 @@ SHORT_NAMES = {
     "si10": "wind_speed",
     "q": "specific_humidity",
     "tcc": "cloud_area_fraction",
+    "ci": "sea_ice_area_fraction",
     "lsm": "land_area_fraction",
     "sp": "surface_air_pressure",
     "msl": "air_pressure_at_mean_sea_level",
@@ -170,7 +173,7 @@ def era5_relative_humidity(variable: xr.DataArray, name: str) -> bool:
     return named and (name == "r" or not valid_standard_name(attrs.get("standard_name")))
 
 
-PERCENT_UNITS = frozenset({"%", "percent"})
+PERCENT_UNITS = frozenset({"%", "percent", "1e-2", "0.01"})
 FRACTION_UNITS = frozenset({"1", "fraction", "0-1", "(0 - 1)", "0 - 1"})  # the last two: ERA5
 
 
@@ -208,6 +211,8 @@ def physical_bounds(variable: xr.DataArray, name: str) -> tuple[Bounds, str | No
         units = str(attrs.get("units", "")).strip()
         if standard_name in FRACTIONS and units in PERCENT_UNITS | FRACTION_UNITS:
             upper = 100.0 if units in PERCENT_UNITS else 1.0
+        elif standard_name in FRACTIONS:
+            source += f"; no upper limit: its units {units!r} say neither % nor 1"
         sources.append(source)
     packed = {"scale_factor", "add_offset"} & (set(attrs) | set(variable.encoding))
     declared = _declared_range(attrs) if not packed else (None, None)
@@ -250,6 +255,12 @@ def ordered_chains(ds: xr.Dataset, variables: list[str]) -> list[tuple[str, ...]
     minimum <= mean <= maximum, known by name (:data:`ORDERED_NAMES`) or, for others, by one
     ``standard_name`` whose ``cell_methods`` end in ``minimum``, ``mean`` and ``maximum`` over
     the same dimension. Only variables of the same shape and units are chained."""
+    return [chain for chain in candidate_chains(ds, variables) if chain_mismatch(ds, chain) is None]
+
+
+def candidate_chains(ds: xr.Dataset, variables: list[str]) -> list[tuple[str, ...]]:
+    """The chains that names and cell methods imply (:func:`ordered_chains`), before
+    :func:`chain_mismatch` keeps those whose variables can be compared cell by cell."""
     chains = []
     for family in ORDERED_NAMES:
         present = tuple(name for name in family if name in variables)
@@ -267,12 +278,22 @@ def ordered_chains(ds: xr.Dataset, variables: list[str]) -> list[tuple[str, ...]
     for ranks in statistics.values():
         if len(ranks) > 1 and all(len(names) == 1 for names in ranks.values()):
             chains.append(tuple(ranks[rank][0] for rank in sorted(ranks)))
-    return [chain for chain in chains if len({chain_layout(ds[name]) for name in chain}) == 1]
+    return chains
 
 
-def chain_layout(variable: xr.DataArray) -> tuple:
-    """What variables of one ordered chain must share: dimensions, shape and units."""
-    return variable.dims, variable.shape, str(variable.attrs.get("units", "")).strip()
+def chain_mismatch(ds: xr.Dataset, chain: tuple[str, ...]) -> str | None:
+    """What keeps the variables of ``chain`` from being compared cell by cell (other
+    dimensions or shapes, other units), or None. Units spelt otherwise (``K``, ``kelvin``) are
+    the same units."""
+    from climgen.io.units import same_units
+
+    variables = [ds[name] for name in chain]
+    if len({(variable.dims, variable.shape) for variable in variables}) > 1:
+        return "dimensions and shape"
+    units = [str(variable.attrs.get("units", "")).strip() for variable in variables]
+    if not all(same_units(units[0], other) for other in units[1:]):
+        return f"units {sorted(set(units))}"
+    return None
 
 
 # global attributes that describe the input file alone: its unique id (CMIP's tracking_id),
