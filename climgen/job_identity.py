@@ -17,7 +17,7 @@ from climgen.io.write import output_format
 
 if TYPE_CHECKING:
     from climgen.planning import Plan
-    from climgen.streaming import StreamOptions
+    from climgen.stream_options import StreamOptions
 
 
 def input_identity(ds: xr.Dataset, variables: list[str]) -> dict:
@@ -55,11 +55,14 @@ def source_state(source: str) -> list:
     return [path, digest.hexdigest()]
 
 
-def job_identity(plan_: Plan, options: StreamOptions, ds: xr.Dataset, output: Path, precision: str) -> str:
+def job_identity(
+    plan_: Plan, options: StreamOptions, ds: xr.Dataset, output: Path, precision: str, device: str | None = None
+) -> str:
     """The streamed job's id: a hash of everything that makes its output what it is (the
     climgen version, options, model, input files and coordinates, covariates, chunking, the
-    precision the model runs in, depth policy and map), so a half-done output is resumed only by
-    the same job."""
+    kind of device and the precision the model runs in, depth policy and map), so a half-done
+    output is resumed only by the same job. ``device``: the device kind resolved (default: the
+    option as given)."""
     covariates = plan_.prepared.covariates
     document = {
         "climgen_version": __version__,
@@ -73,7 +76,7 @@ def job_identity(plan_: Plan, options: StreamOptions, ds: xr.Dataset, output: Pa
         "covariates_sha256": None if covariates is None else hashlib.sha256(covariates.tobytes()).hexdigest(),
         "region_tiles": options.region_tiles,
         "time_chunk": options.time_chunk,
-        "device": options.device,
+        "device": device or options.device,
         "precision_used": precision,
         "noise_keys": "field coordinates",  # members are named by their fields' coordinates (not positions)
         "format": output_format(output),

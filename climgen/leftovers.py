@@ -31,6 +31,11 @@ def interruption_note(output: Path) -> str:
     manifests = sorted(Path(output).parent.glob(f".{Path(output).name}.partial-job-*.manifest"), key=os.path.getmtime)
     done = sum(1 for entry in manifests[-1].iterdir() if not entry.name.startswith(".")) if manifests else 0
     if not done:
+        if manifests:  # the job's store was begun: it names the job, so another one is refused beside it
+            return (
+                f"interrupted before any task finished: the job's empty store {manifests[-1].with_suffix('.zarr').name} "
+                "is kept; the same command starts it again, another job needs --overwrite"
+            )
         return "interrupted before any task finished: nothing to resume, a rerun starts from the beginning"
     kept = manifests[-1].with_suffix(".zarr").name
     return f"interrupted: {done} finished task{'s' if done != 1 else ''} kept in {kept}; rerun the same command to resume"

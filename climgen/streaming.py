@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from climgen._torch import check_device, check_device_name, resolve_device, resolve_precision, torch_threads
+from climgen._torch import resolve_device, resolve_precision, torch_threads
 from climgen.allocator import retain_freed_memory
 from climgen.conservation import format_bounds
 from climgen.depth.skill import detail_kept
@@ -45,51 +45,14 @@ from climgen.leftovers import other_partials, started_by
 from climgen.pipeline import Plan, SynthesisConfig, assemble, depth_policy_text, plan
 from climgen.progress import progress_bar
 from climgen.scoring import stream_scores
+from climgen.stream_options import StreamOptions, check_scheduler_address  # noqa: F401 (public here)
 from climgen.tasks import Task, delayed_tasks, model_reference, variable_layout
 
 FULL_OR_READ_ONLY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 """Write errors a user fixes by freeing space or permissions, then resumes."""
 
-
-@dataclass(frozen=True)
-class StreamOptions:
-    """How a job is cut into tasks and where they run (not part of the numbers it produces)."""
-
-    region_tiles: int = 4
-    time_chunk: int = 8
-    workers: int | None = None
-    scheduler: str | None = None
-    progress: bool = True
-    device: str = "auto"  # where tasks run the model: cpu, cuda, or auto (cuda when the worker has one)
-    wait: bool = False  # wait for another climgen process writing the same output, instead of stopping
-
-    def validate(self) -> StreamOptions:
-        check_device_name(self.device)
-        if self.region_tiles < 1 or self.time_chunk < 1:
-            raise ConfigError(f"region_tiles and time_chunk must be >= 1, got {self.region_tiles}, {self.time_chunk}")
-        if self.workers is not None and self.workers < 1:
-            raise ConfigError(f"workers must be >= 1, got {self.workers}")
-        if self.workers and self.scheduler:
-            raise ConfigError("give either workers (start a local cluster) or scheduler (attach to one), not both")
-        if self.device.startswith("cuda") and not self.scheduler:  # a remote cluster's workers may have GPUs this machine lacks
-            check_device(self.device)
-        if self.scheduler:
-            check_scheduler_address(self.scheduler)
-        return self
-
-
-def check_scheduler_address(address: str) -> None:
-    """A clear error for a scheduler address dask cannot parse (before any work)."""
-    from distributed.comm.addressing import parse_address, parse_host_port
-
-    try:
-        scheme, location = parse_address(address)
-        if scheme in ("tcp", "tls"):
-            parse_host_port(location)
-    except ValueError as err:
-        raise ConfigError(
-            f"scheduler must be a dask scheduler's address such as tcp://HOST:8786, got {address!r} ({err})"
-        ) from None
+NEARLY_FULL_BYTES = 16 * 2**20
+"""Free space under which a NetCDF library error while writing is taken for a full disk."""
 
 
 @dataclass
@@ -238,8 +201,10 @@ def prepare_job(
         device=_planning_device(options),
     )
     tasks, counts = _tasks(plan_.source, plan_, options)
-    precision = _hardware(plan_, options)["precision_used"]
-    return Job(plan_, options, output, job_identity(plan_, options, ds, output, precision), tasks, counts, precision)
+    hardware = _hardware(plan_, options)  # "auto" is "cpu" without a GPU; a cluster's workers choose their own
+    device = options.device if options.scheduler else str(hardware["device"]).split(":")[0]
+    identity = job_identity(plan_, options, ds, output, hardware["precision_used"], device)
+    return Job(plan_, options, output, identity, tasks, counts, hardware["precision_used"])
 
 
 def _template(ds: xr.Dataset, job: Job, command: str | None) -> tuple[xr.Dataset, dict]:
@@ -374,7 +339,14 @@ def _replace(job: Job) -> None:
             for name, variable in stored.variables.items():
                 variable.encoding = {}
                 match_range_types(variable, encoding.get(name, {}).get("dtype"))  # zarr's JSON widened them
-            stored.to_netcdf(source, encoding=encoding, format="NETCDF4")
+            try:
+                stored.to_netcdf(source, encoding=encoding, format="NETCDF4")
+            except RuntimeError as error:  # netCDF4 says "NetCDF: HDF error" when the disk fills
+                full = shutil.disk_usage(source.parent).free < NEARLY_FULL_BYTES
+                source.unlink(missing_ok=True)
+                if full:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from error
+                raise
     if output.exists():
         retired = output.with_name(f".{output.name}.old-{job.job_id[:8]}")
         os.replace(output, retired)

@@ -198,3 +198,18 @@ def test_a_coarsened_climgen_output_is_a_new_coarse_field(tmp_path, climgen_cli)
             assert {"id", "date_created", "summary", "processing_level"} <= set(fine.attrs)
             assert not {"id", "date_created", "summary", "processing_level"} & set(back.attrs)
             assert back.attrs["title"] == fine.attrs["title"].replace(" (refined x2 by climgen)", "")
+
+
+def test_a_quoted_glob_of_files_along_time_is_one_input(tmp_path, climgen_cli):
+    """One file per year, given as a glob the shell leaves alone: refined as the combined series."""
+    series = make_dataset("latlon", shape=(16, 16), times=4)
+    series.isel(time=[0, 1]).to_netcdf(tmp_path / "tas_2000.nc")
+    series.isel(time=[2, 3]).to_netcdf(tmp_path / "tas_2001.nc")
+    result = climgen_cli("synthesize", str(tmp_path / "tas_*.nc"), tmp_path / "out.nc", "--factor", "2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    with xr.open_dataset(tmp_path / "out.nc") as got, xr.open_dataset(tmp_path / "tas_2000.nc") as first:
+        assert got.sizes["time"] == 4
+        expected = pipeline.synthesize(xr.concat([first, xr.open_dataset(tmp_path / "tas_2001.nc")], "time"), factor=2)
+        np.testing.assert_array_equal(got["tas"].values, expected["tas"].values)
+    missing = climgen_cli("synthesize", str(tmp_path / "pr_*.nc"), tmp_path / "none.nc")
+    assert missing.returncode == 2 and "no input matches" in missing.stderr

@@ -183,6 +183,30 @@ def test_a_full_disk_stops_in_one_line_and_the_rerun_after_freeing_space_matches
         subprocess.run(["umount", str(disk)], capture_output=True)
 
 
+def test_a_disk_that_fills_while_the_netcdf_is_written_stops_in_one_line_and_keeps_the_tasks(tmp_path, climgen_cli):
+    """The finished store fits, the NetCDF made from it does not: netCDF4 says only "HDF
+    error" once its file is large; the user gets the one-line full-disk error, and the
+    half-written file is removed."""
+    source = tmp_path / "in.nc"
+    make_dataset("latlon", shape=(32, 32), times=1000, seed=2).to_netcdf(source)
+    options = ["--factor", "4", "--time-chunk", "50", "--quiet"]
+    assert climgen_cli("synthesize", source, tmp_path / "reference.zarr", *options).returncode == 0
+    assert climgen_cli("synthesize", source, tmp_path / "reference.nc", *options).returncode == 0
+    store = sum(path.stat().st_size for path in (tmp_path / "reference.zarr").rglob("*") if path.is_file())
+    netcdf = (tmp_path / "reference.nc").stat().st_size
+    disk = tmp_path / "disk"
+    if not _tiny_filesystem(disk, str(store + netcdf // 2 + 2**20)):
+        pytest.skip("cannot mount a size-limited tmpfs here (needs root)")
+    try:
+        full = climgen_cli("synthesize", source, disk / "out.nc", *options)
+        assert full.returncode != 0 and "Traceback" not in full.stderr, full.stderr
+        assert "No space left on device" in full.stderr and "rerun the same command to resume" in full.stderr
+        assert not (disk / "out.nc").exists() and not list(disk.glob(".out.nc.partial-job-*.nc"))
+        assert list(disk.glob(".out.nc.partial-job-*.zarr"))  # the finished tasks
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
+
+
 def test_an_injected_write_error_keeps_the_job_resumable(tmp_path, monkeypatch):
     """The same on any machine: the disk fills after a few tasks (an injected ENOSPC on the real
     code path); the error is an OutputWriteError and the rerun gives the undisturbed bits."""

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 import yaml
 
@@ -118,6 +119,10 @@ def test_another_depth_map_is_another_job(source, tmp_path, monkeypatch):
     with xr.open_dataset(source) as ds:
         before = streaming.prepare_job(ds, tmp_path / "out.zarr", config, options=options)
         assert streaming.prepare_job(ds, tmp_path / "out.zarr", config, options=options).job_id == before.job_id
+        # the device as it resolves, not as it was typed: on a machine without a GPU, auto is the CPU
+        on_cpu = streaming.StreamOptions(progress=False, region_tiles=2, device="cpu")
+        same_device = streaming.prepare_job(ds, tmp_path / "out.zarr", config, options=on_cpu).job_id == before.job_id
+        assert same_device or torch.cuda.is_available()
         monkeypatch.setattr(planning, "DEFAULT_TOLERANCE", 1e-6)  # a climgen whose default tolerance differs
         after = streaming.prepare_job(ds, tmp_path / "out.zarr", config, options=options)
         looser = streaming.prepare_job(
@@ -243,6 +248,16 @@ def test_kill_9_then_rerun_finishes_only_what_is_missing_and_matches(tmp_path, c
 
     again = climgen_cli("synthesize", source, target, *options)
     assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+def test_an_interruption_before_any_task_finished_says_what_it_left(tmp_path):
+    from climgen.leftovers import interruption_note
+
+    output = tmp_path / "out.zarr"
+    assert interruption_note(output).endswith("nothing to resume, a rerun starts from the beginning")
+    (tmp_path / ".out.zarr.partial-job-0123.manifest").mkdir()  # the job's store begun, no task recorded
+    note = interruption_note(output)
+    assert "the job's empty store .out.zarr.partial-job-0123.zarr is kept" in note and "another job needs --overwrite" in note
 
 
 def test_sigterm_says_what_was_kept_releases_the_lock_and_the_rerun_resumes(tmp_path, climgen_cli):
@@ -417,6 +432,24 @@ def test_a_device_or_scheduler_that_cannot_work_is_refused_in_one_line(tmp_path)
     other = pipeline.make_config(factor=2, seed=7)
     streaming.run(ds, tmp_path / "out.nc", other, options=streaming.StreamOptions(progress=False))
     assert (tmp_path / "out.nc").exists() and sorted(path.name for path in tmp_path.iterdir()) == ["out.nc"]
+
+
+def test_a_client_of_ones_own_cluster_runs_the_job_as_its_address_does(tmp_path):
+    """From Python, the ``distributed.Client`` of a cluster one started stands for its address."""
+    from distributed import Client, LocalCluster
+
+    ds = make_dataset("latlon", shape=(16, 16), times=2)
+    config = pipeline.make_config(factor=2, seed=3)
+    with pytest.raises(ConfigError, match="or a distributed.Client, got a int"):
+        streaming.StreamOptions(scheduler=8786).validate()
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            options = streaming.StreamOptions(scheduler=client, progress=False)
+            assert options.validate().scheduler == client.scheduler.address
+            streaming.run(ds, tmp_path / "out.zarr", config, options=options)
+    expected = pipeline.synthesize(ds, factor=2, seed=3)
+    with xr.open_zarr(tmp_path / "out.zarr") as got:
+        np.testing.assert_array_equal(got["tas"].values, expected["tas"].values)
 
 
 def test_progress_into_a_log_file_is_one_line_per_update(capsys, monkeypatch):

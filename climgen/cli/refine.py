@@ -57,7 +57,7 @@ def stream(ds, output: Path, config, covariates: dict, options, overwrite: bool,
 
 @app.command()
 def synthesize(
-    input: Annotated[Path, typer.Argument(help="Coarse NetCDF file or zarr store.")],
+    input: Annotated[Path, typer.Argument(help="Coarse NetCDF file or zarr store, or a quoted glob of files ('tas_day_*.nc').")],
     output: Annotated[Path, typer.Argument(help="Output path ending in .nc or .zarr.")],
     factor: Annotated[int, typer.Option("--factor", "-f", help="Refinement factor: 2, 4, 8 or 16.")] = 4,
     variables: Annotated[str | None, typer.Option(help="Comma-separated variables (default: all on the grid).")] = None,
@@ -125,7 +125,7 @@ def synthesize(
     The work streams through dask tasks into the output; rerun the same command after an
     interruption to finish only what is missing.
     """
-    from climgen.io.open import open_input
+    from climgen.io.open import open_inputs
     from climgen.pipeline import make_config
     from climgen.streaming import StreamOptions
 
@@ -147,8 +147,23 @@ def synthesize(
         precision=precision,
     )
     options = StreamOptions(region_tiles, time_chunk, workers, scheduler, progress=not quiet, device=device, wait=wait)
-    with open_input(input) as ds:
+    with open_inputs(_input_files(input)) as ds:
         stream(ds, output, config, parse_covariates(covariate), options, overwrite)
+
+
+def _input_files(input: Path) -> list[Path]:
+    """The input, or the files a glob (quoted, so the shell leaves it) matches, in sorted order:
+    combined by their coordinates, as a recipe's ``input:`` glob is."""
+    import glob
+
+    from climgen.errors import InputError
+
+    if input.exists() or not glob.has_magic(str(input)):
+        return [input]
+    matches = sorted(glob.glob(str(input.expanduser())))
+    if not matches:
+        raise InputError(f"no input matches {input}")
+    return [Path(match) for match in matches]
 
 
 @app.command()
