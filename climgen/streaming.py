@@ -343,6 +343,8 @@ def _replace(job: Job) -> None:
                 stored.to_netcdf(source, encoding=encoding, format="NETCDF4")
             except RuntimeError as error:  # netCDF4 says "NetCDF: HDF error" when the disk fills
                 full = shutil.disk_usage(source.parent).free < NEARLY_FULL_BYTES
+                if source.exists():  # emptied first: a handle the failed close left open would keep its space
+                    os.truncate(source, 0)
                 source.unlink(missing_ok=True)
                 if full:
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from error
