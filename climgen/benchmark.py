@@ -278,12 +278,10 @@ def format_markdown(rows: list[dict], notes: dict) -> str:
 
 
 def _plot_spectra(curves: dict[str, np.ndarray], path: Path, variable: str) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure  # not pyplot: a notebook's backend and figures are left alone
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    axis = figure.subplots()
     for label, values in curves.items():
         k, power = metrics.power_spectrum(values)
         axis.loglog(k, power, label=label, color="k" if label == "truth" else None)
@@ -292,4 +290,3 @@ def _plot_spectra(curves: dict[str, np.ndarray], path: Path, variable: str) -> N
     axis.set_title(f"{variable}: radially averaged power spectra")
     axis.legend()
     figure.savefig(path, dpi=110)
-    plt.close(figure)

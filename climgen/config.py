@@ -180,11 +180,15 @@ class SynthesisOptions(BaseModel):
     @model_validator(mode="after")
     def _combinations(self):
         if self.budget is not None and not self.adaptive:
-            raise ValueError("budget applies to adaptive refinement; drop it or drop uniform")
+            raise ValueError("budget applies to adaptive refinement; drop it, or drop uniform depth (--uniform, adaptive=False)")
         if self.quality is not None and (self.budget is not None or not self.adaptive):
-            raise ValueError("quality sets the depth itself: use it without budget and without uniform")
+            raise ValueError(
+                "quality sets the depth itself: use it without budget and without uniform depth (--uniform, adaptive=False)"
+            )
         if self.tolerance is not None and (self.budget is not None or self.quality is not None or not self.adaptive):
-            raise ValueError("tolerance sets the depth itself: use it without budget, quality and uniform")
+            raise ValueError(
+                "tolerance sets the depth itself: use it without budget, quality and uniform depth (--uniform, adaptive=False)"
+            )
         return self
 
     def synthesis_options(self) -> dict:

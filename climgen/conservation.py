@@ -75,6 +75,10 @@ def project_blocks(
     if rows.size:
         chosen = None if block_weights is None else block_weights[rows, :, cols, :]
         blocks[rows, :, cols, :] = clip_to_mean(blocks[rows, :, cols, :], coarse[rows, cols], lower, upper, chosen)
+    for bound in (lower, upper):  # a block whose mean is at a bound is at it everywhere (dry stays exactly dry)
+        if np.isfinite(bound):
+            rows, cols = np.nonzero(coarse == bound)
+            blocks[rows, :, cols, :] = bound
     return fine
 
 

@@ -4,13 +4,12 @@ reach, and refused on another projection."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import numpy as np
 import xarray as xr
 
-from climgen.errors import InputError, InputWarning
+from climgen.errors import InputError, InputWarning, warn_user
 from climgen.grid import SpatialAxes, cell_bounds, find_spatial_axes, is_global_longitude
 from climgen.io import cf
 from climgen.regrid import area_mean
@@ -182,11 +181,10 @@ def _warn_if_coarser(ratio: float, name: str) -> None:
     """Say when a covariate's cells are more than :data:`COARSER_COVARIATE` times as wide as the
     output's: interpolated, it adds no detail finer than its own cells."""
     if ratio > COARSER_COVARIATE:
-        warnings.warn(
+        warn_user(
             f"covariate {name!r} is coarser than the output grid (cells about {ratio:.1f} times as wide): interpolated "
             "to it, it adds no detail finer than its own cells; pass the finest version you have",
             InputWarning,
-            stacklevel=4,
         )
 
 
@@ -226,10 +224,9 @@ def _warn_partial_cover(share: float, name: str) -> None:
     """Warn when a covariate has values on under 90% of the fine grid: elsewhere the model
     refines without it, which a user who passed it would not expect silently."""
     if 0 < share < 0.9:  # not for a sliver along the edges (none at all is an error)
-        warnings.warn(
+        warn_user(
             f"covariate {name!r} has values on {100 * share:.0f}% of the domain; elsewhere the model refines without it",
             InputWarning,
-            stacklevel=4,
         )
 
 

@@ -7,6 +7,8 @@ error); the accessor and library raise and warn them unchanged.
 
 from __future__ import annotations
 
+import os
+
 
 class ClimgenError(Exception):
     """Base class of the errors a user can fix (bad input, bad option, missing file...)."""
@@ -58,3 +60,18 @@ class ClimgenWarning(UserWarning):
 
 class InputWarning(ClimgenWarning):
     """Part of the input is left aside (a variable off the grid, a covariate's missing cover)."""
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep  # climgen's folder
+
+
+def warn_user(message: str, category: type[Warning] = ClimgenWarning) -> None:
+    """Warn at the first line outside climgen that led here (the user's call in a notebook
+    or script, not climgen's own source), as ``warnings.warn`` with the right stacklevel."""
+    import sys
+    import warnings
+
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level if frame is not None else 2)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import xarray as xr
 
 from climgen import metrics
 from climgen.conservation import block_means, count_outside
-from climgen.errors import ClimgenWarning, InputError
+from climgen.errors import ClimgenWarning, InputError, warn_user
 from climgen.grid import area_weights, cell_bounds, check_factor, contiguous_longitude, find_spatial_axes, with_longitudes
 from climgen.io.cf import MEMBER_DIM, refined_variables
 from climgen.io.physical import physical_bounds
@@ -268,10 +267,9 @@ def _scored_share(name: str, predicted: np.ndarray, truth: np.ndarray) -> float:
         raise InputError(f"{name!r}: the prediction has no values where the truth has data; nothing to score")
     share = both / max(np.count_nonzero(truth_cells), 1)
     if share < 1:
-        warnings.warn(
+        warn_user(
             f"{name!r}: the prediction has values on {share:.1%} of the truth's cells with data; its scores are over those",
             ClimgenWarning,
-            stacklevel=3,
         )
     return float(share)
 

@@ -5,7 +5,6 @@ No model runs here; :mod:`climgen.planning` builds on this."""
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -15,7 +14,7 @@ import xarray as xr
 from climgen.config import MAX_STAGE_INPUT, SynthesisConfig, parse_limits  # noqa: F401 (public here since 0.1)
 from climgen.conservation import Bounds, format_bounds
 from climgen.covariates import align_covariate, check_same_projection  # noqa: F401 (align_covariate: public here)
-from climgen.errors import ClimgenWarning, ConfigError, InputError, InputWarning
+from climgen.errors import ClimgenWarning, ConfigError, InputError, InputWarning, warn_user
 from climgen.grid import (
     SpatialAxes,
     cell_bounds,
@@ -79,6 +78,8 @@ def select_variables(ds: xr.Dataset, axes: SpatialAxes, variables) -> list[str]:
     that is not categorical (CF flags) nor one of climgen's own maps."""
     if isinstance(variables, str):
         variables = [v for v in variables.split(",") if v]
+    if variables is not None and len(variables) == 0:
+        raise ConfigError("variables is empty: name the variables to refine, or leave it out (None) to refine every one")
     # 2-D latitude/longitude, and the maps climgen writes with every output (a climgen output
     # refined again gets new ones): not fields to refine
     skipped = set(cf.find_latlon_auxiliaries(ds, axes) or ()) | set(cf.ANCILLARY_ATTRS)
@@ -98,10 +99,14 @@ def select_variables(ds: xr.Dataset, axes: SpatialAxes, variables) -> list[str]:
         chosen = list(variables)
         chosen += _formula_terms_of(ds, axes, chosen)
     else:
-        chosen = [
+        chosen = [  # numeric: a boolean mask or a string field beside the data is no field to refine
             name
             for name, var in ds.data_vars.items()
-            if axes.y in var.dims and axes.x in var.dims and name not in skipped and not _categorical(var)
+            if axes.y in var.dims
+            and axes.x in var.dims
+            and name not in skipped
+            and not _categorical(var)
+            and var.dtype.kind in "fiu"
         ]
     if not chosen:
         raise InputError(f"no variable on the ({axes.y}, {axes.x}) grid to refine")
@@ -139,11 +144,10 @@ def _formula_terms_of(ds: xr.Dataset, axes: SpatialAxes, chosen: list[str]) -> l
                 if gridded and term not in chosen and term not in needed:
                     needed.append(term)
     if needed:
-        warnings.warn(
+        warn_user(
             f"refining {', '.join(map(repr, needed))} too: the formula_terms of the vertical coordinate name "
             f"{'them' if len(needed) > 1 else 'it'}, and the output's levels need {'them' if len(needed) > 1 else 'it'}",
             InputWarning,
-            stacklevel=3,
         )
     return needed
 
@@ -162,11 +166,10 @@ def contiguous_input(ds: xr.Dataset) -> tuple[xr.Dataset, str | None]:
     axes = find_spatial_axes(ds)
     converted, convention = contiguous_longitude(ds, axes)
     if convention:
-        warnings.warn(
+        warn_user(
             f"longitude {axes.x!r} crosses the longitude seam: refined on {convention} longitudes "
             f"({float(converted[axes.x].min()):g} to {float(converted[axes.x].max()):g}), sorted; the output is on them too",
             LongitudeWarning,
-            stacklevel=3,
         )
     return converted, convention
 
@@ -248,11 +251,10 @@ def warn_left_out(ds: xr.Dataset, axes: SpatialAxes) -> None:
         name for name, variable in ds.data_vars.items() if len({axes.y, axes.x} & set(variable.dims)) == 1 and name not in bounds
     ]
     if partial:
-        warnings.warn(
+        warn_user(
             f"variables {partial} lie along only one of ({axes.y}, {axes.x}): they are not on the fine grid "
             "and are left out of the output",
             InputWarning,
-            stacklevel=3,
         )
 
 
@@ -271,12 +273,11 @@ def warn_float32_rounding(ds: xr.Dataset, variables: list[str], axes: SpatialAxe
         spread = float(finite.std())
         rounding = float(np.spacing(np.float32(np.abs(finite).max())))
         if spread > 0 and rounding >= 0.01 * spread:
-            warnings.warn(
+            warn_user(
                 f"{name!r} is refined and written in float32, whose rounding at its magnitude ({rounding:.3g}) is "
                 f"{rounding / spread:.0%} of its spread ({spread:.3g}): refine the anomaly from an offset instead "
                 f"(e.g. ds[{name!r}] - {float(np.round(finite.mean(), 0)):g})",
                 InputWarning,
-                stacklevel=3,
             )
 
 
@@ -296,12 +297,11 @@ def warn_unordered_steps(ds: xr.Dataset, variables: list[str], axes: SpatialAxes
         except TypeError:
             continue
         if not (increasing or decreasing):
-            warnings.warn(
+            warn_user(
                 f"{dim!r} is not strictly monotonic (steps repeated, unsorted or missing): each step is refined, but the "
                 f"output keeps the order and fails CF's check as the input does; sort first, e.g. "
                 f"ds.sortby({dim!r}).drop_duplicates({dim!r})",
                 InputWarning,
-                stacklevel=3,
             )
 
 
@@ -317,11 +317,10 @@ def check_magnitudes(values: np.ndarray, name: str) -> None:
     infinite ones, which are refined as missing cells."""
     infinite = np.isinf(values)
     if infinite.any():
-        warnings.warn(
+        warn_user(
             f"variable {name!r} holds {np.count_nonzero(infinite)} infinite value(s): they are taken as missing, "
             "and so are their fine cells",
             InputWarning,
-            stacklevel=3,
         )
     with np.errstate(invalid="ignore"):
         huge = np.isfinite(values) & (np.abs(values) >= UNMARKED_FILL_MAGNITUDE)
@@ -360,11 +359,10 @@ def variable_bounds(ds: xr.Dataset, variables: list[str], given: Mapping | None 
     }
     for name, (_, source) in bounds.items():
         if source and "no upper limit: its units" in source:
-            warnings.warn(
+            warn_user(
                 f"{name!r} is a fraction ({source}): it is kept non-negative only; give its units ('1' or '%') or its "
                 f"bounds (--bounds {name}=0:1)",
                 PhysicalBoundsWarning,
-                stacklevel=4,
             )
     return bounds
 
@@ -380,11 +378,10 @@ def variable_order(ds: xr.Dataset, variables: list[str], given=None) -> list[tup
             if mismatch is None:
                 chains.append(chain)
                 continue
-            warnings.warn(
+            warn_user(
                 f"{' <= '.join(chain)} are not kept in order: they differ in {mismatch} (convert them to the same "
                 "units, or pass order=[] to say so)",
                 OrderWarning,
-                stacklevel=4,
             )
         return chains
     chains = [tuple(chain) for chain in given]
@@ -412,16 +409,15 @@ def warn_disordered(chain: tuple[str, ...], disordered: int, compared: int | Non
             f"{disordered} of {compared} coarse cells of {' <= '.join(chain)} are out of order, so the chain is "
             "probably not given lowest first (as LOW,MID,HIGH: tasmin,tas,tasmax); their fine blocks are left as refined"
         )
-    warnings.warn(text, OrderWarning, stacklevel=2)
+    warn_user(text, OrderWarning)
 
 
 def warn_outside_bounds(name: str, outside: int, bounds: Bounds) -> None:
     """Warn when ``outside`` coarse values lie outside the variable's bounds (their fine blocks
     then keep the coarse value: no refined block can average to it inside the bounds)."""
     if outside:
-        warnings.warn(
+        warn_user(
             f"{outside} coarse value(s) of {name!r} lie outside its physical bounds {format_bounds(bounds)}; "
             "each of their fine blocks keeps the coarse value (give other bounds to change this)",
             PhysicalBoundsWarning,
-            stacklevel=2,
         )

@@ -5,12 +5,11 @@ out of memory."""
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from climgen.errors import ClimgenWarning, ConfigError
+from climgen.errors import ClimgenWarning, ConfigError, warn_user
 from climgen.noise import noise_window
 from climgen.tiling import fine_slices
 
@@ -150,9 +149,8 @@ class ModelCalls:
         _LEARNED_BATCH[str(self.device)] = min(self.batch_size, _LEARNED_BATCH.get(str(self.device), self.batch_size))
         if self.device.type == "cuda":
             self.torch.cuda.empty_cache()
-        warnings.warn(
+        warn_user(
             f"{self.device} ran out of memory: {self.batch_size} window{'s' if self.batch_size > 1 else ''} "
             "per model call from here on",
             ClimgenWarning,
-            stacklevel=3,
         )

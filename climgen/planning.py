@@ -3,7 +3,6 @@ self-tests (the detail kept, the predicted gain) and the depth of every tile."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -28,7 +27,7 @@ from climgen.depth.gain import (
     depth_by_tolerance,
     tolerance_for_quality,
 )
-from climgen.errors import ClimgenWarning, ConfigError
+from climgen.errors import ClimgenWarning, ConfigError, warn_user
 from climgen.grid import (
     SpatialAxes,
     cell_weights,
@@ -73,7 +72,7 @@ def complexity(
     (default: 32, or less on small domains).
     """
     original = _as_dataset(data)
-    config = SynthesisConfig(factor=factor, variables=variables, tile_size=tile_size)
+    config = make_config(variables, factor=factor, tile_size=tile_size)
     original, _ = contiguous_input(cf.decode_packed(original))
     ds, wrap_cells = wrap_global(original, config)
     prepared = _prepare(ds, config, covariates)
@@ -252,7 +251,9 @@ def make_config(variables=None, model="default", **options) -> SynthesisConfig:
     """A validated :class:`SynthesisConfig` from keyword arguments (variables as list or "a,b")."""
     if isinstance(variables, str):
         variables = tuple(v for v in variables.split(",") if v)
-    return SynthesisConfig(variables=tuple(variables) if variables else None, model=str(model), **options)
+    if variables is not None and len(variables) == 0:
+        raise ConfigError("variables is empty: name the variables to refine, or leave it out (None) to refine every one")
+    return SynthesisConfig(variables=tuple(variables) if variables is not None else None, model=str(model), **options)
 
 
 def plan(
@@ -420,11 +421,10 @@ def predicted_gains(ds: xr.Dataset, job: Plan) -> GainPrediction:
         combined = replace(combined, constant=combined.constant & ~unread, untested=untested)
     unknown = combined.unknown()
     if unknown.all() and unknown.size:
-        warnings.warn(
+        warn_user(
             f"the domain ({' x '.join(map(str, prepared.layout.shape))} coarse cells) is too small for the gain "
             f"self-test (it averages the field by 2 and needs {gain.MIN_CELLS} cells a side): every tile takes full depth",
             ClimgenWarning,
-            stacklevel=2,
         )
     return combined
 

@@ -45,10 +45,7 @@ def plot_refinement(coarse: xr.DataArray, fine: xr.DataArray, depth: xr.DataArra
     try:
         import cartopy.crs as ccrs
         import cartopy.feature as cfeature
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # not pyplot: a notebook's backend and figures are left alone
     except ImportError as err:
         raise MissingDependencyError("maps need cartopy and matplotlib: pip install cartopy matplotlib") from err
     for data in (coarse, fine, depth):
@@ -63,7 +60,8 @@ def plot_refinement(coarse: xr.DataArray, fine: xr.DataArray, depth: xr.DataArra
     borders = cfeature.NaturalEarthFeature(
         "cultural", "admin_0_countries", "110m", facecolor="none", edgecolor="0.2", linewidth=0.5
     )
-    figure, axes_list = plt.subplots(1, 3, figsize=(15, 5), subplot_kw={"projection": ccrs.PlateCarree()}, layout="constrained")
+    figure = Figure(figsize=(15, 5), layout="constrained")
+    axes_list = figure.subplots(1, 3, subplot_kw={"projection": ccrs.PlateCarree()})
     low = float(np.nanmin(fine.values))
     high = float(np.nanmax(fine.values))
     units = fine.attrs.get("units", "")
@@ -88,26 +86,34 @@ def plot_refinement(coarse: xr.DataArray, fine: xr.DataArray, depth: xr.DataArra
     if title:
         figure.suptitle(title)
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
-    plt.close(figure)
     return path
 
 
 def plot_evaluation(
-    truth: xr.Dataset, prediction: xr.Dataset, variables: list[str], folder: str | Path, factor: int | None = None
+    truth: xr.Dataset, prediction: xr.Dataset, variables: list[str] | str, folder: str | Path, factor: int | None = None
 ) -> list[Path]:
-    """Per variable: power spectra (log axes) of truth, prediction (and bicubic), and a map of
-    the error of the first field (and the refinement depth when present)."""
-    import matplotlib
+    """Per variable (a list, or names separated by commas): power spectra (log axes) of truth,
+    prediction (and bicubic), and a map of the error of the first field (and the refinement
+    depth when present), saved in ``folder`` (made if missing). DataArrays stand for datasets
+    of themselves."""
     import matplotlib.ticker
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: a notebook's backend and figures are left alone
 
     from climgen import metrics
     from climgen.evaluation import _values, bicubic_reference
 
+    truth, prediction = (
+        data.to_dataset(name=data.name or "data") if isinstance(data, xr.DataArray) else data for data in (truth, prediction)
+    )
+    if isinstance(variables, str):
+        variables = [name for name in variables.split(",") if name]
+    missing = [name for name in variables if name not in truth.data_vars or name not in prediction.data_vars]
+    if missing:
+        raise InputError(f"variables {missing} are not in both the truth and the prediction")
     axes = find_spatial_axes(truth)
+    Path(folder).mkdir(parents=True, exist_ok=True)
     written = []
     for name in variables:
         true_values = _values(truth[name], axes)
@@ -115,7 +121,8 @@ def plot_evaluation(
         if MEMBER_DIM in predicted.dims:
             predicted = predicted.mean(MEMBER_DIM)
         predicted_values = _values(predicted, axes)
-        figure, (spectrum_axis, error_axis, depth_axis) = plt.subplots(1, 3, figsize=(16, 4.8), layout="constrained")
+        figure = Figure(figsize=(16, 4.8), layout="constrained")
+        spectrum_axis, error_axis, depth_axis = figure.subplots(1, 3)
         curves = [("truth", true_values, "k"), ("climgen", predicted_values, "tab:blue")]
         if factor:
             curves.append(("bicubic", bicubic_reference(true_values, factor), "tab:orange"))
@@ -145,6 +152,5 @@ def plot_evaluation(
             depth_axis.set_visible(False)
         path = Path(folder) / f"evaluation_{name}.png"
         figure.savefig(path, dpi=100)
-        plt.close(figure)
         written.append(path)
     return written

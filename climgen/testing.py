@@ -116,6 +116,17 @@ def make_dataset(
     return xr.decode_cf(ds)
 
 
+def _one_variable(data, role: str) -> xr.DataArray:
+    """``data`` as a DataArray: itself, or the only data variable of a Dataset."""
+    if isinstance(data, xr.Dataset):
+        if len(data.data_vars) != 1:
+            raise TypeError(f"the {role} Dataset holds {sorted(data.data_vars)}: pass one variable (ds[name]) to compare")
+        return next(iter(data.data_vars.values()))
+    if not isinstance(data, xr.DataArray):
+        raise TypeError(f"the {role} field must be an xarray DataArray (on its grid), not a {type(data).__name__}")
+    return data
+
+
 def assert_coarse_consistent(
     fine: xr.DataArray, coarse: xr.DataArray, factor: int, rtol: float = 2e-6, weights: tuple | None = None
 ) -> None:
@@ -126,8 +137,10 @@ def assert_coarse_consistent(
     Missing coarse cells must be missing at exactly their fine cells and nowhere else. An
     ensemble (``fine`` with a ``realization`` dimension the coarse field lacks) is checked
     member by member. ``rtol`` is the tolerance in units of the coarse field's largest
-    magnitude (float32 outputs round at about 1e-7 of it).
+    magnitude (float32 outputs round at about 1e-7 of it). A Dataset of one variable stands
+    for that variable.
     """
+    fine, coarse = (_one_variable(data, role) for data, role in ((fine, "fine"), (coarse, "coarse")))
     axes = find_spatial_axes(coarse)
     ny, nx = coarse.sizes[axes.y], coarse.sizes[axes.x]
     extra = [dim for dim in fine.dims if dim not in coarse.dims and dim not in (axes.y, axes.x)]

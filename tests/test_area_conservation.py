@@ -52,6 +52,11 @@ def test_weighted_projection_keeps_area_means_and_bounds_and_moves_towards_the_t
         if bounds:
             assert projected.min() >= 0.0 and projected.max() <= 1.0
     assert np.abs(project_blocks(guess, coarse, FACTOR).reshape(6, FACTOR, 5, FACTOR).mean(axis=(1, 3)) - coarse).max() < 1e-12
+    # a dry block (its mean at the lower bound) is exactly dry, not dry to rounding, with weights too
+    dry = coarse.copy()
+    dry[::2, ::2] = 0.0
+    projected = project_blocks(guess, dry, FACTOR, bounds=(0.0, None), weights=weights).reshape(6, FACTOR, 5, FACTOR)
+    assert (projected[::2, :, ::2, :] == 0.0).all()
     # ordering with area weights keeps the area means too
     low = project_blocks(truth - 0.1 + rng.normal(size=truth.shape) * 0.2, coarse - 0.1, FACTOR, weights=weights)
     high = project_blocks(guess, coarse, FACTOR, weights=weights)

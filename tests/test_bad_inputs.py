@@ -666,3 +666,12 @@ def test_detail_lost_to_float32_on_a_large_offset_is_said():
     with warnings.catch_warnings():
         warnings.simplefilter("error", InputWarning)
         pipeline.synthesize(ds.assign(tas=ds["tas"] - 5e5), factor=2)
+
+
+def test_warnings_point_at_the_user_s_line_not_climgen_s():
+    """In a notebook, a warning names the cell's line that called climgen, not climgen's source."""
+    ds = make_dataset("latlon", shape=(16, 16), times=1)
+    del ds["tas"].attrs["units"]
+    with pytest.warns(UserWarning) as record:
+        ds.climgen.synthesize(factor=2)
+    assert record and all(warning.filename == __file__ for warning in record), [w.filename for w in record]

@@ -422,6 +422,26 @@ def test_maps_of_fields_they_cannot_draw_say_what_to_pass(tmp_path):
         plot_refinement(rotated["tas"], rotated["tas"], rotated["tas"], tmp_path / "map.png")
 
 
+def test_plots_leave_the_session_s_backend_and_figures_alone_and_make_their_folders(tmp_path):
+    pytest.importorskip("cartopy")
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from climgen.plotting import plot_evaluation, plot_refinement
+
+    backend = matplotlib.get_backend()
+    truth = make_dataset("latlon", shape=(16, 16), times=1)
+    coarse = truth.coarsen(lat=2, lon=2).mean()
+    fine = coarse.climgen.synthesize(factor=2)
+    plot_refinement(coarse["tas"].isel(time=0), fine["tas"].isel(time=0), fine["refinement_depth"], tmp_path / "new" / "map.png")
+    written = plot_evaluation(truth, fine, "tas", tmp_path / "scores", factor=2)  # names as a string, as synthesize takes them
+    assert written == [tmp_path / "scores" / "evaluation_tas.png"] and (tmp_path / "new" / "map.png").exists()
+    assert plot_evaluation(truth["tas"], fine["tas"], ["tas"], tmp_path / "arrays")  # DataArrays as datasets of themselves
+    assert matplotlib.get_backend() == backend and plt.get_fignums() == []
+    with pytest.raises(InputError, match=r"variables \['pr'\] are not in both"):
+        plot_evaluation(truth, fine, ["pr"], tmp_path / "scores")
+
+
 def test_a_truth_on_other_longitudes_is_compared_on_the_predictions():
     """A global truth stored on 0..360 against a prediction on -180..180 (or the other way
     round): the same cells, compared column by column."""

@@ -18,11 +18,10 @@ import json
 import os
 import socket
 import time
-import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
-from climgen.errors import ClimgenWarning, ConfigError, OutputLockedError
+from climgen.errors import ClimgenWarning, ConfigError, OutputLockedError, warn_user
 
 POLL_SECONDS = 2.0  # how often a waiting run looks again
 
@@ -96,10 +95,9 @@ class OutputLock:
                 continue
             left = _read(descriptor)
             if left.get("pid"):
-                warnings.warn(
+                warn_user(
                     f"taking over the lock of {self.output} left by a climgen process that is gone ({_describe(left)})",
                     StaleLockWarning,
-                    stacklevel=2,
                 )
             self._descriptor = descriptor
             self._write_holder()

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from climgen.errors import ClimgenWarning
+from climgen.errors import ClimgenWarning, warn_user
 from climgen.io.cf import MEMBER_DIM
 from climgen.tiling import fine_slices
 
@@ -73,10 +72,9 @@ def drop_damaged(store: Path, manifest: Path, entries: list[tuple[str, str, dict
                 damaged.append(key)
                 entry.unlink(missing_ok=True)
     if damaged:
-        warnings.warn(
+        warn_user(
             f"{len(damaged)} finished task(s) of {store.name} no longer match their checksum (missing, truncated or "
             "altered chunks); they are refined again",
             TamperedStoreWarning,
-            stacklevel=2,
         )
     return damaged

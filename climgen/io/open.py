@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from climgen.errors import InputError, InputWarning
+from climgen.errors import InputError, InputWarning, warn_user
 
 
 def open_input(path: str | Path) -> xr.Dataset:
@@ -48,10 +47,9 @@ def _undecodable_times_kept(opener, warn_name: str | None) -> xr.Dataset:
         if "decode time" not in str(err):
             raise
         if warn_name is not None:
-            warnings.warn(
+            warn_user(
                 f"{warn_name}: {str(err).splitlines()[0].split('. ')[0]}; the time axis is kept as its numbers with their units",
                 InputWarning,
-                stacklevel=3,
             )
         return opener(decode_times=False)
 

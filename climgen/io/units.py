@@ -10,12 +10,11 @@ then, as it takes a second or two). Unparseable or missing units give a
 
 from __future__ import annotations
 
-import warnings
 from functools import lru_cache
 
 import xarray as xr
 
-from climgen.errors import ClimgenWarning
+from climgen.errors import ClimgenWarning, warn_user
 
 COMMON = frozenset(
     "1 % K degC degree_Celsius degrees_C celsius m km cm mm s m s-1 m/s m2 s-2 Pa hPa kg kg-1 kg/kg g kg-1 "
@@ -53,13 +52,9 @@ def check_units(ds: xr.Dataset, variables: list[str]) -> dict[str, str | None]:
         units = ds[name].attrs.get("units")
         found[name] = units
         if units is None or str(units).strip() == "":
-            warnings.warn(f"variable {name!r} has no units; the output will not have any either", UnitsWarning, stacklevel=1)
+            warn_user(f"variable {name!r} has no units; the output will not have any either", UnitsWarning)
         elif problem := parse_problem(str(units)):
-            warnings.warn(
-                f"units {units!r} of {name!r} are not valid UDUNITS/CF units ({problem}); kept as they are",
-                UnitsWarning,
-                stacklevel=1,  # one location: each distinct message is shown once per process
-            )
+            warn_user(f"units {units!r} of {name!r} are not valid UDUNITS/CF units ({problem}); kept as they are", UnitsWarning)
     return found
 
 
