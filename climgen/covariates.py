@@ -5,6 +5,7 @@ reach, and refused on another projection."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -178,12 +179,13 @@ def _fine_step(lat: np.ndarray, lon: np.ndarray) -> float:
 
 
 def _warn_if_coarser(ratio: float, name: str) -> None:
-    """Say when a covariate's cells are more than :data:`COARSER_COVARIATE` times as wide as the
-    output's: interpolated, it adds no detail finer than its own cells."""
-    if ratio > COARSER_COVARIATE:
+    """Say when a covariate's cells are :data:`COARSER_COVARIATE` times as wide as the output's
+    or more: interpolated, it adds no detail finer than its own cells, and can do harm."""
+    if ratio >= COARSER_COVARIATE:
         warn_user(
             f"covariate {name!r} is coarser than the output grid (cells about {ratio:.1f} times as wide): interpolated "
-            "to it, it adds no detail finer than its own cells; pass the finest version you have",
+            "to it, it adds no detail finer than its own cells and can make the result worse than no covariate; pass "
+            "the finest version you have",
             InputWarning,
         )
 
@@ -317,9 +319,12 @@ def check_same_projection(ds: xr.Dataset, variables: list[str], covariate: objec
         return
     mapping = covariate.attrs.get("grid_mapping")
     source = cf.grid_mapping_name(ds, variables)
-    if not mapping or mapping not in covariate.coords or source is None:
+    if not mapping or source is None:
         return
-    theirs, ours = covariate[mapping].attrs, ds[source].attrs
+    theirs = _mapping_attrs(covariate, mapping)
+    if theirs is None:
+        return
+    ours = ds[source].attrs
     if theirs.get("grid_mapping_name") == "latitude_longitude":
         return  # a plain lat/lon covariate: placed by latitude and longitude on any grid
     differ = [key for key in MAPPING_KEYS if key in theirs and key in ours and not _same_value(theirs[key], ours[key])]
@@ -328,6 +333,22 @@ def check_same_projection(ds: xr.Dataset, variables: list[str], covariate: objec
             f"covariate {name!r} is on another projection than the input: its grid mapping's {differ[0]} is "
             f"{theirs[differ[0]]}, the input's {ours[differ[0]]}; regrid the covariate to the input's grid first"
         )
+
+
+def _mapping_attrs(covariate: xr.DataArray, mapping: str) -> dict | None:
+    """The attributes of the grid mapping ``covariate`` names: carried as a coordinate, or read
+    from the file it came from (``ds["orog"]`` of an opened file leaves the mapping behind);
+    None where neither has it."""
+    if mapping in covariate.coords:
+        return dict(covariate[mapping].attrs)
+    path = covariate.encoding.get("source")
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        with xr.open_dataset(path, decode_times=False) as source:
+            return dict(source[mapping].attrs) if mapping in source.variables else None
+    except (OSError, ValueError):
+        return None
 
 
 def _same_value(first, second) -> bool:

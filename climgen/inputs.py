@@ -53,6 +53,7 @@ class _Prepared:
     bounds: dict = field(default_factory=dict)  # variable -> ((lower, upper), where they come from)
     order: list[tuple[str, ...]] = field(default_factory=list)  # chains of variables kept in order, lowest first
     flip: tuple[bool, bool] = (False, False)  # (y, x) stored descending: the model sees them ascending
+    covariate_sources: list[dict] = field(default_factory=list)  # each covariate's variable, file, units and hash
 
     @property
     def limits(self) -> dict[str, Bounds]:
@@ -226,9 +227,27 @@ def _prepare(ds: xr.Dataset, config: SynthesisConfig, covariates: Mapping | None
 
         stacked = np.stack([align_covariate(value, key, axes, fine_axes, fine_latlon) for key, value in covariates.items()])
         names = list(covariates)
+    sources = [
+        _covariate_source(key, value, aligned)
+        for (key, value), aligned in zip((covariates or {}).items(), stacked if stacked is not None else [], strict=True)
+    ]
     bounds = variable_bounds(ds, variables, config.bounds)
     order = variable_order(ds, variables, config.order)
-    return _Prepared(axes, variables, layout, stacked, names, bounds, order, descending_axes(ds, axes))
+    return _Prepared(axes, variables, layout, stacked, names, bounds, order, descending_axes(ds, axes), sources)
+
+
+def _covariate_source(name: str, covariate: xr.DataArray, aligned: np.ndarray) -> dict:
+    """What a provenance says of one covariate: its variable, file and units as given, and the
+    SHA-256 of the fine field it became (the values the model saw)."""
+    import hashlib
+
+    return {
+        "name": name,
+        "variable": None if covariate.name is None else str(covariate.name),
+        "file": covariate.encoding.get("source"),
+        "units": covariate.attrs.get("units"),
+        "sha256": hashlib.sha256(np.ascontiguousarray(aligned, dtype=np.float64).tobytes()).hexdigest(),
+    }
 
 
 def descending_axes(ds: xr.Dataset, axes: SpatialAxes) -> tuple[bool, bool]:

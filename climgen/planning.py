@@ -209,6 +209,7 @@ class Plan:
             "merge_tiles": layout.merge,
             "model_argument": config.model,
             "covariates": self.prepared.covariate_names,
+            "covariate_sources": self.prepared.covariate_sources,
             "depth_policy": self.depth_policy,
             "depth_histogram": {str(k): int((self.depth == k).sum()) for k in range(self.full_depth + 1)},
             "compute": compute_report(
@@ -283,6 +284,14 @@ def plan(
     slots = checkpoint.module.config.covariate_slots
     if prepared.covariates is not None and prepared.covariates.shape[0] > slots:
         raise ConfigError(f"model {checkpoint.name!r} takes at most {slots} covariates, got {prepared.covariates.shape[0]}")
+    if checkpoint.architecture == "hierarchical" and len(prepared.covariate_names) > 1:
+        warn_user(
+            f"covariates {', '.join(map(repr, prepared.covariate_names))}: model {checkpoint.name!r} learned from one "
+            "covariate related to the field at a time, and two related ones make it worse (a temperature following real "
+            "terrain at x4: 0.15 of bicubic's RMSE with elevation, 0.35-0.38 with elevation and a land mask or elevation "
+            "again); give the one that explains the field best",
+            ClimgenWarning,
+        )
     if not checkpoint.multi_scale:
         model_factor = checkpoint.module.config.factor
         if config.factor != model_factor:

@@ -525,6 +525,28 @@ def test_a_covariate_file_on_another_rotated_pole_is_refused(tmp_path):
         InputError, match="another projection than the input: its grid mapping's grid_north_pole_latitude is 50.0"
     ):
         ds.climgen.synthesize(factor=2, covariates={"elevation": open_covariate(tmp_path / "other.nc", "orog")})
+    # the user guide's way, ds["orog"] of an opened file, leaves the mapping behind: read from its file
+    with xr.open_dataset(tmp_path / "other.nc") as opened, pytest.raises(InputError, match="another projection"):
+        ds.climgen.synthesize(factor=2, covariates={"elevation": opened["orog"]})
+
+
+def test_covariates_are_named_in_the_provenance_and_two_related_ones_are_warned_of(tmp_path):
+    """Which file, variable and values each covariate gave; and the default model, which learned
+    from one related covariate at a time, warns when given two."""
+    import json
+
+    from climgen.errors import ClimgenWarning
+
+    ds = make_dataset("latlon", shape=(16, 16))
+    terrain = ds.climgen.synthesize(factor=2)["tas"].rename("orog").reset_coords(drop=True)
+    terrain.to_netcdf(tmp_path / "orog.nc")
+    with xr.open_dataset(tmp_path / "orog.nc") as opened:
+        result = ds.climgen.synthesize(factor=2, covariates={"elevation": opened["orog"]})
+    (source,) = json.loads(result.attrs["climgen_provenance"])["covariate_sources"]
+    assert source["name"] == "elevation" and source["variable"] == "orog" and source["file"].endswith("orog.nc")
+    assert len(source["sha256"]) == 64
+    with pytest.warns(ClimgenWarning, match="learned from one covariate related to the field at a time"):
+        ds.climgen.synthesize(factor=2, covariates={"elevation": terrain, "land": terrain > 280})
 
 
 def test_covariates_in_any_order_with_unstated_units_and_changing_spacing_are_aligned_whole():
