@@ -1,8 +1,9 @@
 """Best estimate and ensemble members of one model, on every held-out real field.
 
 Each held-out truth (:func:`climgen.training.corpus.held_out_fields`) is coarsened by
-``--factor`` (block mean) and refined at default depth twice: once for the best estimate
-(``members=1``) and once with ``--members`` members (seed 0). Scores against the truth: the
+``--factor`` (block mean) and refined twice: once for the best estimate (``members=1``, at
+default depth) and once with ``--members`` members (seed 0; members are drawn at full depth,
+as climgen draws them unless a budget, tolerance or quality is given). Scores against the truth: the
 best estimate's RMSE (and over bicubic's) and MAE; of the members, the RMSE of their mean
 (against the best estimate's), the spread over the RMSE of their mean (spread / skill: about
 sqrt(m / (m + 1)), 0.94 for 8 members, when calibrated), the fair CRPS (against the best
@@ -138,7 +139,9 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="only two of the eight held-out ETOPO5 tiles (every other field still)"
     )
-    parser.add_argument("--uniform", action="store_true", help="full depth everywhere instead of the default depth")
+    parser.add_argument(
+        "--uniform", action="store_true", help="the best estimate at full depth too (members are always at full depth)"
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--figure", type=Path)
     arguments = parser.parse_args()

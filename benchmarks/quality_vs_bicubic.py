@@ -22,10 +22,12 @@ beside cells off it, :mod:`climgen.depth.complexity`), as the default depth map 
         [--model default|CHECKPOINT] [--only HSURF tas ...] [--budget 0.3] [--no-bounds]
         [--coarsen-by cells|area] [--conservation cells|area] [--residual-gain auto|1] [--depths] [--tiles]
 
-Fields (from shared/data/ncl): the eastern halves (rlon >= 18) of two regional-model fields
-(the default model trains only on the western half of another model's orography and land
-fraction) and of that other model's land fraction, and three global CMIP5 fields
-(temperature, winds: no variable of that kind in training).
+Fields (from shared/data/ncl, held out of the default model's training,
+:data:`climgen.training.corpus.NCL_HELD_OUT`): the eastern halves (rlon >= 18) of the
+regional-model fields (the default trains on the western halves of orog_mod3 and sftlf_mod3,
+and on ETOPO5 relief tiles that cover a third of these halves' cells) and the three global
+CMIP5 fields (temperature and winds; the corpus holds other sources' air temperature and
+surface winds: COADS and FNOC).
 """
 
 from __future__ import annotations

@@ -75,7 +75,23 @@ def test_benchmark_refuses_a_truth_too_small_to_split(tmp_path):
     masked["tas"][..., :8, :8] = np.nan
     with pytest.raises(InputError, match="baselines fine-tune only on fields without missing cells"):
         run_benchmark(masked, "tas", tmp_path / "masked", BenchmarkOptions())
+    empty = make_dataset("latlon", shape=(64, 128))
+    empty["tas"][:] = np.nan
+    with pytest.raises(InputError, match="has no values in its eastern half"):
+        run_benchmark(empty, "tas", tmp_path / "empty", BenchmarkOptions(pretrained=True))
+    infinite = make_dataset("latlon", shape=(64, 128))
+    infinite["tas"][..., 5, 100] = np.inf
+    with pytest.raises(InputError, match="holds infinite values"):
+        run_benchmark(infinite, "tas", tmp_path / "infinite", BenchmarkOptions(pretrained=True))
     assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
+def test_a_constant_truth_has_no_top_octave_to_score():
+    from climgen.benchmark import score
+
+    truth = np.full((1, 48, 48), 5.0)
+    row = score("bicubic", truth[None], truth, truth, 1.0, 0.0)
+    assert row["spectral_error"] is None and row["rmse"] == 0.0
 
 
 def test_benchmark_command_takes_the_only_field_beside_its_bounds(tmp_path, climgen_cli):

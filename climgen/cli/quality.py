@@ -66,7 +66,10 @@ def benchmark(
         bool, typer.Option("--ablations", help="Also AMSGM ablations: 3x3 blocks only; stage 2 with and without feedback.")
     ] = False,
 ) -> None:
-    """Compare AMSGM, a single-scale GAN, a conditional VAE and bicubic on a real field."""
+    """Compare AMSGM, a single-scale GAN, a conditional VAE and bicubic on a real field.
+
+    The truth is split into halves along x: each learned method is fine-tuned on the western half (300 steps; --pretrained keeps them as shipped), and every method is scored on the eastern half, coarsened by block means and refined back.
+    """
     from climgen.benchmark import BenchmarkOptions, format_markdown, run_benchmark
     from climgen.grid import check_factor, find_spatial_axes
     from climgen.inputs import select_variables
