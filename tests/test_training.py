@@ -323,6 +323,20 @@ def test_a_section_the_loop_would_ignore_is_an_error():
     check_sections(recipe, "hierarchical")
 
 
+def test_a_fine_tune_that_trains_the_x8_chain_is_validated_at_x8_too(tmp_path):
+    from climgen.training.recipe import TrainRecipe
+    from climgen.training.run import train
+
+    source = {"path": "terrain.nc", "variable": "orog"}
+    pretrain = {"steps": 2, "batch_size": 2, "validate_every": 2, "learning_rate": 1e-4, "max_stages": 3}
+    document = _recipe_document(tmp_path, init_from="default", pretrain=pretrain)
+    document["data"] = document["data"] | {"crop_size": 64, "validation_fields": [source]}
+    del document["model"]
+    tuned = load_checkpoint(train(TrainRecipe(**document, base_dir=tmp_path), log=lambda line: None))
+    (record,) = tuned.metadata["validation"]
+    assert 0 < record["ratio_x8"] < 2 and record["factor"] == 4
+
+
 def test_a_baseline_is_no_generator_to_fine_tune(tmp_path):
     from climgen.errors import ConfigError
     from climgen.training.recipe import TrainRecipe

@@ -290,6 +290,7 @@ def train_hierarchical(recipe: TrainRecipe, log=print) -> Path:
     real_pool, real_sources = real_pool_of(recipe, _min_valid(recipe))
     batches = MixedBatches(recipe, model.config.covariate_slots, real_pool)
     windows = validation_windows(recipe)
+    wide_windows = [item for item in windows if min(item[1].shape) >= 64]  # 8 x 8 coarse cells at x8
     settings = recipe.pretrain
     loop = start_loop(recipe, model, rng, device, log)
     progress = training_progress(settings.steps, loop.first_step - 1, "training")
@@ -306,6 +307,8 @@ def train_hierarchical(recipe: TrainRecipe, log=print) -> Path:
         loop.running.append(value.item())
         if step % settings.validate_every == 0 or step == settings.steps:
             record = {"step": step, "loss": round(float(np.mean(loop.running)), 5), **validate(model, windows, device)}
+            if settings.max_stages >= 3 and wide_windows:  # it trains the x8 chain: scored there too
+                record["ratio_x8"] = validate(model, wide_windows, device, factor=8)["ratio"]
             record["seconds"] = round(loop.seconds_before + loop.elapsed(), 1)
             loop.running = []
             loop.record(record, log)
