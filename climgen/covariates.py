@@ -105,6 +105,7 @@ def align_covariate(
             latitude_rows=axes.kind == "latlon",
         )
         return _checked(values, outside, name)
+    covariate = _averaged_where_finer(covariate, axes, fine_axes, target_y, target_x)
     _warn_if_coarser(max(_spacing_ratios(covariate, axes, target_y, target_x), default=1.0), name)
     if (
         covariate.sizes[axes.y] == target_y.size
@@ -247,6 +248,31 @@ def _spacing_ratios(covariate: xr.DataArray, axes: SpatialAxes, target_y: np.nda
             return []
         ratios.append(float(np.median(np.abs(np.diff(source))) / np.median(np.abs(np.diff(target)))))
     return ratios
+
+
+def _averaged_where_finer(
+    covariate: xr.DataArray, axes: SpatialAxes, fine_axes: dict, target_y: np.ndarray, target_x: np.ndarray
+) -> xr.DataArray:
+    """A covariate finer than the fine grid along one axis only (30" by 1' cells): averaged
+    over the fine cells along that axis, left as it is along the other (interpolated after),
+    so its finer detail is not point-sampled there; any other covariate as it is."""
+    ratios = _spacing_ratios(covariate, axes, target_y, target_x)
+    if not ratios or min(ratios) >= 0.8 or max(ratios) <= 1 + 1e-6:
+        return covariate
+    finer = [ratio < 0.8 for ratio in ratios]
+    source_edges = tuple(cell_bounds(covariate[axis]) for axis in (axes.y, axes.x))
+    target_edges = tuple(
+        np.asarray(fine_axes[axis][1].values, dtype=np.float64) if averaged else edges
+        for axis, averaged, edges in zip((axes.y, axes.x), finer, source_edges, strict=True)
+    )
+    values = area_mean(
+        covariate.transpose(axes.y, axes.x).values, source_edges, target_edges, latitude_rows=axes.kind == "latlon"
+    )
+    coords = {
+        axis: (target if averaged else np.asarray(covariate[axis].values))
+        for axis, averaged, target in zip((axes.y, axes.x), finer, (target_y, target_x), strict=True)
+    }
+    return xr.DataArray(values, dims=(axes.y, axes.x), coords=coords)
 
 
 def _finer_than(covariate: xr.DataArray, axes: SpatialAxes, target_y: np.ndarray, target_x: np.ndarray) -> bool:

@@ -287,6 +287,24 @@ def test_a_finer_covariate_is_averaged_over_each_fine_cell(kind):
     assert np.abs(aligned).max() < 5, "the checkerboard averages out; a point sample would keep +-100"
 
 
+def test_a_covariate_finer_along_one_axis_only_is_averaged_along_it():
+    """Three covariate rows to a fine row but a column to two fine columns: rows alternating
+    +-100 average to +-33 over each fine row, where a point sample at its centre gives -+100."""
+    ds = make_dataset("projected", shape=(6, 8))
+    axes = find_spatial_axes(ds)
+    fine_axes = pipeline._fine_axes(ds, axes, 2)
+    row_edges = fine_axes[axes.y][1].values
+    rows = (row_edges[:, :1] + (row_edges[:, 1:] - row_edges[:, :1]) * (np.arange(3) + 0.5)[None] / 3).ravel()
+    columns = fine_axes[axes.x][0].values[::2] + 0.5 * np.diff(fine_axes[axes.x][0].values[:2])
+    values = np.where(np.arange(rows.size) % 2 == 0, 100.0, -100.0)[:, None] + np.zeros((1, columns.size))
+    covariate = xr.DataArray(values, dims=(axes.y, axes.x), coords={axes.y: rows, axes.x: columns}, name="orog")
+    with pytest.warns(UserWarning, match="coarser than the output grid"):  # the columns are
+        aligned = pipeline.align_covariate(covariate, "orog", axes, fine_axes)
+    column = aligned[:, aligned.shape[1] // 2]
+    assert np.isfinite(column).sum() >= 8
+    np.testing.assert_allclose(np.abs(column[np.isfinite(column)]), 100 / 3, rtol=1e-9)
+
+
 def test_terrain_covariate_puts_temperature_detail_where_the_terrain_is(hsurf_truth):
     # real terrain, a temperature that follows it below 1.5 degrees (6.5 K/km): with the terrain
     # as covariate the refined field must be far closer to the truth than without it, and the
