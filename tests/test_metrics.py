@@ -422,7 +422,7 @@ def test_maps_of_fields_they_cannot_draw_say_what_to_pass(tmp_path):
         plot_refinement(rotated["tas"], rotated["tas"], rotated["tas"], tmp_path / "map.png")
 
 
-def test_plots_leave_the_session_s_backend_and_figures_alone_and_make_their_folders(tmp_path):
+def test_plots_leave_the_process_s_backend_and_figures_alone_and_make_their_folders(tmp_path):
     pytest.importorskip("cartopy")
     import matplotlib
     import matplotlib.pyplot as plt
