@@ -129,6 +129,13 @@ class SynthesisOptions(BaseModel):
             raise ValueError(f"factor must be one of {', '.join(map(str, SUPPORTED_FACTORS))} (x2 stages), got {factor!r}")
         return factor
 
+    @field_validator("variables")
+    @classmethod
+    def _some_variables(cls, variables: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if variables is not None and not variables:
+            raise ValueError("is empty: name the variables to refine, or leave it out (None) to refine every one")
+        return variables
+
     @field_validator(*RANGES)
     @classmethod
     def _in_range(cls, value: float | None, info) -> float | None:

@@ -79,8 +79,6 @@ def select_variables(ds: xr.Dataset, axes: SpatialAxes, variables) -> list[str]:
     that is not categorical (CF flags) nor one of climgen's own maps."""
     if isinstance(variables, str):
         variables = [v for v in variables.split(",") if v]
-    if variables is not None and len(variables) == 0:
-        raise ConfigError("variables is empty: name the variables to refine, or leave it out (None) to refine every one")
     # 2-D latitude/longitude, and the maps climgen writes with every output (a climgen output
     # refined again gets new ones): not fields to refine
     skipped = set(cf.find_latlon_auxiliaries(ds, axes) or ()) | set(cf.ANCILLARY_ATTRS)

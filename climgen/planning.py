@@ -252,8 +252,6 @@ def make_config(variables=None, model="default", **options) -> SynthesisConfig:
     """A validated :class:`SynthesisConfig` from keyword arguments (variables as list or "a,b")."""
     if isinstance(variables, str):
         variables = tuple(v for v in variables.split(",") if v)
-    if variables is not None and len(variables) == 0:
-        raise ConfigError("variables is empty: name the variables to refine, or leave it out (None) to refine every one")
     return SynthesisConfig(variables=tuple(variables) if variables is not None else None, model=str(model), **options)
 
 

@@ -675,3 +675,26 @@ def test_warnings_point_at_the_user_s_line_not_climgen_s():
     with pytest.warns(UserWarning) as record:
         ds.climgen.synthesize(factor=2)
     assert record and all(warning.filename == __file__ for warning in record), [w.filename for w in record]
+
+
+def test_empty_variables_are_refused_and_non_numeric_fields_are_left_by_the_default():
+    ds = make_dataset("latlon", shape=(16, 16), times=1)
+    with pytest.raises(ConfigError, match="variables: is empty"):
+        pipeline.synthesize(ds, factor=2, variables=[])
+    ds["landmask"] = (("lat", "lon"), np.ones((16, 16), dtype=bool))
+    assert "tas" in pipeline.synthesize(ds, factor=2).data_vars  # the boolean mask is no field to refine
+    with pytest.raises(InputError, match="'landmask' is not numeric"):
+        pipeline.synthesize(ds, factor=2, variables=["landmask"])
+    assert ds.climgen.complexity(factor=2, variables="tas").ndim == 2  # names as synthesize takes them
+
+
+def test_assert_coarse_consistent_takes_data_arrays_or_one_variable_datasets():
+    from climgen.testing import assert_coarse_consistent
+
+    coarse = make_dataset("latlon", shape=(8, 8))[["tas"]]
+    fine = pipeline.synthesize(coarse, factor=2)
+    assert_coarse_consistent(fine[["tas"]], coarse, 2)  # one-variable Datasets stand for their variable
+    with pytest.raises(TypeError, match="the fine Dataset holds .*pass one variable"):
+        assert_coarse_consistent(fine, coarse["tas"], 2)
+    with pytest.raises(TypeError, match="must be an xarray DataArray .*not a ndarray"):
+        assert_coarse_consistent(fine["tas"].values, coarse["tas"], 2)
