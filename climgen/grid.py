@@ -69,7 +69,7 @@ def refinement_stages(factor: int) -> int:
 
 def find_spatial_axes(obj: xr.Dataset | xr.DataArray) -> SpatialAxes:
     """Find the y/x dimension coordinates by standard_name, then by units in degrees north and
-    east (:data:`LATLON_UNITS`), then ``axis``, then by name."""
+    east (:data:`LATLON_UNITS`), then ``axis``, then 2-D latitude and longitude, then by name."""
     coords = {name: obj.coords[name] for name in obj.dims if name in obj.coords}
     for kind, (y_name, x_name) in AXIS_STANDARD_NAMES.items():
         ys = [n for n, c in coords.items() if c.attrs.get("standard_name") == y_name]
@@ -86,29 +86,47 @@ def find_spatial_axes(obj: xr.Dataset | xr.DataArray) -> SpatialAxes:
     xs = [n for n, c in coords.items() if str(c.attrs.get("axis", "")).upper() == "X"]
     if ys and xs:
         return SpatialAxes(ys[0], xs[0], _guess_kind(ys[0]))
+    # before the names: y/x that only number their cells beside 2-D latitude and longitude
+    # are a curvilinear grid, not a projected one with a spacing of 1
+    curvilinear = _curvilinear_axes(obj)
+    if curvilinear is not None:
+        return curvilinear
     for kind, (y_names, x_names) in AXIS_NAME_GUESSES.items():
         y = next((n for n in y_names if n in coords), None)
         x = next((n for n in x_names if n in coords), None)
         if y and x:
             return SpatialAxes(y, x, kind)
-    curvilinear = _curvilinear_axes(obj)
-    if curvilinear is not None:
-        return curvilinear
     raise GridError(
         "no spatial axes found: expected 1-D coordinates lat/lon, rlat/rlon or y/x "
         f"(by standard_name, axis or name), or 2-D latitude and longitude; dimensions are {list(obj.dims)}"
     )
 
 
+def is_index_coordinate(coordinate: xr.DataArray) -> bool:
+    """Whether a 1-D coordinate only numbers its cells (0, 1, 2, ... or from 1, with no units
+    but "1"): CMIP6 ocean grids' ``i``/``j``, NEMO's ``x``/``y`` written by xarray. It locates
+    nothing, so a grid with 2-D latitude and longitude on such dimensions is curvilinear."""
+    if coordinate.ndim != 1 or coordinate.size == 0 or str(coordinate.attrs.get("units", "1")) not in ("1", ""):
+        return False
+    if any(key in coordinate.attrs for key in ("standard_name", "axis")):
+        return False
+    values = np.asarray(coordinate.values)
+    if not np.issubdtype(values.dtype, np.number):
+        return False
+    return bool(np.array_equal(values, np.arange(values.size)) or np.array_equal(values, np.arange(1, values.size + 1)))
+
+
 def _curvilinear_axes(obj: xr.Dataset | xr.DataArray) -> SpatialAxes | None:
     """The dimensions of 2-D latitude and longitude coordinates, when those dimensions have no
-    coordinate values of their own (ocean models' ``nav_lat``/``nav_lon`` on (y, x), WRF's
-    ``XLAT``/``XLONG`` on (Time, south_north, west_east))."""
+    coordinate values of their own, or only cell numbers (:func:`is_index_coordinate`): ocean
+    models' ``nav_lat``/``nav_lon`` on (y, x), CMIP6's ``latitude``/``longitude`` on (j, i),
+    WRF's ``XLAT``/``XLONG`` on (Time, south_north, west_east)."""
     found: dict[str, tuple] = {}
     for name, variable in obj.coords.items():
         role = latlon_role(str(name), variable)
         # WRF repeats XLAT/XLONG along Time: the grid is their last two dimensions
-        if role and variable.ndim >= 2 and not any(dim in obj.coords for dim in variable.dims[-2:]):
+        bare = all(dim not in obj.coords or is_index_coordinate(obj.coords[dim]) for dim in variable.dims[-2:])
+        if role and variable.ndim >= 2 and bare:
             found.setdefault(role, variable.dims[-2:])
     if len(found) == 2 and found["latitude"] == found["longitude"]:
         return SpatialAxes(*found["latitude"], "curvilinear")
@@ -377,7 +395,9 @@ def is_global_longitude(ds: xr.Dataset | xr.DataArray, axes: SpatialAxes) -> boo
     longitudes = np.asarray(ds[axes.x].values, dtype=np.float64)
     steps = np.diff(longitudes)
     spacing = abs(float(steps.mean()))
-    uniform = np.allclose(np.abs(steps), spacing, rtol=1e-3, atol=0.0)
+    # steps may differ by the rounding of the stored values (GRIB1's millidegrees: 0.703 and
+    # 0.704 for 360/512); a grid not spaced evenly differs by far more than 2%
+    uniform = np.allclose(np.abs(steps), spacing, rtol=0.02, atol=0.0)
     return bool(spacing > 0 and uniform and abs(spacing * longitudes.size - 360.0) < 0.01 * spacing)
 
 

@@ -124,7 +124,18 @@ class Plan:
             cell_weights=self.cell_weights,
             sample=self.config.members > 1,
             flip=self.prepared.flip,
+            polar_caps=self.polar_caps,
         )
+
+    @property
+    def polar_caps(self) -> tuple[int, ...]:
+        """The coarse rows of a lat/lon grid centred on a pole (ERA5's and MERRA-2's first and
+        last): :class:`~climgen.refine.TileRefiner` gives their fine cells their value."""
+        axes = self.prepared.axes
+        if axes.kind != "latlon" or self.source is None:
+            return ()
+        latitudes = np.abs(np.asarray(self.source[axes.y].values, dtype=np.float64))
+        return tuple(int(row) for row in np.flatnonzero(np.abs(latitudes - 90.0) < 1e-6))
 
     @property
     def policy_layout(self) -> TileLayout:
@@ -429,7 +440,7 @@ def predicted_gains(ds: xr.Dataset, job: Plan) -> GainPrediction:
     unknown = combined.unknown()
     if unknown.all() and unknown.size:
         warn_user(
-            f"the domain ({' x '.join(map(str, prepared.layout.shape))} coarse cells) is too small for the gain "
+            f"the domain ({' x '.join(map(str, job.input_shape))} coarse cells) is too small for the gain "
             f"self-test (it averages the field by 2 and needs {gain.MIN_CELLS} cells a side): every tile takes full depth",
             ClimgenWarning,
         )

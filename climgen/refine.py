@@ -70,8 +70,12 @@ class TileRefiner(ModelCalls):
         residual_gain: float = 1.0,
         sample: bool = False,
         flip: tuple[bool, bool] = (False, False),
+        polar_caps: tuple[int, ...] = (),
     ):
         self.torch = import_torch()
+        # coarse rows centred on a pole (global row numbers): each such cell is a polar cap whose
+        # one value stands for every longitude, so its fine cells take that value (see blend)
+        self.polar_caps = tuple(int(row) for row in polar_caps)
         # grid axes stored descending, turned round for the model and back: the model is not
         # exactly mirror-symmetric, and a field's refinement should not depend on its storage
         self.flip = (bool(flip[0]), bool(flip[1]))
@@ -302,6 +306,14 @@ class TileRefiner(ModelCalls):
         for i in range(target.shape[0]):
             values = np.where(np.isfinite(target[i]), target[i], np.nan)
             fine[i] = project_blocks(accumulated[i], values, factor, True, bounds, self.region_weights(region))
+        # a cell centred on a pole is a cap round it: its neighbours along the row are the same
+        # place, so the refinement (which sees the row as a line) must not make them differ.
+        # Its fine cells take its value: block means exact, cells inside the bounds
+        for row in self.polar_caps:
+            if region[0].start <= row < region[0].stop:
+                local = row - region[0].start
+                values = np.where(np.isfinite(target[:, local]), target[:, local], np.nan)
+                fine[:, local * factor : (local + 1) * factor] = np.repeat(values, factor, axis=-1)[:, None, :]
         return fine
 
     def region_weights(self, region: tuple[slice, slice]) -> Weights:

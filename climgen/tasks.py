@@ -77,6 +77,7 @@ class TaskContext:
     flip: tuple[bool, bool] = (False, False)  # (y, x) stored descending, turned round for the model
     field_labels: Mapping = field(default_factory=dict)  # variable -> each field's name in its noise keys
     model_config_sha256: str = ""  # its JSON's architecture and config (Checkpoint.config_sha256)
+    polar_caps: tuple = ()  # coarse rows centred on a pole (Plan.polar_caps)
 
 
 SPREAD_GPUS = "CLIMGEN_SPREAD_GPUS"
@@ -126,6 +127,7 @@ def _refiner(context: TaskContext):
         cell_weights=context.cell_weights,
         sample=context.members > 1,
         flip=context.flip,
+        polar_caps=context.polar_caps,
     )
 
 
@@ -210,6 +212,7 @@ def delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
             plan_.prepared.flip,
             plan_.field_labels,
             plan_.checkpoint.config_sha256,
+            plan_.polar_caps,
         ),
         name=f"context-{job.job_id[:16]}",
     )

@@ -421,6 +421,18 @@ def test_an_input_grid_description_is_restated_or_dropped_and_the_acdd_extent_cr
     pacific = make_dataset("latlon", shape=(8, 8)).assign_coords(lon=np.arange(8) * 10.0 + 145.0)
     extent = pacific.climgen.synthesize(factor=2).attrs
     assert (extent["geospatial_lon_min"], extent["geospatial_lon_max"]) == (142.5, -142.5)
+    # its bounds are two boxes that meet at the antimeridian: WKT has no longitude past 180
+    assert extent["geospatial_bounds"].startswith("MULTIPOLYGON (((")
+    boxes = [
+        [float(point.split()[1]) for point in part.strip("()").split(", ")]
+        for part in extent["geospatial_bounds"][len("MULTIPOLYGON (") : -1].split(")), ((")
+    ]
+    assert [(min(box), max(box)) for box in boxes] == [(142.5, 180.0), (-180.0, -142.5)]
+    # a global grid stored 21..381 (COADS) is stated on -180..180 too
+    shifted = make_dataset(shape=(8, 32)).assign_coords(lon=np.linspace(21, 381, 32, endpoint=False))
+    attrs = shifted.climgen.synthesize(factor=2).attrs
+    assert -180 <= attrs["geospatial_lon_min"] < -170 and 170 < attrs["geospatial_lon_max"] <= 180
+    assert attrs["geospatial_bounds"].startswith("POLYGON ((")
     # coarsened: the sizes of the grid written (a trailing row or column left out counts)
     assert restate_grid({"DX": 3000.0, "WEST-EAST_GRID_DIMENSION": 103}, 4, (10, 25)) == {
         "DX": 12000.0,

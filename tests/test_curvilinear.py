@@ -35,6 +35,30 @@ def test_two_dimensional_latitude_and_longitude_on_bare_dimensions_are_a_curvili
     assert (axes.y, axes.x, axes.kind) == ("y", "x", "curvilinear")
 
 
+@pytest.mark.parametrize(
+    ("names", "attrs"),
+    [(("j", "i"), {"units": "1", "long_name": "cell index"}), (("y", "x"), {})],  # CMIP6 ocean; NEMO through xarray
+)
+def test_dimensions_that_only_number_their_cells_are_a_curvilinear_grid_too(names, attrs):
+    """CMIP6 ocean files give j/i the values 0..n-1 (units "1"), and xarray writes NEMO's y/x
+    as 0..n-1: beside 2-D latitude and longitude they locate nothing. They were refused
+    (j/i) or read as a projected grid in metres with a spacing of 1 (y/x)."""
+    bare = _ocean().rename(y=names[0], x=names[1])
+    numbered = bare.assign_coords({name: (name, np.arange(bare.sizes[name], dtype=np.int32), attrs) for name in names})
+    assert find_spatial_axes(numbered) == find_spatial_axes(bare)
+    assert find_spatial_axes(numbered).kind == "curvilinear"
+    result = numbered.climgen.synthesize(factor=2, seed=3)
+    expected = bare.climgen.synthesize(factor=2, seed=3)
+    assert np.array_equal(result["tos"].values, expected["tos"].values)
+    assert names[0] not in result.coords and names[1] not in result.coords  # numbers of the coarse cells: not carried
+    with pytest.raises(ConfigError, match="curvilinear"):  # no cell areas: refused as on bare dimensions
+        numbered.climgen.synthesize(factor=2, conservation="area")
+    # values that locate the cells (here in metres) make y/x a projected grid, as before
+    located = numbered.assign_coords({names[1]: (names[1], np.arange(bare.sizes[names[1]]) * 1000.0, {"units": "m"})})
+    if names == ("y", "x"):
+        assert find_spatial_axes(located).kind == "projected"
+
+
 def test_curvilinear_field_is_refined_with_interpolated_latitude_and_longitude():
     ds = _ocean()
     result = ds.climgen.synthesize(factor=2, seed=3)

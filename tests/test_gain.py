@@ -117,6 +117,12 @@ def test_tiles_the_self_test_cannot_see_take_full_depth_and_say_so():
     with pytest.warns(ClimgenWarning, match="too small for the gain self-test"):
         refined = small.climgen.synthesize(factor=4)
     assert (refined["refinement_depth"] == 2).all() and refined["predicted_gain"].isnull().all()
+    # a global band names its own size, not the columns wrapped round the seam for the tiles
+    band = make_dataset("latlon", shape=(2, 64), times=1).isel(lat=[0]).assign_coords(lon=np.arange(64) * 5.625)
+    band["lat"].attrs["bounds"] = "lat_bnds"
+    band["lat_bnds"] = (("lat", "nv"), [[-2.8125, 2.8125]])
+    with pytest.warns(ClimgenWarning, match=r"the domain \(1 x 64 coarse cells\)"):
+        band.climgen.synthesize(factor=4)
     strip = make_dataset("latlon", shape=(33, 32))  # tiles of 8: the last row of tiles is one coarse row
     with warnings.catch_warnings():
         warnings.simplefilter("error", ClimgenWarning)

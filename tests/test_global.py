@@ -39,6 +39,9 @@ def _global(nlat: int = 24, nlon: int = 48, first_lon: float = 0.0, seed: int = 
         (np.arange(0, 360 + 7.5, 7.5), False),  # the seam column twice: not one turn
         (np.arange(0, 300, 7.5), False),
         (np.concatenate([np.arange(0, 180, 7.5), np.arange(180, 360, 5.0)]), False),
+        # stored rounded (GRIB1's millidegrees, text): steps 0.703 and 0.704, 1.12 and 1.13
+        (np.round(np.arange(512) * 360 / 512, 3), True),
+        (np.round(np.arange(320) * 1.125, 2), True),
     ],
 )
 def test_global_longitudes_are_recognised(longitudes, expected):
@@ -226,3 +229,41 @@ def test_the_edge_share_counts_each_column_of_a_global_grid_once():
     around = np.concatenate([values[:, -1:], values, values[:, :1]], axis=1)  # the seam's neighbours
     expected = np.nanmean(gain.edge_cells(around)[:, 1:-1])  # the last column is a coast too
     assert job.depth_policy["edge_share"] == pytest.approx(expected, abs=1e-4)
+
+
+def _with_poles(descending: bool = False) -> xr.Dataset:
+    """A global grid whose first and last rows are centred on the poles (ERA5, MERRA-2), each
+    pole row one value, as such files store it."""
+    lat = np.linspace(-90, 90, 25)
+    field = 260 + 6 * rough_field((25, 48), 4, 2.0)
+    field[0], field[-1] = field[0].mean(), field[-1].mean()
+    ds = _global().isel(lat=slice(0, 1)).drop_vars("tas")
+    ds = ds.assign_coords(lat=("lat", lat, ds["lat"].attrs)).assign(
+        tas=(("lat", "lon"), field.astype(np.float32), {"standard_name": "air_temperature", "units": "K"})
+    )
+    return ds.isel(lat=slice(None, None, -1)) if descending else ds
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_a_row_centred_on_a_pole_is_one_value_round_the_pole(tmp_path, descending):
+    """Every cell of a pole row is the same place's cap: refined as a line along the row, its
+    fine cells differed by several kelvin round the pole. They now take the cap's value
+    (exact block means), in memory and streamed alike; the next row keeps its detail."""
+    ds = _with_poles(descending)
+    result = ds.climgen.synthesize(factor=2, seed=1)
+    fine = result.tas.values.astype(np.float64)
+    for cap, coarse_row in ((slice(0, 2), 0), (slice(-2, None), -1)):
+        np.testing.assert_allclose(fine[cap], float(ds.tas.values[coarse_row, 0]), rtol=0, atol=1e-4)
+    assert np.ptp(fine[2]) > 1.0  # the rows beside the caps are refined as before
+    blocks = fine.reshape(25, 2, 48, 2).mean(axis=(1, 3))
+    np.testing.assert_allclose(blocks, ds.tas.values, rtol=0, atol=1e-4)
+    ds.to_netcdf(tmp_path / "poles.nc")
+    with xr.open_dataset(tmp_path / "poles.nc") as opened:
+        streaming.run(
+            opened,
+            tmp_path / "out.zarr",
+            pipeline.make_config(factor=2, seed=1),
+            options=streaming.StreamOptions(region_tiles=1, progress=False),
+        )
+    with xr.open_zarr(tmp_path / "out.zarr") as streamed:
+        assert np.array_equal(streamed.tas.values, result.tas.values)

@@ -75,7 +75,9 @@ def _extent(ds: xr.Dataset, name: str | None, longitude: bool = False) -> tuple[
     gaps = np.diff(np.append(wrapped, wrapped[0] + 360))  # the last gap runs round to the first value
     widest = int(np.argmax(gaps))
     if gaps[widest] <= 1.5 * step or widest == len(wrapped) - 1:
-        return float(values.min()), float(values.max())  # global, or contiguous within -180..180
+        # global, or contiguous within -180..180: on -180..180 whatever the grid's convention
+        # (a global grid stored 21..379 spans -179.75..179.75)
+        return float(wrapped[0]), float(wrapped[-1])
     return float(wrapped[(widest + 1) % len(wrapped)]), float(wrapped[widest])
 
 
@@ -271,7 +273,13 @@ def discovery_attributes(
     latitudes, longitudes = _extent(ds, lat_name), _extent(ds, lon_name, longitude=True)
     if latitudes and longitudes:
         (south, north), (west, east) = latitudes, longitudes
-        edge = east + 360 if west > east else east
+
+        def box(left: float, right: float) -> str:
+            return f"(({south} {left}, {north} {left}, {north} {right}, {south} {right}, {south} {left}))"
+
+        # across the antimeridian (west > east): two boxes that meet there, as WKT has no
+        # longitudes past 180
+        bounds = f"MULTIPOLYGON ({box(west, 180.0)}, {box(-180.0, east)})" if west > east else f"POLYGON {box(west, east)}"
         attrs |= {
             "geospatial_lat_min": south,
             "geospatial_lat_max": north,
@@ -279,8 +287,7 @@ def discovery_attributes(
             "geospatial_lon_min": west,
             "geospatial_lon_max": east,
             "geospatial_lon_units": "degrees_east",
-            # across the antimeridian (west > east) the polygon's eastern edge is carried past 180
-            "geospatial_bounds": f"POLYGON (({south} {west}, {north} {west}, {north} {edge}, {south} {edge}, {south} {west}))",
+            "geospatial_bounds": bounds,
             "geospatial_bounds_crs": "EPSG:4326",
         }
     return attrs | _vertical_coverage(ds) | _time_coverage(ds)
