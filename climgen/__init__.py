@@ -6,7 +6,7 @@ are imported only when a refinement runs.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 from climgen import accessor as _accessor  # noqa: E402,F401  (registers ds.climgen)
 from climgen.errors import ClimgenError  # noqa: E402

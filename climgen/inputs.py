@@ -88,7 +88,12 @@ def select_variables(ds: xr.Dataset, axes: SpatialAxes, variables) -> list[str]:
             raise InputError(f"{maps[0]!r} is a map climgen writes with every output; it is made anew, not refined")
         missing = [name for name in variables if name not in ds.data_vars]
         if missing:
-            raise InputError(f"variables not found: {missing}; the input has {sorted(ds.data_vars)}")
+            refinable = sorted(
+                str(name)
+                for name, var in ds.data_vars.items()
+                if axes.y in var.dims and axes.x in var.dims and name not in skipped and var.dtype.kind in "fiu"
+            )
+            raise InputError(f"variables not found: {missing}; the input's fields on the grid are {refinable}")
         categorical = [name for name in variables if _categorical(ds[name])]
         if categorical:
             raise InputError(
@@ -98,15 +103,23 @@ def select_variables(ds: xr.Dataset, axes: SpatialAxes, variables) -> list[str]:
         chosen = list(variables)
         chosen += _formula_terms_of(ds, axes, chosen)
     else:
-        chosen = [  # numeric: a boolean mask or a string field beside the data is no field to refine
-            name
-            for name, var in ds.data_vars.items()
-            if axes.y in var.dims
-            and axes.x in var.dims
-            and name not in skipped
-            and not _categorical(var)
-            and var.dtype.kind in "fiu"
+        gridded = [
+            name for name, var in ds.data_vars.items() if axes.y in var.dims and axes.x in var.dims and name not in skipped
         ]
+        # numeric: a boolean mask or a string field beside the data is no field to refine
+        chosen = [name for name in gridded if not _categorical(ds[name]) and ds[name].dtype.kind in "fiu"]
+        aside = [name for name in gridded if name not in chosen]
+        if aside and chosen:
+            warn_user(
+                f"variables {aside} hold categories (flag_values) or no numbers (masks, text): they are not refined "
+                "and are left out of the output",
+                InputWarning,
+            )
+        if aside and not chosen:
+            raise InputError(
+                f"no variable on the ({axes.y}, {axes.x}) grid to refine: {aside} hold categories (flag_values) or no "
+                "numbers; refine a fraction of each category instead"
+            )
     if not chosen:
         raise InputError(f"no variable on the ({axes.y}, {axes.x}) grid to refine")
     for name in chosen:
@@ -278,13 +291,18 @@ def warn_left_out(ds: xr.Dataset, axes: SpatialAxes) -> None:
 def warn_float32_rounding(ds: xr.Dataset, variables: list[str], axes: SpatialAxes) -> None:
     """Warn where a float64 variable's detail is lost to the float32 output: its values sit on
     an offset so large (geopotential anomalies stored as totals) that float32's rounding there
-    is 1% of the field's spread or more. Judged on its first field, read alone."""
+    is 1% of the field's spread or more. Judged on its first field with values (an
+    accumulation's first step is often missing), read alone."""
     for name in variables:
         if ds[name].dtype != np.float64:
             continue
-        first = ds[name].transpose(..., axes.y, axes.x)
-        values = np.asarray(first[(0,) * (first.ndim - 2)].values)
-        finite = values[np.isfinite(values)]
+        ordered = ds[name].transpose(..., axes.y, axes.x)
+        finite = np.empty(0)
+        for index in np.ndindex(*ordered.shape[:-2]):
+            values = np.asarray(ordered[index].values)
+            finite = values[np.isfinite(values)]
+            if finite.size >= 2:
+                break
         if finite.size < 2:
             continue
         spread = float(finite.std())
@@ -348,6 +366,13 @@ def check_magnitudes(values: np.ndarray, name: str) -> None:
             "value is 9.96921e+36, so they are probably missing values the file does not mark. Mark them with a "
             f"_FillValue or missing_value attribute, or mask them: ds[{name!r}].where(abs(ds[{name!r}]) < 1e36)"
         )
+
+
+def infinite_as_missing(values: np.ndarray) -> np.ndarray:
+    """``values`` with infinities as NaN (a copy only where there are any): infinite cells are
+    missing cells everywhere, in the refinement and in the self-tests that choose the depth."""
+    infinite = np.isinf(values)
+    return np.where(infinite, np.nan, values) if infinite.any() else values
 
 
 def _fields(ds: xr.Dataset, name: str, axes: SpatialAxes) -> tuple[xr.DataArray, np.ndarray]:

@@ -33,6 +33,7 @@ from climgen.inputs import (  # noqa: F401 (the workflow's public names, here si
     _Prepared,
     align_covariate,
     contiguous_input,
+    infinite_as_missing,
     select_variables,
     variable_bounds,
     variable_order,
@@ -226,7 +227,9 @@ def synthesize(
     refiner = job.refiner()
     coarse, members = {}, {}
     for name in job.prepared.variables:
-        _, coarse[name] = _fields(ds, name, job.prepared.axes)
+        # as planning read them (each value read once), else read here
+        read = job.coarse_values.pop(name, None)
+        coarse[name] = read if read is not None else infinite_as_missing(_fields(ds, name, job.prepared.axes)[1])
         limits = job.prepared.limits[name]
         warn_outside_bounds(name, count_outside(coarse[name], limits), limits)
         members[name] = [
@@ -256,7 +259,13 @@ def synthesize(
         refined[name] = stacked.transpose(*range(offset), *(i + offset for i in axes_order))
     fields_refined = job.model_fields({name: values.shape[0] for name, values in coarse.items()})
     provenance = job.provenance(fields_refined, time.perf_counter() - started) | refiner.hardware()
-    return with_file_encoding(assemble(ds, job, refined, provenance, command), job.prepared.variables)
+    result = assemble(ds, job, refined, provenance, command)
+    # variables carried over from a lazy input (time bounds, series beside the grid) are read
+    # now: the result is in memory whole and outlives the input's files
+    lazy = [name for name, variable in result.variables.items() if variable.chunks is not None]
+    if lazy:
+        result = result.compute()
+    return with_file_encoding(result, job.prepared.variables)
 
 
 COARSE_ONLY = frozenset(

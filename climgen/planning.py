@@ -40,6 +40,7 @@ from climgen.inputs import (
     _Prepared,
     check_magnitudes,
     contiguous_input,
+    infinite_as_missing,
     wrap_global,
 )
 from climgen.io import cf
@@ -47,11 +48,16 @@ from climgen.noise import field_labels
 from climgen.tiling import TileLayout
 
 
-def _scores(ds: xr.Dataset, prepared: _Prepared, factor: int) -> ComplexityScores:
+def _scores(ds: xr.Dataset, prepared: _Prepared, factor: int, keep: dict | None = None) -> ComplexityScores:
+    """Every field read and scored; with ``keep``, each variable's values (fields, y, x) are
+    kept there, so that a refinement in memory does not read its input again."""
     scores = []
     for name in prepared.variables:
         _, values = _fields(ds, name, prepared.axes)
         check_magnitudes(values, name)  # every value is read here, before any refinement
+        values = infinite_as_missing(values)
+        if keep is not None:
+            keep[name] = values
         for field_values in values:
             scores.append(tile_components(field_values, prepared.layout, prepared.covariates, factor, prepared.limits[name]))
     return combine_scores(scores)
@@ -104,6 +110,8 @@ class Plan:
     longitude_convention: str | None = None  # set when the input's longitudes were made contiguous
     device: str = "auto"  # where the run's model calls go, the planning self-tests' included
     field_labels: dict = field(default_factory=dict)  # variable -> each field's name in its noise keys
+    # variable -> its values (fields, y, x) as planning read them (in memory; streaming reads by task)
+    coarse_values: dict = field(default_factory=dict, repr=False)
 
     @property
     def full_depth(self) -> int:
@@ -314,9 +322,11 @@ def plan(
             f"model {checkpoint.name!r} samples detail, whose gain no error test can judge: "
             "quality and tolerance need a best-estimate model (its depth follows the complexity score, or budget)"
         )
-    scores = (scorer or _scores)(ds, prepared, config.factor)
+    values: dict = {}
+    scores = scorer(ds, prepared, config.factor) if scorer else _scores(ds, prepared, config.factor, values)
     full_depth = config.factor.bit_length() - 1
     result = Plan(config, prepared, checkpoint, scores, np.zeros(1), _fine_axes(ds, prepared.axes, config.factor))
+    result.coarse_values = values
     result.source, result.wrap_cells, result.longitude_convention = ds, wrap_cells, convention
     result.device = device
     axes = (prepared.axes.y, prepared.axes.x)
@@ -394,13 +404,20 @@ def depth_policy_text(policy: dict) -> str:
     return texts.get(name, "")
 
 
-def gain_fields(ds: xr.Dataset, name: str, axes: SpatialAxes, count: int) -> list[np.ndarray]:
+def gain_fields(ds: xr.Dataset, name: str, axes: SpatialAxes, count: int, read: np.ndarray | None = None) -> list[np.ndarray]:
     """Up to ``count`` 2-D fields of variable ``name``, evenly spread over its other
-    dimensions (only those are read): what the self-tests look at."""
+    dimensions (only those are read, unless the values ``read`` already are given): what the
+    self-tests look at."""
     variable = ds[name].transpose(..., axes.y, axes.x)
     leading = list(np.ndindex(*variable.shape[:-2]))
     picks = np.unique(np.linspace(0, len(leading) - 1, min(count, len(leading))).round().astype(int))
-    return [np.asarray(variable[leading[i]].values, dtype=np.float64) for i in picks]
+    if read is not None:
+        return [read[i] for i in picks]
+    import dask
+
+    # one compute for all of them: fields in one chunk of a lazy input share its read
+    fields = dask.compute(*[variable[leading[i]].data for i in picks])
+    return [infinite_as_missing(np.asarray(values, dtype=np.float64)) for values in fields]
 
 
 def _tiles_without_data(fields: list[np.ndarray], layout: TileLayout) -> np.ndarray:
@@ -425,7 +442,7 @@ def predicted_gains(ds: xr.Dataset, job: Plan) -> GainPrediction:
         refine = gain.self_test_refine(
             refiner.with_gain(job.residual_gain(name)), prepared.covariates, prepared.limits[name], (job.config.seed, name)
         )
-        fields = gain_fields(ds, name, prepared.axes, gain.TEST_FIELDS)
+        fields = gain_fields(ds, name, prepared.axes, gain.TEST_FIELDS, job.coarse_values.get(name))
         sums = gain.self_test_sums(refine, fields, prepared.layout, prepared.limits[name], guided, job.wrap_cells)
         # tiles where this variable has no data are no reason to refine the others deeper
         empties.append(_tiles_without_data(fields, prepared.layout))
@@ -477,6 +494,6 @@ def residual_gains(ds: xr.Dataset, job: Plan) -> dict:
     refiner = job.refiner()
     gains = {}
     for name in prepared.variables:
-        fields = gain_fields(ds, name, prepared.axes, TEST_FIELDS)
+        fields = gain_fields(ds, name, prepared.axes, TEST_FIELDS, job.coarse_values.get(name))
         gains[name] = self_test(refiner, fields, prepared.covariates, (config.seed, name))
     return gains

@@ -48,7 +48,10 @@ def plot_refinement(coarse: xr.DataArray, fine: xr.DataArray, depth: xr.DataArra
         from matplotlib.figure import Figure  # not pyplot: a notebook's backend and figures are left alone
     except ImportError as err:
         raise MissingDependencyError("maps need cartopy and matplotlib: pip install cartopy matplotlib") from err
-    for data in (coarse, fine, depth):
+    for role, data in (("coarse", coarse), ("fine", fine), ("depth", depth)):
+        if isinstance(data, xr.Dataset):
+            choices = ", ".join(repr(name) for name in data.data_vars)
+            raise InputError(f"{role} is a Dataset: a map shows one field, e.g. {role}[name].isel(time=0) (variables: {choices})")
         spatial = find_spatial_axes(data)
         extra = [dim for dim in data.dims if dim not in (spatial.y, spatial.x)]
         if extra:

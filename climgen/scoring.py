@@ -12,7 +12,7 @@ import xarray as xr
 
 from climgen.conservation import count_outside, order_counts
 from climgen.depth.complexity import combine_scores, tile_components
-from climgen.inputs import check_magnitudes, warn_disordered, warn_outside_bounds
+from climgen.inputs import check_magnitudes, infinite_as_missing, warn_disordered, warn_outside_bounds
 
 
 def _score_block(values: np.ndarray, layout, covariates, factor: int, bounds, name: str) -> tuple:
@@ -20,6 +20,7 @@ def _score_block(values: np.ndarray, layout, covariates, factor: int, bounds, na
     values no variable holds (unmarked fill values) are refused here, before any task runs."""
     fields = np.asarray(values, dtype=np.float64).reshape(-1, *values.shape[-2:])
     check_magnitudes(fields, name)
+    fields = infinite_as_missing(fields)
     scores = [tile_components(f, layout, covariates, factor, bounds) for f in fields]
     return combine_scores(scores), count_outside(fields, bounds)
 

@@ -102,7 +102,9 @@ class Job:
         factor, full = plan_.config.factor, plan_.full_depth
         compute = plan_.provenance(plan_.model_fields(self.field_counts), 0.0)["compute"]
         histogram = ", ".join(f"depth {k}: {int((plan_.depth == k).sum())}" for k in range(full + 1))
-        done = len(self.done() & {task.key for task in self.tasks})
+        finished = self.output.exists() and _finished_job(self.output) == self.job_id
+        # a finished NetCDF output keeps no record of its tasks: every one of them is done
+        done = len(self.tasks) if finished else len(self.done() & {task.key for task in self.tasks})
         ny, nx = plan_.input_shape
         halo = f"halo {layout.halo}"
         if layout.later_halo not in (None, layout.halo):
@@ -432,7 +434,7 @@ def _write(job: Job, overwrite: bool, command: str | None, started: float) -> No
         raise OutputExistsError(
             f"an unfinished different job left {store.name} beside {output.name}"
             + (f" (started by: {command})" if command else "")
-            + "; rerun that job to finish it, or pass --overwrite (overwrite=True) to discard it. Jobs differ in any "
+            + "; rerun that job to finish it, or pass --overwrite (overwrite=True, overwrite: true in a recipe) to discard it. Jobs differ in any "
             "option, input file or model, and in how the work is cut (--time-chunk, --region-tiles)"
         )
     for other in others:

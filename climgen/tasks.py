@@ -20,6 +20,7 @@ import xarray as xr
 from climgen._torch import import_torch
 from climgen.conservation import order_stacks
 from climgen.errors import ConfigError
+from climgen.inputs import infinite_as_missing
 from climgen.io.cf import MEMBER_DIM
 from climgen.io.manifest import checksum, record_task, store_region
 from climgen.tiling import TileLayout, fine_slices
@@ -137,7 +138,7 @@ def refine_group(
     """Refine the tiles whose cores lie in ``task.region`` (a dask task; its outputs feed the
     writes of this region and of its neighbours)."""
     refiner = _refiner(context).with_gain(context.residual_gains.get(task.variable, 1.0))
-    fields = np.asarray(coarse, dtype=np.float64).reshape(-1, *coarse.shape[-2:])
+    fields = infinite_as_missing(np.asarray(coarse, dtype=np.float64).reshape(-1, *coarse.shape[-2:]))
     rest = int(np.prod(coarse.shape[1:-2])) if coarse.ndim > 3 else 1
     first = task.leading[0].start * rest if task.leading else 0
     labels = context.field_labels.get(task.variable)
@@ -158,7 +159,7 @@ def write_region(
     coarse, fine = {}, {}
     for name, target in targets.items():
         outputs = {key: value for group in groups[name] for key, value in group.items()}
-        coarse[name] = np.asarray(target, dtype=np.float64).reshape(-1, *target.shape[-2:])
+        coarse[name] = infinite_as_missing(np.asarray(target, dtype=np.float64).reshape(-1, *target.shape[-2:]))
         fine[name] = refiner.blend(outputs, task.region, coarse[name], context.bounds.get(name))
     chain = next((chain for chain in context.order if task.variable in chain), None)
     if chain is not None:
@@ -173,6 +174,34 @@ def write_region(
     xr.Dataset({task.variable: (dims, fine)}).to_zarr(context.store, region=region, mode="r+", zarr_format=2, consolidated=False)
     record_task(Path(context.store).with_suffix(".manifest"), task.key, checksum(fine))
     return task.key
+
+
+class SharedBlocks:
+    """A variable's coarse values as dask blocks of one time chunk each (spatial axes whole),
+    every block one shared task: the pieces the tasks take of it are cut from that task's
+    result. A slice of the dask array itself, given to each task, would be optimised into the
+    task's own graph and read its chunk again (up to 40 times a chunk)."""
+
+    def __init__(self, array):
+        self.array = array
+        self.blocks = array.to_delayed()  # one (optimised) Delayed per block
+        self.starts = np.cumsum((0, *array.chunks[0])) if array.ndim > 2 else np.zeros(1, dtype=int)
+
+    def piece(self, leading: tuple[slice, ...], window: tuple[slice, slice]):
+        """The values over ``leading`` (within one time chunk) and the coarse ``window``."""
+        import operator
+
+        import dask
+
+        if not leading:
+            return dask.delayed(operator.getitem)(self.blocks[0, 0], window)
+        index = int(np.searchsorted(self.starts, leading[0].start, side="right")) - 1
+        start, stop = self.starts[index], self.starts[index + 1]
+        if leading[0].stop > stop:
+            raise ValueError(f"steps {leading[0]} cross the time chunk {start}:{stop}")
+        local = slice(leading[0].start - start, leading[0].stop - start)
+        block = self.blocks[(index,) + (0,) * (self.array.ndim - 1)]
+        return dask.delayed(operator.getitem)(block, (local, *leading[1:], *window))
 
 
 def delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
@@ -220,7 +249,7 @@ def delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
     for name in plan_.prepared.variables:
         leading, _ = variable_layout(ds, plan_, name)
         rechunk = {dim: -1 for dim in leading[1:]} | ({leading[0]: job.options.time_chunk} if leading else {})
-        inputs[name] = ds[name].chunk(rechunk | {axes.y: -1, axes.x: -1}).data
+        inputs[name] = SharedBlocks(ds[name].chunk(rechunk | {axes.y: -1, axes.x: -1}).data)
     ny, nx = layout.shape
     blocks: dict[str, object] = {}
 
@@ -231,7 +260,7 @@ def delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
             window = refiner.context_for(cells, refiner.tiles_for(cells, owned=True))
             cov_window = None if covariates is None else covariates[(slice(None), *fine_slices(window, factor))]
             blocks[owner.key] = dask.delayed(refine_group, pure=False)(
-                inputs[task.variable][(*task.leading, *window)],
+                inputs[task.variable].piece(task.leading, window),
                 cov_window,
                 owner,
                 context,
@@ -250,7 +279,7 @@ def delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
         chained = [Task(name, task.member, task.leading, task.region) for name in chain]
         writes.append(
             dask.delayed(write_region, pure=False)(
-                {part.variable: inputs[part.variable][(*task.leading, *task.region)] for part in chained},
+                {part.variable: inputs[part.variable].piece(task.leading, task.region) for part in chained},
                 {part.variable: [block(part, owner) for owner in owners] for part in chained},
                 task,
                 context,

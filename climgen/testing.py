@@ -13,7 +13,7 @@ from climgen.conservation import block_means
 from climgen.grid import find_spatial_axes
 from climgen.random_fields import gaussian_random_field
 
-__all__ = ["assert_coarse_consistent", "make_dataset", "rough_field"]
+__all__ = ["assert_coarse_consistent", "counted_reads", "make_dataset", "rough_field"]
 
 
 def rough_field(shape: tuple[int, int], seed: int = 0, smoothness: float = 3.0) -> np.ndarray:
@@ -165,3 +165,26 @@ def assert_coarse_consistent(
     # in units of the field's own magnitude, also for fields far below 1 (precipitation in
     # kg m-2 s-1 is 1e-5): an absolute floor of 1 would pass every block of them
     np.testing.assert_allclose(means[~missing], coarse_values[~missing], rtol=0, atol=rtol * scale if scale > 0 else 1e-30)
+
+
+def counted_reads(values: np.ndarray, chunks) -> tuple:
+    """``values`` as a dask array chunked by ``chunks`` whose chunks count their reads: returns
+    the array and a :class:`collections.Counter` of reads by each chunk's first index. Tests
+    use it to hold climgen to reading a lazy input (a file opened with dask) once, not once
+    per task that needs a piece of it."""
+    import collections
+    import threading
+
+    import dask.array as da
+
+    reads: collections.Counter = collections.Counter()
+    lock = threading.Lock()
+
+    def load(block_info=None):
+        location = block_info[None]["array-location"]
+        with lock:
+            reads[tuple(start for start, _ in location)] += 1
+        return values[tuple(slice(start, stop) for start, stop in location)].copy()
+
+    normalised = da.core.normalize_chunks(chunks, values.shape, dtype=values.dtype)
+    return da.map_blocks(load, chunks=normalised, dtype=values.dtype, meta=np.empty((0,) * values.ndim, values.dtype)), reads

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import typing
 from pathlib import Path
 from typing import TypeVar
 
@@ -48,13 +50,34 @@ def load_yaml_model(path: str | Path, schema: type[Model], **extra) -> Model:
     try:
         return schema(**document, **extra)
     except ValidationError as err:
-        raise ConfigError(f"recipe {path}: {validation_message(err)}") from err
+        raise ConfigError(f"recipe {path}: {validation_message(err, schema)}") from err
 
 
-def validation_message(err: ValidationError) -> str:
+def validation_message(err: ValidationError, schema: type[BaseModel] | None = None) -> str:
     """The first problem pydantic found, as ``field.path: message`` (the message alone for a
-    check of the whole document), without pydantic's ``Value error,`` prefix."""
+    check of the whole document), without pydantic's ``Value error,`` prefix; an unknown key
+    is named as one, with the nearest key of ``schema`` at that place when there is one."""
     first = err.errors()[0]
     where = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "extra_forbidden" and first["loc"]:
+        *section, key = first["loc"]
+        known = _keys_at(schema, section) if schema is not None else []
+        close = difflib.get_close_matches(str(key), known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else (f" (known: {', '.join(known)})" if known else "")
+        place = f" in {'.'.join(map(str, section))}" if section else ""
+        return f"unknown key {key!r}{place}{hint}"
     message = str(first["msg"]).removeprefix("Value error, ")
     return f"{where}: {message}" if where else message
+
+
+def _keys_at(schema: type[BaseModel], section: list) -> list[str]:
+    """The keys a recipe may give at ``section`` (a path of keys) of ``schema``, or [] where
+    the path leads to no model (a list or mapping of values)."""
+    model = schema
+    for part in section:
+        field = model.model_fields.get(str(part)) if isinstance(model, type) else None
+        candidates = [field.annotation, *typing.get_args(field.annotation)] if field is not None else []
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return []
+    return sorted(name for name, field in model.model_fields.items() if not field.exclude)

@@ -125,6 +125,11 @@ def _grouped(tmp: Path, groups: tuple[str, ...]) -> Path:
     return path
 
 
+def _with_lat_bounds(ds: xr.Dataset) -> xr.Dataset:
+    spacing = float(ds.lat[1] - ds.lat[0])
+    return ds.assign(lat_bnds=(("lat", "nv"), np.stack([ds.lat - spacing / 2, ds.lat + spacing / 2], axis=-1)))
+
+
 ERRORS = [
     ("missing-input", lambda tmp: open_input(tmp / "absent.nc"), InputError, "input not found"),
     ("data-in-several-groups", lambda tmp: open_input(_grouped(tmp, ("A", "B"))), InputError, "several groups"),
@@ -137,7 +142,12 @@ ERRORS = [
         GridError,
         "no spatial axes",
     ),
-    ("unknown-variable", lambda tmp: pipeline.synthesize(_small(), variables=["pr"]), InputError, "variables not found"),
+    (
+        "unknown-variable",  # the fields it could refine are offered, not the bounds beside them
+        lambda tmp: pipeline.synthesize(_with_lat_bounds(_small()), variables=["pr"]),
+        InputError,
+        r"variables not found: \['pr'\]; the input's fields on the grid are \['tas'\]$",
+    ),
     ("non-numeric-variable", lambda tmp: _string_variable(), InputError, "not numeric"),
     (
         "climgen-map-as-variable",
@@ -666,6 +676,12 @@ def test_detail_lost_to_float32_on_a_large_offset_is_said():
     with warnings.catch_warnings():
         warnings.simplefilter("error", InputWarning)
         pipeline.synthesize(ds.assign(tas=ds["tas"] - 5e5), factor=2)
+    # an accumulation's first step is often missing: the next step with values is judged
+    series = make_dataset("latlon", shape=(16, 16), times=2).astype("float64")
+    series["tas"] = 5e5 + 0.01 * (series["tas"] - 280.0)
+    series["tas"][0] = np.nan
+    with pytest.warns(InputWarning, match=r"rounding at its magnitude"):
+        pipeline.synthesize(series, factor=2)
 
 
 def test_warnings_point_at_the_user_s_line_not_climgen_s():
@@ -682,7 +698,8 @@ def test_empty_variables_are_refused_and_non_numeric_fields_are_left_by_the_defa
     with pytest.raises(ConfigError, match="variables: is empty"):
         pipeline.synthesize(ds, factor=2, variables=[])
     ds["landmask"] = (("lat", "lon"), np.ones((16, 16), dtype=bool))
-    assert "tas" in pipeline.synthesize(ds, factor=2).data_vars  # the boolean mask is no field to refine
+    with pytest.warns(InputWarning, match="landmask"):  # the boolean mask is no field to refine, and is said so
+        assert "tas" in pipeline.synthesize(ds, factor=2).data_vars
     with pytest.raises(InputError, match="'landmask' is not numeric"):
         pipeline.synthesize(ds, factor=2, variables=["landmask"])
     assert ds.climgen.complexity(factor=2, variables="tas").ndim == 2  # names as synthesize takes them
@@ -698,3 +715,31 @@ def test_assert_coarse_consistent_takes_data_arrays_or_one_variable_datasets():
         assert_coarse_consistent(fine, coarse["tas"], 2)
     with pytest.raises(TypeError, match="must be an xarray DataArray .*not a ndarray"):
         assert_coarse_consistent(fine["tas"].values, coarse["tas"], 2)
+
+
+def test_infinite_cells_are_missing_cells_for_the_depth_too(tmp_path):
+    """±inf was missing in the refinement but data in the self-tests that choose the depth:
+    three infinite cells of January took the demo's octave ratio from 0.22 to 1.00, and so
+    changed every month's values (by up to 1 K). Infinite cells now give what NaN cells give,
+    in memory and streamed."""
+    from importlib import resources
+
+    from climgen import streaming
+
+    with xr.open_dataset(str(resources.files("climgen") / "data" / "africa_tas_monthly_2005.nc")) as opened:
+        ds = opened.isel(time=slice(0, 4)).load()
+    missing, infinite = ds.copy(deep=True), ds.copy(deep=True)
+    missing["tas"][0, 10:13, 20] = np.nan
+    infinite["tas"][0, 10:12, 20] = np.inf
+    infinite["tas"][0, 12, 20] = -np.inf
+    expected = missing.climgen.synthesize(factor=4, seed=1)
+    with pytest.warns(InputWarning, match="3 infinite value"):
+        result = infinite.climgen.synthesize(factor=4, seed=1)
+    policies = [json.loads(out.attrs["climgen_provenance"])["depth_policy"] for out in (result, expected)]
+    assert policies[0] == policies[1]
+    assert np.array_equal(result["tas"].values, expected["tas"].values, equal_nan=True)
+    infinite.to_netcdf(tmp_path / "inf.nc")
+    with xr.open_dataset(tmp_path / "inf.nc") as opened, pytest.warns(InputWarning):
+        streaming.run(opened, tmp_path / "out.zarr", pipeline.make_config(factor=4, seed=1))
+    with xr.open_zarr(tmp_path / "out.zarr") as streamed:
+        assert np.array_equal(streamed["tas"].values, expected["tas"].values, equal_nan=True)

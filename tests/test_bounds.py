@@ -44,6 +44,11 @@ def _variable(name="v", encoding=None, **attrs) -> xr.DataArray:
         (_variable("SWDOWN", units="W m-2"), (0.0, None)),
         (_variable("ssrd", units="J m**-2", standard_name="unknown"), (0.0, None)),  # ERA5 (CDS, cfgrib)
         (_variable(standard_name="toa_outgoing_longwave_flux"), (0.0, None)),  # one way: never negative
+        # ECMWF stores outgoing radiation negative, positive "down": never positive then
+        (_variable(standard_name="toa_outgoing_longwave_flux", positive="down"), (None, 0.0)),
+        (_variable(standard_name="toa_outgoing_longwave_flux", positive="up"), (0.0, None)),
+        (_variable(standard_name="surface_downwelling_shortwave_flux_in_air", positive="up"), (None, 0.0)),
+        (_variable(standard_name="surface_net_downward_longwave_flux", positive="down"), (None, None)),
         (_variable(standard_name="surface_net_downward_longwave_flux"), (None, None)),  # net: either sign
         (_variable(standard_name="mass_fraction_of_elemental_carbon_dry_aerosol_particles_in_air"), (0.0, None)),
         (_variable(standard_name="tendency_of_atmosphere_mass_content_of_water_vapor"), (None, None)),
@@ -65,6 +70,17 @@ def _variable(name="v", encoding=None, **attrs) -> xr.DataArray:
 )
 def test_bounds_follow_standard_name_units_and_valid_range(variable, expected):
     assert physical_bounds(variable, variable.name)[0] == expected
+
+
+def test_unsigned_integers_are_never_negative():
+    """Counts stored as unsigned integers (number of observations) came out negative beside
+    zeros; unsigned storage, in memory or on file, is a lower bound of 0 (not when packed)."""
+    counts = xr.DataArray(np.zeros((2, 2), dtype="u2"), dims=("y", "x"), attrs={"units": "1"})
+    assert physical_bounds(counts, "nobs") == ((0.0, None), "unsigned storage (uint16)")
+    decoded = _variable("nobs", encoding={"dtype": np.dtype("u1"), "_FillValue": 255}, units="1")
+    assert physical_bounds(decoded, "nobs")[0] == (0.0, None)
+    packed = _variable("t", encoding={"dtype": np.dtype("u2"), "scale_factor": 0.01, "add_offset": -50.0})
+    assert physical_bounds(packed, "t")[0] == (None, None)
 
 
 def test_bounds_say_where_they_come_from():
@@ -175,3 +191,22 @@ def test_evaluate_reports_the_share_of_cells_outside_the_bounds(coast_coarse, hs
     assert by_method["prediction"]["outside_bounds"] == 0
     assert by_method["bicubic"]["outside_bounds"] > 0.01, "bicubic overshoots coastlines"
     assert "| sftlf | prediction |" in format_table(rows) and "0.0% |" in format_table(rows)
+
+
+def test_outgoing_radiation_stored_negative_keeps_its_detail_and_a_fraction_s_units_are_cf():
+    """Outgoing longwave radiation stored negative (positive "down") was bounded at 0 from
+    below, so every block was "outside its bounds" and kept its coarse value: no detail at
+    all. ERA5's fraction units "(0 - 1)" bounded the field right but went to the output,
+    which CF checkers refuse; it is written as "1"."""
+    from climgen.testing import make_dataset
+
+    ds = make_dataset("latlon", shape=(24, 32), times=1)
+    olr = (-240.0 - 3.0 * (ds["tas"] - 280.0)).astype(np.float32)
+    olr.attrs = {"standard_name": "toa_outgoing_longwave_flux", "units": "W m-2", "positive": "down"}
+    cloud = (0.5 + 0.05 * (ds["tas"] - 280.0)).clip(0, 1).astype(np.float32)
+    cloud.attrs = {"standard_name": "cloud_area_fraction", "units": "(0 - 1)"}
+    result = ds.assign(rlut=olr, tcc=cloud).climgen.synthesize(factor=4, variables=["rlut", "tcc"])
+    blocks = result["rlut"].values.reshape(-1, 24, 4, 32, 4)
+    assert (blocks.std(axis=(2, 4)) > 0).mean() > 0.9 and float(result["rlut"].max()) <= 0.0
+    assert result["tcc"].attrs["units"] == "1" and "'(0 - 1)' of the input written as '1'" in result["tcc"].attrs["comment"]
+    assert 0.0 <= float(result["tcc"].min()) and float(result["tcc"].max()) <= 1.0

@@ -165,6 +165,8 @@ def test_evaluate_command(hsurf_coarse_file, tmp_path, climgen_cli):
     assert result.returncode == 0, result.stderr
     assert f"comparing the {rows_left} x" in result.stdout and "that the prediction covers" in result.stdout
     assert (tmp_path / "s2" / "evaluation_HSURF.png").exists()
+    # without --factor, bicubic is scored at the prediction's own factor (its provenance says x4)
+    assert "| HSURF | bicubic |" in result.stdout
 
 
 def test_frechet_distance_is_zero_for_the_truth_and_ranks_degradations():

@@ -11,7 +11,7 @@ import xarray as xr
 from climgen import pipeline
 from climgen.depth import gain
 from climgen.depth.compute import window_cells
-from climgen.errors import ConfigError, GridError, InputError
+from climgen.errors import ConfigError, GridError, InputError, InputWarning
 from climgen.grid import coarsen_dataset, find_spatial_axes
 from climgen.testing import assert_coarse_consistent, make_dataset
 
@@ -404,9 +404,12 @@ def test_categorical_variables_are_not_refined():
     ds = make_dataset("latlon", shape=(8, 8))
     cover = (np.arange(64).reshape(8, 8) % 3).astype("int8")
     ds["landcover"] = (("lat", "lon"), cover, {"flag_values": np.array([0, 1, 2], "int8"), "flag_meanings": "water forest crop"})
-    assert "landcover" not in pipeline.synthesize(ds, factor=2)  # averaged categories mean nothing
+    with pytest.warns(InputWarning, match=r"variables \['landcover'\] hold categories .* left out of the output"):
+        assert "landcover" not in pipeline.synthesize(ds, factor=2)  # averaged categories mean nothing
     with pytest.raises(InputError, match="holds categories"):
         pipeline.synthesize(ds, factor=2, variables=["landcover"])
+    with pytest.raises(InputError, match=r"no variable on the \(lat, lon\) grid to refine: \['landcover'\] hold categories"):
+        pipeline.synthesize(ds[["landcover"]], factor=2)
 
 
 def test_dataarray_accessor():

@@ -50,6 +50,9 @@ def test_batch_recipes_dry_run_offline(recipe, tmp_path, climgen_cli):
     job = load_run_recipe(recipe)
     if job.fetch is not None:  # no network: the plan stops at the fetch it would do
         assert result.stdout.startswith("fetch ") and "not fetched yet" in result.stdout
+        for name, spec in job.covariates.items():  # a covariate the run would stop at is named
+            if not job.resolve(spec.split(":")[0]).exists():
+                assert f"covariate   {name}: " in result.stdout and "not found" in result.stdout
     else:
         assert "tasks" in result.stdout and "GMAC" in result.stdout
     assert not (tmp_path / "out.nc").exists()
@@ -135,6 +138,8 @@ def test_a_recipe_runs_a_shipped_model_by_name_and_refuses_files_on_another_grid
         ("input: a.nc\noutput: o.nc\nseed: 2020-02-30\n", "quote the value"),
         ("input: a.nc\noutput: o.nc\nchunks: {time_chunk: '8'}\n", "must be an integer"),
         ("input: a.nc\noutput: o.nc\noverwrite: 'yes'\n", "overwrite"),
+        ("input: a.nc\noutput: o.nc\nfactr: 4\n", "unknown key 'factr' (did you mean 'factor'?)"),
+        ("input: a.nc\noutput: o.nc\nchunks: {region_tile: 2}\n", "unknown key 'region_tile' in chunks (did you mean"),
     ],
 )
 def test_a_broken_batch_recipe_is_one_line(tmp_path, text, message, climgen_cli):
@@ -169,5 +174,5 @@ def test_a_recipe_that_fetches_checks_its_covariates_before_the_download(tmp_pat
         "output: out/t2m_x8.nc\ncovariates:\n  elevation: dem.nc:Band1\nfactor: 8\n"
     )
     result = climgen_cli("run", recipe, cwd=tmp_path)
-    assert result.returncode == 2 and "input not found" in result.stderr and "dem.nc" in result.stderr
+    assert result.returncode == 2 and "covariate elevation: file not found" in result.stderr and "dem.nc" in result.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["fetch.yaml"]

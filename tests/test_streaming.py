@@ -312,7 +312,11 @@ def test_run_recipe_dry_run_prints_the_plan_and_writes_nothing(tmp_path, climgen
         assert (provenance["precision"], provenance["precision_used"]) == ("float32", "float32")
     # the plan says what a run would find at the output
     finished = climgen_cli("run", recipe, "--dry-run", "--precision", "float32")
-    assert "already complete: a run does nothing" in finished.stdout
+    assert "already complete: a run does nothing" in finished.stdout and "; 8 already done" in finished.stdout
+    # a finished NetCDF output keeps no task records, and its plan says every task is done too
+    netcdf = ("--output", tmp_path / "out.nc", "--precision", "float32")
+    assert climgen_cli("run", recipe, "--quiet", *netcdf).returncode == 0
+    assert "; 8 already done" in climgen_cli("run", recipe, "--dry-run", *netcdf).stdout
     other = climgen_cli("run", recipe, "--dry-run", "--precision", "bfloat16")
     assert "holds another output: a run needs --overwrite" in other.stdout
     # another job onto the same output: refused, naming the flag that replaces it
@@ -330,6 +334,40 @@ def test_run_recipe_errors_name_the_field(tmp_path, climgen_cli):
     recipe.write_text(yaml.safe_dump({"input": "missing-*.nc", "output": "out.zarr"}))
     result = climgen_cli("run", recipe)
     assert result.returncode == 2 and "no input matches" in result.stderr
+
+
+def test_a_lazy_input_is_read_a_few_times_not_once_per_task(tmp_path):
+    """Every task used to get its own slice of the dask input, which dask optimised into the
+    task's graph with the chunk's read: one 12-step chunk was read 42 times by a job of 32
+    tasks. The tasks now cut their pieces from one shared read per chunk; what is left is
+    planning's (the scores, the self-tests' fields, the float32 check)."""
+    from climgen.testing import counted_reads
+
+    ds = make_dataset("latlon", shape=(128, 128), times=12)
+    lazy, counter = counted_reads(ds["tas"].values, (12, -1, -1))
+    ds["tas"] = ds["tas"].copy(data=lazy)
+    options = streaming.StreamOptions(progress=False, region_tiles=1)
+    job = streaming.run(ds, tmp_path / "out.zarr", pipeline.make_config(factor=4), options=options)
+    assert len(job.tasks) >= 16
+    assert sum(counter.values()) <= 6, counter
+    in_memory = ds.climgen.synthesize(factor=4)
+    with xr.open_zarr(tmp_path / "out.zarr") as streamed:
+        assert np.array_equal(streamed["tas"].values, in_memory["tas"].values)
+
+
+def test_a_lazy_input_is_read_once_in_memory_and_its_result_outlives_it():
+    """The refinement in memory read the whole input twice (planning, then the refinement)
+    and left variables carried over from it lazy, so the result still read the input's files
+    when written (and failed once they were closed)."""
+    from climgen.testing import counted_reads
+
+    ds = make_dataset("latlon", shape=(32, 32), times=6)
+    lazy, counter = counted_reads(ds["tas"].values, (2, -1, -1))
+    series, series_reads = counted_reads(ds["tas"].values.mean(axis=(1, 2)), (2,))
+    ds = ds.assign(tas=ds["tas"].copy(data=lazy), global_mean=(("time",), series))
+    result = ds.climgen.synthesize(factor=2)
+    assert max(counter.values()) == 1 and len(counter) == 3
+    assert result["global_mean"].chunks is None and sum(series_reads.values()) == 3
 
 
 def test_variables_carried_from_a_dask_backed_input_are_written(tmp_path):

@@ -23,7 +23,7 @@ def parse_covariates(specs: list[str] | None) -> dict:
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise ConfigError(f"covariate {twice[0]!r} is given twice; give each covariate once, under its own name")
-    return {name: open_covariate(path, variable) for name, path, variable in parsed}
+    return {name: open_covariate(path, variable, name) for name, path, variable in parsed}
 
 
 def parse_attributes(specs: list[str] | None) -> dict | None:

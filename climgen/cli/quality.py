@@ -18,7 +18,13 @@ def evaluate(
     pred: Annotated[Path, typer.Option("--pred", help="Refined output on the same fine grid.")],
     out: Annotated[Path | None, typer.Option("--out", help="Folder for scores.json and plots.")] = None,
     variables: Annotated[str | None, typer.Option(help="Comma-separated variables (default: the refined ones).")] = None,
-    factor: Annotated[int | None, typer.Option(help="Also score bicubic from the truth coarsened by FACTOR.")] = None,
+    factor: Annotated[
+        int | None,
+        typer.Option(
+            help="Also score bicubic from the truth coarsened by FACTOR (default: the prediction's own factor, from "
+            "its provenance, when it has one)."
+        ),
+    ] = None,
 ) -> None:
     """Score a refined field against the truth: table on stdout, JSON and plots with --out."""
     from climgen.evaluation import aligned_truth, format_table, scores_json
@@ -39,6 +45,10 @@ def evaluate(
                 f"{whole_truth.sizes[axes.y]} x {whole_truth.sizes[axes.x]} that the prediction covers"
             )
         names = [v for v in variables.split(",") if v] if variables else None
+        if factor is None:  # bicubic beside the prediction whenever the prediction says its factor
+            import json
+
+            factor = json.loads(pred_ds.attrs.get("climgen_provenance", "{}")).get("factor")
         rows = run(truth_ds, pred_ds, names, factor)
         typer.echo(format_table(rows))
         if out is not None:

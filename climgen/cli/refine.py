@@ -106,7 +106,7 @@ def synthesize(
         str,
         typer.Option(
             help="Share of the model's learned detail kept: 'auto' (tested on each variable's coarse field, damped "
-            "only where that cuts the error) or a number, 0 (bicubic with exact block means) to 1 (as trained)."
+            "only where that cuts the error) or a number, 0 (bicubic with exact block means) to 1 (as trained), up to 2."
         ),
     ] = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
@@ -202,7 +202,7 @@ def run(
         covariates = {}
         for name, spec in job.covariates.items():
             _, path, variable = parse_covariate(f"{name}={spec}")
-            covariates[name] = open_covariate(job.resolve(str(path)), variable)
+            covariates[name] = open_covariate(job.resolve(str(path)), variable, name)
         return covariates
 
     # a run checks its covariates before it downloads; a dry run shows the fetch even before they exist
@@ -220,6 +220,10 @@ def run(
                 f"{request.start}..{request.end} -> {cube}{pending}"
             )
             if not cube.exists():
+                for name, spec in job.covariates.items():  # what a run would stop at before its download
+                    path = job.resolve(str(parse_covariate(f"{name}={spec}")[1]))
+                    if not path.exists():
+                        typer.echo(f"covariate   {name}: {path} not found (a run stops here, before the download)")
                 return
         elif holds(request, cube):  # a rerun (to resume the refinement) needs no network
             typer.echo(f"{cube} holds this request already: refined as it is (remove it to fetch again)", err=True)

@@ -17,6 +17,10 @@ from climgen.errors import GridError
 from climgen.grid import AXIS_STANDARD_NAMES, SpatialAxes, bounds_name, latlon_role
 from climgen.io import acdd
 from climgen.io.input_attrs import INPUT_FILE_ATTRS, coarse_grid_keys, restate_grid  # noqa: F401 (INPUT_FILE_ATTRS public here)
+from climgen.io.units import FRACTION_UNITS
+
+FRACTION_SPELLINGS = FRACTION_UNITS - {"1"}
+"""Unit strings that say "a fraction" (ERA5's ``(0 - 1)``) but are not UDUNITS: written as ``1``."""
 
 CONVENTIONS = "CF-1.8"
 ANCILLARY_NAMES = ("complexity_score", "predicted_gain", "refinement_depth", "refinement_macs")
@@ -355,6 +359,11 @@ def decorate(
             # ERA5 files say "unknown": not a CF name, and no name is better than a wrong one
             # (tidy gives a variable left without either name its own as long_name)
             _add_comment(variable, f"standard_name {variable.attrs.pop('standard_name')!r} of the input dropped: not a CF name")
+        units = str(variable.attrs.get("units", "")).strip()
+        if units in FRACTION_SPELLINGS:
+            # ERA5's "(0 - 1)" and the like say a fraction but are no UDUNITS units: CF's is "1"
+            variable.attrs["units"] = "1"
+            _add_comment(variable, f"units {units!r} of the input written as '1'")
         measures = variable.attrs.pop("cell_measures", None)
         if measures:
             # the input's cell areas (often CMIP's external areacella) are the coarse grid's

@@ -97,8 +97,11 @@ def parse_covariate(spec: str) -> tuple[str, Path, str | None]:
     return name.strip(), Path(file_part or rest), variable or None
 
 
-def open_covariate(path: str | Path, variable: str | None = None) -> xr.DataArray:
-    """One variable from a covariate file (the only spatial data variable when not named)."""
+def open_covariate(path: str | Path, variable: str | None = None, name: str | None = None) -> xr.DataArray:
+    """One variable from a covariate file (the only spatial data variable when not named);
+    ``name``, the covariate's, is for messages."""
+    if not Path(path).expanduser().exists():
+        raise InputError(f"covariate {name + ': ' if name else ''}file not found: {path}")
     ds = open_input(path)
     if variable is not None:
         if variable not in ds.data_vars:

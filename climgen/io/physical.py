@@ -10,6 +10,7 @@ import xarray as xr
 
 from climgen.conservation import Bounds
 from climgen.io.cf import valid_standard_name
+from climgen.io.units import FRACTION_UNITS, PERCENT_UNITS
 
 # Physical limits kept by the final projection (climgen.conservation): quantities that cannot
 # be negative, and fractions (0..1, or 0..100 in percent), by CF standard name
@@ -44,6 +45,9 @@ NET_WORDS = ("evaporation", "sublimation", "condensation", "_net_", "net_")
 ``lwe_thickness_of_water_evaporation_amount`` negative): never bounded by a rule."""
 ONE_WAY = ("_downwelling_", "_upwelling_", "_incoming_", "_outgoing_")
 """Words of a radiative flux in one direction only (never net): non-negative."""
+UPWARD = ("_upwelling_", "_outgoing_")
+"""Of those, the words of a flux that goes up: stored negative under ``positive: "down"``
+(ECMWF's sign convention for outgoing radiation)."""
 FRACTIONS = frozenset(
     """land_area_fraction sea_area_fraction sea_ice_area_fraction cloud_area_fraction relative_humidity
     cloud_area_fraction_in_atmosphere_layer area_fraction surface_snow_area_fraction land_ice_area_fraction
@@ -173,10 +177,6 @@ def era5_relative_humidity(variable: xr.DataArray, name: str) -> bool:
     return named and (name == "r" or not valid_standard_name(attrs.get("standard_name")))
 
 
-PERCENT_UNITS = frozenset({"%", "percent", "1e-2", "0.01"})
-FRACTION_UNITS = frozenset({"1", "fraction", "0-1", "(0 - 1)", "0 - 1"})  # the last two: ERA5
-
-
 # CF 3.3: lower-case letters, digits and underscores, starting with a letter, and optionally one
 # of the standard modifiers after a space
 def physical_bounds(variable: xr.DataArray, name: str) -> tuple[Bounds, str | None]:
@@ -206,6 +206,10 @@ def physical_bounds(variable: xr.DataArray, name: str) -> tuple[Bounds, str | No
     if era5_relative_humidity(variable, name):
         lower = 0.0
         sources.append(f"ERA5 relative humidity {name} (over ice: no upper limit)")
+    elif non_negative(standard_name) and _against_positive(standard_name, attrs.get("positive")):
+        # a one-way flux whose `positive` direction is the other way: stored as negative values
+        upper = 0.0
+        sources.append(f"{source}, positive {attrs['positive']!r}: stored negative")
     elif non_negative(standard_name) or standard_name in FRACTIONS:
         lower = 0.0
         units = str(attrs.get("units", "")).strip()
@@ -215,6 +219,11 @@ def physical_bounds(variable: xr.DataArray, name: str) -> tuple[Bounds, str | No
             source += f"; no upper limit: its units {units!r} say neither % nor 1"
         sources.append(source)
     packed = {"scale_factor", "add_offset"} & (set(attrs) | set(variable.encoding))
+    stored = np.dtype(variable.encoding.get("dtype", variable.dtype))
+    if (variable.dtype.kind == "u" or stored.kind == "u") and not packed and (lower is None or lower < 0):
+        # unsigned integers (counts, category numbers) hold no negative value
+        lower = 0.0 if upper is None or upper >= 0 else lower
+        sources.append(f"unsigned storage ({stored if stored.kind == 'u' else variable.dtype})")
     declared = _declared_range(attrs) if not packed else (None, None)
     narrowed = _tighter(lower, declared[0], max), _tighter(upper, declared[1], min)
     # a declared range that contradicts the standard name's is a broken attribute: ignored
@@ -222,6 +231,16 @@ def physical_bounds(variable: xr.DataArray, name: str) -> tuple[Bounds, str | No
         lower, upper = narrowed
         sources.append("valid range")
     return (lower, upper), ("; ".join(sources) or None)
+
+
+def _against_positive(standard_name: str, positive) -> bool:
+    """Whether a one-way flux's ``positive`` attribute points against its direction (an
+    outgoing flux with ``positive: "down"``), so that its values are stored negative."""
+    direction = str(positive or "").strip().lower()
+    if direction not in ("up", "down") or not any(way in f"_{standard_name}" for way in ONE_WAY):
+        return False
+    upward = any(way in f"_{standard_name}" for way in UPWARD)
+    return (direction == "down") == upward
 
 
 def _declared_range(attrs: dict) -> Bounds:

@@ -1,4 +1,5 @@
-"""Units of the input variables: read, checked, and carried to the output unchanged.
+"""Units of the input variables: read, checked, and carried to the output unchanged (except
+a fraction's spellings that UDUNITS lacks, such as ERA5's ``(0 - 1)``: written as ``1``).
 
 climgen's refinement is affine-equivariant (it works in locally standardised units), so it
 needs no conversion; but a unit string nobody can parse usually means a broken file, and a
@@ -20,6 +21,11 @@ COMMON = frozenset(
     "1 % K degC degree_Celsius degrees_C celsius m km cm mm s m s-1 m/s m2 s-2 Pa hPa kg kg-1 kg/kg g kg-1 "
     "kg m-2 kg m-2 s-1 mm/day mm day-1 mm d-1 mm/h W m-2 J m-2 m-1 s-1 percent fraction degrees degree".split(" ")
 ) | {"m s-1", "kg kg-1", "kg m-2 s-1", "W m-2", "mm day-1", "mm d-1", "kg m-2", "J m-2", "g kg-1", "m2 s-2"}
+
+
+PERCENT_UNITS = frozenset({"%", "percent", "1e-2", "0.01"})
+FRACTION_UNITS = frozenset({"1", "fraction", "0-1", "(0 - 1)", "0 - 1"})  # the last two: ERA5
+"""Unit strings of a fraction in percent and in 1 (bounds 0..100 and 0..1)."""
 
 
 class UnitsWarning(ClimgenWarning):

@@ -34,7 +34,9 @@ def check_output(path: str | Path, overwrite: bool) -> Path:
     path = Path(path).expanduser()
     output_format(path)
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"output {path} exists; pass --overwrite (overwrite=True) to replace it")
+        raise OutputExistsError(
+            f"output {path} exists; pass --overwrite (overwrite=True in Python, overwrite: true in a recipe) to replace it"
+        )
     if not path.parent.exists():
         raise ConfigError(f"output folder {path.parent} does not exist")
     return path
