@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,6 +74,24 @@ def check_device(device: str) -> str:
             "(numbered from 0; CUDA_VISIBLE_DEVICES renumbers them)"
         )
     return device
+
+
+def software() -> dict:
+    """What the model's numbers depend on besides the model: torch's version and the CPU
+    instructions its kernels use here (``ATEN_CPU_CAPABILITY`` and oneDNN's ISA change the
+    bits of a bf16 run), for the provenance and a streamed job's identity."""
+    import numpy
+    import xarray
+
+    torch = import_torch()
+    capability = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else None
+    return {
+        "torch": torch.__version__,
+        "cpu_capability": capability,
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+        "numpy": numpy.__version__,
+        "xarray": xarray.__version__,
+    }
 
 
 PRECISIONS = ("auto", "float32", "bfloat16")

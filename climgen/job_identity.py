@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 
 from climgen import __version__
+from climgen._torch import software
 from climgen.io.write import output_format
 
 if TYPE_CHECKING:
@@ -37,6 +38,23 @@ def input_identity(ds: xr.Dataset, variables: list[str]) -> dict:
         digest.update(name.encode() + np.ascontiguousarray(values).tobytes())
     identity["coordinates_sha256"] = digest.hexdigest()
     return identity
+
+
+def input_files(ds: xr.Dataset) -> list[dict]:
+    """The files an input was read from, for the provenance: each one's absolute path, size
+    in bytes and modification time (UTC); [] for a dataset made in memory."""
+    from datetime import datetime, timezone
+
+    from climgen.io.open import SOURCES
+
+    files = []
+    for source in ds.encoding.get(SOURCES) or [ds.encoding.get("source")]:
+        if source and os.path.exists(source):
+            stat = os.stat(source)
+            modified = datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            entry = {"path": os.path.abspath(source), "modified": modified}
+            files.append(entry | ({} if os.path.isdir(source) else {"bytes": stat.st_size}))
+    return files
 
 
 def source_state(source: str) -> list:
@@ -78,6 +96,8 @@ def job_identity(
         "time_chunk": options.time_chunk,
         "device": device or options.device,
         "precision_used": precision,
+        # the CPU kernels and torch a bf16 run's bits depend on: a resume elsewhere is another job
+        "software": {key: value for key, value in software().items() if key in ("torch", "cpu_capability", "onednn_max_cpu_isa")},
         "noise_keys": "field coordinates",  # members are named by their fields' coordinates (not positions)
         "format": output_format(output),
         "longitude_wrap_cells": plan_.wrap_cells,

@@ -10,6 +10,7 @@ import numpy as np
 import xarray as xr
 
 from climgen import __version__
+from climgen._torch import software
 from climgen.config import MAX_STAGE_INPUT, SynthesisConfig, parse_limits  # noqa: F401 (public here since 0.1)
 from climgen.conservation import Weights
 from climgen.depth.complexity import (
@@ -112,6 +113,7 @@ class Plan:
     field_labels: dict = field(default_factory=dict)  # variable -> each field's name in its noise keys
     # variable -> its values (fields, y, x) as planning read them (in memory; streaming reads by task)
     coarse_values: dict = field(default_factory=dict, repr=False)
+    input_files: list = field(default_factory=list)  # the files the input came from (job_identity.input_files)
 
     @property
     def full_depth(self) -> int:
@@ -250,6 +252,8 @@ class Plan:
             **({"longitude_wrap_cells": self.wrap_cells} if self.wrap_cells else {}),
             **self._sample_scale(),
             **({"longitudes_converted_to": self.longitude_convention} if self.longitude_convention else {}),
+            "inputs": self.input_files,
+            "software": software(),
             "seconds": round(seconds, 3),
         }
 
@@ -289,8 +293,10 @@ def plan(
     not to use.
     """
     from climgen.io.acdd import standing_attributes
+    from climgen.job_identity import input_files
     from climgen.models.checkpoint import load_checkpoint
 
+    files = input_files(ds)  # before any change to the dataset can drop its encoding
     standing = standing_attributes()  # the user's creator, publisher...: read before any work, recorded
     if standing:
         config = config.model_copy(update={"attributes": standing | (config.attributes or {})})
@@ -326,7 +332,7 @@ def plan(
     scores = scorer(ds, prepared, config.factor) if scorer else _scores(ds, prepared, config.factor, values)
     full_depth = config.factor.bit_length() - 1
     result = Plan(config, prepared, checkpoint, scores, np.zeros(1), _fine_axes(ds, prepared.axes, config.factor))
-    result.coarse_values = values
+    result.coarse_values, result.input_files = values, files
     result.source, result.wrap_cells, result.longitude_convention = ds, wrap_cells, convention
     result.device = device
     axes = (prepared.axes.y, prepared.axes.x)

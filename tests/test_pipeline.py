@@ -432,6 +432,21 @@ def test_provenance_and_history(refined_hsurf, hsurf_coarse):
         .splitlines()[0]
         .endswith("ds.climgen.synthesize(factor=4, seed=3, members=1, adaptive=True, model='default')")
     )
+    # what the bits depend on besides the options: torch and the CPU kernels it used
+    assert provenance["software"]["torch"] and provenance["software"]["cpu_capability"]
+    assert provenance["inputs"] == []  # made in memory: no file to name
+
+
+def test_provenance_names_the_files_the_input_came_from(hsurf_coarse_file, tmp_path, climgen_cli):
+    """An output said which covariate files it used but not which input: the history's command
+    held a relative path at most, and a recipe run only the recipe's name."""
+    import json
+
+    assert climgen_cli("synthesize", hsurf_coarse_file, tmp_path / "fine.nc", "--factor", 2).returncode == 0
+    with xr.open_dataset(tmp_path / "fine.nc") as fine:
+        (source,) = json.loads(fine.attrs["climgen_provenance"])["inputs"]
+    assert source["path"] == str(hsurf_coarse_file.resolve()) and source["bytes"] == hsurf_coarse_file.stat().st_size
+    assert source["modified"].endswith("Z")
 
 
 def test_unknown_grid_mapping_interpolates_the_input_latlon():
