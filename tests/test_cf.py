@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+import climgen
 from climgen.io.cf import ANCILLARY_NAMES, refined_variables
 from climgen.io.encoding import encoding_for
 from climgen.io.input_attrs import restate_grid
@@ -81,6 +82,26 @@ def test_gcm_time_series_with_bounds_is_cf_clean_and_round_trips(tmp_path, check
             assert out.attrs["creation_date"] > ds.attrs["creation_date"]
             for name in ("lat", "lon", "lat_bnds", "lon_bnds", "time"):
                 assert "_FillValue" not in out[name].encoding
+
+
+def test_an_output_refined_again_or_coarsened_keeps_what_it_was_made_from(tmp_path, climgen_cli):
+    """Refined again, an output named its grandparent's CMIP tracking id as its input's and
+    lost the first refinement's provenance; coarsened, it lost every record of climgen."""
+    import json
+    from importlib import resources
+
+    sample = str(resources.files("climgen") / "data" / "africa_tas_monthly_2005.nc")
+    for source, output in ((sample, "once.nc"), ("once.nc", "twice.nc")):
+        assert climgen_cli("synthesize", source, tmp_path / output, "--factor", 2, cwd=tmp_path).returncode == 0
+    assert climgen_cli("coarsen", "once.nc", "back.nc", "--factor", 2, cwd=tmp_path).returncode == 0
+    with xr.open_dataset(tmp_path / "once.nc") as once, xr.open_dataset(tmp_path / "twice.nc") as twice:
+        parent = json.loads(twice.attrs["climgen_provenance"])["input_dataset"]
+        assert parent["id"] == once.attrs["id"] and parent["climgen_provenance"]["factor"] == 2
+        assert parent["climgen_input_tracking_id"] == once.attrs["climgen_input_tracking_id"]
+        assert "climgen_input_tracking_id" not in twice.attrs  # its input, once.nc, has no tracking_id
+        with xr.open_dataset(tmp_path / "back.nc") as back:
+            assert back.attrs["climgen_version"] == climgen.__version__
+            assert json.loads(back.attrs["climgen_coarsened_from"])["id"] == once.attrs["id"]
 
 
 def test_bounds_attributes_naming_dropped_variables_are_removed(tmp_path, checker_ready):

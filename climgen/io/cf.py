@@ -16,7 +16,7 @@ import xarray as xr
 from climgen.errors import GridError
 from climgen.grid import AXIS_STANDARD_NAMES, SpatialAxes, bounds_name, latlon_role
 from climgen.io import acdd
-from climgen.io.input_attrs import INPUT_FILE_ATTRS, coarse_grid_keys, restate_grid  # noqa: F401 (INPUT_FILE_ATTRS public here)
+from climgen.io.input_attrs import INPUT_FILE_ATTRS, coarse_grid_keys, parent_record, restate_grid  # noqa: F401 (INPUT_FILE_ATTRS public here)
 from climgen.io.units import FRACTION_UNITS
 
 FRACTION_SPELLINGS = FRACTION_UNITS - {"1"}
@@ -333,10 +333,14 @@ def decorate(
 ) -> xr.Dataset:
     """Attach CF metadata and provenance to a refined dataset (values are not touched)."""
     ds = result
-    attrs = {key: value for key, value in source.attrs.items() if key not in INPUT_FILE_ATTRS}
+    # an input that is itself a climgen output: its record goes into this one's, not its attributes
+    attrs = {key: value for key, value in source.attrs.items() if key not in INPUT_FILE_ATTRS and not key.startswith("climgen_")}
     attrs = restate_grid(attrs, 1 / provenance["factor"], (ds.sizes[axes.y], ds.sizes[axes.x]))
     if "tracking_id" in source.attrs:  # the input file's unique id: this file is another
         attrs["climgen_input_tracking_id"] = source.attrs["tracking_id"]
+    parent = parent_record(source.attrs)
+    if parent:
+        provenance = provenance | {"input_dataset": parent}
     if "creation_date" in source.attrs:
         attrs["creation_date"] = _utc_now()
     attrs["Conventions"] = acdd.with_conventions(CONVENTIONS)

@@ -4,6 +4,8 @@ out or restated for the new spacing."""
 
 from __future__ import annotations
 
+import json
+
 import numbers
 import re
 
@@ -69,10 +71,30 @@ def coarsened_attrs(attrs: dict, factor: int, shape: tuple[int, int]) -> dict:
     """The global attributes of a field block-averaged by ``factor`` onto ``shape`` cells: the
     input's file identity, climgen's record and, for a climgen output, its claims to be a
     refinement (the title's ending, summary and processing level) left out; the grid restated."""
+    from climgen import __version__
+
     refined = "climgen_provenance" in attrs
     kept = {key: value for key, value in attrs.items() if key not in INPUT_FILE_ATTRS and not key.startswith("climgen_")}
     if refined:
         kept = {key: value for key, value in kept.items() if key not in ("summary", "processing_level")}
         if "title" in kept:
             kept["title"] = REFINED_TITLE.sub("", str(kept["title"]))
+    kept["climgen_version"] = __version__
+    parent = parent_record(attrs)
+    if parent:  # what it was made from: a refined output's record and identity stay traceable
+        kept["climgen_coarsened_from"] = json.dumps(parent, sort_keys=True)
     return restate_grid(kept, factor, shape)
+
+
+def parent_record(attrs: dict) -> dict:
+    """An input dataset's identity for the record of what is made from it: its ACDD ``id``,
+    its ``tracking_id`` (CMIP's) and, for a climgen output, its own record (provenance or what
+    it was coarsened from, and the tracking id of its input)."""
+    record = {key: attrs[key] for key in ("id", "tracking_id", "climgen_input_tracking_id") if key in attrs}
+    for key in ("climgen_provenance", "climgen_coarsened_from"):  # a refined or a coarsened output's
+        if key in attrs:
+            try:
+                record[key] = json.loads(attrs[key])
+            except (TypeError, ValueError):  # edited by hand: kept as the text it is
+                record[key] = str(attrs[key])
+    return record
