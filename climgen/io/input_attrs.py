@@ -5,7 +5,6 @@ out or restated for the new spacing."""
 from __future__ import annotations
 
 import json
-
 import numbers
 import re
 
