@@ -3,6 +3,7 @@ self-tests (the detail kept, the predicted gain) and the depth of every tile."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -45,6 +46,7 @@ from climgen.inputs import (
     wrap_global,
 )
 from climgen.io import cf
+from climgen.models.checkpoint import SHIPPED
 from climgen.noise import field_labels
 from climgen.tiling import TileLayout
 
@@ -228,7 +230,8 @@ class Plan:
             "halo": layout.halo,
             "later_halo": layout.later_halo,
             "merge_tiles": layout.merge,
-            "model_argument": config.model,
+            # a checkpoint of one's own by its absolute path, as the inputs are named
+            "model_argument": config.model if config.model in SHIPPED else os.path.abspath(config.model),
             "covariates": self.prepared.covariate_names,
             "covariate_sources": self.prepared.covariate_sources,
             "depth_policy": self.depth_policy,

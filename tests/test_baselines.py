@@ -3,6 +3,9 @@ checkpoints, the pipeline's handling of them, and a tiny training run of each.""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -59,7 +62,7 @@ def test_vae_encoder_moments_have_the_latent_shape():
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_checkpoint_round_trip_and_pipeline(kind, tmp_path):
+def test_checkpoint_round_trip_and_pipeline(kind, tmp_path, monkeypatch):
     model = _perturbed(KINDS[kind](BaselineConfig(factor=2, channels=8, blocks=1)))
     path = save_checkpoint(model, tmp_path / kind, kind, {"name": f"tiny-{kind}"})
     loaded = load_checkpoint(path)
@@ -70,6 +73,10 @@ def test_checkpoint_round_trip_and_pipeline(kind, tmp_path):
     out = ds.climgen.synthesize(factor=2, model=str(path), seed=3)
     again = ds.climgen.synthesize(factor=2, model=str(path), seed=3)
     np.testing.assert_array_equal(out["tas"].values, again["tas"].values)
+    # one's own checkpoint is named by its absolute path, whatever folder it was given from
+    monkeypatch.chdir(tmp_path)
+    relative = ds.climgen.synthesize(factor=2, model=Path(path).name, seed=3)
+    assert json.loads(relative.attrs["climgen_provenance"])["model_argument"] == str(Path(path).resolve())
     assert set(np.unique(out["refinement_depth"].values)) <= {0, 1}  # every tile fully (constant ones: 0)
     block_means = out["tas"].coarsen(lat=2, lon=2).mean().values
     np.testing.assert_allclose(block_means, ds["tas"].values, atol=1e-3)
@@ -100,3 +107,18 @@ def test_shipped_baselines_load_and_refine_by_4(name, kind):
     ds = make_dataset("latlon", shape=(16, 16))
     out = ds.climgen.synthesize(factor=4, model=name, members=2, seed=1)
     assert out["tas"].shape == (2, 64, 64) and np.isfinite(out["tas"]).all()
+
+
+def test_steps_on_the_command_line_are_a_baseline_s_own(tmp_path, climgen_cli):
+    """`climgen train --steps N` set the pre-training's steps, which a baseline does not use:
+    a baseline recipe of 3,500 steps ran all of them."""
+    import yaml
+
+    from tests.test_training import _recipe_document
+
+    baseline = {"kind": "cvae", "factor": 2, "channels": 8, "blocks": 1, "steps": 500, "batch_size": 2, "validate_every": 250}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(_recipe_document(tmp_path, baseline=baseline)))
+    result = climgen_cli("train", tmp_path / "r.yaml", "--steps", 2, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    metadata = load_checkpoint(str(tmp_path / "tiny-model.safetensors")).metadata
+    assert metadata["recipe"]["baseline"]["steps"] == 2 and metadata["validation"][-1]["step"] == 2

@@ -52,6 +52,19 @@ def test_crops_are_balanced_over_groups_and_mostly_valid(corpus_root):
     assert weighted.group_probability[weighted.groups.index("relief")] == pytest.approx(5 / (len(weighted.groups) + 4))
 
 
+def test_a_crop_too_large_for_a_group_s_fields_leaves_it_out_with_a_warning(corpus_root):
+    """A crop_size of 96 silently trained without COADS and FNOC (90 and 73 rows), while the
+    checkpoint listed them as trained on; now a warning names the groups left out."""
+    from climgen.errors import InputWarning
+    from climgen.training.corpus import Corpus, CorpusField
+
+    corpus = load_corpus(corpus_root, "train")
+    small = [CorpusField(item.group, item.name, item.slices[..., :40, :40]) for item in corpus.fields if item.group == "wind"]
+    with pytest.warns(InputWarning, match=r"crops of 44 cells do not fit the fields of \['wind'\]"):
+        sampler = CorpusSampler(Corpus([item for item in corpus.fields if item.group != "wind"] + small), 44)
+    assert sampler.left_out == ["wind"] and "wind" not in sampler.groups
+
+
 def test_same_seed_gives_the_same_crops(corpus_root):
     sampler = CorpusSampler(load_corpus(corpus_root, "train"), 32)
     first = [sampler(np.random.default_rng(5))[0] for _ in range(3)]

@@ -286,3 +286,14 @@ def test_a_state_save_cut_between_its_renames_is_finished_or_refused(tmp_path):
     counters.write_text(step_2)  # and with no newer counters anywhere
     with pytest.raises(TrainingError, match="says step 2 but its weights are of step 4"):
         load_state(output, "recipe", *parts)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs a folder no one can write in (Linux /proc)")
+def test_a_folder_that_cannot_be_written_is_refused_before_training(tmp_path):
+    """The folder check asked os.access, which says yes to root on file systems that refuse
+    the write (a special file system, NFS with root squashed): training then ran to its first
+    state save and died with a traceback. The check now writes a file there."""
+    from climgen.training.run import train
+
+    with pytest.raises(ConfigError, match="cannot write the checkpoint in /proc/self"):
+        train(_fine_tune(tmp_path, output="/proc/self/climgen-model"), log=lambda line: None)

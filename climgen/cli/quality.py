@@ -107,7 +107,13 @@ def benchmark(
 def train(
     recipe: Annotated[Path, typer.Argument(help="Training recipe (YAML).")],
     device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (overrides the recipe).")] = None,
-    steps: Annotated[int | None, typer.Option(help="Override the pre-training steps.")] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Override the steps: a baseline's, else the pre-training's (or, in a recipe of the adversarial stage "
+            "alone, that stage's); a short run validates at its end and saves its state every STEPS/4."
+        ),
+    ] = None,
     output: Annotated[str | None, typer.Option(help="Override the checkpoint path (no suffix).")] = None,
     precision: Annotated[
         str | None, typer.Option(help="float32 or bfloat16 (bf16 autocast of the model; overrides the recipe).")
@@ -134,10 +140,19 @@ def train(
     if steps is not None:
         if steps < 1:
             raise ConfigError(f"--steps must be at least 1, got {steps}")
-        updates["pretrain"] = loaded.pretrain.model_dump() | {
-            "steps": steps,
-            "validate_every": min(steps, loaded.pretrain.validate_every),
-        }
+        if loaded.baseline is not None:  # a baseline trains its own steps: the pre-training's are unused
+            updates["baseline"] = loaded.baseline.model_dump() | {
+                "steps": steps,
+                "validate_every": min(steps, loaded.baseline.validate_every),
+            }
+        else:
+            # the stage the recipe trains: its pre-training, or (a recipe of the adversarial stage
+            # alone) that stage; a short run saves its state on the way, so that it resumes too
+            stage = "adversarial" if not loaded.pretrain.steps and loaded.adversarial.steps else "pretrain"
+            settings = getattr(loaded, stage)
+            updates[stage] = settings.model_dump() | {"steps": steps, "validate_every": min(steps, settings.validate_every)}
+            if stage == "pretrain":
+                updates[stage]["checkpoint_every"] = min(settings.checkpoint_every, max(1, steps // 4))
     try:  # validated again, as if the recipe said so
         loaded = type(loaded).model_validate(loaded.model_dump(exclude_unset=True) | updates)
     except ValidationError as err:

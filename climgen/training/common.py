@@ -79,9 +79,19 @@ def checkpoint_metadata(recipe: TrainRecipe, device: torch.device, real_sources:
 
 
 def _git_revision() -> str:
+    """climgen's own commit (``-dirty`` with changes not committed) when it runs from a
+    checkout, whatever folder the training runs in; else "unknown" (an installed package)."""
+    package = Path(__file__).resolve().parents[1]
+    command = ["git", "-C", str(package), "describe", "--always", "--dirty", "--abbrev=40", "--match", "NO-TAGS"]
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-    except OSError:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=5)
+        top = subprocess.run(
+            ["git", "-C", str(package), "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    # a package installed inside some other repository is not that repository's commit
+    if result.returncode or Path(top.stdout.strip() or "/").resolve() != package.parent:
         return "unknown"
     return result.stdout.strip() or "unknown"
 

@@ -29,7 +29,7 @@ from typing import Literal
 
 import numpy as np
 
-from climgen.errors import InputError
+from climgen.errors import InputError, InputWarning, warn_user
 
 Split = Literal["train", "validation"]
 
@@ -187,6 +187,14 @@ class CorpusSampler:
                 usable[group] = kept
         if not usable:
             raise InputError(f"no training field is at least {size} x {size} cells")
+        left_out = sorted(set(corpus.groups) - set(usable))
+        if left_out:  # a larger crop silently trained on part of the corpus
+            warn_user(
+                f"crops of {size} cells do not fit the fields of {left_out}: they are left out of training "
+                "(a smaller crop_size keeps them)",
+                InputWarning,
+            )
+        self.left_out = left_out
         self.groups = sorted(usable)
         self.fields = usable
         weights = np.array([(group_weights or {}).get(group, 1.0) for group in self.groups], dtype=np.float64)

@@ -79,9 +79,10 @@ def load_real_pool(sources: list[dict], crop_size: int = 0, min_valid: float = 1
             if source.get("covariate_path"):
                 with xr.open_dataset(source["covariate_path"]) as cov_ds:
                     cov_name = f"{source['covariate_path']}:{source['covariate_variable']}"
-                    cov = _select(
-                        _variable(cov_ds, source["covariate_variable"], source["covariate_path"]), source.get("sel"), cov_name
-                    )
+                    cov = _variable(cov_ds, source["covariate_variable"], source["covariate_path"])
+                    # the field's time or level selection is not the covariate's: a static one has none
+                    spatial = {dim: bounds for dim, bounds in (source.get("sel") or {}).items() if dim in cov.dims}
+                    cov = _select(cov, spatial, cov_name)
                     covariate = _covariate_on_grid(cov.squeeze(drop=True), selected, cov_name, name)
         if values.ndim < 2:
             raise InputError(f"training field {name} must have 2 spatial dimensions, got {values.ndim}")

@@ -72,10 +72,11 @@ class MixedBatches:
         self.description: list = []
         if data.corpus is not None:
             corpus = load_corpus(recipe.resolve(data.corpus.root), "train")
-            self.description = corpus.describe()
             self.corpus = CorpusSampler(
                 corpus, data.crop_size, data.corpus.coarser_share, data.corpus.min_valid, data.corpus.group_weights
             )
+            # the fields trained on: a group whose fields a crop does not fit is not among them
+            self.description = [line for line in corpus.describe() if line.split(":")[0] not in self.corpus.left_out]
             self.corpus_share = data.corpus.share
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
