@@ -316,9 +316,10 @@ def _chains(order):
     return tuple(chains)
 
 
-def _call_text(config: SynthesisConfig, covariate_names: list[str]) -> str:
-    """The call as a user would type it: the factor, seed, members, depth and model always,
-    and every other option that differs from its default (the provenance has them all)."""
+def _call_text(config: SynthesisConfig, covariate_names: list[str], entry: str = "ds.climgen.synthesize") -> str:
+    """The call as a user would type it (to ``entry``): the factor, seed, members, depth and
+    model always, and every other option that differs from its default (the provenance has
+    them all)."""
     always = ("factor", "seed", "members", "adaptive")
     arguments = [f"{name}={getattr(config, name)}" for name in always]
     if covariate_names:
@@ -333,4 +334,4 @@ def _call_text(config: SynthesisConfig, covariate_names: list[str]) -> str:
             value = dict(value)
         arguments.append(f"{name}={value!r}")
     arguments.append(f"model={config.model!r}")
-    return f"climgen {__version__}: ds.climgen.synthesize({', '.join(arguments)})"
+    return f"climgen {__version__}: {entry}({', '.join(arguments)})"

@@ -42,7 +42,7 @@ from climgen.io.manifest import drop_damaged, store_region
 from climgen.io.write import check_output, output_format
 from climgen.job_identity import job_identity
 from climgen.leftovers import other_partials, started_by
-from climgen.pipeline import Plan, SynthesisConfig, assemble, depth_policy_text, plan
+from climgen.pipeline import Plan, SynthesisConfig, _call_text, assemble, depth_policy_text, plan
 from climgen.progress import progress_bar
 from climgen.scoring import stream_scores
 from climgen.stream_options import StreamOptions, check_scheduler_address  # noqa: F401 (public here)
@@ -232,7 +232,9 @@ def _template(ds: xr.Dataset, job: Job, command: str | None) -> tuple[xr.Dataset
         "region_tiles": options.region_tiles,
         **_hardware(plan_, options),
     }
-    result = assemble(ds, plan_, placeholders, provenance, command)
+    # a job started from Python says so in the history, not as the in-memory call
+    call = command or _call_text(plan_.config, plan_.prepared.covariate_names, "climgen.streaming.run")
+    result = assemble(ds, plan_, placeholders, provenance, call)
     for name in plan_.prepared.variables:  # a global grid's output is cropped: chunks from its first column
         placeholders[name] = da.empty(result[name].shape, chunks=placeholders[name].chunksize, dtype=np.float32)
         result[name] = result[name].copy(data=placeholders[name])

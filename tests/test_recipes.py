@@ -39,6 +39,11 @@ def test_africa_recipe_runs_and_resumes_nothing_when_done(tmp_path, climgen_cli)
     with xr.open_dataset(output) as refined:
         assert refined["tas"].shape == (12, 156, 160)
         assert "elevation" in refined.attrs["climgen_provenance"]
+        # the history names the recipe by its absolute path and content, not as typed alone
+        import hashlib
+
+        digest = hashlib.sha256(recipe.read_bytes()).hexdigest()
+        assert f"(recipe {recipe.resolve()}, sha256 {digest})" in refined.attrs["history"].splitlines()[0]
     second = climgen_cli(*command)
     assert second.returncode == 0 and "nothing to do" in second.stdout
 

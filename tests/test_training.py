@@ -153,6 +153,29 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     assert not any(path.exists() for path in state_paths(interrupted.resolve(interrupted.output)))
 
 
+def test_a_run_resumed_with_other_threads_says_its_weights_will_differ(tmp_path):
+    """The number of torch threads changes the order of the CPU's sums: a run interrupted with
+    two threads and resumed with one gave weights matching neither uninterrupted run, in
+    silence."""
+    import torch
+
+    from climgen.errors import ClimgenWarning
+    from climgen.training.pretrain import pretrain
+
+    def stop_at_step_4(line):
+        if line.startswith("step=4"):
+            raise _Interrupt
+
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(_Interrupt):
+            pretrain(_recipe(tmp_path, threads=2), log=stop_at_step_4)
+        with pytest.warns(ClimgenWarning, match="resuming with other arithmetic .*threads 2 -> 1"):
+            pretrain(_recipe(tmp_path, threads=1), log=lambda line: None)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_fine_tuning_starts_from_a_checkpoint(tmp_path):
     import torch
 

@@ -31,14 +31,18 @@ from climgen.cli.options import (
 from climgen.errors import ConfigError
 
 
-def stream(ds, output: Path, config, covariates: dict, options, overwrite: bool, dry_run: bool = False) -> None:
-    """Run (or with ``dry_run`` only plan) a streaming job and print what it did."""
+def stream(
+    ds, output: Path, config, covariates: dict, options, overwrite: bool, dry_run: bool = False, command: str | None = None
+) -> None:
+    """Run (or with ``dry_run`` only plan) a streaming job and print what it did; ``command``
+    is the history's record of it (default: the command line)."""
 
     from climgen.streaming import run
 
     started = time.perf_counter()
     try:
-        job = run(ds, output, config, covariates, options, overwrite=overwrite, command=command_line(), dry_run=dry_run)
+        command = command or command_line()
+        job = run(ds, output, config, covariates, options, overwrite=overwrite, command=command, dry_run=dry_run)
     except KeyboardInterrupt:
         from climgen.leftovers import interruption_note
 
@@ -258,7 +262,12 @@ def run(
     if not dry_run:
         output.parent.mkdir(parents=True, exist_ok=True)
     with open_inputs(job.input_paths()) as ds:
-        stream(ds, output, config, covariates, options, overwrite or job.overwrite, dry_run)
+        # the recipe by its absolute path and content: the command line names it as typed
+        import hashlib
+
+        digest = hashlib.sha256(Path(recipe).read_bytes()).hexdigest()
+        command = f"{command_line()} (recipe {Path(recipe).resolve()}, sha256 {digest})"
+        stream(ds, output, config, covariates, options, overwrite or job.overwrite, dry_run, command)
 
 
 DEMO_ATTRIBUTES = {

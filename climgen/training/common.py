@@ -180,6 +180,7 @@ class TrainingLoop:
     seconds_before: float = 0.0
     """Training seconds of the runs this one resumes."""
     started: float = field(default_factory=time.perf_counter)
+    device: str = "cpu"
 
     def step(self, model: torch.nn.Module, loss: torch.Tensor) -> None:
         """One optimiser step on ``loss`` (gradients clipped to norm 1) and one schedule step;
@@ -216,7 +217,12 @@ class TrainingLoop:
                 self.schedule,
                 rng,
                 self.noise,
-                {"history": self.history, "running": self.running, "seconds": self.seconds_before + self.elapsed()},
+                {
+                    "history": self.history,
+                    "running": self.running,
+                    "seconds": self.seconds_before + self.elapsed(),
+                    "arithmetic": arithmetic(self.device),
+                },
             )
 
     def elapsed(self) -> float:
@@ -266,6 +272,7 @@ def start_loop(recipe: TrainRecipe, model: torch.nn.Module, rng: np.random.Gener
         recipe.resolve(recipe.output),
         # where it is written is no part of the trajectory (and may be given relative or absolute)
         recipe_fingerprint(recipe.model_dump(mode="json", exclude={"base_dir", "device", "threads", "output"})),
+        device=str(device),
     )
     # a state saved before the output left the fingerprint (the output as the recipe gave it)
     legacy = recipe_fingerprint(recipe.model_dump(mode="json", exclude={"base_dir", "device", "threads"}))
@@ -276,4 +283,20 @@ def start_loop(recipe: TrainRecipe, model: torch.nn.Module, rng: np.random.Gener
         loop.seconds_before = float(record.get("seconds") or 0.0)
         loop.first_step = done + 1
         log(f"resuming from step {done} of {settings.steps} ({state_paths(loop.output)[1]})")
+        before, now = record.get("arithmetic"), arithmetic(loop.device)
+        if before is not None and before != now:
+            changed = ", ".join(f"{key} {before.get(key)} -> {now.get(key)}" for key in now if before.get(key) != now.get(key))
+            from climgen.errors import ClimgenWarning, warn_user
+
+            warn_user(
+                f"resuming with other arithmetic than the run started with ({changed}): the weights will differ "
+                "from an uninterrupted run's (set them back to reproduce it)",
+                ClimgenWarning,
+            )
     return loop
+
+
+def arithmetic(device: str) -> dict:
+    """What a run's floating-point results depend on besides the recipe: the device, the
+    number of torch threads (the order of sums on the CPU) and torch's version."""
+    return {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__}

@@ -97,7 +97,7 @@ def load_state(
     output, fingerprint: str | tuple[str, ...], model, optimiser, schedule, rng: np.random.Generator, noise_generator
 ) -> tuple[int, dict] | None:
     """Restore a state written by the same recipe; returns (step, its record: ``history``,
-    ``running``, ``seconds``) or None where there is none. A state of another recipe, or one
+    ``running``, ``seconds``, ``arithmetic``) or None where there is none. A state of another recipe, or one
     that cannot be read, is an error that names it: it is an interrupted run's work, so it is
     neither used nor removed without the user."""
     from climgen.errors import TrainingError
@@ -149,7 +149,7 @@ def load_state(
     noise_generator.set_state(tensors["noise_generator"])
     return step, {
         "history": list(document.get("history", [])),
-        **{k: document[k] for k in ("running", "seconds") if k in document},
+        **{k: document[k] for k in ("running", "seconds", "arithmetic") if k in document},
     }
 
 
