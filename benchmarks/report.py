@@ -53,8 +53,9 @@ SECTIONS = (
         "ensembles",
         "Best estimate and ensembles",
         "The default model's best estimate (members=1) and 8 members drawn from its per-stage "
-        "noise, on every held-out field (best estimate at default depth, members at full depth). Spread/skill near 1 and CRPS below the "
-        "best estimate's MAE mean calibrated members. The last column compares how steep the "
+        "noise, on every held-out field (best estimate at default depth, members at full depth). Spread/skill near 1 means calibrated "
+        "members; CRPS below the best estimate's MAE means the members carry information the single field does not (it "
+        "holds on every field, calibrated or not). The last column compares how steep the "
         "members are with the truth: the 99.9th percentile of the jumps between neighbouring cells, "
         "members' over the truth's (above 1: single-cell jumps steeper than the real field's).\n\n"
         "![rank histograms of the held-out truth among 8 members](images/rank-histograms.png)",
