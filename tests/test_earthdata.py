@@ -241,6 +241,8 @@ def test_earthdata_request_validation():
     with pytest.raises(ConfigError, match="W,S,E,N"):
         _request(bbox=(190.0, 0.0, 200.0, 1.0)).validate()
     _request(bbox=(170.0, -10.0, -170.0, 10.0)).validate()  # across the antimeridian
+    with pytest.raises(ConfigError, match="west and east swapped"):  # no box to cut: said before any download
+        _request(bbox=(-103.5, 38.0, -107.5, 41.5)).validate()
     with pytest.raises(ConfigError, match="before start"):
         _request(end=dt.date(2019, 12, 31)).validate()
     with pytest.raises(ConfigError, match="unknown collection"):
@@ -338,6 +340,22 @@ def test_a_fetched_cube_is_known_as_the_request_it_holds(earthdata_server, tmp_p
     assert earthdata.holds(_request(), cube)
     assert not earthdata.holds(_request(bbox=(0.0, 40.0, 8.0, 46.0)), cube)
     assert not earthdata.holds(_request(variables=("T2M",)), cube)
+    assert earthdata.holds(_request(variables=("U10M", "T2M")), cube)  # the same variables, named in another order
+    with xr.open_zarr(cube) as got:  # CF's time coordinate
+        assert got["time"].attrs["standard_name"] == "time" and got["time"].attrs["axis"] == "T"
+
+
+def test_days_the_granules_do_not_cover_are_said_and_searched_for_again(earthdata_server, tmp_path):
+    """A request past the granules published (IMERG Final's months of latency) made a cube of
+    the days found, recorded as the whole request: a rerun never looked again."""
+    from climgen.errors import InputWarning
+
+    cube, longer = tmp_path / "merra2.zarr", _request(end=dt.date(2020, 1, 4))
+    with pytest.warns(InputWarning, match=r"cover 2020-01-01\.\.2020-01-02 of the 2020-01-01\.\.2020-01-04 asked for"):
+        earthdata.fetch(longer, cube, system=earthdata_server)
+    assert not earthdata.holds(longer, cube)  # a rerun searches again
+    with xr.open_zarr(cube) as got:
+        assert json.loads(got.attrs["climgen_fetch"])["complete"] is False and got.sizes["time"] == 48
 
 
 def test_earthdata_refused_download_misspelt_variable_and_unreadable_cube_are_one_line_errors(earthdata_server, tmp_path):
@@ -370,6 +388,25 @@ def test_earthdata_granules_on_another_grid_are_refused_not_merged(tmp_path):
         paths.append(tmp_path / f"day{day}.nc4")
         moved.to_netcdf(paths[-1])
     with pytest.raises(earthdata.InputError, match="day2.nc4 is on another grid than day1.nc4"):
+        earthdata.assemble_cube(paths, _request()).load()
+
+
+def test_a_later_granule_without_a_variable_is_named_and_time_bounds_stay_with_the_time(tmp_path):
+    """A granule past the first that lacked a variable gave an error that named no file; the
+    time's bounds (IMERG's daily intervals) were dropped while its `bounds` attribute stayed,
+    an error for CF checkers."""
+    paths = []
+    for day in (1, 2):
+        with xr.open_dataset(RECORDED / f"MERRA2_400.tavg1_2d_slv_Nx.2020010{day}.nc4") as granule:
+            granule = granule.load()
+        start = granule["time"].values
+        granule["time_bnds"] = (("time", "nv"), np.stack([start, start + np.timedelta64(60, "m")], axis=1))
+        granule["time"].attrs["bounds"] = "time_bnds"
+        paths.append(tmp_path / f"day{day}.nc4")
+        (granule if day == 1 else granule.drop_vars("U10M")).to_netcdf(paths[-1])
+    with earthdata.assemble_cube(paths[:1], _request()) as cube:
+        assert cube["time"].attrs["bounds"] == "time_bnds" and cube["time_bnds"].sizes["time"] == 24
+    with pytest.raises(earthdata.InputError, match=r"day2.nc4: variables \['U10M'\] not in the granule"):
         earthdata.assemble_cube(paths, _request()).load()
 
 

@@ -23,7 +23,15 @@ from pathlib import Path
 
 import xarray as xr
 
-from climgen.errors import ConfigError, CredentialsError, InputError, MissingDependencyError, OutputExistsError
+from climgen.errors import (
+    ConfigError,
+    CredentialsError,
+    InputError,
+    InputWarning,
+    MissingDependencyError,
+    OutputExistsError,
+    warn_user,
+)
 from climgen.io.catalog import CATALOG, Collection, find_collection  # noqa: F401 (public here since 0.1)
 from climgen.io.granules import assemble_cube, subset, write_cube
 
@@ -90,6 +98,11 @@ class Request:
             raise ConfigError(
                 f"bbox must be W,S,E,N with W and E in -180..180 (W > E crosses the antimeridian) and "
                 f"-90 <= S < N <= 90, got {self.bbox}"
+            )
+        if west > east and west * east > 0:  # both on one side of 0: not across the antimeridian
+            raise ConfigError(
+                f"bbox {self.bbox}: west {west:g} is east of east {east:g} on the same side of 0, which would be a box "
+                "round nearly the whole globe: west and east swapped?"
             )
         if self.end < self.start:
             raise ConfigError(f"end {self.end} is before start {self.start}")
@@ -330,8 +343,33 @@ def fetch(
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     report = FetchReport(cube, len(files), downloaded, refetched)
     with assemble_cube([folder / f.name for f in sorted(files, key=lambda f: f.name)], request) as result:
+        short = coverage_gap(result, request)
+        if short:  # recorded as short, so that holds() is false and a rerun searches again
+            warn_user(short, InputWarning)
+            identity = json.dumps(json.loads(identity) | {"complete": False}, sort_keys=True)
         write_cube(result, cube, request, identity)
     return report
+
+
+def coverage_gap(cube: xr.Dataset, request: Request) -> str | None:
+    """What the granules found leave out of the request's days (at its start or end: not yet
+    published, or missing at the archive), or None when they cover it."""
+    if "time" not in cube.coords or not cube.sizes.get("time"):
+        return None
+    import pandas as pd
+
+    def day(moment) -> dt.date:  # numpy datetime64, or a cftime date (IMERG's Julian calendar)
+        moment = pd.Timestamp(moment) if not hasattr(moment, "year") else moment
+        return dt.date(moment.year, moment.month, moment.day)
+
+    times = cube["time"].values
+    first, last = day(times[0]), day(times[-1])
+    if first <= request.start and last >= request.end:
+        return None
+    return (
+        f"the {request.collection.short_name} granules found cover {first}..{last} of the {request.start}..{request.end} "
+        "asked for (not yet published, or missing at the archive): the cube holds those days, and a rerun searches again"
+    )
 
 
 def _recorded_fetch(cube: Path) -> dict | None:
@@ -371,7 +409,7 @@ def _request_identity(request: Request) -> dict:
     return {
         "collection": request.collection.short_name,
         "version": request.collection.version,
-        "variables": list(request.variables),
+        "variables": sorted(request.variables),  # the same cube whichever order they are named in
         "bbox": list(request.bbox),
         "start": str(request.start),
         "end": str(request.end),
@@ -388,7 +426,7 @@ def holds(request: Request, cube: str | Path) -> bool:
         with xr.open_zarr(cube) as existing:
             recorded = json.loads(existing.attrs.get("climgen_fetch", "{}"))
         same = {key: recorded.get(key) for key in _request_identity(request)} == _request_identity(request)
-        return same and not _lost_chunks(cube, recorded)
+        return same and recorded.get("complete", True) and not _lost_chunks(cube, recorded)
     except (OSError, ValueError, KeyError, AttributeError):  # unreadable, or a record that is no mapping
         return False
 

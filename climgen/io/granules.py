@@ -25,7 +25,14 @@ def subset(ds: xr.Dataset, variables: tuple[str, ...], bbox: tuple[float, float,
     missing = [name for name in variables if name not in ds.data_vars]
     if missing:
         raise InputError(f"variables {missing} not in the granule; it has {sorted(ds.data_vars)}")
-    ds = ds[list(variables)]
+    # the time's bounds (IMERG's daily intervals) stay with it; other bounds name variables the
+    # subset leaves out (the longitudes are converted), so those attributes go
+    time_bounds = ds["time"].attrs.get("bounds") if "time" in ds.coords else None
+    kept = [*variables, *([time_bounds] if time_bounds in ds.variables and time_bounds not in variables else [])]
+    ds = ds[kept]
+    for name in ds.coords:
+        if ds[name].attrs.get("bounds") not in (None, *ds.variables):
+            ds[name].attrs = {key: value for key, value in ds[name].attrs.items() if key != "bounds"}
     axes = find_spatial_axes(ds)
     if axes.kind != "latlon":
         raise InputError(f"subsetting by bbox needs a lat/lon grid; this collection is on {axes.kind} ({axes.y}, {axes.x})")
@@ -61,7 +68,10 @@ def assemble_cube(paths: list[Path], request: Request) -> xr.Dataset:
     grid: dict = {}  # the first granule's subset coordinates: every other must match them
 
     def subset_granule(granule: xr.Dataset) -> xr.Dataset:
-        part = subset(granule, request.variables, request.bbox)
+        try:
+            part = subset(granule, request.variables, request.bbox)
+        except InputError as error:  # which of the granules it is
+            raise InputError(f"{Path(granule.encoding.get('source', 'a granule')).name}: {error}") from None
         coords = {name: part[name].values for name in ("lat", "lon") if name in part.coords}
         if not grid:
             grid.update(coords, source=granule.encoding.get("source", "the first granule"))
@@ -102,9 +112,11 @@ def assemble_cube(paths: list[Path], request: Request) -> xr.Dataset:
             cube[name].attrs["units"] = units
         if standard_name and "standard_name" not in cube[name].attrs:
             cube[name].attrs["standard_name"] = standard_name
-    for axis, standard_name in (("lat", "latitude"), ("lon", "longitude")):
+    for axis, standard_name in (("lat", "latitude"), ("lon", "longitude"), ("time", "time")):
         if axis in cube.coords:
             cube[axis].attrs.setdefault("standard_name", standard_name)
+    if "time" in cube.coords:
+        cube["time"].attrs.setdefault("axis", "T")
     return cube
 
 
