@@ -99,6 +99,7 @@ def test_an_output_refined_again_or_coarsened_keeps_what_it_was_made_from(tmp_pa
         assert parent["id"] == once.attrs["id"] and parent["climgen_provenance"]["factor"] == 2
         assert parent["climgen_input_tracking_id"] == once.attrs["climgen_input_tracking_id"]
         assert "climgen_input_tracking_id" not in twice.attrs  # its input, once.nc, has no tracking_id
+        assert twice.attrs["processing_level"].endswith(", of a field refined x2 by climgen before (x4 in all)")
         with xr.open_dataset(tmp_path / "back.nc") as back:
             assert back.attrs["climgen_version"] == climgen.__version__
             assert json.loads(back.attrs["climgen_coarsened_from"])["id"] == once.attrs["id"]

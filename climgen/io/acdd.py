@@ -242,6 +242,16 @@ def _vertical_coverage(ds: xr.Dataset) -> dict:
     return {}
 
 
+def _earlier_refinement(provenance: dict) -> str:
+    """How an input that was itself refined (its record in ``input_dataset``) had been, for a
+    processing level that says the whole chain ("refined x2 ... of a field refined x4")."""
+    earlier = (provenance.get("input_dataset") or {}).get("climgen_provenance")
+    if not isinstance(earlier, dict) or "factor" not in earlier:
+        return ""
+    total = int(earlier["factor"]) * int(provenance["factor"])
+    return f", of a field refined x{earlier['factor']} by climgen before (x{total} in all)"
+
+
 def discovery_attributes(
     ds: xr.Dataset, source: xr.Dataset, variables: list[str], axes: SpatialAxes, provenance: dict, created: str
 ) -> dict:
@@ -263,7 +273,8 @@ def discovery_attributes(
         "summary": summary,
         "keywords": ", ".join(dict.fromkeys([*standard_names, *KEYWORDS])),
         "date_created": created,
-        "processing_level": f"refined x{factor} (statistical downscaling) by climgen {provenance['climgen_version']}",
+        "processing_level": f"refined x{factor} (statistical downscaling) by climgen {provenance['climgen_version']}"
+        + _earlier_refinement(provenance),
         "standard_name_vocabulary": STANDARD_NAME_VOCABULARY,
         "id": str(uuid.uuid4()),
         "naming_authority": NAMING_AUTHORITY,
