@@ -82,17 +82,14 @@ def select_variables(ds: xr.Dataset, axes: SpatialAxes, variables) -> list[str]:
     # 2-D latitude/longitude, and the maps climgen writes with every output (a climgen output
     # refined again gets new ones): not fields to refine
     skipped = set(cf.find_latlon_auxiliaries(ds, axes) or ()) | set(cf.ANCILLARY_ATTRS)
+    gridded = [name for name, var in ds.data_vars.items() if axes.y in var.dims and axes.x in var.dims and name not in skipped]
     if variables:
         maps = [name for name in variables if name in cf.ANCILLARY_ATTRS]
         if maps:
             raise InputError(f"{maps[0]!r} is a map climgen writes with every output; it is made anew, not refined")
         missing = [name for name in variables if name not in ds.data_vars]
         if missing:
-            refinable = sorted(
-                str(name)
-                for name, var in ds.data_vars.items()
-                if axes.y in var.dims and axes.x in var.dims and name not in skipped and var.dtype.kind in "fiu"
-            )
+            refinable = sorted(str(name) for name in gridded if ds[name].dtype.kind in "fiu")
             raise InputError(f"variables not found: {missing}; the input's fields on the grid are {refinable}")
         categorical = [name for name in variables if _categorical(ds[name])]
         if categorical:
@@ -103,9 +100,6 @@ def select_variables(ds: xr.Dataset, axes: SpatialAxes, variables) -> list[str]:
         chosen = list(variables)
         chosen += _formula_terms_of(ds, axes, chosen)
     else:
-        gridded = [
-            name for name, var in ds.data_vars.items() if axes.y in var.dims and axes.x in var.dims and name not in skipped
-        ]
         # numeric: a boolean mask or a string field beside the data is no field to refine
         chosen = [name for name in gridded if not _categorical(ds[name]) and ds[name].dtype.kind in "fiu"]
         aside = [name for name in gridded if name not in chosen]

@@ -88,11 +88,15 @@ class Job:
         ny, nx = self.plan.input_shape
         return sum(count * self.plan.config.members for count in self.field_counts.values()) * (ny * nx * factor * factor * 4)
 
+    def finished(self) -> bool:
+        """Whether the output is this job's, complete."""
+        return _finished_job(self.output) == self.job_id
+
     def _output_state(self) -> str:
         """What a run would find at the output: this job finished, or another job's output."""
         if not self.output.exists():
             return ""
-        if _finished_job(self.output) == self.job_id:
+        if self.finished():
             return "; already complete: a run does nothing"
         return "; the path holds another output: a run needs --overwrite"
 
@@ -102,9 +106,8 @@ class Job:
         factor, full = plan_.config.factor, plan_.full_depth
         compute = plan_.provenance(plan_.model_fields(self.field_counts), 0.0)["compute"]
         histogram = ", ".join(f"depth {k}: {int((plan_.depth == k).sum())}" for k in range(full + 1))
-        finished = self.output.exists() and _finished_job(self.output) == self.job_id
         # a finished NetCDF output keeps no record of its tasks: every one of them is done
-        done = len(self.tasks) if finished else len(self.done() & {task.key for task in self.tasks})
+        done = len(self.tasks) if self.finished() else len(self.done() & {task.key for task in self.tasks})
         ny, nx = plan_.input_shape
         halo = f"halo {layout.halo}"
         if layout.later_halo not in (None, layout.halo):
@@ -421,7 +424,7 @@ def run(
 def _write(job: Job, overwrite: bool, command: str | None, started: float) -> None:
     """Build or resume the job's partial store and move it to the output (under its lock)."""
     output = job.output
-    if _finished_job(output) == job.job_id and not overwrite:
+    if job.finished() and not overwrite:
         # a run stopped between moving its output into place and removing its own leftovers
         shutil.rmtree(job.store, ignore_errors=True)
         job.store.with_suffix(".nc").unlink(missing_ok=True)

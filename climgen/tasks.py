@@ -138,7 +138,7 @@ def refine_group(
     """Refine the tiles whose cores lie in ``task.region`` (a dask task; its outputs feed the
     writes of this region and of its neighbours)."""
     refiner = _refiner(context).with_gain(context.residual_gains.get(task.variable, 1.0))
-    fields = infinite_as_missing(np.asarray(coarse, dtype=np.float64).reshape(-1, *coarse.shape[-2:]))
+    fields = np.asarray(coarse, dtype=np.float64).reshape(-1, *coarse.shape[-2:])
     rest = int(np.prod(coarse.shape[1:-2])) if coarse.ndim > 3 else 1
     first = task.leading[0].start * rest if task.leading else 0
     labels = context.field_labels.get(task.variable)
@@ -159,7 +159,7 @@ def write_region(
     coarse, fine = {}, {}
     for name, target in targets.items():
         outputs = {key: value for group in groups[name] for key, value in group.items()}
-        coarse[name] = infinite_as_missing(np.asarray(target, dtype=np.float64).reshape(-1, *target.shape[-2:]))
+        coarse[name] = np.asarray(target, dtype=np.float64).reshape(-1, *target.shape[-2:])
         fine[name] = refiner.blend(outputs, task.region, coarse[name], context.bounds.get(name))
     chain = next((chain for chain in context.order if task.variable in chain), None)
     if chain is not None:
@@ -249,7 +249,9 @@ def delayed_tasks(ds: xr.Dataset, job: Job, pending: list[Task]) -> list:
     for name in plan_.prepared.variables:
         leading, _ = variable_layout(ds, plan_, name)
         rechunk = {dim: -1 for dim in leading[1:]} | ({leading[0]: job.options.time_chunk} if leading else {})
-        inputs[name] = SharedBlocks(ds[name].chunk(rechunk | {axes.y: -1, axes.x: -1}).data)
+        # infinite cells missing once per block, as the in-memory path reads them (climgen.inputs)
+        lazy = ds[name].chunk(rechunk | {axes.y: -1, axes.x: -1}).data
+        inputs[name] = SharedBlocks(lazy.map_blocks(infinite_as_missing, dtype=lazy.dtype))
     ny, nx = layout.shape
     blocks: dict[str, object] = {}
 
