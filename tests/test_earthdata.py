@@ -391,6 +391,21 @@ def test_earthdata_granules_on_another_grid_are_refused_not_merged(tmp_path):
         earthdata.assemble_cube(paths, _request()).load()
 
 
+def test_a_cube_of_granules_stored_lon_lat_is_written_in_cf_order(tmp_path):
+    """IMERG's granules store (time, lon, lat); the cube was kept so, against CF's
+    recommended (time, lat, lon) order that tools and checkers expect."""
+    paths = []
+    for day in (1, 2):
+        with xr.open_dataset(RECORDED / f"MERRA2_400.tavg1_2d_slv_Nx.2020010{day}.nc4") as granule:
+            paths.append(tmp_path / f"day{day}.nc4")
+            granule.load().transpose("time", "lon", "lat").to_netcdf(paths[-1])
+    with earthdata.assemble_cube(paths, _request()) as cube:
+        assert all(cube[name].dims == ("time", "lat", "lon") for name in _request().variables)
+        with xr.open_dataset(RECORDED / "MERRA2_400.tavg1_2d_slv_Nx.20200101.nc4") as original:
+            expected = original["T2M"].sel(lat=cube["lat"], lon=cube["lon"]).values
+        np.testing.assert_array_equal(cube["T2M"].isel(time=slice(0, 24)).values, expected)
+
+
 def test_a_later_granule_without_a_variable_is_named_and_time_bounds_stay_with_the_time(tmp_path):
     """A granule past the first that lacked a variable gave an error that named no file; the
     time's bounds (IMERG's daily intervals) were dropped while its `bounds` attribute stayed,

@@ -50,7 +50,7 @@ CATALOG: dict[str, Collection] = {
         "07",
         "GPM IMERG Final Precipitation L3 1 day 0.1 deg",
         {"precipitation": ("mm/day", "lwe_precipitation_rate")},
-        "global 0.1 deg, lat -90..90, lon -180..180 (dimensions time, lon, lat)",
+        "global 0.1 deg, lat -90..90, lon -180..180 (granules (time, lon, lat); the cube (time, lat, lon))",
         "1 day",
     ),
     "daymet-daily": Collection(

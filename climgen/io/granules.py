@@ -104,6 +104,9 @@ def assemble_cube(paths: list[Path], request: Request) -> xr.Dataset:
         cube = cube.isel(time=order[unique])
     else:
         cube = subset_granule(xr.open_dataset(paths[0], engine="netcdf4", chunks={}))
+    # CF's recommended order (time, then other axes, then latitude and longitude): IMERG
+    # stores (time, lon, lat), and a cube in that order is read column-wise by every tool
+    cube = cube.transpose("time", ..., "lat", "lon", missing_dims="ignore")
     for name in request.variables:
         units, standard_name = request.collection.variables.get(name, (None, None))
         if not cube[name].attrs.get("units"):
