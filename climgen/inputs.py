@@ -397,7 +397,7 @@ def variable_bounds(ds: xr.Dataset, variables: list[str], given: Mapping | None 
         if source and "no upper limit: its units" in source:
             warn_user(
                 f"{name!r} is a fraction ({source}): it is kept non-negative only; give its units ('1' or '%') or its "
-                f"bounds (--bounds {name}=0:1)",
+                f"bounds (--bounds {name}=0:1, or {name}=0:100 for a percentage)",
                 PhysicalBoundsWarning,
             )
     return bounds

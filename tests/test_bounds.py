@@ -54,6 +54,25 @@ def _variable(name="v", encoding=None, **attrs) -> xr.DataArray:
         (_variable(standard_name="tendency_of_atmosphere_mass_content_of_water_vapor"), (None, None)),
         (_variable("tp", units="m", standard_name="unknown"), (0.0, None)),  # ERA5: a placeholder name
         (_variable("tcc", units="(0 - 1)"), (0.0, 1.0)),  # ERA5's fraction units
+        # families of standard names outside the lists: falling water, area fractions, albedos, speeds
+        (_variable(standard_name="solid_precipitation_flux", units="kg m-2 s-1"), (0.0, None)),
+        (_variable(standard_name="convective_rainfall_flux"), (0.0, None)),
+        (_variable(standard_name="thickness_of_rainfall_amount", units="m"), (0.0, None)),
+        (_variable(standard_name="precipitation_minus_evaporation_flux"), (None, None)),  # net: either sign
+        (_variable(standard_name="low_type_cloud_area_fraction", units="%"), (0.0, 100.0)),
+        (_variable(standard_name="surface_albedo", units="1"), (0.0, 1.0)),
+        (_variable(standard_name="sea_ice_speed", units="m s-1"), (0.0, None)),
+        # ERA5's names of today's downloads, with its placeholder standard name
+        (_variable("avg_tprate", units="kg m**-2 s**-1", standard_name="unknown"), (0.0, None)),
+        (_variable("lcc", units="(0 - 1)", standard_name="unknown"), (0.0, 1.0)),
+        (_variable("fal", units="(0 - 1)"), (0.0, 1.0)),
+        (_variable("swvl1", units="m**3 m**-3"), (0.0, 1.0)),  # a ratio of volumes: at most 1
+        (_variable("snowc", units="%"), (0.0, 100.0)),
+        (_variable(units="0-1"), (0.0, 1.0)),  # units that state the range, whatever the name
+        (_variable(standard_name="cloud_area_fraction", units="dimensionless"), (0.0, 1.0)),
+        # a file's own names: known by the long name
+        (_variable("rain", units="mm/day", long_name="Precipitation"), (0.0, None)),
+        (_variable("rh", units="%", long_name="relative humidity"), (0.0, None)),  # may be over ice, as ERA5's
         (_variable("ci", units="(0 - 1)"), (0.0, 1.0)),  # ERA5's older sea-ice name
         (_variable("snc", units="%"), (0.0, 100.0)),  # CMIP's snow cover
         (_variable("clt", units="1e-2"), (0.0, 100.0)),  # percent, written as a scale

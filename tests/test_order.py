@@ -126,6 +126,14 @@ def test_chains_come_from_names_and_cell_methods():
     assert ordered_chains(by_method, ["t_high", "wind_gust"]) == []
     celsius = ds.assign(tasmin=ds["tasmin"].assign_attrs(units="degC"))
     assert ordered_chains(celsius, ["tasmin", "tas", "tasmax"]) == [], "different units: not comparable"
+    # one unit in two UDUNITS spellings (pint's registry lacks degrees_C): still in order
+    spelt = ds.assign(
+        {
+            name: ds[name].assign_attrs(units=units)
+            for name, units in (("tasmin", "degC"), ("tas", "degrees_C"), ("tasmax", "degree_C"))
+        }
+    )
+    assert ordered_chains(spelt, ["tasmin", "tas", "tasmax"]) == [("tasmin", "tas", "tasmax")]
 
 
 def _temperatures(hsurf_truth) -> xr.Dataset:

@@ -10,7 +10,7 @@ import xarray as xr
 
 from climgen.conservation import Bounds
 from climgen.io.cf import valid_standard_name
-from climgen.io.units import FRACTION_UNITS, PERCENT_UNITS
+from climgen.io.units import FRACTION_UNITS, PERCENT_UNITS, RANGE_UNITS, RATIO_UNITS
 
 # Physical limits kept by the final projection (climgen.conservation): quantities that cannot
 # be negative, and fractions (0..1, or 0..100 in percent), by CF standard name
@@ -48,6 +48,9 @@ ONE_WAY = ("_downwelling_", "_upwelling_", "_incoming_", "_outgoing_")
 UPWARD = ("_upwelling_", "_outgoing_")
 """Of those, the words of a flux that goes up: stored negative under ``positive: "down"``
 (ECMWF's sign convention for outgoing radiation)."""
+PRECIPITATION_WORDS = ("precipitation", "rainfall", "snowfall", "graupel", "hail")
+"""Words of falling water: a flux, amount or rate of it is non-negative (``solid_precipitation_flux``,
+``convective_rainfall_flux``, ``thickness_of_rainfall_amount``...), unless net or a tendency."""
 FRACTIONS = frozenset(
     """land_area_fraction sea_area_fraction sea_ice_area_fraction cloud_area_fraction relative_humidity
     cloud_area_fraction_in_atmosphere_layer area_fraction surface_snow_area_fraction land_ice_area_fraction
@@ -66,8 +69,20 @@ def non_negative(standard_name: str | None) -> bool:
         return True
     if standard_name.startswith(("tendency_of_", "change_")) or any(word in standard_name for word in NET_WORDS):
         return False
+    if any(word in standard_name for word in PRECIPITATION_WORDS) or is_fraction(standard_name):
+        return True
+    if standard_name.endswith("_speed") or standard_name.startswith("speed_of_"):  # a magnitude
+        return True
     flux = standard_name.removeprefix("integral_wrt_time_of_")
     return standard_name.startswith(NON_NEGATIVE_PREFIXES) or (any(way in f"_{flux}" for way in ONE_WAY) and "_flux" in flux)
+
+
+def is_fraction(standard_name: str | None) -> bool:
+    """Whether a standard name is a fraction of a whole (0..1, or 0..100 %): listed
+    (:data:`FRACTIONS`), any area fraction (``low_type_cloud_area_fraction``...) or an albedo."""
+    if not standard_name:
+        return False
+    return standard_name in FRACTIONS or "area_fraction" in standard_name or standard_name.endswith("albedo")
 
 
 # CMIP, ERA5, MERRA-2, IMERG and gridded-observation short names, for files without a standard_name
@@ -131,6 +146,24 @@ SHORT_NAMES = {
     "tciw": "atmosphere_mass_content_of_cloud_ice",
     "clwc": "mass_fraction_of_cloud_liquid_water_in_air",
     "ciwc": "mass_fraction_of_cloud_ice_in_air",
+    "tprate": "precipitation_flux",
+    "mtpr": "precipitation_flux",
+    "avg_tprate": "precipitation_flux",
+    "crr": "convective_rainfall_flux",
+    "lsrr": "stratiform_rainfall_flux",
+    "csfr": "convective_snowfall_flux",
+    "lssfr": "stratiform_snowfall_flux",
+    "avg_tsrwe": "snowfall_flux",
+    "lcc": "low_type_cloud_area_fraction",
+    "mcc": "medium_type_cloud_area_fraction",
+    "hcc": "high_type_cloud_area_fraction",
+    "fal": "surface_albedo",
+    "snowc": "surface_snow_area_fraction",
+    "sde": "surface_snow_thickness",
+    "swvl1": "volume_fraction_of_condensed_water_in_soil",
+    "swvl2": "volume_fraction_of_condensed_water_in_soil",
+    "swvl3": "volume_fraction_of_condensed_water_in_soil",
+    "swvl4": "volume_fraction_of_condensed_water_in_soil",
     # WRF (no standard names in its files)
     "RAINNC": "precipitation_amount",
     "RAINC": "convective_precipitation_amount",
@@ -161,9 +194,27 @@ SHORT_NAMES = {
     "prcp": "lwe_precipitation_rate",
     "rr": "lwe_precipitation_rate",
 }
-LONG_NAMES = {"fraction of cloud cover": "cloud_area_fraction_in_atmosphere_layer"}
-"""ERA5 variables whose short names (``cc``) mean other things elsewhere: known by their long
-name, for files without a standard_name."""
+LONG_NAMES = {
+    "fraction of cloud cover": "cloud_area_fraction_in_atmosphere_layer",
+    "precipitation": "lwe_precipitation_rate",
+    "total precipitation": "lwe_thickness_of_precipitation_amount",
+    "total precipitation rate": "precipitation_flux",
+    "mean total precipitation rate": "precipitation_flux",
+    "time-mean total precipitation rate": "precipitation_flux",
+    "precipitation rate": "lwe_precipitation_rate",
+    "rainfall": "rainfall_amount",
+    "snowfall": "lwe_thickness_of_snowfall_amount",
+    "total cloud cover": "cloud_area_fraction",
+    "low cloud cover": "low_type_cloud_area_fraction",
+    "medium cloud cover": "medium_type_cloud_area_fraction",
+    "high cloud cover": "high_type_cloud_area_fraction",
+    "forecast albedo": "surface_albedo",
+    "snow cover": "surface_snow_area_fraction",
+    "snow depth": "surface_snow_thickness",
+    "wind speed": "wind_speed",
+}
+"""Long names of variables whose short names vary or mean other things elsewhere (ERA5's
+``cc``; a file's own ``rain``): known by their long name, for files without a standard_name."""
 
 
 def era5_relative_humidity(variable: xr.DataArray, name: str) -> bool:
@@ -174,7 +225,8 @@ def era5_relative_humidity(variable: xr.DataArray, name: str) -> bool:
     if attrs.get("GRIB_paramId") == 157:
         return True
     named = str(attrs.get("long_name", "")).strip().lower() == "relative humidity"
-    return named and (name == "r" or not valid_standard_name(attrs.get("standard_name")))
+    standard_name = attrs.get("standard_name")
+    return named and (name == "r" or not standard_name or not valid_standard_name(standard_name))
 
 
 # CF 3.3: lower-case letters, digits and underscores, starting with a letter, and optionally one
@@ -201,21 +253,24 @@ def physical_bounds(variable: xr.DataArray, name: str) -> tuple[Bounds, str | No
     if not standard_name and long_name in LONG_NAMES:
         standard_name = LONG_NAMES[long_name]
         source = f"long_name {attrs['long_name']} ({standard_name})"
+    units = str(attrs.get("units", "")).strip()
+    if not standard_name and units in RANGE_UNITS:
+        standard_name = "area_fraction"  # whatever it is a fraction of, the units say 0..1
+        source = f"units {units!r}"
     lower = upper = None
     sources = []
     if era5_relative_humidity(variable, name):
         lower = 0.0
-        sources.append(f"ERA5 relative humidity {name} (over ice: no upper limit)")
+        sources.append(f"relative humidity {name} as ERA5's (over ice: no upper limit)")
     elif non_negative(standard_name) and _against_positive(standard_name, attrs.get("positive")):
         # a one-way flux whose `positive` direction is the other way: stored as negative values
         upper = 0.0
         sources.append(f"{source}, positive {attrs['positive']!r}: stored negative")
-    elif non_negative(standard_name) or standard_name in FRACTIONS:
+    elif non_negative(standard_name):
         lower = 0.0
-        units = str(attrs.get("units", "")).strip()
-        if standard_name in FRACTIONS and units in PERCENT_UNITS | FRACTION_UNITS:
+        if is_fraction(standard_name) and units in PERCENT_UNITS | FRACTION_UNITS | RATIO_UNITS:
             upper = 100.0 if units in PERCENT_UNITS else 1.0
-        elif standard_name in FRACTIONS:
+        elif is_fraction(standard_name):
             source += f"; no upper limit: its units {units!r} say neither % nor 1"
         sources.append(source)
     packed = {"scale_factor", "add_offset"} & (set(attrs) | set(variable.encoding))

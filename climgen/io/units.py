@@ -23,9 +23,16 @@ COMMON = frozenset(
 ) | {"m s-1", "kg kg-1", "kg m-2 s-1", "W m-2", "mm day-1", "mm d-1", "kg m-2", "J m-2", "g kg-1", "m2 s-2"}
 
 
+CELSIUS_SPELLINGS = frozenset({"degrees_C", "degree_C", "degrees_Celsius", "degree_Celsius", "degrees_celsius", "deg_C"})
+"""UDUNITS spellings of degrees Celsius, some of which pint's registry lacks: read as ``degC``."""
+
 PERCENT_UNITS = frozenset({"%", "percent", "1e-2", "0.01"})
 FRACTION_UNITS = frozenset({"1", "fraction", "0-1", "(0 - 1)", "0 - 1"})  # the last two: ERA5
 """Unit strings of a fraction in percent and in 1 (bounds 0..100 and 0..1)."""
+RANGE_UNITS = frozenset({"0-1", "(0 - 1)", "0 - 1"})
+"""Unit strings that state the range 0..1 themselves (ERA5's): a fraction whatever its name."""
+RATIO_UNITS = frozenset({"dimensionless", "m3 m-3", "m3/m3", "m**3 m**-3", "m^3 m^-3", "m3.m-3"})
+"""Units of a ratio of like quantities (soil water in m3 m-3): a fraction's upper bound is 1."""
 
 
 class UnitsWarning(ClimgenWarning):
@@ -35,7 +42,7 @@ class UnitsWarning(ClimgenWarning):
 @lru_cache(maxsize=256)
 def parse_problem(units: str) -> str | None:
     """Why ``units`` cannot be parsed (None when it can)."""
-    if units in COMMON:
+    if units in COMMON or units in CELSIUS_SPELLINGS:
         return None
     try:
         from cf_xarray.units import units as registry
@@ -70,7 +77,8 @@ def same_dimension(first: str, second: str) -> bool:
     try:
         from cf_xarray.units import units as registry
 
-        return registry.Quantity(1.0, first).dimensionality == registry.Quantity(1.0, second).dimensionality
+        first, second = (registry.Quantity(1.0, _pint_spelling(units)) for units in (first, second))
+        return first.dimensionality == second.dimensionality
     except Exception:  # pint raises several error types for strings it cannot parse
         return False
 
@@ -78,7 +86,8 @@ def same_dimension(first: str, second: str) -> bool:
 def same_units(first: str, second: str) -> bool:
     """Whether two unit strings mean the same units (``K`` and ``kelvin``, ``m s-1`` and
     ``m/s``); strings neither parses are the same only when equal."""
-    if first.strip() == second.strip():
+    first, second = (_pint_spelling(units) for units in (first, second))
+    if first == second:
         return True
     try:
         from cf_xarray.units import units as registry
@@ -87,3 +96,9 @@ def same_units(first: str, second: str) -> bool:
         return one.dimensionality == registry.Quantity(1.0, second).dimensionality and abs(one.to(second).magnitude - 1) < 1e-9
     except Exception:  # pint raises several error types for strings it cannot parse or convert
         return False
+
+
+def _pint_spelling(units: str) -> str:
+    """``units`` stripped, in a spelling pint's registry reads (``degrees_C`` as ``degC``)."""
+    units = units.strip()
+    return "degC" if units in CELSIUS_SPELLINGS else units
