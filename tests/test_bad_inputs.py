@@ -574,6 +574,7 @@ def test_units_are_read_and_checked(units, warned):
     from climgen.io.units import UnitsWarning
 
     ds = make_dataset("latlon", shape=(8, 8))
+    del ds["tas"].attrs["standard_name"]  # units alone: their agreement with a name is tested below
     if units is None:
         del ds["tas"].attrs["units"]
     else:
@@ -584,6 +585,49 @@ def test_units_are_read_and_checked(units, warned):
     messages = [str(w.message) for w in caught if issubclass(w.category, UnitsWarning)]
     assert bool(messages) == warned, messages
     assert out["tas"].attrs.get("units") == units  # carried unchanged
+
+
+@pytest.mark.parametrize(
+    "units, standard_name, warned",
+    [
+        ("K", "air_temperature", None),
+        ("degC", "air_temperature", None),
+        ("degrees_C", "sea_surface_temperature", None),
+        ("%", "cloud_area_fraction", None),
+        ("hPa", "air_pressure", None),
+        ("mm", "lwe_thickness_of_precipitation_amount", None),
+        ("K", "air_temperature standard_error", None),  # a modifier: only the name is looked up
+        ("m", "unknown", None),  # ERA5's placeholder: dropped from the output, not checked
+        ("m", "air_temperature", "do not convert to the canonical units 'K'"),
+        ("mm/day", "precipitation_flux", "canonical units 'kg m-2 s-1'"),
+        ("K", "air_temprature", "'air_temprature' is not in the CF standard name table"),
+    ],
+)
+def test_units_are_checked_against_the_standard_name(units, standard_name, warned):
+    """Units that contradict the standard name, and names CF does not have, passed in
+    silence; the output then failed `climgen check`."""
+    import warnings
+
+    from climgen.io.units import UnitsWarning
+
+    ds = make_dataset("latlon", shape=(8, 8))
+    ds["tas"].attrs |= {"units": units, "standard_name": standard_name}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipeline.synthesize(ds, factor=2)
+    messages = [str(w.message) for w in caught if issubclass(w.category, UnitsWarning)]
+    if warned is None:
+        assert not messages, messages
+    else:
+        assert len(messages) == 1 and warned in messages[0] and "CF check of the output will fail" in messages[0], messages
+
+
+def test_the_shipped_standard_name_table_holds_names_and_aliases():
+    from climgen.io.units import canonical_units
+
+    table = canonical_units()["canonical_units"]
+    assert len(table) > 4000 and table["air_temperature"] == "K" and table["precipitation_flux"] == "kg m-2 s-1"
+    assert table["leaf_carbon_content"] == "kg m-2"  # an alias: the name before a rename
 
 
 @pytest.mark.parametrize("option", [{"budget": True}, {"budget": "0.5"}, {"members": "2"}, {"seed": "1"}, {"tolerance": "0.01"}])

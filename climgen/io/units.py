@@ -59,7 +59,9 @@ def parse_problem(units: str) -> str | None:
 
 
 def check_units(ds: xr.Dataset, variables: list[str]) -> dict[str, str | None]:
-    """The units of each variable (None when missing), warning about missing or unparseable ones."""
+    """The units of each variable (None when missing), warning about missing or unparseable
+    ones, and about a standard name that is not CF's or whose canonical units the units do
+    not convert to (the output would fail a CF check)."""
     found = {}
     for name in variables:
         units = ds[name].attrs.get("units")
@@ -68,7 +70,59 @@ def check_units(ds: xr.Dataset, variables: list[str]) -> dict[str, str | None]:
             warn_user(f"variable {name!r} has no units; the output will not have any either", UnitsWarning)
         elif problem := parse_problem(str(units)):
             warn_user(f"units {units!r} of {name!r} are not valid UDUNITS/CF units ({problem}); kept as they are", UnitsWarning)
+        if message := standard_name_problem(ds[name].attrs.get("standard_name"), units):
+            warn_user(f"{name!r}: {message}; kept as it is, but a CF check of the output will fail", UnitsWarning)
     return found
+
+
+def standard_name_problem(standard_name, units) -> str | None:
+    """What is wrong with a variable's ``standard_name`` against CF's table (None: nothing
+    found): a name not in the table, or units that do not convert to its canonical units.
+    ERA5's placeholder ``unknown`` and names spelled as no CF name is are left to
+    :func:`climgen.io.cf.valid_standard_name`; a name with a modifier is only looked up."""
+    from climgen.io.cf import valid_standard_name
+
+    if not standard_name or not isinstance(standard_name, str) or not valid_standard_name(standard_name):
+        return None
+    table = canonical_units()
+    name, *modifier = standard_name.split()
+    if table is None:
+        return None
+    if name not in table["canonical_units"]:
+        return f"standard_name {name!r} is not in the CF standard name table (version {table['version']})"
+    canonical = table["canonical_units"][name]
+    if modifier or units is None or not str(units).strip() or canonical == "":
+        return None
+    if _dimensions_differ(str(units), canonical):
+        return f"units {units!r} do not convert to the canonical units {canonical!r} of standard_name {name!r}"
+    return None
+
+
+@lru_cache(maxsize=1)
+def canonical_units() -> dict | None:
+    """The canonical units of every CF standard name (``climgen/data/cf/standard-name-units.json``,
+    made by the script beside it); None when the package lacks the table."""
+    import json
+    from importlib import resources
+
+    path = resources.files("climgen") / "data" / "cf" / "standard-name-units.json"
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, OSError):  # pragma: no cover - the table ships with climgen
+        return None
+
+
+@lru_cache(maxsize=256)
+def _dimensions_differ(units: str, canonical: str) -> bool:
+    """Whether ``units`` measure another kind of quantity than ``canonical``; False when
+    either cannot be parsed (nothing known, nothing said)."""
+    try:
+        from cf_xarray.units import units as registry
+
+        first, second = (registry.Quantity(1.0, _pint_spelling(value)) for value in (units, canonical))
+    except Exception:  # pint raises several error types for strings it cannot parse
+        return False
+    return first.dimensionality != second.dimensionality
 
 
 def same_dimension(first: str, second: str) -> bool:
