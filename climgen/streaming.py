@@ -36,7 +36,7 @@ from climgen.depth.skill import detail_kept
 from climgen.errors import ConfigError, OutputExistsError, OutputWriteError
 from climgen.grid import find_spatial_axes, spatial_last
 from climgen.io import cf
-from climgen.io.encoding import encoding_for, match_range_types
+from climgen.io.encoding import encoding_for, match_range_types, restore_attribute_types
 from climgen.io.lock import OutputLock
 from climgen.io.manifest import drop_damaged, store_region
 from climgen.io.write import check_output, output_format
@@ -344,8 +344,11 @@ def _replace(job: Job) -> None:
             fine_chunk = job.options.region_tiles * job.plan.prepared.layout.tile * factor
             encoding = encoding_for(stored, variables, (fine_chunk, fine_chunk), netcdf=True)
             for name, variable in stored.variables.items():
-                variable.encoding = {}
+                # decoding moved the maps' "coordinates" (2-D latitude and longitude) into encoding
+                linked = variable.encoding.get("coordinates")
+                variable.encoding = {} if linked is None else {"coordinates": linked}
                 match_range_types(variable, encoding.get(name, {}).get("dtype"))  # zarr's JSON widened them
+            restore_attribute_types(stored, job.plan.source)
             try:
                 stored.to_netcdf(source, encoding=encoding, format="NETCDF4")
             except RuntimeError as error:  # netCDF4 says "NetCDF: HDF error" when the disk fills

@@ -505,3 +505,50 @@ def test_progress_into_a_log_file_is_one_line_per_update(capsys, monkeypatch):
     logged = capsys.readouterr().err
     assert "\r" not in logged and logged.endswith("\n")
     assert logged.splitlines()[-1].startswith("refining: 100%|") and "3/3" in logged.splitlines()[-1]
+
+
+def _small_series(time_values, time_attrs, **variables) -> xr.Dataset:
+    """Temperature on a 16 x 16 curvilinear grid (2-D lat and lon) over ``time_values``."""
+    rng = np.random.default_rng(5)
+    lat, lon = np.meshgrid(np.linspace(30, 45, 16), np.linspace(0, 15, 16), indexing="ij")
+    tas = 280 + rng.normal(size=(len(time_values), 16, 16)).astype(np.float32)
+    return xr.Dataset(
+        {"tas": (("time", "y", "x"), tas, {"units": "K", "standard_name": "air_temperature"}), **variables},
+        coords={
+            "time": ("time", np.asarray(time_values, dtype=float), time_attrs),
+            "lat": (("y", "x"), lat, {"units": "degrees_north", "standard_name": "latitude"}),
+            "lon": (("y", "x"), lon + 0.01 * lat, {"units": "degrees_east", "standard_name": "longitude"}),
+        },
+    )
+
+
+def test_outputs_keep_attribute_types_map_coordinates_and_undecoded_time_forms(tmp_path, climgen_cli):
+    """Streamed NetCDF outputs widened every integer attribute to int64 (flag_values against an
+    int8 flag failed the CF checks; CMIP's integer global attributes made the file unreadable
+    to netCDF-3 tools) and lost the maps' link to 2-D latitude and longitude. A climatology whose
+    bounds share time's units (CF 7.4) and a 360-day series in "months since" crashed the write."""
+    import netCDF4
+
+    middle = np.arange(15.0, 105.0, 30.0)
+    climatology = _small_series(
+        middle,
+        {"units": "days since 1981-01-01", "calendar": "standard", "climatology": "climatology_bnds"},
+        climatology_bnds=(("time", "nv"), np.stack([middle - 15, middle + 15 + 365 * 29], axis=1)),
+        qc=(("time",), np.array([0, 1, 2], "i1"), {"flag_values": np.array([0, 1, 2], "i1"), "flag_meanings": "good suspect bad"}),
+    )
+    climatology.attrs |= {"realization": np.int32(1), "physics_version": np.int32(1)}
+    climatology.to_netcdf(tmp_path / "climatology.nc")
+    assert climgen_cli("synthesize", tmp_path / "climatology.nc", tmp_path / "out.nc", "--factor", "2").returncode == 0
+    with netCDF4.Dataset(tmp_path / "out.nc") as out:
+        assert out["qc"].getncattr("flag_values").dtype == np.int8
+        assert isinstance(out.getncattr("realization"), np.int32)
+        assert all(out[name].getncattr("coordinates") == "lat lon" for name in ("complexity_score", "refinement_depth"))
+        assert out.getncattr("time_coverage_start").startswith("1981-01-01")  # the climatology's years
+        assert out.getncattr("time_coverage_end").startswith("2010-")
+        np.testing.assert_array_equal(out["climatology_bnds"][:], climatology["climatology_bnds"].values)
+    months = _small_series([0.0, 1.0, 2.0], {"units": "months since 2000-01-01", "calendar": "360_day"})
+    months.to_netcdf(tmp_path / "months.nc")
+    assert climgen_cli("synthesize", tmp_path / "months.nc", tmp_path / "months-x2.nc", "--factor", "2").returncode == 0
+    with xr.open_dataset(tmp_path / "months.nc") as source, xr.open_dataset(tmp_path / "months-x2.nc") as out:
+        assert list(out["time"].values) == list(source["time"].values)
+        source.climgen.synthesize(factor=2).to_netcdf(tmp_path / "in-memory.nc")  # written as the user would

@@ -19,6 +19,38 @@ def match_range_types(variable: xr.Variable, dtype=None) -> None:
             variable.attrs[key] = np.asarray(variable.attrs[key]).astype(target)
 
 
+def restore_attribute_types(ds: xr.Dataset, source: xr.Dataset | None) -> None:
+    """Give ``ds``'s attributes (global and per variable, in place) the types they have in
+    ``source``, where the values are the same: a round trip through zarr's JSON widens every
+    integer to int64 and every float to float64, and CF wants ``flag_values`` and
+    ``actual_range`` in the variable's type; an int64 left that fits int32 is narrowed (netCDF-3
+    tools cannot read 64-bit integers: CMIP's ``realization`` and ``*_index``)."""
+    pairs = [(ds.attrs, source.attrs if source is not None else {})]
+    for name, variable in ds.variables.items():
+        original = source.variables[name].attrs if source is not None and name in source.variables else {}
+        pairs.append((variable.attrs, original))
+    for attrs, original in pairs:
+        for key, value in attrs.items():
+            if key in ("valid_range", "valid_min", "valid_max"):
+                continue  # the data's type (match_range_types): a packed input's are packed numbers
+            before = original.get(key)
+            if isinstance(before, (np.ndarray, np.generic)) and before.dtype.kind in "iuf":
+                cast = np.asarray(value).astype(before.dtype)
+                if cast.shape == np.shape(before) and np.array_equal(cast, before):
+                    attrs[key] = cast if isinstance(before, np.ndarray) else cast[()]
+                    continue
+            narrowed = np.asarray(value)
+            info = np.iinfo(np.int32)
+            if (
+                narrowed.dtype.kind == "i"
+                and narrowed.dtype.itemsize > 4
+                and narrowed.size
+                and info.min <= narrowed.min()
+                and narrowed.max() <= info.max
+            ):
+                attrs[key] = narrowed.astype(np.int32) if narrowed.ndim else np.int32(narrowed)
+
+
 def encoding_for(ds: xr.Dataset, variables: list[str], fine_chunks: tuple[int, int], netcdf: bool = True) -> dict:
     """Per-variable encoding: compressed float32 data with a fill value, no fill on coordinates."""
     encoding = encoding_for_plain(ds, exclude=variables, netcdf=netcdf)
@@ -56,6 +88,8 @@ def encoding_for_plain(ds: xr.Dataset, exclude: list[str] | tuple = (), netcdf: 
         kept = {key: value for key, value in variable.encoding.items() if key in ("units", "calendar", "dtype")}
         if (is_time(variable) and variable.dtype.kind in "MO") or variable.dtype.kind == "m":
             kept["dtype"] = "float64"  # CF-1.8 has no 64-bit integers (dates, and durations such as ERA5's step)
+            if str(kept.get("units", "")).split(" ")[0] in ("months", "years") and variable.dtype.kind in "MO":
+                kept.pop("units")  # decoded in a 360-day calendar, but xarray cannot encode them again
         elif _fits_int32(variable):
             kept["dtype"] = "int32"  # xarray stores a bare 0 (a grid mapping) or a count as int64
         elif netcdf and variable.dtype.kind in "OU" and not is_time(variable):
@@ -65,9 +99,13 @@ def encoding_for_plain(ds: xr.Dataset, exclude: list[str] | tuple = (), netcdf: 
     for name, variable in ds.variables.items():  # time's cells (bounds, or a climatology's years) in time's units
         cells = variable.attrs.get("climatology") or variable.attrs.get("bounds")
         if cells in encoding and is_time(variable) and variable.dtype.kind in "MO":
+            # xarray decodes a climatology's bounds only when they carry their own units: left
+            # as numbers in time's units, they keep them (given units, they would be encoded again)
+            decoded = ds[cells].dtype.kind in "MO"
             if "units" not in encoding[name]:  # chosen for both here: xarray would choose each its own
-                encoding[name] |= _time_units([variable, ds[cells]])
-            encoding[cells] |= {key: encoding[name][key] for key in ("units", "calendar") if key in encoding[name]}
+                encoding[name] |= _time_units([variable, ds[cells]] if decoded else [variable])
+            if decoded:
+                encoding[cells] |= {key: encoding[name][key] for key in ("units", "calendar") if key in encoding[name]}
     return encoding
 
 

@@ -16,11 +16,30 @@ def open_input(path: str | Path) -> xr.Dataset:
     if not path.exists():
         raise InputError(f"input not found: {path}")
     try:
-        return _undecodable_times_kept(lambda **options: _open(path, **options), path.name)
+        return climatology_bounds_decoded(_undecodable_times_kept(lambda **options: _open(path, **options), path.name))
     except InputError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise InputError(f"cannot read {path}: {_reason(err)}") from err
+
+
+def climatology_bounds_decoded(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with the ``climatology`` bounds of a decoded time decoded too. CF lets them go
+    without units (they share time's, CF 7.4), and xarray decodes such bounds only when named
+    by ``bounds``: left as numbers, they would be written again with time's units."""
+    for name, variable in ds.variables.items():
+        cells = variable.attrs.get("climatology")
+        if cells not in ds.variables or ds[cells].dtype.kind not in "iuf" or "units" in ds[cells].attrs:
+            continue
+        if variable.dtype.kind not in "MO" or "units" not in variable.encoding:
+            continue
+        stated = {key: variable.encoding[key] for key in ("units", "calendar") if key in variable.encoding}
+        raw = ds[cells].variable.copy(deep=False)
+        raw.attrs = {**raw.attrs, **stated}
+        decoded = xr.decode_cf(xr.Dataset({cells: raw}), decode_timedelta=False)[cells].variable
+        decoded.encoding |= stated
+        ds = ds.assign_coords({cells: decoded}) if cells in ds.coords else ds.assign({cells: decoded})
+    return ds
 
 
 def _reason(err: Exception) -> str:
@@ -152,7 +171,7 @@ def open_inputs(paths: list[str | Path]) -> xr.Dataset:
         )
 
     try:
-        combined = _undecodable_times_kept(opener, f"{Path(paths[0]).name} and {len(paths) - 1} more")
+        combined = climatology_bounds_decoded(_undecodable_times_kept(opener, f"{Path(paths[0]).name} and {len(paths) - 1} more"))
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
         if grid.mismatch is not None:  # files on other grids fail to combine: say which
             raise grid.mismatch from None
