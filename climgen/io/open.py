@@ -27,7 +27,7 @@ def climatology_bounds_decoded(ds: xr.Dataset) -> xr.Dataset:
     """``ds`` with the ``climatology`` bounds of a decoded time decoded too. CF lets them go
     without units (they share time's, CF 7.4), and xarray decodes such bounds only when named
     by ``bounds``: left as numbers, they would be written again with time's units."""
-    for name, variable in ds.variables.items():
+    for variable in list(ds.variables.values()):
         cells = variable.attrs.get("climatology")
         if cells not in ds.variables or ds[cells].dtype.kind not in "iuf" or "units" in ds[cells].attrs:
             continue
