@@ -534,7 +534,11 @@ def test_outputs_keep_attribute_types_map_coordinates_and_undecoded_time_forms(t
         middle,
         {"units": "days since 1981-01-01", "calendar": "standard", "climatology": "climatology_bnds"},
         climatology_bnds=(("time", "nv"), np.stack([middle - 15, middle + 15 + 365 * 29], axis=1)),
-        qc=(("time",), np.array([0, 1, 2], "i1"), {"flag_values": np.array([0, 1, 2], "i1"), "flag_meanings": "good suspect bad"}),
+        qc=(
+            ("time",),
+            np.array([0, 1, 2], "i1"),
+            {"flag_values": np.array([0, 1, 2], "i1"), "flag_meanings": "good suspect bad"},
+        ),
     )
     climatology.attrs |= {"realization": np.int32(1), "physics_version": np.int32(1)}
     climatology.to_netcdf(tmp_path / "climatology.nc")
