@@ -39,7 +39,7 @@ from climgen.io import cf
 from climgen.io.encoding import encoding_for, match_range_types, restore_attribute_types
 from climgen.io.lock import OutputLock
 from climgen.io.manifest import drop_damaged, store_region
-from climgen.io.write import check_output, output_format
+from climgen.io.write import NEARLY_FULL_BYTES, check_output, output_format
 from climgen.job_identity import job_identity
 from climgen.leftovers import other_partials, started_by
 from climgen.pipeline import Plan, SynthesisConfig, _call_text, assemble, depth_policy_text, plan
@@ -50,9 +50,6 @@ from climgen.tasks import Task, delayed_tasks, model_reference, variable_layout
 
 FULL_OR_READ_ONLY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 """Write errors a user fixes by freeing space or permissions, then resumes."""
-
-NEARLY_FULL_BYTES = 16 * 2**20
-"""Free space under which a NetCDF library error while writing is taken for a full disk."""
 
 
 @dataclass
@@ -434,7 +431,7 @@ def _write(job: Job, overwrite: bool, command: str | None, started: float) -> No
         shutil.rmtree(job.manifest, ignore_errors=True)
         job.tasks = []
         return
-    check_output(output, overwrite)
+    check_output(output, overwrite, [source["path"] for source in job.plan.input_files])
     others = other_partials(job.output, job.store)
     if others and not overwrite:
         store = next((other for other in others if other.suffix == ".zarr"), others[0])

@@ -125,6 +125,30 @@ def test_existing_output_is_kept_without_overwrite(hsurf_coarse_file, tmp_path, 
         assert "HSURF" in ds
 
 
+def test_the_input_itself_is_never_the_output_even_with_overwrite(hsurf_coarse_file, tmp_path, climgen_cli):
+    """`--overwrite` with the input as the output replaced the coarse input with its refinement."""
+    import shutil
+
+    folder = tmp_path / "work"
+    folder.mkdir()
+    source = folder / "coarse.nc"
+    shutil.copy(hsurf_coarse_file, source)
+    original = source.read_bytes()
+    (folder / "link.nc").symlink_to(source)
+    for command in (["synthesize", source, source], ["synthesize", source, "./link.nc"], ["coarsen", "coarse.nc", source]):
+        result = climgen_cli(*command, "--factor", "2", "--overwrite", cwd=folder)
+        assert result.returncode == 2 and "would replace the data it is made from" in result.stderr, result.stderr
+    assert source.read_bytes() == original
+    assert sorted(path.name for path in folder.iterdir()) == ["coarse.nc", "link.nc"]  # nothing left behind
+
+
+def test_usage_errors_point_to_the_command_s_own_help(climgen_cli):
+    result = climgen_cli("synthesize", "in.nc", "out.nc", "--factr", "2")
+    assert result.returncode == 2 and "(see climgen synthesize --help)" in result.stderr
+    bare = climgen_cli()  # the help, and no empty error line after it
+    assert "Usage" in bare.stdout and "error" not in bare.stderr
+
+
 def test_debug_shows_the_traceback(tmp_path):
     result = climgen("--debug", "synthesize", "missing.nc", "out.nc", cwd=tmp_path)
     assert result.returncode != 0 and "Traceback" in result.stderr

@@ -316,6 +316,15 @@ def test_a_read_only_output_folder_is_a_clear_error_before_any_work(tmp_path, hs
         )
         assert result.returncode != 0 and "Traceback" not in result.stderr
         assert "cannot write in" in result.stderr and "Read-only file system" in result.stderr
+        # the other commands that write: coarsen, evaluate's and demo's folders (tracebacks before)
+        for command in (
+            ["coarsen", hsurf_coarse_file, folder / "coarse.nc", "--factor", "2"],
+            ["evaluate", "--truth", hsurf_coarse_file, "--pred", hsurf_coarse_file, "--out", folder],
+            ["demo", "--out", folder],
+        ):
+            result = subprocess.run(_climgen(*command), capture_output=True, text=True)
+            assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+            assert "Read-only file system" in result.stderr, result.stderr
         assert not list(folder.iterdir())
     finally:
         subprocess.run(["umount", str(folder)], capture_output=True)

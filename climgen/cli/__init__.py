@@ -60,7 +60,13 @@ def main() -> None:
     except Exception as err:
         # usage errors from the (vendored) click parser: one line too
         if hasattr(err, "format_message") and hasattr(err, "exit_code"):
-            typer.echo(f"climgen: error: {err.format_message()} (see climgen --help)", err=True)
+            message = err.format_message().strip()
+            if message:  # none when the help was shown instead (a bare `climgen`)
+                names, context = [], getattr(err, "ctx", None)
+                while context is not None and context.parent is not None:  # the subcommands, not the program
+                    names.insert(0, context.info_name)
+                    context = context.parent
+                typer.echo(f"climgen: error: {message} (see {' '.join(['climgen', *names])} --help)", err=True)
             sys.exit(err.exit_code)
         raise
     finally:

@@ -76,7 +76,7 @@ def coarsen(
     from climgen.io.open import open_input
     from climgen.io.write import check_output, write_dataset
 
-    check_output(output, overwrite)
+    check_output(output, overwrite, [input])
     with open_input(input) as ds:
         # a climgen output coarsened is a new coarse field: not the refinement's maps and record
         ds = ds.drop_vars([name for name in ANCILLARY_ATTRS if name in ds.variables])

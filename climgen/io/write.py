@@ -6,6 +6,7 @@ existing output is replaced only with ``overwrite=True``.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import uuid
@@ -13,10 +14,12 @@ from pathlib import Path
 
 import xarray as xr
 
-from climgen.errors import ConfigError, OutputExistsError
+from climgen.errors import ConfigError, OutputExistsError, OutputWriteError
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
 ZARR_SUFFIXES = (".zarr",)
+NEARLY_FULL_BYTES = 16 * 2**20
+"""Free space under which a NetCDF library error while writing is taken for a full disk."""
 
 
 def output_format(path: str | Path) -> str:
@@ -29,17 +32,31 @@ def output_format(path: str | Path) -> str:
     raise ConfigError(f"output must end in .nc or .zarr, got {Path(path).name!r}")
 
 
-def check_output(path: str | Path, overwrite: bool) -> Path:
-    """Validate the output path before any work starts."""
+def check_output(path: str | Path, overwrite: bool, inputs=()) -> Path:
+    """Validate the output path before any work starts; it must not be one of ``inputs`` (the
+    files the output is made from), which ``overwrite`` would replace with the result."""
     path = Path(path).expanduser()
     output_format(path)
+    for source in inputs:
+        if _same_file(path, Path(source).expanduser()):
+            raise ConfigError(
+                f"output {path} is the input {source}: writing it would replace the data it is made from; choose another output"
+            )
     if path.exists() and not overwrite:
         raise OutputExistsError(
             f"output {path} exists; pass --overwrite (overwrite=True in Python, overwrite: true in a recipe) to replace it"
         )
     if not path.parent.exists():
         raise ConfigError(f"output folder {path.parent} does not exist")
+    check_writable(path.parent, f"in {path.parent}")
     return path
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    """Whether two paths name one file or store (through links and relative parts too)."""
+    if first.exists() and second.exists():
+        return os.path.samefile(first, second)
+    return first.resolve() == second.resolve()
 
 
 def _remove(path: Path) -> None:
@@ -91,6 +108,15 @@ def write_dataset(ds: xr.Dataset, path: str | Path, encoding: dict, overwrite: b
             _remove(retired)
         else:
             os.replace(temporary, path)
+    except (OSError, RuntimeError) as error:  # netCDF4 says "NetCDF: HDF error" when the disk fills
+        _remove(temporary)
+        if isinstance(error, OSError) and error.errno is not None:
+            reason = os.strerror(error.errno)
+        elif shutil.disk_usage(path.parent).free < NEARLY_FULL_BYTES:
+            reason = os.strerror(errno.ENOSPC)
+        else:
+            raise
+        raise OutputWriteError(f"{reason} while writing {path}: nothing was written there") from None
     except BaseException:
         _remove(temporary)
         raise
@@ -104,9 +130,25 @@ def check_folder(path: str | Path, option: str = "--out", make: bool = True) -> 
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{option} {path} is a file; give a folder (it is made where missing)")
     if not make:
+        if path.is_dir():
+            check_writable(path, f"in {path} ({option})")
         return path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"cannot make the folder {path} ({option}): {err.strerror}") from err
+    check_writable(path, f"in {path} ({option})")
     return path
+
+
+def check_writable(folder: Path, where: str) -> None:
+    """Refuse a folder no file can be written in (``where`` says which, in the error). A file
+    written and removed, not ``os.access``: root on a read-only or special file system, NFS
+    with root squashed, ACLs or a full quota pass that test and fail at the first write."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".climgen-write-test-"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"cannot write {where}: {err.strerror or err}") from None

@@ -69,9 +69,8 @@ def check_files(recipe: TrainRecipe, overwrite: bool = False) -> None:
     """Before any training: every field the recipe reads exists, and the checkpoint can be
     written where it says (not over a folder, in a folder that can be written, not over a
     finished checkpoint unless ``overwrite``)."""
-    import tempfile
-
     from climgen.errors import ConfigError, InputError, OutputExistsError
+    from climgen.io.write import check_writable
     from climgen.models.checkpoint import weights_path
     from climgen.training.state import state_paths
 
@@ -94,10 +93,4 @@ def check_files(recipe: TrainRecipe, overwrite: bool = False) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"cannot make the output folder {folder}: {err.strerror}") from err
-    # a file written and removed, not os.access: root on a read-only or special file system,
-    # NFS with root squashed, ACLs or a full quota pass that test and fail at the first save
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".climgen-write-test-"):
-            pass
-    except OSError as err:
-        raise ConfigError(f"cannot write the checkpoint in {folder}: {err.strerror or err}") from None
+    check_writable(folder, f"the checkpoint in {folder}")
