@@ -42,7 +42,7 @@ from climgen.inputs import (  # noqa: F401 (the workflow's public names, here si
     wrap_global,
 )
 from climgen.io import cf
-from climgen.io.encoding import with_file_encoding
+from climgen.io.encoding import unlimited_dims, with_file_encoding
 from climgen.planning import (  # noqa: F401
     Plan,
     complexity,
@@ -265,6 +265,7 @@ def synthesize(
     lazy = [name for name, variable in result.variables.items() if variable.chunks is not None]
     if lazy:
         result = result.compute()
+    result.encoding["unlimited_dims"] = unlimited_dims(ds, result)
     return with_file_encoding(result, job.prepared.variables)
 
 

@@ -36,7 +36,7 @@ from climgen.depth.skill import detail_kept
 from climgen.errors import ConfigError, OutputExistsError, OutputWriteError
 from climgen.grid import find_spatial_axes, spatial_last
 from climgen.io import cf
-from climgen.io.encoding import encoding_for, match_range_types, restore_attribute_types
+from climgen.io.encoding import encoding_for, match_range_types, restore_attribute_types, unlimited_dims
 from climgen.io.lock import OutputLock
 from climgen.io.manifest import drop_damaged, store_region
 from climgen.io.write import NEARLY_FULL_BYTES, check_output, output_format
@@ -347,7 +347,8 @@ def _replace(job: Job) -> None:
                 match_range_types(variable, encoding.get(name, {}).get("dtype"))  # zarr's JSON widened them
             restore_attribute_types(stored, job.plan.source)
             try:
-                stored.to_netcdf(source, encoding=encoding, format="NETCDF4")
+                records = unlimited_dims(job.plan.source, stored)
+                stored.to_netcdf(source, encoding=encoding, format="NETCDF4", unlimited_dims=records)
             except RuntimeError as error:  # netCDF4 says "NetCDF: HDF error" when the disk fills
                 full = shutil.disk_usage(source.parent).free < NEARLY_FULL_BYTES
                 if source.exists():  # emptied first: a handle the failed close left open would keep its space

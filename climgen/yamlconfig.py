@@ -53,6 +53,10 @@ def load_yaml_model(path: str | Path, schema: type[Model], **extra) -> Model:
         raise ConfigError(f"recipe {path}: {validation_message(err, schema)}") from err
 
 
+SET_BY_CLIMGEN = frozenset({"base_dir"})
+"""Fields of a recipe's model that climgen fills in (the recipe's own folder): never keys to suggest."""
+
+
 def validation_message(err: ValidationError, schema: type[BaseModel] | None = None) -> str:
     """The first problem pydantic found, as ``field.path: message`` (the message alone for a
     check of the whole document), without pydantic's ``Value error,`` prefix; an unknown key
@@ -80,4 +84,4 @@ def _keys_at(schema: type[BaseModel], section: list) -> list[str]:
         model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
         if model is None:
             return []
-    return sorted(name for name, field in model.model_fields.items() if not field.exclude)
+    return sorted(name for name, field in model.model_fields.items() if not field.exclude and name not in SET_BY_CLIMGEN)

@@ -145,6 +145,8 @@ def test_a_recipe_runs_a_shipped_model_by_name_and_refuses_files_on_another_grid
         ("input: a.nc\noutput: o.nc\noverwrite: 'yes'\n", "overwrite"),
         ("input: a.nc\noutput: o.nc\nfactr: 4\n", "unknown key 'factr' (did you mean 'factor'?)"),
         ("input: a.nc\noutput: o.nc\nchunks: {region_tile: 2}\n", "unknown key 'region_tile' in chunks (did you mean"),
+        # a key climgen sets itself is never suggested: it would be refused in turn
+        ("input: a.nc\noutput: o.nc\nbasedir: x\n", "unknown key 'basedir' (known: "),
     ],
 )
 def test_a_broken_batch_recipe_is_one_line(tmp_path, text, message, climgen_cli):

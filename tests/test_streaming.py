@@ -541,11 +541,12 @@ def test_outputs_keep_attribute_types_map_coordinates_and_undecoded_time_forms(t
         ),
     )
     climatology.attrs |= {"realization": np.int32(1), "physics_version": np.int32(1)}
-    climatology.to_netcdf(tmp_path / "climatology.nc")
+    climatology.to_netcdf(tmp_path / "climatology.nc", unlimited_dims=["time"])
     assert climgen_cli("synthesize", tmp_path / "climatology.nc", tmp_path / "out.nc", "--factor", "2").returncode == 0
     with netCDF4.Dataset(tmp_path / "out.nc") as out:
         assert out["qc"].getncattr("flag_values").dtype == np.int8
         assert isinstance(out.getncattr("realization"), np.int32)
+        assert out.dimensions["time"].isunlimited()  # a record dimension, as the input's: ncrcat joins outputs
         assert all(out[name].getncattr("coordinates") == "lat lon" for name in ("complexity_score", "refinement_depth"))
         assert out.getncattr("time_coverage_start").startswith("1981-01-01")  # the climatology's years
         assert out.getncattr("time_coverage_end").startswith("2010-")
@@ -556,3 +557,7 @@ def test_outputs_keep_attribute_types_map_coordinates_and_undecoded_time_forms(t
     with xr.open_dataset(tmp_path / "months.nc") as source, xr.open_dataset(tmp_path / "months-x2.nc") as out:
         assert list(out["time"].values) == list(source["time"].values)
         source.climgen.synthesize(factor=2).to_netcdf(tmp_path / "in-memory.nc")  # written as the user would
+    with xr.open_dataset(tmp_path / "climatology.nc") as source:
+        source.climgen.synthesize(factor=2).to_netcdf(tmp_path / "climatology-in-memory.nc")
+    with netCDF4.Dataset(tmp_path / "climatology-in-memory.nc") as out:
+        assert out.dimensions["time"].isunlimited()

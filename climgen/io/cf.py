@@ -199,7 +199,7 @@ ANCILLARY_ATTRS = {
         "comment": "weighted mean of gradient, spectral, variance and covariate components; see climgen.depth.complexity",
     },
     "predicted_gain": {
-        "long_name": "predicted share of full-depth refinement's mean squared error that the learned stages remove per tile",
+        "long_name": "predicted ratio of the squared error the learned stages remove per tile to what full depth leaves",
         "units": "1",
         "comment": "from a self-test one scale coarser (climgen.depth.gain): each stage's predicted error removal over the "
         "error full depth leaves, summed over stages; a tile stops where its remaining stages' share falls below the "

@@ -66,6 +66,13 @@ def encoding_for(ds: xr.Dataset, variables: list[str], fine_chunks: tuple[int, i
     return encoding
 
 
+def unlimited_dims(source: xr.Dataset | None, ds: xr.Dataset) -> list[str]:
+    """The input's unlimited (record) dimensions that ``ds`` has: kept so, outputs of a
+    series refined a year at a time can be joined along time by ``ncrcat`` or appended to."""
+    found = source.encoding.get("unlimited_dims", ()) if source is not None else ()
+    return sorted(dim for dim in found if dim in ds.dims)
+
+
 def with_file_encoding(ds: xr.Dataset, variables: list[str]) -> xr.Dataset:
     """``ds`` with the encoding of climgen's own files (:func:`encoding_for`, less what only one
     format knows): no fill values on coordinates and bounds, float32 data with climgen's fill
