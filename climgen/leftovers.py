@@ -30,6 +30,12 @@ def interruption_note(output: Path) -> str:
     """What an interrupted job on ``output`` left to resume, said to the user."""
     manifests = sorted(Path(output).parent.glob(f".{Path(output).name}.partial-job-*.manifest"), key=os.path.getmtime)
     done = sum(1 for entry in manifests[-1].iterdir() if not entry.name.startswith(".")) if manifests else 0
+    complete = [store for store in Path(output).parent.glob(f".{Path(output).name}.partial-job-*.zarr") if _complete(store)]
+    if not manifests and complete:  # every task done, interrupted while the output was written from the store
+        return (
+            f"interrupted while writing {Path(output).name}: every task finished and is kept in {complete[0].name}; "
+            "rerun the same command to write it (no task is redone)"
+        )
     if not done:
         if manifests:  # the job's store was begun: it names the job, so another one is refused beside it
             return (
@@ -39,3 +45,11 @@ def interruption_note(output: Path) -> str:
         return "interrupted before any task finished: nothing to resume, a rerun starts from the beginning"
     kept = manifests[-1].with_suffix(".zarr").name
     return f"interrupted: {done} finished task{'s' if done != 1 else ''} kept in {kept}; rerun the same command to resume"
+
+
+def _complete(store: Path) -> bool:
+    """Whether a job's partial store holds every task (marked so before the output is written)."""
+    try:
+        return json.loads((store / ".zattrs").read_text()).get("climgen_complete") == "yes"
+    except (OSError, ValueError):
+        return False

@@ -357,6 +357,9 @@ def _replace(job: Job) -> None:
                 if full:
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from error
                 raise
+            except BaseException:  # interrupted: a half-written file is no output (the store is kept)
+                source.unlink(missing_ok=True)
+                raise
     if output.exists():
         retired = output.with_name(f".{output.name}.old-{job.job_id[:8]}")
         os.replace(output, retired)

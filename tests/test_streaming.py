@@ -561,3 +561,31 @@ def test_outputs_keep_attribute_types_map_coordinates_and_undecoded_time_forms(t
         source.climgen.synthesize(factor=2).to_netcdf(tmp_path / "climatology-in-memory.nc")
     with netCDF4.Dataset(tmp_path / "climatology-in-memory.nc") as out:
         assert out.dimensions["time"].isunlimited()
+
+
+def test_an_interruption_while_the_netcdf_is_written_leaves_no_half_file_and_says_what_is_kept(tmp_path, monkeypatch):
+    """Ctrl-C after every task, while the NetCDF was written from the store, left a half-written
+    file beside it and said "nothing to resume"."""
+    from climgen.leftovers import interruption_note
+
+    make_dataset("latlon", shape=(16, 16)).to_netcdf(tmp_path / "in.nc")
+    config, options = pipeline.make_config(factor=2), streaming.StreamOptions(progress=False)
+    original = xr.Dataset.to_netcdf
+
+    def cut_short(self, path, *args, **kwargs):
+        original(self, path, *args, **kwargs)  # the file is there, as a conversion cut short leaves it
+        raise KeyboardInterrupt
+
+    output = tmp_path / "out.nc"
+    with xr.open_dataset(tmp_path / "in.nc") as ds:
+        monkeypatch.setattr(xr.Dataset, "to_netcdf", cut_short)
+        with pytest.raises(KeyboardInterrupt):
+            streaming.run(ds, output, config, options=options)
+        monkeypatch.setattr(xr.Dataset, "to_netcdf", original)
+        left = sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".out.nc"))
+        assert len(left) == 1 and left[0].endswith(".zarr"), left  # the complete store, no partial .nc
+        assert "interrupted while writing out.nc: every task finished" in interruption_note(output)
+        streaming.run(ds, output, config, options=options)  # the rerun writes the output from the store
+    with xr.open_dataset(output) as out:
+        assert out["tas"].shape[-2:] == (32, 32)
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".out.nc")]
