@@ -151,6 +151,12 @@ def test_evaluate_command(hsurf_coarse_file, tmp_path, climgen_cli):
     rows = json.loads((tmp_path / "scores" / "scores.json").read_text())
     assert {row["method"] for row in rows} == {"prediction", "bicubic"}
     assert (tmp_path / "scores" / "evaluation_HSURF.png").stat().st_size > 20_000
+    # another model's scores into the same folder: refused before scoring, kept, unless --overwrite
+    again = ("evaluate", "--truth", truth, "--pred", tmp_path / "fine.nc", "--out", tmp_path / "scores")
+    result = run(*again)
+    assert result.returncode == 2 and "--overwrite" in result.stderr and result.stdout == ""
+    assert json.loads((tmp_path / "scores" / "scores.json").read_text()) == rows
+    assert run(*again, "--overwrite").returncode == 0
     # a truth whose size is not a multiple of the factor: coarsening drops the trailing rows,
     # and evaluate compares the cells the prediction covers
     import xarray as xr

@@ -25,6 +25,7 @@ def evaluate(
             "its provenance, when it has one)."
         ),
     ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the scores and plots already in --out.")] = False,
 ) -> None:
     """Score a refined field against the truth: table on stdout, JSON and plots with --out."""
     from climgen.evaluation import aligned_truth, format_table, scores_json
@@ -36,6 +37,10 @@ def evaluate(
         from climgen.io.write import check_folder
 
         check_folder(out, make=False)  # a file where the folder should go: said before any scoring
+        if (out / "scores.json").exists() and not overwrite:  # another model's scores, perhaps: kept
+            from climgen.errors import OutputExistsError
+
+            raise OutputExistsError(f"{out / 'scores.json'} exists; pass --overwrite to replace the scores and plots in {out}")
     with open_input(truth) as whole_truth, open_input(pred) as pred_ds:
         truth_ds = aligned_truth(whole_truth, pred_ds)
         axes = find_spatial_axes(whole_truth)
@@ -55,7 +60,9 @@ def evaluate(
             from climgen.plotting import plot_evaluation
 
             check_folder(out)
-            (out / "scores.json").write_text(scores_json(rows))
+            partial = out / ".scores.json.partial"  # written whole, then renamed: never half a file
+            partial.write_text(scores_json(rows))
+            partial.replace(out / "scores.json")
             pictures = plot_evaluation(
                 truth_ds, pred_ds, [row["variable"] for row in rows if row["method"] == "prediction"], out, factor
             )
