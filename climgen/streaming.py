@@ -411,6 +411,10 @@ def run(
     output_format(output)  # a wrong suffix is an error before anything is written
     # one writer per output, taken before any work: a folder that cannot be written is said at once
     with OutputLock(output, wait=(options or StreamOptions()).wait):
+        if not overwrite and output.exists() and _finished_job(output) is None:
+            # no job's output (a file of one's own, or cut short): refused before planning, which
+            # reads the whole input; a finished job's output waits for the plan to say if it is this one
+            check_output(output, overwrite)
         job = prepare_job(ds, output, config, covariates, options)
         try:
             _write(job, overwrite, command, started)

@@ -125,6 +125,22 @@ def test_existing_output_is_kept_without_overwrite(hsurf_coarse_file, tmp_path, 
         assert "HSURF" in ds
 
 
+def test_an_output_of_no_job_is_refused_before_planning_reads_the_input(hsurf_coarse_file, tmp_path, climgen_cli, monkeypatch):
+    """An existing output was refused only after planning (the self-tests read the whole input:
+    20 s on a large one); a file that is no job's output is refused at once."""
+    from climgen import streaming
+
+    def no_planning(*args, **kwargs):
+        raise AssertionError("planned before refusing the output")
+
+    output = tmp_path / "out.nc"
+    output.write_text("precious")
+    monkeypatch.setattr(streaming, "prepare_job", no_planning)
+    result = climgen_cli("synthesize", hsurf_coarse_file, output)
+    assert result.returncode == 2 and "--overwrite" in result.stderr, result.stderr
+    assert output.read_text() == "precious"
+
+
 def test_the_input_itself_is_never_the_output_even_with_overwrite(hsurf_coarse_file, tmp_path, climgen_cli):
     """`--overwrite` with the input as the output replaced the coarse input with its refinement."""
     import shutil
