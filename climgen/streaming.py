@@ -39,7 +39,7 @@ from climgen.io import cf
 from climgen.io.encoding import encoding_for, match_range_types, restore_attribute_types, unlimited_dims
 from climgen.io.lock import OutputLock
 from climgen.io.manifest import drop_damaged, store_region
-from climgen.io.write import NEARLY_FULL_BYTES, check_output, output_format
+from climgen.io.write import check_output, nearly_full, output_format
 from climgen.job_identity import job_identity
 from climgen.leftovers import other_partials, started_by
 from climgen.pipeline import Plan, SynthesisConfig, _call_text, assemble, depth_policy_text, plan
@@ -350,7 +350,7 @@ def _replace(job: Job) -> None:
                 records = unlimited_dims(job.plan.source, stored)
                 stored.to_netcdf(source, encoding=encoding, format="NETCDF4", unlimited_dims=records)
             except RuntimeError as error:  # netCDF4 says "NetCDF: HDF error" when the disk fills
-                full = shutil.disk_usage(source.parent).free < NEARLY_FULL_BYTES
+                full = nearly_full(source.parent)
                 if source.exists():  # emptied first: a handle the failed close left open would keep its space
                     os.truncate(source, 0)
                 source.unlink(missing_ok=True)

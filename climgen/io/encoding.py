@@ -39,16 +39,9 @@ def restore_attribute_types(ds: xr.Dataset, source: xr.Dataset | None) -> None:
                 if cast.shape == np.shape(before) and np.array_equal(cast, before):
                     attrs[key] = cast if isinstance(before, np.ndarray) else cast[()]
                     continue
-            narrowed = np.asarray(value)
-            info = np.iinfo(np.int32)
-            if (
-                narrowed.dtype.kind == "i"
-                and narrowed.dtype.itemsize > 4
-                and narrowed.size
-                and info.min <= narrowed.min()
-                and narrowed.max() <= info.max
-            ):
-                attrs[key] = narrowed.astype(np.int32) if narrowed.ndim else np.int32(narrowed)
+            values = np.asarray(value)
+            if values.dtype.kind == "i" and values.size and _fits_int32(values):
+                attrs[key] = values.astype(np.int32) if values.ndim else np.int32(values)
 
 
 def encoding_for(ds: xr.Dataset, variables: list[str], fine_chunks: tuple[int, int], netcdf: bool = True) -> dict:
@@ -97,7 +90,7 @@ def encoding_for_plain(ds: xr.Dataset, exclude: list[str] | tuple = (), netcdf: 
             kept["dtype"] = "float64"  # CF-1.8 has no 64-bit integers (dates, and durations such as ERA5's step)
             if str(kept.get("units", "")).split(" ")[0] in ("months", "years") and variable.dtype.kind in "MO":
                 kept.pop("units")  # decoded in a 360-day calendar, but xarray cannot encode them again
-        elif _fits_int32(variable):
+        elif isinstance(variable.data, np.ndarray) and _fits_int32(variable.data):
             kept["dtype"] = "int32"  # xarray stores a bare 0 (a grid mapping) or a count as int64
         elif netcdf and variable.dtype.kind in "OU" and not is_time(variable):
             kept["dtype"] = "S1"  # strings (ERA5's expver) as CF character arrays, not netCDF-4 vlen strings
@@ -127,12 +120,12 @@ def _time_units(variables: list) -> dict:
     return {"units": f"days since {earliest.year:04d}-{earliest.month:02d}-{earliest.day:02d}", "calendar": earliest.calendar}
 
 
-def _fits_int32(variable: xr.Variable) -> bool:
-    """A 64-bit integer variable held in memory whose values all fit in 32 bits."""
-    if variable.dtype.kind not in "iu" or variable.dtype.itemsize < 8 or not isinstance(variable.data, np.ndarray):
+def _fits_int32(values: np.ndarray) -> bool:
+    """64-bit integers whose values all fit in 32 bits (CF-1.8 and netCDF-3 have no 64-bit ones)."""
+    if values.dtype.kind not in "iu" or values.dtype.itemsize < 8:
         return False
     info = np.iinfo(np.int32)
-    return variable.size == 0 or (info.min <= variable.data.min() and variable.data.max() <= info.max)
+    return values.size == 0 or (info.min <= values.min() and values.max() <= info.max)
 
 
 def _chunks(variable: xr.DataArray, fine_chunks: tuple[int, int]) -> tuple[int, ...]:

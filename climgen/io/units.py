@@ -27,10 +27,10 @@ CELSIUS_SPELLINGS = frozenset({"degrees_C", "degree_C", "degrees_Celsius", "degr
 """UDUNITS spellings of degrees Celsius, some of which pint's registry lacks: read as ``degC``."""
 
 PERCENT_UNITS = frozenset({"%", "percent", "1e-2", "0.01"})
-FRACTION_UNITS = frozenset({"1", "fraction", "0-1", "(0 - 1)", "0 - 1"})  # the last two: ERA5
-"""Unit strings of a fraction in percent and in 1 (bounds 0..100 and 0..1)."""
 RANGE_UNITS = frozenset({"0-1", "(0 - 1)", "0 - 1"})
 """Unit strings that state the range 0..1 themselves (ERA5's): a fraction whatever its name."""
+FRACTION_UNITS = frozenset({"1", "fraction"}) | RANGE_UNITS
+"""Unit strings of a fraction in 1 (bounds 0..1; :data:`PERCENT_UNITS` 0..100)."""
 RATIO_UNITS = frozenset({"dimensionless", "m3 m-3", "m3/m3", "m**3 m**-3", "m^3 m^-3", "m3.m-3"})
 """Units of a ratio of like quantities (soil water in m3 m-3): a fraction's upper bound is 1."""
 
@@ -116,39 +116,38 @@ def canonical_units() -> dict | None:
 def _dimensions_differ(units: str, canonical: str) -> bool:
     """Whether ``units`` measure another kind of quantity than ``canonical``; False when
     either cannot be parsed (nothing known, nothing said)."""
-    try:
-        from cf_xarray.units import units as registry
-
-        first, second = (registry.Quantity(1.0, _pint_spelling(value)) for value in (units, canonical))
-    except Exception:  # pint raises several error types for strings it cannot parse
-        return False
-    return first.dimensionality != second.dimensionality
+    first, second = _quantity(units), _quantity(canonical)
+    return first is not None and second is not None and first.dimensionality != second.dimensionality
 
 
 def same_dimension(first: str, second: str) -> bool:
     """Whether two unit strings measure the same kind of quantity (``hPa`` and ``Pa``); False
     when either cannot be parsed."""
+    one, other = _quantity(first), _quantity(second)
+    return one is not None and other is not None and one.dimensionality == other.dimensionality
+
+
+def _quantity(units: str):
+    """One of ``units`` as a pint quantity of cf-xarray's registry; None when it cannot be parsed."""
     try:
         from cf_xarray.units import units as registry
 
-        first, second = (registry.Quantity(1.0, _pint_spelling(units)) for units in (first, second))
-        return first.dimensionality == second.dimensionality
+        return registry.Quantity(1.0, _pint_spelling(units))
     except Exception:  # pint raises several error types for strings it cannot parse
-        return False
+        return None
 
 
 def same_units(first: str, second: str) -> bool:
     """Whether two unit strings mean the same units (``K`` and ``kelvin``, ``m s-1`` and
     ``m/s``); strings neither parses are the same only when equal."""
-    first, second = (_pint_spelling(units) for units in (first, second))
-    if first == second:
+    if _pint_spelling(first) == _pint_spelling(second):
         return True
+    one, other = _quantity(first), _quantity(second)
+    if one is None or other is None or one.dimensionality != other.dimensionality:
+        return False
     try:
-        from cf_xarray.units import units as registry
-
-        one = registry.Quantity(1.0, first)
-        return one.dimensionality == registry.Quantity(1.0, second).dimensionality and abs(one.to(second).magnitude - 1) < 1e-9
-    except Exception:  # pint raises several error types for strings it cannot parse or convert
+        return abs(one.to(other.units).magnitude - 1) < 1e-9
+    except Exception:  # pint raises several error types for quantities it cannot convert
         return False
 
 

@@ -52,6 +52,12 @@ def check_output(path: str | Path, overwrite: bool, inputs=()) -> Path:
     return path
 
 
+def nearly_full(folder: Path) -> bool:
+    """Whether ``folder``'s disk is (nearly) full: how a NetCDF library error while writing
+    ("NetCDF: HDF error") is told for a full disk."""
+    return shutil.disk_usage(folder).free < NEARLY_FULL_BYTES
+
+
 def _same_file(first: Path, second: Path) -> bool:
     """Whether two paths name one file or store (through links and relative parts too)."""
     if first.exists() and second.exists():
@@ -112,7 +118,7 @@ def write_dataset(ds: xr.Dataset, path: str | Path, encoding: dict, overwrite: b
         _remove(temporary)
         if isinstance(error, OSError) and error.errno is not None:
             reason = os.strerror(error.errno)
-        elif shutil.disk_usage(path.parent).free < NEARLY_FULL_BYTES:
+        elif nearly_full(path.parent):
             reason = os.strerror(errno.ENOSPC)
         else:
             raise
